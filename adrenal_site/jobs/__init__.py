@@ -1,0 +1,1 @@
+"""One Job model for all long work, and the runner that moves it through its states."""

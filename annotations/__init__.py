@@ -1,0 +1,1 @@
+"""Datasets, patients, studies, series, volumes, labels, imports and crop boxes."""

@@ -1,0 +1,100 @@
+"""CT series with the metadata the original study indexed, their HU volumes and source instances."""
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from .datasets import Study
+
+
+class Series(models.Model):
+    """One CT series. Series with ``is_scan`` set are the dataset's scans (boxes, images, verdicts)."""
+
+    class BoxStatus(models.TextChoices):
+        NONE = "none"
+        PROPOSED = "proposed"
+        CONFIRMED = "confirmed"
+        NOT_COVERED = "not_covered", "adrenal region not covered"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+    series_uid = models.CharField(max_length=128, db_index=True)
+    uid_source = models.CharField(
+        max_length=32, default="dicom", help_text="dicom, or the fallback key used when the UID was blank"
+    )
+    is_scan = models.BooleanField(default=True)
+    box_status = models.CharField(max_length=16, choices=BoxStatus.choices, default=BoxStatus.NONE, db_index=True)
+    box_status_reason = models.CharField(max_length=300, blank=True)
+    # indexed DICOM metadata
+    modality = models.CharField(max_length=16, blank=True)
+    image_type = models.CharField(max_length=200, blank=True)
+    body_part = models.CharField(max_length=64, blank=True)
+    series_description = models.CharField(max_length=200, blank=True)
+    series_number = models.IntegerField(null=True, blank=True)
+    slice_thickness_mm = models.FloatField(null=True, blank=True)
+    slice_spacing_mm = models.FloatField(null=True, blank=True)
+    pixel_spacing_mm = models.JSONField(null=True, blank=True, help_text="[row, column] mm")
+    orientation = models.JSONField(null=True, blank=True, help_text="ImageOrientationPatient")
+    convolution_kernel = models.CharField(max_length=64, blank=True)
+    kvp = models.FloatField(null=True, blank=True)
+    exposure_mas = models.FloatField(null=True, blank=True)
+    contrast_agent = models.CharField(max_length=200, blank=True)
+    contrast_timing = models.CharField(max_length=64, blank=True)
+    manufacturer = models.CharField(max_length=100, blank=True)
+    model_name = models.CharField(max_length=100, blank=True)
+    series_date = models.DateField(null=True, blank=True)
+    series_time = models.CharField(max_length=32, blank=True)
+    instance_count = models.PositiveIntegerField(default=0)
+    transfer_syntax = models.CharField(max_length=64, blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["study", "series_number", "id"]
+        verbose_name_plural = "series"
+        constraints = [models.UniqueConstraint(fields=["study", "series_uid"], name="uniq_series_uid")]
+
+    def __str__(self) -> str:
+        return f"{self.study.patient} / {self.series_description or self.series_uid}"
+
+    @property
+    def patient(self):
+        return self.study.patient
+
+    @property
+    def dataset(self):
+        return self.study.patient.dataset
+
+    @property
+    def label(self) -> str | None:
+        """The series' own label override, else its patient's."""
+        override = self.labels.filter(is_current=True).first()
+        return override.value if override else self.study.patient.label
+
+
+class Volume(models.Model):
+    """The series as a regular-grid HU volume: int16 NIfTI, voxel (i, j, k) -> LPS mm by ``affine``."""
+
+    series = models.OneToOneField(Series, on_delete=models.CASCADE, related_name="volume")
+    file = models.FileField(upload_to="volumes/", max_length=300)
+    shape = models.JSONField(help_text="[k, j, i]: slices, rows, columns")
+    spacing_mm = models.JSONField(help_text="[i, j, k] spacing in mm: column, row, slice")
+    affine = models.JSONField(help_text="4x4 voxel (i, j, k) -> LPS mm")
+    resampled = models.BooleanField(default=False, help_text="Irregular spacing or tilt was resampled")
+    notes = models.CharField(max_length=300, blank=True)
+    preview = models.FileField(upload_to="previews/", max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"volume of {self.series_id} {self.shape}"
+
+
+class SourceInstance(models.Model):
+    """One imported DICOM instance (or NIfTI file), keyed so a re-import adds nothing."""
+
+    dataset = models.ForeignKey("annotations.Dataset", on_delete=models.CASCADE, related_name="instances")
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances", null=True, blank=True)
+    key = models.CharField(max_length=200, help_text="SOP Instance UID, or its documented fallback")
+    path = models.CharField(max_length=1000)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "key"], name="uniq_instance_key")]

@@ -1,0 +1,47 @@
+"""Normal/abnormal labels per patient, optionally overridden per series, with full history."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Label(models.Model):
+    """A label assignment. The current one has ``is_current``; older ones stay as history."""
+
+    class Value(models.TextChoices):
+        NORMAL = "normal"
+        ABNORMAL = "abnormal"
+
+    class Source(models.TextChoices):
+        FOLDER = "folder"
+        CSV = "csv"
+        UI = "ui"
+
+    patient = models.ForeignKey("annotations.Patient", on_delete=models.CASCADE, related_name="labels")
+    series = models.ForeignKey(
+        "annotations.Series", null=True, blank=True, on_delete=models.CASCADE, related_name="labels"
+    )
+    value = models.CharField(max_length=16, choices=Value.choices)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    note = models.CharField(max_length=300, blank=True)
+    is_current = models.BooleanField(default=True, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.patient} {self.value} ({self.source})"
+
+    @classmethod
+    def assign(cls, patient, value: str, source: str, *, series=None, user=None, note: str = "") -> Label:
+        """Make ``value`` current, keeping earlier labels as history; no-op if already current."""
+        current = cls.objects.filter(patient=patient, series=series, is_current=True).first()
+        if current and current.value == value:
+            return current
+        cls.objects.filter(patient=patient, series=series, is_current=True).update(is_current=False)
+        return cls.objects.create(
+            patient=patient, series=series, value=value, source=source, created_by=user, note=note
+        )

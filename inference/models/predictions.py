@@ -1,0 +1,30 @@
+"""Per-scan verdicts from a model version."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Prediction(models.Model):
+    class Verdict(models.TextChoices):
+        NORMAL = "normal"
+        ABNORMAL = "abnormal"
+        NOT_ASSESSABLE = "not_assessable", "not assessable"
+
+    series = models.ForeignKey("annotations.Series", on_delete=models.CASCADE, related_name="predictions")
+    run = models.ForeignKey("inference.TrainingRun", on_delete=models.CASCADE, related_name="predictions")
+    probability = models.FloatField(null=True, blank=True)
+    fraction = models.FloatField(null=True, blank=True, help_text="Fraction of 2.5D images voted abnormal")
+    operating_value = models.FloatField(null=True, blank=True)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    reason = models.CharField(max_length=300, blank=True, help_text="Why a scan is not assessable")
+    sides = models.JSONField(default=dict, blank=True, help_text='{"R": score, "L": score}')
+    flagged_slices_mm = models.JSONField(default=list, blank=True)
+    slice_scores = models.JSONField(default=list, blank=True, help_text="[[z_mm, probability], ...]")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,63 @@
+#!/usr/bin/env python
+"""`make run`: migrate, set up roles and demo accounts, load the demo dataset when the database is
+empty, then run the web server on 127.0.0.1:8000 and one Celery worker on both queues until Ctrl-C."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+HOST, PORT = os.environ.get("ADRENAL_HOST", "127.0.0.1"), os.environ.get("ADRENAL_PORT", "8000")
+
+
+def manage(*args: str) -> None:
+    subprocess.run([PY, "manage.py", *args], cwd=REPO, check=True)
+
+
+def main() -> int:
+    os.environ.setdefault("ADRENAL_LOCAL_SECRET", "1")
+    manage("migrate", "--noinput", "-v", "0")
+    manage("collectstatic", "--noinput", "-v", "0")
+    manage("setup_site", "--demo")
+    procs = {
+        "web": subprocess.Popen([PY, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=REPO),
+        "worker": subprocess.Popen(
+            [PY, "-m", "celery", "-A", "adrenal_site", "worker", "-Q", "cpu,gpu", "-c", "2", "-n", "local@%h",
+             "-l", "INFO", "--without-gossip", "--without-mingle"],
+            cwd=REPO,
+        ),
+    }
+    print(f"\n  Adrenal CT is running at http://{HOST}:{PORT}/  (Ctrl-C stops the server and the worker)\n", flush=True)
+
+    def stop(*_: object) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 30
+        for proc in procs.values():
+            try:
+                proc.wait(max(1.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    try:
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+        dead = [name for name, p in procs.items() if p.poll() is not None]
+        print(f"{', '.join(dead)} exited; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping web server and worker ...", flush=True)
+        return 0
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

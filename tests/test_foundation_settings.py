@@ -1,0 +1,66 @@
+"""Settings come from the environment: SQLite + filesystem broker by default, PostgreSQL + Redis when asked."""
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+PROBE = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "from adrenal_site.celery import app; "
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']), "
+    "'broker': app.conf.broker_url, 'opts': app.conf.broker_transport_options, 'acks_late': app.conf.task_acks_late, "
+    "'prefetch': app.conf.worker_prefetch_multiplier, 'reject': app.conf.task_reject_on_worker_lost, "
+    "'hard': app.conf.task_time_limit, 'soft': app.conf.task_soft_time_limit, "
+    "'queues': sorted(q.name for q in app.conf.task_queues), 'debug': s.DEBUG}))"
+)
+
+
+def probe(tmp_path, **env) -> dict:
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DEBUG"}}
+    base.update(ADRENAL_DATA_DIR=str(tmp_path), ADRENAL_LOCAL_SECRET="1", DJANGO_SETTINGS_MODULE="adrenal_site.settings")
+    base.update(env)
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=base, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_default_is_sqlite_and_filesystem_broker(tmp_path):
+    cfg = probe(tmp_path)
+    assert cfg["engine"] == "django.db.backends.sqlite3"
+    assert cfg["name"] == str(tmp_path / "db.sqlite3")
+    assert cfg["broker"].startswith("filesystem://")
+    assert cfg["opts"]["data_folder_in"].startswith(str(tmp_path))
+    assert cfg["debug"] is False
+    assert cfg["acks_late"] and cfg["reject"] and cfg["prefetch"] == 1
+    assert cfg["queues"] == ["cpu", "gpu"]
+    assert cfg["soft"] < cfg["hard"]
+
+
+def test_environment_switches_to_postgresql_and_redis(tmp_path):
+    cfg = probe(tmp_path, DATABASE_URL="postgres://127.0.0.1:5432/test", CELERY_BROKER_URL="redis://127.0.0.1:6379/0")
+    assert cfg["engine"] == "django.db.backends.postgresql"
+    assert cfg["name"] == "test"
+    assert cfg["broker"] == "redis://127.0.0.1:6379/0"
+    # Redis must not redeliver a task that is still within its hard time limit.
+    assert cfg["opts"]["visibility_timeout"] > cfg["hard"]
+
+
+def test_secret_key_required_when_debug_off_without_local_opt_in(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ADRENAL_LOCAL_SECRET", "DEBUG"}}
+    env.update(ADRENAL_DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="adrenal_site.settings")
+    out = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "SECRET_KEY is not set" in out.stderr
+    # DEBUG on generates one and keeps it.
+    env["DEBUG"] = "1"
+    subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env, check=True)
+    assert len((tmp_path / "secret_key").read_text()) > 40
+
+
+def test_live_database_is_the_configured_one(db):
+    from django.db import connection
+
+    expected = "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
+    assert connection.vendor == expected
