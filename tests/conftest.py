@@ -16,7 +16,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "var" / "fixtures"  # real-CT fixtures cached by scripts/fetch_fixtures.py
+
+# Fixtures of each area live in tests/plugins/<area>.py and are registered here.
+pytest_plugins = [f"tests.plugins.{p.stem}" for p in sorted((REPO / "tests" / "plugins").glob("[a-z]*.py"))]
+
+
+@pytest.fixture(scope="session")
+def realct() -> dict[str, Path]:
+    """Paths of the cached real-CT fixtures (scripts/fetch_fixtures.py; `make test` fetches them)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import fetch_fixtures
+
+    fetch_fixtures.main()
+    return fetch_fixtures.paths()
 
 
 @pytest.fixture
@@ -76,7 +88,9 @@ class Worker:
         self.concurrency = concurrency
         self.name = name
         self.proc: subprocess.Popen | None = None
-        self.log = REPO / "var" / f"{name}.log"
+        from django.conf import settings
+
+        self.log = settings.DATA_DIR / f"{name}.log"
 
     def start(self) -> Worker:
         env = dict(os.environ, DATABASE_URL=database_url_for_subprocess(), PYTHONUNBUFFERED="1")
@@ -129,10 +143,11 @@ def purge_broker() -> None:
 
 @pytest.fixture
 def celery_worker_proc(transactional_db, request):
-    """A fresh worker for one test (log in var/testworker.log). Marked tests only."""
-    (REPO / "var" / "testworker.log").unlink(missing_ok=True)
+    """A fresh worker for one test (log in DATA_DIR/testworker.log). Marked tests only."""
+    worker = Worker()
+    worker.log.unlink(missing_ok=True)
     purge_broker()
-    worker = Worker().start()
+    worker.start()
     yield worker
     worker.stop()
 
