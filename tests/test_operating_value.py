@@ -1,0 +1,141 @@
+"""Scan aggregators and the operating value, chosen from out-of-fold train-val predictions only."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from inference.ml import operating_value as OV
+
+
+def write_predictions(path: Path, scans: list[dict], n_folds: int = 2) -> Path:
+    """scans: {"uid", "patient", "label", "split", "fold", "probs": [...], "in_fold": [...] (optional)}."""
+    cols = ["image_id", "series_id", "series_uid", "patient", "label", "slice_index", "z_mm", "split", "fold", "prob",
+            *[f"prob_fold{k}" for k in range(n_folds)]]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, cols)
+        w.writeheader()
+        n = 0
+        for sc in scans:
+            for i, p in enumerate(sc["probs"]):
+                n += 1
+                row = {"image_id": n, "series_id": sc.get("series_id", sc["uid"]), "series_uid": sc["uid"],
+                       "patient": sc["patient"], "label": sc["label"], "slice_index": i, "z_mm": -100 + 2.5 * i,
+                       "split": sc["split"], "fold": sc.get("fold", "") if sc["split"] == "trainval" else "",
+                       "prob": p}
+                in_fold = sc.get("in_fold")
+                for k in range(n_folds):
+                    row[f"prob_fold{k}"] = in_fold[i] if in_fold else (p if sc["split"] == "test" else "")
+                w.writerow(row)
+    return path
+
+
+def test_aggregators_hand_worked():
+    probs = [0.1, 0.6, 0.5, 0.9, 0.2]
+    assert OV.aggregate(probs, "fraction") == pytest.approx(3 / 5)  # 0.6, 0.5, 0.9 voted abnormal (>= 0.5)
+    assert OV.aggregate(probs, "mean") == pytest.approx(2.3 / 5)
+    assert OV.aggregate(probs, "topk", top_k=2) == pytest.approx(0.75)
+    assert OV.aggregate(probs, "max") == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="unknown aggregator"):
+        OV.aggregate(probs, "median")
+    with pytest.raises(ValueError, match="without images"):
+        OV.aggregate([], "mean")
+
+
+def test_objectives_parse():
+    assert str(OV.parse_objective("accuracy")) == "accuracy"
+    assert OV.parse_objective("sensitivity>=0.95").target == pytest.approx(0.95)
+    assert OV.parse_objective("sens:90").target == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="unknown objective"):
+        OV.parse_objective("f1")
+
+
+def _oof(scans):
+    rows = []
+    for sc in scans:
+        for i, p in enumerate(sc["probs"]):
+            rows.append(OV.ImageRow(str(len(rows)), sc["uid"], sc["uid"], sc["patient"], sc["label"], i, float(i),
+                                    "trainval", sc.get("fold", 0), p))
+    return OV.OutOfFold(rows)
+
+
+def test_choice_by_objective_hand_worked():
+    # scan fractions: normals 0.0, 0.2, 0.5 ; abnormals 0.4, 0.8, 1.0
+    def scan(uid, label, frac):
+        n_ab = round(frac * 10)
+        return {"uid": uid, "patient": uid, "label": label, "probs": [0.9] * n_ab + [0.1] * (10 - n_ab)}
+
+    oof = _oof([scan("n1", 0, 0.0), scan("n2", 0, 0.2), scan("n3", 0, 0.5),
+                scan("a1", 1, 0.4), scan("a2", 1, 0.8), scan("a3", 1, 1.0)])
+    # candidates: 0.0, 0.1, 0.3, 0.45, 0.65, 0.9, 1.000001
+    # accuracy: t=0.3 -> 5/6? abn>=0.3: n3,a1,a2,a3 -> tp 3, fp 1, tn 2 -> 5/6;  t=0.65 -> tp 2, tn 3 -> 5/6; lowest wins
+    acc = OV.choose_operating_value(oof, "accuracy")
+    assert acc.operating_value == pytest.approx(0.3)
+    assert acc.oof_metrics["accuracy"] == pytest.approx(5 / 6)
+    assert acc.oof_metrics["confusion"] == [[2, 1], [0, 3]]
+    # Youden at 0.3: 1 + 2/3 - 1 = 0.667; at 0.65: 2/3 + 1 - 1 = 0.667 -> lowest, 0.3
+    assert OV.choose_operating_value(oof, "youden").operating_value == pytest.approx(0.3)
+    # sensitivity >= 0.95 -> all three abnormal called: highest such value is 0.3 (0.4 must be >= t)
+    sens = OV.choose_operating_value(oof, "sensitivity>=0.95")
+    assert sens.operating_value == pytest.approx(0.3) and sens.oof_metrics["sensitivity"] == 1.0
+    # sensitivity >= 0.6 -> two of three suffice: highest value is 0.65
+    assert OV.choose_operating_value(oof, "sensitivity>=0.6").operating_value == pytest.approx(0.65)
+    # another aggregator is chosen on its own scale
+    assert OV.choose_operating_value(oof, "accuracy", aggregator="max").aggregator == "max"
+
+
+def test_operating_value_uses_out_of_fold_predictions_only(tmp_path):
+    """Out-of-fold train-val predictions put the best-accuracy value at 0.5. The in-fold per-fold columns of
+    the same images, and the test rows, are built to point elsewhere (1.0 and 0.3): if either leaked into
+    the choice, the chosen value would move."""
+    def probs(frac):
+        k = round(frac * 5)
+        return [0.9] * k + [0.1] * (5 - k)
+
+    scans = []
+    # out-of-fold fractions: normals 0.0, 0.2, 0.4 ; abnormals 0.6, 0.8, 1.0 -> only 0.5 separates them
+    for uid, label, frac in [("n1", 0, 0.0), ("n2", 0, 0.2), ("n3", 0, 0.4),
+                             ("a1", 1, 0.6), ("a2", 1, 0.8), ("a3", 1, 1.0)]:
+        # in-fold predictions (from models that trained on these images): every image 0.9 -> fraction 1.0
+        scans.append({"uid": uid, "patient": uid, "label": label, "split": "trainval", "fold": int(uid[1]) % 2,
+                      "probs": probs(frac), "in_fold": [0.9] * 5})
+    # test scans contradict: normals at 0.6, abnormals at 0.4
+    for uid, label, frac in [("t1", 0, 0.6), ("t2", 0, 0.6), ("t3", 0, 0.6),
+                             ("t4", 1, 0.4), ("t5", 1, 0.4), ("t6", 1, 0.4)]:
+        scans.append({"uid": uid, "patient": uid, "label": label, "split": "test", "probs": probs(frac)})
+    rows = OV.read_predictions_csv(write_predictions(tmp_path / "predictions.csv", scans))
+    oof, test = OV.split_rows(rows)
+    assert len(oof) == 30 and len(test) == 30
+    assert all(r.prob_folds == () for r in oof.rows)  # in-fold columns are dropped on the way in
+
+    choice = OV.choose_operating_value(oof, "accuracy")
+    assert choice.operating_value == pytest.approx(0.5)
+    assert choice.n_scans == 6 and choice.oof_metrics["accuracy"] == 1.0
+
+    # the same chooser fed what a leak would feed it gives other values, so the assertion above would fail
+    as_trainval = [OV.ImageRow(**{**r.__dict__, "split": "trainval", "fold": r.fold or 0}) for r in rows]
+    assert OV.choose_operating_value(OV.OutOfFold(as_trainval), "accuracy").operating_value == pytest.approx(0.3)
+    with_in_fold = [OV.ImageRow(**{**r.__dict__, "prob": r.prob_folds[0]})
+                    for r in rows if r.split == "trainval"]
+    assert OV.choose_operating_value(OV.OutOfFold(with_in_fold), "accuracy").operating_value == pytest.approx(1.0)
+
+    # and it is structurally impossible to pass test rows or any other table
+    with pytest.raises(ValueError, match="out-of-fold train-val predictions only"):
+        OV.OutOfFold(rows)
+    with pytest.raises(TypeError, match="OutOfFold"):
+        OV.choose_operating_value(test, "accuracy")
+    with pytest.raises(TypeError):
+        OV.choose_operating_value(OV.ImageTable(tuple(rows)), "accuracy")
+    with pytest.raises(ValueError, match="no held-out fold"):
+        OV.OutOfFold([OV.ImageRow(**{**r.__dict__, "fold": None}) for r in oof.rows])
+
+
+def test_bad_predictions_file_names_the_problem(tmp_path):
+    p = tmp_path / "predictions.csv"
+    p.write_text("series_uid,patient,label,split,prob\nS1,P1,1,trainval,1.7\n")
+    with pytest.raises(ValueError, match=r"line 2: prob 1.7 outside"):
+        OV.read_predictions_csv(p)
+    p.write_text("series_uid,patient,label,prob\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        OV.read_predictions_csv(p)
