@@ -167,13 +167,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded default: messages are files under DATA_DIR/broker, shared by the web process and workers.
     _queue_dir = Path(os.environ.get("CELERY_QUEUE_DIR", DATA_DIR / "broker"))
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        "control_folder": str(_queue_dir / "control"),  # broadcast/pidbox (inspect ping) files
     }
 else:
     # Longer than the hard limit, or Redis hands a long training task to a second worker.
