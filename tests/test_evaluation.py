@@ -1,0 +1,110 @@
+"""Evaluating a run on its test patients: the stored document, the command, the job."""
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from inference.ml import metrics as M
+from inference.ml import operating_value as OV
+
+
+def test_evaluation_document(make_evaluated_run):
+    run, ev = make_evaluated_run(30)
+    r = ev.result
+    run.refresh_from_db()
+    assert run.operating_value == pytest.approx(r["operating_value"]) and run.objective == "accuracy"
+    assert set(r) >= {"run", "operating_value", "objective", "image", "scan", "patient", "scans", "aggregators"}
+    assert set(r["aggregators"]) == set(OV.AGGREGATORS)
+    for level in ("image", "scan", "patient"):
+        d = r[level]
+        for name in M.CI_METRICS:
+            assert name in d and f"{name}_ci" in d, (level, name)
+            lo, hi = d[f"{name}_ci"]
+            assert lo <= d[name] <= hi, (level, name)
+        (tn, fp), (fn, tp) = d["confusion"]
+        assert tn + fp + fn + tp == d["n"]
+    assert r["scan"]["n"] == 10 and r["patient"]["n"] == 10 and r["image"]["n"] == 80
+    # the scan verdicts are the original rule at the operating value, and agree with the confusion matrix
+    (tn, fp), (fn, tp) = r["scan"]["confusion"]
+    assert sum(s["verdict"] == "abnormal" and s["label"] == "abnormal" for s in r["scans"]) == tp
+    assert sum(s["verdict"] == "normal" and s["label"] == "abnormal" for s in r["scans"]) == fn
+    for s in r["scans"]:
+        assert (s["fraction"] >= r["operating_value"]) == (s["verdict"] == "abnormal")
+        assert s["series_id"] is not None and len(s["slice_scores"]) == 8
+        assert all(z in [z2 for z2, _ in s["slice_scores"]] for z in s["flagged_slices_mm"])
+    # the stored operating value is the one chosen on out-of-fold scans only
+    from inference.evaluation import predictions_path
+
+    oof, _ = OV.split_rows(OV.read_predictions_csv(predictions_path(run)))
+    assert r["operating_value"] == OV.choose_operating_value(oof, "accuracy").operating_value
+    # the test patients are the split's
+    assert r["test_patients"] == sorted(run.split.test_patients)
+    assert len(r["learning_curves"]) == 5 and r["learning_curves"][0]["history"]
+
+
+def test_metrics_at_matches_the_document(make_evaluated_run):
+    from inference.evaluation import metrics_at
+
+    run, ev = make_evaluated_run(30)
+    at = metrics_at(ev, ev.result["operating_value"])
+    assert at["confusion"] == ev.result["scan"]["confusion"]
+    assert at["sensitivity"] == ev.result["scan"]["sensitivity"]
+    lowest = metrics_at(ev, 0.0)
+    assert lowest["confusion"][0][0] == 0 and lowest["confusion"][1][0] == 0  # all called abnormal
+    assert metrics_at(ev, 0.5, level="patient")["confusion"]
+
+
+def test_evaluate_command_json_shape(make_evaluated_run):
+    run, _ = make_evaluated_run(30, evaluate=False)
+    out = StringIO()
+    call_command("evaluate", str(run.pk), "--objective", "sensitivity>=0.9", "--bootstrap", "100", "--json", stdout=out)
+    doc = json.loads(out.getvalue())
+    assert doc["run"] == run.pk and doc["objective"] == "sensitivity>=0.9"
+    for key in ("auc", "auc_ci", "accuracy", "sensitivity", "specificity", "ppv", "npv", "confusion",
+                "accuracy_ci", "sensitivity_ci", "balanced_accuracy", "balanced_accuracy_ci"):
+        assert key in doc["scan"] and key in doc["image"] and key in doc["patient"]
+    assert {"series_uid", "probability", "fraction", "verdict", "label"} == set(doc["scans"][0])
+    text = StringIO()
+    call_command("evaluate", str(run.pk), "--bootstrap", "50", stdout=text)
+    assert "operating value" in text.getvalue() and "scan/topk" in text.getvalue()
+
+
+def test_evaluate_command_errors(make_evaluated_run):
+    run, _ = make_evaluated_run(12, evaluate=False)
+    with pytest.raises(CommandError, match="no training run"):
+        call_command("evaluate", "999999")
+    with pytest.raises(CommandError, match="unknown objective"):
+        call_command("evaluate", str(run.pk), "--objective", "f1")
+    run.artifacts_dir = "runs/missing"
+    run.save()
+    with pytest.raises(CommandError, match="has no predictions"):
+        call_command("evaluate", str(run.pk))
+
+
+def test_test_rows_must_be_the_splits_test_patients(make_evaluated_run):
+    from inference.evaluation import evaluate_run
+
+    run, _ = make_evaluated_run(12, evaluate=False)
+    split = run.split
+    split.test_patients = split.test_patients[:-1]
+    split.save()
+    with pytest.raises(ValueError, match="not in the split's test patients"):
+        evaluate_run(run)
+
+
+def test_evaluation_job_function(make_evaluated_run, users):
+    from adrenal_site.jobs.models import Job
+    from inference.models import Evaluation
+    from inference.tasks.evaluation import evaluate_run_job
+
+    run, _ = make_evaluated_run(12, evaluate=False)
+    job = Job.objects.create(kind="evaluate", task_name=evaluate_run_job.name, params={"run_id": run.pk,
+                                                                                       "objective": "youden"})
+    result = evaluate_run_job.job_fn(job, **job.params)
+    job.refresh_from_db()
+    assert job.progress == 100.0 and "operating value" in job.message
+    ev = Evaluation.objects.get(pk=result["evaluation"])
+    assert ev.objective == "youden" and ev.run_id == run.pk
