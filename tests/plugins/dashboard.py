@@ -99,7 +99,12 @@ def make_evaluated_run(db, settings, tmp_path):
 @pytest.fixture(scope="session")
 def dashboard_chromium():
     """Debian's chromium, headless, through Playwright (no browser download)."""
+    import os
+
     from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; Django's ORM calls here stay synchronous.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(

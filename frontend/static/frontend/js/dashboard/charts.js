@@ -1,0 +1,63 @@
+// Minimal SVG line charts drawn from the API's numbers (no library, no CDN).
+const NS = "http://www.w3.org/2000/svg";
+export const PALETTE = ["#0b6e8e", "#b3261e", "#1e7d45", "#9a6700", "#6a3d9a", "#e07b00", "#2b2b2b"];
+
+function el(name, attrs = {}, parent = null) {
+  const node = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+/**
+ * Draw a line chart into `container` (replacing its content).
+ * series: [{label, points: [[x, y], ...], color?, dash?}]; options: {xDomain, yDomain, xLabel, yLabel,
+ * width, height, marker (x of a vertical line), diagonal (bool)}. Returns {svg, setMarker(x)}.
+ */
+export function lineChart(container, series, options = {}) {
+  const W = options.width || 420, H = options.height || 260;
+  const m = { l: 44, r: 12, t: 10, b: 36 };
+  const all = series.flatMap((s) => s.points);
+  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]).filter((v) => v !== null && Number.isFinite(v));
+  const [x0, x1] = options.xDomain || [Math.min(...xs, 0), Math.max(...xs, 1)];
+  const [y0, y1] = options.yDomain || [Math.min(...ys, 0), Math.max(...ys, 1)];
+  const sx = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
+  const sy = (y) => H - m.b - ((y - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
+  container.replaceChildren();
+  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart", role: "img" }, container);
+  const axes = el("g", { stroke: "#98a2ad", "stroke-width": 1 }, svg);
+  el("line", { x1: m.l, y1: H - m.b, x2: W - m.r, y2: H - m.b }, axes);
+  el("line", { x1: m.l, y1: m.t, x2: m.l, y2: H - m.b }, axes);
+  for (let i = 0; i <= 4; i++) {
+    const xv = x0 + ((x1 - x0) * i) / 4, yv = y0 + ((y1 - y0) * i) / 4;
+    el("text", { x: sx(xv), y: H - m.b + 14, "font-size": 10, "text-anchor": "middle", fill: "#5c6773" }, svg).textContent = +xv.toFixed(2);
+    el("text", { x: m.l - 4, y: sy(yv) + 3, "font-size": 10, "text-anchor": "end", fill: "#5c6773" }, svg).textContent = +yv.toFixed(2);
+  }
+  if (options.xLabel) el("text", { x: (W + m.l) / 2, y: H - 4, "font-size": 11, "text-anchor": "middle", fill: "#1d232b" }, svg).textContent = options.xLabel;
+  if (options.yLabel) {
+    const t = el("text", { x: 10, y: (H - m.b) / 2, "font-size": 11, "text-anchor": "middle", fill: "#1d232b",
+      transform: `rotate(-90 10 ${(H - m.b) / 2})` }, svg);
+    t.textContent = options.yLabel;
+  }
+  if (options.diagonal) el("line", { x1: sx(x0), y1: sy(y0), x2: sx(x1), y2: sy(y1), stroke: "#ccc", "stroke-dasharray": "4 3" }, svg);
+  series.forEach((s, i) => {
+    const pts = s.points.filter((p) => p[1] !== null && Number.isFinite(p[1]));
+    if (!pts.length) return;
+    const d = pts.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
+    el("path", { d, fill: "none", stroke: s.color || PALETTE[i % PALETTE.length], "stroke-width": 1.8,
+      "stroke-dasharray": s.dash || "", "data-series": s.label || "" }, svg);
+  });
+  const legend = el("g", {}, svg);
+  series.forEach((s, i) => {
+    const y = m.t + 4 + i * 13;
+    el("rect", { x: W - m.r - 110, y: y - 7, width: 10, height: 3, fill: s.color || PALETTE[i % PALETTE.length] }, legend);
+    el("text", { x: W - m.r - 96, y: y - 2, "font-size": 10, fill: "#1d232b" }, legend).textContent = s.label || "";
+  });
+  const marker = el("line", { y1: m.t, y2: H - m.b, stroke: "#1d232b", "stroke-width": 1, "stroke-dasharray": "2 2", visibility: "hidden", class: "marker" }, svg);
+  return {
+    svg,
+    setMarker(x) {
+      marker.setAttribute("x1", sx(x)); marker.setAttribute("x2", sx(x)); marker.setAttribute("visibility", "visible");
+    },
+  };
+}

@@ -1,0 +1,89 @@
+"""Dashboard API and pages: evaluations, per-scan verdicts, the threshold, exports, roles and visibility."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+
+@pytest.fixture
+def lead_run(make_evaluated_run, users):
+    return make_evaluated_run(30, members=[users["lead"], users["clinician"]])
+
+
+def test_evaluation_detail_and_threshold(client_as, lead_run):
+    run, ev = lead_run
+    c = client_as("lead")
+    doc = c.get(f"/api/evaluations/{ev.pk}/").json()
+    assert doc["operating_value"] == ev.operating_value and doc["scan"]["confusion"] == ev.result["scan"]["confusion"]
+    at = c.get(f"/api/evaluations/{ev.pk}/threshold/", {"value": ev.operating_value}).json()
+    assert at["confusion"] == doc["scan"]["confusion"] and at["sensitivity"] == doc["scan"]["sensitivity"]
+    assert c.get(f"/api/evaluations/{ev.pk}/threshold/", {"value": "abc"}).status_code == 400
+    assert c.get(f"/api/evaluations/{ev.pk}/threshold/", {"value": 0.5, "aggregator": "median"}).status_code == 400
+    curves = c.get(f"/api/evaluations/{ev.pk}/curves/", {"level": "scan", "aggregator": "max"}).json()
+    assert len(curves["threshold_curve"]) == 101 and curves["roc"]["fpr"][0] == 0.0
+    listing = c.get(f"/api/runs/{run.pk}/evaluations/").json()
+    assert listing[0]["id"] == ev.pk and listing[0]["scan"]["auc_ci"]
+    groups = c.get("/api/runs/compare/").json()
+    assert groups[0]["runs"][0]["evaluation"]["id"] == ev.pk
+
+
+def test_scans_sorted_and_filtered(client_as, lead_run):
+    _, ev = lead_run
+    c = client_as("lead")
+    data = c.get(f"/api/evaluations/{ev.pk}/scans/").json()
+    outcomes = [s["outcome"] for s in data["scans"]]
+    order = {"fn": 0, "fp": 1, "tp": 2, "tn": 3}
+    assert outcomes == sorted(outcomes, key=order.get)  # false negatives first
+    assert all(s["viewer_url"].startswith(f"/series/{s['series_id']}/") for s in data["scans"])
+    flagged = [s for s in data["scans"] if s["flagged_slices_mm"]]
+    assert flagged and "?z_mm=" in flagged[0]["viewer_url"]
+    fns = c.get(f"/api/evaluations/{ev.pk}/scans/", {"outcome": "fn"}).json()["scans"]
+    assert all(s["outcome"] == "fn" for s in fns)
+    assert len(fns) == ev.result["scan"]["confusion"][1][0]
+    probs = [s["probability"] for s in c.get(f"/api/evaluations/{ev.pk}/scans/", {"sort": "-probability"}).json()["scans"]]
+    assert probs == sorted(probs, reverse=True)
+    assert c.get(f"/api/evaluations/{ev.pk}/scans/", {"sort": "nonsense"}).status_code == 400
+
+
+def test_pages_and_exports(client_as, lead_run):
+    run, ev = lead_run
+    c = client_as("lead")
+    page = c.get(f"/runs/{run.pk}/dashboard/").content.decode()
+    assert f'data-evaluation="{ev.pk}"' in page and 'id="op-slider"' in page
+    assert f"/runs/{run.pk}/dashboard/" in c.get("/runs/compare/").content.decode()
+    rows = list(csv.reader(io.StringIO(c.get(f"/runs/{run.pk}/evaluation.csv").content.decode())))
+    assert ["level", "metric", "value", "ci_low", "ci_high"] in rows
+    assert any(r[:2] == ["scan", "sensitivity"] for r in rows)
+    assert len([r for r in rows if r and r[0].startswith("1.2.826")]) == 10
+    doc = c.get(f"/runs/{run.pk}/evaluation.json").json()
+    assert doc["evaluation"] == ev.pk and doc["scans"]
+
+
+def test_roles_and_visibility(client_as, make_evaluated_run, users, lead_run):
+    run, ev = lead_run
+    clin = client_as("clinician")
+    assert clin.get(f"/runs/{run.pk}/dashboard/").status_code == 403
+    assert clin.get(f"/api/evaluations/{ev.pk}/").status_code == 403
+    # a lead who is not a member of the dataset sees nothing of it
+    other_run, other_ev = make_evaluated_run(9, name="other-ds", evaluate=True)
+    lead = client_as("lead")
+    assert lead.get(f"/api/evaluations/{other_ev.pk}/").status_code == 404
+    assert lead.get(f"/runs/{other_run.pk}/dashboard/").status_code == 404
+    assert all(g["dataset"] != "other-ds" for g in lead.get("/api/runs/compare/").json())
+    assert client_as("admin").get(f"/api/evaluations/{other_ev.pk}/").status_code == 200
+
+
+def test_start_evaluation_from_api(client_as, make_evaluated_run, users, django_capture_on_commit_callbacks):
+    from adrenal_site.jobs.models import Job
+
+    run, _ = make_evaluated_run(12, evaluate=False, members=[users["lead"]])
+    c = client_as("lead")
+    bad = c.post(f"/api/runs/{run.pk}/evaluations/", {"objective": "f1"}, content_type="application/json")
+    assert bad.status_code == 400 and "unknown objective" in bad.content.decode()
+    with django_capture_on_commit_callbacks(execute=False):
+        r = c.post(f"/api/runs/{run.pk}/evaluations/", {"objective": "youden"}, content_type="application/json")
+    assert r.status_code == 202
+    job = Job.objects.get(pk=r.json()["job"])
+    assert job.kind == "evaluate" and job.params == {"run_id": run.pk, "objective": "youden"} and job.queue == "cpu"
