@@ -1,0 +1,28 @@
+"""Django-free DICOM/NIfTI reading: scan files, read headers, group series, exclude, decode to HU volumes.
+
+Pipeline: ``scan_files`` -> ``read_header`` per file -> ``group_series`` -> ``exclusion_reason`` per group
+-> ``load_series`` (decode, sort along the slice normal, check spacing/tilt, resample or refuse) -> ``Volume``.
+NIfTI files are the second entry point: ``load_nifti_entry``.
+"""
+from .grouping import SeriesGroup, group_series
+from .headers import InstanceHeader, NotDicom, read_header
+from .exclusion import MIN_SLICES, exclusion_reason
+from .nifti import is_nifti, load_nifti_entry
+from .scan import scan_files
+from .stack import LoadedSeries, SeriesError, load_series
+
+__all__ = [
+    "MIN_SLICES",
+    "InstanceHeader",
+    "LoadedSeries",
+    "NotDicom",
+    "SeriesError",
+    "SeriesGroup",
+    "exclusion_reason",
+    "group_series",
+    "is_nifti",
+    "load_nifti_entry",
+    "load_series",
+    "read_header",
+    "scan_files",
+]

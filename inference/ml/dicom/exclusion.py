@@ -1,0 +1,53 @@
+"""Which series are not CT scans to import, with the reason shown in the import report."""
+from __future__ import annotations
+
+import numpy as np
+
+from .grouping import SeriesGroup
+from .headers import DIRECTORY_SOP_CLASS, SECONDARY_CAPTURE_PREFIX
+
+MIN_SLICES = 3  # a 2.5D image needs a slice and its two neighbours
+AXIAL_MIN_COS = 0.8  # |slice normal . z| at least this (gantry tilts up to ~35 degrees stay axial)
+_NON_IMAGE_SOP = {
+    "1.2.840.10008.5.1.4.1.1.88.67": "dose report (structured report)",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT dose",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT structure set",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RT plan",
+    "1.2.840.10008.5.1.4.1.1.66.4": "segmentation",
+    DIRECTORY_SOP_CLASS: "DICOMDIR (media directory)",
+}
+
+
+def slice_normal(orientation) -> np.ndarray:
+    o = np.asarray(orientation, float)
+    n = np.cross(o[:3], o[3:6])
+    return n / (np.linalg.norm(n) or 1.0)
+
+
+def exclusion_reason(group: SeriesGroup, min_slices: int = MIN_SLICES) -> str | None:
+    """Why this series is not imported as a scan, or None when it is a usable CT series."""
+    h = group.first
+    sop = h.sop_class
+    if sop in _NON_IMAGE_SOP:
+        return f"not an image series: {_NON_IMAGE_SOP[sop]}"
+    if h.modality in ("SR", "KO", "PR", "RTDOSE", "RTSTRUCT", "RTPLAN", "REG", "SEG", "DOC"):
+        return f"not an image series: modality {h.modality}"
+    if h.modality != "CT":
+        return f"non-CT modality {h.modality or '(none)'}"
+    if sop.startswith(SECONDARY_CAPTURE_PREFIX) or "SECONDARY" in h.image_type:
+        return "secondary capture (derived screenshot, not a CT acquisition)"
+    if any(t in ("LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW") for t in h.image_type) or any(
+        w in str(h.meta.get("SeriesDescription", "")).upper() for w in ("LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW")
+    ):
+        return "localizer/scout image"
+    if "DOSE" in str(h.meta.get("SeriesDescription", "")).upper() and group.frame_count <= 2:
+        return "dose report image"
+    if not h.has_pixels or not h.rows or not h.columns:
+        return "no pixel data"
+    if h.orientation is None:
+        return "no ImageOrientationPatient: geometry unknown"
+    if abs(slice_normal(h.orientation)[2]) < AXIAL_MIN_COS:
+        return "non-axial series (slice normal {:.2f} {:.2f} {:.2f})".format(*slice_normal(h.orientation))
+    if group.frame_count < min_slices:
+        return f"too short for 2.5D images: {group.frame_count} slice(s), need at least {min_slices}"
+    return None

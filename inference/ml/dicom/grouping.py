@@ -1,0 +1,85 @@
+"""Grouping instances into series by SeriesInstanceUID (not by folder), with documented fallbacks.
+
+- Series key: the SeriesInstanceUID; when it is blank, ``x-<hash>`` of the instance's folder (relative to the
+  import root), FrameOfReferenceUID, orientation, matrix size and pixel spacing (``uid_source`` =
+  ``folder+geometry``), so blank-UID series in different folders or geometries are never merged.
+- Study key: the StudyInstanceUID; when blank, ``x-<hash>`` of PatientID, StudyDate and StudyTime
+  (``study_uid_source`` = ``patient+date``), with the series folder's parent standing in for an empty PatientID.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .headers import InstanceHeader
+
+
+def _hash(*parts: object) -> str:
+    return "x-" + hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
+
+
+def _rounded(values, digits: int = 4):
+    return None if values is None else tuple(round(v, digits) for v in values)
+
+
+def _rel(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return os.path.relpath(path, root)
+        except ValueError:
+            pass
+    return str(path)
+
+
+@dataclass
+class SeriesGroup:
+    key: str
+    uid_source: str  # "dicom" or "folder+geometry"
+    study_key: str
+    study_uid_source: str
+    folder: str  # relative to the import root
+    instances: list[InstanceHeader] = field(default_factory=list)
+
+    @property
+    def first(self) -> InstanceHeader:
+        return self.instances[0]
+
+    @property
+    def frame_count(self) -> int:
+        return sum(len(h.frames) for h in self.instances)
+
+    def describe(self) -> str:
+        desc = self.first.meta.get("SeriesDescription") or ""
+        return f"{self.folder} [{desc or self.key}] ({len(self.instances)} files)"
+
+
+def group_series(headers: list[InstanceHeader], root: str | os.PathLike | None = None) -> list[SeriesGroup]:
+    """Group headers into series; instances with the same key in one group appear once (first path wins)."""
+    root = Path(root) if root is not None else None
+    groups: dict[str, SeriesGroup] = {}
+    seen: dict[str, set[str]] = defaultdict(set)
+    for h in headers:
+        folder = _rel(h.path.parent, root)
+        if h.series_uid:
+            key, source = h.series_uid, "dicom"
+        else:
+            key = _hash(folder, h.frame_of_reference, _rounded(h.orientation), h.rows, h.columns,
+                        _rounded(h.pixel_spacing), h.modality)
+            source = "folder+geometry"
+        if h.study_uid:
+            study_key, study_source = h.study_uid, "dicom"
+        else:
+            who = h.patient_id or _rel(h.path.parent.parent, root)
+            study_key = _hash(who, h.meta.get("StudyDate", ""), h.meta.get("StudyTime", ""))
+            study_source = "patient+date"
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = SeriesGroup(key, source, study_key, study_source, folder)
+        if h.key in seen[key]:
+            continue  # the same instance twice (a copy in another folder)
+        seen[key].add(h.key)
+        group.instances.append(h)
+    return sorted(groups.values(), key=lambda g: (g.folder, g.key))

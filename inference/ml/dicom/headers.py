@@ -1,0 +1,216 @@
+"""One DICOM file's header, read without its pixel data, with the identifiers' documented fallbacks.
+
+Instance key: the SOP Instance UID of the dataset, else the one in the file meta (anonymisers may blank
+the dataset's copy only), else ``sha1:<hash of the file's bytes>``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+# SOP classes that never hold a CT image series.
+SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+# Tags kept as series metadata (the ones the original study indexed), by keyword.
+META_KEYWORDS = (
+    "Modality", "ImageType", "BodyPartExamined", "SeriesDescription", "SeriesNumber", "SliceThickness",
+    "SpacingBetweenSlices", "ConvolutionKernel", "KVP", "Exposure", "ContrastBolusAgent",
+    "ContrastBolusStartTime", "ContrastBolusRoute", "Manufacturer", "ManufacturerModelName", "SeriesDate",
+    "SeriesTime", "StudyDate", "StudyTime", "StudyDescription", "AcquisitionNumber",
+)
+
+
+class NotDicom(Exception):
+    """The file is not a DICOM file (or not readable as one)."""
+
+
+@dataclass
+class Frame:
+    """Where one image plane of an instance lies, and how its stored values become HU."""
+
+    position: tuple[float, float, float] | None
+    slope: float = 1.0
+    intercept: float = 0.0
+
+
+@dataclass
+class InstanceHeader:
+    path: Path
+    key: str
+    key_source: str  # "dicom", "file-meta" or "content-hash"
+    sop_class: str
+    series_uid: str
+    study_uid: str
+    patient_id: str
+    frame_of_reference: str
+    modality: str
+    image_type: tuple[str, ...]
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None
+    rows: int
+    columns: int
+    instance_number: int | None
+    transfer_syntax: str
+    has_pixels: bool
+    frames: list[Frame] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_multiframe(self) -> bool:
+        return len(self.frames) > 1
+
+
+def _floats(value, n: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _plain(value) -> Any:
+    """A JSON-friendly copy of a header value."""
+    if value is None:
+        return None
+    if isinstance(value, (pydicom.multival.MultiValue, list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (pydicom.valuerep.DSfloat, pydicom.valuerep.IS)):
+        return float(value)
+    return str(value).strip()
+
+
+def _read(path: Path) -> pydicom.Dataset:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - any parser failure means an unusable file
+        raise NotDicom(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
+    # No preamble/file meta: accept only when the raw dataset parses and carries image-level tags.
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        tags_ok = any(k in ds for k in ("SOPClassUID", "Modality", "SeriesInstanceUID", "Rows"))
+    except Exception as exc:  # noqa: BLE001
+        raise NotDicom(f"not a DICOM file ({type(exc).__name__})") from exc
+    if not tags_ok:
+        raise NotDicom("not a DICOM file (no DICOM preamble and no image tags)")
+    return ds
+
+
+def _has_pixels(path: Path, ds: pydicom.Dataset) -> bool:
+    # stop_before_pixels leaves PixelData out; a file with pixels is longer than where the header ended.
+    return "PixelData" in ds or "FloatPixelData" in ds or "Rows" in ds
+
+
+def _frames(ds: pydicom.Dataset) -> tuple[list[Frame], tuple | None, tuple | None]:
+    """Per-frame positions and rescale, with orientation and pixel spacing (classic or enhanced)."""
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None or shared is not None:
+        shared_item = shared[0] if shared else pydicom.Dataset()
+
+        def pick(item, seq: str, kw: str):
+            for src in (item, shared_item):
+                if src is not None and seq in src and len(src[seq].value) and kw in src[seq].value[0]:
+                    return src[seq].value[0][kw].value
+            return None
+
+        frames: list[Frame] = []
+        orientation = spacing = None
+        for f in range(n):
+            item = per_frame[f] if per_frame is not None and f < len(per_frame) else None
+            pos = _floats(pick(item, "PlanePositionSequence", "ImagePositionPatient"), 3)
+            slope = pick(item, "PixelValueTransformationSequence", "RescaleSlope")
+            intercept = pick(item, "PixelValueTransformationSequence", "RescaleIntercept")
+            if orientation is None:
+                orientation = _floats(pick(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+            if spacing is None:
+                spacing = _floats(pick(item, "PixelMeasuresSequence", "PixelSpacing"), 2)
+            frames.append(Frame(pos, float(slope if slope is not None else ds.get("RescaleSlope", 1) or 1),
+                                float(intercept if intercept is not None else ds.get("RescaleIntercept", 0) or 0)))
+        return frames, orientation, spacing
+    pos = _floats(ds.get("ImagePositionPatient"), 3)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    frames = [Frame(pos if f == 0 else None, slope, intercept) for f in range(n)]
+    return frames, _floats(ds.get("ImageOrientationPatient"), 6), _floats(ds.get("PixelSpacing"), 2)
+
+
+def _content_hash(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_header(path: str | os.PathLike) -> InstanceHeader:
+    """The header of one file; raises NotDicom for files that are not DICOM."""
+    path = Path(path)
+    ds = _read(path)
+    meta_uid = str(getattr(ds.get("file_meta", None) or pydicom.Dataset(), "MediaStorageSOPInstanceUID", "") or "")
+    sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+    if sop_uid:
+        key, key_source = sop_uid, "dicom"
+    elif meta_uid.strip():
+        key, key_source = meta_uid.strip(), "file-meta"
+    else:
+        key, key_source = f"sha1:{_content_hash(path)}", "content-hash"
+    sop_class = str(ds.get("SOPClassUID", "") or "").strip()
+    if not sop_class and ds.get("file_meta") is not None:
+        sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "").strip()
+    frames, orientation, spacing = _frames(ds)
+    ts = ""
+    if ds.get("file_meta") is not None:
+        ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+    meta = {}
+    for kw in META_KEYWORDS:
+        try:
+            value = ds.get(kw)
+        except Exception:  # noqa: BLE001 - a malformed optional tag is left out
+            value = None
+        if value not in (None, ""):
+            meta[kw] = _plain(value)
+    if ds.get("SharedFunctionalGroupsSequence") is not None and "SliceThickness" not in meta:
+        try:
+            meta["SliceThickness"] = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness)
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        instance_number = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") not in (None, "") else None
+    except (TypeError, ValueError):
+        instance_number = None
+    image_type = ds.get("ImageType") or ()
+    if isinstance(image_type, str):
+        image_type = image_type.split("\\")
+    return InstanceHeader(
+        path=path,
+        key=key,
+        key_source=key_source,
+        sop_class=sop_class,
+        series_uid=str(ds.get("SeriesInstanceUID", "") or "").strip(),
+        study_uid=str(ds.get("StudyInstanceUID", "") or "").strip(),
+        patient_id=str(ds.get("PatientID", "") or "").strip(),
+        frame_of_reference=str(ds.get("FrameOfReferenceUID", "") or "").strip(),
+        modality=str(ds.get("Modality", "") or "").strip().upper(),
+        image_type=tuple(str(t).strip().upper() for t in image_type),
+        orientation=orientation,
+        pixel_spacing=spacing,
+        rows=int(ds.get("Rows", 0) or 0),
+        columns=int(ds.get("Columns", 0) or 0),
+        instance_number=instance_number,
+        transfer_syntax=ts,
+        has_pixels=_has_pixels(path, ds),
+        frames=frames,
+        meta=meta,
+    )
