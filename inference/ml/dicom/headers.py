@@ -113,7 +113,10 @@ def _has_pixels(path: Path, ds: pydicom.Dataset) -> bool:
 
 def _frames(ds: pydicom.Dataset) -> tuple[list[Frame], tuple | None, tuple | None]:
     """Per-frame positions and rescale, with orientation and pixel spacing (classic or enhanced)."""
-    n = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        n = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        n = 1
     shared = ds.get("SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None or shared is not None:
@@ -146,7 +149,7 @@ def _frames(ds: pydicom.Dataset) -> tuple[list[Frame], tuple | None, tuple | Non
     return frames, _floats(ds.get("ImageOrientationPatient"), 6), _floats(ds.get("PixelSpacing"), 2)
 
 
-def _content_hash(path: Path) -> str:
+def content_hash(path: Path) -> str:
     h = hashlib.sha1()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -165,7 +168,7 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
     elif meta_uid.strip():
         key, key_source = meta_uid.strip(), "file-meta"
     else:
-        key, key_source = f"sha1:{_content_hash(path)}", "content-hash"
+        key, key_source = f"sha1:{content_hash(path)}", "content-hash"
     sop_class = str(ds.get("SOPClassUID", "") or "").strip()
     if not sop_class and ds.get("file_meta") is not None:
         sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "").strip()

@@ -143,7 +143,7 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     def aligned(m: int) -> np.ndarray:
         if not tilted:
             return stack[m].astype(np.float32)
-        return ndimage.shift(stack[m].astype(np.float32), (-drift_j[m], -drift_i[m]), order=1, mode="constant",
+        return ndimage.shift(stack[m].astype(np.float32), (drift_j[m], drift_i[m]), order=1, mode="constant",
                              cval=AIR_HU)
 
     out = np.empty((count, *shape), np.int16)
