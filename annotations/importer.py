@@ -141,6 +141,9 @@ class Importer:
     # -- one DICOM series --------------------------------------------------------------------------------
     def import_group(self, group: SeriesGroup) -> None:
         where = group.describe()
+        for dropped, kept in group.duplicates:
+            self.item(_rel(dropped.path, self.root), ImportItem.Status.SKIPPED,
+                      f"duplicate of {_rel(kept.path, self.root)} (same SOP Instance UID {dropped.key})")
         keys = [h.key for h in group.instances]
         known = dict(SourceInstance.objects.filter(dataset=self.dataset, key__in=keys).values_list("key", "series_id"))
         if known:

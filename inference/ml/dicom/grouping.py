@@ -42,6 +42,7 @@ class SeriesGroup:
     study_uid_source: str
     folder: str  # relative to the import root
     instances: list[InstanceHeader] = field(default_factory=list)
+    duplicates: list[tuple[InstanceHeader, InstanceHeader]] = field(default_factory=list)  # (dropped, kept)
 
     @property
     def first(self) -> InstanceHeader:
@@ -57,10 +58,11 @@ class SeriesGroup:
 
 
 def group_series(headers: list[InstanceHeader], root: str | os.PathLike | None = None) -> list[SeriesGroup]:
-    """Group headers into series; instances with the same key in one group appear once (first path wins)."""
+    """Group headers into series; an instance key seen twice in a series is kept once (first path wins) and the
+    other copy listed in ``duplicates``."""
     root = Path(root) if root is not None else None
     groups: dict[str, SeriesGroup] = {}
-    seen: dict[str, set[str]] = defaultdict(set)
+    seen: dict[str, dict[str, InstanceHeader]] = defaultdict(dict)
     for h in headers:
         folder = _rel(h.path.parent, root)
         if h.series_uid:
@@ -78,8 +80,9 @@ def group_series(headers: list[InstanceHeader], root: str | os.PathLike | None =
         group = groups.get(key)
         if group is None:
             group = groups[key] = SeriesGroup(key, source, study_key, study_source, folder)
-        if h.key in seen[key]:
-            continue  # the same instance twice (a copy in another folder)
-        seen[key].add(h.key)
+        if h.key in seen[key]:  # the same instance twice (a copy in another folder)
+            group.duplicates.append((h, seen[key][h.key]))
+            continue
+        seen[key][h.key] = h
         group.instances.append(h)
     return sorted(groups.values(), key=lambda g: (g.folder, g.key))
