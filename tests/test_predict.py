@@ -138,3 +138,26 @@ def test_submit_from_the_api(model_run, realct, settings, client_as, users, djan
     job = Job.objects.get(pk=r.json()["job"])
     assert job.queue == "gpu" and job.params == {"series_id": series.pk, "run_id": model_run.pk}
     assert c.get("/api/predictions/", {"series": series.pk}).json() == []
+
+
+def test_upload_a_nifti_for_a_verdict(model_run, realct, settings, client_as, users, django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from adrenal_site.jobs.models import Job
+    from inference.models import Prediction
+    from inference.tasks.predict import predict_job
+
+    model_run.dataset.members.add(users["clinician"])
+    c = client_as("clinician")
+    data = Path(realct["example_ct_sm"]).read_bytes()
+    with django_capture_on_commit_callbacks(execute=False):
+        r = c.post("/api/predictions/", {"file": SimpleUploadedFile("new_scan.nii.gz", data),
+                                         "dataset": model_run.dataset.pk})
+    assert r.status_code == 202, r.content
+    job = Job.objects.get(pk=r.json()["job"])
+    assert job.queue == "gpu" and Path(job.params["path"]).name == "new_scan.nii.gz"
+    doc = predict_job.job_fn(job, **job.params)
+    p = Prediction.objects.get(job=job)
+    assert doc["prediction"] == p.pk and p.series.study.patient.dataset == model_run.dataset
+    assert p.verdict in ("normal", "abnormal", "not_assessable")
+    assert c.get("/api/predictions/", {"series": p.series_id}).json()[0]["id"] == p.pk
