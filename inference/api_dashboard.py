@@ -113,7 +113,7 @@ class EvaluationScans(APIView):
         sides = {p.series_id: p.sides for p in Prediction.objects.filter(
             run_id=ev.run_id, series_id__in=[s["series_id"] for s in scans if s.get("series_id")])}
         for s in scans:
-            s["sides"] = sides.get(s.get("series_id"), {})
+            s["sides"] = s.get("sides") or sides.get(s.get("series_id"), {})
             s["viewer_url"] = _viewer_url(s)
         return Response({"evaluation": ev.pk, "operating_value": ev.operating_value, "count": len(scans),
                          "scans": scans})

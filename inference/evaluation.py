@@ -109,6 +109,8 @@ def evaluate_run(
         aggregators[agg] = level
         if agg == PRIMARY:
             primary_scans = scans
+    report(80, "per-side scores")
+    sides, sides_note = side_scores(run, primary_scans)
     report(85, "patient level")
     value = aggregators[PRIMARY]["operating_value"]
     patient = _patient_level(primary_scans, value, boot)
@@ -120,7 +122,8 @@ def evaluate_run(
         "image": image,
         "scan": aggregators[PRIMARY],
         "patient": patient,
-        "scans": _scan_rows(primary_scans, value),
+        "scans": _scan_rows(primary_scans, value, sides),
+        "sides_note": sides_note,
         "aggregators": aggregators,
         "test_patients": test_patients,
         "bootstrap": {"n": boot.n, "seed": boot.seed, "level": boot.level, "resampled_by": "patient"},
@@ -148,7 +151,41 @@ def _patient_level(scans: OV.ScanScores, value: float, boot: M.Bootstrap) -> dic
     return M.evaluate_level(y, s, patients, value, boot)
 
 
-def _scan_rows(scans: OV.ScanScores, value: float) -> list[dict]:
+def side_scores(run: TrainingRun, scans: OV.ScanScores) -> tuple[dict[str, dict], str]:
+    """Per-side scores of each test scan: the fold ensemble on its stored 2.5D images with the other side
+    blanked, aggregated as the fraction voted abnormal. ``({}, why)`` when images or weights are missing."""
+    from inference.ml.verdict import blank_side
+    from inference.models import Image25D
+
+    ids = [int(i) for i in scans.series_id if str(i).isdigit()]
+    rows = list(Image25D.objects.filter(series_id__in=ids).order_by("series_id", "slice_index"))
+    if not rows:
+        return {}, "no stored 2.5D images for the test scans"
+    try:
+        from inference.prediction import ensemble_for
+
+        ensemble = ensemble_for(run)
+    except (ValueError, OSError, RuntimeError) as exc:
+        return {}, f"per-side scores unavailable: {exc}"
+    by_series: dict[int, list] = {}
+    for r in rows:
+        by_series.setdefault(r.series_id, []).append(r)
+    uid_of = {int(i): u for i, u in zip(scans.series_id, scans.series_uid) if str(i).isdigit()}
+    out: dict[str, dict] = {}
+    for series_id, imgs in by_series.items():
+        try:
+            stack = np.stack([np.load(Path(settings.MEDIA_ROOT) / r.file.name).astype(np.float32) for r in imgs])
+        except (OSError, ValueError) as exc:
+            return {}, f"per-side scores unavailable: {exc}"
+        n = len(stack)
+        probs = np.asarray(ensemble.predict(np.concatenate([blank_side(stack, "L"), blank_side(stack, "R")])))
+        mean = probs.reshape(2 * n, -1).mean(axis=1)
+        out[uid_of[series_id]] = {"R": round(OV.aggregate(mean[:n], "fraction"), 4),
+                                  "L": round(OV.aggregate(mean[n:], "fraction"), 4)}
+    return out, ""
+
+
+def _scan_rows(scans: OV.ScanScores, value: float, sides: dict[str, dict] | None = None) -> list[dict]:
     out = []
     for i, uid in enumerate(scans.series_uid):
         imgs = scans.images[i]
@@ -162,6 +199,7 @@ def _scan_rows(scans: OV.ScanScores, value: float) -> list[dict]:
             "verdict": _verdict(scans.fraction[i], value),
             "label": _label(scans.label[i]),
             "outcome": _outcome(pred, scans.label[i]),
+            "sides": (sides or {}).get(uid, {}),
             "flagged_slices_mm": [round(r.z_mm, 2) for r in imgs if r.prob >= OV.IMAGE_VOTE],
             "slice_scores": [[round(r.z_mm, 2), round(r.prob, 4)] for r in imgs],
         })

@@ -108,3 +108,41 @@ def test_evaluation_job_function(make_evaluated_run, users):
     assert job.progress == 100.0 and "operating value" in job.message
     ev = Evaluation.objects.get(pk=result["evaluation"])
     assert ev.objective == "youden" and ev.run_id == run.pk
+
+
+def test_side_scores_from_stored_images(make_evaluated_run, settings):
+    """With the run's weights and the test scans' 2.5D images stored, each scan gets R and L scores."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from inference.evaluation import evaluate_run
+    from inference.ml.metrics import Bootstrap
+    from inference.ml.verdict import make_model
+    from inference.models import Image25D
+
+    run, _ = make_evaluated_run(6, evaluate=False)
+    run.config = {"backbone": "resnet18"}
+    run.save()
+    media = Path(settings.MEDIA_ROOT)
+    torch.manual_seed(0)
+    weights = media / run.artifacts_dir / "fold0" / "best.pt"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(make_model("resnet18").state_dict(), weights)
+    run.folds.filter(fold=0).update(weights=str(weights.relative_to(media)))
+    run.folds.exclude(fold=0).delete()
+    before = evaluate_run(run, boot=Bootstrap(n=20))
+    assert all(s["sides"] == {} for s in before.result["scans"]) and "no stored 2.5D images" in before.result["sides_note"]
+    rng = np.random.default_rng(0)
+    test_series = [s["series_id"] for s in before.result["scans"]]
+    for sid in test_series:
+        for k in range(4):
+            rel = f"images25d/{sid}_{k}.npy"
+            (media / "images25d").mkdir(exist_ok=True)
+            np.save(media / rel, rng.random((3, 32, 64)).astype(np.float16))
+            Image25D.objects.create(series_id=sid, slice_index=k, z_mm=float(k), file=rel, boxes_version="v1")
+    ev = evaluate_run(run, boot=Bootstrap(n=20))
+    assert ev.result["sides_note"] == ""
+    for s in ev.result["scans"]:
+        assert set(s["sides"]) == {"R", "L"} and all(0.0 <= v <= 1.0 for v in s["sides"].values())
