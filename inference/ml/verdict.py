@@ -123,7 +123,17 @@ def load_ensemble(weight_paths: Sequence[str | os.PathLike], config: dict):
     except ImportError:
         training = None
     if training is not None and hasattr(training, "load_ensemble"):
-        return training.load_ensemble(list(weight_paths), config)
+        try:
+            return training.load_ensemble(list(weight_paths), config)
+        except Exception as exc:  # noqa: BLE001 - weights in this module's format; re-raised if not
+            try:
+                return _load_plain(weight_paths, config)
+            except Exception:  # noqa: BLE001
+                raise exc from None
+    return _load_plain(weight_paths, config)
+
+
+def _load_plain(weight_paths: Sequence[str | os.PathLike], config: dict) -> FoldEnsemble:
     models = []
     for p in weight_paths:
         m = make_model(config.get("backbone", "efficientnet_b1"))
