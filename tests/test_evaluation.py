@@ -146,3 +146,20 @@ def test_side_scores_from_stored_images(make_evaluated_run, settings):
     assert ev.result["sides_note"] == ""
     for s in ev.result["scans"]:
         assert set(s["sides"]) == {"R", "L"} and all(0.0 <= v <= 1.0 for v in s["sides"].values())
+
+
+def test_a_run_that_finishes_is_evaluated_once(make_evaluated_run):
+    from adrenal_site.jobs.models import Job
+    from inference.models import TrainingRun
+    from inference.tasks.evaluation import queue_evaluation
+
+    run, _ = make_evaluated_run(12, evaluate=False)
+    TrainingRun.objects.filter(pk=run.pk).update(status="aggregating")
+    run.refresh_from_db()
+    assert not Job.objects.filter(kind="evaluate").exists()
+    run.status = TrainingRun.Status.SUCCEEDED
+    run.save()
+    jobs = Job.objects.filter(kind="evaluate", params__run_id=run.pk)
+    assert jobs.count() == 1 and jobs.get().queue == "cpu"
+    run.save()  # saving again (still succeeded) queues nothing more
+    assert queue_evaluation(run) is None and jobs.count() == 1
