@@ -60,11 +60,12 @@ function setupThreshold(doc) {
   select.value = doc.aggregator;
   let thresholdChart = null;
 
+  // the slider moves in steps of 0.01; the chosen value itself is used exactly until the slider moves
+  let value = doc.operating_value;
   const update = () => {
     const agg = doc.aggregators[select.value];
-    const value = parseFloat(slider.value);
     const c = confusionAt(agg.scores, value);
-    $("#op-value").textContent = value.toFixed(2);
+    $("#op-value").textContent = value.toFixed(3);
     for (const k of ["tn", "fp", "fn", "tp"]) $(`#cm-${k}`).textContent = c[k];
     for (const k of ["sensitivity", "specificity", "accuracy", "ppv", "npv"]) $(`#live-${k}`).textContent = fmt(c[k]);
     slider.dataset.value = value;
@@ -81,10 +82,11 @@ function setupThreshold(doc) {
     lineChart($("#roc-chart"), rocSeries, { xDomain: [0, 1], yDomain: [0, 1], xLabel: "1 - specificity", yLabel: "sensitivity", diagonal: true });
     update();
   };
-  select.addEventListener("change", () => { slider.value = doc.aggregators[select.value].operating_value; draw(); });
-  slider.addEventListener("input", update);
-  $("#op-reset").addEventListener("click", () => { slider.value = doc.aggregators[select.value].operating_value; update(); });
-  slider.value = doc.operating_value;
+  const toChosen = () => { value = doc.aggregators[select.value].operating_value; slider.value = value; };
+  select.addEventListener("change", () => { toChosen(); draw(); });
+  slider.addEventListener("input", () => { value = parseFloat(slider.value); update(); });
+  $("#op-reset").addEventListener("click", () => { toChosen(); update(); });
+  toChosen();
   draw();
 }
 
