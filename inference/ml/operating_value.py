@@ -52,6 +52,16 @@ def _float(value: str | None) -> float | None:
     return float(value)
 
 
+def _label(value: str) -> int:
+    text = str(value).strip().lower()
+    if text in ("abnormal", "normal"):
+        return int(text == "abnormal")
+    label = int(float(text))
+    if label not in (0, 1):
+        raise ValueError(f"label must be 0/1 or normal/abnormal, not {value!r}")
+    return label
+
+
 def read_predictions_csv(path: str | os.PathLike) -> list[ImageRow]:
     """All rows of a run's predictions.csv; a clear error naming the file and line on a bad row."""
     rows: list[ImageRow] = []
@@ -74,7 +84,7 @@ def read_predictions_csv(path: str | os.PathLike) -> list[ImageRow]:
                     raise ValueError(f"prob {prob} outside [0, 1]")
                 rows.append(ImageRow(
                     image_id=r.get("image_id", ""), series_id=r.get("series_id", ""), series_uid=r["series_uid"],
-                    patient=r["patient"], label=int(float(r["label"])), slice_index=int(float(r.get("slice_index") or 0)),
+                    patient=r["patient"], label=_label(r["label"]), slice_index=int(float(r.get("slice_index") or 0)),
                     z_mm=float(r.get("z_mm") or 0.0), split=split, fold=None if fold is None else int(fold), prob=prob,
                     prob_folds=tuple(float(r[c]) for c in fold_cols if (r.get(c) or "").strip() != ""),
                 ))
