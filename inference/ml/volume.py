@@ -33,8 +33,12 @@ def save_nifti(volume: Volume, path: str | os.PathLike) -> Path:
     """Write int16 HU NIfTI (.nii.gz) atomically: a temporary file in the same folder, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = np.clip(np.rint(volume.array), -32768, 32767).astype(np.int16)
-    img = nib.Nifti1Image(np.ascontiguousarray(data.transpose(2, 1, 0)), LPS_TO_RAS @ volume.affine)
+    if volume.array.dtype == np.int16:  # already HU int16: no float copies (a 512x512x600 series is 315 MB)
+        data = volume.array
+    else:
+        data = np.clip(np.rint(volume.array), -32768, 32767).astype(np.int16)
+    # [k, j, i] C-order is (i, j, k) Fortran order: the transpose is a view nibabel writes without a copy
+    img = nib.Nifti1Image(np.asfortranarray(data.transpose(2, 1, 0)), LPS_TO_RAS @ volume.affine)
     img.header.set_xyzt_units("mm")
     img.header.set_qform(img.affine, code=1)
     img.header.set_sform(img.affine, code=1)

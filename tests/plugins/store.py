@@ -37,6 +37,8 @@ def write_ct_series(folder: Path, *, n: int = 6, rows: int = 16, cols: int = 16,
     """Write one series (one file per slice); returns the folder and the expected HU ``[k, j, i]`` in sorted
     position order."""
     folder.mkdir(parents=True, exist_ok=True)
+    if values is not None and z_positions is None:
+        n = len(values)
     zs = list(z_positions) if z_positions is not None else [z0 + step * k for k in range(n)]
     n = len(zs)
     stored = values if values is not None else ct_values((n, rows, cols), seed)

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from ..geometry import affine_from_dicom
 from ..volume import Volume
@@ -139,6 +138,8 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
             f"uneven spacing (steps {steps.min():.2f}-{steps.max():.2f} mm): resampled to {step:.3f} mm"
         )
     count = int(round((d[-1] - d[0]) / step)) + 1
+
+    from scipy import ndimage  # only needed here
 
     def aligned(m: int) -> np.ndarray:
         if not tilted:
