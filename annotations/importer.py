@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from adrenal_site.jobs.runner import JobCancelled
 from inference.ml.dicom import (
@@ -126,10 +126,14 @@ class Importer:
     def patient_for(self, raw_id: str) -> Patient:
         key = pseudonym_key(raw_id)
         patient = Patient.objects.filter(dataset=self.dataset, source_key=key).first()
-        if patient is None:
-            patient, _ = Patient.objects.get_or_create(dataset=self.dataset, pseudo_id="P" + key[:10],
+        if patient is not None:
+            return patient
+        for length in (10, 16, 63):  # a longer id only if another patient already holds the short one
+            patient, _ = Patient.objects.get_or_create(dataset=self.dataset, pseudo_id="P" + key[:length],
                                                        defaults={"source_key": key})
-        return patient
+            if patient.source_key == key:
+                return patient
+        raise RuntimeError("pseudonym collision")
 
     def raw_patient_id(self, group_patient_id: str, layout: Layout, study_key: str) -> str:
         if group_patient_id:
@@ -295,6 +299,9 @@ class Importer:
                 self.import_group(group)
             except JobCancelled:
                 raise
+            except IntegrityError:
+                self.item(group.describe(), ImportItem.Status.SKIPPED,
+                          "imported at the same time by another import of the same files")
             except Exception as exc:  # noqa: BLE001 - one bad series never stops the batch
                 log.exception("import of %s failed", group.describe())
                 self.item(group.describe(), ImportItem.Status.FAILED, f"{type(exc).__name__}: {exc}")
