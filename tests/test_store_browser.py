@@ -2,7 +2,6 @@
 import report (a real cpu worker runs it) and reads why the localizers and the non-DICOM files were left out."""
 from __future__ import annotations
 
-import io
 import zipfile
 
 import pytest

@@ -221,3 +221,33 @@ def test_exclusions_have_reasons(tmp_path):
     assert reasons["mr"] == "non-CT modality MR"
     assert reasons["sc"].startswith("secondary capture")
     assert reasons["short"].startswith("too short for 2.5D images: 2 slice(s)")
+
+
+def test_jpeg_lossless_and_jpeg2000_decode_like_the_references(realct):
+    from pydicom.pixels import pixel_array
+
+    data = realct["pydicom_data"]
+    _, jpeg_ll = read_frames(data / "JPEG-LL.dcm")  # JPEG lossless, process 14
+    assert np.array_equal(jpeg_ll[0], pixel_array(data / "JPEG-LL.dcm", decoding_plugin="gdcm"))
+    _, j2k = read_frames(data / "693_J2KR.dcm")
+    _, unc = read_frames(data / "693_UNCR.dcm")
+    assert np.array_equal(j2k, unc)
+
+
+def test_modality_lut_sequence_gives_hu(tmp_path):
+    folder, _ = write_ct_series(tmp_path / "s", n=3, rows=8, cols=8)
+    lut = (np.arange(4096, dtype=np.int32) * 2 + 100).astype(np.uint16)  # 2*v + 100, 16-bit entries
+    for p in folder.iterdir():
+        ds = pydicom.dcmread(p)
+        del ds.RescaleSlope, ds.RescaleIntercept
+        item = pydicom.Dataset()
+        item.LUTDescriptor = [4096, 0, 16]
+        item.ModalityLUTType = "HU"
+        item.LUTData = lut.tobytes()
+        ds.ModalityLUTSequence = [item]
+        ds.save_as(p)
+    _, loaded = load_dir(folder)
+    stored = np.stack([pydicom.dcmread(p).pixel_array for p in sorted(folder.iterdir(),
+                       key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))])
+    expected = np.clip(stored.astype(np.int32), 0, 4095) * 2 + 100
+    assert np.array_equal(loaded.volume.array.astype(np.int32), expected)

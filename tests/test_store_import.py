@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from annotations.importer import apply_labels_csv, import_path, pseudonym_key
-from annotations.models import Dataset, ImportItem, Label, Patient, Series, SourceInstance, Study, Volume
+from annotations.models import Dataset, Label, Patient, Series, SourceInstance, Study, Volume
 from inference.ml.volume import load_nifti
 from tests.plugins.store import write_ct_series
 

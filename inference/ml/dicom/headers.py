@@ -106,9 +106,10 @@ def _read(path: Path) -> pydicom.Dataset:
     return ds
 
 
-def _has_pixels(path: Path, ds: pydicom.Dataset) -> bool:
-    # stop_before_pixels leaves PixelData out; a file with pixels is longer than where the header ended.
-    return "PixelData" in ds or "FloatPixelData" in ds or "Rows" in ds
+def _has_pixels(ds: pydicom.Dataset) -> bool:
+    """Read with ``stop_before_pixels``, an image is known by its matrix size (the decoder reports a missing or
+    broken PixelData later, with the reason)."""
+    return bool(ds.get("Rows")) and bool(ds.get("Columns"))
 
 
 def _frames(ds: pydicom.Dataset) -> tuple[list[Frame], tuple | None, tuple | None]:
@@ -213,7 +214,7 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
         columns=int(ds.get("Columns", 0) or 0),
         instance_number=instance_number,
         transfer_syntax=ts,
-        has_pixels=_has_pixels(path, ds),
+        has_pixels=_has_pixels(ds),
         frames=frames,
         meta=meta,
     )
