@@ -237,9 +237,13 @@ class Importer:
             SourceInstance.objects.bulk_create(
                 [SourceInstance(dataset=self.dataset, series=series, key=k[:200], path=p[:1000]) for k, p in instances]
             )
-            if layout.label and not Label.objects.filter(patient=patient, series=None, is_current=True).exists():
+            current = Label.objects.filter(patient=patient, series=None, is_current=True).first()
+            if layout.label and current is None:
                 Label.assign(patient, layout.label, Label.Source.FOLDER, user=self.user,
                              note=f"folder {layout.label}/ of import #{self.report.pk}")
+            elif layout.label and current.value != layout.label:
+                notes = "; ".join(filter(None, [notes, f"folder says {layout.label}, patient label stays "
+                                                       f"{current.value} ({current.source})"]))
             self.item(where, ImportItem.Status.IMPORTED, notes, series=series)
         self.imported_here.add(series.pk)
         self.touched_studies.add(study.pk)

@@ -226,3 +226,14 @@ def test_command_json_shape(store_cohort):
     expected = {Patient.objects.get(source_key=pseudonym_key(t["patient_id"])).pseudo_id: t["label"]
                 for t in truth.values()}
     assert labels == expected
+
+
+def test_conflicting_folder_label_is_reported_not_applied(tmp_path):
+    ds = Dataset.objects.create(name="conflict")
+    write_ct_series(tmp_path / "a" / "normal" / "p1" / "s1", n=4, patient_id="X1")
+    write_ct_series(tmp_path / "b" / "abnormal" / "p1" / "s2", n=4, patient_id="X1", seed=4)
+    import_path(ds, tmp_path / "a")
+    report = import_path(ds, tmp_path / "b")
+    patient = Patient.objects.get()
+    assert patient.label == "normal" and patient.labels.count() == 1
+    assert "folder says abnormal, patient label stays normal (folder)" in report.items.get(status="imported").reason

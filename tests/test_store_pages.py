@@ -133,6 +133,7 @@ def test_zip_upload_imports_as_a_job_and_reports(client_as, users, tmp_path, dja
     run_job(import_studies.job_fn, job.pk)  # what the cpu worker runs
     job.refresh_from_db()
     assert job.status == "succeeded" and job.result["imported"] == 4
+    assert not Path(job.params["zip_path"]).exists()  # the upload is removed once imported
     page = c.get(r["Location"]).content.decode()
     assert "localizer/scout image" in page and "not a DICOM file" in page
     assert Series.objects.filter(study__patient__dataset=ds, is_scan=True).count() == 4

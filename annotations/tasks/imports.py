@@ -1,6 +1,7 @@
 """The import job (cpu queue): a folder or an uploaded zip into a dataset, resumable on a rerun."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -32,6 +33,9 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
         path = str(extract_zip(Path(zip_path), upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4))
     import_path(dataset, path, labels_csv=labels_csv, progress=progress.sub(2, 100) if zip_path else progress,
                 user=job.created_by, report=report)
+    if zip_path:  # imported: the volumes are stored, the upload and its extraction are not needed any more
+        shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
+        shutil.rmtree(Path(zip_path).parent, ignore_errors=True)
     return {"report_id": report.pk, **report.counts()}
 
 
