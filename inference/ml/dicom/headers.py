@@ -95,7 +95,12 @@ def _read(path: Path) -> pydicom.Dataset:
         pass
     except Exception as exc:  # noqa: BLE001 - any parser failure means an unusable file
         raise NotDicom(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
-    # No preamble/file meta: accept only when the raw dataset parses and carries image-level tags.
+    # No preamble/file meta: accept only a raw dataset starting with a group 0002/0008 element (either byte
+    # order) that parses and carries image-level tags; anything else is not parsed at all (big non-DICOM files).
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head not in (b"\x08\x00", b"\x02\x00", b"\x00\x08", b"\x00\x02"):
+        raise NotDicom("not a DICOM file (no DICOM preamble and no image tags)")
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         tags_ok = any(k in ds for k in ("SOPClassUID", "Modality", "SeriesInstanceUID", "Rows"))
