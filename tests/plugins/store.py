@@ -33,9 +33,9 @@ def write_ct_series(folder: Path, *, n: int = 6, rows: int = 16, cols: int = 16,
                     transfer_syntax: str = ExplicitVRLittleEndian, values: np.ndarray | None = None,
                     slope: float = 1.0, intercept: float = -1024.0, signed: bool = False, seed: int = 0,
                     series_number: int = 2, shuffle_names: bool = True, frame_of_reference: str | None = None,
-                    ) -> tuple[Path, np.ndarray]:
+                    positions: Sequence[Sequence[float]] | None = None) -> tuple[Path, np.ndarray]:
     """Write one series (one file per slice); returns the folder and the expected HU ``[k, j, i]`` in sorted
-    position order."""
+    position order (ordered by ``z_positions``; with explicit ``positions`` give them in ascending order)."""
     folder.mkdir(parents=True, exist_ok=True)
     if values is not None and z_positions is None:
         n = len(values)
@@ -79,6 +79,8 @@ def write_ct_series(folder: Path, *, n: int = 6, rows: int = 16, cols: int = 16,
         ds.Manufacturer, ds.ManufacturerModelName = "ACME", "Scanner 1"
         ds.BodyPartExamined = "ABDOMEN"
         position = np.array([-50.0, -60.0, 0.0]) + normal * z + np.array([0.0, tilt_mm_per_slice * k, 0.0])
+        if positions is not None:  # explicit ImagePositionPatient per slice (e.g. a tilted gantry stepping in z)
+            position = np.asarray(positions[k], float)
         ds.ImagePositionPatient = [round(float(v), 6) for v in position]
         ds.ImageOrientationPatient = list(orientation)
         ds.PixelSpacing = list(pixel_spacing)
