@@ -13,12 +13,13 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from adrenal_site.roles import ADMIN, CLINICIAN, has_role, role_required
 
 from .models import Dataset, ImportItem, ImportReport, Label, Patient, Series
 from .store_stats import dataset_counts
-from .zipsafe import UploadRefused, check_zip, save_stream
+from .zipsafe import LimitedUploadHandler, UploadRefused, check_zip, save_stream
 
 
 class DatasetForm(forms.ModelForm):
@@ -89,8 +90,15 @@ def _limit() -> int:
 
 
 @role_required(ADMIN)
+@csrf_exempt  # only so the size-limiting upload handler goes in before the body is read; CSRF is checked below
 def dataset_import(request, pk: int):
-    """Upload a zip; it is streamed to disk (size-limited), checked, then imported by a cpu job."""
+    """Upload a zip; it is streamed to disk (stopped past the size limit), checked, then imported by a cpu job."""
+    request.upload_handlers.insert(0, LimitedUploadHandler(request, _limit()))
+    return _dataset_import(request, pk)
+
+
+@csrf_protect
+def _dataset_import(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     if request.method != "POST":
         return render(request, "annotations/store/import_upload.html",
@@ -100,6 +108,8 @@ def dataset_import(request, pk: int):
         return _refuse(request, dataset, UploadForm(), f"upload of {length / 1024**2:.0f} MB is over the limit of "
                                                        f"{_limit() / 1024**2:.0f} MB", status=413)
     form = UploadForm(request.POST, request.FILES)
+    if getattr(request, "upload_refused", None):
+        return _refuse(request, dataset, UploadForm(), request.upload_refused, status=413)
     if not form.is_valid():
         return _refuse(request, dataset, form, "choose a .zip file to upload")
     folder = Path(settings.MEDIA_ROOT) / "uploads" / uuid.uuid4().hex

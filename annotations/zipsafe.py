@@ -6,11 +6,32 @@ import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+
 MAX_ENTRIES = 200_000
 
 
 class UploadRefused(Exception):
     """The upload is refused; the message says why (shown to the admin)."""
+
+
+class LimitedUploadHandler(FileUploadHandler):
+    """Stops reading an upload as soon as more than ``limit`` bytes of files arrived (marks the request), so an
+    oversized upload is never written to disk whole."""
+
+    def __init__(self, request, limit: int):
+        super().__init__(request)
+        self.limit, self.received = limit, 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int):
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.request.upload_refused = f"upload larger than the limit of {self.limit / 1024**2:.0f} MB"
+            raise StopUpload(connection_reset=True)
+        return raw_data
+
+    def file_complete(self, file_size: int):
+        return None
 
 
 def save_stream(chunks, dest: Path, max_bytes: int) -> int:

@@ -110,8 +110,19 @@ def test_oversized_upload_is_refused(client_as, imported, settings):
     upload = io.BytesIO(zip_bytes({"a/b.bin": b"0" * 5000}))
     upload.name = "big.zip"
     r = client_as("admin").post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
-    assert r.status_code == 400 and "larger than the limit" in r.content.decode()
+    assert r.status_code == 413 and "larger than the limit of 0 MB" in r.content.decode()
     assert state() == before
+
+
+def test_upload_page_still_checks_csrf(imported, users):
+    from django.test import Client
+
+    ds, _ = imported
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(users["admin"])
+    upload = io.BytesIO(zip_bytes({"a/b.bin": b"0"}))
+    upload.name = "x.zip"
+    assert c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload}).status_code == 403
 
 
 @pytest.mark.django_db(transaction=True)
