@@ -19,6 +19,7 @@ LUNG_MIN_ML, LUNG_MIN_MEAN_HU = 10.0, -860.0  # parenchyma (vessels, septa) aver
 LUNG_MIN_CM2 = 1.0  # a slice "has lung" on a side with at least this much lung
 BONE_HU = 200.0
 SPINE_HALF_WIDTH_MM = 25.0
+POSTERIOR_FRACTION = 0.6  # a lung reaches behind this fraction of the body's antero-posterior depth
 
 
 @dataclass
@@ -57,6 +58,20 @@ def _points(affine: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return voxel_to_lps(affine, np.stack([i, j, k], 1)) if k.size else np.empty((0, 3))
 
 
+def _posterior_reach(affine: np.ndarray, lab: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The largest LPS y (most posterior point) of each labelled component."""
+    out = np.full(len(index), -np.inf)
+    objects = ndimage.find_objects(lab)
+    for n, c in enumerate(index):
+        sl = objects[c - 1]
+        if sl is None:
+            continue
+        k, j, i = np.nonzero(lab[sl] == c)
+        ijk = np.stack([i + sl[2].start, j + sl[1].start, k + sl[0].start], 1)
+        out[n] = voxel_to_lps(affine, ijk)[:, 1].max()
+    return out
+
+
 def find_landmarks(volume: Volume, step_mm: float = STEP_MM) -> Landmarks:
     """Lung bases per side and the spine at their level."""
     a, affine = subsample(volume, step_mm)
@@ -74,18 +89,36 @@ def find_landmarks(volume: Volume, step_mm: float = STEP_MM) -> Landmarks:
     if n:
         sizes = ndimage.sum(air, lab, index=index) * float(np.prod(voxel_mm)) / 1000.0
         mean_hu = ndimage.mean(a, lab, index=index)
-        lungs = np.isin(lab, index[(sizes >= LUNG_MIN_ML) & (mean_hu >= LUNG_MIN_MEAN_HU)])
+        # lung bases reach the posterior (dependent) part of the body; bowel gas rises anterior
+        body_y = _points(affine, body[:: max(1, n_k // 20)])[:, 1]
+        y_cut = float(np.percentile(body_y, 1) + POSTERIOR_FRACTION * (np.percentile(body_y, 99) - np.percentile(body_y, 1)))
+        reach = _posterior_reach(affine, lab, index)
+        candidates = index[(sizes >= LUNG_MIN_ML) & (mean_hu >= LUNG_MIN_MEAN_HU) & (reach >= y_cut)]
     else:
-        lungs = np.zeros_like(air)
-    if not lungs.any():
+        candidates = index
+    if candidates.size == 0:
         marks.problem = "no lungs in the field of view to anchor on"
         return marks
-    # midline: the body's median x over the slices around the lung bases
-    lung_pts = _points(affine, lungs)
-    base_all = float(lung_pts[:, 2].min())
-    near = np.abs(z_of_k - base_all) <= 40
+    # midline: the body's median x over the slices around the highest air candidates' bottom
+    cand_pts = _points(affine, np.isin(lab, candidates))
+    base_all = float(np.percentile(cand_pts[:, 2], 5))
+    near = np.abs(z_of_k - base_all) <= 60
     body_pts = _points(affine, body & near[:, None, None])
     x_mid, y_mid = float(np.median(body_pts[:, 0])), float(np.median(body_pts[:, 1]))
+    # each lung is the largest candidate on its side (bowel gas is smaller, and below the diaphragm)
+    centroids = np.asarray(ndimage.center_of_mass(air, lab, candidates)).reshape(-1, 3)  # k, j, i
+    cx = voxel_to_lps(affine, centroids[:, ::-1])[:, 0]
+    size_of = dict(zip(index, sizes)) if n else {}
+    lungs_by_side = {}
+    for side, on_side in (("R", cx < x_mid), ("L", cx >= x_mid)):
+        ids = candidates[on_side]
+        if ids.size:
+            lungs_by_side[side] = int(ids[np.argmax([size_of[i] for i in ids])])
+    if not lungs_by_side:
+        marks.problem = "no lungs in the field of view to anchor on"
+        return marks
+    lung_pts = _points(affine, np.isin(lab, list(lungs_by_side.values())))
+    base_all = float(lung_pts[:, 2].min())
     # spine: bone near the midline, posterior half of the body (the sternum is anterior)
     region = (z_of_k >= base_all - 70) & (z_of_k <= base_all + 20)
     bone = _points(affine, (a > BONE_HU) & body & region[:, None, None])
@@ -97,10 +130,14 @@ def find_landmarks(volume: Volume, step_mm: float = STEP_MM) -> Landmarks:
     marks.spine_y_anterior = float(np.percentile(central[:, 1], 5))
     cm2 = float(voxel_mm[0] * voxel_mm[1]) / 100.0
     bases = {}
-    for side, sel in (("R", lung_pts[:, 0] < marks.spine_x), ("L", lung_pts[:, 0] >= marks.spine_x)):
-        pts = lung_pts[sel]
+    for side in ("R", "L"):
+        if side not in lungs_by_side:  # one lung only (e.g. after pneumonectomy): use the other's base
+            continue
+        pts = _points(affine, lab == lungs_by_side[side])
         zs, counts = np.unique(np.round(pts[:, 2], 3), return_counts=True)
         ok = zs[counts * cm2 >= LUNG_MIN_CM2]
-        bases[side] = float(ok.min()) if ok.size else base_all
+        bases[side] = float(ok.min()) if ok.size else float(pts[:, 2].min())
+    for side in ("R", "L"):
+        bases.setdefault(side, min(bases.values()))
     marks.lung_base_z = bases
     return marks

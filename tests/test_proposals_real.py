@@ -1,0 +1,98 @@
+"""Proposals on the real TotalSegmentator CTs: every adrenal-mask voxel inside the boxes, bounded box size,
+chest-only and pelvis-only fields of view flagged, boxes from user-supplied masks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.ml.geometry import voxel_to_lps
+from inference.ml.proposals import MARGIN_MM, MAX_BOX_MM, find_mask_files, propose, propose_from_masks
+from inference.ml.volume import Volume
+from tests.plugins.proposals import resample
+
+SIDES = {"R": 8, "L": 9}
+MAX_SIZE_MM = 100.0  # no box side longer than this (landmark boxes are at most MAX_BOX_MM)
+MAX_VOLUME_ML = 700.0
+
+
+def gland_points(seg: Volume, side: str) -> np.ndarray:
+    return voxel_to_lps(seg.affine, np.argwhere(seg.array == SIDES[side])[:, ::-1])
+
+
+def assert_covers(proposal, seg: Volume) -> None:
+    assert proposal.status == "proposed", proposal.reason
+    for side in SIDES:
+        pts = gland_points(seg, side)
+        assert len(pts) > 100
+        inside = proposal.boxes[side].contains(pts)
+        assert inside.all(), f"{side}: {np.count_nonzero(~inside)} of {len(pts)} gland voxels outside"
+        size = proposal.boxes[side].size_mm
+        assert (size <= MAX_SIZE_MM).all() and np.prod(size) / 1000 <= MAX_VOLUME_ML, size
+        assert np.all(size <= np.asarray(MAX_BOX_MM) + 1e-6)
+
+
+@pytest.mark.parametrize("name", ["example_ct", "example_ct_sm"])
+def test_real_ct_glands_inside_boxes(real_scans, name):
+    volume, seg = real_scans[name]
+    assert_covers(propose(volume), seg)
+
+
+@pytest.mark.parametrize("spacing, shift", [((1.5, 1.5, 5.0), (7.0, -11.0, 13.0)), ((0.8, 0.8, 2.0), (-20.0, 15.0, 6.0))])
+def test_resampled_and_shifted_copies(real_scans, spacing, shift):
+    """Another grid (thin and thick slices, other origin): the anatomy, hence the masks, stay put in mm."""
+    volume, seg = real_scans["example_ct"]
+    assert_covers(propose(resample(volume, spacing, shift)), seg)
+
+
+def crop_z(volume: Volume, k0: int, k1: int) -> Volume:
+    shift = np.eye(4)
+    shift[2, 3] = k0
+    return Volume(volume.array[k0:k1], volume.affine @ shift)
+
+
+def test_chest_only_is_not_covered(real_scans):
+    """Only the slices from just above the glands up: the scan stops at the lung bases."""
+    volume, seg = real_scans["example_ct"]
+    top_of_glands = max(gland_points(seg, s)[:, 2].max() for s in SIDES)
+    k0 = int(np.ceil((top_of_glands - 15 - volume.affine[2, 3]) / volume.affine[2, 2]))
+    result = propose(crop_z(volume, k0, volume.shape[0]))
+    assert result.status == "not_covered" and "chest only" in result.reason and not result.boxes
+
+
+def test_pelvis_only_is_not_covered(real_scans):
+    volume, _ = real_scans["example_ct"]
+    result = propose(crop_z(volume, 0, 40))  # 94..211 mm: below the kidneys, no lungs
+    assert result.status == "not_covered" and "no lungs" in result.reason
+
+
+def test_boxes_from_per_class_masks(realct, real_scans):
+    _, seg = real_scans["example_ct_sm"]
+    found = find_mask_files(realct["seg_fast"])
+    assert isinstance(found, dict)
+    result = propose_from_masks(found)
+    assert result.method == "mask"
+    for side in SIDES:
+        pts = gland_points(seg, side)
+        box = result.boxes[side]
+        assert box.contains(pts).all()
+        tight = pts.max(axis=0) - pts.min(axis=0)
+        # tight around the voxel cells (3 mm) plus the margin on both faces, nothing more
+        np.testing.assert_allclose(box.size_mm, tight + 3.0 + 2 * MARGIN_MM, atol=1e-3)
+
+
+def test_boxes_from_multilabel_mask_match_per_class(realct):
+    multi = propose_from_masks(realct["seg_dir"] / "example_seg_fast.nii.gz")
+    per_class = propose_from_masks(find_mask_files(realct["seg_fast"]))
+    for side in SIDES:
+        np.testing.assert_allclose(multi.boxes[side].lps_min, per_class.boxes[side].lps_min)
+        np.testing.assert_allclose(multi.boxes[side].lps_max, per_class.boxes[side].lps_max)
+
+
+def test_mask_without_glands_is_not_covered(tmp_path, real_scans):
+    from inference.ml.volume import save_nifti
+
+    _, seg = real_scans["example_ct_sm"]
+    empty = tmp_path / "empty.nii.gz"
+    save_nifti(Volume(np.where(seg.array == 9, 0, seg.array).astype(np.int16), seg.affine), empty)
+    result = propose_from_masks(empty)
+    assert result.status == "not_covered" and "L adrenal" in result.reason
