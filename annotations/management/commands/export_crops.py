@@ -1,0 +1,39 @@
+"""``python manage.py export_crops --dataset NAME [--format csv|json|original] [--output FILE]``.
+
+``csv``: every box in LPS mm with voxel range, status, source, version, who and when (series "not covered"
+as rows without a side); ``json``: the same per series; ``original``: the original study's crop table.
+"""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Export a dataset's crop boxes in mm (CSV/JSON) or as the original study's crop table."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--dataset", required=True, help="dataset name")
+        parser.add_argument("--format", choices=["csv", "json", "original"], default="csv")
+        parser.add_argument("--output", default=None, help="file to write (default: standard output)")
+
+    def handle(self, *args, **opts) -> None:
+        from annotations.crop_tables import MM_COLUMNS, ORIGINAL_COLUMNS, mm_json, mm_rows, original_rows, write_csv
+        from annotations.models import Dataset, Series
+
+        dataset = Dataset.objects.filter(name=opts["dataset"]).first()
+        if dataset is None:
+            raise CommandError(f"no dataset named {opts['dataset']!r}")
+        qs = Series.objects.filter(is_scan=True, study__patient__dataset=dataset)
+        out = open(opts["output"], "w", newline="", encoding="utf-8") if opts["output"] else self.stdout
+        try:
+            if opts["format"] == "json":
+                out.write(json.dumps(mm_json(qs), indent=2) + "\n")
+            elif opts["format"] == "original":
+                write_csv(original_rows(qs), ORIGINAL_COLUMNS, out)
+            else:
+                write_csv(mm_rows(qs), MM_COLUMNS, out)
+        finally:
+            if out is not self.stdout:
+                out.close()
