@@ -66,3 +66,74 @@ def real_scans(realct) -> dict:
         "example_ct": (load_nifti(realct["example_ct"]), load_nifti(seg / "example_seg_fast_force_split.nii.gz", dtype=np.uint8)),
         "example_ct_sm": (load_nifti(realct["example_ct_sm"]), load_nifti(seg / "example_seg_fast.nii.gz", dtype=np.uint8)),
     }
+
+
+# --- a small synthetic phantom for cohort coverage ------------------------------------------------------------
+# Anatomy drawn in LPS mm around random landmarks: an elliptic body (fat rim, soft tissue), a vertebral body
+# posterior in the midline, two lungs whose bases dome down to their lowest point posteriorly (right and left
+# bases at different heights), anterior bowel gas below the diaphragm, and each adrenal gland as a union of
+# three thin ellipsoids (body and two limbs) at a random place in the ranges reported for adults: centre 25-50
+# mm from the midline, -15..+10 mm antero-posterior from the front of the vertebral body, 25 mm below to 5 mm
+# above the lung base of its side. Abnormal patients carry a round lesion (radius 5-15 mm) next to one gland.
+# Ground truth is the rasterised voxel masks, like TotalSegmentator masks of a real scan.
+
+
+def make_phantom(seed: int, *, abnormal: bool = False, chest_only: bool = False, spacing=(3.0, 3.0, 4.0),
+                 matrix: int = 120) -> tuple[Volume, dict[str, np.ndarray]]:
+    """A synthetic CT and its truth masks ``{"R", "L", "lesion"}`` (boolean ``[k, j, i]``)."""
+    rng = np.random.default_rng(seed)
+    sx, sy, sz = spacing
+    cx, cy = rng.uniform(-25, 25), rng.uniform(-200, -120)  # body centre, LPS
+    half_w, half_d = rng.uniform(130, 170), rng.uniform(95, 125)
+    spine = (cx + rng.uniform(-5, 5), cy + half_d - rng.uniform(40, 50))  # vertebral body centre
+    spine_r = rng.uniform(16, 22)
+    y_front = spine[1] - spine_r
+    base = {"R": rng.uniform(-20, 20)}
+    base["L"] = base["R"] + rng.uniform(-5, 20)
+    top = max(base.values()) + (5.0 if chest_only else rng.uniform(40, 90))
+    bottom = min(base.values()) - rng.uniform(80, 140) if not chest_only else min(base.values()) - 150
+    if chest_only:
+        bottom, top = min(base.values()) + 5.0, min(base.values()) + 160
+    n_k = int((top - bottom) / sz) + 1
+    affine = np.array([[-sx, 0, 0, cx + sx * matrix / 2 + rng.uniform(-9, 9)], [0, -sy, 0, cy + sy * matrix / 2],
+                       [0, 0, sz, bottom], [0, 0, 0, 1.0]])
+    k, j, i = np.meshgrid(np.arange(n_k), np.arange(matrix), np.arange(matrix), indexing="ij")
+    x = affine[0, 0] * i + affine[0, 3]
+    y = affine[1, 1] * j + affine[1, 3]
+    z = affine[2, 2] * k + affine[2, 3]
+    hu = np.full(x.shape, -1000.0)
+    body = ((x - cx) / half_w) ** 2 + ((y - cy) / half_d) ** 2 <= 1
+    hu[body] = -100.0  # fat
+    inner = ((x - cx) / (half_w - 15)) ** 2 + ((y - cy) / (half_d - 15)) ** 2 <= 1
+    hu[inner] = 40.0
+    for side, sign in (("R", -1), ("L", 1)):
+        lx, ly = cx + sign * 0.45 * half_w, cy + 0.1 * half_d
+        in_plane = ((x - lx) / (0.3 * half_w)) ** 2 + ((y - ly) / (0.55 * half_d)) ** 2 <= 1  # chest wall >= 2 cm
+        posterior = np.clip((y - (ly - 0.55 * half_d)) / (1.1 * half_d), 0, 1)  # 0 anterior .. 1 posterior
+        lung = in_plane & (z >= base[side] + 45 * (1 - posterior))
+        hu[lung] = -830.0
+    for _ in range(4):  # bowel gas: anterior, below the diaphragm
+        gx, gy, gz = cx + rng.uniform(-80, 80), cy - rng.uniform(20, 70), min(base.values()) - rng.uniform(20, 120)
+        hu[((x - gx) ** 2 + (y - gy) ** 2 + (z - gz) ** 2) <= rng.uniform(12, 25) ** 2] = -1000.0
+    hu[((x - spine[0]) ** 2 + (y - spine[1]) ** 2) <= spine_r ** 2] = 600.0
+    truth: dict[str, np.ndarray] = {}
+    centres = {}
+    for side, sign in (("R", -1), ("L", 1)):
+        gc = np.array([spine[0] + sign * rng.uniform(25, 50), y_front + rng.uniform(-15, 10),
+                       base[side] + rng.uniform(-25, 5)])
+        centres[side] = gc
+        mask = np.zeros(x.shape, bool)
+        for offset, radii in (((0, 0, 0), (5, 9, 14)), ((sign * 6, 6, -10), (4, 4, 12)), ((-sign * 4, 8, -8), (4, 4, 11))):
+            c = gc + np.asarray(offset, float)
+            mask |= ((x - c[0]) / radii[0]) ** 2 + ((y - c[1]) / radii[1]) ** 2 + ((z - c[2]) / radii[2]) ** 2 <= 1
+        hu[mask] = 30.0
+        truth[side] = mask
+    truth["lesion"] = np.zeros(x.shape, bool)
+    if abnormal:
+        side = "R" if rng.random() < 0.5 else "L"
+        c = centres[side] + rng.uniform(-8, 8, 3)
+        r = rng.uniform(5, 15)
+        truth["lesion"] = ((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) <= r ** 2
+        hu[truth["lesion"]] = 15.0
+    hu += rng.normal(0, 12, hu.shape)
+    return Volume(hu.astype(np.int16), affine), truth

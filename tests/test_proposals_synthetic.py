@@ -1,0 +1,42 @@
+"""Proposals on a synthetic cohort (tests/plugins/proposals.make_phantom): at least 98% of glands and every
+lesion fully inside the boxes, boxes of bounded size, chest-only phantoms flagged."""
+from __future__ import annotations
+
+import numpy as np
+
+from inference.ml.geometry import voxel_to_lps
+from inference.ml.proposals import MAX_BOX_MM, propose
+from tests.plugins.proposals import make_phantom
+
+N_PATIENTS = 30
+
+
+def points(volume, mask) -> np.ndarray:
+    return voxel_to_lps(volume.affine, np.argwhere(mask)[:, ::-1])
+
+
+def test_synthetic_cohort_coverage():
+    glands_inside, glands, lesions_outside, sizes = 0, 0, [], []
+    for seed in range(N_PATIENTS):
+        spacing = [(3.0, 3.0, 4.0), (2.5, 2.5, 2.5), (3.5, 3.5, 5.0)][seed % 3]
+        volume, truth = make_phantom(seed, abnormal=seed % 2 == 1, spacing=spacing)
+        result = propose(volume)
+        assert result.status == "proposed", f"seed {seed}: {result.reason}"
+        for side in ("R", "L"):
+            glands += 1
+            glands_inside += bool(result.boxes[side].contains(points(volume, truth[side])).all())
+            sizes.append(result.boxes[side].size_mm)
+        if truth["lesion"].any():
+            pts = points(volume, truth["lesion"])
+            if not (result.boxes["R"].contains(pts).all() or result.boxes["L"].contains(pts).all()):
+                lesions_outside.append(seed)
+    assert glands_inside / glands >= 0.98, f"{glands_inside}/{glands} glands fully inside"
+    assert lesions_outside == [], f"lesions outside the boxes in seeds {lesions_outside}"
+    assert np.all(np.asarray(sizes) <= np.asarray(MAX_BOX_MM) + 1e-6)
+
+
+def test_synthetic_chest_only_not_covered():
+    for seed in range(3):
+        volume, _ = make_phantom(100 + seed, chest_only=True)
+        result = propose(volume)
+        assert result.status == "not_covered" and "chest only" in result.reason, result.reason
