@@ -37,3 +37,20 @@ def test_import_killed_halfway_then_resumed_by_the_restarted_worker(celery_worke
     imported = list(report.items.filter(status="imported").values_list("series_id", flat=True))
     assert sorted(imported) == sorted(Series.objects.values_list("pk", flat=True))  # one item per series
     assert report.items.filter(reason="localizer/scout image").count() == 8
+
+
+def test_command_queues_on_the_cpu_worker_and_waits(celery_worker_proc, tmp_path):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    root = tmp_path / "cohort"
+    make_store_cohort(root, patients=2)
+    out, err = StringIO(), StringIO()
+    call_command("import_studies", str(root), "--dataset", "queued", "--json", stdout=out, stderr=err)
+    doc = json.loads(out.getvalue())
+    assert len(doc["series"]) == 4 and doc["failed"] == []
+    assert "[succeeded] 100.0%" in err.getvalue()
+    report = ImportReport.objects.get(dataset__name="queued")
+    assert report.job.worker.startswith("testworker@")  # run by the worker, not in this process

@@ -6,7 +6,6 @@ By default the import is a Job on the ``cpu`` queue and the command waits for it
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -45,7 +44,7 @@ class Command(BaseCommand):
         if opts["series_rule"] and dataset.series_rule != opts["series_rule"]:
             dataset.series_rule = opts["series_rule"]
             dataset.save(update_fields=["series_rule"])
-        log = sys.stderr if opts["json"] else self.stdout
+        log = self.stderr if opts["json"] else self.stdout
         if created:
             log.write(f"created dataset {dataset.name!r}\n")
         with transaction.atomic():
