@@ -30,6 +30,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from adrenal_site.jobs.runner import JobCancelled
 from inference.ml.dicom import (
@@ -381,8 +382,8 @@ def apply_series_rule(dataset: Dataset, studies=None) -> None:
 def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None,
                      report: ImportReport | None = None) -> dict[str, int]:
     """Apply a CSV of labels (columns ``label`` and one of ``patient``, ``study_uid``, ``series_uid``).
-    ``patient`` matches the source PatientID (through its keyed hash), the patient folder name, the file
-    stem of a NIfTI import, or the pseudonymous id. Unmatched or invalid rows become report items."""
+    ``patient`` matches the source PatientID (through its keyed hash), the file stem of a NIfTI import, the
+    pseudonymous id, or the patient folder of the ``{normal,abnormal}/<patient>/`` layout. Unmatched or invalid rows become report items."""
     counts = {"applied": 0, "unmatched": 0, "invalid": 0}
 
     def note(row_no: int, status: str, reason: str) -> None:
@@ -436,7 +437,14 @@ def _label_targets(dataset: Dataset, ids: dict[str, str]) -> list[tuple[Patient,
     keys = [pseudonym_key(raw), pseudonym_key(f"folder:{raw}")]
     patients = Patient.objects.filter(dataset=dataset, source_key__in=keys) | Patient.objects.filter(
         dataset=dataset, pseudo_id=raw)
-    return [(p, None) for p in patients.distinct()]
+    found = list(patients.distinct())
+    if not found:  # the patient folder of the {normal,abnormal}/<patient>/ layout, as stored instance paths show
+        in_folder = Q()
+        for top in LABEL_FOLDERS:
+            in_folder |= Q(path__startswith=f"{top}/{raw}/") | Q(path__contains=f"/{top}/{raw}/")
+        series_ids = SourceInstance.objects.filter(in_folder, dataset=dataset).values("series_id")
+        found = list(Patient.objects.filter(dataset=dataset, studies__series__in=series_ids).distinct())
+    return [(p, None) for p in found]
 
 
 # -- the --json shape --------------------------------------------------------------------------------------

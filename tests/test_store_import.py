@@ -237,3 +237,13 @@ def test_conflicting_folder_label_is_reported_not_applied(tmp_path):
     patient = Patient.objects.get()
     assert patient.label == "normal" and patient.labels.count() == 1
     assert "folder says abnormal, patient label stays normal (folder)" in report.items.get(status="imported").reason
+
+
+def test_labels_csv_by_patient_folder_name(store_cohort, tmp_path):
+    root, truth = store_cohort
+    ds = Dataset.objects.create(name="by-folder")
+    csv_path = tmp_path / "by_folder.csv"
+    csv_path.write_text("patient,label\n" + "".join(f"{folder},abnormal\n" for folder in truth))
+    report = import_path(ds, root, labels_csv=csv_path)
+    assert not report.items.filter(reason__contains="nothing in the dataset matches").exists()
+    assert all(p.label == "abnormal" for p in Patient.objects.filter(dataset=ds))
