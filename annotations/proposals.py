@@ -29,13 +29,17 @@ def mask_hints(series: Series) -> list[str]:
     return [h for h in hints if h]
 
 
-def proposal_for(series: Series, masks: str | None = None) -> Proposal:
-    """The proposal for one scan: from its masks when ``masks`` has some for it, else from landmarks."""
+def proposal_for(series: Series, masks: str | None = None, *, only_scan: bool = False) -> Proposal:
+    """The proposal for one scan: from its masks when ``masks`` has some for it, else from landmarks.
+    ``only_scan``: the scan is the only one proposed, so ``masks`` itself may be its masks."""
     if masks:
         for hint in mask_hints(series):
             found = find_mask_files(masks, hint)
             if found is not None:
                 return propose_from_masks(found)
+        found = find_mask_files(masks) if only_scan else None
+        if found is not None:
+            return propose_from_masks(found)
     volume = load_nifti(series.volume.file.path)
     return propose(volume)
 
@@ -75,6 +79,9 @@ def propose_series(series_list: Iterable[Series], *, masks: str | None = None,
                    progress: ProgressFn | None = None) -> dict:
     """Propose for each series; a failing scan is reported with its error and the others go on."""
     series_list = list(series_list)
+    if masks and len(series_list) > 1 and find_mask_files(masks) is not None:
+        raise ValueError(f"{masks} holds the masks of one scan, but {len(series_list)} scans are to be proposed: "
+                         f"give a folder with one entry per scan (named by series UID, NIfTI stem or patient id)")
     out = []
     for n, series in enumerate(series_list):
         if progress:
@@ -83,7 +90,7 @@ def propose_series(series_list: Iterable[Series], *, masks: str | None = None,
         try:
             if not hasattr(series, "volume"):
                 raise ValueError("the series has no stored volume")
-            apply_proposal(series, proposal_for(series, masks))
+            apply_proposal(series, proposal_for(series, masks, only_scan=len(series_list) == 1))
         except Exception as exc:  # noqa: BLE001 - one bad scan never stops the batch
             error = f"{type(exc).__name__}: {exc}"
         out.append(series_entry(series, error))

@@ -104,3 +104,20 @@ def test_propose_crops_unknown_dataset():
 
     with pytest.raises(CommandError, match="no dataset named"):
         call_command("propose_crops", "--dataset", "nope")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_masks_folder_per_scan_and_landmarks_for_the_rest(make_scan, real_scans, realct, tmp_path):
+    from django.core.management.base import CommandError
+
+    volume = real_scans["example_ct_sm"][0]
+    with_masks = make_scan(volume, dataset="many", patient="A", nifti_name="case_a.nii.gz")
+    without = make_scan(volume, dataset="many", patient="B")
+    (tmp_path / "case_a").symlink_to(realct["seg_fast"])  # per-class folder named by the NIfTI stem
+    out = StringIO()
+    call_command("propose_crops", "--dataset", "many", "--json", "--masks", str(tmp_path), stdout=out)
+    assert {b.series_id: b.source for b in CropBox.objects.filter(side="R")} == {with_masks.pk: "mask",
+                                                                                without.pk: "landmarks"}
+    # one scan's masks given for a dataset of two: refused, not copied onto both
+    with pytest.raises(CommandError, match="masks of one scan"):
+        call_command("propose_crops", "--dataset", "many", "--masks", str(realct["seg_fast"]), stdout=StringIO())

@@ -35,11 +35,11 @@ def mask_box(affine: np.ndarray, mask_kji: np.ndarray, margin_mm: float = MARGIN
 def find_mask_files(masks: str | os.PathLike, name_hint: str = "") -> dict[str, Path] | Path | None:
     """Where the masks of one scan are under ``masks``: a per-class folder (dict side -> file), a multilabel
     file (Path), or None. ``masks`` may be the file itself, a per-class folder, or a folder holding one of
-    those per scan named like ``name_hint`` (``<hint>/``, ``<hint>.nii.gz``)."""
+    those per scan named like ``name_hint`` (``<hint>/``, ``<hint>.nii.gz``; without a hint: ``masks`` itself)."""
     root = Path(masks)
     candidates = [root]
     if name_hint:
-        candidates = [root / name_hint, root / f"{name_hint}.nii.gz", root / f"{name_hint}.nii", root]
+        candidates = [root / name_hint, root / f"{name_hint}.nii.gz", root / f"{name_hint}.nii"]
     for c in candidates:
         if c.is_file():
             return c
