@@ -25,7 +25,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.ml.geometry import box_to_voxels, voxels_to_box
+import numpy as np
+
+from inference.ml.geometry import Box, box_to_voxels, voxels_to_box
 
 from .boxes import save_box
 from .models import CropBox, Series
@@ -116,8 +118,6 @@ def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, sta
                         raise ValueError(f"crop_{axis} {a}:{b} is empty or outside the volume (0:{size})")
                     lo.append(a)
                     hi.append(b - 1)  # exclusive max -> last voxel
-                import numpy as np
-
                 box = voxels_to_box(np.asarray(series.volume.affine, float), lo, hi)
                 saved = save_box(series, side, box.lps_min, box.lps_max, status=status, source="csv", user=user)
                 result.imported.append({"row": n, "filename_nii": name, "series_id": series.pk, "side": side,
@@ -135,13 +135,9 @@ def _boxes(series_qs):
 
 def original_rows(series_qs) -> list[dict]:
     """Every box as a row of the original crop table (exclusive max; see the module docstring)."""
-    import numpy as np
-
     rows = []
     for b in _boxes(series_qs):
         vol = b.series.volume
-        from inference.ml.geometry import Box
-
         lo, hi = box_to_voxels(np.asarray(vol.affine, float), vol.shape, Box(tuple(b.lps_min), tuple(b.lps_max)))
         row = {"filename_nii": filename_of(b.series), "adrenal_LR": b.side}
         for axis, a, z in zip("xyz", lo, hi):

@@ -96,3 +96,23 @@ def test_mask_without_glands_is_not_covered(tmp_path, real_scans):
     save_nifti(Volume(np.where(seg.array == 9, 0, seg.array).astype(np.int16), seg.affine), empty)
     result = propose_from_masks(empty)
     assert result.status == "not_covered" and "L adrenal" in result.reason
+
+
+def test_storage_order_does_not_matter(real_scans):
+    """Slices stored head first and columns stored right-to-left: same anatomy in mm, same boxes."""
+    volume, seg = real_scans["example_ct"]
+    k, _, i = volume.shape
+    flip = np.diag([-1.0, 1.0, -1.0, 1.0])
+    flip[0, 3], flip[2, 3] = i - 1, k - 1  # new (i, j, k) -> old (i_max - i, j, k_max - k)
+    flipped = Volume(np.ascontiguousarray(volume.array[::-1, :, ::-1]), volume.affine @ flip)
+    a, b = propose(volume), propose(flipped)
+    for side in SIDES:
+        np.testing.assert_allclose(a.boxes[side].lps_min, b.boxes[side].lps_min, atol=3.01)
+        np.testing.assert_allclose(a.boxes[side].lps_max, b.boxes[side].lps_max, atol=3.01)
+    assert_covers(b, seg)
+
+
+def test_empty_scan_is_not_covered():
+    empty = Volume(np.full((20, 32, 32), -1024, np.int16), np.diag([2.0, 2.0, 5.0, 1.0]))
+    result = propose(empty)
+    assert result.status == "not_covered" and "no body" in result.reason

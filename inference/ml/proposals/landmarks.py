@@ -99,7 +99,7 @@ def find_landmarks(volume: Volume, step_mm: float = STEP_MM) -> Landmarks:
     if candidates.size == 0:
         marks.problem = "no lungs in the field of view to anchor on"
         return marks
-    # midline: the body's median x over the slices around the highest air candidates' bottom
+    # midline: the body's median x and y over the slices around the lower end of the lung candidates
     cand_pts = _points(affine, np.isin(lab, candidates))
     base_all = float(np.percentile(cand_pts[:, 2], 5))
     near = np.abs(z_of_k - base_all) <= 60
