@@ -5,6 +5,7 @@ from . import views, views_store
 
 urlpatterns = [
     path("datasets/<int:pk>/", views.worklist, name="worklist"),
+    path("series/<int:pk>/", views.viewer, name="viewer"),  # CT viewer (h4)
     # study store (h2)
     path("store/", views_store.dataset_list, name="store-datasets"),
     path("store/datasets/new/", views_store.dataset_edit, name="store-dataset-new"),

@@ -1,13 +1,48 @@
-"""Pages: worklist per dataset (the viewer and import pages arrive with their issues)."""
+"""Pages: the worklist of a dataset and the CT viewer of a series."""
 from django.shortcuts import get_object_or_404, render
 
 from adrenal_site.roles import CLINICIAN, role_required
 
+from .api_viewer import FILTERS, boxes_json, series_for, volume_header, worklist_rows
 from .models import Dataset, Series
 
 
 @role_required(CLINICIAN)
 def worklist(request, pk: int):
+    """Scans of a dataset with label, box status and verdict; filters, counts, keyboard navigation."""
     dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
-    series = Series.objects.filter(study__patient__dataset=dataset, is_scan=True).select_related("study__patient")
-    return render(request, "annotations/worklist.html", {"dataset": dataset, "series": series})
+    data = worklist_rows(dataset, request.GET.dict())
+    return render(request, "annotations/worklist.html", {
+        "dataset": dataset, "data": data, "filters": data["filters"],
+        "statuses": Series.BoxStatus.choices, "verdicts": ["normal", "abnormal", "not_assessable", "none"],
+        "labels": ["normal", "abnormal", "none"], "filter_names": FILTERS,
+    })
+
+
+@role_required(CLINICIAN)
+def viewer(request, pk: int):
+    """The CT viewer: axial, coronal and sagittal views, both crop boxes, the latest verdict."""
+    series = series_for(request.user, pk)
+    prediction = series.predictions.order_by("-created_at", "-pk").first()
+    config = {
+        "series_id": series.pk,
+        "dataset_id": series.dataset.pk,
+        "volume": volume_header(series) if hasattr(series, "volume") else None,
+        "boxes": boxes_json(series),
+        "z_mm": _float(request.GET.get("z_mm")),
+        "prediction": None if prediction is None else {
+            "verdict": prediction.verdict, "verdict_display": prediction.get_verdict_display(),
+            "probability": prediction.probability, "reason": prediction.reason, "sides": prediction.sides,
+            "flagged_slices_mm": prediction.flagged_slices_mm, "slice_scores": prediction.slice_scores,
+            "operating_value": prediction.operating_value,
+        },
+    }
+    return render(request, "annotations/viewer.html", {"series": series, "config": config,
+                                                       "prediction": prediction})
+
+
+def _float(value):
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
