@@ -1,0 +1,46 @@
+"""PNG montage of a scan for eyeballing: axial slices through each gland and a coronal slice."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..geometry import lps_to_voxel
+from ..volume import Volume
+
+
+def _win(a: np.ndarray, centre: float = 40, width: float = 400) -> np.ndarray:
+    return (np.clip((a.astype(np.float32) - (centre - width / 2)) / width, 0, 1) * 255).astype(np.uint8)
+
+
+def montage(volume: Volume, glands: dict, title: str, path: Path, size: int = 320) -> Path:
+    """Axial through each gland box centre (box drawn), coronal through the glands; 40/400 window."""
+    arr = volume.array
+    nk, nj, ni = arr.shape
+    sp = volume.spacing
+    tiles = []
+    centres = [b.centre for b in glands.values() if b is not None]
+    for side in ("R", "L"):
+        box = glands.get(side)
+        k = int(round(lps_to_voxel(volume.affine, box.centre)[2])) if box is not None else nk // 2
+        img = Image.fromarray(_win(arr[int(np.clip(k, 0, nk - 1))])).convert("RGB")
+        if box is not None:
+            lo = lps_to_voxel(volume.affine, box.lps_min)
+            hi = lps_to_voxel(volume.affine, box.lps_max)
+            ImageDraw.Draw(img).rectangle([min(lo[0], hi[0]) - 3, min(lo[1], hi[1]) - 3, max(lo[0], hi[0]) + 3,
+                                           max(lo[1], hi[1]) + 3], outline=(255, 200, 0))
+        ImageDraw.Draw(img).text((6, 6), f"{side} axial k={k}", fill=(255, 255, 0))
+        tiles.append(img.resize((size, size)))
+    j = int(round(np.mean([lps_to_voxel(volume.affine, c)[1] for c in centres]))) if centres else nj // 2
+    cor = _win(arr[::-1, int(np.clip(j, 0, nj - 1)), :])
+    h = max(1, int(round(nk * sp[2] / sp[0] * size / ni)))
+    tiles.append(Image.fromarray(cor).convert("RGB").resize((size, h)))
+    height = max(size, h)
+    out = Image.new("RGB", (size * 3, height + 18))
+    for n, t in enumerate(tiles):
+        out.paste(t, (n * size, 18))
+    ImageDraw.Draw(out).text((4, 2), title, fill=(255, 255, 255))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+    return path
