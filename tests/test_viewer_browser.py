@@ -87,6 +87,7 @@ def test_clinician_draws_and_adjusts_both_boxes(live_server, browser_page, brows
     a, b = (180.0, 250.0), (260.0, 330.0)
     drag(page, "axial", a, b)
     va, vb = voxel_at(page, "axial", *a), voxel_at(page, "axial", *b)
+    wait_saved(page)  # version 1: the drawn box; the edits below make later versions
     k = page.evaluate("window.viewer.shared.position[2]")
     for _ in range(4):
         page.keyboard.press("ArrowUp")
@@ -145,6 +146,15 @@ def test_clinician_draws_and_adjusts_both_boxes(live_server, browser_page, brows
     assert r["voxel_min"][2] == k_lo and r["voxel_max"][2] == k_hi
     assert data["box_status"] == "proposed"
 
+    # undo (u) restores the R box before its last change, as a new version
+    page.keyboard.press("r")
+    page.keyboard.press("u")
+    page.wait_for_function(f"window.viewer.store.boxes.R.version === {r['version'] + 1}")
+    history = page.request.get(f"{live_server.url}/api/series/{series.pk}/boxes/R/history/").json()
+    assert history[0]["version"] == r["version"] + 1
+    before = next(h for h in history if h["version"] == r["version"] - 1)
+    assert page.evaluate("window.viewer.store.boxes.R.lps_max") == before["lps_max"]
+
 
 def test_confirming_a_proposal_and_going_to_the_next_scan(live_server, browser_page, browser_login, ct_series, users):
     from annotations.boxes import save_box
@@ -156,12 +166,20 @@ def test_confirming_a_proposal_and_going_to_the_next_scan(live_server, browser_p
     for s in (first, second):
         save_box(s, "R", [-60, -200, 150], [-10, -150, 200], source="landmarks")
         save_box(s, "L", [20, -200, 150], [70, -150, 200], source="landmarks")
+    from tests.test_viewer_api import make_prediction
+
+    make_prediction(first, "abnormal", 0.8)
     browser_login(page, "clin")
     page.goto(f"{live_server.url}/datasets/{first.dataset.pk}/")
     assert page.locator("[data-count=proposed]").inner_text() == "2"
     page.keyboard.press("Enter")
     page.wait_for_function("window.viewer && window.viewer.ready")
     assert page.url.endswith(f"/series/{first.pk}/")
+    # the verdict and the per-slice score strip are shown; a click on the strip goes to that slice
+    assert "abnormal" in page.locator("#verdict").inner_text().lower()
+    strip = page.locator("#strip").bounding_box()
+    page.mouse.click(strip["x"] + 5, strip["y"] + 2)
+    assert page.evaluate("window.viewer.shared.position[2]") == first.volume.shape[0] - 1
     shot(page, "viewer-proposal")
     page.keyboard.press("Shift+C")
     page.wait_for_function("window.viewer.store.boxes.R.status === 'confirmed' && window.viewer.store.boxes.L.status === 'confirmed'")
