@@ -1,0 +1,59 @@
+"""``manage.py train --dataset NAME --preset fast|paper|tiny [--wait] [--json]``: start a training run."""
+from __future__ import annotations
+
+import json
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Start a training run on a dataset's 2.5D images (folds run on Celery workers)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--dataset", required=True)
+        parser.add_argument("--preset", default="fast", choices=["fast", "paper", "tiny"])
+        parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                            help="override a configuration value, e.g. --set epochs=2")
+        parser.add_argument("--wait", action="store_true", help="wait until the run finishes")
+        parser.add_argument("--timeout", type=float, default=24 * 3600)
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args, **opts) -> None:
+        from annotations.models import Dataset
+        from inference.models import TrainingRun
+        from inference.training_service import run_summary, start_run
+
+        dataset = Dataset.objects.filter(name=opts["dataset"]).first()
+        if dataset is None:
+            raise CommandError(f"no dataset named {opts['dataset']!r}")
+        overrides = {}
+        for item in opts["set"]:
+            key, _, value = item.partition("=")
+            try:
+                overrides[key] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key] = value
+        try:
+            run = start_run(dataset, opts["preset"], overrides=overrides)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if not opts["json"]:
+            self.stderr.write(f"run {run.pk} queued ({opts['preset']}, {len(run.split.folds)} folds)")
+        finished = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED}
+        deadline = time.time() + opts["timeout"]
+        shown = None
+        while opts["wait"] and run.status not in finished and time.time() < deadline:
+            time.sleep(1.0)
+            run.refresh_from_db()
+            state = (run.status, tuple(run.folds.values_list("epoch", flat=True)))
+            if state != shown and not opts["json"]:
+                self.stderr.write(f"{run.status}: epochs per fold {list(state[1])}")
+                shown = state
+        summary = run_summary(run)
+        if opts["json"]:
+            self.stdout.write(json.dumps(summary))
+        else:
+            self.stdout.write(f"run {run.pk}: {run.status}" + (f", model version {run.version}" if run.version else ""))
+        if opts["wait"] and run.status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"run {run.pk} ended {run.status}")
