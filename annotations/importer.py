@@ -381,7 +381,8 @@ def apply_series_rule(dataset: Dataset, studies=None) -> None:
 # -- labels CSV --------------------------------------------------------------------------------------------
 def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None,
                      report: ImportReport | None = None) -> dict[str, int]:
-    """Apply a CSV of labels (columns ``label`` and one of ``patient``, ``study_uid``, ``series_uid``).
+    """Apply a CSV of labels (columns ``label`` and one of ``patient``, ``study_uid``, ``series_uid``): a row with
+    a patient labels that patient, a row with only a series (or study) UID overrides that series' label.
     ``patient`` matches the source PatientID (through its keyed hash), the file stem of a NIfTI import, the
     pseudonymous id, or the patient folder of the ``{normal,abnormal}/<patient>/`` layout. Unmatched or invalid rows become report items."""
     counts = {"applied": 0, "unmatched": 0, "invalid": 0}
@@ -426,14 +427,19 @@ def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None
 
 
 def _label_targets(dataset: Dataset, ids: dict[str, str]) -> list[tuple[Patient, Series | None]]:
+    """A row naming a patient labels the patient (its other columns are ignored, as in a ground-truth CSV with
+    one row per series); a row without one labels its series, or each series of its study, as an override."""
     series_qs = Series.objects.filter(study__patient__dataset=dataset).select_related("study__patient")
+    if ids.get("patient") or ids.get("patient_id"):
+        return _patients_named(dataset, ids.get("patient") or ids.get("patient_id") or "")
     if ids.get("series_uid"):
         return [(s.study.patient, s) for s in series_qs.filter(series_uid=ids["series_uid"])]
     if ids.get("study_uid"):
         return [(s.study.patient, s) for s in series_qs.filter(study__study_uid=ids["study_uid"])]
-    raw = ids.get("patient") or ids.get("patient_id") or ""
-    if not raw:
-        return []
+    return []
+
+
+def _patients_named(dataset: Dataset, raw: str) -> list[tuple[Patient, None]]:
     keys = [pseudonym_key(raw), pseudonym_key(f"folder:{raw}")]
     patients = Patient.objects.filter(dataset=dataset, source_key__in=keys) | Patient.objects.filter(
         dataset=dataset, pseudo_id=raw)
