@@ -356,7 +356,7 @@ function drawStrip() {
   const zbot = Math.min(...zs);
   const yOf = (z) => ((ztop - z) / Math.max(ztop - zbot, 1e-6)) * (r.height - 1);
   const flagged = new Set((pred.flagged_slices_mm || []).map((z) => z.toFixed(2)));
-  const bar = Math.max(2, (r.height / Math.max(pred.slice_scores.length, 1)) * 0.8);
+  const bar = Math.max(2, (r.height / vol.nk) * 0.8);
   for (const [z, p] of pred.slice_scores) {
     ctx.fillStyle = flagged.has(Number(z).toFixed(2)) || p >= 0.5 ? "#e5533d" : "#6fbf73";
     ctx.fillRect(0, yOf(z) - bar / 2, Math.max(1, p * r.width), bar);
@@ -382,6 +382,13 @@ function fmtBox(box) {
 }
 
 function updatePanel() {
+  const badge = $("series-status");
+  const boxes = ["R", "L"].map((s) => store.boxes[s]).filter((b) => b && b.lps_min);
+  if (badge && boxes.length && badge.dataset.status !== "not_covered") {
+    const value = boxes.length === 2 && boxes.every((b) => b.status === "confirmed" && !b.dirty) ? "confirmed" : "proposed";
+    badge.className = `badge ${value}`;
+    badge.textContent = value === "confirmed" ? "Confirmed" : "Proposed";
+  }
   for (const side of ["R", "L"]) {
     const el = $(`box-${side}`);
     if (el) el.textContent = fmtBox(store.boxes[side]);

@@ -26,3 +26,6 @@ document.addEventListener("keydown", (e) => {
   }
 });
 select(0);
+
+// Filters apply as soon as a choice changes.
+document.querySelectorAll("#filters select").forEach((s) => s.addEventListener("change", () => s.form.submit()));
