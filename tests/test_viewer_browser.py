@@ -241,3 +241,35 @@ def test_clinician_cannot_open_another_dataset(live_server, browser_page, browse
                             "lps_max": [1, 1, 1], "version": 0}, headers={"X-CSRFToken": "x"})
     assert resp.status in (403, 404)
     assert not theirs.boxes.exists()
+
+
+def test_a_volume_stored_in_another_axis_order_is_shown_axially(live_server, browser_page, browser_login, ct_series,
+                                                                  users, realct):
+    """A volume whose voxel axes are stored as (x, z, y) still shows axial slices with R on the viewer's left and
+    anterior at the top, each pixel windowed from the HU at its LPS position."""
+    from inference.ml.geometry import lps_to_voxel
+    from inference.ml.volume import Volume, load_nifti
+
+    orig = load_nifti(realct["example_ct_sm"])
+    array = np.ascontiguousarray(orig.array.transpose(1, 0, 2))  # [k, j, i] -> [j, k, i]: new (i, j, k) = (i, k, j)
+    affine = orig.affine[:, [0, 2, 1, 3]]
+    series = ct_series(members=[users["clinician"]], volume=Volume(array, affine))
+    page = browser_page
+    browser_login(page, "clin")
+    open_viewer(page, live_server, series)
+    assert page.evaluate("window.viewer.views.axial.p.fixed") == 1  # the stored axis along z
+    assert page.evaluate("window.viewer.views.axial.depth") == orig.shape[0]
+    probe = """([x, y]) => { const v = window.viewer.views.axial; const ijk = v.canvasToVoxel(x, y).map(Math.round);
+        return { ijk, gray: v.pixels[ijk[v.p.row[0]] * v.w + ijk[v.p.col[0]]] & 0xff }; }"""
+    w = page.locator("#axial").bounding_box()["width"]
+    left, right = page.evaluate(probe, [w / 2 - 100, 400]), page.evaluate(probe, [w / 2 + 100, 400])
+    lps_left = voxel_to_lps(affine, left["ijk"])
+    lps_right = voxel_to_lps(affine, right["ijk"])
+    assert lps_left[0] < lps_right[0]  # patient right (smaller x) on the viewer's left
+    top, bottom = page.evaluate(probe, [w / 2, 150]), page.evaluate(probe, [w / 2, 600])
+    assert voxel_to_lps(affine, top["ijk"])[1] < voxel_to_lps(affine, bottom["ijk"])[1]  # anterior at the top
+    for sample in (left, right, top, bottom):
+        i, j, k = np.rint(lps_to_voxel(orig.affine, voxel_to_lps(affine, sample["ijk"]))).astype(int)
+        hu = float(orig.array[k, j, i])
+        assert sample["gray"] == int(np.clip((hu - (40 - 200)) * 255 / 400, 0, 255))
+    shot(page, "viewer-permuted")

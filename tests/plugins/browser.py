@@ -68,7 +68,8 @@ def browser_login(live_server):
 @pytest.fixture
 def ct_series(transactional_db, realct, settings):
     """``ct_series(dataset=None, members=(), name="viewer", patient="P001", path=None)``: a scan Series with a
-    Volume written from a real NIfTI (default: the TotalSegmentator example CT, 122x101x112 at 3 mm)."""
+    Volume written from a real NIfTI (default: the TotalSegmentator example CT, 122x101x112 at 3 mm), or
+    from ``volume`` (an ``inference.ml.volume.Volume``)."""
     from annotations.models import Dataset, Patient, Series, Study, Volume
     from inference.ml.geometry import spacing_of
     from inference.ml.volume import load_nifti, save_nifti
@@ -76,7 +77,7 @@ def ct_series(transactional_db, realct, settings):
     cache: dict = {}
 
     def make(dataset=None, members=(), name: str = "viewer", patient: str = "P001", path=None,
-             description: str = "Abdomen 3 mm"):
+             description: str = "Abdomen 3 mm", volume=None):
         if dataset is None:
             dataset, _ = Dataset.objects.get_or_create(name=name)
         dataset.members.add(*members)
@@ -85,9 +86,9 @@ def ct_series(transactional_db, realct, settings):
         series = Series.objects.create(study=study, series_uid=f"1.2.826.0.2.{uuid.uuid4().int % 10**12}",
                                        series_description=description, modality="CT")
         src = path or realct["example_ct"]
-        if src not in cache:
+        if volume is None and src not in cache:
             cache[src] = load_nifti(src)
-        vol = cache[src]
+        vol = volume if volume is not None else cache[src]
         rel = f"volumes/test-{series.pk}-{uuid.uuid4().hex[:8]}.nii.gz"
         save_nifti(vol, settings.MEDIA_ROOT / rel)
         Volume.objects.create(series=series, file=rel, shape=list(vol.shape),

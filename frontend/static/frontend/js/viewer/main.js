@@ -32,8 +32,8 @@ function renderAll() {
 
 /** Change the axial slice; returns the milliseconds the synchronous render took. */
 function setSlice(k) {
-  k = Math.max(0, Math.min(vol.nk - 1, Math.round(k)));
-  shared.position[2] = k;
+  k = Math.max(0, Math.min(nSlices() - 1, Math.round(k)));
+  shared.position[axialAxis()] = k;
   const t0 = performance.now();
   renderAll();
   return performance.now() - t0;
@@ -48,9 +48,24 @@ function setWindow(level, width) {
   renderAll();
 }
 
-function sliceZ(k) { return vol.voxelToLps(0, 0, k)[2]; }
+/** The voxel axis the axial view slices (k for axially stored volumes), its length, and the current index. */
+function axialAxis() { return views.axial ? views.axial.p.fixed : 2; }
 
-function kOfZ(z) { return Math.round(vol.lpsToVoxel(...vol.voxelToLps(0, 0, 0).slice(0, 2), z)[2]); }
+function nSlices() { return [vol.ni, vol.nj, vol.nk][axialAxis()]; }
+
+function sliceIndex() { return shared.position[axialAxis()]; }
+
+/** LPS z of axial slice ``k``. */
+function sliceZ(k) {
+  const ijk = [0, 0, 0];
+  ijk[axialAxis()] = k;
+  return vol.voxelToLps(...ijk)[2];
+}
+
+function kOfZ(z) {
+  const origin = vol.voxelToLps(0, 0, 0);
+  return Math.round(vol.lpsToVoxel(origin[0], origin[1], z)[axialAxis()]);
+}
 
 // ------------------------------------------------------------------ box overlays and hit tests
 function rectOf(view, box) {
@@ -78,7 +93,7 @@ function boxFromRect(view, box, r) {
 
 function inSlice(view, box) {
   const pos = vol.voxelToLps(...shared.position);
-  const axis = view.p.fixed === 2 ? 2 : view.p.fixed === 1 ? 1 : 0;
+  const axis = view.p.fixedL;
   return pos[axis] >= box.lps_min[axis] - 1e-6 && pos[axis] <= box.lps_max[axis] + 1e-6;
 }
 
@@ -233,9 +248,9 @@ function onPointerUp(view, e) {
   } else if (drag.kind === "point" && !moved) {
     // a click on coronal/sagittal moves the axial slice (and the other view) there
     const ijk = view.canvasToVoxel(x, y);
-    shared.position[0] = clampIndex(ijk[0], vol.ni);
-    shared.position[1] = clampIndex(ijk[1], vol.nj);
-    setSlice(ijk[2]);
+    const dims = [vol.ni, vol.nj, vol.nk];
+    for (const a of [0, 1, 2]) if (a !== axialAxis()) shared.position[a] = clampIndex(ijk[a], dims[a]);
+    setSlice(ijk[axialAxis()]);
   }
   drag = null;
   dragPreview = null;
@@ -248,8 +263,8 @@ function clampIndex(v, n) { return Math.max(0, Math.min(n - 1, Math.round(v))); 
 function newBoxTemplate() {
   const existing = store.boxes[state.side];
   if (existing && existing.lps_min) return { ...existing };
-  const z = sliceZ(shared.position[2]);
-  const zs = [sliceZ(0), sliceZ(vol.nk - 1)];
+  const z = sliceZ(sliceIndex());
+  const zs = [sliceZ(0), sliceZ(nSlices() - 1)];
   const zlo = Math.max(Math.min(...zs), z - DEFAULT_HALF_Z_MM);
   const zhi = Math.min(Math.max(...zs), z + DEFAULT_HALF_Z_MM);
   return { side: state.side, status: "proposed", version: 0, lps_min: [0, 0, zlo], lps_max: [0, 0, zhi] };
@@ -264,10 +279,10 @@ function onWheel(view, e) {
     return;
   }
   const step = Math.sign(e.deltaY) * (e.shiftKey ? 5 : 1);
-  if (view.plane === "axial") setSlice(shared.position[2] + step);
+  if (view.plane === "axial") setSlice(sliceIndex() + step);
   else {
     const axis = view.p.fixed;
-    shared.position[axis] = clampIndex(shared.position[axis] + step, [vol.ni, vol.nj][axis]);
+    shared.position[axis] = clampIndex(shared.position[axis] + step, [vol.ni, vol.nj, vol.nk][axis]);
     renderAll();
   }
 }
@@ -276,7 +291,7 @@ function onWheel(view, e) {
 function markZ(which) {
   const box = store.boxes[state.side];
   if (!box || !box.lps_min) { status(`${state.side}: draw the box first (d)`); return; }
-  const z = sliceZ(shared.position[2]);
+  const z = sliceZ(sliceIndex());
   const lo = [...box.lps_min];
   const hi = [...box.lps_max];
   if (which === "min") lo[2] = z; else hi[2] = z;
@@ -308,10 +323,10 @@ function onKey(e) {
   const k = e.key;
   if (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown") {
     const step = (k === "ArrowUp" || k === "PageUp" ? 1 : -1) * (k.startsWith("Page") ? 10 : 1);
-    if (view.plane === "axial") setSlice(shared.position[2] + step);
+    if (view.plane === "axial") setSlice(sliceIndex() + step);
     else {
       const axis = view.p.fixed;
-      shared.position[axis] = clampIndex(shared.position[axis] + step, [vol.ni, vol.nj][axis]);
+      shared.position[axis] = clampIndex(shared.position[axis] + step, [vol.ni, vol.nj, vol.nk][axis]);
       renderAll();
     }
   } else if (PRESETS[k]) {
@@ -351,24 +366,24 @@ function drawStrip() {
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#111";
   ctx.fillRect(0, 0, r.width, r.height);
-  const zs = [sliceZ(0), sliceZ(vol.nk - 1)];
+  const zs = [sliceZ(0), sliceZ(nSlices() - 1)];
   const ztop = Math.max(...zs);
   const zbot = Math.min(...zs);
   const yOf = (z) => ((ztop - z) / Math.max(ztop - zbot, 1e-6)) * (r.height - 1);
   const flagged = new Set((pred.flagged_slices_mm || []).map((z) => z.toFixed(2)));
-  const bar = Math.max(2, (r.height / vol.nk) * 0.8);
+  const bar = Math.max(2, (r.height / nSlices()) * 0.8);
   for (const [z, p] of pred.slice_scores) {
     ctx.fillStyle = flagged.has(Number(z).toFixed(2)) || p >= 0.5 ? "#e5533d" : "#6fbf73";
     ctx.fillRect(0, yOf(z) - bar / 2, Math.max(1, p * r.width), bar);
   }
-  const y = yOf(sliceZ(shared.position[2]));
+  const y = yOf(sliceZ(sliceIndex()));
   ctx.strokeStyle = "#ffeb3b";
   ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(r.width, y); ctx.stroke();
 }
 
 function onStripClick(e) {
   const r = e.currentTarget.getBoundingClientRect();
-  const zs = [sliceZ(0), sliceZ(vol.nk - 1)];
+  const zs = [sliceZ(0), sliceZ(nSlices() - 1)];
   const ztop = Math.max(...zs);
   const zbot = Math.min(...zs);
   const z = ztop - ((e.clientY - r.top) / r.height) * (ztop - zbot);
@@ -410,7 +425,6 @@ async function start() {
   vol = await loadVolume(config.volume, (f) => { $("loading").textContent = `Loading volume… ${Math.round(f * 100)}%`; });
   $("loading").hidden = true;
   shared.position = [vol.ni >> 1, vol.nj >> 1, vol.nk >> 1];
-  if (config.z_mm !== null && config.z_mm !== undefined) shared.position[2] = Math.max(0, Math.min(vol.nk - 1, kOfZ(config.z_mm)));
   store = new BoxStore(config.series_id, config.boxes, {
     onChange: renderAll, onConflict, onStatus: status,
   });
@@ -424,6 +438,9 @@ async function start() {
     view.canvas.addEventListener("contextmenu", (e) => e.preventDefault());
     view.canvas.addEventListener("pointerenter", () => { state.active = view; });
     views[plane] = view;
+  }
+  if (config.z_mm !== null && config.z_mm !== undefined) {
+    shared.position[axialAxis()] = Math.max(0, Math.min(nSlices() - 1, kOfZ(config.z_mm)));
   }
   window.addEventListener("resize", () => { Object.values(views).forEach((v) => { v.resize(); v.fit(); v.lutVersion = -1; }); renderAll(); });
   document.addEventListener("keydown", onKey);
@@ -450,7 +467,7 @@ async function start() {
     /** Mean and max milliseconds of ``n`` synchronous axial slice changes. */
     benchSliceChange(n = 100) {
       const times = [];
-      for (let s = 0; s < n; s++) times.push(setSlice((shared.position[2] + 1) % vol.nk));
+      for (let s = 0; s < n; s++) times.push(setSlice((sliceIndex() + 1) % nSlices()));
       return { mean: times.reduce((a, b) => a + b, 0) / n, max: Math.max(...times) };
     },
     ready: true,

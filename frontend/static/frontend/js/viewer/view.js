@@ -3,11 +3,24 @@
 // (patient left on the viewer's right) and y downwards (anterior up); coronal x and -z; sagittal y and -z.
 
 const PLANES = {
-  // fixed voxel axis, image columns (voxel axis, LPS axis), image rows (voxel axis, LPS axis, sign on screen)
-  axial: { fixed: 2, col: [0, 0], row: [1, 1, 1], letters: ["R", "L", "A", "P"], axisName: "z" },
-  coronal: { fixed: 1, col: [0, 0], row: [2, 2, -1], letters: ["R", "L", "S", "I"], axisName: "y" },
-  sagittal: { fixed: 0, col: [1, 1], row: [2, 2, -1], letters: ["A", "P", "S", "I"], axisName: "x" },
+  // fixed LPS axis; LPS axis shown left-to-right; LPS axis shown top-to-bottom and its sign on screen
+  axial: { fixedL: 2, colL: 0, rowL: 1, sign: 1, letters: ["R", "L", "A", "P"], axisName: "z" },
+  coronal: { fixedL: 1, colL: 0, rowL: 2, sign: -1, letters: ["R", "L", "S", "I"], axisName: "y" },
+  sagittal: { fixedL: 0, colL: 1, rowL: 2, sign: -1, letters: ["A", "P", "S", "I"], axisName: "x" },
 };
+
+/** For each LPS axis (x, y, z), the voxel axis (0 i, 1 j, 2 k) that runs most nearly along it. */
+export function voxelAxesOf(affine) {
+  const used = new Set();
+  return [0, 1, 2].map((l) => {
+    let best = -1;
+    for (let v = 0; v < 3; v++) {
+      if (!used.has(v) && (best < 0 || Math.abs(affine[l][v]) > Math.abs(affine[l][best]))) best = v;
+    }
+    used.add(best);
+    return best;
+  });
+}
 
 /** A packed RGBA (little-endian ABGR) lookup table over all int16 values for a window centre/width. */
 export function windowLut(level, width, lut = new Uint32Array(65536)) {
@@ -27,12 +40,17 @@ export class SliceView {
     this.ctx = canvas.getContext("2d");
     this.vol = volume;
     this.plane = plane;
-    this.p = PLANES[plane];
+    const spec = PLANES[plane];
+    const axes = voxelAxesOf(volume.affine); // any storage order: the voxel axis along each LPS axis
+    // p.fixed: the voxel axis this view slices; p.col / p.row: [voxel axis, LPS axis(, screen sign)]
+    this.p = { ...spec, fixed: axes[spec.fixedL], col: [axes[spec.colL], spec.colL], row: [axes[spec.rowL], spec.rowL, spec.sign] };
     this.shared = shared; // {lut, position: [i, j, k]}
     const dims = [volume.ni, volume.nj, volume.nk];
     this.w = dims[this.p.col[0]];
     this.h = dims[this.p.row[0]];
     this.depth = dims[this.p.fixed];
+    const strides = [1, volume.ni, volume.ni * volume.nj];
+    this.strides = { fixed: strides[this.p.fixed], col: strides[this.p.col[0]], row: strides[this.p.row[0]] };
     this.image = new ImageData(this.w, this.h);
     this.pixels = new Uint32Array(this.image.data.buffer);
     this.off = document.createElement("canvas");
@@ -106,25 +124,20 @@ export class SliceView {
 
   /** Fill the image of the current slice through the shared lookup table (the hot path of a slice change). */
   fill() {
-    const { ni, nj, data } = this.vol;
+    const data = this.vol.data;
     const lut = this.shared.lut;
     const px = this.pixels;
-    const n = this.index;
-    if (this.plane === "axial") {
-      const base = n * nj * ni;
-      const len = ni * nj;
+    const { fixed, col, row } = this.strides;
+    const base = this.index * fixed;
+    const w = this.w;
+    if (col === 1 && row === w) { // contiguous slice (axial of an axially stored volume)
+      const len = w * this.h;
       for (let p = 0; p < len; p++) px[p] = lut[data[base + p] + 32768];
-    } else if (this.plane === "coronal") {
-      for (let q = 0; q < this.h; q++) {
-        const base = (q * nj + n) * ni;
-        const row = q * this.w;
-        for (let p = 0; p < ni; p++) px[row + p] = lut[data[base + p] + 32768];
-      }
     } else {
       for (let q = 0; q < this.h; q++) {
-        const base = q * nj * ni + n;
-        const row = q * this.w;
-        for (let p = 0; p < nj; p++) px[row + p] = lut[data[base + p * ni] + 32768];
+        const start = base + q * row;
+        const out = q * w;
+        for (let p = 0; p < w; p++) px[out + p] = lut[data[start + p * col] + 32768];
       }
     }
     this.offCtx.putImageData(this.image, 0, 0);
@@ -180,7 +193,7 @@ export class SliceView {
     ctx.fillText(`${nice} mm`, W - 20, H - 38);
     // slice position
     const pos = this.vol.voxelToLps(...this.shared.position);
-    const axis = { x: 0, y: 1, z: 2 }[this.p.axisName];
+    const axis = this.p.fixedL;
     ctx.textAlign = "left";
     ctx.fillText(`${this.plane} ${this.p.axisName} = ${pos[axis].toFixed(1)} mm  (${this.index + 1}/${this.depth})`, 8, H - 12);
   }
