@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from rest_framework import status
@@ -51,15 +51,23 @@ def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
 
     filters = {k: v for k, v in (filters or {}).items() if k in FILTERS and v}
     latest = Prediction.objects.filter(series=OuterRef("pk")).order_by("-created_at", "-pk")
+    from .models import Label
+
+    current = Label.objects.filter(is_current=True)  # Meta ordering: newest first, as Series.label reads it
     qs = (
         Series.objects.filter(study__patient__dataset=dataset, is_scan=True)
         .select_related("study__patient")
+        .prefetch_related(Prefetch("labels", queryset=current, to_attr="current_labels"),
+                          Prefetch("study__patient__labels", queryset=current.filter(series__isnull=True),
+                                   to_attr="current_labels"))
         .annotate(verdict=Subquery(latest.values("verdict")[:1]), probability=Subquery(latest.values("probability")[:1]))
         .order_by("study__patient__pseudo_id", "study_id", "series_number", "id")
     )
     rows, counts = [], {"total": 0, **{s: 0 for s in Series.BoxStatus.values}}
-    for s in qs:
-        label = s.label
+    for s in qs:  # the label as Series.label gives it, from the prefetched current labels (no query per row)
+        own = s.current_labels[0].value if s.current_labels else None
+        patient_labels = s.study.patient.current_labels
+        label = own or (patient_labels[0].value if patient_labels else None)
         row = {
             "id": s.pk, "patient": s.study.patient.pseudo_id, "series": s.series_description or s.series_uid,
             "series_uid": s.series_uid, "label": label, "box_status": s.box_status,

@@ -101,8 +101,15 @@ def test_worklist_rows_filters_counts_and_next_unconfirmed(ct_series, users, cli
         save_box(b, side, lo, hi)
     mark_not_covered(c, "field of view ends above the kidneys")
     make_prediction(b, "abnormal", 0.8)
+    from annotations.models import Label
+
+    Label.objects.create(patient=a.patient, value="normal", source="csv")
+    Label.objects.create(patient=b.patient, value="normal", source="csv")
+    Label.objects.create(patient=b.patient, series=b, value="abnormal", source="ui")  # the series' override
     client.force_login(users["clinician"])
     data = client.get(f"/api/datasets/{a.dataset.pk}/worklist/").json()
+    assert [r["label"] for r in data["rows"]] == [a.label, b.label, c.label] == ["normal", "abnormal", None]
+    assert client.get(f"/api/datasets/{a.dataset.pk}/worklist/?label=abnormal").json()["rows"][0]["id"] == b.pk
     assert data["counts"] == {"total": 3, "none": 0, "proposed": 1, "confirmed": 1, "not_covered": 1}
     assert [r["patient"] for r in data["rows"]] == ["P001", "P002", "P003"]
     assert data["rows"][1]["verdict"] == "abnormal" and data["rows"][0]["verdict"] is None
