@@ -93,48 +93,46 @@ def _mottle(ph):
 
 
 def paint_body(cv: Canvas, a: Anatomy, phase: str) -> None:
-    """Skin, subcutaneous fat, muscle wall with ribs, visceral fat; the table below the back."""
+    """Skin, subcutaneous fat, muscle wall with ribs, visceral fat; the table below the back.
+    Slice by slice (2-D float32 temporaries stay in cache)."""
     sx, sy, sz = a.sx, a.sy, a.sz
-    w = cv.W[:, None, None]
-    ws = w / sz
-    A = np.interp(ws, [-400, -150, 0, 100, 400], [170, 160, 158, 152, 145]).astype(np.float32) * sx
+    u, v = cv.U, cv.V
     Bp = np.float32(115 * sy)
-    Ba = np.interp(ws, [-400, -150, 0, 100, 400], [105, 118, 118, 112, 105]).astype(np.float32) * sy
-    Ba = Ba + a.fat * 0.6
-    A = A + a.fat * 0.8
-    u, v = cv.U[None], cv.V[None]
-    B = np.where(v < 0, Ba, Bp)
-    p = 2.5
-    ru, rv = np.abs(u) / A, np.abs(v) / B
-    r = (ru ** p + rv ** p) ** (1 / p)
-    wgt = (ru * ru * A + rv * rv * B) / np.maximum(ru * ru + rv * rv, 1e-6)
-    d = (1 - r) * wgt  # mm inside the skin
-    fat = a.fat * (0.55 + 0.6 * np.clip(-v / B, 0, 1))
-    fat = np.where(v > 0, fat * 0.6, fat)
-    S, M = 2.0, 13.0
-    h = cv.px / 2
-    vals = [hu(t, phase) for t in ("skin", "subcutaneous_fat", "muscle", "visceral_fat")]
-    out = np.where(d < -h, -1000.0, 0).astype(np.float32)
-    # piecewise ramps between layers (one pixel wide)
-    t0 = np.clip((d + h) / (2 * h), 0, 1)
-    out = -1000 + t0 * (vals[0] + 1000)
-    t1 = np.clip((d - S + h) / (2 * h), 0, 1)
-    out += t1 * (vals[1] - vals[0])
-    t2 = np.clip((d - S - fat + h) / (2 * h), 0, 1)
-    out += t2 * (vals[2] - vals[1])
-    t3 = np.clip((d - S - fat - M + h) / (2 * h), 0, 1)
-    out += t3 * (vals[3] - vals[2])
-    lab = (d >= 0).astype(np.uint8) + (d >= S) + (d >= S + fat) + (d >= S + fat + M)
-    # ribs: obliquely running bony bands in the muscle wall from the lower chest up
-    dm = d - S - fat
-    ribph = np.mod(ws - 0.3 * (B - v) / sy + a.phases[0] * 4, 28.0)
-    ribs = (dm > 2) & (dm < 10) & (ribph < 8) & (ws > -15) & ~((np.abs(u) < 45 * sx) & (v < 0))
-    out = np.where(ribs, np.where((ribph < 1.5) | (ribph > 6.5) | (dm < 3.5) | (dm > 8.5), BONE, 280.0), out)
-    lab = np.where(ribs, L["bone_cortex"], lab)
-    cv.hu[:] = out
-    cv.label[:] = lab
+    S, M = np.float32(2.0), np.float32(13.0)
+    h = np.float32(cv.px / 2)
+    vals = [np.float32(hu(t, phase)) for t in ("skin", "subcutaneous_fat", "muscle", "visceral_fat")]
+    post = v > 0
+    au, av = np.abs(u), np.abs(v)
+    fat = np.float32(a.fat) * (0.55 + 0.6 * np.clip(-v / (120 * sy), 0, 1))
+    fat = np.where(post, fat * 0.6, fat).astype(np.float32)
+    front = ~post & (au < 45 * sx)
+    for k, w in enumerate(cv.W):
+        ws = float(w) / sz
+        A = np.float32((np.interp(ws, [-400, -150, 0, 100, 400], [170, 160, 158, 152, 145]) * sx + a.fat * 0.8))
+        Ba = np.float32(np.interp(ws, [-400, -150, 0, 100, 400], [105, 118, 118, 112, 105]) * sy + a.fat * 0.6)
+        B = np.where(post, Bp, Ba)
+        ru, rv = au / A, av / B
+        ru2, rv2 = ru * ru, rv * rv
+        q = ru2 + rv2
+        r = np.sqrt(np.sqrt(ru2 * ru2 + rv2 * rv2) * 0.35 + q * 0.65)  # between an ellipse and a rounded box
+        d = (1 - r) * (ru2 * A + rv2 * B) / np.maximum(q, np.float32(1e-6))  # mm inside the skin
+        out = np.float32(-1000) + np.clip((d + h) / (2 * h), 0, 1) * (vals[0] + 1000)
+        out += np.clip((d - S + h) / (2 * h), 0, 1) * (vals[1] - vals[0])
+        dm = d - S - fat
+        out += np.clip((dm + h) / (2 * h), 0, 1) * (vals[2] - vals[1])
+        out += np.clip((dm - M + h) / (2 * h), 0, 1) * (vals[3] - vals[2])
+        lab = (d >= 0).astype(np.uint8) + (d >= S) + (dm >= 0) + (dm >= M)
+        if ws > -15:  # ribs: obliquely running bony bands in the muscle wall from the lower chest up
+            ribph = np.mod(ws - 0.3 * (B - v) / sy + a.phases[0] * 4, 30.0)
+            ribs = (dm > 2) & (dm < 10) & (ribph < 7) & ~front
+            if ribs.any():
+                edge = (ribph < 1.5) | (ribph > 5.5) | (dm < 3.5) | (dm > 8.5)
+                out = np.where(ribs, np.where(edge, np.float32(600.0), np.float32(250.0)), out)
+                lab = np.where(ribs, np.uint8(L["bone_cortex"]), lab)
+        cv.hu[k] = out
+        cv.label[k] = lab
     # table: a curved slab behind the patient
-    f, lo, hi = ellipsoid((0, Bp + 260, 0), (300, 250, 1e5))
+    f, lo, hi = ellipsoid((0, Bp + 252, 0), (300, 250, 1e5))
     cv.paint(*shell((f, (-260, Bp + 8, -1e4), (260, Bp + 30, 1e4)), 12), hu("table", phase), L["table"],
              only=[L["air"]])
 
@@ -249,8 +247,8 @@ def paint_abdomen(cv: Canvas, a: Anatomy, phase: str) -> None:
              L["spleen"], only=vf)
     # liver: right lobe and left lobe under the domes
     liv = hu("liver", phase)
-    cv.paint(*intersect(ellipsoid((-55 * sx, 0, 40), (92 * sx, 88 * sy, 72)), below), liv, L["liver"], only=vf)
-    cv.paint(*intersect(ellipsoid((5 * sx, -50 * sy, 62), (58 * sx, 34 * sy, 34)), below), liv, L["liver"], only=vf)
+    cv.paint(*intersect(ellipsoid((-62 * sx, -5 * sy, 42), (80 * sx, 82 * sy, 70), -0.25), below), liv, L["liver"], only=vf)
+    cv.paint(*intersect(ellipsoid((-5 * sx, -58 * sy, 62), (45 * sx, 28 * sy, 30), 0.2), below), liv, L["liver"], only=vf)
     # colon with mottled stool and gas, small bowel loops
     mot = _mottle(a.phases[2:5])
 

@@ -49,6 +49,27 @@ def paint_lesion(cv: Canvas, les: LesionSpec) -> np.ndarray | None:
     blk = cv.block(lo, hi)
     if blk is None:
         return None
+    value = lesion_value(les)
+    m, t = les.mean_hu, les.type
+    before = cv.hu[blk].copy()
+    cv.paint((f, lo, hi)[0], lo, hi, value, LABEL_OF["lesion"])
+    u, vv, w = cv.coords(blk)
+    d = f(u, vv, w)
+    inside = (d >= 0) & (cv.label[blk] == LABEL_OF["lesion"])
+    if not inside.any():
+        cv.hu[blk] = before
+        return None
+    core = inside & (d >= 1.8) if t == "cyst" else inside
+    if core.any():
+        sub = cv.hu[blk]
+        sub[core] += np.float32(m - float(sub[core].mean()))
+    mask = np.zeros(cv.hu.shape, bool)
+    mask[blk] = inside
+    return mask
+
+
+def lesion_value(les: LesionSpec):
+    """HU of the lesion at (u, v, w) with ``d`` mm inside its surface, by type (before the mean is fixed)."""
     m, ph, t = les.mean_hu, les.phases, les.type
     rmin = float(les.semi.min())
 
@@ -66,18 +87,4 @@ def paint_lesion(cv: Canvas, les: LesionSpec) -> np.ndarray | None:
             return np.where(tex(u, v, w) > -0.15, -95.0, 35.0)
         return m + 3 * tex(u, v, w)
 
-    before = cv.hu[blk].copy()
-    cv.paint((f, lo, hi)[0], lo, hi, value, LABEL_OF["lesion"])
-    u, vv, w = cv.coords(blk)
-    d = f(u, vv, w)
-    inside = (d >= 0) & (cv.label[blk] == LABEL_OF["lesion"])
-    if not inside.any():
-        cv.hu[blk] = before
-        return None
-    core = inside & (d >= 1.8) if t == "cyst" else inside
-    if core.any():
-        sub = cv.hu[blk]
-        sub[core] += np.float32(m - float(sub[core].mean()))
-    mask = np.zeros(cv.hu.shape, bool)
-    mask[blk] = inside
-    return mask
+    return value

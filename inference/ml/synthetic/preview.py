@@ -14,8 +14,23 @@ def _win(a: np.ndarray, centre: float = 40, width: float = 400) -> np.ndarray:
     return (np.clip((a.astype(np.float32) - (centre - width / 2)) / width, 0, 1) * 255).astype(np.uint8)
 
 
+def canonical(volume: Volume) -> Volume:
+    """The same volume with its axes flipped so that i, j, k run along +x, +y, +z (axis-aligned volumes)."""
+    a = np.array(volume.affine, float)
+    arr = volume.array
+    for axis_ijk in range(3):
+        if a[axis_ijk, axis_ijk] < 0:
+            n = arr.shape[2 - axis_ijk]
+            arr = np.flip(arr, axis=2 - axis_ijk)
+            a[:3, 3] = a[:3, 3] + a[:3, axis_ijk] * (n - 1)
+            a[:3, axis_ijk] = -a[:3, axis_ijk]
+    return Volume(np.ascontiguousarray(arr), a)
+
+
 def montage(volume: Volume, glands: dict, title: str, path: Path, size: int = 320) -> Path:
-    """Axial through each gland box centre (box drawn), coronal through the glands; 40/400 window."""
+    """Axial through each gland box centre (box drawn), coronal through the glands; 40/400 window;
+    radiological display (patient's right on the image's left, anterior up) whatever the affine."""
+    volume = canonical(volume)
     arr = volume.array
     nk, nj, ni = arr.shape
     sp = volume.spacing
