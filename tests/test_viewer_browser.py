@@ -80,6 +80,12 @@ def test_clinician_draws_and_adjusts_both_boxes(live_server, browser_page, brows
     assert (level, width) == (100 + 40, 600 + 160)
     page.keyboard.press("1")
     assert page.locator("#wl").inner_text() == "W 400 / L 40"
+    # the help overlay lists the shortcuts
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible() and "next unconfirmed scan" in page.locator("#help").inner_text()
+    shot(page, "viewer-help")
+    page.keyboard.press("Escape")
+    assert not page.locator("#help").is_visible()
 
     # R box: drawn on the axial view, then z-range marked by first/last slices
     page.keyboard.press("r")

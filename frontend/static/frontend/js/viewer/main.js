@@ -144,16 +144,22 @@ function hit(view, x, y) {
   return null;
 }
 
+/** The other views' positions: dashed lines on coronal and sagittal, edge ticks on the axial view. */
 function drawCrosshair(ctx, view) {
-  const p = shared.position;
+  const [x, y] = view.voxelToCanvas(shared.position);
   ctx.save();
   ctx.strokeStyle = "rgba(255, 235, 59, .55)";
   ctx.lineWidth = 1;
-  ctx.setLineDash([4, 4]);
-  const [, y] = view.voxelToCanvas(p);
-  if (view.plane !== "axial") {
-    ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(view.cssW, y); ctx.stroke();
+  ctx.beginPath();
+  if (view.plane === "axial") {
+    ctx.moveTo(x, 0); ctx.lineTo(x, 12); ctx.moveTo(x, view.cssH - 12); ctx.lineTo(x, view.cssH);
+    ctx.moveTo(0, y); ctx.lineTo(12, y); ctx.moveTo(view.cssW - 12, y); ctx.lineTo(view.cssW, y);
+  } else {
+    ctx.setLineDash([4, 4]);
+    ctx.moveTo(0, y); ctx.lineTo(view.cssW, y);
+    ctx.moveTo(x, 0); ctx.lineTo(x, view.cssH);
   }
+  ctx.stroke();
   ctx.restore();
 }
 
