@@ -6,6 +6,7 @@ fold (gpu queue); the last fold to finish queues the aggregation (``inference.ta
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,8 @@ def start_run(dataset, preset: str, user=None, overrides: dict | None = None, na
         run = TrainingRun.objects.create(dataset=dataset, split=split, preset=preset, config=config, name=name,
                                          created_by=user if getattr(user, "is_authenticated", False) else None)
         run.artifacts_dir = f"runs/{run.pk}"
+        # a folder left by a deleted run that had the same id is not this run's
+        shutil.rmtree(Path(settings.MEDIA_ROOT) / run.artifacts_dir, ignore_errors=True)
         FoldRun.objects.bulk_create([FoldRun(run=run, fold=k) for k in range(len(split.folds))])
         run.job = enqueue(train_run_job, kind="train", params={"run_id": run.pk}, user=user)
         run.save(update_fields=["artifacts_dir", "job"])
