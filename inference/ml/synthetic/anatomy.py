@@ -51,9 +51,9 @@ def draw(rng: np.random.Generator) -> Anatomy:
         pole = c + np.array([0, 0, semi[2]])
         med = -m  # +u is medial for the right gland
         if side == "R":
-            apex = pole + np.array([26 + rng.uniform(-3, 3), -22 + rng.uniform(-3, 3), 24 + rng.uniform(-3, 4)])
+            apex = pole + np.array([15 + rng.uniform(-2, 2), -13 + rng.uniform(-2, 2), 15 + rng.uniform(-2, 3)])
         else:
-            apex = pole + np.array([-24 + rng.uniform(-3, 3), -24 + rng.uniform(-3, 3), 18 + rng.uniform(-3, 4)])
+            apex = pole + np.array([-16 + rng.uniform(-2, 2), -15 + rng.uniform(-2, 2), 13 + rng.uniform(-2, 3)])
         shape = str(rng.choice(["inverted_Y", "V", "lambda"]))
         ln = rng.uniform(0.8, 1.35)
         r = rng.uniform(1.5, 3.0)

@@ -33,10 +33,15 @@ def draw_lesion(rng: np.random.Generator, gland: Gland, *, diameter_mm: float | 
     p = s + rng.uniform(0.25, 0.9) * (e - s)
     d1 = float(diameter_mm)
     semi = np.array([d1, d1 * rng.uniform(0.75, 1.0), d1 * rng.uniform(0.75, 1.0)]) / 2
-    lateral = 1.0 if gland.side == "L" else -1.0
-    direction = np.array([lateral * rng.uniform(0.2, 1), rng.uniform(-1, 0.5), rng.uniform(-0.5, 0.5)])
+    # grow outwards from the limb (away from the gland's centre, across the limb) so the rest of the gland shows
+    centroid = np.mean([q for a, b, _ in gland.limbs for q in (a, b)], axis=0)
+    axis = (e - s) / np.linalg.norm(e - s)
+    direction = (p - centroid) + rng.normal(0, 4, 3)
+    direction -= axis * (direction @ axis)
+    if np.linalg.norm(direction) < 1e-6:
+        direction = np.cross(axis, [0.0, 0.0, 1.0])
     direction /= np.linalg.norm(direction)
-    centre = p + direction * semi.min() * rng.uniform(0.2, 0.6)
+    centre = p + direction * semi.min() * rng.uniform(0.55, 0.85)
     lo, hi = LESION_TYPES[type_]
     return LesionSpec(gland.side, type_, centre, semi, float(rng.uniform(0, np.pi)), float(rng.uniform(lo + 2, hi - 2)),
                       rng.uniform(0, 2 * np.pi, 3))
