@@ -11,8 +11,8 @@ from inference.ml.volume import Volume
 from tests.plugins.proposals import resample
 
 SIDES = {"R": 8, "L": 9}
-MAX_SIZE_MM = 100.0  # no box side longer than this (landmark boxes are at most MAX_BOX_MM)
-MAX_VOLUME_ML = 700.0
+MAX_SIZE_MM = 120.0  # no box side longer than this (landmark boxes are at most MAX_BOX_MM)
+MAX_VOLUME_ML = 850.0
 
 
 def gland_points(seg: Volume, side: str) -> np.ndarray:

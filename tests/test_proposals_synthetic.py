@@ -40,3 +40,41 @@ def test_synthetic_chest_only_not_covered():
         volume, _ = make_phantom(100 + seed, chest_only=True)
         result = propose(volume)
         assert result.status == "not_covered" and "chest only" in result.reason, result.reason
+
+
+def box_inside(inner, outer, tol_mm: float = 1e-3) -> bool:
+    """``inner`` within ``outer`` (to a micrometre: a box clipped to the last slice meets it exactly)."""
+    return bool(np.all(np.asarray(inner.lps_min) >= np.asarray(outer.lps_min) - tol_mm)
+                and np.all(np.asarray(inner.lps_max) <= np.asarray(outer.lps_max) + tol_mm))
+
+
+def test_synthetic_cohort_of_the_synthetic_package():
+    """``inference.ml.synthetic.make_patient`` (tiny profile: 256x256, ~1.5 mm pixels, 5 mm slices): the truth
+    box of every gland (with its lesions) and of every lesion inside the proposed box of its side."""
+    from inference.ml.synthetic import make_patient
+
+    glands, inside, lesions_outside = 0, 0, []
+    for seed in range(1000, 1016):
+        scan = make_patient(seed, abnormal=seed % 2 == 1, profile="tiny",
+                            coverage="abdomen" if seed % 4 == 0 else "upper_abdomen")
+        result = propose(scan.volume)
+        assert result.status == "proposed", f"seed {seed}: {result.reason}"
+        for side, truth in scan.truth.glands.items():
+            if truth is not None:
+                glands += 1
+                inside += box_inside(truth, result.boxes[side])
+        for lesion in scan.truth.lesions:
+            if lesion.box is not None and not box_inside(lesion.box, result.boxes[lesion.side]):
+                lesions_outside.append(seed)
+        assert np.all(np.asarray([b.size_mm for b in result.boxes.values()]) <= np.asarray(MAX_BOX_MM) + 1e-6)
+    assert glands >= 30 and inside / glands >= 0.98, f"{inside}/{glands} glands fully inside"
+    assert lesions_outside == [], f"lesions outside the boxes in seeds {lesions_outside}"
+
+
+def test_synthetic_package_chest_and_pelvis_only_not_covered():
+    from inference.ml.synthetic import make_patient
+
+    for seed, coverage in ((2001, "chest_only"), (2002, "pelvis_only"), (2003, "chest_only"), (2004, "pelvis_only")):
+        result = propose(make_patient(seed, abnormal=False, profile="tiny", coverage=coverage).volume)
+        assert result.status == "not_covered", (seed, coverage)
+        assert result.reason.startswith("adrenal region not")

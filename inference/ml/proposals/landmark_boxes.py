@@ -5,10 +5,11 @@ The box of a side, relative to the landmarks (mm):
 - x: ``LATERAL_MM`` from the spine midline towards that side;
 - y: ``Y_FROM_SPINE_MM`` relative to the anterior edge of the vertebral body (negative = anterior);
 - z: ``Z_FROM_LUNG_BASE_MM`` relative to the lowest slice with lung on that side;
-clipped to the scanned z-range. The extents measured on the TotalSegmentator example CT are lateral
-21-57 mm, y -18..+24 mm, z -24..+18 mm; the constants add about 15-35 mm of margin for anatomical
-variation around those, so a box is at most 70 x 95 x 100 mm (the original study's hand crops were
-72 x 72 mm in-plane).
+clipped to the scanned z-range. Gland (with lesion) extents measured against these landmarks: on the
+TotalSegmentator example CT lateral 21-57 mm, y -18..+24 mm, z -24..+18 mm; on 80 glands of the synthetic
+cohort (``inference.ml.synthetic``, seeds 0-39) lateral 12-76 mm, y -22..+48 mm, z -45..+50 mm. The
+constants cover those with about 5-15 mm to spare, so a box is at most 75 x 95 x 115 mm (the original
+study's hand crops were 72 x 72 mm in-plane).
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from ..volume import Volume
 from .landmarks import Landmarks, find_landmarks
 from .result import Proposal
 
-LATERAL_MM = (5.0, 75.0)
-Y_FROM_SPINE_MM = (-55.0, 40.0)
-Z_FROM_LUNG_BASE_MM = (-60.0, 40.0)
+LATERAL_MM = (5.0, 80.0)
+Y_FROM_SPINE_MM = (-40.0, 55.0)
+Z_FROM_LUNG_BASE_MM = (-60.0, 55.0)
 MIN_BELOW_LUNG_BASE_MM = 30.0  # a scan ending closer than this below the lung bases misses the glands
 MAX_BOX_MM = (LATERAL_MM[1] - LATERAL_MM[0], Y_FROM_SPINE_MM[1] - Y_FROM_SPINE_MM[0],
               Z_FROM_LUNG_BASE_MM[1] - Z_FROM_LUNG_BASE_MM[0])
@@ -47,6 +48,6 @@ def propose_from_landmarks(volume: Volume) -> Proposal:
     lowest_base = min(marks.lung_base_z.values())
     below = lowest_base - marks.scan_z[0]
     if below < MIN_BELOW_LUNG_BASE_MM:
-        return Proposal.not_covered(f"adrenal region not covered: the scan ends {below:.0f} mm below the lung "
+        return Proposal.not_covered(f"adrenal region not covered: the scan ends {max(below, 0.0):.0f} mm below the lung "
                                     f"bases (chest only?)", method="landmarks")
     return Proposal(status="proposed", boxes=boxes_from_landmarks(marks), method="landmarks")

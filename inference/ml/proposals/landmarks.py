@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..geometry import voxel_to_lps
+from ..geometry import volume_extent, voxel_to_lps
 from ..volume import Volume
 
 STEP_MM = 3.0
-LUNG_MIN_ML, LUNG_MIN_MEAN_HU = 10.0, -860.0  # parenchyma (vessels, septa) averages above bowel gas (-1000)
+LUNG_MIN_ML, LUNG_MIN_MEAN_HU = 10.0, -900.0  # parenchyma (vessels, septa) averages above bowel gas (-950..-1000)
 LUNG_MIN_CM2 = 1.0  # a slice "has lung" on a side with at least this much lung
 BONE_HU = 200.0
 SPINE_HALF_WIDTH_MM = 25.0
@@ -77,7 +77,8 @@ def find_landmarks(volume: Volume, step_mm: float = STEP_MM) -> Landmarks:
     a, affine = subsample(volume, step_mm)
     n_k = a.shape[0]
     z_of_k = voxel_to_lps(affine, np.stack([np.zeros(n_k), np.zeros(n_k), np.arange(n_k)], 1))[:, 2]
-    marks = Landmarks(scan_z=(float(z_of_k.min()), float(z_of_k.max())))
+    extent = volume_extent(volume.affine, volume.shape)  # all slices, not only the strided ones
+    marks = Landmarks(scan_z=(extent.lps_min[2], extent.lps_max[2]))
     body = body_mask(a)
     if not body.any():
         marks.problem = "no body in the field of view"
