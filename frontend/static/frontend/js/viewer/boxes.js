@@ -11,6 +11,7 @@ async function api(method, url, body) {
     credentials: "same-origin",
     headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
+    keepalive: method !== "GET", // a save started as the page closes still reaches the server
   });
   let data = null;
   try { data = await response.json(); } catch { data = null; }

@@ -399,7 +399,9 @@ function onStripClick(e) {
 function fmtBox(box) {
   if (!box || !box.lps_min) return "—";
   const s = box.lps_min.map((v, a) => (box.lps_max[a] - v).toFixed(0));
-  return `${s[0]}×${s[1]}×${s[2]} mm · ${box.status} · v${box.version}${box.dirty ? " (unsaved)" : ""}`;
+  const who = box.updated_by ? ` · ${box.updated_by}` : "";
+  const when = box.updated_at ? ` ${new Date(box.updated_at).toLocaleString()}` : "";
+  return `${s[0]}×${s[1]}×${s[2]} mm · ${box.status} · v${box.version}${who}${when}${box.dirty ? " (unsaved)" : ""}`;
 }
 
 function updatePanel() {
