@@ -133,7 +133,7 @@ def make_cohort(out_dir: str | os.PathLike, patients: int, abnormal_fraction: fl
         results = [_one(j) for j in jobs]
     rows = [r for rs in results for r in rs]
     write_ground_truth(rows, out / "ground_truth.csv")
-    return rows
+    return read_ground_truth(out / "ground_truth.csv")  # exactly what the file says (rounded to 1 um)
 
 
 __all__ = ["make_cohort", "read_ground_truth", "write_patient", "thick_version"]
