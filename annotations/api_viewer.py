@@ -15,7 +15,9 @@ from django.conf import settings
 from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
-from rest_framework import status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -25,6 +27,22 @@ from .boxes import VersionConflict, save_box
 from .models import CropBox, CropBoxVersion, Dataset, Series
 
 SIDES = ("R", "L")
+
+_XYZ = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3)
+BOX_OUT = inline_serializer("ViewerBox", {
+    "side": serializers.CharField(), "lps_min": _XYZ, "lps_max": _XYZ,
+    "voxel_min": serializers.ListField(child=serializers.IntegerField()),
+    "voxel_max": serializers.ListField(child=serializers.IntegerField()),
+    "status": serializers.CharField(), "source": serializers.CharField(), "version": serializers.IntegerField(),
+    "updated_by": serializers.CharField(allow_null=True), "updated_at": serializers.DateTimeField(),
+})
+BOX_IN = inline_serializer("ViewerBoxEdit", {
+    "lps_min": _XYZ, "lps_max": _XYZ,
+    "version": serializers.IntegerField(help_text="the version you edited; 0 for a new box"),
+    "status": serializers.ChoiceField(choices=["proposed", "confirmed"], required=False),
+})
+VERSION_IN = inline_serializer("ViewerBoxVersion", {"version": serializers.IntegerField()})
+CONFLICT = inline_serializer("ViewerBoxConflict", {"detail": serializers.CharField(), "current": BOX_OUT})
 
 
 def visible_series(user):
@@ -100,6 +118,7 @@ class Worklist(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
         return Response(worklist_rows(dataset, request.query_params.dict()))
@@ -110,6 +129,7 @@ class NextUnconfirmed(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         series = series_for(request.user, pk)
         rows = worklist_rows(series.dataset)["rows"]
@@ -167,6 +187,7 @@ class VolumeHeader(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         series = series_for(request.user, pk)
         if not hasattr(series, "volume"):
@@ -179,6 +200,7 @@ class VolumeData(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema(responses={(200, 'application/octet-stream'): OpenApiTypes.BINARY})
     def get(self, request, pk: int):
         series = series_for(request.user, pk)
         if not hasattr(series, "volume"):
@@ -254,6 +276,7 @@ class Boxes(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         return Response(boxes_json(series_for(request.user, pk)))
 
@@ -263,10 +286,12 @@ class BoxSide(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema(responses={200: BOX_OUT})
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         return Response(box_json(series.boxes.filter(side=_side(side)).first()))
 
+    @extend_schema(request=BOX_IN, responses={200: BOX_OUT, 409: CONFLICT})
     def put(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         side = _side(side)
@@ -290,6 +315,7 @@ class BoxConfirm(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema(request=VERSION_IN, responses={200: BOX_OUT, 409: CONFLICT})
     def post(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         box = get_object_or_404(CropBox, series=series, side=_side(side))
@@ -306,6 +332,7 @@ class BoxUndo(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema(request=VERSION_IN, responses={200: BOX_OUT, 400: OpenApiTypes.OBJECT, 409: CONFLICT})
     def post(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         box = get_object_or_404(CropBox, series=series, side=_side(side))
@@ -328,6 +355,7 @@ class BoxHistory(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         box = get_object_or_404(CropBox, series=series, side=_side(side))
