@@ -50,12 +50,18 @@ def _same(box: CropBox | None, proposed) -> bool:
 
 
 def apply_proposal(series: Series, proposal: Proposal) -> None:
-    """Store a proposal on a series (boxes, or "not covered"), leaving confirmed boxes alone."""
+    """Store a proposal on a series (boxes, or "not covered"), leaving confirmed boxes alone, and a "not
+    covered" that a person set (the proposer notes its own in ``Series.extra["box_proposal"]``)."""
+    auto_reason = (series.extra or {}).get("box_proposal", {}).get("not_covered_reason")
+    if series.box_status == Series.BoxStatus.NOT_COVERED and series.box_status_reason != auto_reason:
+        return
     existing = {b.side: b for b in series.boxes.all()}
     confirmed = {s for s, b in existing.items() if b.status == CropBox.Status.CONFIRMED}
     if proposal.status != "proposed":
         if not confirmed:
             mark_not_covered(series, proposal.reason)
+            series.extra = {**(series.extra or {}), "box_proposal": {"not_covered_reason": proposal.reason[:300]}}
+            Series.objects.filter(pk=series.pk).update(extra=series.extra)
         return
     for side, box in proposal.boxes.items():
         if side in confirmed or (_same(existing.get(side), box) and series.box_status != Series.BoxStatus.NOT_COVERED):

@@ -121,3 +121,15 @@ def test_masks_folder_per_scan_and_landmarks_for_the_rest(make_scan, real_scans,
     # one scan's masks given for a dataset of two: refused, not copied onto both
     with pytest.raises(CommandError, match="masks of one scan"):
         call_command("propose_crops", "--dataset", "many", "--masks", str(realct["seg_fast"]), stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_a_persons_not_covered_is_kept(make_scan, real_scans):
+    from annotations.boxes import mark_not_covered
+
+    scan = make_scan(real_scans["example_ct_sm"][0], patient="H")
+    mark_not_covered(scan, "field of view ends above the kidneys")
+    run(series_ids=[scan.pk])
+    scan.refresh_from_db()
+    assert scan.box_status == "not_covered" and scan.box_status_reason == "field of view ends above the kidneys"
+    assert not scan.boxes.exists()
