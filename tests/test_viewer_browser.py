@@ -232,6 +232,18 @@ def test_a_second_editor_gets_409_and_can_reload(live_server, browser_page, brow
     # an edit from the reloaded version saves normally
     drag(page, "axial", rect, (rect[0] + 10, rect[1]))
     page.wait_for_function("window.viewer.store.boxes.R.version === 3 && !window.viewer.store.boxes.R.dirty")
+    # another conflict, this time the clinician keeps their own box: it is saved over version 4 as version 5
+    resp = client.put(f"/api/series/{series.pk}/boxes/R/", json.dumps(
+        {"lps_min": [-80, -200, 150], "lps_max": [-10, -150, 200], "version": 3}), content_type="application/json")
+    assert resp.json()["version"] == 4
+    drag(page, "axial", (rect[0] + 10, rect[1]), (rect[0] + 10, rect[1] + 12))
+    page.locator("#conflict").wait_for(state="visible")
+    mine = page.evaluate("window.viewer.store.boxes.R.lps_min")
+    page.click("#conflict-keep")
+    page.wait_for_function("window.viewer.store.boxes.R.version === 5 && !window.viewer.store.boxes.R.dirty")
+    box = series.boxes.get(side="R")
+    assert box.version == 5 and box.lps_min == pytest.approx(mine)
+    assert [v.version for v in box.versions.all()] == [5, 4, 3, 2, 1]  # every state kept
 
 
 def test_clinician_cannot_open_another_dataset(live_server, browser_page, browser_login, ct_series, users):
