@@ -160,8 +160,9 @@ def ensure_volume_cache(volume) -> Path:
     vol = load_nifti(volume.file.path)
     data = np.ascontiguousarray(vol.array, dtype="<i2")
     path.parent.mkdir(parents=True, exist_ok=True)
-    for old in path.parent.glob(f"volume-{volume.pk}-*.i16.gz"):
-        old.unlink(missing_ok=True)
+    for old in path.parent.glob(f"volume-{volume.pk}-*.i16.gz"):  # copies of an older file of this volume
+        if old != path:
+            old.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz:
