@@ -1,11 +1,2 @@
-"""Lead pages: training runs and the model registry."""
-from django.shortcuts import render
-
-from adrenal_site.roles import LEAD, role_required
-
-from .models import TrainingRun
-
-
-@role_required(LEAD)
-def runs(request):
-    return render(request, "inference/runs.html", {"runs": TrainingRun.objects.select_related("dataset")})
+"""Lead pages: training runs and the model registry (the pages live in ``views_training``)."""
+from .views_training import runs  # noqa: F401 - the 'runs' page, kept importable here
