@@ -32,6 +32,8 @@ STATIC = REPO / "frontend" / "static"
 
 PAGE = """<!doctype html><html><body style="margin:0;background:#000">
 <canvas id="c" style="width:800px;height:800px;display:block"></canvas>
+<canvas id="cor" style="width:400px;height:300px;display:block"></canvas>
+<canvas id="sag" style="width:400px;height:300px;display:block"></canvas>
 <script type="module">
 import { loadVolume } from "/static/frontend/js/viewer/volume.js";
 import { SliceView, windowLut } from "/static/frontend/js/viewer/view.js";
@@ -54,7 +56,19 @@ window.runOurs = async (n) => {
     await frame();                          // until the frame with the new slice is produced
     painted.push(performance.now() - t);
   }
-  return { loadMs, sync: stats(sync), painted: stats(painted) };
+  // as the viewer page does it: the axial view refilled, coronal and sagittal redrawn (their crosshair moves)
+  const cor = new SliceView(document.getElementById("cor"), vol, "coronal", shared);
+  const sag = new SliceView(document.getElementById("sag"), vol, "sagittal", shared);
+  cor.render(); sag.render(); await frame();
+  const three = [], threePainted = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    shared.position[2] = (i * 7) % vol.nk;
+    three.push(view.render() + cor.render(false) + sag.render(false));
+    await frame();
+    threePainted.push(performance.now() - t);
+  }
+  return { loadMs, sync: stats(sync), painted: stats(painted), three: stats(three), threePainted: stats(threePainted) };
 };
 window.runBaseline = async (n) => {
   const canvas = document.getElementById("c"); const ctx = canvas.getContext("2d");
@@ -176,13 +190,15 @@ def main() -> None:
     print(f"ours     load once (fetch + inflate {arr.nbytes / 1e6:.0f} MB): {ours['loadMs']:.0f} ms")
     print(f"ours     slice change, render only       : {fmt(ours['sync'])}")
     print(f"ours     slice change, until next frame  : {fmt(ours['painted'])}")
+    print(f"ours     three views, render only        : {fmt(ours['three'])}")
+    print(f"ours     three views, until next frame   : {fmt(ours['threePainted'])}")
     print(f"baseline slice change, PNG fetch+draw    : {fmt(base['sync'])}")
     print(f"baseline slice change, until next frame  : {fmt(base['painted'])}")
     print(f"ratio baseline/ours, render (mean): {base['sync']['mean'] / ours['sync']['mean']:.1f}x; "
           f"until next frame (mean, both wait for the 60 Hz frame): {base['painted']['mean'] / ours['painted']['mean']:.1f}x")
     print("(the baseline's server is on this machine: no network latency, so it is the baseline's best case)")
-    print(f"target < 30 ms per slice change: {'met' if ours['painted']['p95'] < 30 else 'NOT met'} "
-          f"(p95 {ours['painted']['p95']:.1f} ms)")
+    worst = max(ours["painted"]["p95"], ours["threePainted"]["p95"])
+    print(f"target < 30 ms per slice change: {'met' if worst < 30 else 'NOT met'} (p95 until next frame {worst:.1f} ms)")
 
 
 if __name__ == "__main__":
