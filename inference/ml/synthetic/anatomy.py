@@ -173,7 +173,7 @@ def paint_spine_and_muscles(cv: Canvas, a: Anatomy, phase: str) -> None:
         cv.paint(*capsule((0, vs + 36 * sy, wm), (0, vs + 62 * sy, wm - 6), 5.5), arch_val, L["bone_cortex"])
         if -140 < wm < 40:  # lumbar transverse processes
             for m in (-1, 1):
-                cv.paint(*capsule((m * 10, vs + 22 * sy, wm), (m * 42 * sx, vs + 20 * sy, wm), 4.5), BONE,
+                cv.paint(*capsule((m * 10, vs + 24 * sy, wm), (m * 34 * sx, vs + 24 * sy, wm + 3), 3.0), BONE,
                          L["bone_cortex"])
     cv.paint(*cyl(0, vs + 29 * sy, 8, 7.5, -330, 400), hu("spinal_canal", phase), L["spinal_canal"])
 
@@ -291,7 +291,8 @@ def paint_abdomen(cv: Canvas, a: Anatomy, phase: str) -> None:
                  only=vf + [L["liver"], L["lung"], L["spleen"], L["stomach_wall"]])
     # pelvis: iliac wings, sacrum, femoral heads, bladder
     for m in (-1, 1):
-        cv.paint(*shell(ellipsoid((m * 92 * sx, 25 * sy, -205), (48 * sx, 62 * sy, 55), m * 0.5), 6), BONE,
+        wing = shell(ellipsoid((m * 92 * sx, 25 * sy, -205), (48 * sx, 62 * sy, 55), m * 0.5), 6)
+        cv.paint(*intersect(wing, lambda u, v, w, m=m: (m * u - 75 * sx) + 0.0 * v), BONE,  # the lateral blade only
                  L["bone_cortex"], only=vf + [L["muscle"], L["bowel_wall"]])
         cv.paint(*ellipsoid((m * 88 * sx, 10 * sy, -345), (24, 24, 24)),
                  lambda u, v, w, d: np.where(d < 3, BONE, 300.0), L["bone_cortex"])
