@@ -117,7 +117,8 @@ def start_images(*, dataset=None, series_ids=None, use_proposed: bool = False, u
 
 @receiver(post_save, sender="annotations.CropBox", dispatch_uid="h5-rebuild-images-on-box-change")
 def _rebuild_on_box_change(sender, instance, **kwargs) -> None:
-    """A box changed: rebuild that scan's images (once both sides are confirmed, or when it has images)."""
+    """A box changed: rebuild that scan's images when it has some, or build them once both sides are confirmed
+    in a dataset whose images exist already (datasets never built stay untouched)."""
     if not getattr(settings, "ADRENAL_AUTO_REBUILD_IMAGES", True):
         return
     from adrenal_site.jobs.models import Job
@@ -126,8 +127,10 @@ def _rebuild_on_box_change(sender, instance, **kwargs) -> None:
     series_id = instance.series_id
     has_images = Image25D.objects.filter(series_id=series_id).exists()
     confirmed = sender.objects.filter(series_id=series_id, status="confirmed").count() == 2
-    if not (has_images or confirmed):
-        return
+    if not has_images:  # a newly confirmed scan is built when its dataset already has images
+        dataset_id = instance.series.study.patient.dataset_id
+        if not (confirmed and Image25D.objects.filter(series__study__patient__dataset_id=dataset_id).exists()):
+            return
     use_proposed = has_images and not confirmed
     queued = Job.objects.filter(kind="images25d", status=Job.Status.QUEUED).values_list("params", flat=True)
     if any((p or {}).get("series_ids") == [series_id] for p in queued):
