@@ -159,7 +159,7 @@ def paint_spine_and_muscles(cv: Canvas, a: Anatomy, phase: str) -> None:
     def body_val(u, v, w, d):
         lv = level(w)
         disc = lv < 6.5
-        return np.where(disc, hu("disc", phase), np.where(d < 2.5, BONE, hu("bone_marrow", phase)))
+        return np.where(disc, hu("disc", phase), np.where(d < 1.5, BONE, hu("bone_marrow", phase)))
 
     cv.paint(*cyl(0, vs, 22 * sx, 17 * sy, -330, 400), body_val, L["bone_marrow"])
 
@@ -196,6 +196,16 @@ def paint_chest(cv: Canvas, a: Anatomy, phase: str) -> None:
 
     cv.paint(*intersect(ellipsoid((18 * sx, -38 * sy, 150), (62 * sx, 50 * sy, 55), 0.5), above), heart_val,
              L["heart"], only=[L["lung"], L["visceral_fat"]])
+    # pulmonary vessels branching from each hilum (drawn only inside the lungs)
+    vr = np.random.default_rng(int(a.phases[5] * 1e6))
+    for m in (-1, 1):
+        hilum = np.array([m * 40 * sx, 0.0, 175.0])
+        for _ in range(7):
+            end = hilum + np.array([m * vr.uniform(40, 100) * sx, vr.uniform(-60, 70) * sy, vr.uniform(-110, 90)])
+            mid = (hilum + end) / 2 + vr.normal(0, 8, 3)
+            cv.paint(*tube([hilum, mid, end], float(vr.uniform(1.8, 3.2))), hu("pulmonary_vessel", phase),
+                     L["pulmonary_vessel"],
+                     only=[L["lung"]])
     cv.paint(*tube([(0, -12 * sy, 420), (0, -5 * sy, 215)], 9), -1000.0, L["bowel_gas"])
     for m in (-1, 1):
         cv.paint(*tube([(0, -5 * sy, 215), (m * 45 * sx, 0, 180)], 6), -1000.0, L["bowel_gas"])

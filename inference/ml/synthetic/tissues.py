@@ -10,7 +10,7 @@ LABELS: dict[int, str] = {
     13: "liver", 14: "spleen", 15: "kidney_cortex", 16: "kidney_medulla", 17: "stomach_wall",
     18: "gastric_fluid", 19: "bowel_gas", 20: "bowel_wall", 21: "bowel_content", 22: "pancreas",
     23: "crus", 24: "adrenal", 25: "portal_vein", 26: "gallbladder", 27: "bladder", 28: "renal_sinus_fat",
-    29: "table", 30: "lesion",
+    29: "table", 30: "lesion", 31: "pulmonary_vessel",
 }
 LABEL_OF = {name: k for k, name in LABELS.items()}
 
@@ -25,6 +25,7 @@ HU: dict[str, tuple[float, float, float]] = {
     "bowel_wall": (38, 70, 85), "bowel_content": (-20, -20, -20), "pancreas": (42, 110, 95), "crus": (50, 55, 60),
     "adrenal": (28, 60, 58), "portal_vein": (40, 95, 170), "gallbladder": (5, 5, 5), "bladder": (8, 8, 8),
     "renal_sinus_fat": (-90, -90, -90), "table": (150, 150, 150),
+    "pulmonary_vessel": (40, 200, 140),
 }
 
 # tissue -> accepted (low, high) range of the mean HU over its interior, per phase (checked by the tests)
