@@ -42,6 +42,7 @@ class Acquisition:
     shift: tuple[float, float, float]
     kvp: int
     kernel: str
+    profile: str = "default"
 
 
 def draw_acquisition(rng: np.random.Generator, profile: str = "default", *, coverage: str | None = None,
@@ -69,4 +70,5 @@ def draw_acquisition(rng: np.random.Generator, profile: str = "default", *, cove
                        coverage=cov, phase=ph, noise_hu=float(rng.uniform(8, 25)),
                        theta=float(np.deg2rad(rng.uniform(-6, 6))),
                        shift=(float(rng.uniform(-15, 15)), float(rng.uniform(-35, -15)), float(rng.uniform(-500, -300))),
-                       kvp=int(rng.choice([100, 120, 120, 140])), kernel=str(rng.choice(["B30f", "STANDARD", "FC08"])))
+                       kvp=int(rng.choice([100, 120, 120, 140])), kernel=str(rng.choice(["B30f", "STANDARD", "FC08"])),
+                       profile=profile)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..volume import Volume
+from .acquisition import PROFILES
 from .dicom_writer import SeriesInfo, hexname, uid, write_axial_series, write_localizer
 from .scan import SyntheticScan, make_patient
 from .truth import TruthRow, read_ground_truth, write_ground_truth
@@ -39,9 +40,9 @@ def write_patient(out_dir: Path, scan: SyntheticScan, name: str, *, seed: int, p
     acq = scan.acquisition
     signed = bool(rng.random() < 0.5)
     order = "head_first" if rng.random() < 0.6 else "feet_first"
-    extras = {"default": 0.3, "demo": 0.25, "tiny": 0.5}.get(getattr(acq, "profile", "default"), 0.3)
-    with_thick = bool(rng.random() < max(extras, 0.3)) and scan.volume.shape[0] >= 4
-    with_loc = bool(rng.random() < max(extras, 0.3))
+    extras = PROFILES.get(acq.profile, PROFILES["default"])["extras"]  # share of studies with each extra series
+    with_thick = bool(rng.random() < extras) and scan.volume.shape[0] >= 4
+    with_loc = bool(rng.random() < extras)
     pid = f"SYN-{seed:010d}"[-14:]
     study = uid("study", name, seed)
     frame = uid("frame", name, seed)
@@ -103,7 +104,7 @@ def _one(args: tuple) -> list[TruthRow]:
         scan = make_real_patient(pseed, abnormal=abnormal, fixtures_dir=real_dir)
     else:
         scan = make_patient(pseed, abnormal=abnormal, profile=profile)
-    scan.acquisition.profile = profile  # type: ignore[attr-defined]
+    scan.acquisition.profile = profile
     return write_patient(Path(out_dir), scan, patient_name(n), seed=pseed, preview=preview, base=base)
 
 
@@ -126,7 +127,9 @@ def make_cohort(out_dir: str | os.PathLike, patients: int, abnormal_fraction: fl
     jobs = [(str(out), n + 1, seed * 1000 + n + 1, bool(abnormal[n]), preview, profile, base,
              str(real_fixtures_dir) if real_fixtures_dir else None) for n in range(patients)]
     workers = workers if workers is not None else min(2, os.cpu_count() or 1, patients)
-    if workers > 1:
+    import multiprocessing
+
+    if workers > 1 and not multiprocessing.current_process().daemon:  # a Celery pool process can't fork more
         with ProcessPoolExecutor(workers) as ex:
             results = list(ex.map(_one, jobs))
     else:
