@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .canvas import Canvas, capsule, ellipsoid, intersect, shell, tube
+from .canvas import Canvas, capsule, ellipsoid, intersect, sheet, shell, tube
 from .tissues import LABEL_OF as L
 from .tissues import hu
 
@@ -19,8 +19,17 @@ BONE = 750.0
 class Gland:
     side: str  # 'R' or 'L'
     shape: str  # 'inverted_Y', 'V', 'lambda'
-    limbs: list[tuple[np.ndarray, np.ndarray, float]]  # (start, end, radius) in body mm
+    limbs: list[tuple[np.ndarray, np.ndarray, float]]  # (start, end, half-thickness): axial-plane segments at w_centre
     upper_pole: np.ndarray  # kidney upper pole in body mm
+    half_height: float = 12.0  # the limbs are laminae swept over w_centre +- half_height
+    slope_v: float = 0.0  # mm of v per mm of w (the gland leans)
+
+    @property
+    def w_centre(self) -> float:
+        return float(self.limbs[0][0][2])
+
+    def shapes(self, extra: float = 0.0):
+        return [sheet(s, e, r + extra, self.w_centre, self.half_height + extra, self.slope_v) for s, e, r in self.limbs]
 
 
 @dataclass
@@ -50,25 +59,26 @@ def draw(rng: np.random.Generator) -> Anatomy:
         a.kidneys[side] = (c, semi, m * rng.uniform(0.35, 0.6))
         pole = c + np.array([0, 0, semi[2]])
         med = -m  # +u is medial for the right gland
-        if side == "R":
-            apex = pole + np.array([15 + rng.uniform(-2, 2), -13 + rng.uniform(-2, 2), 15 + rng.uniform(-2, 3)])
-        else:
-            apex = pole + np.array([-16 + rng.uniform(-2, 2), -15 + rng.uniform(-2, 2), 13 + rng.uniform(-2, 3)])
+        half_h = rng.uniform(9, 16)  # craniocaudal extent 18-32 mm
+        if side == "R":  # posterior to the IVC, superomedial to the upper pole
+            apex = pole + np.array([med * (15 + rng.uniform(-2, 2)), -14 + rng.uniform(-2, 2), half_h + rng.uniform(0, 4)])
+        else:  # anteromedial to the upper pole, lateral to aorta and crus
+            apex = pole + np.array([med * (13 + rng.uniform(-2, 2)), -16 + rng.uniform(-2, 2), half_h + rng.uniform(-2, 2)])
         shape = str(rng.choice(["inverted_Y", "V", "lambda"]))
-        ln = rng.uniform(0.8, 1.35)
-        r = rng.uniform(1.5, 3.0)
+        ln = rng.uniform(0.8, 1.3)  # limbs 20-40 mm long
+        r = rng.uniform(1.5, 3.0)  # 3-6 mm thick
         if shape == "inverted_Y":
-            vecs = [(med * 6, 20, -16), (-med * 8, 20, -16), (0, -8, 6)]
+            vecs = [(med * 8, 24, 0), (-med * 12, 22, 0), (med * 2, -10, 0)]
         elif shape == "V":
-            vecs = [(med * 5, 22, -20), (-med * 12, 18, -14)]
+            vecs = [(med * 6, 26, 0), (-med * 14, 20, 0)]
         else:
-            vecs = [(med * 4, 18, -20), (-med * 10, 16, -16), (0, -7, 6)]
+            vecs = [(med * 4, 26, 0), (-med * 12, 16, 0), (-med * 3, -9, 0)]
         limbs = []
         for n, vec in enumerate(vecs):
             scale = ln if n < 2 else rng.uniform(0.7, 1.1)
-            jitter = rng.uniform(-2, 2, 3)
+            jitter = np.r_[rng.uniform(-2, 2, 2), 0.0]
             limbs.append((apex.copy(), apex + np.array(vec, float) * scale + jitter, r * rng.uniform(0.85, 1.1)))
-        a.glands[side] = Gland(side, shape, limbs, pole)
+        a.glands[side] = Gland(side, shape, limbs, pole, half_h, float(rng.uniform(-0.3, 0.3)))
     a.phases = rng.uniform(0, 2 * np.pi, 12)
     for _ in range(int(rng.integers(8, 15))):
         c = np.array([rng.uniform(-70, 70) * sx, rng.uniform(-75, 5) * sy, rng.uniform(-230, -40)])
@@ -316,16 +326,17 @@ def paint_glands(cv: Canvas, a: Anatomy, phase: str) -> None:
     soft = [L["visceral_fat"], L["liver"], L["spleen"], L["stomach_wall"], L["pancreas"], L["bowel_wall"], L["lung"],
             L["muscle"]]
     for g in a.glands.values():
-        for s, e, r in g.limbs:
-            cv.paint(*capsule(s, e, r + 4.5), hu("visceral_fat", phase), L["visceral_fat"], only=soft)
+        for shp in g.shapes(extra=4.5):
+            cv.paint(*shp, hu("visceral_fat", phase), L["visceral_fat"], only=soft)
     for g in a.glands.values():
-        for s, e, r in g.limbs:
-            cv.paint(*capsule(s, e, r), hu("adrenal", phase), L["adrenal"])
+        for shp in g.shapes():
+            cv.paint(*shp, hu("adrenal", phase), L["adrenal"])
 
 
 def gland_block(cv: Canvas, g: Gland, margin: float = 8.0):
-    pts = np.array([p for s, e, _ in g.limbs for p in (s, e)])
-    return cv.block(tuple(pts.min(0) - margin), tuple(pts.max(0) + margin))
+    lo = np.min([shp[1] for shp in g.shapes()], axis=0) - margin
+    hi = np.max([shp[2] for shp in g.shapes()], axis=0) + margin
+    return cv.block(tuple(lo), tuple(hi))
 
 
 def paint_patient(cv: Canvas, a: Anatomy, phase: str) -> None:

@@ -106,6 +106,27 @@ def capsule(p0, p1, radius: float) -> tuple[Shape, tuple, tuple]:
     return f, tuple(lo), tuple(hi)
 
 
+def sheet(p0, p1, radius: float, w_centre: float, half_height: float, slope_v: float = 0.0) -> tuple[Shape, tuple, tuple]:
+    """A thin lamina: the axial-plane segment ``p0``-``p1`` (u, v) of half-thickness ``radius`` swept along w over
+    ``w_centre +- half_height`` (moving by ``slope_v`` mm in v per mm in w), thinning towards its edges."""
+    p0, p1 = np.asarray(p0[:2], np.float32), np.asarray(p1[:2], np.float32)
+    d = p1 - p0
+    dd = float(d @ d) or 1e-6
+
+    def f(u, v, w):
+        dz = w - np.float32(w_centre)
+        vv = v - np.float32(slope_v) * dz
+        t = np.clip(((u - p0[0]) * d[0] + (vv - p0[1]) * d[1]) / dd, 0.0, 1.0)
+        du, dv = u - (p0[0] + t * d[0]), vv - (p0[1] + t * d[1])
+        r = radius * (1.0 - 0.35 * (dz / half_height) ** 2)
+        return np.minimum(r - np.sqrt(du * du + dv * dv), half_height - np.abs(dz))
+
+    ext = radius + abs(slope_v) * half_height
+    lo = (min(p0[0], p1[0]) - ext, min(p0[1], p1[1]) - ext, w_centre - half_height)
+    hi = (max(p0[0], p1[0]) + ext, max(p0[1], p1[1]) + ext, w_centre + half_height)
+    return f, lo, hi
+
+
 def tube(points, radius: float) -> tuple[Shape, tuple, tuple]:
     """Union of capsules along a polyline."""
     parts = [capsule(a, b, radius) for a, b in zip(points[:-1], points[1:])]
