@@ -5,6 +5,7 @@ from . import views, views_dashboard, views_training
 
 urlpatterns = [
     path("runs/", views_training.runs, name="runs"),
+    path("runs/images/", views_training.images_build, name="images-build"),
     path("runs/<int:pk>/", views_training.run_detail, name="run-detail"),
     path("runs/<int:pk>/cancel/", views_training.run_cancel, name="run-cancel"),
     path("runs/<int:pk>/promote/", views_training.run_promote, name="run-promote"),

@@ -45,8 +45,12 @@ def runs(request: HttpRequest) -> HttpResponse:
             messages.error(request, str(exc))
             return redirect("runs")
         return redirect("run-detail", pk=run.pk)
+    from adrenal_site.jobs.models import Job
+
+    image_jobs = Job.objects.filter(kind="images25d").order_by("-created_at")[:5]
     return render(request, "inference/training/runs.html",
-                  {"runs": _visible(request.user), "datasets": datasets, "presets": list(PRESETS)})
+                  {"runs": _visible(request.user), "datasets": datasets, "presets": list(PRESETS),
+                   "image_jobs": image_jobs})
 
 
 @role_required(LEAD)
@@ -80,3 +84,17 @@ def run_promote(request: HttpRequest, pk: int) -> HttpResponse:
     except ValueError as exc:
         messages.error(request, str(exc))
     return redirect("run-detail", pk=pk)
+
+
+@role_required(LEAD)
+@require_POST
+def images_build(request: HttpRequest) -> HttpResponse:
+    """Queue the 2.5D image job for a dataset (confirmed boxes, or proposed ones when asked)."""
+    from annotations.models import Dataset
+
+    from .tasks.images import start_images
+
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=request.POST.get("dataset"))
+    job = start_images(dataset=dataset, use_proposed=bool(request.POST.get("use_proposed")), user=request.user)
+    messages.info(request, f"Building the 2.5D images of {dataset.name} (job {job.pk}).")
+    return redirect("runs")

@@ -71,3 +71,15 @@ def test_lead_of_another_dataset_does_not_see_the_run(cohort, make_user, client,
     assert client.get(f"/api/runs/{run.pk}/").status_code == 404
     assert client.get(reverse("run-detail", args=[run.pk])).status_code == 404
     assert client.post(f"/api/runs/{run.pk}/cancel/").status_code == 404
+
+
+def test_lead_queues_image_build_from_runs_page(cohort, client_as, django_capture_on_commit_callbacks):
+    c = client_as("lead")
+    with django_capture_on_commit_callbacks(execute=False):
+        r = c.post(reverse("images-build"), {"dataset": cohort.pk, "use_proposed": "1"})
+    assert r.status_code == 302
+    job = Job.objects.get(kind="images25d")
+    assert job.params == {"dataset_id": cohort.pk, "series_ids": None, "use_proposed": True}
+    page = c.get(reverse("runs"))
+    assert f'data-job-id="{job.pk}"'.encode() in page.content
+    assert client_as("clinician").post(reverse("images-build"), {"dataset": cohort.pk}).status_code == 403
