@@ -8,7 +8,8 @@ The box of a side, relative to the landmarks (mm):
 clipped to the scanned z-range. Gland (with lesion) extents measured against these landmarks: on the
 TotalSegmentator example CT lateral 21-57 mm, y -18..+24 mm, z -24..+18 mm; on 80 glands of the synthetic
 cohort (``inference.ml.synthetic``, seeds 0-39) lateral 12-76 mm, y -22..+48 mm, z -45..+50 mm. The
-constants cover those with about 5-15 mm to spare, so a box is at most 75 x 95 x 115 mm (the original
+constants cover those with about 5-15 mm to spare (y widened to +65 mm after a lesion-bearing right gland of the
+revised synthetic anatomy reached +62 mm), so a box is at most 75 x 105 x 115 mm (the original
 study's hand crops were 72 x 72 mm in-plane).
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .landmarks import Landmarks, find_landmarks
 from .result import Proposal
 
 LATERAL_MM = (5.0, 80.0)
-Y_FROM_SPINE_MM = (-40.0, 55.0)
+Y_FROM_SPINE_MM = (-40.0, 65.0)
 Z_FROM_LUNG_BASE_MM = (-60.0, 55.0)
 MIN_BELOW_LUNG_BASE_MM = 30.0  # a scan ending closer than this below the lung bases misses the glands
 MAX_BOX_MM = (LATERAL_MM[1] - LATERAL_MM[0], Y_FROM_SPINE_MM[1] - Y_FROM_SPINE_MM[0],
