@@ -22,5 +22,19 @@ def load_demo_dataset() -> str:
     if not (out / "ground_truth.csv").exists():
         print(f"demo data: generating {DEMO_PATIENTS} synthetic patients in {out} ...", flush=True)
         make_cohort(out, DEMO_PATIENTS, 0.5, 0, profile="demo")
+    # The demo pipeline job proposes boxes itself, right before building images from them.
+    settings.ADRENAL_AUTO_PROPOSE = False
     call_command("import_studies", str(out), dataset="Demo", sync=True)
-    return f"demo data: imported the synthetic cohort {out} as dataset 'Demo' (ground truth: {out}/ground_truth.csv)"
+    dataset = Dataset.objects.get(name="Demo")
+    from django.contrib.auth import get_user_model
+
+    dataset.members.add(*get_user_model().objects.filter(username__in=["clinician", "lead", "admin"]))
+    from django.db import transaction
+
+    from inference.tasks.demo import start_demo_pipeline
+
+    with transaction.atomic():
+        job = start_demo_pipeline(dataset)
+    return (f"demo data: imported the synthetic cohort {out} as dataset 'Demo' (ground truth: "
+            f"{out}/ground_truth.csv); job #{job.pk} proposes boxes, builds 2.5D images and trains a 'fast' "
+            f"model in the background (evaluated and promoted when it finishes)")

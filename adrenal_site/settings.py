@@ -137,6 +137,8 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media")).resolve()
 MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
 # Largest zip upload accepted by the import page, streamed to disk (bytes).
 ADRENAL_MAX_UPLOAD_BYTES = int(os.environ.get("ADRENAL_MAX_UPLOAD_BYTES", 4 * 1024**3))
+# Queue a crop-box proposal job for the scans each import job brings in.
+ADRENAL_AUTO_PROPOSE = env_bool("ADRENAL_AUTO_PROPOSE", True)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024**2
 

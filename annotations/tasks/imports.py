@@ -33,6 +33,11 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
         path = str(extract_zip(Path(zip_path), upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4))
     import_path(dataset, path, labels_csv=labels_csv, progress=progress.sub(2, 100) if zip_path else progress,
                 user=job.created_by, report=report)
+    imported = list(report.items.filter(status="imported", series__is_scan=True).values_list("series_id", flat=True))
+    if imported and settings.ADRENAL_AUTO_PROPOSE:
+        from annotations.tasks.proposals import start_proposals
+
+        start_proposals(series_ids=sorted(set(imported)), user=job.created_by)  # every imported scan gets boxes
     if zip_path:  # imported: the volumes are stored, the upload and its extraction are not needed any more
         shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
         shutil.rmtree(Path(zip_path).parent, ignore_errors=True)

@@ -21,6 +21,10 @@ def evaluate_run_job(job, run_id: int, objective: str | None = None, top_k: int 
 
     run = TrainingRun.objects.get(pk=run_id)
     evaluation = evaluate_run(run, objective, top_k=top_k, progress=Progress(job))
+    if run.config.get("auto_promote") and not TrainingRun.objects.filter(dataset=run.dataset, promoted=True).exists():
+        from inference.training_service import promote
+
+        promote(run)  # the demo's run: evaluated, then the dataset's model for new verdicts
     return {"evaluation": evaluation.pk, "operating_value": evaluation.operating_value,
             "objective": evaluation.objective}
 
