@@ -89,7 +89,7 @@ def main() -> None:
     from annotations.models import Dataset, Patient, Series, Study, Volume
     from django.contrib.auth.models import User
     from inference import prediction
-    from inference.ml import verdict
+    from inference.ml.networks import build_model
     from inference.ml.volume import Volume as Vol
     from inference.ml.volume import load_nifti, save_nifti
     from inference.models import DatasetSplit, FoldRun, Prediction, TrainingRun
@@ -123,7 +123,7 @@ def main() -> None:
     for k in range(args.folds):
         path = Path(settings.MEDIA_ROOT) / "runs/bench" / f"fold{k}" / "best.pt"
         path.parent.mkdir(parents=True)
-        torch.save(verdict.make_model(args.backbone).state_dict(), path)
+        torch.save(build_model(args.backbone)[0].state_dict(), path)
         FoldRun.objects.create(run=run, fold=k, status="succeeded", weights=f"runs/bench/fold{k}/best.pt")
 
     def submit_to_stored() -> tuple[float, Prediction]:
@@ -146,9 +146,9 @@ def main() -> None:
           f"{100 * timed.seconds / warm:.0f}% of it   target <= 10 s: {'met' if warm <= 10 else 'NOT met'}")
     if args.skip_baseline:
         return
-    models = [verdict.make_model(args.backbone) for _ in range(args.folds)]
+    models = [build_model(args.backbone)[0] for _ in range(args.folds)]
     for m, path in zip(models, prediction.weight_paths(run)):
-        m.load_state_dict(verdict.load_state(path))
+        m.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     base = Timed(OneByOne(models))
     prediction._ENSEMBLES[next(iter(prediction._ENSEMBLES))] = base
     baseline, _ = submit_to_stored()

@@ -1,7 +1,7 @@
 """Verdicts for new studies with a promoted model: boxes, 2.5D images, the fold ensemble, a stored Prediction.
 
-Boxes are the scan's stored ones (confirmed, else proposed) when both sides exist; otherwise the region is
-located from landmarks (:mod:`inference.ml.assessability`). A scan that is not CT, or whose adrenal region
+Boxes are the scan's stored ones (confirmed, else proposed) when both sides exist; otherwise they are
+proposed (:func:`inference.ml.proposals.propose`, which also decides "adrenal region not covered"). A scan that is not CT, or whose adrenal region
 is not covered, gets a "not assessable" Prediction with the reason — never a guess.
 """
 from __future__ import annotations
@@ -16,6 +16,9 @@ from django.conf import settings
 
 from inference.ml import assessability, verdict
 from inference.ml.geometry import Box
+from inference.ml.images25d import build_images
+from inference.ml.proposals import propose
+from inference.ml.training import load_ensemble
 from inference.ml.volume import Volume, load_nifti
 
 from .models import Prediction, TrainingRun
@@ -80,7 +83,7 @@ def ensemble_for(run: TrainingRun):
     with _CACHE_LOCK:
         if key not in _ENSEMBLES:
             _ENSEMBLES.clear()  # one model in memory at a time
-            _ENSEMBLES[key] = verdict.load_ensemble(paths, run.config or {})
+            _ENSEMBLES[key] = load_ensemble(paths, run.config or {})
         return _ENSEMBLES[key]
 
 
@@ -100,15 +103,15 @@ def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT
     if not_covered_reason:
         return Outcome(Prediction.Verdict.NOT_ASSESSABLE, not_covered_reason)
     if boxes is None:
-        report(15, "locating the adrenal region")
-        region = assessability.locate_adrenal_region(volume)
-        if not region.assessable:
-            return Outcome(Prediction.Verdict.NOT_ASSESSABLE, region.reason)
-        boxes = region.boxes
+        report(15, "proposing crop boxes")
+        proposal = propose(volume)
+        if proposal.status != "proposed":
+            return Outcome(Prediction.Verdict.NOT_ASSESSABLE, proposal.reason)
+        boxes = proposal.boxes
     t1 = time.perf_counter()
     report(30, "building 2.5D images")
     try:
-        images, z_mm = verdict.build_images(volume, boxes, run.config or {})
+        images, z_mm = build_images(volume, boxes, run.config or {})
     except ValueError as exc:
         return Outcome(Prediction.Verdict.NOT_ASSESSABLE, f"no 2.5D images: {exc}")
     if len(images) == 0:

@@ -119,7 +119,7 @@ def test_side_scores_from_stored_images(make_evaluated_run, settings):
 
     from inference.evaluation import evaluate_run
     from inference.ml.metrics import Bootstrap
-    from inference.ml.verdict import make_model
+    from inference.ml.networks import build_model
     from inference.models import Image25D
 
     run, _ = make_evaluated_run(6, evaluate=False)
@@ -129,7 +129,7 @@ def test_side_scores_from_stored_images(make_evaluated_run, settings):
     torch.manual_seed(0)
     weights = media / run.artifacts_dir / "fold0" / "best.pt"
     weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(make_model("resnet18").state_dict(), weights)
+    torch.save(build_model("resnet18")[0].state_dict(), weights)
     run.folds.filter(fold=0).update(weights=str(weights.relative_to(media)))
     run.folds.exclude(fold=0).delete()
     before = evaluate_run(run, boot=Bootstrap(n=20))

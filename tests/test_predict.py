@@ -18,7 +18,7 @@ def model_run(db, settings, tmp_path):
     import torch
 
     from annotations.models import Dataset
-    from inference.ml.verdict import make_model
+    from inference.ml.networks import build_model
     from inference.models import DatasetSplit, FoldRun, TrainingRun
 
     settings.MEDIA_ROOT = tmp_path / "media"
@@ -33,7 +33,7 @@ def model_run(db, settings, tmp_path):
     for k in range(2):
         path = Path(settings.MEDIA_ROOT) / run.artifacts_dir / f"fold{k}" / "best.pt"
         path.parent.mkdir(parents=True)
-        torch.save(make_model("efficientnet_b0").state_dict(), path)
+        torch.save(build_model("efficientnet_b0")[0].state_dict(), path)
         FoldRun.objects.create(run=run, fold=k, status="succeeded", weights=str(path.relative_to(settings.MEDIA_ROOT)))
     return run
 
