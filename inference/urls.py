@@ -1,7 +1,7 @@
 """Pages of models, runs and dashboards (leads)."""
 from django.urls import path
 
-from . import views, views_dashboard, views_training
+from . import views_dashboard, views_training
 
 urlpatterns = [
     path("runs/", views_training.runs, name="runs"),

@@ -20,10 +20,10 @@ def demo_pipeline(job, dataset_id: int, preset: str = "fast", overrides: dict | 
 
     progress = Progress(job)
     dataset = Dataset.objects.get(pk=dataset_id)
-    progress(1, "proposing crop boxes")
-    proposed = propose_series(scans_of(dataset_id, None), progress=progress.sub(1, 40))
-    cfg = image_config({})
     scans = list(scans_of(dataset_id, None))
+    progress(1, "proposing crop boxes")
+    proposed = propose_series(scans, progress=progress.sub(1, 40))
+    cfg = image_config({})
     errors = []
     for i, series in enumerate(scans):
         progress(40 + 55 * i / max(len(scans), 1), f"2.5D images: scan {i + 1}/{len(scans)}")
@@ -35,8 +35,7 @@ def demo_pipeline(job, dataset_id: int, preset: str = "fast", overrides: dict | 
         progress(96, f"starting a {preset} training run")
         run = start_run(dataset, preset, overrides={**(overrides or {}), "auto_promote": True}, name="demo",
                         user=job.created_by)
-    return {"proposals": len(proposed.get("series", [])) if isinstance(proposed, dict) else None,
-            "image_errors": errors, "run": run.pk}
+    return {"proposals": len(proposed["series"]), "image_errors": errors, "run": run.pk}
 
 
 def start_demo_pipeline(dataset, preset: str = "fast", user=None):
