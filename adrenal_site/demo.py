@@ -16,7 +16,7 @@ def load_demo_dataset() -> str:
 
     if Dataset.objects.exists():
         return "demo data: the database already has datasets; loading nothing"
-    from inference.ml.synthetic import make_cohort
+    from synthetic import make_cohort
 
     out = settings.DATA_DIR / "demo-cohort"
     if not (out / "ground_truth.csv").exists():

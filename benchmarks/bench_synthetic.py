@@ -19,10 +19,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from inference.ml.synthetic import make_cohort  # noqa: E402
-from inference.ml.synthetic import anatomy  # noqa: E402
-from inference.ml.synthetic.canvas import Canvas  # noqa: E402
-from inference.ml.synthetic.tissues import hu  # noqa: E402
+from synthetic import make_cohort  # noqa: E402
+from synthetic import anatomy  # noqa: E402
+from synthetic.canvas import Canvas  # noqa: E402
+from synthetic.tissues import hu  # noqa: E402
 
 
 def naive_paint_body(cv: Canvas, a, phase: str) -> None:

@@ -49,9 +49,9 @@ def box_inside(inner, outer, tol_mm: float = 1e-3) -> bool:
 
 
 def test_synthetic_cohort_of_the_synthetic_package():
-    """``inference.ml.synthetic.make_patient`` (tiny profile: 256x256, ~1.5 mm pixels, 5 mm slices): the truth
+    """``synthetic.make_patient`` (tiny profile: 256x256, ~1.5 mm pixels, 5 mm slices): the truth
     box of every gland (with its lesions) and of every lesion inside the proposed box of its side."""
-    from inference.ml.synthetic import make_patient
+    from synthetic import make_patient
 
     glands, inside, lesions_outside = 0, 0, []
     for seed in range(1000, 1016):
@@ -72,7 +72,7 @@ def test_synthetic_cohort_of_the_synthetic_package():
 
 
 def test_synthetic_package_chest_and_pelvis_only_not_covered():
-    from inference.ml.synthetic import make_patient
+    from synthetic import make_patient
 
     for seed, coverage in ((2001, "chest_only"), (2002, "pelvis_only"), (2003, "chest_only"), (2004, "pelvis_only")):
         result = propose(make_patient(seed, abnormal=False, profile="tiny", coverage=coverage).volume)

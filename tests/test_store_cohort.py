@@ -1,4 +1,4 @@
-"""The synthetic cohort (inference.ml.synthetic.make_cohort, profile 'tiny') imported through the command:
+"""The synthetic cohort (synthetic.make_cohort, profile 'tiny') imported through the command:
 localizers excluded, main and thick series imported with the ground truth's UIDs and sizes, labels from the
 folders agreeing with ground_truth.csv, and the 'thinnest' rule keeping one scan per study."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from annotations.importer import apply_series_rule, import_path
 from annotations.models import Dataset, Patient, Series
-from inference.ml.synthetic import make_cohort, read_ground_truth
+from synthetic import make_cohort, read_ground_truth
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the command runs the job through the job runner
 

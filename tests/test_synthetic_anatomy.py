@@ -6,10 +6,10 @@ import pytest
 from scipy import ndimage
 
 from inference.ml.geometry import voxel_to_lps
-from inference.ml.synthetic import make_patient
-from inference.ml.synthetic.anatomy import draw
-from inference.ml.synthetic.lesions import draw_lesion
-from inference.ml.synthetic.tissues import LABEL_OF, LESION_TYPES, PHASES, RANGES
+from synthetic import make_patient
+from synthetic.anatomy import draw
+from synthetic.lesions import draw_lesion
+from synthetic.tissues import LABEL_OF, LESION_TYPES, PHASES, RANGES
 
 TISSUES = ["muscle", "subcutaneous_fat", "visceral_fat", "liver", "spleen", "kidney_cortex", "kidney_medulla",
            "aorta", "ivc", "portal_vein", "pancreas", "lung", "adrenal"]

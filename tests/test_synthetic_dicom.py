@@ -13,10 +13,9 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import UID
 
-from inference.ml.geometry import volume_extent
-from inference.ml.synthetic import make_cohort, make_patient, read_ground_truth
-from inference.ml.synthetic.dicom_writer import read_series_pydicom
-from inference.ml.synthetic.preview import canonical
+from inference.ml.geometry import affine_from_dicom, volume_extent
+from synthetic import make_cohort, make_patient, read_ground_truth
+from synthetic.preview import canonical
 from inference.ml.volume import Volume, load_nifti
 
 
@@ -147,7 +146,7 @@ def test_make_demo_data_command_and_bad_input(tmp_path):
 def test_lesions_in_the_real_example_ct(tmp_path, realct):
     from scipy import ndimage
 
-    from inference.ml.synthetic.real_base import make_real_patient
+    from synthetic.real_base import make_real_patient
 
     for seed in range(3):
         s = make_real_patient(seed, abnormal=True, fixtures_dir=realct["seg_dir"], lesion={"diameter_mm": 20})
@@ -164,3 +163,15 @@ def test_lesions_in_the_real_example_ct(tmp_path, realct):
     axial = [r for r in rows if r.kind == "axial"]
     vol = read_series_pydicom(tmp_path / "r" / axial[0].series_path)
     assert vol.shape == load_nifti(realct["example_ct_sm"]).shape
+
+
+def read_series_pydicom(folder: Path) -> Volume:
+    """A reference reader: sort by position along the slice normal, apply rescale."""
+    dss = [pydicom.dcmread(p) for p in sorted(Path(folder).iterdir()) if p.is_file()]
+    iop = np.asarray(dss[0].ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    dss.sort(key=lambda d: float(np.dot(normal, np.asarray(d.ImagePositionPatient, float))))
+    arr = np.stack([d.pixel_array.astype(np.float32) * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in dss])
+    p0, p1 = np.asarray(dss[0].ImagePositionPatient, float), np.asarray(dss[1].ImagePositionPatient, float)
+    aff = affine_from_dicom(p0, iop, [float(v) for v in dss[0].PixelSpacing], p1 - p0)
+    return Volume(np.rint(arr).astype(np.int16), aff)

@@ -14,7 +14,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def synthetic_cohort(tmp_path_factory) -> dict:
-    from inference.ml.synthetic import make_cohort
+    from synthetic import make_cohort
 
     out = Path(tmp_path_factory.mktemp("synthetic")) / "cohort"
     rows = make_cohort(out, 6, 0.5, 11, preview=True, profile="tiny", workers=1)
@@ -23,7 +23,7 @@ def synthetic_cohort(tmp_path_factory) -> dict:
 
 @pytest.fixture
 def synthetic_patient():
-    from inference.ml.synthetic import make_patient
+    from synthetic import make_patient
 
     def make(seed: int, abnormal: bool = True, **kw):
         kw.setdefault("profile", "tiny")

@@ -28,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
 
     def handle(self, *args, **o) -> None:
-        from inference.ml.synthetic import make_cohort
+        from synthetic import make_cohort
 
         t0 = time.perf_counter()
         try:

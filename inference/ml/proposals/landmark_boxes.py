@@ -7,7 +7,7 @@ The box of a side, relative to the landmarks (mm):
 - z: ``Z_FROM_LUNG_BASE_MM`` relative to the lowest slice with lung on that side;
 clipped to the scanned z-range. Gland (with lesion) extents measured against these landmarks: on the
 TotalSegmentator example CT lateral 21-57 mm, y -18..+24 mm, z -24..+18 mm; on 80 glands of the synthetic
-cohort (``inference.ml.synthetic``, seeds 0-39) lateral 12-76 mm, y -22..+48 mm, z -45..+50 mm. The
+cohort (``synthetic``, seeds 0-39) lateral 12-76 mm, y -22..+48 mm, z -45..+50 mm. The
 constants cover those with about 5-15 mm to spare (y widened to +65 mm after a lesion-bearing right gland of the
 revised synthetic anatomy reached +62 mm), so a box is at most 75 x 105 x 115 mm (the original
 study's hand crops were 72 x 72 mm in-plane).

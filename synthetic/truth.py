@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..geometry import Box
+from inference.ml.geometry import Box
 from .scan import LesionTruth
 
 MAX_LESIONS = 2

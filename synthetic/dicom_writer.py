@@ -10,7 +10,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from ..volume import Volume
+from inference.ml.volume import Volume
 
 IMPLEMENTATION_UID = "1.2.826.0.1.3680043.8.498.1"
 
@@ -164,16 +164,3 @@ def write_localizer(volume: Volume, folder: Path, info: SeriesInfo) -> list[Path
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
-
-
-def read_series_pydicom(folder: Path) -> Volume:
-    """A reference reader (used by the tests): sort by position along the slice normal, apply rescale."""
-    dss = [pydicom.dcmread(p) for p in sorted(Path(folder).iterdir()) if p.is_file()]
-    iop = np.asarray(dss[0].ImageOrientationPatient, float)
-    normal = np.cross(iop[:3], iop[3:])
-    dss.sort(key=lambda d: float(np.dot(normal, np.asarray(d.ImagePositionPatient, float))))
-    arr = np.stack([d.pixel_array.astype(np.float32) * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in dss])
-    from ..geometry import affine_from_dicom
-    p0, p1 = np.asarray(dss[0].ImagePositionPatient, float), np.asarray(dss[1].ImagePositionPatient, float)
-    aff = affine_from_dicom(p0, iop, [float(v) for v in dss[0].PixelSpacing], p1 - p0)
-    return Volume(np.rint(arr).astype(np.int16), aff)

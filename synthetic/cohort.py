@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..volume import Volume
+from inference.ml.volume import Volume
 from .acquisition import PROFILES
 from .dicom_writer import SeriesInfo, hexname, uid, write_axial_series, write_localizer
 from .scan import SyntheticScan, make_patient

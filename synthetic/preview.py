@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..geometry import lps_to_voxel
-from ..volume import Volume
+from inference.ml.geometry import lps_to_voxel
+from inference.ml.volume import Volume
 
 
 def _win(a: np.ndarray, centre: float = 40, width: float = 400) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Synthetic abdominal CT: procedural anatomy with adrenal glands and lesions, written as real DICOM.
+"""Synthetic abdominal CT for development, tests and the demo (not part of the runtime core): procedural
+anatomy with adrenal glands and lesions, written as real DICOM.
 
 - ``make_patient(seed, abnormal=..., ...)`` -> ``SyntheticScan`` in memory (no I/O);
 - ``make_cohort(out_dir, patients, abnormal_fraction, seed, ...)`` writes the raw DICOM layout and

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..geometry import Box, voxels_to_box
-from ..volume import Volume
+from inference.ml.geometry import Box, voxels_to_box
+from inference.ml.volume import Volume
 from .acquisition import COVERAGE, Acquisition, draw_acquisition
 from .anatomy import Anatomy, draw, gland_block, paint_patient
 from .canvas import Canvas

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import lps_to_voxel, voxel_to_lps
-from ..volume import load_nifti
+from inference.ml.geometry import lps_to_voxel, voxel_to_lps
+from inference.ml.volume import Volume, load_nifti
 from .acquisition import Acquisition
 from .anatomy import Anatomy
 from .canvas import ellipsoid
@@ -85,7 +85,6 @@ def make_real_patient(seed: int, *, abnormal: bool, fixtures_dir: str | os.PathL
     for s in ("R", "L"):
         parts = [masks[k] for k in (f"gland_{s}", f"lesion_{s}") if k in masks]
         glands[s] = _box_of(np.logical_or.reduce(parts), vol.affine) if parts else None
-    from ..volume import Volume
     out = Volume(np.rint(np.clip(arr, -1024, 3071)).astype(np.int16), vol.affine)
     sp = vol.spacing
     acq = Acquisition(matrix=int(arr.shape[2]), pixel_mm=float(sp[0]), slice_mm=float(sp[2]), coverage="abdomen",
