@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..geometry import AXIAL_MIN_COS  # one definition, shared with the NIfTI entry
-from .grouping import SeriesGroup
+from .series_group import SeriesGroup
 from .headers import DIRECTORY_SOP_CLASS, SECONDARY_CAPTURE_PREFIX
 
 MIN_SLICES = 3  # a 2.5D image needs a slice and its two neighbours
