@@ -33,9 +33,12 @@ def write_ct_series(folder: Path, *, n: int = 6, rows: int = 16, cols: int = 16,
                     transfer_syntax: str = ExplicitVRLittleEndian, values: np.ndarray | None = None,
                     slope: float = 1.0, intercept: float = -1024.0, signed: bool = False, seed: int = 0,
                     series_number: int = 2, shuffle_names: bool = True, frame_of_reference: str | None = None,
-                    positions: Sequence[Sequence[float]] | None = None) -> tuple[Path, np.ndarray]:
+                    positions: Sequence[Sequence[float]] | None = None, tags: dict | None = None,
+                    name_prefix: str = "IM") -> tuple[Path, np.ndarray]:
     """Write one series (one file per slice); returns the folder and the expected HU ``[k, j, i]`` in sorted
-    position order (ordered by ``z_positions``; with explicit ``positions`` give them in ascending order)."""
+    position order (ordered by ``z_positions``; with explicit ``positions`` give them in ascending order).
+    ``tags``: extra attributes by keyword on every file (e.g. ``AcquisitionNumber``); ``name_prefix`` lets
+    several passes share one folder."""
     folder.mkdir(parents=True, exist_ok=True)
     if values is not None and z_positions is None:
         n = len(values)
@@ -91,11 +94,13 @@ def write_ct_series(folder: Path, *, n: int = 6, rows: int = 16, cols: int = 16,
         ds.PixelRepresentation = 1 if signed else 0
         ds.RescaleSlope, ds.RescaleIntercept = slope, (intercept + 1024 if signed else intercept)
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
+        for keyword, value in (tags or {}).items():
+            setattr(ds, keyword, value)
         if transfer_syntax == RLELossless:
             ds.compress(RLELossless)
         elif transfer_syntax != ExplicitVRLittleEndian:
             raise ValueError(transfer_syntax)
-        ds.save_as(folder / f"IM{int(order[k]):04d}.dcm", enforce_file_format=True)
+        ds.save_as(folder / f"{name_prefix}{int(order[k]):04d}.dcm", enforce_file_format=True)
     base = stored.astype(np.float64) if not signed else stored.astype(np.float64) + 1024
     hu = np.rint(base * slope + intercept).astype(np.int16)
     sort = np.argsort(zs)

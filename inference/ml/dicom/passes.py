@@ -191,8 +191,9 @@ def _is_regular(d: np.ndarray) -> bool:
 
 def interleaved_grids(d: np.ndarray, min_slices: int = MIN_SLICES) -> list[np.ndarray] | None:
     """Index sets of ``d`` (sorted positions, mm) that are 2..``MAX_INTERLEAVED`` overlapping regular grids
-    sharing one period, each of at least ``min_slices``; None when ``d`` is one grid (regular, jittered,
-    gapped or piecewise), has repeated positions, or no such decomposition exists."""
+    sharing one period, each of at least ``min_slices``, that are not one regular grid where they overlap; None
+    when ``d`` is one grid (regular, jittered, gapped or piecewise), has repeated positions, or no such
+    decomposition exists."""
     d = np.asarray(d, float)
     n = len(d)
     if n < 2 * min_slices or _is_regular(d) or (np.diff(d) < 1e-3).any():
@@ -219,6 +220,10 @@ def interleaved_grids(d: np.ndarray, min_slices: int = MIN_SLICES) -> list[np.nd
         grids = [np.sort(np.asarray(cl)) for cl in classes]
         if any(len(g) < min_slices or not _is_regular(d[g]) for g in grids):
             continue
+        lo = max(d[g[0]] for g in grids)
+        hi = min(d[g[-1]] for g in grids)
+        if _is_regular(d[(d >= lo - tol) & (d <= hi + tol)]):
+            continue  # together one regular grid where they overlap: one pass with a variable increment
         ok = True
         for a in range(len(grids)):
             for b in range(a + 1, len(grids)):
