@@ -77,7 +77,7 @@ def test_shared_multi_pass_series_become_one_uniform_volume_per_pass(case):
         hu, step, slices = expected[g.pass_label]
         assert body_hu(loaded.volume) == [hu] * slices  # never alternating between passes
         assert loaded.volume.spacing[2] == pytest.approx(step) and not loaded.resampled
-        assert f"told apart by {TOLD_APART_BY[case['patient']]}" in loaded.notes
+        assert loaded.notes.startswith(f"pass {g.pass_label} (") and f"split by {TOLD_APART_BY[case['patient']]}" in loaded.notes
         # the bright rod lies on the patient's left-posterior side (LPS x > 0, y > 0)
         k, j, i = np.nonzero((loaded.volume.array > -500) & (loaded.volume.array != hu))
         centre = voxel_to_lps(loaded.volume.affine, np.c_[i, j, k]).mean(axis=0)
@@ -161,7 +161,8 @@ def test_three_phases_a_third_of_a_step_apart_are_three_passes(tmp_path):
                                   {"z0": 4.0, "body": 150, "tags": {"AcquisitionNumber": 5}}])
     groups = passes_in(tmp_path)
     check_uniform_passes(groups, {"acq3": 10, "acq4": 80, "acq5": 150}, uid)
-    assert all("3 passes told apart by AcquisitionNumber 3/4/5" in g.pass_note for g in groups)
+    assert [g.pass_note for g in groups] == [f"pass acq{a} ({a - 2} of 3) of a series split by AcquisitionNumber 3/4/5"
+                                             for a in (3, 4, 5)]
 
 
 @pytest.mark.parametrize("tags,labels", [
@@ -192,7 +193,7 @@ def test_interleaved_grids_with_no_telling_attribute_are_split_by_geometry(tmp_p
     uid = write_passes(tmp_path, [{"z0": 0.0, "step": 5.0, "body": 20}, {"z0": 1.5, "step": 5.0, "body": 120}])
     groups = passes_in(tmp_path)
     check_uniform_passes(groups, {"z0.00": 20, "z1.50": 120}, uid)
-    assert "interleaved slice positions (regular grids starting at 0.00, 1.50 mm" in groups[0].pass_note
+    assert groups[0].pass_note == "pass z0.00 (1 of 2) of a series split by interleaved slice positions (grids from 0.00, 1.50 mm)"
 
 
 @pytest.mark.parametrize("positions,grids", [
@@ -226,6 +227,20 @@ def test_step_and_shoot_acquisition_blocks_stay_one_volume(tmp_path):
     assert loaded.volume.shape[0] == 16 and not loaded.resampled and loaded.volume.spacing[2] == pytest.approx(2.5)
 
 
+def test_acquisitions_split_only_where_they_cover_the_same_stretch(tmp_path):
+    # a second acquisition re-scanning part of the first (same positions): two passes
+    uid = write_passes(tmp_path / "rescan", [{"z0": 0.0, "step": 2.0, "n": 15, "body": 40, "tags": {"AcquisitionNumber": 1}},
+                                             {"z0": 10.0, "step": 2.0, "n": 5, "body": 90, "tags": {"AcquisitionNumber": 2}}])
+    check_uniform_passes(passes_in(tmp_path / "rescan"), {"acq1": 40, "acq2": 90}, uid)
+    # two sweeps that only touch (one shared position at the seam): one series, refused for that duplicate
+    write_passes(tmp_path / "seam", [{"z0": 0.0, "step": 2.0, "n": 8, "body": 40, "tags": {"AcquisitionNumber": 1}},
+                                     {"z0": 14.0, "step": 2.0, "n": 8, "body": 40, "tags": {"AcquisitionNumber": 2}}])
+    (group,) = passes_in(tmp_path / "seam")
+    with pytest.raises(SeriesError, match=r"duplicate slice positions: 1 position\(s\) hold more than one image \(first "
+                                          r"at 14.00 mm"):
+        load_series(group)
+
+
 def test_identical_positions_with_nothing_telling_them_apart_are_refused_as_duplicates(tmp_path):
     write_passes(tmp_path, [{"z0": 0.0, "body": 40}, {"z0": 0.0, "body": 140}])
     (group,) = passes_in(tmp_path)
@@ -250,7 +265,7 @@ def test_one_instance_of_another_orientation_is_excluded_and_the_rest_imported(t
     assert reason.startswith(f"odd instance {odd.path.name} excluded: orientation coronal (series: axial)")
     assert "non-axial series" in reason and "the series' other 8 images are imported" in reason
     loaded = load_series(group)
-    assert loaded.volume.shape[0] == 8 and "1 odd instance(s) excluded" in loaded.notes
+    assert loaded.volume.shape[0] == 8 and loaded.notes == f"1 odd instance(s) excluded: {odd.path.name} (orientation)"
 
 
 def test_odd_localizer_and_odd_matrix_size_are_excluded_one_by_one(tmp_path):

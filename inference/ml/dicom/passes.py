@@ -162,17 +162,23 @@ def _positions(instances: Iterable[InstanceHeader]) -> np.ndarray | None:
 
 
 def _overlapping(groups: list[list[InstanceHeader]]) -> bool:
-    """Whether any two groups' slice ranges intersect over a length, or share a position."""
+    """Whether any two groups cover the same stretch of the table: the shorter one's range lies at least
+    ``MIN_OVERLAP`` within the other's (a single position: inside it). Blocks that only touch are one sweep."""
     spans = []
     for g in groups:
         d = _positions(g)
         if d is None:
             return False
-        spans.append((d[0], d[-1], set(np.round(d, 2).tolist())))
+        spans.append((float(d[0]), float(d[-1])))
     for a in range(len(spans)):
         for b in range(a + 1, len(spans)):
-            lo, hi = max(spans[a][0], spans[b][0]), min(spans[a][1], spans[b][1])
-            if hi - lo > 0.01 or spans[a][2] & spans[b][2]:
+            (lo_a, hi_a), (lo_b, hi_b) = spans[a], spans[b]
+            shorter = min(hi_a - lo_a, hi_b - lo_b)
+            shared = min(hi_a, hi_b) - max(lo_a, lo_b)
+            if shorter < 0.01:
+                if shared >= -0.01:
+                    return True
+            elif shared >= MIN_OVERLAP * shorter:
                 return True
     return False
 
@@ -269,6 +275,11 @@ def _differences(h: InstanceHeader, ref: InstanceHeader) -> str:
     return ", ".join(parts)
 
 
+def _odd_short(h: InstanceHeader, ref: InstanceHeader) -> str:
+    names = [a.name for a in ATTRIBUTES if a.kind == "instance" and a.value(h) != a.value(ref)]
+    return f"{h.path.name} ({', '.join(names)})"
+
+
 def _odd_reason(h: InstanceHeader, ref: InstanceHeader, kept: int, group: SeriesGroup) -> str:
     single = SeriesGroup(group.key, group.uid_source, group.study_key, group.study_uid_source, group.folder, [h])
     what = exclusion_reason(single, min_slices=1)
@@ -292,7 +303,7 @@ def _summary(parts: list[_Part]) -> str:
         for p in parts:
             d = _positions(p.instances)
             firsts.append("?" if d is None else f"{d[0]:.2f}")
-        out.append(f"{GEOMETRY} (regular grids starting at {', '.join(firsts)} mm along the normal)")
+        out.append(f"{GEOMETRY} (grids from {', '.join(firsts)} mm)")
     return "; ".join(out)
 
 
@@ -310,6 +321,7 @@ def split_passes(group: SeriesGroup, min_slices: int = MIN_SLICES) -> list[Serie
     form a volume, with their reasons; ``duplicates`` go with the pass holding the kept copy."""
     parts = [_Part(list(group.instances))]
     excluded: list[tuple[InstanceHeader, str]] = []
+    short: list[str] = []
     for stage in ("instance", "reconstruction", "acquisition", "geometry"):
         if stage == "geometry":
             parts = [q for p in parts for q in _split_geometry(p, min_slices)]
@@ -334,23 +346,25 @@ def split_passes(group: SeriesGroup, min_slices: int = MIN_SLICES) -> list[Serie
                 for p in parts:
                     if p.frames < min_slices:
                         excluded.extend((h, _odd_reason(h, ref.instances[0], ref.frames, group)) for h in p.instances)
+                        short.extend(_odd_short(h, ref.instances[0]) for h in p.instances)
                 parts = [p for p in parts if p.frames >= min_slices]
     if len(parts) == 1 and not excluded:
         return [group]
-    dropped = "; ".join(reason for _, reason in excluded)
+    dropped = f"{len(excluded)} odd instance(s) excluded: {', '.join(short)}"
+    if len(dropped) > 160:
+        dropped = dropped[:157] + "..."
     if len(parts) == 1:  # one pass left once the odd instances are out: the series keeps its key
         kept = {h.key for h in parts[0].instances}
         return [replace(group, instances=parts[0].instances, excluded=excluded,
                         duplicates=[d for d in group.duplicates if d[1].key in kept],
-                        pass_note=f"{len(excluded)} odd instance(s) excluded ({dropped})")]
+                        pass_note=dropped)]
     parts.sort(key=lambda p: "+".join(p.labels))
     how = _summary(parts)
     out = []
     for n, part in enumerate(parts, 1):
         label = "+".join(part.labels)
         kept = {h.key for h in part.instances}
-        note = (f"series {group.key} holds {len(parts)} passes told apart by {how}: this is pass {label} "
-                f"({n} of {len(parts)}, {part.frames} images)")
+        note = f"pass {label} ({n} of {len(parts)}) of a series split by {how}"
         out.append(SeriesGroup(
             key=pass_key(group.key, label), uid_source=group.uid_source, study_key=group.study_key,
             study_uid_source=group.study_uid_source, folder=group.folder, instances=part.instances,
@@ -360,5 +374,5 @@ def split_passes(group: SeriesGroup, min_slices: int = MIN_SLICES) -> list[Serie
     if excluded:
         target = next((g for g in out if g.frame_count >= min_slices), out[0])
         target.excluded = excluded
-        target.pass_note += f"; {len(excluded)} odd instance(s) excluded from the series ({dropped})"
+        target.pass_note += f"; {dropped}"
     return out
