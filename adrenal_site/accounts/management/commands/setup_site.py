@@ -6,6 +6,7 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from adrenal_site.roles import ADMIN, CLINICIAN, LEAD, ROLES, ensure_groups
@@ -25,9 +26,7 @@ class Command(BaseCommand):
         if not demo:
             return
         self.create_demo_accounts()
-        from adrenal_site.demo import load_demo_dataset
-
-        self.stdout.write(load_demo_dataset())
+        call_command("load_demo", stdout=self.stdout)  # inference's command: the dataset and its pipeline
 
     def create_demo_accounts(self) -> None:
         User = get_user_model()
