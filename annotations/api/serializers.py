@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
-from .models import Dataset, ImportItem, ImportReport, Label, Patient, Series, Volume
+from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series, Volume
+from ..services.stats import dataset_counts
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -16,8 +17,6 @@ class DatasetDetailSerializer(DatasetSerializer):
         fields = [*DatasetSerializer.Meta.fields, "counts"]
 
     def get_counts(self, obj) -> dict:
-        from .store_stats import dataset_counts
-
         return dataset_counts(obj)
 
 

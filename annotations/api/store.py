@@ -1,6 +1,7 @@
 """API views of the study store and annotation."""
 from pathlib import Path
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from rest_framework import generics, status
 from rest_framework.permissions import SAFE_METHODS
@@ -8,7 +9,8 @@ from rest_framework.response import Response
 
 from adrenal_site.roles import ADMIN, CLINICIAN, IsAdmin, IsClinician, _RolePermission, has_role
 
-from .models import Dataset, ImportReport, Label, Patient, Series
+from ..models import Dataset, ImportReport, Label, Patient, Series
+from ..tasks import start_import
 from .serializers import (
     DatasetDetailSerializer,
     DatasetSerializer,
@@ -87,10 +89,6 @@ class DatasetImports(_InDataset, generics.ListCreateAPIView):
         return ImportReport.objects.filter(dataset=self.dataset()).select_related("job")
 
     def create(self, request, *args, **kwargs):
-        from django.db import transaction
-
-        from .tasks.imports import start_import
-
         dataset = self.dataset()
         data = StartImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)

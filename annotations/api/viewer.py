@@ -1,30 +1,26 @@
 """API of the worklist and the browser CT viewer: worklist rows, compact volume data, boxes with versions.
 
-Boxes are written only through ``annotations.boxes.save_box``; a stale ``version`` answers 409 with the
+Boxes are written only through ``annotations.services.boxes.save_box``; a stale ``version`` answers 409 with the
 current box so the page can offer to reload.
 """
 from __future__ import annotations
 
-import gzip
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
-from django.conf import settings
-from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.roles import IsClinician
 
-from .boxes import VersionConflict, save_box
-from .models import CropBox, CropBoxVersion, Dataset, Series
+from ..models import CropBox, CropBoxVersion, Dataset, Series
+from ..services.boxes import VersionConflict, save_box
+from ..services.volume_cache import ensure_volume_cache
+from ..services.worklist import next_unconfirmed, worklist_rows
 
 SIDES = ("R", "L")
 
@@ -56,63 +52,6 @@ def series_for(user, pk: int) -> Series:
 
 # ---------------------------------------------------------------- worklist
 
-FILTERS = ("status", "verdict", "label", "q")
-
-
-def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
-    """Rows of a dataset's scans (label, box status, latest verdict), counts, and the first unconfirmed scan.
-
-    ``filters``: ``status`` (box status), ``verdict`` (normal/abnormal/not_assessable/none), ``label``
-    (normal/abnormal/none), ``q`` (text in patient id or series description). Counts are over all scans.
-    """
-    from inference.models import Prediction
-
-    filters = {k: v for k, v in (filters or {}).items() if k in FILTERS and v}
-    latest = Prediction.objects.filter(series=OuterRef("pk")).order_by("-created_at", "-pk")
-    from .models import Label
-
-    current = Label.objects.filter(is_current=True)  # Meta ordering: newest first, as Series.label reads it
-    qs = (
-        Series.objects.filter(study__patient__dataset=dataset, is_scan=True)
-        .select_related("study__patient")
-        .prefetch_related(Prefetch("labels", queryset=current, to_attr="current_labels"),
-                          Prefetch("study__patient__labels", queryset=current.filter(series__isnull=True),
-                                   to_attr="current_labels"))
-        .annotate(verdict=Subquery(latest.values("verdict")[:1]), probability=Subquery(latest.values("probability")[:1]))
-        .order_by("study__patient__pseudo_id", "study_id", "series_number", "id")
-    )
-    rows, counts = [], {"total": 0, **{s: 0 for s in Series.BoxStatus.values}}
-    for s in qs:  # the label as Series.label gives it, from the prefetched current labels (no query per row)
-        own = s.current_labels[0].value if s.current_labels else None
-        patient_labels = s.study.patient.current_labels
-        label = own or (patient_labels[0].value if patient_labels else None)
-        row = {
-            "id": s.pk, "patient": s.study.patient.pseudo_id, "series": s.series_description or s.series_uid,
-            "series_uid": s.series_uid, "label": label, "box_status": s.box_status,
-            "box_status_display": s.get_box_status_display(), "box_status_reason": s.box_status_reason,
-            "verdict": s.verdict, "probability": s.probability, "url": f"/series/{s.pk}/",
-        }
-        counts["total"] += 1
-        counts[s.box_status] += 1
-        if _matches(row, filters):
-            rows.append(row)
-    next_id = next((r["id"] for r in rows if r["box_status"] in ("none", "proposed")), None)
-    return {"dataset": {"id": dataset.pk, "name": dataset.name}, "counts": counts, "filters": filters,
-            "rows": rows, "next_unconfirmed": next_id}
-
-
-def _matches(row: dict, f: dict) -> bool:
-    if "status" in f and row["box_status"] != f["status"]:
-        return False
-    if "verdict" in f and (row["verdict"] or "none") != f["verdict"]:
-        return False
-    if "label" in f and (row["label"] or "none") != f["label"]:
-        return False
-    if "q" in f and f["q"].lower() not in f"{row['patient']} {row['series']}".lower():
-        return False
-    return True
-
-
 class Worklist(APIView):
     """``GET``: the dataset's scans with label, box status and latest verdict; counts; next unconfirmed."""
 
@@ -131,48 +70,11 @@ class NextUnconfirmed(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
-        series = series_for(request.user, pk)
-        rows = worklist_rows(series.dataset)["rows"]
-        ids = [r["id"] for r in rows]
-        start = ids.index(series.pk) + 1 if series.pk in ids else 0
-        todo = [r for r in rows[start:] + rows[:start] if r["box_status"] in ("none", "proposed") and r["id"] != series.pk]
-        nxt = todo[0] if todo else None
-        return Response({"series_id": nxt and nxt["id"], "url": nxt and nxt["url"],
-                         "remaining": len(todo)})
+        nxt, remaining = next_unconfirmed(series_for(request.user, pk))
+        return Response({"series_id": nxt and nxt["id"], "url": nxt and nxt["url"], "remaining": remaining})
 
 
 # ---------------------------------------------------------------- volume data
-
-def volume_cache_path(volume) -> Path:
-    """Where the gzip-compressed raw little-endian int16 ``[k, j, i]`` copy of a volume is cached."""
-    src = Path(volume.file.path)
-    stamp = f"{src.stat().st_size}-{int(src.stat().st_mtime)}"
-    return Path(settings.MEDIA_ROOT) / "viewer" / f"volume-{volume.pk}-{stamp}.i16.gz"
-
-
-def ensure_volume_cache(volume) -> Path:
-    """Write the cache once (atomically); later calls return the existing file."""
-    path = volume_cache_path(volume)
-    if path.exists():
-        return path
-    from inference.ml.volume import load_nifti
-
-    vol = load_nifti(volume.file.path)
-    data = np.ascontiguousarray(vol.array, dtype="<i2")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for old in path.parent.glob(f"volume-{volume.pk}-*.i16.gz"):  # copies of an older file of this volume
-        if old != path:
-            old.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz:
-            gz.write(memoryview(data).cast("B"))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
 
 def volume_header(series: Series) -> dict:
     v = series.volume
@@ -235,8 +137,6 @@ def boxes_json(series: Series) -> dict:
 
 def _side(side: str) -> str:
     if side not in SIDES:
-        from rest_framework.exceptions import NotFound
-
         raise NotFound("side must be R or L")
     return side
 
@@ -254,14 +154,10 @@ def _version(data) -> int:
     try:
         return int(data["version"])
     except (KeyError, TypeError, ValueError):
-        from rest_framework.exceptions import ValidationError
-
         raise ValidationError({"version": "the version you edited is required (0 for a new box)"})
 
 
 def _coords(data, key: str) -> list[float]:
-    from rest_framework.exceptions import ValidationError
-
     value = data.get(key)
     try:
         out = [float(v) for v in value]

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
 from inference.ml.geometry import Box, box_to_voxels
 
-from .models import CropBox, CropBoxVersion, Series
+from ..models import CropBox, CropBoxVersion, Series
+from ..signals import boxes_changed
 
 
 class VersionConflict(Exception):
@@ -22,8 +24,6 @@ class VersionConflict(Exception):
 
 
 def _affine(series: Series):
-    import numpy as np
-
     return np.asarray(series.volume.affine, float), series.volume.shape
 
 
@@ -67,6 +67,7 @@ def save_box(
             source=box.source, updated_by=user, updated_at=box.updated_at,
         )
         refresh_box_status(series)
+    boxes_changed.send(sender=CropBox, series=series, box=box)
     return box
 
 

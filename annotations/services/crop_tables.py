@@ -29,8 +29,8 @@ import numpy as np
 
 from inference.ml.geometry import Box, box_to_voxels, voxels_to_box
 
+from ..models import CropBox, Series
 from .boxes import save_box
-from .models import CropBox, Series
 
 ORIGINAL_COLUMNS = ["filename_nii", "adrenal_LR", "crop_x_min", "crop_x_max", "crop_y_min", "crop_y_max",
                     "crop_z_min", "crop_z_max"]

@@ -49,7 +49,7 @@ from inference.ml.dicom.headers import content_hash
 from inference.ml.dicom.nifti import nifti_stem
 from inference.ml.volume import save_nifti
 
-from .models import Dataset, ImportItem, ImportReport, Label, Patient, Series, SourceInstance, Study, Volume
+from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series, SourceInstance, Study, Volume
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]

@@ -12,8 +12,8 @@ from pathlib import Path
 from inference.ml.proposals import Proposal, find_mask_files, propose, propose_from_masks
 from inference.ml.volume import load_nifti
 
+from ..models import CropBox, Series
 from .boxes import mark_not_covered, save_box
-from .models import CropBox, Series
 
 ProgressFn = Callable[[float, str], None]
 

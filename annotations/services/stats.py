@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db.models import Count
 
-from .models import Dataset, Label, Patient, Series, Study
+from ..models import Dataset, Label, Patient, Series, Study
 
 
 def dataset_counts(dataset: Dataset) -> dict[str, int]:

@@ -1,12 +1,15 @@
 """Zip uploads: streamed to disk under a size limit, checked, and extracted without leaving their folder."""
 from __future__ import annotations
 
-import os
 import shutil
+import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+
+from inference.ml.atomic import atomic_path
 
 MAX_ENTRIES = 200_000
 
@@ -36,19 +39,13 @@ class LimitedUploadHandler(FileUploadHandler):
 
 def save_stream(chunks, dest: Path, max_bytes: int) -> int:
     """Write ``chunks`` to ``dest`` (atomically), refusing once more than ``max_bytes`` arrived."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".part-{dest.name}")
     size = 0
-    try:
-        with open(tmp, "wb") as fh:
-            for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise UploadRefused(f"upload larger than the limit of {max_bytes / 1024**2:.0f} MB")
-                fh.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise UploadRefused(f"upload larger than the limit of {max_bytes / 1024**2:.0f} MB")
+            fh.write(chunk)
     return size
 
 
@@ -107,3 +104,15 @@ def extract_zip(path: Path, dest: Path, max_bytes: int) -> Path:
                         raise UploadRefused("the zip expands beyond its declared size limit")
                     out.write(chunk)
     return dest
+
+
+def new_upload_folder() -> Path:
+    """A fresh folder under ``MEDIA_ROOT/uploads/`` for one upload (removed by the job that consumes it)."""
+    folder = Path(settings.MEDIA_ROOT) / "uploads" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder
+
+
+def upload_dir(job_id: int) -> Path:
+    """Where the job ``job_id`` extracts its upload."""
+    return Path(settings.MEDIA_ROOT) / "uploads" / f"job-{job_id}"

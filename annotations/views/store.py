@@ -2,8 +2,7 @@
 progress, the import report, and label editing with history."""
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
+import shutil
 
 from django import forms
 from django.conf import settings
@@ -17,9 +16,11 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from adrenal_site.roles import ADMIN, CLINICIAN, has_role, role_required
 
-from .models import Dataset, ImportItem, ImportReport, Label, Patient, Series
-from .store_stats import dataset_counts
-from .zipsafe import LimitedUploadHandler, UploadRefused, check_zip, save_stream
+from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series
+from ..services.importer import apply_series_rule
+from ..services.stats import dataset_counts
+from ..services.uploads import LimitedUploadHandler, UploadRefused, check_zip, new_upload_folder, save_stream
+from ..tasks import start_import
 
 
 class DatasetForm(forms.ModelForm):
@@ -55,8 +56,6 @@ def dataset_edit(request, pk: int | None = None):
     form = DatasetForm(request.POST or None, instance=dataset)
     if request.method == "POST" and form.is_valid():
         dataset = form.save()
-        from .importer import apply_series_rule
-
         apply_series_rule(dataset)
         messages.success(request, f"Dataset {dataset.name} saved.")
         return redirect("store-dataset", pk=dataset.pk)
@@ -112,7 +111,7 @@ def _dataset_import(request, pk: int):
         return _refuse(request, dataset, UploadForm(), request.upload_refused, status=413)
     if not form.is_valid():
         return _refuse(request, dataset, form, "choose a .zip file to upload")
-    folder = Path(settings.MEDIA_ROOT) / "uploads" / uuid.uuid4().hex
+    folder = new_upload_folder()
     archive = form.cleaned_data["archive"]
     zip_path = folder / "upload.zip"
     try:
@@ -123,12 +122,8 @@ def _dataset_import(request, pk: int):
             labels_path = folder / "labels.csv"
             save_stream(form.cleaned_data["labels"].chunks(), labels_path, 16 * 1024**2)
     except UploadRefused as exc:
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
         return _refuse(request, dataset, form, f"{archive.name}: {exc}")
-    from .tasks.imports import start_import
-
     with transaction.atomic():
         job = start_import(dataset, zip_path=str(zip_path), labels_csv=str(labels_path) if labels_path else None,
                            source=archive.name, user=request.user)

@@ -3,8 +3,10 @@ from django.shortcuts import get_object_or_404, render
 
 from adrenal_site.roles import CLINICIAN, role_required
 
-from .api_viewer import FILTERS, boxes_json, series_for, volume_header, worklist_rows
-from .models import Dataset, Series
+from ..api.viewer import boxes_json, series_for, volume_header
+from ..models import Dataset, Series
+from ..services import verdicts
+from ..services.worklist import FILTERS, worklist_rows
 
 
 @role_required(CLINICIAN)
@@ -23,19 +25,14 @@ def worklist(request, pk: int):
 def viewer(request, pk: int):
     """The CT viewer: axial, coronal and sagittal views, both crop boxes, the latest verdict."""
     series = series_for(request.user, pk)
-    prediction = series.predictions.order_by("-created_at", "-pk").first()
+    prediction = verdicts.latest(series)
     config = {
         "series_id": series.pk,
         "dataset_id": series.dataset.pk,
         "volume": volume_header(series) if hasattr(series, "volume") else None,
         "boxes": boxes_json(series),
         "z_mm": _float(request.GET.get("z_mm")),
-        "prediction": None if prediction is None else {
-            "verdict": prediction.verdict, "verdict_display": prediction.get_verdict_display(),
-            "probability": prediction.probability, "reason": prediction.reason, "sides": prediction.sides,
-            "flagged_slices_mm": prediction.flagged_slices_mm, "slice_scores": prediction.slice_scores,
-            "operating_value": prediction.operating_value,
-        },
+        "prediction": prediction,
     }
     return render(request, "annotations/viewer.html", {"series": series, "config": config,
                                                        "prediction": prediction})
