@@ -12,20 +12,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.roles import IsClinician, IsLead
-from annotations.models import Dataset, Series
+from annotations.models import Series
+from annotations.services.uploads import UploadRefused
+from inference.ml.operating_value import parse_objective
 
-from .models import Evaluation, Prediction, TrainingRun
+from ..models import Evaluation, Prediction, TrainingRun
+from ..services.evaluation import metrics_at
+from ..tasks import start_evaluation, submit_prediction
+from .runs import visible_runs
 
 SCAN_SORT_KEYS = ("probability", "fraction", "patient", "series_uid", "verdict", "label", "outcome")
 OUTCOME_ORDER = {"fn": 0, "fp": 1, "tp": 2, "tn": 3}
 
 
-def visible_runs(user):
-    return TrainingRun.objects.filter(dataset__in=Dataset.objects.visible_to(user))
-
-
 def visible_evaluations(user):
-    return Evaluation.objects.filter(run__dataset__in=Dataset.objects.visible_to(user)).select_related("run")
+    return Evaluation.objects.visible_to(user).select_related("run")
 
 
 def _float_param(request, name: str, default: float | None = None) -> float:
@@ -61,10 +62,6 @@ class RunEvaluations(APIView):
         return Response([evaluation_summary(ev) for ev in run.evaluations.all()])
 
     def post(self, request, pk: int):
-        from adrenal_site.jobs.runner import enqueue
-        from inference.ml.operating_value import parse_objective
-        from inference.tasks.evaluation import evaluate_run_job
-
         run = get_object_or_404(visible_runs(request.user), pk=pk)
         objective = request.data.get("objective") or run.objective or "accuracy"
         try:
@@ -73,8 +70,7 @@ class RunEvaluations(APIView):
             raise ValidationError({"objective": str(exc)}) from exc
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise ValidationError({"run": f"run {run.pk} is {run.status}; only a finished run can be evaluated"})
-        job = enqueue(evaluate_run_job, kind="evaluate", params={"run_id": run.pk, "objective": objective},
-                      user=request.user)
+        job = start_evaluation(run, objective, user=request.user)
         return Response({"job": job.pk, "objective": objective}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -134,8 +130,6 @@ class EvaluationThreshold(APIView):
     permission_classes = [IsLead]
 
     def get(self, request, pk: int):
-        from inference.evaluation import metrics_at
-
         ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
         value = _float_param(request, "value", ev.operating_value)
         try:
@@ -193,8 +187,7 @@ def _prediction_doc(p: Prediction) -> dict:
 
 
 def visible_predictions(user):
-    return Prediction.objects.filter(series__study__patient__dataset__in=Dataset.objects.visible_to(user)
-                                     ).select_related("series")
+    return Prediction.objects.visible_to(user).select_related("series")
 
 
 class PredictionList(APIView):
@@ -212,13 +205,11 @@ class PredictionList(APIView):
         return Response([_prediction_doc(p) for p in qs[:500]])
 
     def post(self, request):
-        from inference.prediction import submit_prediction
-
         try:
             job = submit_prediction(request.user, series_id=request.data.get("series"),
                                     run_id=request.data.get("run"), upload=request.FILES.get("file"),
                                     dataset_id=request.data.get("dataset"))
-        except (ValueError, Series.DoesNotExist, TrainingRun.DoesNotExist) as exc:
+        except (ValueError, UploadRefused, Series.DoesNotExist, TrainingRun.DoesNotExist) as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 

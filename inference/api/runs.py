@@ -1,22 +1,18 @@
-"""API views for runs (leads)."""
+"""API of training runs (leads): list, detail with folds and history, start, cancel, promote."""
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
 from rest_framework import generics
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from adrenal_site.roles import IsLead
+from annotations.models import Dataset
 
-from .models import TrainingRun
+from ..models import TrainingRun
+from ..services.runs import cancel_run, promote
+from ..tasks import start_run
 from .serializers import TrainingRunSerializer
-
-
-class RunList(generics.ListAPIView):
-    serializer_class = TrainingRunSerializer
-    permission_classes = [IsLead]
-    queryset = TrainingRun.objects.all()
-
-
-# --- training runs: detail with folds and history, start, cancel, promote (h5) --------------------------
-from django.shortcuts import get_object_or_404  # noqa: E402
-from rest_framework.response import Response  # noqa: E402
-from rest_framework.views import APIView  # noqa: E402
 
 
 def run_document(run: TrainingRun) -> dict:
@@ -27,14 +23,20 @@ def run_document(run: TrainingRun) -> dict:
             "split": {"test_patients": run.split.test_patients, "folds": run.split.folds},
             "folds": [{"fold": f.fold, "status": f.status, "epoch": f.epoch, "best_epoch": f.best_epoch,
                        "val_loss": f.val_loss, "history": f.history, "job": f.job_id}
-                      for f in run.folds.order_by("fold")]}
+                      for f in run.folds.select_related("job", "run__job").order_by("fold")]}
     return doc
 
 
 def visible_runs(user):
-    from annotations.models import Dataset
+    return TrainingRun.objects.visible_to(user).select_related("dataset", "split", "job")
 
-    return TrainingRun.objects.filter(dataset__in=Dataset.objects.visible_to(user)).select_related("dataset", "split")
+
+class RunList(generics.ListAPIView):
+    serializer_class = TrainingRunSerializer
+    permission_classes = [IsLead]
+
+    def get_queryset(self):
+        return visible_runs(self.request.user)
 
 
 class RunDetail(APIView):
@@ -50,9 +52,6 @@ class RunStart(APIView):
     permission_classes = [IsLead]
 
     def post(self, request):
-        from annotations.models import Dataset
-        from inference.training_service import start_run
-
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=request.data.get("dataset"))
         overrides = request.data.get("overrides") or {}
         if not isinstance(overrides, dict):
@@ -69,22 +68,18 @@ class RunCancel(APIView):
     permission_classes = [IsLead]
 
     def post(self, request, pk: int):
-        from inference.training_service import cancel_run
-
         run = get_object_or_404(visible_runs(request.user), pk=pk)
         cancel_run(run)
-        return Response(run_document(TrainingRun.objects.get(pk=pk)))
+        return Response(run_document(visible_runs(request.user).get(pk=pk)))
 
 
 class RunPromote(APIView):
     permission_classes = [IsLead]
 
     def post(self, request, pk: int):
-        from inference.training_service import promote
-
         run = get_object_or_404(visible_runs(request.user), pk=pk)
         try:
             promote(run)
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=409)
-        return Response(run_document(TrainingRun.objects.get(pk=pk)))
+        return Response(run_document(visible_runs(request.user).get(pk=pk)))

@@ -15,10 +15,13 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from adrenal_site.jobs.runner import no_progress
 from inference.ml import metrics as M
 from inference.ml import operating_value as OV
+from inference.ml.verdict import blank_side, verdict_of
 
-from .models import Evaluation, TrainingRun
+from ..models import Evaluation, Image25D, TrainingRun
+from .ensembles import ensemble_for
 
 PRIMARY = "fraction"
 LEVEL_KEYS = ("auc", *M.METRICS)
@@ -31,10 +34,6 @@ def predictions_path(run: TrainingRun) -> Path:
     if not path.exists():
         raise ValueError(f"run {run.pk} has no predictions: {path} is missing")
     return path
-
-
-def _verdict(score: float, value: float) -> str:
-    return "abnormal" if score >= value else "normal"
 
 
 def _label(value: int) -> str:
@@ -82,10 +81,12 @@ def evaluate_run(
     *,
     boot: M.Bootstrap | None = None,
     top_k: int = OV.DEFAULT_TOP_K,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Callable[[float, str], None] = no_progress,
+    job=None,
 ) -> Evaluation:
-    """Evaluate ``run`` on its test patients, store an Evaluation and set the run's operating value."""
-    report = progress or (lambda p, m="": None)
+    """Evaluate ``run`` on its test patients, store an Evaluation (done by ``job``, if any) and set the run's
+    operating value."""
+    report = progress
     boot = boot or M.Bootstrap(n=getattr(settings, "EVALUATION_BOOTSTRAP", 1000), seed=0)
     objective = str(OV.parse_objective(objective or run.objective or "accuracy"))
     rows = OV.read_predictions_csv(predictions_path(run))
@@ -131,7 +132,7 @@ def evaluate_run(
     }
     with transaction.atomic():
         evaluation = Evaluation.objects.create(
-            run=run, objective=objective, aggregator=PRIMARY, operating_value=value, result=result
+            run=run, job=job, objective=objective, aggregator=PRIMARY, operating_value=value, result=result
         )
         TrainingRun.objects.filter(pk=run.pk).update(operating_value=value, objective=objective)
         run.operating_value, run.objective = value, objective
@@ -154,16 +155,11 @@ def _patient_level(scans: OV.ScanScores, value: float, boot: M.Bootstrap) -> dic
 def side_scores(run: TrainingRun, scans: OV.ScanScores) -> tuple[dict[str, dict], str]:
     """Per-side scores of each test scan: the fold ensemble on its stored 2.5D images with the other side
     blanked, aggregated as the fraction voted abnormal. ``({}, why)`` when images or weights are missing."""
-    from inference.ml.verdict import blank_side
-    from inference.models import Image25D
-
     ids = [int(i) for i in scans.series_id if str(i).isdigit()]
     rows = list(Image25D.objects.filter(series_id__in=ids).order_by("series_id", "slice_index"))
     if not rows:
         return {}, "no stored 2.5D images for the test scans"
     try:
-        from inference.prediction import ensemble_for
-
         ensemble = ensemble_for(run)
     except (ValueError, OSError, RuntimeError) as exc:
         return {}, f"per-side scores unavailable: {exc}"
@@ -196,7 +192,7 @@ def _scan_rows(scans: OV.ScanScores, value: float, sides: dict[str, dict] | None
             "patient": scans.patient[i],
             "probability": round(scans.probability[i], 6),
             "fraction": round(scans.fraction[i], 6),
-            "verdict": _verdict(scans.fraction[i], value),
+            "verdict": verdict_of(scans.fraction[i], value),
             "label": _label(scans.label[i]),
             "outcome": _outcome(pred, scans.label[i]),
             "sides": (sides or {}).get(uid, {}),

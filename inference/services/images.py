@@ -1,8 +1,8 @@
-"""The 2.5D image job (cpu queue): a dataset's (or some scans') images from their boxes, stored as lossless
-float16 ``.npy`` under MEDIA_ROOT/images25d/ with a PNG thumbnail and one Image25D row each.
+"""2.5D images of stored scans from their boxes, stored as lossless float16 ``.npy`` under
+MEDIA_ROOT/images25d/ with a PNG thumbnail and one Image25D row each.
 
 Idempotent: a scan whose images were built from the same box versions and image settings is skipped.
-A box that changes queues a rebuild of its scan (``post_save`` on CropBox).
+A box that changes queues a rebuild of its scan (``inference.signals``, on ``annotations.signals.boxes_changed``).
 """
 from __future__ import annotations
 
@@ -15,18 +15,21 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_save
-from django.dispatch import receiver
 
-from adrenal_site.jobs.runner import Progress, enqueue, job_task
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import no_progress
+from annotations.models import CropBox, Series
+from inference.ml.geometry import Box
+from inference.ml.images25d import build_images, image_config, thumbnail_png
+from inference.ml.volume import load_nifti
+
+from ..models import Image25D
 
 log = logging.getLogger(__name__)
 
 
 def boxes_for(series, use_proposed: bool = False) -> dict:
     """``{"R": Box, "L": Box}`` of a scan: confirmed boxes (or any box when ``use_proposed``)."""
-    from inference.ml.geometry import Box
-
     out = {}
     for b in series.boxes.all():
         if b.status == "confirmed" or use_proposed:
@@ -42,10 +45,6 @@ def version_key(boxes: dict, image_cfg: dict) -> str:
 
 def build_series(series, image_cfg: dict, use_proposed: bool = False) -> dict:
     """Build (or keep) one scan's images; returns ``{"series", "images", "built"|"skipped"|"error"}``."""
-    from inference.ml.images25d import build_images, thumbnail_png
-    from inference.ml.volume import load_nifti
-    from inference.models import Image25D
-
     boxes = boxes_for(series, use_proposed)
     if set(boxes) != {"R", "L"}:
         kind = "proposed or confirmed" if use_proposed else "confirmed"
@@ -77,21 +76,11 @@ def build_series(series, image_cfg: dict, use_proposed: bool = False) -> dict:
     return {"series": series.pk, "images": len(rows), "built": True}
 
 
-@job_task(queue="cpu")
-def build_images_job(job, dataset_id: int | None = None, series_ids: list[int] | None = None,
-                     use_proposed: bool = False, image: dict | None = None) -> dict:
-    """Build the 2.5D images of a dataset's scans (or of ``series_ids``); one bad scan never stops the rest."""
-    from annotations.models import Series
-    from inference.ml.images25d import image_config
-
+def build_many(series_qs, image: dict | None = None, use_proposed: bool = False,
+               progress=no_progress) -> dict:
+    """Build the 2.5D images of the scans in ``series_qs``; one bad scan never stops the rest."""
     cfg = image_config({"image": image or {}})
-    qs = Series.objects.filter(is_scan=True)
-    if dataset_id is not None:
-        qs = qs.filter(study__patient__dataset_id=dataset_id)
-    if series_ids is not None:
-        qs = qs.filter(pk__in=series_ids)
-    items = list(qs.select_related("volume").prefetch_related("boxes").order_by("pk"))
-    progress = Progress(job)
+    items = list(series_qs.filter(is_scan=True).select_related("volume").prefetch_related("boxes").order_by("pk"))
     report = {"built": 0, "skipped": 0, "images": 0, "errors": []}
     for i, series in enumerate(items):
         progress(100.0 * i / max(len(items), 1), f"scan {i + 1}/{len(items)}")
@@ -109,30 +98,19 @@ def build_images_job(job, dataset_id: int | None = None, series_ids: list[int] |
     return report
 
 
-def start_images(*, dataset=None, series_ids=None, use_proposed: bool = False, user=None):
-    return enqueue(build_images_job, kind="images25d", user=user,
-                   params={"dataset_id": dataset.pk if dataset else None, "series_ids": series_ids,
-                           "use_proposed": use_proposed})
-
-
-@receiver(post_save, sender="annotations.CropBox", dispatch_uid="h5-rebuild-images-on-box-change")
-def _rebuild_on_box_change(sender, instance, **kwargs) -> None:
-    """A box changed: rebuild that scan's images when it has some, or build them once both sides are confirmed
-    in a dataset whose images exist already (datasets never built stay untouched)."""
+def rebuild_after_box_change(series: Series) -> dict | None:
+    """What to rebuild after a box of ``series`` changed: its images when it has some, or its first images
+    once both sides are confirmed in a dataset whose images exist already (datasets never built stay
+    untouched). Returns the images job's params, or None when nothing is to be done or one is queued."""
     if not getattr(settings, "ADRENAL_AUTO_REBUILD_IMAGES", True):
-        return
-    from adrenal_site.jobs.models import Job
-    from inference.models import Image25D
-
-    series_id = instance.series_id
-    has_images = Image25D.objects.filter(series_id=series_id).exists()
-    confirmed = sender.objects.filter(series_id=series_id, status="confirmed").count() == 2
-    if not has_images:  # a newly confirmed scan is built when its dataset already has images
-        dataset_id = instance.series.study.patient.dataset_id
+        return None
+    has_images = Image25D.objects.filter(series=series).exists()
+    confirmed = CropBox.objects.filter(series=series, status=CropBox.Status.CONFIRMED).count() == 2
+    if not has_images:
+        dataset_id = series.study.patient.dataset_id
         if not (confirmed and Image25D.objects.filter(series__study__patient__dataset_id=dataset_id).exists()):
-            return
-    use_proposed = has_images and not confirmed
+            return None
     queued = Job.objects.filter(kind="images25d", status=Job.Status.QUEUED).values_list("params", flat=True)
-    if any((p or {}).get("series_ids") == [series_id] for p in queued):
-        return
-    enqueue(build_images_job, kind="images25d", params={"series_ids": [series_id], "use_proposed": use_proposed})
+    if any((p or {}).get("series_ids") == [series.pk] for p in queued):
+        return None
+    return {"series_ids": [series.pk], "use_proposed": has_images and not confirmed}

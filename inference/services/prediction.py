@@ -6,25 +6,25 @@ is not covered, gets a "not assessable" Prediction with the reason — never a g
 """
 from __future__ import annotations
 
-import threading
-import uuid
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
+from adrenal_site.jobs.runner import no_progress
+from annotations.models import Dataset, ImportItem, Series
+from annotations.services.importer import import_path
 from inference.ml import assessability, verdict
 from inference.ml.geometry import Box
 from inference.ml.images25d import build_images
 from inference.ml.proposals import propose
-from inference.ml.training import load_ensemble
 from inference.ml.volume import Volume, load_nifti
 
-from .models import Prediction, TrainingRun
-
-_CACHE_LOCK = threading.Lock()
-_ENSEMBLES: dict[tuple, object] = {}
+from ..models import Prediction, TrainingRun
+from .ensembles import ensemble_for
 
 
 @dataclass
@@ -46,56 +46,13 @@ class Outcome:
         }
 
 
-# --- the model -------------------------------------------------------------------------------------------
-
-def resolve_run(run_id: int | str | None = None, dataset=None) -> TrainingRun:
-    """The given run, else the dataset's promoted one; it must have an operating value."""
-    if run_id:
-        run = TrainingRun.objects.filter(pk=int(run_id)).first()
-        if run is None:
-            raise ValueError(f"no training run {run_id}")
-    else:
-        run = TrainingRun.objects.filter(promoted=True, **({"dataset": dataset} if dataset else {})).first()
-        if run is None:
-            raise ValueError("no promoted model: promote a run (or name one with --run)")
-    if run.status != TrainingRun.Status.SUCCEEDED:
-        raise ValueError(f"run {run.pk} is {run.status}; only a finished run gives verdicts")
-    if run.operating_value is None:
-        raise ValueError(f"run {run.pk} has no operating value yet: evaluate it first")
-    return run
-
-
-def weight_paths(run: TrainingRun) -> list[Path]:
-    media = Path(settings.MEDIA_ROOT)
-    paths = [media / f.weights for f in run.folds.order_by("fold") if f.weights]
-    if not paths and run.artifacts_dir:
-        paths = sorted((media / run.artifacts_dir).glob("fold*/best.pt"), key=lambda p: int(p.parent.name[4:]))
-    missing = [str(p) for p in paths if not p.exists()]
-    if not paths or missing:
-        raise ValueError(f"run {run.pk} has no fold weights" + (f": missing {missing}" if missing else ""))
-    return paths
-
-
-def ensemble_for(run: TrainingRun):
-    """The run's fold ensemble, loaded once per process (a worker keeps it warm between scans)."""
-    paths = weight_paths(run)
-    key = (run.pk, tuple((str(p), p.stat().st_mtime) for p in paths))
-    with _CACHE_LOCK:
-        if key not in _ENSEMBLES:
-            _ENSEMBLES.clear()  # one model in memory at a time
-            _ENSEMBLES[key] = load_ensemble(paths, run.config or {})
-        return _ENSEMBLES[key]
-
-
 # --- judging a volume ------------------------------------------------------------------------------------
 
 def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT",
                  boxes: dict[str, Box] | None = None, not_covered_reason: str = "",
                  progress: Callable[[float, str], None] | None = None) -> Outcome:
     """Assess, build the 2.5D images, run the ensemble; "not assessable" with the reason when it cannot."""
-    import time
-
-    report = progress or (lambda p, m="": None)
+    report = progress or no_progress
     t0 = time.perf_counter()
     reason = assessability.check_ct(volume, modality)
     if reason:
@@ -131,13 +88,11 @@ def stored_boxes(series) -> dict[str, Box] | None:
     return boxes if set(boxes) == {"R", "L"} else None
 
 
-def predict_series(series, run: TrainingRun | None = None, *, job=None, user=None,
+def predict_series(series, run: TrainingRun, *, job=None, user=None,
                    progress: Callable[[float, str], None] | None = None) -> Prediction:
-    """Judge an imported series and store the Prediction (one per job: a re-delivered job updates it)."""
-    from annotations.models import Series
-
-    run = run or resolve_run(dataset=series.study.patient.dataset)
-    report = progress or (lambda p, m="": None)
+    """Judge an imported series with ``run`` and store the Prediction (one per job: a re-delivered job updates
+    it)."""
+    report = progress or no_progress
     report(5, "loading the volume")
     vol_row = getattr(series, "volume", None)
     if vol_row is None or not vol_row.file:
@@ -160,50 +115,12 @@ def predict_series(series, run: TrainingRun | None = None, *, job=None, user=Non
 
 # --- reading a path (the command, uploads) ---------------------------------------------------------------
 
-def read_path(path: str | Path) -> tuple[Volume, str, str]:
-    """``(volume, modality, series_uid)`` from a NIfTI file or a DICOM folder (the largest usable series),
-    with the DICOM core of the import area."""
-    from inference.ml import dicom
-
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path} does not exist")
-    if path.is_file() and dicom.is_nifti(path):
-        volume = dicom.load_nifti_entry(path)
-        return volume, "CT", f"nifti:{path.name}"
-    headers = []
-    for f in dicom.scan_files(path):
-        try:
-            headers.append(dicom.read_header(f))
-        except dicom.NotDicom:
-            continue
-    if not headers:
-        raise ValueError(f"{path}: no NIfTI file or DICOM instances found")
-    groups = dicom.group_series(headers, path if path.is_dir() else path.parent)
-    usable = [g for g in groups if not dicom.exclusion_reason(g)]
-    if not usable:
-        reasons = "; ".join(f"{g.describe()}: {dicom.exclusion_reason(g)}" for g in groups)
-        raise ValueError(f"{path}: no usable series ({reasons})")
-    group = max(usable, key=lambda g: g.frame_count)
-    loaded = dicom.load_series(group)
-    return loaded.volume, str(group.first.meta.get("Modality") or ""), group.key
-
-
-def import_for_prediction(path: str | Path, dataset=None, user=None, progress=None):
-    """``(series, reason)``: the scan imported by the import area's importer (``series`` None and the
-    report's reasons when nothing usable came in), or ``(None, None)`` when no importer is available."""
-    import re
-
-    try:
-        from annotations import importer  # type: ignore[attr-defined]
-    except ImportError:
-        return None, None
-    if not hasattr(importer, "import_path"):
-        return None, None
-    from annotations.models import Dataset, ImportItem, Series
-
+def import_for_prediction(path: str | Path, dataset: Dataset | None = None, user=None,
+                          progress=None) -> tuple[Series | None, str]:
+    """``(series, "")``: the scan at ``path`` imported by the store's importer (into ``dataset``, else
+    "Submitted studies"), or ``(None, reasons)`` when nothing usable came in."""
     dataset = dataset or Dataset.objects.get_or_create(name="Submitted studies")[0]
-    report = importer.import_path(dataset, path, user=user, progress=progress)
+    report = import_path(dataset, path, user=user, progress=progress)
     items = list(report.items.all())
     for item in items:
         if item.status == ImportItem.Status.IMPORTED and item.series_id:
@@ -218,67 +135,18 @@ def import_for_prediction(path: str | Path, dataset=None, user=None, progress=No
     return None, f"no usable scan: {reasons}"
 
 
-def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset_id=None):
-    """Queue a verdict job (gpu queue) for an imported series or an uploaded file; returns the Job."""
-    from adrenal_site.jobs.runner import enqueue
-    from annotations.models import Dataset, Series
-
-    from .tasks.predict import predict_job
-
-    datasets = Dataset.objects.visible_to(user)
-    if series_id:
-        series = Series.objects.select_related("study__patient__dataset").get(
-            pk=int(series_id), study__patient__dataset__in=datasets)
-        run = resolve_run(run_id, series.study.patient.dataset)
-        return enqueue(predict_job, kind="predict", params={"series_id": series.pk, "run_id": run.pk}, user=user)
-    if upload is None:
-        raise ValueError("send a series id or a file")
-    dataset = datasets.filter(pk=dataset_id).first() if dataset_id else None
-    if dataset_id and dataset is None:
-        raise ValueError(f"dataset {dataset_id} not found")
-    run = resolve_run(run_id, dataset)
-    folder = Path(settings.MEDIA_ROOT) / "uploads" / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    target = folder / Path(upload.name).name
-    with open(target, "wb") as fh:
-        for chunk in upload.chunks():
-            fh.write(chunk)
-    if target.suffix == ".zip":
-        import zipfile
-
-        with zipfile.ZipFile(target) as zf:
-            zf.extractall(folder / "unzipped")
-        target.unlink()
-        target = folder / "unzipped"
-    params = {"path": str(target), "run_id": run.pk, "dataset_id": dataset.pk if dataset else None}
-    return enqueue(predict_job, kind="predict", params=params, user=user)
-
-
 def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dataset=None,
                  progress: Callable[[float, str], None] | None = None) -> dict:
-    """Judge the study at ``path``: imported with the import area's importer and stored as a Prediction
-    (read and judged in memory only when no importer is installed). Returns the ``predict --json`` document."""
+    """Judge the study at ``path``: imported with the store's importer and stored as a Prediction. Returns the
+    ``predict --json`` document ("not assessable" with the reasons when nothing usable came in)."""
     if not Path(path).exists():
         raise ValueError(f"{path} does not exist")
     series, reason = import_for_prediction(path, dataset, user)
-    if series is not None:
-        p = predict_series(series, run, job=job, user=user, progress=progress)
-        return document(series.series_uid, p.probability, p.verdict, p.reason, run.operating_value, p.sides,
-                        p.flagged_slices_mm, prediction=p.pk, series=series.pk)
-    if reason:
+    if series is None:
         return document(str(path), None, Prediction.Verdict.NOT_ASSESSABLE, reason, run.operating_value, {}, [])
-    try:
-        volume, modality, uid = read_path(path)
-    except Exception as exc:  # noqa: BLE001 - an unreadable input is not assessable, with the reason
-        from inference.ml import dicom
-
-        if isinstance(exc, (ValueError, dicom.SeriesError)):
-            return document(str(path), None, Prediction.Verdict.NOT_ASSESSABLE, str(exc), run.operating_value, {}, [])
-        raise
-    outcome = judge_volume(volume, run, modality=modality, progress=progress)
-    f = outcome.fields(run.operating_value)
-    return document(uid, f["probability"], f["verdict"], f["reason"], run.operating_value, f["sides"],
-                    f["flagged_slices_mm"], timings=outcome.timings)
+    p = predict_series(series, run, job=job, user=user, progress=progress)
+    return document(series.series_uid, p.probability, p.verdict, p.reason, run.operating_value, p.sides,
+                    p.flagged_slices_mm, prediction=p.pk, series=series.pk)
 
 
 def document(series_uid, probability, verdict_, reason, operating_value, sides, flagged, **extra) -> dict:

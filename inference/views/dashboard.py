@@ -9,7 +9,8 @@ from django.shortcuts import get_object_or_404, render
 
 from adrenal_site.roles import LEAD, role_required
 
-from .api_dashboard import evaluation_summary, visible_runs
+from ..api.dashboard import evaluation_summary
+from ..api.runs import visible_runs
 
 
 @role_required(LEAD)

@@ -13,6 +13,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from synthetic import make_cohort
+
 
 class Command(BaseCommand):
     help = "Write a synthetic abdominal-CT cohort as DICOM with ground_truth.csv."
@@ -28,8 +30,6 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
 
     def handle(self, *args, **o) -> None:
-        from synthetic import make_cohort
-
         t0 = time.perf_counter()
         try:
             rows = make_cohort(o["out"], o["patients"], o["abnormal_fraction"], o["seed"], preview=o["preview"],
