@@ -1,4 +1,4 @@
-// Minimal SVG line charts drawn from the API's numbers (no library, no CDN).
+// The pages' one chart module: SVG line charts drawn from the API's numbers (no library, no CDN).
 const NS = "http://www.w3.org/2000/svg";
 export const PALETTE = ["#0b6e8e", "#b3261e", "#1e7d45", "#9a6700", "#6a3d9a", "#e07b00", "#2b2b2b"];
 
@@ -11,12 +11,12 @@ function el(name, attrs = {}, parent = null) {
 
 /**
  * Draw a line chart into `container` (replacing its content).
- * series: [{label, points: [[x, y], ...], color?, dash?}]; options: {xDomain, yDomain, xLabel, yLabel,
- * width, height, marker (x of a vertical line), diagonal (bool)}. Returns {svg, setMarker(x)}.
+ * series: [{label, points: [[x, y], ...], color?, dash?}]; options: {title, xDomain, yDomain, xLabel, yLabel,
+ * width, height, diagonal (bool), integerX (whole-number x ticks, e.g. epochs)}. Returns {svg, setMarker(x)}.
  */
 export function lineChart(container, series, options = {}) {
   const W = options.width || 420, H = options.height || 260;
-  const m = { l: 44, r: 12, t: 10, b: 36 };
+  const m = { l: 44, r: 12, t: options.title ? 24 : 10, b: 36 };
   const all = series.flatMap((s) => s.points);
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]).filter((v) => v !== null && Number.isFinite(v));
   const [x0, x1] = options.xDomain || [Math.min(...xs, 0), Math.max(...xs, 1)];
@@ -25,12 +25,18 @@ export function lineChart(container, series, options = {}) {
   const sy = (y) => H - m.b - ((y - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
   container.replaceChildren();
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart", role: "img" }, container);
+  if (options.title) el("text", { x: m.l, y: 15, "font-size": 12, "font-weight": "bold", fill: "#1d232b" }, svg).textContent = options.title;
   const axes = el("g", { stroke: "#98a2ad", "stroke-width": 1 }, svg);
   el("line", { x1: m.l, y1: H - m.b, x2: W - m.r, y2: H - m.b }, axes);
   el("line", { x1: m.l, y1: m.t, x2: m.l, y2: H - m.b }, axes);
-  for (let i = 0; i <= 4; i++) {
-    const xv = x0 + ((x1 - x0) * i) / 4, yv = y0 + ((y1 - y0) * i) / 4;
+  const xTicks = options.integerX
+    ? Array.from(new Set(Array.from({ length: 5 }, (_, i) => Math.round(x0 + ((x1 - x0) * i) / 4))))
+    : Array.from({ length: 5 }, (_, i) => x0 + ((x1 - x0) * i) / 4);
+  for (const xv of xTicks) {
     el("text", { x: sx(xv), y: H - m.b + 14, "font-size": 10, "text-anchor": "middle", fill: "#5c6773" }, svg).textContent = +xv.toFixed(2);
+  }
+  for (let i = 0; i <= 4; i++) {
+    const yv = y0 + ((y1 - y0) * i) / 4;
     el("text", { x: m.l - 4, y: sy(yv) + 3, "font-size": 10, "text-anchor": "end", fill: "#5c6773" }, svg).textContent = +yv.toFixed(2);
   }
   if (options.xLabel) el("text", { x: (W + m.l) / 2, y: H - 4, "font-size": 11, "text-anchor": "middle", fill: "#1d232b" }, svg).textContent = options.xLabel;
