@@ -43,7 +43,7 @@ def test_volume_data_is_the_volume_as_gzip_int16(ct_series, users, client, realc
     raw = gzip.decompress(b"".join(resp.streaming_content))
     arr = np.frombuffer(raw, "<i2").reshape(header["shape"])
     np.testing.assert_array_equal(arr, load_nifti(realct["example_ct"]).array)
-    from annotations.api_viewer import volume_cache_path
+    from annotations.services.volume_cache import volume_cache_path
 
     cached = volume_cache_path(series.volume)
     mtime = cached.stat().st_mtime_ns
@@ -91,7 +91,7 @@ def test_box_versions_conflicts_confirm_undo_history(ct_series, users, client):
 
 
 def test_worklist_rows_filters_counts_and_next_unconfirmed(ct_series, users, client):
-    from annotations.boxes import mark_not_covered, save_box
+    from annotations.services.boxes import mark_not_covered, save_box
 
     a = ct_series(members=[users["clinician"]], patient="P001")
     b = ct_series(dataset=a.dataset, patient="P002")

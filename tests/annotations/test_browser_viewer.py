@@ -163,7 +163,7 @@ def test_clinician_draws_and_adjusts_both_boxes(live_server, browser_page, brows
 
 
 def test_confirming_a_proposal_and_going_to_the_next_scan(live_server, browser_page, browser_login, ct_series, users):
-    from annotations.boxes import save_box
+    from annotations.services.boxes import save_box
     from annotations.models import Series
 
     page = browser_page
@@ -172,7 +172,7 @@ def test_confirming_a_proposal_and_going_to_the_next_scan(live_server, browser_p
     for s in (first, second):
         save_box(s, "R", [-60, -200, 150], [-10, -150, 200], source="landmarks")
         save_box(s, "L", [20, -200, 150], [70, -150, 200], source="landmarks")
-    from tests.test_viewer_api import make_prediction
+    from tests.annotations.test_api_viewer import make_prediction
 
     make_prediction(first, "abnormal", 0.8)
     browser_login(page, "clin")
@@ -201,7 +201,7 @@ def test_confirming_a_proposal_and_going_to_the_next_scan(live_server, browser_p
 
 
 def test_a_second_editor_gets_409_and_can_reload(live_server, browser_page, browser_login, ct_series, users, client):
-    from annotations.boxes import save_box
+    from annotations.services.boxes import save_box
 
     page = browser_page
     series = ct_series(members=[users["clinician"], users["lead"]])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from annotations.crop_tables import ORIGINAL_COLUMNS
+from annotations.services.crop_tables import ORIGINAL_COLUMNS
 from annotations.models import CropBox
 from inference.ml.volume import load_nifti
 
@@ -106,7 +106,7 @@ def test_missing_columns_is_a_clear_error(tmp_path, db):
 
 @pytest.mark.django_db
 def test_mm_exports(two_scans, tmp_path):
-    from annotations.boxes import mark_not_covered
+    from annotations.services.boxes import mark_not_covered
 
     a, b = two_scans
     call_command("import_crops", str(write_table(tmp_path / "c.csv", ROWS[:2])), stdout=StringIO())

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from django.core.management import call_command
 from django.db import connection
 
-from annotations.importer import apply_labels_csv, import_path, pseudonym_key
+from annotations.services.importer import apply_labels_csv, import_path, pseudonym_key
 from annotations.models import Dataset, Label, Patient, Series, SourceInstance, Study, Volume
 from inference.ml.volume import load_nifti
 from tests.plugins.store import write_ct_series
@@ -124,7 +124,7 @@ def test_cohort_counts_labels_exclusions_and_pseudonyms(store_cohort):
             dump = repr(cur.fetchall())
             assert "HOSP00" not in dump and "Name^" not in dump, table
     # switching the dataset to the 'thinnest' rule keeps one scan per study: the 2 mm series
-    from annotations.importer import apply_series_rule
+    from annotations.services.importer import apply_series_rule
 
     ds.series_rule = Dataset.SeriesRule.THINNEST
     ds.save()

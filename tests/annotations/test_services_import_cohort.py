@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from annotations.importer import apply_series_rule, import_path
+from annotations.services.importer import apply_series_rule, import_path
 from annotations.models import Dataset, Patient, Series
 from synthetic import make_cohort, read_ground_truth
 

@@ -10,9 +10,9 @@ import pytest
 from django.core.management import call_command
 
 from adrenal_site.jobs.models import Job
-from annotations.boxes import save_box
+from annotations.services.boxes import save_box
 from annotations.models import CropBox, Dataset, Series
-from annotations.tasks.proposals import propose_crops, start_proposals
+from annotations.tasks import propose_crops, start_proposals
 from inference.ml.geometry import voxel_to_lps
 from inference.ml.volume import Volume
 
@@ -125,7 +125,7 @@ def test_masks_folder_per_scan_and_landmarks_for_the_rest(make_scan, real_scans,
 
 @pytest.mark.django_db
 def test_a_persons_not_covered_is_kept(make_scan, real_scans):
-    from annotations.boxes import mark_not_covered
+    from annotations.services.boxes import mark_not_covered
 
     scan = make_scan(real_scans["example_ct_sm"][0], patient="H")
     mark_not_covered(scan, "field of view ends above the kidneys")

@@ -12,9 +12,9 @@ from django.urls import reverse
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import run_job
-from annotations.importer import import_path
+from annotations.services.importer import import_path
 from annotations.models import Dataset, ImportReport, Label, Patient, Series
-from annotations.tasks.imports import import_studies
+from annotations.tasks import import_studies
 from tests.plugins.store import make_store_cohort
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from annotations.models import Dataset, ImportItem, ImportReport, Series, SourceInstance, Volume
-from annotations.tasks.imports import start_import
+from annotations.tasks import start_import
 from tests.conftest import wait_for
 from tests.plugins.store import make_store_cohort
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from adrenal_site.jobs.models import Job
-from adrenal_site.jobs.runner import send
+from adrenal_site.jobs.runner import send_job
 from annotations.models import CropBox, Dataset, Series
-from annotations.tasks.proposals import start_proposals
+from annotations.tasks import start_proposals
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.worker]
@@ -30,7 +30,7 @@ def test_worker_proposes_and_a_redelivery_changes_nothing(celery_worker_proc, ma
 
     # a late-acknowledged task delivered again (worker died after the work): reset and re-send the same job
     Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, finished_at=None)
-    send(job)
+    send_job(job)
     wait_for(lambda: finished(job), timeout=120, what="the re-delivered job")
     assert job.status == Job.Status.SUCCEEDED
     after = {b.side: (b.version, b.lps_min, b.lps_max) for b in CropBox.objects.filter(series=scan)}

@@ -18,7 +18,7 @@ def run_job(fn, job_id: int) -> None:
 @pytest.fixture
 def imported_demo(db, settings, tmp_path, synthetic_cohort):
     from annotations.models import Dataset
-    from annotations.tasks.imports import import_studies, start_import
+    from annotations.tasks import import_studies, start_import
 
     settings.MEDIA_ROOT = tmp_path / "media"
     dataset = Dataset.objects.create(name="Demo")
@@ -40,8 +40,9 @@ def test_import_queues_proposals_for_the_imported_scans(imported_demo, django_ca
 def test_demo_pipeline_proposes_builds_images_and_starts_an_auto_promoted_run(imported_demo):
     from annotations.models import Series
     from inference.models import Image25D, TrainingRun
-    from inference.tasks.demo import KIND, demo_pipeline
+    from inference.tasks import demo_pipeline
 
+    KIND = demo_pipeline.kind
     job = Job.objects.create(kind=KIND, task_name=demo_pipeline.name, params={"dataset_id": imported_demo.pk,
                                                                               "preset": "tiny",
                                                                               "overrides": {"n_folds": 2}})
@@ -61,7 +62,7 @@ def test_demo_pipeline_proposes_builds_images_and_starts_an_auto_promoted_run(im
 
 def test_auto_promote_after_evaluation(make_evaluated_run):
     from inference.models import TrainingRun
-    from inference.tasks.evaluation import evaluate_run_job
+    from inference.tasks import evaluate_run_job
 
     run, _ = make_evaluated_run(evaluate=False)
     run.config["auto_promote"] = True

@@ -36,7 +36,7 @@ def test_evaluation_document(make_evaluated_run):
         assert s["series_id"] is not None and len(s["slice_scores"]) == 8
         assert all(z in [z2 for z2, _ in s["slice_scores"]] for z in s["flagged_slices_mm"])
     # the stored operating value is the one chosen on out-of-fold scans only
-    from inference.evaluation import predictions_path
+    from inference.services.evaluation import predictions_path
 
     oof, _ = OV.split_rows(OV.read_predictions_csv(predictions_path(run)))
     assert r["operating_value"] == OV.choose_operating_value(oof, "accuracy").operating_value
@@ -46,7 +46,7 @@ def test_evaluation_document(make_evaluated_run):
 
 
 def test_metrics_at_matches_the_document(make_evaluated_run):
-    from inference.evaluation import metrics_at
+    from inference.services.evaluation import metrics_at
 
     run, ev = make_evaluated_run(30)
     at = metrics_at(ev, ev.result["operating_value"])
@@ -85,7 +85,7 @@ def test_evaluate_command_errors(make_evaluated_run):
 
 
 def test_test_rows_must_be_the_splits_test_patients(make_evaluated_run):
-    from inference.evaluation import evaluate_run
+    from inference.services.evaluation import evaluate_run
 
     run, _ = make_evaluated_run(12, evaluate=False)
     split = run.split
@@ -98,7 +98,7 @@ def test_test_rows_must_be_the_splits_test_patients(make_evaluated_run):
 def test_evaluation_job_function(make_evaluated_run, users):
     from adrenal_site.jobs.models import Job
     from inference.models import Evaluation
-    from inference.tasks.evaluation import evaluate_run_job
+    from inference.tasks import evaluate_run_job
 
     run, _ = make_evaluated_run(12, evaluate=False)
     job = Job.objects.create(kind="evaluate", task_name=evaluate_run_job.name, params={"run_id": run.pk,
@@ -117,7 +117,7 @@ def test_side_scores_from_stored_images(make_evaluated_run, settings):
     import numpy as np
     import torch
 
-    from inference.evaluation import evaluate_run
+    from inference.services.evaluation import evaluate_run
     from inference.ml.metrics import Bootstrap
     from inference.ml.networks import build_model
     from inference.models import Image25D
@@ -149,17 +149,25 @@ def test_side_scores_from_stored_images(make_evaluated_run, settings):
 
 
 def test_a_run_that_finishes_is_evaluated_once(make_evaluated_run):
+    """The train job is queued with its join (aggregation) and its continuation (evaluation): once the join
+    succeeded the run succeeds and exactly one evaluation job is queued."""
     from adrenal_site.jobs.models import Job
-    from inference.models import TrainingRun
-    from inference.tasks.evaluation import queue_evaluation
+    from adrenal_site.jobs.runner import settle
+    from inference.tasks import aggregate_run_job, evaluate_run_job
+    from tests.factories import make_job
 
     run, _ = make_evaluated_run(12, evaluate=False)
-    TrainingRun.objects.filter(pk=run.pk).update(status="aggregating")
+    Job.objects.filter(pk=run.job_id).update(status="running", awaiting_children=True, finished_at=None,
+                                             join_task=aggregate_run_job.name, then_task=evaluate_run_job.name)
     run.refresh_from_db()
+    assert run.stage == "aggregating"
+    make_job("train_aggregate", "running", task_name=aggregate_run_job.name, parent=run.job)
+    settle(run.job_id)
     assert not Job.objects.filter(kind="evaluate").exists()
-    run.status = TrainingRun.Status.SUCCEEDED
-    run.save()
+    Job.objects.filter(parent=run.job_id, kind="train_aggregate").update(status="succeeded")
+    settle(run.job_id)
+    run.refresh_from_db()
     jobs = Job.objects.filter(kind="evaluate", params__run_id=run.pk)
-    assert jobs.count() == 1 and jobs.get().queue == "cpu"
-    run.save()  # saving again (still succeeded) queues nothing more
-    assert queue_evaluation(run) is None and jobs.count() == 1
+    assert run.status == "succeeded" and jobs.count() == 1 and jobs.get().queue == "cpu"
+    settle(run.job_id)  # settling again (the run already succeeded) queues nothing more
+    assert jobs.count() == 1

@@ -70,10 +70,10 @@ def test_bad_boxes_are_named():
 
 def test_image_job_stores_rows_is_idempotent_and_rebuilds_on_box_change(db, settings, tmp_path, training_cohort,
                                                                        django_capture_on_commit_callbacks):
-    from annotations.boxes import save_box
+    from annotations.services.boxes import save_box
     from adrenal_site.jobs.models import Job
     from inference.models import Image25D
-    from inference.tasks.images import build_images_job
+    from inference.tasks import build_images_job
 
     settings.MEDIA_ROOT = tmp_path
     ds = training_cohort("img-ds", n_patients=2, build=False)

@@ -17,24 +17,19 @@ def model_run(db, settings, tmp_path):
     """A finished, evaluated 2-fold run with random-init EfficientNet-B0 weights (small crops: quick on CPU)."""
     import torch
 
-    from annotations.models import Dataset
     from inference.ml.networks import build_model
-    from inference.models import DatasetSplit, FoldRun, TrainingRun
+    from tests.factories import make_dataset, make_run, make_split
 
     settings.MEDIA_ROOT = tmp_path / "media"
-    ds = Dataset.objects.create(name="predict-ds")
-    split = DatasetSplit.objects.create(dataset=ds, test_patients=[], folds=[[], []])
+    ds = make_dataset("predict-ds")
     config = {"backbone": "efficientnet_b0", "side_px": 48, "slice_mm": 6.0}
-    run = TrainingRun.objects.create(dataset=ds, split=split, preset="tiny", config=config, status="succeeded",
-                                     operating_value=0.5, objective="accuracy", promoted=True)
-    run.artifacts_dir = f"runs/{run.pk}"
-    run.save()
+    run = make_run(ds, make_split(ds, folds=[[], []]), config=config, operating_value=0.5, objective="accuracy",
+                   promoted=True, version=1, fold_weights=[f"runs/weights/fold{k}/best.pt" for k in range(2)])
     torch.manual_seed(0)
-    for k in range(2):
-        path = Path(settings.MEDIA_ROOT) / run.artifacts_dir / f"fold{k}" / "best.pt"
+    for fold in run.folds.all():
+        path = Path(settings.MEDIA_ROOT) / fold.weights
         path.parent.mkdir(parents=True)
         torch.save(build_model("efficientnet_b0")[0].state_dict(), path)
-        FoldRun.objects.create(run=run, fold=k, status="succeeded", weights=str(path.relative_to(settings.MEDIA_ROOT)))
     return run
 
 
@@ -103,7 +98,7 @@ def _imported_series(run, path: Path, settings, modality: str = "CT"):
 def test_predict_job_stores_an_idempotent_prediction(model_run, realct, settings, tmp_path):
     from adrenal_site.jobs.models import Job
     from inference.models import Prediction
-    from inference.tasks.predict import predict_job
+    from inference.tasks import predict_job
 
     series = _imported_series(model_run, Path(realct["example_ct"]), settings)
     job = Job.objects.create(kind="predict", task_name=predict_job.name, queue="gpu",
@@ -145,7 +140,7 @@ def test_upload_a_nifti_for_a_verdict(model_run, realct, settings, client_as, us
 
     from adrenal_site.jobs.models import Job
     from inference.models import Prediction
-    from inference.tasks.predict import predict_job
+    from inference.tasks import predict_job
 
     model_run.dataset.members.add(users["clinician"])
     c = client_as("clinician")

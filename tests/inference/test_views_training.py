@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from adrenal_site.jobs.models import Job
 from inference.models import FoldRun, TrainingRun
+from tests.factories import set_status
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_lead_starts_run_from_form_sees_page_and_cancels(cohort, client_as, djan
     assert c.post(reverse("run-cancel", args=[run.pk])).status_code == 302
     run.refresh_from_db()
     assert run.status == "cancelled" and Job.objects.get(pk=run.job_id).status == "cancelled"
-    assert set(FoldRun.objects.filter(run=run).values_list("status", flat=True)) == {"cancelled"}
+    assert {f.status for f in FoldRun.objects.filter(run=run)} == {"cancelled"}
     # promoting an unfinished run is refused with a reason
     r = c.post(f"/api/runs/{run.pk}/promote/")
     assert r.status_code == 409 and "only a finished run" in r.json()["detail"]
@@ -51,7 +52,8 @@ def test_api_start_promote_and_roles(cohort, client_as, users, django_capture_on
     run = TrainingRun.objects.get(pk=r.json()["id"])
     bad = c.post("/api/runs/start/", json.dumps({"dataset": cohort.pk, "preset": "huge"}), content_type="application/json")
     assert bad.status_code == 400 and "unknown preset" in bad.json()["detail"]
-    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", version=1)
+    set_status(run, "succeeded")
+    TrainingRun.objects.filter(pk=run.pk).update(version=1)
     assert c.post(f"/api/runs/{run.pk}/promote/").json()["promoted"] is True
     assert b"promoted" in c.get(reverse("runs")).content
     clin = client_as("clinician")
@@ -62,7 +64,7 @@ def test_api_start_promote_and_roles(cohort, client_as, users, django_capture_on
 
 
 def test_lead_of_another_dataset_does_not_see_the_run(cohort, make_user, client, django_capture_on_commit_callbacks):
-    from inference.training_service import start_run
+    from inference.tasks import start_run
 
     with django_capture_on_commit_callbacks(execute=False):
         run = start_run(cohort, "tiny")

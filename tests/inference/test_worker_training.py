@@ -56,7 +56,7 @@ def test_tiny_run_on_worker_ends_with_artifacts_and_oof_predictions(celery_worke
 
     # predictions.csv: every train-val image once, from the fold whose validation held its patient
     from inference.ml.training import load_ensemble
-    from inference.training_service import image_rows
+    from inference.services.training_data import image_rows
 
     rows = list(csv.DictReader(open(media / "predictions.csv")))
     images = {r.image_id: r for r in image_rows(ds)}
@@ -81,7 +81,8 @@ def test_tiny_run_on_worker_ends_with_artifacts_and_oof_predictions(celery_worke
 
 
 def test_cancel_stops_a_run(celery_worker_proc, training_cohort):
-    from inference.training_service import cancel_run, start_run
+    from inference.services.runs import cancel_run
+    from inference.tasks import start_run
 
     ds = training_cohort("w-cancel", n_patients=15)
     run = start_run(ds, "tiny", overrides={"epochs": 400})
@@ -92,19 +93,19 @@ def test_cancel_stops_a_run(celery_worker_proc, training_cohort):
     run = _run(run.pk)
     assert run.status == "cancelled" and run.version is None
     assert not (Path(settings.MEDIA_ROOT) / run.artifacts_dir / "predictions.csv").exists()
-    assert set(FoldRun.objects.filter(run=run).values_list("status", flat=True)) == {"cancelled"}
+    assert {f.status for f in FoldRun.objects.filter(run=run)} == {"cancelled"}
     assert all(f.epoch < 400 for f in FoldRun.objects.filter(run=run))
     statuses = set(Job.objects.filter(kind="train_fold", parent_id=run.job_id).values_list("status", flat=True))
     assert statuses <= {"cancelled"}
 
 
 def test_killed_worker_resumes_fold_from_last_epoch(celery_worker_proc, training_cohort):
-    from inference.training_service import start_run
+    from inference.tasks import start_run
 
     ds = training_cohort("w-kill", n_patients=15)
     epochs = 60
     run = start_run(ds, "tiny", overrides={"epochs": epochs})
-    fold = wait_for(lambda: FoldRun.objects.filter(run=run, status="running", epoch__gte=2).first(), timeout=120,
+    fold = wait_for(lambda: FoldRun.objects.filter(run=run, job__status="running", epoch__gte=2).first(), timeout=120,
                     what="a fold mid-way")
     celery_worker_proc.kill()
     at_kill = FoldRun.objects.get(pk=fold.pk).epoch
