@@ -4,16 +4,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from adrenal_site.accounts.api import ObtainToken
 from adrenal_site.jobs import api as jobs_api
 from adrenal_site.jobs import views as jobs_views
 
 api_patterns = [
-    path("", include("annotations.api_urls")),
-    path("", include("inference.api_urls")),
+    path("", include("annotations.api.urls")),
+    path("", include("inference.api.urls")),
     path("jobs/", jobs_api.JobList.as_view(), name="api-job-list"),
     path("jobs/<int:pk>/", jobs_api.JobDetail.as_view(), name="api-job-detail"),
     path("jobs/<int:pk>/cancel/", jobs_api.JobCancel.as_view(), name="api-job-cancel"),
-    path("auth/token/", jobs_api.ObtainToken.as_view(), name="api-token"),
+    path("auth/token/", ObtainToken.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
