@@ -220,7 +220,8 @@ def test_command_json_shape(store_cohort):
     assert set(doc) == {"dataset", "series", "skipped", "failed"} and doc["dataset"] == "cmd"
     assert len(doc["series"]) == 8 and doc["failed"] == []
     s = doc["series"][0]
-    assert set(s) == {"id", "series_uid", "study_uid", "patient", "label", "volume_path", "shape", "spacing_mm"}
+    assert set(s) == {"id", "series_uid", "study_uid", "patient", "label", "volume_path", "shape", "spacing_mm",
+                      "notes"}
     assert Path(s["volume_path"]).is_file() and len(s["shape"]) == 3 and s["label"] in ("normal", "abnormal")
     assert {x["reason"] for x in doc["skipped"]} >= {"localizer/scout image"}
     assert all(set(x) == {"path", "reason"} for x in doc["skipped"])

@@ -1,5 +1,6 @@
 """Fixtures of the study-store area: small CT series written with pydicom (any geometry, transfer syntax,
-UIDs blank or not) and a cohort in the original study's ``{normal,abnormal}/<patient>/DICOM/...`` layout."""
+UIDs blank or not), a cohort in the original study's ``{normal,abnormal}/<patient>/DICOM/...`` layout, and where
+the shared real-world cases are (``CASES``: copies in ``tests/data/cases``; ``shared_cases()``: ``../shared/cases``)."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,32 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
 
+from inference.ml.volume import Volume
+
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+REPO = Path(__file__).resolve().parents[2]
+CASES = REPO / "tests" / "data" / "cases"
+
+
+def shared_cases() -> Path:
+    """``../shared/cases`` beside the clone (CI) or beside the worktrees folder (``/work/wt/<name>``)."""
+    for root in (REPO.parent / "shared" / "cases", REPO.parent.parent / "shared" / "cases"):
+        if (root / "nifti_axis_order" / "truth.json").is_file():
+            return root
+    pytest.fail("../shared/cases (the shared real-world cases) is missing beside the repository")
+
+
+def body_hu(volume: Volume) -> list[int]:
+    """Median HU of the body (above -500 HU, below the bright rod) on every slice."""
+    return [int(np.median(s[(s > -500) & (s < 1000)])) for s in volume.array]
+
+
+def phantom(zs, body: int, rows: int = 12, cols: int = 12) -> np.ndarray:
+    """Stored values (HU + 1024): air around a body of ``body`` HU; pixel [2, 2] holds 10 x z HU (z in mm)."""
+    hu = np.full((len(zs), rows, cols), -1000, np.int32)
+    hu[:, 3:-3, 3:-3] = body
+    hu[:, 2, 2] = np.rint(10 * np.asarray(zs, float)).astype(int)
+    return (hu + 1024).astype(np.uint16)
 
 
 def ct_values(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:

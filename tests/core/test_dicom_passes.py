@@ -22,35 +22,10 @@ from inference.ml.dicom.spacing import plan_spacing
 from inference.ml.geometry import LPS_TO_RAS, lps_to_voxel, voxel_to_lps
 from inference.ml.proposals import propose
 from inference.ml.volume import Volume, to_canonical
-from tests.plugins.store import write_ct_series
-
-REPO = Path(__file__).resolve().parent.parent
-CASES = REPO / "tests" / "data" / "cases"
-
-
-def shared_cases() -> Path:
-    """``../shared/cases`` beside the clone (CI) or beside the worktrees folder (``/work/wt/<name>``)."""
-    for root in (REPO.parent / "shared" / "cases", REPO.parent.parent / "shared" / "cases"):
-        if (root / "nifti_axis_order" / "truth.json").is_file():
-            return root
-    pytest.fail("../shared/cases (the shared real-world cases) is missing beside the repository")
-
+from tests.plugins.store import CASES, body_hu, phantom, shared_cases, write_ct_series
 
 def passes_in(folder: Path, root: Path | None = None):
     return group_series([read_header(p) for p in scan_files(folder)], root or folder)
-
-
-def body_hu(volume: Volume) -> list[int]:
-    """Median HU of the body (above -500 HU, below the bright rod) on every slice."""
-    return [int(np.median(s[(s > -500) & (s < 1000)])) for s in volume.array]
-
-
-def phantom(zs, body: int, rows: int = 12, cols: int = 12) -> np.ndarray:
-    """Stored values (HU + 1024): air around a body of ``body`` HU; pixel [2, 2] holds 10 x z HU (z in mm)."""
-    hu = np.full((len(zs), rows, cols), -1000, np.int32)
-    hu[:, 3:-3, 3:-3] = body
-    hu[:, 2, 2] = np.rint(10 * np.asarray(zs, float)).astype(int)
-    return (hu + 1024).astype(np.uint16)
 
 
 # -- the shared cases ------------------------------------------------------------------------------------------
