@@ -14,6 +14,10 @@ item per imported/skipped/failed series or file. Rules:
   series is committed in one transaction after its volume file was written atomically (a deterministic path
   under ``MEDIA_ROOT/volumes/``), so an interrupted import rerun ends complete without duplicates.
 - One failing series or file never stops the batch: it becomes a ``failed`` item with the reason.
+- Several passes under one SeriesInstanceUID are separate scans, keys ``<uid>#<label>``
+  (``inference.ml.dicom.passes``), each with its note; odd instances of a series are ``skipped`` items one by
+  one (also in ``Series.extra["excluded_instances"]``); resampling and reorientation are noted on the volume and
+  the item. A NIfTI is stored on the canonical axes; its own grid stays in ``Series.extra["source_grid"]``.
 """
 from __future__ import annotations
 
@@ -472,7 +476,8 @@ def _patients_named(dataset: Dataset, raw: str) -> list[tuple[Patient, None]]:
 
 # -- the --json shape --------------------------------------------------------------------------------------
 def report_json(report: ImportReport) -> dict:
-    """``{"dataset", "series": [...], "skipped": [{"path", "reason"}], "failed": [...]}`` of one import."""
+    """``{"dataset", "series": [...], "skipped": [{"path", "reason"}], "failed": [...]}`` of one import; each series
+    entry has ``notes``: how it was split, resampled or reoriented."""
     series = []
     items = report.items.select_related("series__study__patient", "series__volume")
     for item in items:
