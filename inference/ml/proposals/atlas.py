@@ -36,6 +36,11 @@ class Atlas:
         """The data the atlas was made from (e.g. ``totalsegmentator:example_ct``), for leave-one-out checks."""
         return str(self.meta.get("source", self.name))
 
+    @property
+    def real(self) -> bool:
+        """Made from a patient's CT (not from the synthetic generator)."""
+        return not self.source.startswith("synthetic:")
+
     def gland_box(self, side: str) -> tuple[np.ndarray, np.ndarray]:
         p = self.points[side]
         return p.min(axis=0), p.max(axis=0)

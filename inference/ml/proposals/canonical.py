@@ -28,6 +28,12 @@ class Canonical:
     valid: np.ndarray
     origin: np.ndarray  # LPS mm of voxel (0, 0, 0)
     step: float
+    z_range: tuple[float, float] | None = None  # first and last slice centre of the scanned volume, mm
+
+    @property
+    def scanned_z(self) -> tuple[float, float]:
+        """The scanned volume's z range (slice centres), mm; the grid's own when not recorded."""
+        return self.z_range or (float(self.z_of(0)), float(self.z_of(self.shape[0] - 1)))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -92,4 +98,4 @@ def canonical(volume: Volume, step_mm: float = STEP_MM) -> Canonical:
     hu = sitk.GetArrayFromImage(out)
     valid = hu > OUTSIDE_HU / 2
     hu[~valid] = -1024.0
-    return Canonical(hu=hu, valid=valid, origin=lo, step=float(step_mm))
+    return Canonical(hu=hu, valid=valid, origin=lo, step=float(step_mm), z_range=(float(lo[2]), float(ext.lps_max[2])))
