@@ -49,7 +49,7 @@ def main() -> None:
     from inference.ml.proposals import propose, propose_from_landmarks
     from inference.ml.volume import load_nifti, save_nifti
     from synthetic import make_patient
-    from tests.plugins.proposals import mask_points, resample, synthetic_truth
+    from tests.plugins.proposals import resample, synthetic_truth
 
     fetch_fixtures.main()
     paths = fetch_fixtures.paths()
@@ -73,7 +73,6 @@ def main() -> None:
         scan = make_patient(seed, abnormal=seed % 2 == 1, profile="demo")
         cases.append((f"synthetic demo {seed} ({scan.label})", scan.volume,
                       {s: synthetic_truth(scan, s) for s in ("R", "L")}))
-    del mask_points
 
     def timed(fn, volume):
         best, out = float("inf"), None
