@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_path
 from .augment import augment_batch
 from .networks import build_model
 
@@ -65,9 +66,8 @@ def _weighted_bce(logits: torch.Tensor, y: torch.Tensor, w: tuple[float, float])
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 @torch.no_grad()

@@ -29,6 +29,11 @@ class ScanVerdict:
         return dict(self.__dict__)
 
 
+def verdict_of(score: float, operating_value: float) -> str:
+    """The rule of the original study, for any scan score: abnormal when it reaches the operating value."""
+    return "abnormal" if score >= operating_value else "normal"
+
+
 def blank_side(images: np.ndarray, side: str) -> np.ndarray:
     """Copies with one side's half set to 0 (the bottom of the HU window): right is the image's left half."""
     out = images.copy()
@@ -60,7 +65,7 @@ def scan_verdict(images: np.ndarray, z_mm: np.ndarray, ensemble, operating_value
     return ScanVerdict(
         probability=round(float(p_img.mean()), 6),
         fraction=round(aggregate(p_img, "fraction"), 6),
-        verdict="abnormal" if score >= operating_value else "normal",
+        verdict=verdict_of(score, operating_value),
         operating_value=float(operating_value),
         sides=sides,
         flagged_slices_mm=[round(float(z), 2) for z, p in zip(z_mm, p_img) if p >= IMAGE_VOTE],
