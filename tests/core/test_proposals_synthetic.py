@@ -9,7 +9,7 @@ import numpy as np
 from inference.ml.geometry import voxel_to_lps
 from inference.ml.proposals import MAX_BOX_MM, MAX_SIDE_MM, propose, propose_from_landmarks
 from tests.plugins.proposals import make_phantom
-from tests.test_proposals_cohorts import MIN_SHARE
+from tests.core.test_proposals_cohorts import MIN_SHARE
 
 N_PATIENTS = 30
 
