@@ -1,6 +1,5 @@
 """Series that hold several passes, odd instances, variable increments and NIfTI axis orders (issue 11), on the
-Django-free core: the shared real-world cases (``tests/data/cases/``, copied from ``../shared/cases``; the three
-full-size NIfTIs, 1.7 MB each, are read from ``../shared/cases``) each with its right outcome, and a generated
+Django-free core: the shared real-world cases (``tests/data/cases/``, copied from ``../shared/cases``) each with its right outcome, and a generated
 member of each kind with other values."""
 from __future__ import annotations
 

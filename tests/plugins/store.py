@@ -1,6 +1,6 @@
 """Fixtures of the study-store area: small CT series written with pydicom (any geometry, transfer syntax,
 UIDs blank or not), a cohort in the original study's ``{normal,abnormal}/<patient>/DICOM/...`` layout, and where
-the shared real-world cases are (``CASES``: copies in ``tests/data/cases``; ``shared_cases()``: ``../shared/cases``)."""
+the shared real-world cases are (``CASES``, ``shared_cases()``: copies in ``tests/data/cases``)."""
 from __future__ import annotations
 
 import csv
@@ -21,11 +21,10 @@ CASES = REPO / "tests" / "data" / "cases"
 
 
 def shared_cases() -> Path:
-    """``../shared/cases`` beside the clone (CI) or beside the worktrees folder (``/work/wt/<name>``)."""
-    for root in (REPO.parent / "shared" / "cases", REPO.parent.parent / "shared" / "cases"):
-        if (root / "nifti_axis_order" / "truth.json").is_file():
-            return root
-    pytest.fail("../shared/cases (the shared real-world cases) is missing beside the repository")
+    """The shared real-world cases, copied whole into ``tests/data/cases`` so a clean clone has them."""
+    if not (CASES / "nifti_axis_order" / "normal" / "NII_ZFIRST" / "NII_ZFIRST.nii.gz").is_file():
+        pytest.fail(f"{CASES} is incomplete: the shared real-world cases are part of the repository")
+    return CASES
 
 
 def body_hu(volume: Volume) -> list[int]:
