@@ -10,7 +10,9 @@ Two layouts (``config["image"]["layout"]``):
   left) over the union of the boxes' z extents: :func:`build_images`.
 
 Common to both: HU clipped to [-200, 400] and scaled to [0, 1]; three consecutive resampled slices (centre
--1, 0, +1 step) are the channels; columns run along LPS +x (mirrored for the left side), rows along +y.
+-1, 0, +1 ``slice_spacing_mm``) are the channels; columns run along LPS +x (mirrored for the left side), rows
+along +y. Per-gland images are centred every ``stride_mm`` (default: the slice spacing, as the original; twice it
+still shows every resampled slice once, in half the images).
 
 Speed: only the slab of voxels the crop needs is read and converted to float (never the whole volume); an
 axis-aligned volume (the usual CT: the affine's 3x3 is diagonal up to signs) is resampled separably (linear
@@ -30,7 +32,8 @@ from .volume import Volume
 HU_WINDOW = (-200.0, 400.0)
 AIR_HU = -1024.0
 SIDES = ("R", "L")
-DEFAULT_IMAGE = {"layout": "joined", "side_px": 120, "pixel_spacing_mm": 0.7, "slice_spacing_mm": 3.0}
+DEFAULT_IMAGE = {"layout": "joined", "side_px": 120, "pixel_spacing_mm": 0.7, "slice_spacing_mm": 3.0,
+                 "stride_mm": 0.0}
 
 
 def image_config(config: dict | None) -> dict:
@@ -40,6 +43,8 @@ def image_config(config: dict | None) -> dict:
     cfg = {k: type(v)(src.get(k, v)) for k, v in DEFAULT_IMAGE.items()}
     if cfg["layout"] not in ("joined", "side"):
         raise ValueError(f"image layout must be 'joined' or 'side', not {cfg['layout']!r}")
+    if cfg["stride_mm"] <= 0:
+        cfg["stride_mm"] = cfg["slice_spacing_mm"]
     return cfg
 
 
@@ -174,13 +179,15 @@ def build_side_images(volume: Volume, box: Box, side: str, config: dict | None =
         raise ValueError(f"side must be 'R' or 'L', not {side!r}")
     cfg = image_config(config)
     step, px, mm = cfg["slice_spacing_mm"], cfg["side_px"], cfg["pixel_spacing_mm"]
-    z = _centres(box.lps_min[2], box.lps_max[2], step)
-    zs = np.concatenate([[z[0] - step], z, [z[-1] + step]])
+    z = _centres(box.lps_min[2], box.lps_max[2], cfg["stride_mm"])
+    wanted = np.stack([z - step, z, z + step], axis=1)  # [n, 3] the channels' planes
+    planes, where = np.unique(np.round(wanted, 4), return_inverse=True)  # shared planes sampled once
     xs, ys = _crop_axes(box.centre, px, mm)
-    stack = scale_hu(sample_grid(volume, xs, ys, zs))
+    stack = scale_hu(sample_grid(volume, xs, ys, planes))
     if side == "L":
         stack = stack[:, :, ::-1]
-    return SideImages(side, _channels(stack), z.copy(), (float(box.centre[0]), float(box.centre[1])), mm, step)
+    images = np.ascontiguousarray(stack[where.reshape(len(z), 3)])
+    return SideImages(side, images, z.copy(), (float(box.centre[0]), float(box.centre[1])), mm, step)
 
 
 def build_scan_images(volume: Volume, boxes: dict[str, Box | None], config: dict | None = None

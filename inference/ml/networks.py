@@ -20,7 +20,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LITE = {"efficientnet_lite0": 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}
@@ -206,3 +208,20 @@ def build_model(backbone: str, pretrained: str = "none", input_px: int | None = 
         channels, dropout = net.fc.in_features, 0.0
         net.fc = nn.Identity()
     return PooledNet(_TorchvisionBody(net), channels, dropout, IMAGENET_MEAN, IMAGENET_STD), used
+
+
+def model_for(config: dict, pretrained: str = "none") -> tuple[torch.nn.Module, str]:
+    """The configured backbone (``config["backbone"]``) built for the configured input size."""
+    side = config.get("input_side_px") or config.get("image", {}).get("side_px")
+    return build_model(config.get("backbone", "efficientnet_b1"), pretrained, input_px=side)
+
+
+def to_input(x: np.ndarray | torch.Tensor, side_px: int | None) -> torch.Tensor:
+    """float32 tensor resized so its height is ``side_px``, keeping the aspect (joined images are ``[.., H, 2H]``,
+    per-gland ones square)."""
+    t = torch.as_tensor(np.asarray(x), dtype=torch.float32) if not isinstance(x, torch.Tensor) else x.float()
+    if side_px and t.shape[-2] != side_px and len(t):
+        width = int(round(side_px * t.shape[-1] / t.shape[-2]))
+        t = torch.cat([F.interpolate(t[i:i + 256], size=(side_px, width), mode="bilinear",
+                                     align_corners=False, antialias=True) for i in range(0, len(t), 256)])
+    return t.contiguous()
