@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,7 +55,8 @@ class _OnnxFold:
             data = cache.read_bytes()
         if data is None:
             buf = io.BytesIO()
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices (no onnxscript)
                 torch.onnx.export(_WithMaps(model.eval()), example, buf, input_names=["x"],
                                   output_names=["logit", "cam"], dynamic_axes={"x": {0: "n"}, "logit": {0: "n"},
                                                                                "cam": {0: "n"}},

