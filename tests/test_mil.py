@@ -85,7 +85,8 @@ def test_training_units_follow_what_is_known():
 
 @pytest.mark.parametrize("known", ["side", "scan"])
 def test_mil_learns_which_gland_is_abnormal(tmp_path, known):
-    cfg = preset_config("tiny", {"epochs": 6, "lr": 0.01, "batch_size": 4, "mil": {"top_k": 1, "random_neg": 1}})
+    cfg = preset_config("tiny", {"epochs": 6, "lr": 0.01, "batch_size": 16,
+                                 "mil": {"top_k": 1, "steps_per_epoch": 8}})
     model, _ = fresh_model(cfg)
     torch.save(model.state_dict(), tmp_path / "init.pt")
     train, val, test = _cohort(1, 24, known), _cohort(2, 9, known), _cohort(3, 12)
@@ -105,7 +106,7 @@ def test_mil_learns_which_gland_is_abnormal(tmp_path, known):
 
 
 def test_mil_resume_matches_uninterrupted(tmp_path):
-    cfg = preset_config("tiny", {"epochs": 3, "batch_size": 4})
+    cfg = preset_config("tiny", {"epochs": 3, "batch_size": 16, "mil": {"steps_per_epoch": 4}})
     model, _ = fresh_model(cfg)
     torch.save(model.state_dict(), tmp_path / "init.pt")
     train, val = _cohort(4, 12), _cohort(5, 6)
@@ -137,7 +138,7 @@ def test_scores_are_top_k_per_side_and_max_per_scan():
 
 
 def _trained_ensemble(tmp_path, n_folds=2):
-    cfg = preset_config("tiny", {"epochs": 4, "lr": 0.01, "batch_size": 4, "mil": {"top_k": 1},
+    cfg = preset_config("tiny", {"epochs": 4, "lr": 0.01, "batch_size": 16, "mil": {"top_k": 1, "steps_per_epoch": 8},
                                  "image": {"layout": "side", "side_px": 16}})
     model, _ = fresh_model(cfg)
     torch.save(model.state_dict(), tmp_path / "init.pt")

@@ -1,20 +1,21 @@
 """Training one fold on per-gland bags by multiple-instance learning (MIL), and scoring glands and scans.
 
-Units come from :func:`inference.ml.supervision.training_units`. Each step takes ``batch_size`` units:
+Units come from :func:`inference.ml.supervision.training_units`: a *bag* (a side with a known label, or both
+sides of an abnormal scan whose side is unknown) or an *images* unit (a side whose images have their own labels
+from lesion z-ranges). Top-k instance MIL (Campanella et al., Nat Med 2019): at the start of every epoch each
+training image is scored (eval mode, no gradients); then
 
-- a *bag* unit (a side with a known label, or both sides of an abnormal scan whose side is unknown): every
-  image of the bag (of a negative bag: ``neg_pool`` random ones when set, to save time) is scored without
-  gradients (eval mode), the ``top_k`` highest are trained on; a positive
-  bag's loss is BCE of the mean of its top-k logits against 1 (top-k pooling: some image shows the lesion), a
-  negative bag's is BCE of each of its top-k images and ``random_neg`` random ones against 0 (hard negatives);
-  this is top-k MIL as in Campanella et al., Nat Med 2019, with the selection refreshed every step;
-- an *images* unit (a side whose images have their own labels from lesion z-ranges): up to ``image_sample``
-  labelled images, each with its BCE.
+- positives: the ``train_k`` highest-scoring images of every positive bag, and the labelled-abnormal images of
+  *images* units;
+- negatives: every image of a negative bag (they are all normal: a normal side, or either side of a normal
+  scan) and the labelled-normal images; half of each batch's negatives are drawn among the highest-scoring
+  ones (hard negatives), half uniformly;
 
-Units are weighted so positive and negative units count equally. Adam with cosine decay to ``alpha * lr``; the
-fold keeps the best-validation-loss epoch (``best.pt``) or the last (``select: last``), saves ``last.pt`` after
-every epoch and resumes from it exactly (each epoch reseeds from ``(seed, fold, epoch)``), like
-:func:`inference.ml.training.train_fold`.
+and ``steps_per_epoch`` batches of ``batch_size`` images, a ``pos_fraction`` of them positive, are trained with
+BCE. Adam with cosine decay to ``alpha * lr``; the fold keeps the best-validation-loss epoch (``best.pt``, or
+the last with ``select: last``), saves ``last.pt`` after every epoch and resumes from it exactly (each epoch
+reseeds from ``(seed, fold, epoch)``), like :func:`inference.ml.training.train_fold`. Validation loss: each
+validation unit pooled by its top-k (a bag) or per image; validation AUC: scans by the rule below.
 
 Scores: a side's score is the mean of its ``top_k`` highest image probabilities (:func:`side_score`); a scan's
 is the max of its sides (:func:`scan_score`).
@@ -22,7 +23,6 @@ is the max of its sides (:func:`scan_score`).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,7 +36,8 @@ from .metrics import auc
 from .supervision import ScanSample, Unit, training_units
 from .training import _atomic_save, lr_at, model_for, to_input
 
-DEFAULT_MIL = {"top_k": 2, "random_neg": 2, "image_sample": 4, "select": "best", "neg_pool": 0}
+DEFAULT_MIL = {"top_k": 2, "train_k": 1, "pos_fraction": 0.25, "hard_fraction": 0.5, "hard_pool": 0.2,
+               "steps_per_epoch": 30, "select": "best"}
 
 
 def mil_config(config: dict) -> dict:
@@ -91,39 +92,22 @@ def _unit_weights(units: Sequence[Unit]) -> tuple[float, float]:
     return (n / (2 * n0) if n0 else 1.0), (n / (2 * n1) if n1 else 1.0)
 
 
-def _unit_loss(logits: torch.Tensor, unit: Unit, kind_targets: torch.Tensor | None, top_k: int) -> torch.Tensor:
-    """Loss of one unit from the logits of its selected images (in selection order)."""
-    if unit.kind == "bag" and unit.label == 1:
-        k = min(top_k, len(logits))
-        pooled = logits[:k].mean()
-        return F.binary_cross_entropy_with_logits(pooled, torch.ones((), device=logits.device))
-    targets = kind_targets if kind_targets is not None else torch.zeros_like(logits)
-    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.device))
-
-
-def _select(unit: Unit, scores: torch.Tensor | None, rows: np.ndarray, cfg: dict, gen: torch.Generator
-            ) -> tuple[np.ndarray, torch.Tensor | None]:
-    """The pool rows a unit trains on this step, and per-image targets (None: pooled or all zero)."""
-    if unit.kind == "images":
-        labels = torch.as_tensor(unit.image_labels)
-        pos, neg = np.flatnonzero(unit.image_labels == 1), np.flatnonzero(unit.image_labels == 0)
-        m = int(cfg["image_sample"])
-        pick = []
-        for group in (pos, neg):
-            if len(group):
-                order = torch.randperm(len(group), generator=gen)[:m].numpy()
-                pick.append(group[order])
-        pick = np.concatenate(pick) if pick else np.zeros(0, int)
-        return rows[pick], labels[pick].float()
-    k = int(cfg["top_k"])
-    order = torch.argsort(scores, descending=True).numpy()
-    chosen = list(order[:k])
-    if unit.label == 0 and cfg["random_neg"]:
-        rest = order[k:]
-        if len(rest):
-            extra = torch.randperm(len(rest), generator=gen)[:int(cfg["random_neg"])].numpy()
-            chosen += list(rest[extra])
-    return rows[np.asarray(chosen, int)], None
+def _epoch_sets(units: Sequence[Unit], pool: _Pool, scores: torch.Tensor, train_k: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(positive rows, negative rows) of the pool for this epoch, from the units and the current scores."""
+    pos, neg = [], []
+    for u in units:
+        rows = pool.rows(u)
+        if u.kind == "images":
+            pos.append(rows[u.image_labels == 1])
+            neg.append(rows[u.image_labels == 0])
+        elif u.label == 1:
+            order = torch.argsort(scores[torch.as_tensor(rows)], descending=True).numpy()
+            pos.append(rows[order[:train_k]])
+        else:
+            neg.append(rows)
+    cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
+    return cat(pos), cat(neg)
 
 
 @torch.no_grad()
@@ -188,8 +172,9 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
     """Train one fold; returns ``{"best_epoch", "val_loss", "history", "resumed_from", "model"}``.
 
     ``train``/``val``: :class:`ScanSample` lists (patients disjoint). ``config``: a preset configuration
-    (``epochs``, ``batch_size`` units per step, ``lr``, ``alpha``, ``augment``, ``mil``: top_k, random_neg,
-    image_sample, select 'best'|'last'). Raises ValueError when the training or validation scans give no unit.
+    (``epochs``, ``batch_size`` images per step, ``lr``, ``alpha``, ``weight_decay``, ``augment``, ``mil``: top_k,
+    train_k, pos_fraction, hard_fraction, hard_pool, steps_per_epoch, select 'best'|'last'). Raises ValueError
+    when the training or validation scans give no unit, or no positive or no negative image.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +198,9 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
     if device.startswith("cuda"):
         pool.x, val_pool.x = pool.x.pin_memory(), val_pool.x.pin_memory()
     w = _unit_weights(units)
-    steps = math.ceil(len(units) / batch)
+    steps = int(cfg["steps_per_epoch"])
+    n_pos = max(1, int(round(batch * float(cfg["pos_fraction"]))))
+    n_neg = batch - n_pos
     use_amp = device.startswith("cuda") and bool(config.get("amp", True))
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     history: list[dict] = []
@@ -229,33 +216,23 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
     for epoch in range(start, epochs):
         gen = torch.Generator().manual_seed(seed * 100 + epoch)
         torch.manual_seed(seed * 100 + epoch)
-        order = torch.randperm(len(units), generator=gen).tolist()
+        scores = _logits(model, pool.x, device)
+        pos, neg = _epoch_sets(units, pool, scores, int(cfg["train_k"]))
+        if len(pos) == 0 or len(neg) == 0:
+            raise ValueError(f"fold {fold}: {len(pos)} positive and {len(neg)} negative training images")
+        hard = neg[torch.argsort(scores[torch.as_tensor(neg)], descending=True).numpy()]
+        hard = hard[:max(1, int(len(hard) * float(cfg["hard_pool"])))]
+        n_hard = int(round(n_neg * float(cfg["hard_fraction"])))
         total, seen = 0.0, 0
         for b in range(steps):
             if on_batch:
                 on_batch(epoch * steps + b, epochs * steps)
-            chosen = [units[i] for i in order[b * batch:(b + 1) * batch]]
-            rows_all = [pool.rows(u) for u in chosen]
-            if int(cfg["neg_pool"]):  # negative bags: hard negatives among a random subset
-                m = int(cfg["neg_pool"])
-                rows_all = [r[torch.randperm(len(r), generator=gen)[:m].numpy()] if u.kind == "bag" and u.label == 0
-                            and len(r) > m else r for u, r in zip(chosen, rows_all)]
-            bag_rows = [r for u, r in zip(chosen, rows_all) if u.kind == "bag"]
-            scores = _logits(model, pool.x[torch.as_tensor(np.concatenate(bag_rows))], device) if bag_rows else None
-            picks, targets, cursor = [], [], 0
-            for u, rows in zip(chosen, rows_all):
-                s = None
-                if u.kind == "bag":
-                    s = scores[cursor:cursor + len(rows)]
-                    cursor += len(rows)
-                r, t = _select(u, s, rows, cfg, gen)
-                picks.append(r)
-                targets.append(t)
-            sizes = [len(r) for r in picks]
-            if sum(sizes) < 2:
-                continue
-            xb = augment_batch(pool.x[torch.as_tensor(np.concatenate(picks))].float(), config.get("augment", {}),
-                               gen).to(device, non_blocking=True)
+            rows = np.concatenate([pos[torch.randint(len(pos), (n_pos,), generator=gen).numpy()],
+                                   hard[torch.randint(len(hard), (n_hard,), generator=gen).numpy()],
+                                   neg[torch.randint(len(neg), (n_neg - n_hard,), generator=gen).numpy()]])
+            y = torch.cat([torch.ones(n_pos), torch.zeros(n_neg)]).to(device)
+            xb = augment_batch(pool.x[torch.as_tensor(rows)].float(), config.get("augment", {}), gen)
+            xb = xb.to(device, non_blocking=True)
             if device.startswith("cuda"):
                 xb = xb.contiguous(memory_format=torch.channels_last)
             for g in opt.param_groups:
@@ -264,13 +241,7 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cuda", enabled=use_amp):
                 logits = model(xb).reshape(-1).float()
-            losses, weights, pos = [], [], 0
-            for u, n, t in zip(chosen, sizes, targets):
-                if n:
-                    losses.append(_unit_loss(logits[pos:pos + n], u, t, int(cfg["top_k"])) * w[u.label])
-                    weights.append(w[u.label])
-                pos += n
-            loss = torch.stack(losses).sum() / sum(weights)
+            loss = F.binary_cross_entropy_with_logits(logits, y)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(opt)
@@ -278,8 +249,8 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
             else:
                 loss.backward()
                 opt.step()
-            total += float(loss.detach()) * len(chosen)
-            seen += len(chosen)
+            total += float(loss.detach()) * len(rows)
+            seen += len(rows)
         val_loss, val_auc = _validate(model, val_pool, val, val_units, w, cfg, device)
         entry = {"epoch": epoch + 1, "train_loss": round(total / max(seen, 1), 6), "val_loss": round(val_loss, 6),
                  "val_auc": None if val_auc is None else round(val_auc, 4), "lr": opt.param_groups[0]["lr"]}
