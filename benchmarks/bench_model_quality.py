@@ -24,6 +24,7 @@ Usage: ``python benchmarks/bench_model_quality.py [--train-patients 40] [--test-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -120,7 +121,7 @@ def generate(seed: int, n: int, real_fraction: float, boxes_mode: str, labels_mo
 
 def cohort(args, seed: int, n: int, image_cfg: dict) -> tuple[list[ScanSample], list[dict]]:
     key = f"s{seed}-n{n}-r{args.real_fraction}-{args.boxes}-{args.labels}-{json.dumps(image_cfg, sort_keys=True)}"
-    cache = Path(args.cache) / f"{abs(hash(key)) % 10**10}.pt" if args.cache else None
+    cache = Path(args.cache) / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt" if args.cache else None
     if cache and cache.is_file():
         data = torch.load(cache, weights_only=False)
         if data["key"] == key:

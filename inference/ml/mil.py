@@ -5,8 +5,10 @@ sides of an abnormal scan whose side is unknown) or an *images* unit (a side who
 from lesion z-ranges). Top-k instance MIL (Campanella et al., Nat Med 2019): at the start of every epoch each
 training image is scored (eval mode, no gradients); then
 
-- positives: the ``train_k`` highest-scoring images of every positive bag, and the labelled-abnormal images of
-  *images* units;
+- positives: the ``train_k`` highest-scoring images of every positive bag (during the first ``warmup_epochs``
+  every image of it: with a few dozen bags, selecting from an untrained head's scores locks onto chance
+  images), and the labelled-abnormal images of *images* units; a batch draws its positives bag by bag, so a
+  large lesion does not outweigh a small one;
 - negatives: every image of a negative bag (they are all normal: a normal side, or either side of a normal
   scan) and the labelled-normal images; half of each batch's negatives are drawn among the highest-scoring
   ones (hard negatives), half uniformly;
@@ -36,8 +38,8 @@ from .metrics import auc
 from .supervision import ScanSample, Unit, training_units
 from .training import _atomic_save, lr_at, model_for, to_input
 
-DEFAULT_MIL = {"top_k": 2, "train_k": 1, "pos_fraction": 0.25, "hard_fraction": 0.5, "hard_pool": 0.2,
-               "steps_per_epoch": 30, "select": "best"}
+DEFAULT_MIL = {"top_k": 2, "train_k": 2, "warmup_epochs": 2, "pos_fraction": 0.25, "hard_fraction": 0.5,
+               "hard_pool": 0.2, "steps_per_epoch": 30, "select": "best"}
 
 
 def mil_config(config: dict) -> dict:
@@ -92,22 +94,33 @@ def _unit_weights(units: Sequence[Unit]) -> tuple[float, float]:
     return (n / (2 * n0) if n0 else 1.0), (n / (2 * n1) if n1 else 1.0)
 
 
-def _epoch_sets(units: Sequence[Unit], pool: _Pool, scores: torch.Tensor, train_k: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(positive rows, negative rows) of the pool for this epoch, from the units and the current scores."""
+def _epoch_sets(units: Sequence[Unit], pool: _Pool, scores: torch.Tensor, train_k: int | None
+                ) -> tuple[list[np.ndarray], np.ndarray]:
+    """(positive rows per positive unit, negative rows) of the pool for this epoch; ``train_k`` None: every
+    image of a positive bag."""
     pos, neg = [], []
     for u in units:
         rows = pool.rows(u)
         if u.kind == "images":
-            pos.append(rows[u.image_labels == 1])
+            if (u.image_labels == 1).any():
+                pos.append(rows[u.image_labels == 1])
             neg.append(rows[u.image_labels == 0])
         elif u.label == 1:
-            order = torch.argsort(scores[torch.as_tensor(rows)], descending=True).numpy()
-            pos.append(rows[order[:train_k]])
+            if train_k is None:
+                pos.append(rows)
+            else:
+                order = torch.argsort(scores[torch.as_tensor(rows)], descending=True).numpy()
+                pos.append(rows[order[:train_k]])
         else:
             neg.append(rows)
-    cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
-    return cat(pos), cat(neg)
+    neg_rows = np.concatenate(neg).astype(np.int64) if neg else np.zeros(0, np.int64)
+    return [p.astype(np.int64) for p in pos if len(p)], neg_rows
+
+
+def _draw_positives(pos: list[np.ndarray], n: int, gen: torch.Generator) -> np.ndarray:
+    """``n`` rows: a positive unit uniformly, then one of its images uniformly."""
+    units = torch.randint(len(pos), (n,), generator=gen).numpy()
+    return np.array([pos[u][int(torch.randint(len(pos[u]), (1,), generator=gen))] for u in units], np.int64)
 
 
 @torch.no_grad()
@@ -217,7 +230,8 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
         gen = torch.Generator().manual_seed(seed * 100 + epoch)
         torch.manual_seed(seed * 100 + epoch)
         scores = _logits(model, pool.x, device)
-        pos, neg = _epoch_sets(units, pool, scores, int(cfg["train_k"]))
+        warm = epoch < int(cfg["warmup_epochs"])
+        pos, neg = _epoch_sets(units, pool, scores, None if warm else int(cfg["train_k"]))
         if len(pos) == 0 or len(neg) == 0:
             raise ValueError(f"fold {fold}: {len(pos)} positive and {len(neg)} negative training images")
         hard = neg[torch.argsort(scores[torch.as_tensor(neg)], descending=True).numpy()]
@@ -227,7 +241,7 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
         for b in range(steps):
             if on_batch:
                 on_batch(epoch * steps + b, epochs * steps)
-            rows = np.concatenate([pos[torch.randint(len(pos), (n_pos,), generator=gen).numpy()],
+            rows = np.concatenate([_draw_positives(pos, n_pos, gen),
                                    hard[torch.randint(len(hard), (n_hard,), generator=gen).numpy()],
                                    neg[torch.randint(len(neg), (n_neg - n_hard,), generator=gen).numpy()]])
             y = torch.cat([torch.ones(n_pos), torch.zeros(n_neg)]).to(device)
