@@ -160,6 +160,21 @@ def predict_probs(predict, samples: list[ScanSample]) -> dict[str, np.ndarray]:
     return out
 
 
+def _fold_worker(job: tuple) -> dict:
+    """One fold in its own process (as the app's fold jobs run: one torch thread each, two at a time)."""
+    data_path, cfg, fold, fold_of, out, threads = job
+    torch.set_num_threads(threads)
+    train = torch.load(data_path, weights_only=False)
+    tr = [s for s in train if fold_of[s.patient] != fold]
+    va = [s for s in train if fold_of[s.patient] == fold]
+    t = time.perf_counter()
+    r = train_fold_mil(cfg, Path(out) / "init.pt", tr, va, Path(out) / f"fold{fold}", fold=fold, device="cpu")
+    model = r["model"].eval()
+    probs = predict_probs(lambda x: Ensemble([model], cfg, "cpu").predict(x), va)
+    return {"fold": fold, "seconds": time.perf_counter() - t, "history": r["history"], "best_epoch": r["best_epoch"],
+            "oof": probs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-patients", type=int, default=40)
@@ -173,13 +188,14 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="config override key=value (dots for nesting)")
     ap.add_argument("--objective", default="youden")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per fold (the app's default: 1)")
+    ap.add_argument("--parallel", type=int, default=2, help="folds trained at once (the app: two at a time)")
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("--out", default="")
     ap.add_argument("--cache", default="", help="folder keeping generated cohorts' images between runs")
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(args.threads, args.parallel))
     cfg = preset_config(args.preset, _parse_set(args.set))
     cfg["n_folds"] = args.folds
     if cfg.get("image", {}).get("layout") != "side":
@@ -203,19 +219,26 @@ def main() -> None:
     torch.save(model.state_dict(), out / "init.pt")
     print(f"initial weights: {used or 'random'}", flush=True)
     t0 = time.perf_counter()
+    data_path = out / "train_samples.pt"
+    torch.save(train, data_path)
+    jobs = [(data_path, cfg, f, fold_of, str(out), args.threads) for f in range(args.folds)]
+    if args.parallel > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.parallel, mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(_fold_worker, jobs))
+    else:
+        results = [_fold_worker(j) for j in jobs]
     oof_probs: dict[str, np.ndarray] = {}
     models = []
-    for f in range(args.folds):
-        tr = [s for s in train if fold_of[s.patient] != f]
-        va = [s for s in train if fold_of[s.patient] == f]
-        tf = time.perf_counter()
-        r = train_fold_mil(cfg, out / "init.pt", tr, va, out / f"fold{f}", fold=f, device="cpu")
-        models.append(r["model"].eval())
-        with torch.inference_mode():
-            oof_probs |= predict_probs(lambda x: Ensemble([r["model"]], cfg, "cpu").predict(x), va)
-        h = r["history"]
-        print(f"fold {f}: {time.perf_counter() - tf:.0f} s, best epoch {r['best_epoch']}, "
-              f"val auc by epoch {[e['val_auc'] for e in h]}", flush=True)
+    for r in sorted(results, key=lambda r: r["fold"]):
+        oof_probs |= r["oof"]
+        m, _ = model_for(cfg)
+        m.load_state_dict(torch.load(out / f"fold{r['fold']}" / "best.pt", map_location="cpu", weights_only=True))
+        models.append(m.eval())
+        print(f"fold {r['fold']}: {r['seconds']:.0f} s, best epoch {r['best_epoch']}, "
+              f"val auc by epoch {[e['val_auc'] for e in r['history']]}", flush=True)
     train_s = time.perf_counter() - t0
     oof = OV.OutOfFold(image_rows(train, oof_probs, "trainval", fold_of))
 
@@ -227,7 +250,8 @@ def main() -> None:
     boot = M.Bootstrap(n=args.bootstrap, seed=0)
     report: dict = {"config": cfg, "weights": used, "train_seconds": train_s, "objective": args.objective,
                     "train": train_meta, "test": test_meta, "aggregators": {}}
-    print(f"\ntraining: {len(train)} scans, {args.folds} folds, {train_s / 60:.1f} min on {args.threads} threads")
+    print(f"\ntraining: {len(train)} scans, {args.folds} folds, {train_s / 60:.1f} min wall "
+          f"({args.parallel} at a time, {args.threads} thread(s) each)")
     print(f"test cohort (seed {args.test_seed}): {len(test)} scans, {sum(s.label for s in test)} abnormal, "
           f"{len({s.patient for s in test})} patients\n")
     print(f"{'aggregator':<26}{'scan AUC [95% CI]':<26}{'value':>8}{'sens':>7}{'spec':>7}   (value chosen on OOF)")
