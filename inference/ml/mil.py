@@ -83,8 +83,9 @@ def _logits(model: torch.nn.Module, x: torch.Tensor, device: str, batch: int = 6
     model.eval()
     if len(x) == 0:
         return torch.zeros(0)
-    return torch.cat([model(x[i:i + batch].to(device).float()).reshape(-1).float().cpu()
-                      for i in range(0, len(x), batch)])
+    with torch.autocast("cuda", enabled=device.startswith("cuda")):
+        return torch.cat([model(x[i:i + batch].to(device).float()).reshape(-1).float().cpu()
+                          for i in range(0, len(x), batch)])
 
 
 def _unit_weights(units: Sequence[Unit]) -> tuple[float, float]:
@@ -208,8 +209,9 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
     opt = torch.optim.Adam(model.parameters(), lr=float(config["lr"]), weight_decay=float(config.get("weight_decay",
                                                                                                   0.0)))
     pool, val_pool = _Pool(train, side), _Pool(val, side)
-    if device.startswith("cuda"):
-        pool.x, val_pool.x = pool.x.pin_memory(), val_pool.x.pin_memory()
+    if device.startswith("cuda"):  # float16 images live on the GPU: batches are gathered and augmented there
+        pool.x = pool.x.pin_memory().to(device, non_blocking=True)
+        val_pool.x = val_pool.x.pin_memory().to(device, non_blocking=True)
     w = _unit_weights(units)
     steps = int(cfg["steps_per_epoch"])
     n_pos = max(1, int(round(batch * float(cfg["pos_fraction"]))))
@@ -245,8 +247,8 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
                                    hard[torch.randint(len(hard), (n_hard,), generator=gen).numpy()],
                                    neg[torch.randint(len(neg), (n_neg - n_hard,), generator=gen).numpy()]])
             y = torch.cat([torch.ones(n_pos), torch.zeros(n_neg)]).to(device)
-            xb = augment_batch(pool.x[torch.as_tensor(rows)].float(), config.get("augment", {}), gen)
-            xb = xb.to(device, non_blocking=True)
+            xb = augment_batch(pool.x[torch.as_tensor(rows, device=pool.x.device)].float(), config.get("augment", {}),
+                               gen)
             if device.startswith("cuda"):
                 xb = xb.contiguous(memory_format=torch.channels_last)
             for g in opt.param_groups:
