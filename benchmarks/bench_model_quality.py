@@ -193,6 +193,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("--out", default="")
     ap.add_argument("--cache", default="", help="folder keeping generated cohorts' images between runs")
+    ap.add_argument("--generate-only", action="store_true", help="generate (and cache) the cohorts, then stop")
     args = ap.parse_args()
 
     torch.set_num_threads(max(args.threads, args.parallel))
@@ -210,6 +211,8 @@ def main() -> None:
 
     train, train_meta = cohort(args, args.train_seed, args.train_patients, cfg["image"])
     test, test_meta = cohort(args, args.test_seed, args.test_patients, cfg["image"])
+    if args.generate_only:
+        return
 
     # --- training: 5 folds on every training patient, as the app's runs do on their train-val patients
     labels = {s.patient: s.label for s in train}

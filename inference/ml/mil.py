@@ -11,7 +11,8 @@ training image is scored (eval mode, no gradients); then
   large lesion does not outweigh a small one;
 - negatives: every image of a negative bag (they are all normal: a normal side, or either side of a normal
   scan) and the labelled-normal images; half of each batch's negatives are drawn among the highest-scoring
-  ones (hard negatives), half uniformly;
+  ones (hard negatives), half uniformly; with ``neg_scored`` > 0 only that many random negative images are
+  scored per epoch (the hard ones are the highest of those), which saves most of the scoring pass;
 
 and ``steps_per_epoch`` batches of ``batch_size`` images, a ``pos_fraction`` of them positive, are trained with
 BCE. Adam with cosine decay to ``alpha * lr``; the fold keeps the best-validation-loss epoch (``best.pt``, or
@@ -39,7 +40,7 @@ from .supervision import ScanSample, Unit, training_units
 from .training import _atomic_save, lr_at, model_for, to_input
 
 DEFAULT_MIL = {"top_k": 2, "train_k": 2, "warmup_epochs": 2, "pos_fraction": 0.25, "hard_fraction": 0.5,
-               "hard_pool": 0.2, "steps_per_epoch": 30, "select": "best"}
+               "hard_pool": 0.2, "neg_scored": 0, "steps_per_epoch": 30, "select": "best"}
 
 
 def mil_config(config: dict) -> dict:
@@ -116,6 +117,34 @@ def _epoch_sets(units: Sequence[Unit], pool: _Pool, scores: torch.Tensor, train_
             neg.append(rows)
     neg_rows = np.concatenate(neg).astype(np.int64) if neg else np.zeros(0, np.int64)
     return [p.astype(np.int64) for p in pos if len(p)], neg_rows
+
+
+def _epoch_scores(model, pool: _Pool, units: Sequence[Unit], device: str, neg_scored: int, warm: bool,
+                  gen: torch.Generator) -> torch.Tensor:
+    """Logits of the pool's images for this epoch's selection (-inf where not scored): every image of a
+    positive bag (none during warm-up, when all are used), and every negative image or ``neg_scored`` random
+    ones."""
+    if not neg_scored:
+        return _logits(model, pool.x, device)
+    want = []
+    negatives = []
+    for u in units:
+        rows = pool.rows(u)
+        if u.kind == "bag" and u.label == 1:
+            if not warm:
+                want.append(rows)
+        elif u.kind == "bag":
+            negatives.append(rows)
+        else:
+            negatives.append(rows[u.image_labels == 0])
+    neg = np.concatenate(negatives) if negatives else np.zeros(0, np.int64)
+    if len(neg) > neg_scored:
+        neg = neg[torch.randperm(len(neg), generator=gen)[:neg_scored].numpy()]
+    rows = np.concatenate(want + [neg]).astype(np.int64)
+    scores = torch.full((len(pool.x),), float("-inf"))
+    if len(rows):
+        scores[torch.as_tensor(rows)] = _logits(model, pool.x[torch.as_tensor(rows, device=pool.x.device)], device)
+    return scores
 
 
 def _draw_positives(pos: list[np.ndarray], n: int, gen: torch.Generator) -> np.ndarray:
@@ -231,12 +260,13 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
     for epoch in range(start, epochs):
         gen = torch.Generator().manual_seed(seed * 100 + epoch)
         torch.manual_seed(seed * 100 + epoch)
-        scores = _logits(model, pool.x, device)
         warm = epoch < int(cfg["warmup_epochs"])
+        scores = _epoch_scores(model, pool, units, device, int(cfg["neg_scored"]), warm, gen)
         pos, neg = _epoch_sets(units, pool, scores, None if warm else int(cfg["train_k"]))
         if len(pos) == 0 or len(neg) == 0:
             raise ValueError(f"fold {fold}: {len(pos)} positive and {len(neg)} negative training images")
-        hard = neg[torch.argsort(scores[torch.as_tensor(neg)], descending=True).numpy()]
+        scored = neg[torch.isfinite(scores[torch.as_tensor(neg)]).numpy()]
+        hard = scored[torch.argsort(scores[torch.as_tensor(scored)], descending=True).numpy()]
         hard = hard[:max(1, int(len(hard) * float(cfg["hard_pool"])))]
         n_hard = int(round(n_neg * float(cfg["hard_fraction"])))
         total, seen = 0.0, 0

@@ -25,11 +25,11 @@ AUGMENT_SAFE = {"rotation_deg": 10.0, "zoom": 0.1, "translate_px": 8, "contrast"
 PRESETS: dict[str, dict] = {
     "paper": {"backbone": "efficientnet_b1", "input_side_px": 120, "batch_size": 64, "epochs": 8, "lr": 1e-4,
               "alpha": 0.3, "pretrained": "auto", "augment": dict(AUGMENT_ALL)},
-    "fast": {"backbone": "efficientnet_lite1", "input_side_px": 120, "batch_size": 32, "epochs": 8, "lr": 5e-4,
+    "fast": {"backbone": "efficientnet_lite1", "input_side_px": 96, "batch_size": 32, "epochs": 8, "lr": 5e-4,
              "alpha": 0.05, "pretrained": "auto", "supervision": "mil", "aggregator": "sides",
              "calibration": "temperature", "runtime": "auto",
              "mil": {"top_k": 2, "train_k": 2, "warmup_epochs": 2, "pos_fraction": 0.25, "hard_fraction": 0.5,
-                     "hard_pool": 0.2, "steps_per_epoch": 30, "select": "best"},
+                     "hard_pool": 0.2, "neg_scored": 256, "steps_per_epoch": 30, "select": "best"},
              "image": {"layout": "side", "side_px": 120, "pixel_spacing_mm": 0.7, "slice_spacing_mm": 3.0,
                        "stride_mm": 6.0},
              "augment": AUGMENT_SAFE},
