@@ -83,10 +83,10 @@ def test_training_units_follow_what_is_known():
     assert u.kind == "images" and u.image_labels.tolist().count(1) >= 1
 
 
-@pytest.mark.parametrize("known", ["side", "scan"])
-def test_mil_learns_which_gland_is_abnormal(tmp_path, known):
+@pytest.mark.parametrize("known,neg_scored", [("side", 0), ("scan", 0), ("side", 24)])
+def test_mil_learns_which_gland_is_abnormal(tmp_path, known, neg_scored):
     cfg = preset_config("tiny", {"epochs": 6, "lr": 0.01, "batch_size": 16,
-                                 "mil": {"top_k": 1, "steps_per_epoch": 8}})
+                                 "mil": {"top_k": 1, "steps_per_epoch": 8, "neg_scored": neg_scored}})
     model, _ = fresh_model(cfg)
     torch.save(model.state_dict(), tmp_path / "init.pt")
     train, val, test = _cohort(1, 24, known), _cohort(2, 9, known), _cohort(3, 12)
