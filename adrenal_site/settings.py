@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "adrenal_site.accounts",
     "adrenal_site.jobs",
     "annotations",
     "inference",

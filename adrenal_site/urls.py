@@ -1,24 +1,28 @@
 """Top-level URL configuration: pages of each app, the API under /api/, schema and docs."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from adrenal_site.accounts.api import ObtainToken
 from adrenal_site.jobs import api as jobs_api
 from adrenal_site.jobs import views as jobs_views
 
 api_patterns = [
-    path("", include("annotations.api_urls")),
-    path("", include("inference.api_urls")),
+    path("", include("annotations.api.urls")),
+    path("", include("inference.api.urls")),
     path("jobs/", jobs_api.JobList.as_view(), name="api-job-list"),
     path("jobs/<int:pk>/", jobs_api.JobDetail.as_view(), name="api-job-detail"),
     path("jobs/<int:pk>/cancel/", jobs_api.JobCancel.as_view(), name="api-job-cancel"),
-    path("auth/token/", jobs_api.ObtainToken.as_view(), name="api-token"),
+    path("auth/token/", ObtainToken.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 urlpatterns = [
+    path("favicon.ico", RedirectView.as_view(url=static("frontend/favicon.svg"), permanent=True), name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -192,15 +192,16 @@ def main() -> None:
     import fetch_fixtures
 
     fetch_fixtures.main()
+    from adrenal_site.jobs.models import Job
     from adrenal_site.jobs.runner import run_job
     from annotations.models import Dataset, Patient, Series, Study, Volume
     from django.contrib.auth.models import User
-    from inference import prediction
     from inference.ml.networks import build_model
     from inference.ml.volume import Volume as Vol
     from inference.ml.volume import load_nifti, save_nifti
     from inference.models import DatasetSplit, FoldRun, Prediction, TrainingRun
-    from inference.tasks.predict import predict_job
+    from inference.services import ensembles, runs
+    from inference.tasks import predict_job, submit_prediction
 
     # a 512x512x100 series from the real CT
     ct = load_nifti(fetch_fixtures.paths()["example_ct"])
@@ -223,19 +224,20 @@ def main() -> None:
                           affine=affine.tolist())
     split = DatasetSplit.objects.create(dataset=ds, test_patients=[], folds=[[]] * args.folds)
     config = {"backbone": args.backbone, "side_px": args.side_px, "slice_mm": 3.0}
-    run = TrainingRun.objects.create(dataset=ds, split=split, preset="paper", config=config, status="succeeded",
-                                     operating_value=0.5, objective="accuracy", promoted=True,
+    done = Job.objects.create(kind="train", task_name="inference.tasks.train_run_job", status="succeeded")
+    run = TrainingRun.objects.create(dataset=ds, split=split, preset="paper", config=config, job=done,
+                                     operating_value=0.5, objective="accuracy", promoted=True, version=1,
                                      artifacts_dir="runs/bench")
     torch.manual_seed(0)
     for k in range(args.folds):
         path = Path(settings.MEDIA_ROOT) / "runs/bench" / f"fold{k}" / "best.pt"
         path.parent.mkdir(parents=True)
         torch.save(build_model(args.backbone)[0].state_dict(), path)
-        FoldRun.objects.create(run=run, fold=k, status="succeeded", weights=f"runs/bench/fold{k}/best.pt")
+        FoldRun.objects.create(run=run, fold=k, weights=f"runs/bench/fold{k}/best.pt")
 
     def submit_to_stored() -> tuple[float, Prediction]:
         t = time.perf_counter()
-        job = prediction.submit_prediction(user, series_id=series.pk)
+        job = submit_prediction(user, series_id=series.pk)
         run_job(predict_job.job_fn, job.pk)
         p = Prediction.objects.get(job=job)
         return time.perf_counter() - t, p
@@ -243,8 +245,8 @@ def main() -> None:
     print(f"series {big.shape[::-1]} (i, j, k), {args.folds}-fold {args.backbone}, random init, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     cold, p = submit_to_stored()  # loads the weights
-    timed = Timed(prediction.ensemble_for(run))
-    prediction._ENSEMBLES[next(iter(prediction._ENSEMBLES))] = timed
+    timed = Timed(ensembles.ensemble_for(run))
+    ensembles._ENSEMBLES[next(iter(ensembles._ENSEMBLES))] = timed
     warm, p = submit_to_stored()
     n_images = timed.images // 3
     print(f"verdict: {p.verdict} (probability {p.probability}, {n_images} 2.5D images, x3 with side-blanked copies)")
@@ -254,10 +256,10 @@ def main() -> None:
     if args.skip_baseline:
         return
     models = [build_model(args.backbone)[0] for _ in range(args.folds)]
-    for m, path in zip(models, prediction.weight_paths(run)):
+    for m, path in zip(models, runs.weight_paths(run)):
         m.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     base = Timed(OneByOne(models))
-    prediction._ENSEMBLES[next(iter(prediction._ENSEMBLES))] = base
+    ensembles._ENSEMBLES[next(iter(ensembles._ENSEMBLES))] = base
     baseline, _ = submit_to_stored()
     print(f"baseline (folds one by one, batch 1): {baseline:6.2f} s, model {base.seconds:.2f} s = "
           f"{100 * base.seconds / baseline:.0f}% of it")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """`make run`: migrate, set up roles and demo accounts, load the demo dataset when the database is
-empty, then run the web server on 127.0.0.1:8000 and one Celery worker on both queues until Ctrl-C."""
+empty, then run the web server on 127.0.0.1:8000 and one Celery worker per queue (cpu, gpu) until Ctrl-C."""
 from __future__ import annotations
 
 import os
@@ -19,6 +19,14 @@ def manage(*args: str) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=REPO, check=True)
 
 
+def worker(queue: str, concurrency: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PY, "-m", "celery", "-A", "adrenal_site", "worker", "-Q", queue, "-c", str(concurrency), "-n",
+         f"local-{queue}@%h", "-l", "INFO", "--without-gossip", "--without-mingle"],
+        cwd=REPO,
+    )
+
+
 def main() -> int:
     os.environ.setdefault("ADRENAL_LOCAL_SECRET", "1")
     manage("migrate", "--noinput", "-v", "0")
@@ -26,13 +34,11 @@ def main() -> int:
     manage("setup_site", "--demo")
     procs = {
         "web": subprocess.Popen([PY, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=REPO),
-        "worker": subprocess.Popen(
-            [PY, "-m", "celery", "-A", "adrenal_site", "worker", "-Q", "cpu,gpu", "-c", "2", "-n", "local@%h",
-             "-l", "INFO", "--without-gossip", "--without-mingle"],
-            cwd=REPO,
-        ),
+        # a worker per queue, so an import or an image rebuild never waits behind training
+        "worker-cpu": worker("cpu", 2),
+        "worker-gpu": worker("gpu", 2),  # two folds at a time
     }
-    print(f"\n  Adrenal CT is running at http://{HOST}:{PORT}/  (Ctrl-C stops the server and the worker)\n", flush=True)
+    print(f"\n  Adrenal CT is running at http://{HOST}:{PORT}/  (Ctrl-C stops the server and the workers)\n", flush=True)
 
     def stop(*_: object) -> None:
         for proc in procs.values():
@@ -53,7 +59,7 @@ def main() -> int:
         print(f"{', '.join(dead)} exited; stopping", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nstopping web server and worker ...", flush=True)
+        print("\nstopping web server and workers ...", flush=True)
         return 0
     finally:
         stop()

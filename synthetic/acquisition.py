@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .tissues import PHASES
+
 # body-frame w ranges (mm, w = 0 about L1) of each coverage
 COVERAGE: dict[str, tuple[float, float]] = {
     "abdomen": (-200.0, 95.0),
@@ -62,7 +64,6 @@ def draw_acquisition(rng: np.random.Generator, profile: str = "default", *, cove
     lo, hi = p["pixel"]
     fit = (body_width_mm + 25) / matrix  # the field of view is chosen to fit the patient when it can
     px = float(rng.uniform(min(max(lo, fit), hi), hi))
-    from .tissues import PHASES
     ph = phase or str(rng.choice(PHASES, p=[0.25, 0.2, 0.55]))
     if ph not in PHASES:
         raise ValueError(f"unknown phase {ph!r}; expected one of {PHASES}")

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from inference.ml.volume import Volume
+
 from .acquisition import PROFILES
 from .dicom_writer import SeriesInfo, hexname, uid, write_axial_series, write_localizer
+from .preview import montage
+from .real_base import make_real_patient
 from .scan import SyntheticScan, make_patient
 from .truth import TruthRow, read_ground_truth, write_ground_truth
 
@@ -90,7 +93,6 @@ def write_patient(out_dir: Path, scan: SyntheticScan, name: str, *, seed: int, p
                                                      slice_thickness=t_mm), names)
         add("thick", 3, s_uid, folder, thick)
     if preview:
-        from .preview import montage
         les = ", ".join(f"{x.side} {x.type} {x.diameters_mm[0]:.0f}mm" for x in scan.truth.lesions) or "no lesion"
         montage(scan.volume, scan.truth.glands, f"{name} {scan.label} {acq.phase} {acq.coverage} {step:g}mm: {les}",
                 out_dir / "preview" / f"{name}.png")
@@ -100,7 +102,6 @@ def write_patient(out_dir: Path, scan: SyntheticScan, name: str, *, seed: int, p
 def _one(args: tuple) -> list[TruthRow]:
     out_dir, n, pseed, abnormal, preview, profile, base, real_dir = args
     if base == "real":
-        from .real_base import make_real_patient
         scan = make_real_patient(pseed, abnormal=abnormal, fixtures_dir=real_dir)
     else:
         scan = make_patient(pseed, abnormal=abnormal, profile=profile)

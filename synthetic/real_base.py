@@ -8,6 +8,7 @@ import numpy as np
 
 from inference.ml.geometry import lps_to_voxel, voxel_to_lps
 from inference.ml.volume import Volume, load_nifti
+
 from .acquisition import Acquisition
 from .anatomy import Anatomy
 from .canvas import ellipsoid

@@ -7,6 +7,7 @@ import numpy as np
 
 from inference.ml.geometry import Box, voxels_to_box
 from inference.ml.volume import Volume
+
 from .acquisition import COVERAGE, Acquisition, draw_acquisition
 from .anatomy import Anatomy, draw, gland_block, paint_patient
 from .canvas import Canvas

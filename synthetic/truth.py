@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference.ml.atomic import atomic_path
 from inference.ml.geometry import Box
+
 from .scan import LesionTruth
 
 MAX_LESIONS = 2
@@ -61,13 +63,11 @@ def row_to_csv(r: TruthRow) -> dict[str, str]:
 
 def write_ground_truth(rows: list[TruthRow], path: str | os.PathLike) -> Path:
     path = Path(path)
-    tmp = path.with_name(".tmp-" + path.name)
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow(row_to_csv(r))
-    os.replace(tmp, path)
     return path
 
 

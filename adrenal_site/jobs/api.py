@@ -1,10 +1,8 @@
-"""Jobs through the API: every role may follow jobs it can see; leads cancel; tokens for API clients."""
+"""Jobs through the API: every role may follow jobs it can see; leads cancel."""
 from __future__ import annotations
 
 from django.db.models import Q
 from rest_framework import generics, status
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -54,10 +52,3 @@ class JobCancel(APIView):
         request_cancel(job)
         job.refresh_from_db()
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
-
-
-class ObtainToken(ObtainAuthToken):
-    """POST username and password, get a token for ``Authorization: Token <key>``."""
-
-    permission_classes = [AllowAny]
-    public = True  # the one endpoint open to anonymous users (it is the way in)

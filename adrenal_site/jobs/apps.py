@@ -1,3 +1,4 @@
+from celery.signals import worker_ready
 from django.apps import AppConfig
 
 
@@ -7,4 +8,6 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (worker start-up recovery)
+        from .signals import recover_at_worker_start  # noqa: PLC0415 - models must be loaded first
+
+        worker_ready.connect(recover_at_worker_start, dispatch_uid="jobs-recover-at-worker-start")

@@ -1,4 +1,8 @@
-"""The Job row every long-running piece of work reports through."""
+"""The Job row every long-running piece of work reports through: the project's one state machine.
+
+Records that run as jobs (training runs and their folds, evaluations, predictions, imports) hold a
+``job`` and read their state from it through :class:`JobState`; nothing keeps a second status.
+"""
 from __future__ import annotations
 
 from django.conf import settings
@@ -16,6 +20,11 @@ class Job(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    # The transitions ``adrenal_site.jobs.runner`` makes; anything else is a bug.
+    TRANSITIONS = {
+        Status.QUEUED: {Status.RUNNING, Status.CANCELLED, Status.FAILED},
+        Status.RUNNING: {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.QUEUED},
+    }
 
     kind = models.CharField(max_length=64, db_index=True, help_text="What the job does, e.g. import, train_fold")
     task_name = models.CharField(max_length=200, help_text="Celery task that runs it")
@@ -31,6 +40,12 @@ class Job(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    join_task = models.CharField(max_length=200, blank=True,
+                                 help_text="Task queued as a last child once every child succeeded (fan-in)")
+    then_task = models.CharField(max_length=200, blank=True,
+                                 help_text="Task queued, with the same params, once this job succeeded")
+    awaiting_children = models.BooleanField(default=False,
+                                            help_text="Its own work is done; it finishes with its children")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
@@ -54,3 +69,41 @@ class Job(models.Model):
         if not self.started_at:
             return None
         return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+
+class JobState:
+    """Mixin for a model with a ``job`` foreign key: its state is the job's (``status``, ``progress``,
+    ``message``), so cancel, failure and progress follow the runner's one path."""
+
+    job: Job | None
+    Status = Job.Status
+    status_without_job = Job.Status.QUEUED  # records stored only when their work is done say SUCCEEDED
+
+    @property
+    def status(self) -> str:
+        return self.job.status if self.job_id else self.status_without_job
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in Job.ACTIVE
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in Job.FINISHED
+
+    @property
+    def progress(self) -> float:
+        return self.job.progress if self.job_id else 0.0
+
+
+class JobStateQuerySet(models.QuerySet):
+    """Filters on the state of each row's job."""
+
+    def with_status(self, *statuses: str) -> JobStateQuerySet:
+        return self.filter(job__status__in=statuses)
+
+    def succeeded(self) -> JobStateQuerySet:
+        return self.with_status(Job.Status.SUCCEEDED)
+
+    def active(self) -> JobStateQuerySet:
+        return self.with_status(*Job.ACTIVE)

@@ -1,8 +1,19 @@
 """Running work as a Job: queue it after commit, move it through its states, report progress.
 
-Write a task as ``@job_task(queue="cpu")`` over ``fn(job: Job, **params)``; start it with
-``enqueue(fn, kind=..., params=..., user=...)``.  Tasks must be idempotent: with late acknowledgement a
-task interrupted by a dying worker is delivered again (or re-sent at worker start, see ``signals``).
+The one state machine (``Job.Status``, transitions in ``Job.TRANSITIONS``), changed only here:
+
+- ``@job_task(kind, queue=...)`` over ``fn(job: Job, **params)`` makes a late-acknowledged Celery task;
+  ``enqueue(task, params=..., user=...)`` creates the queued Job and sends the task after commit.
+- **Fan-out and fan-in.** Jobs queued with ``parent=job`` from inside ``fn`` are its children: when ``fn``
+  returns, the parent stays running (``awaiting_children``) until they finish. ``enqueue(..., join=task)``
+  names a task queued as one more child once every other child succeeded (an aggregation step); the parent
+  then succeeds with the join's result. A failed child fails its parent and cancels its siblings.
+- **Continuation.** ``enqueue(..., then=task)`` queues ``task`` with the same params once the job succeeded.
+- **Cancel.** ``request_cancel(job)`` stops a job and its descendants: queued ones at once, running ones at
+  their next progress report (``JobCancelled``), a parent waiting for children at once.
+
+Tasks must be idempotent: with late acknowledgement a task interrupted by a dying worker is delivered again
+(or re-sent at worker start, see ``signals``).
 """
 from __future__ import annotations
 
@@ -10,12 +21,13 @@ import functools
 import logging
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
@@ -27,6 +39,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 20
 STALE_AFTER = timedelta(minutes=10)
 MAX_ATTEMPTS = 3
+JobFn = Callable[..., dict | None]
 
 
 class JobCancelled(Exception):
@@ -53,6 +66,10 @@ class Progress:
         return lambda p, m="": self(start + (end - start) * p / 100.0, m)
 
 
+def no_progress(percent: float, message: str = "") -> None:
+    """The reporter used when nobody follows the work (services called outside a job)."""
+
+
 class _Heartbeat(threading.Thread):
     def __init__(self, job_id: int):
         super().__init__(daemon=True, name=f"heartbeat-{job_id}")
@@ -67,43 +84,128 @@ class _Heartbeat(threading.Thread):
             connection.close()
 
 
-def _claim(job_id: int, celery_id: str, worker: str) -> Job | None:
-    """Mark the job running; None when it is already finished (a duplicate delivery)."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.status in Job.FINISHED:
-            return None
-        if job.cancel_requested:
-            job.status, job.finished_at, job.message = Job.Status.CANCELLED, timezone.now(), "cancelled before start"
-            job.save()
-            return None
-        job.status = Job.Status.RUNNING
-        job.attempts += 1
-        job.celery_id = celery_id or job.celery_id
-        job.worker = worker or socket.gethostname()
-        job.started_at = job.started_at or timezone.now()
-        job.heartbeat_at = timezone.now()
-        job.error = ""
-        job.save()
-        return job
+# ----------------------------------------------------------------------------------- transitions
+
+def _move(job: Job, status: str, **fields: Any) -> bool:
+    """Apply one transition to a row locked by the caller; False when it is not allowed from its state."""
+    if status not in Job.TRANSITIONS.get(job.status, set()):
+        return False
+    now = timezone.now()
+    fields = {"status": status, "heartbeat_at": now, **fields}
+    if status in Job.FINISHED:
+        fields["finished_at"] = now
+        fields["awaiting_children"] = False
+    if status == Job.Status.SUCCEEDED:
+        fields["progress"] = 100.0
+    for key, value in fields.items():
+        setattr(job, key, value)
+    job.save(update_fields=list(fields))
+    return True
 
 
-def finish(job: Job, status: str, *, message: str = "", error: str = "", result: dict | None = None) -> None:
-    fields: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "heartbeat_at": timezone.now()}
+def finish(job: Job, status: str, *, message: str = "", error: str = "", result: dict | None = None) -> bool:
+    """End a job (succeeded, failed or cancelled) unless it already ended; then settle its parent and queue
+    its continuation. Returns whether this call ended it."""
+    fields: dict[str, Any] = {}
     if message:
         fields["message"] = message[:500]
     if error:
         fields["error"] = error
     if result is not None:
         fields["result"] = result
-    if status == Job.Status.SUCCEEDED:
-        fields["progress"] = 100.0
-    Job.objects.filter(pk=job.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(job, key, value)
+    with transaction.atomic():
+        row = Job.objects.select_for_update().get(pk=job.pk)
+        moved = _move(row, status, **fields)
+        if moved and status == Job.Status.SUCCEEDED and row.then_task:
+            _enqueue_name(row.then_task, params=row.params, user=row.created_by, parent=None)
+    for key in ("status", "message", "error", "result", "progress", "finished_at", "awaiting_children"):
+        setattr(job, key, getattr(row, key))
+    if moved and row.parent_id:
+        settle(row.parent_id)
+    return moved
 
 
-def run_job(fn: Callable[..., dict | None], job_id: int, celery_id: str = "", worker: str = "") -> None:
+def settle(job_id: int) -> None:
+    """A child of ``job_id`` changed: fail the parent when a child failed, queue its join once every child
+    succeeded, finish it once the join (or the last child) is done. Under the parent's row lock, so
+    concurrent children settle it exactly once."""
+    cancel_siblings = False
+    with transaction.atomic():
+        parent = Job.objects.select_for_update().filter(pk=job_id).first()
+        if parent is None or parent.status in Job.FINISHED:
+            return
+        children = list(parent.children.all())
+        failed = [c for c in children if c.status == Job.Status.FAILED]
+        if failed:
+            c = failed[0]
+            message = f"{c.kind} #{c.pk} failed: {c.message}"[:500]
+            _move(parent, Job.Status.FAILED, message=message, error=c.error or message)
+            cancel_siblings = True
+        elif parent.awaiting_children and all(c.status in Job.FINISHED for c in children):
+            if any(c.status == Job.Status.CANCELLED for c in children):
+                _move(parent, Job.Status.CANCELLED, message="cancelled")
+            elif parent.join_task and not any(c.task_name == parent.join_task for c in children):
+                _enqueue_name(parent.join_task, params=parent.params, user=parent.created_by, parent=parent)
+                Job.objects.filter(pk=parent.pk).update(message="joining its children's results")
+            else:
+                join = next((c for c in children if c.task_name == parent.join_task), None)
+                result = join.result if join else {"children": len(children)}
+                message = (join.message if join else "") or "done"
+                _move(parent, Job.Status.SUCCEEDED, message=message, result=result)
+                if parent.then_task:
+                    _enqueue_name(parent.then_task, params=parent.params, user=parent.created_by, parent=None)
+    if cancel_siblings:
+        request_cancel(parent)
+    if parent.parent_id and parent.status in Job.FINISHED:
+        settle(parent.parent_id)
+
+
+def _claim(job_id: int, celery_id: str, worker: str) -> Job | None:
+    """Mark the job running; None when it is already finished (a duplicate delivery) or cancelled."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status in Job.FINISHED:
+            return None
+        if job.status == Job.Status.RUNNING and job.awaiting_children:
+            return None  # its own work was done: a re-delivery must not redo the fan-out
+        if job.cancel_requested:
+            _move(job, Job.Status.CANCELLED, message="cancelled before start")
+            claimed = None
+        else:
+            job.attempts += 1
+            job.celery_id = celery_id or job.celery_id
+            job.worker = worker or socket.gethostname()
+            job.started_at = job.started_at or timezone.now()
+            job.error = ""
+            job.save(update_fields=["attempts", "celery_id", "worker", "started_at", "error"])
+            if job.status == Job.Status.QUEUED:
+                _move(job, Job.Status.RUNNING)
+            claimed = job
+    if claimed is None and job is not None and job.parent_id and job.status in Job.FINISHED:
+        settle(job.parent_id)
+    return claimed
+
+
+def _returned(job: Job, result: dict | None) -> None:
+    """``fn`` returned: succeed, or wait for the children it queued."""
+    with transaction.atomic():
+        row = Job.objects.select_for_update().get(pk=job.pk)
+        if row.status != Job.Status.RUNNING:
+            return
+        if not row.children.exists() and not row.join_task:
+            waiting = False
+        else:
+            waiting = True
+            row.awaiting_children = True
+            row.result = result or {}
+            row.save(update_fields=["awaiting_children", "result"])
+    if waiting:
+        settle(job.pk)
+    else:
+        finish(job, Job.Status.SUCCEEDED, message=job.message or "done", result=result or {})
+
+
+def run_job(fn: JobFn, job_id: int, celery_id: str = "", worker: str = "") -> None:
     """Run ``fn(job, **job.params)`` with state changes, heartbeat and error capture."""
     close_old_connections()
     job = _claim(job_id, celery_id, worker)
@@ -121,18 +223,20 @@ def run_job(fn: Callable[..., dict | None], job_id: int, celery_id: str = "", wo
         log.exception("job %s failed", job.pk)
         finish(job, Job.Status.FAILED, message=f"{type(exc).__name__}: {exc}"[:500], error=traceback.format_exc())
     else:
-        job.refresh_from_db(fields=["status"])
-        if job.status == Job.Status.RUNNING:  # fn may have finished it itself (e.g. fan-out)
-            finish(job, Job.Status.SUCCEEDED, message=job.message or "done", result=result or {})
+        _returned(job, result)
     finally:
         beat.stop.set()
         close_old_connections()
 
 
-def job_task(*, queue: str = "cpu", name: str | None = None) -> Callable:
-    """Turn ``fn(job, **params)`` into a late-acknowledged Celery task on ``queue``."""
+# ----------------------------------------------------------------------------------- tasks and queueing
 
-    def decorate(fn: Callable[..., dict | None]):
+def job_task(kind: str, *, queue: str = "cpu", name: str | None = None) -> Callable[[JobFn], Any]:
+    """Turn ``fn(job, **params)`` into a late-acknowledged Celery task on ``queue``; jobs it runs are of
+    ``kind`` (``Job.kind``). The task (named ``name``, default ``module.function``) keeps ``fn`` as
+    ``.job_fn`` (``run_now`` runs it in this process)."""
+
+    def decorate(fn: JobFn):
         task_name = name or f"{fn.__module__}.{fn.__name__}"
 
         @shared_task(name=task_name, bind=True, queue=queue, acks_late=True, reject_on_worker_lost=True)
@@ -142,41 +246,61 @@ def job_task(*, queue: str = "cpu", name: str | None = None) -> Callable:
 
         task.job_fn = fn
         task.queue_name = queue
+        task.kind = kind
         return task
 
     return decorate
 
 
-def enqueue(task, *, kind: str, params: dict | None = None, user=None, parent: Job | None = None) -> Job:
-    """Create a queued Job and send its task once the surrounding transaction commits."""
+def enqueue(task, *, params: dict | None = None, user=None, parent: Job | None = None, join=None, then=None,
+            kind: str | None = None, send: bool = True) -> Job:
+    """Create a queued Job of ``task`` and send it once the surrounding transaction commits.
+
+    ``join``/``then``: tasks for fan-in and continuation (module docstring). ``send=False`` only creates the
+    row, for ``run_now`` in this process (commands with ``--sync``)."""
     job = Job.objects.create(
-        kind=kind,
-        task_name=task.name,
-        queue=task.queue_name,
-        params=params or {},
-        created_by=user if getattr(user, "is_authenticated", False) else None,
-        parent=parent,
+        kind=kind or task.kind, task_name=task.name, queue=task.queue_name, params=params or {},
+        created_by=user if getattr(user, "is_authenticated", False) else None, parent=parent,
+        join_task=join.name if join is not None else "", then_task=then.name if then is not None else "",
     )
-    transaction.on_commit(lambda: send(job))
+    if send:
+        transaction.on_commit(lambda: send_job(job))
     return job
 
 
-def send(job: Job) -> None:
-    """Send (or re-send) the job's task message."""
-    from celery import current_app
+def _enqueue_name(task_name: str, *, params: dict, user, parent: Job | None) -> Job:
+    """Queue a registered task by name (joins and continuations recorded on a Job)."""
+    return enqueue(current_app.tasks[task_name], params=params, user=user, parent=parent)
 
+
+def run_now(task, job: Job) -> Job:
+    """Run a job of ``task`` in this process (no worker); returns the refreshed row."""
+    run_job(task.job_fn, job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def send_job(job: Job) -> None:
+    """Send (or re-send) the job's task message."""
     result = current_app.send_task(job.task_name, args=[job.pk], queue=job.queue)
     Job.objects.filter(pk=job.pk).update(celery_id=result.id)
     job.celery_id = result.id
 
 
 def request_cancel(job: Job) -> None:
-    """Ask a job (and its children) to stop; a queued job is cancelled at once."""
-    ids = [job.pk, *job.children.values_list("pk", flat=True)]
+    """Ask a job and its descendants to stop: queued ones are cancelled at once, running ones at their next
+    progress report, a parent whose own work is done (waiting for children) at once."""
+    ids, frontier = [job.pk], [job.pk]
+    while frontier:
+        frontier = list(Job.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
+        ids += frontier
     Job.objects.filter(pk__in=ids).update(cancel_requested=True)
-    Job.objects.filter(pk__in=ids, status=Job.Status.QUEUED).update(
-        status=Job.Status.CANCELLED, finished_at=timezone.now(), message="cancelled"
-    )
+    for pk in ids:
+        with transaction.atomic():
+            row = Job.objects.select_for_update().get(pk=pk)
+            if row.status == Job.Status.QUEUED or (row.status == Job.Status.RUNNING and row.awaiting_children):
+                _move(row, Job.Status.CANCELLED, message="cancelled")
+    job.refresh_from_db()
 
 
 def recover_orphans(hostname: str) -> list[int]:
@@ -184,21 +308,46 @@ def recover_orphans(hostname: str) -> list[int]:
     idempotent) up to MAX_ATTEMPTS, then mark them failed. Jobs of any host whose heartbeat
     stopped long ago are failed too, so nothing stays 'running' forever."""
     resent: list[int] = []
-    for job in Job.objects.filter(status=Job.Status.RUNNING, worker=hostname):
+    for job in Job.objects.filter(status=Job.Status.RUNNING, worker=hostname, awaiting_children=False):
         if job.attempts >= MAX_ATTEMPTS:
             finish(job, Job.Status.FAILED, message="worker lost", error=f"Worker {hostname} died {job.attempts} times.")
             continue
-        Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, message="worker restarted; re-queued")
-        send(job)
-        resent.append(job.pk)
+        with transaction.atomic():
+            row = Job.objects.select_for_update().get(pk=job.pk)
+            if not _move(row, Job.Status.QUEUED, message="worker restarted; re-queued"):
+                continue
+        send_job(row)
+        resent.append(row.pk)
     reap_stale()
     return resent
 
 
 def reap_stale(now=None) -> int:
-    """Fail running jobs whose heartbeat stopped more than STALE_AFTER ago."""
+    """Fail running jobs whose heartbeat stopped more than STALE_AFTER ago (a parent waiting for its
+    children has no heartbeat of its own and is left to them)."""
     now = now or timezone.now()
-    stale = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
-    return stale.update(
-        status=Job.Status.FAILED, finished_at=now, message="worker lost", error="No heartbeat from its worker."
-    )
+    stale = Job.objects.filter(status=Job.Status.RUNNING, awaiting_children=False,
+                               heartbeat_at__lt=now - STALE_AFTER)
+    n = 0
+    for job in stale:
+        n += finish(job, Job.Status.FAILED, message="worker lost", error="No heartbeat from its worker.")
+    return n
+
+
+def wait(job: Job, *, poll_s: float = 0.5, timeout_s: float | None = None,
+         on_change: Callable[[Job], None] | None = None) -> Job:
+    """Block until ``job`` finished (commands that queue a job and wait for it); ``on_change(job)`` is called
+    whenever its status, progress or message changed. Raises TimeoutError after ``timeout_s``."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    shown = None
+    while True:
+        job.refresh_from_db()
+        state = (job.status, round(job.progress, 1), job.message)
+        if state != shown and on_change is not None:
+            on_change(job)
+        shown = state
+        if job.status in Job.FINISHED:
+            return job
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{job.kind} job #{job.pk} still {job.status} after {timeout_s:.0f} s")
+        time.sleep(poll_s)

@@ -1,17 +1,14 @@
-"""Worker start-up: recover jobs a killed worker left running."""
+"""Worker start-up: recover jobs a killed worker left running (connected in ``JobsConfig.ready``)."""
 from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_ready
+from .runner import recover_orphans
 
 log = logging.getLogger(__name__)
 
 
-@worker_ready.connect
-def _recover(sender=None, **_: object) -> None:
-    from .runner import recover_orphans
-
+def recover_at_worker_start(sender=None, **_: object) -> None:
     nodename = getattr(sender, "hostname", "") or ""
     resent = recover_orphans(nodename)
     if resent:

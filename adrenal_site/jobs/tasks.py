@@ -18,5 +18,5 @@ def _selftest(job: Job, steps: int = 3, delay: float = 0.2, fail: bool = False) 
     return {"steps": steps}
 
 
-selftest_cpu = job_task(queue="cpu", name="jobs.selftest_cpu")(_selftest)
-selftest_gpu = job_task(queue="gpu", name="jobs.selftest_gpu")(_selftest)
+selftest_cpu = job_task("selftest", queue="cpu", name="jobs.selftest_cpu")(_selftest)
+selftest_gpu = job_task("selftest", queue="gpu", name="jobs.selftest_gpu")(_selftest)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import write_bytes
 from .networks import model_for, to_input
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -63,9 +64,7 @@ class _OnnxFold:
                                   opset_version=17, dynamo=False)
             data = buf.getvalue()
             if cache is not None:
-                tmp = cache.with_name(f".tmp-{cache.name}")
-                tmp.write_bytes(data)
-                os.replace(tmp, cache)
+                write_bytes(cache, data)
         so = ort.SessionOptions()
         so.intra_op_num_threads = _threads()
         so.inter_op_num_threads = 1

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import write_text
 from .augment import augment_batch
 from .metrics import auc
 from .supervision import ScanSample, Unit, training_units
@@ -306,7 +307,7 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
             _atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "best.pt")
         _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "history": history, "best": best,
                       "epoch": epoch + 1}, last)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        write_text(out / "history.json", json.dumps(history, indent=1))
         if on_epoch:
             on_epoch(entry, history)
     model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_path
 from .augment import augment_batch
 from .ensemble import Ensemble, load_ensemble  # noqa: F401 - the fold ensemble lives there
 from .networks import model_for, to_input  # noqa: F401 - re-exported for callers
@@ -58,9 +59,8 @@ def _weighted_bce(logits: torch.Tensor, y: torch.Tensor, w: tuple[float, float])
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 @torch.no_grad()

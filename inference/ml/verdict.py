@@ -32,6 +32,11 @@ class ScanVerdict:
         return dict(self.__dict__)
 
 
+def verdict_of(score: float, operating_value: float) -> str:
+    """The rule of the original study, for any scan score: abnormal when it reaches the operating value."""
+    return "abnormal" if score >= operating_value else "normal"
+
+
 def blank_side(images: np.ndarray, side: str) -> np.ndarray:
     """Copies with one side's half set to 0 (the bottom of the HU window): right is the image's left half."""
     out = images.copy()
@@ -63,7 +68,7 @@ def scan_verdict(images: np.ndarray, z_mm: np.ndarray, ensemble, operating_value
     return ScanVerdict(
         probability=round(float(p_img.mean()), 6),
         fraction=round(aggregate(p_img, "fraction"), 6),
-        verdict="abnormal" if score >= operating_value else "normal",
+        verdict=verdict_of(score, operating_value),
         operating_value=float(operating_value),
         sides=sides,
         flagged_slices_mm=[round(float(z), 2) for z, p in zip(z_mm, p_img) if p >= IMAGE_VOTE],
@@ -125,7 +130,7 @@ def gland_verdict(side_images: dict, ensemble, operating_value: float, *, top_k:
         scores[s] = side_score(p, top_k)
         prob = float(cal([scores[s]])[0])
         details[s] = {"score": round(scores[s], 6), "probability": round(prob, 6),
-                      "verdict": "abnormal" if scores[s] >= operating_value else "normal",
+                      "verdict": verdict_of(scores[s], operating_value),
                       "flagged_slices_mm": [round(float(z), 2) for z, q in zip(si.z_mm, p) if q >= flag_at],
                       "slice_scores": [[round(float(z), 2), round(float(q), 4)] for z, q in zip(si.z_mm, p)]}
         flagged += [(float(q), s, i, cursor + i) for i, q in enumerate(p) if q >= flag_at]
@@ -139,7 +144,7 @@ def gland_verdict(side_images: dict, ensemble, operating_value: float, *, top_k:
     return GlandVerdict(
         probability=round(float(cal([score])[0]), 6), score=round(score, 6),
         fraction=round(float(np.mean(mean >= IMAGE_VOTE)), 6),
-        verdict="abnormal" if score >= operating_value else "normal", operating_value=float(operating_value),
+        verdict=verdict_of(score, operating_value), operating_value=float(operating_value),
         sides={s: details[s]["probability"] for s in sides}, side_details=details, flagged_slices_mm=all_z,
         slice_scores=sorted([zp for s in sides for zp in details[s]["slice_scores"]]),
         evidence=ev,

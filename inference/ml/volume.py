@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from .atomic import atomic_path
 from .geometry import LPS_TO_RAS, Box, box_to_voxels, spacing_of
 
 
@@ -42,14 +42,8 @@ def save_nifti(volume: Volume, path: str | os.PathLike) -> Path:
     img.header.set_xyzt_units("mm")
     img.header.set_qform(img.affine, code=1)
     img.header.set_sform(img.affine, code=1)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".nii.gz")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

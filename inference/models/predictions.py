@@ -5,8 +5,18 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from adrenal_site.jobs.models import JobState, JobStateQuerySet
+from annotations.models import Dataset
 
-class Prediction(models.Model):
+
+class PredictionQuerySet(JobStateQuerySet):
+    def visible_to(self, user) -> PredictionQuerySet:
+        return self.filter(series__study__patient__dataset__in=Dataset.objects.visible_to(user))
+
+
+class Prediction(JobState, models.Model):
+    """A verdict on one scan, stored by its ``predict`` job (whose state it reads)."""
+
     class Verdict(models.TextChoices):
         NORMAL = "normal"
         ABNORMAL = "abnormal"
@@ -25,6 +35,9 @@ class Prediction(models.Model):
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PredictionQuerySet.as_manager()
+    status_without_job = JobState.Status.SUCCEEDED
 
     class Meta:
         ordering = ["-created_at"]

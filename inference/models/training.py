@@ -1,9 +1,28 @@
-"""Persisted splits, training runs (the model registry), folds and evaluations."""
+"""Persisted splits, training runs (the model registry), folds and evaluations.
+
+A run, each of its folds and each evaluation is done by a Job and reads its state from it (``JobState``):
+the run's job fans out one fold job per fold and joins them in the aggregation step
+(``inference.tasks``), so cancel, failure and progress follow the job runner's one path.
+"""
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from adrenal_site.jobs.models import Job, JobState, JobStateQuerySet
+from annotations.models import Dataset
+
+
+class RunQuerySet(JobStateQuerySet):
+    def visible_to(self, user) -> RunQuerySet:
+        """Runs of the datasets ``user`` may see (``Dataset.objects.visible_to``)."""
+        return self.filter(dataset__in=Dataset.objects.visible_to(user))
+
+
+class EvaluationQuerySet(JobStateQuerySet):
+    def visible_to(self, user) -> EvaluationQuerySet:
+        return self.filter(run__dataset__in=Dataset.objects.visible_to(user))
 
 
 class DatasetSplit(models.Model):
@@ -20,26 +39,18 @@ class DatasetSplit(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
 
-class TrainingRun(models.Model):
-    """A training run; a finished run is a model version, and a lead may promote one per dataset."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        AGGREGATING = "aggregating"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+class TrainingRun(JobState, models.Model):
+    """A training run; a finished run is a model version, and a lead may promote one per dataset.
+    Its state is its ``train`` job's."""
 
     dataset = models.ForeignKey("annotations.Dataset", on_delete=models.CASCADE, related_name="runs")
     split = models.ForeignKey(DatasetSplit, on_delete=models.PROTECT, related_name="runs")
     name = models.CharField(max_length=200, blank=True)
     preset = models.CharField(max_length=32)
     config = models.JSONField(help_text="The full configuration, stored with the run")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     pretrained = models.CharField(max_length=200, blank=True, help_text="ImageNet weights file used, or '' (random)")
-    folds_done = models.PositiveIntegerField(default=0, help_text="Counter taken under select_for_update")
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                            help_text="The train job: fans out the folds, joins them in the aggregation")
     artifacts_dir = models.CharField(max_length=300, blank=True, help_text="Relative to MEDIA_ROOT")
     operating_value = models.FloatField(null=True, blank=True)
     objective = models.CharField(max_length=32, blank=True)
@@ -47,7 +58,8 @@ class TrainingRun(models.Model):
     promoted = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -55,18 +67,28 @@ class TrainingRun(models.Model):
     def __str__(self) -> str:
         return f"run {self.pk} ({self.preset}, {self.status})"
 
+    @property
+    def finished_at(self):
+        return self.job.finished_at if self.job_id else None
 
-class FoldRun(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+    @property
+    def folds_done(self) -> int:
+        return self.folds.filter(job__status=Job.Status.SUCCEEDED).count()
+
+    @property
+    def stage(self) -> str:
+        """The status, with ``aggregating`` while the folds are done and their results are being joined."""
+        if self.job_id and self.job.status == Job.Status.RUNNING and self.job.awaiting_children \
+                and self.folds_done == self.folds.count():
+            return "aggregating"
+        return self.status
+
+
+class FoldRun(JobState, models.Model):
+    """One cross-validation fold of a run, trained by its ``train_fold`` job."""
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="folds")
     fold = models.PositiveSmallIntegerField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     epoch = models.PositiveIntegerField(default=0, help_text="Epochs completed")
     best_epoch = models.IntegerField(null=True, blank=True)
     val_loss = models.FloatField(null=True, blank=True, help_text="Best validation loss")
@@ -78,16 +100,28 @@ class FoldRun(models.Model):
         ordering = ["run", "fold"]
         constraints = [models.UniqueConstraint(fields=["run", "fold"], name="uniq_run_fold")]
 
+    @property
+    def status(self) -> str:
+        """Its job's; a fold whose job was never queued shares the ended run's state."""
+        if self.job_id:
+            return self.job.status
+        return self.run.status if self.run.is_finished else Job.Status.QUEUED
 
-class Evaluation(models.Model):
-    """A run's evaluation on its split's test patients, as the ``evaluate --json`` document."""
+
+class Evaluation(JobState, models.Model):
+    """A run's evaluation on its split's test patients, as the ``evaluate --json`` document; stored by its
+    ``evaluate`` job when it is done (``job`` is None for one made outside a job, e.g. ``manage.py evaluate``)."""
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="evaluations")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     objective = models.CharField(max_length=32)
     aggregator = models.CharField(max_length=32, default="fraction")
     operating_value = models.FloatField()
     result = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = EvaluationQuerySet.as_manager()
+    status_without_job = Job.Status.SUCCEEDED
 
     class Meta:
         ordering = ["-created_at"]

@@ -53,7 +53,8 @@ def make_evaluated_run(db, settings, tmp_path):
     def make(n_patients: int = 30, *, evaluate: bool = True, members=(), name: str = "eval-ds", seed: int = 0,
              objective: str = "accuracy", split=None):
         from annotations.models import Dataset, Patient, Series, Study
-        from inference.models import DatasetSplit, FoldRun, TrainingRun
+        from inference.models import DatasetSplit, FoldRun
+        from tests.factories import make_run
 
         ds, _ = Dataset.objects.get_or_create(name=name)
         for m in members:
@@ -73,21 +74,20 @@ def make_evaluated_run(db, settings, tmp_path):
             rest = [p for p in patients if p not in test]
             folds = [rest[k::5] for k in range(5)]
             split, _ = DatasetSplit.objects.get_or_create(dataset=ds, defaults={"test_patients": test, "folds": folds})
-        run = TrainingRun.objects.create(dataset=ds, split=split, preset="tiny", config={"preset": "tiny", "seed": seed},
-                                         status=TrainingRun.Status.SUCCEEDED, artifacts_dir="")
-        run.artifacts_dir = f"runs/{run.pk}"
+        run = make_run(ds, split, config={"preset": "tiny", "seed": seed})
         run.version = run.pk
         run.save()
-        for k in range(len(split.folds)):
+        for fold in run.folds.all():
+            k = fold.fold
             hist = [{"epoch": e, "train_loss": round(0.7 - 0.05 * e - 0.01 * k, 4),
                      "val_loss": round(0.72 - 0.03 * e + 0.01 * k, 4)} for e in range(1, 5)]
-            FoldRun.objects.create(run=run, fold=k, status="succeeded", epoch=4, best_epoch=4,
-                                   val_loss=hist[-1]["val_loss"], history=hist)
+            FoldRun.objects.filter(pk=fold.pk).update(epoch=4, best_epoch=4, val_loss=hist[-1]["val_loss"],
+                                                      history=hist)
         write_run_artifacts(run, series_by_patient, labels, split.test_patients, split.folds,
                             Path(settings.MEDIA_ROOT), seed=seed)
         evaluation = None
         if evaluate:
-            from inference.evaluation import evaluate_run
+            from inference.services.evaluation import evaluate_run
             from inference.ml.metrics import Bootstrap
 
             evaluation = evaluate_run(run, objective, boot=Bootstrap(n=200, seed=0))

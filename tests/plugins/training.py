@@ -32,11 +32,11 @@ def synthetic_volume(seed: int, abnormal: bool):
 
 def make_cohort(name: str, n_patients: int, media_root: Path, build: bool = True, seed: int = 0):
     """Dataset, patients (alternating labels), one scan each with volume and confirmed boxes, built images."""
-    from annotations.boxes import save_box
+    from annotations.services.boxes import save_box
     from annotations.models import Dataset, Label, Patient, Series, Study
     from annotations.models import Volume as VolumeRow
     from inference.ml.volume import save_nifti
-    from inference.tasks.images import build_series
+    from inference.services.images import build_series
 
     ds = Dataset.objects.create(name=name)
     for n in range(n_patients):

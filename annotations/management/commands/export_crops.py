@@ -9,6 +9,16 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from annotations.models import Dataset, Series
+from annotations.services.crop_tables import (
+    MM_COLUMNS,
+    ORIGINAL_COLUMNS,
+    mm_json,
+    mm_rows,
+    original_rows,
+    write_csv,
+)
+
 
 class Command(BaseCommand):
     help = "Export a dataset's crop boxes in mm (CSV/JSON) or as the original study's crop table."
@@ -19,9 +29,6 @@ class Command(BaseCommand):
         parser.add_argument("--output", default=None, help="file to write (default: standard output)")
 
     def handle(self, *args, **opts) -> None:
-        from annotations.crop_tables import MM_COLUMNS, ORIGINAL_COLUMNS, mm_json, mm_rows, original_rows, write_csv
-        from annotations.models import Dataset, Series
-
         dataset = Dataset.objects.filter(name=opts["dataset"]).first()
         if dataset is None:
             raise CommandError(f"no dataset named {opts['dataset']!r}")

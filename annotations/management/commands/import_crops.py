@@ -10,6 +10,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from annotations.models import Dataset, Series
+from annotations.services.crop_tables import import_original
+
 
 class Command(BaseCommand):
     help = "Import the original study's crop table (filename_nii, adrenal_LR, crop_{x,y,z}_{min,max})."
@@ -21,9 +24,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **opts) -> None:
-        from annotations.crop_tables import import_original
-        from annotations.models import Dataset, Series
-
         path = Path(opts["csv"])
         if not path.is_file():
             raise CommandError(f"{path} does not exist")

@@ -6,11 +6,16 @@ By default the import is a Job on the ``cpu`` queue and the command waits for it
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import run_now, wait
+from annotations.models import Dataset, ImportReport
+from annotations.services.importer import report_json
+from annotations.tasks import import_studies, start_import
 
 
 class Command(BaseCommand):
@@ -28,12 +33,6 @@ class Command(BaseCommand):
         mode.add_argument("--no-wait", action="store_true", help="queue the job and return at once")
 
     def handle(self, *args, **opts) -> None:
-        from adrenal_site.jobs.models import Job
-        from adrenal_site.jobs.runner import run_job
-        from annotations.importer import report_json
-        from annotations.models import Dataset, ImportReport
-        from annotations.tasks.imports import import_studies, start_import
-
         path = Path(opts["path"]).resolve()
         if not path.exists():
             raise CommandError(f"{path} does not exist")
@@ -51,20 +50,11 @@ class Command(BaseCommand):
             job = start_import(dataset, str(path), labels_csv=str(labels) if labels else None, source=str(path),
                                send=not opts["sync"])
         if opts["sync"]:
-            run_job(import_studies.job_fn, job.pk, "", "import_studies-command")
+            run_now(import_studies, job)
         elif opts["no_wait"]:
             log.write(f"queued import job #{job.pk}\n")
             return
-        last = None
-        while True:
-            job.refresh_from_db()
-            line = f"[{job.status}] {job.progress:5.1f}% {job.message}"
-            if line != last:
-                log.write(line + "\n")
-                last = line
-            if job.status in Job.FINISHED:
-                break
-            time.sleep(0.5)
+        wait(job, on_change=lambda j: log.write(f"[{j.status}] {j.progress:5.1f}% {j.message}\n"))
         if job.status != Job.Status.SUCCEEDED:
             raise CommandError(f"import job #{job.pk} {job.status}: {job.message}")
         report = ImportReport.objects.get(job=job)

@@ -10,11 +10,15 @@ patient id holding ``adrenal_gland_{left,right}.nii.gz``, or ``<name>.nii.gz`` m
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import run_now, wait
+from annotations.models import Dataset
+from annotations.tasks import propose_crops, start_proposals
 
 
 class Command(BaseCommand):
@@ -27,11 +31,6 @@ class Command(BaseCommand):
         parser.add_argument("--worker", action="store_true", help="queue the job for a cpu worker and wait")
 
     def handle(self, *args, **opts) -> None:
-        from adrenal_site.jobs.models import Job
-        from adrenal_site.jobs.runner import run_job
-        from annotations.models import Dataset
-        from annotations.tasks.proposals import propose_crops, start_proposals
-
         dataset = Dataset.objects.filter(name=opts["dataset"]).first()
         if dataset is None:
             raise CommandError(f"no dataset named {opts['dataset']!r}")
@@ -41,15 +40,7 @@ class Command(BaseCommand):
         masks = str(Path(masks).resolve()) if masks else None
         with transaction.atomic():
             job = start_proposals(dataset=dataset, masks=masks, send=opts["worker"])
-        if opts["worker"]:
-            while True:
-                job.refresh_from_db()
-                if job.status in Job.FINISHED:
-                    break
-                time.sleep(0.5)
-        else:
-            run_job(propose_crops.job_fn, job.pk, "", "propose_crops-command")
-            job.refresh_from_db()
+        job = wait(job) if opts["worker"] else run_now(propose_crops, job)
         if job.status != Job.Status.SUCCEEDED:
             raise CommandError(f"proposal job #{job.pk} {job.status}: {job.message}")
         doc = {"series": job.result.get("series", [])}

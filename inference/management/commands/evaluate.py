@@ -6,6 +6,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from inference.ml.metrics import Bootstrap
+from inference.models import TrainingRun
+from inference.services.evaluation import cli_document, evaluate_run
 
 
 class Command(BaseCommand):
@@ -21,9 +23,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the evaluation as JSON")
 
     def handle(self, *args, **opts) -> None:
-        from inference.evaluation import cli_document, evaluate_run
-        from inference.models import TrainingRun
-
         run = TrainingRun.objects.filter(pk=opts["run"]).first()
         if run is None:
             raise CommandError(f"no training run {opts['run']}")

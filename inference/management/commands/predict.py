@@ -5,6 +5,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from inference.services.prediction import predict_path
+from inference.services.runs import resolve_run
+
 
 class Command(BaseCommand):
     help = "Judge a new study (DICOM folder or NIfTI file) with a model: probability, verdict, sides, flagged slices."
@@ -15,8 +18,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
     def handle(self, *args, **opts) -> None:
-        from inference.prediction import predict_path, resolve_run
-
         try:
             run = resolve_run(opts["run"])
             doc = predict_path(opts["path"], run)

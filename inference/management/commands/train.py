@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import json
-import time
 
 from django.core.management.base import BaseCommand, CommandError
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import wait
+from annotations.models import Dataset
+from inference.ml.presets import PRESETS
+from inference.services.runs import run_summary
+from inference.tasks import start_run
 
 
 class Command(BaseCommand):
@@ -12,7 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--dataset", required=True)
-        parser.add_argument("--preset", default="fast", choices=["fast", "paper", "tiny"])
+        parser.add_argument("--preset", default="fast", choices=list(PRESETS))
         parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                             help="override a configuration value, e.g. --set epochs=2")
         parser.add_argument("--wait", action="store_true", help="wait until the run finishes")
@@ -20,10 +26,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **opts) -> None:
-        from annotations.models import Dataset
-        from inference.models import TrainingRun
-        from inference.training_service import run_summary, start_run
-
         dataset = Dataset.objects.filter(name=opts["dataset"]).first()
         if dataset is None:
             raise CommandError(f"no dataset named {opts['dataset']!r}")
@@ -40,20 +42,19 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if not opts["json"]:
             self.stderr.write(f"run {run.pk} queued ({opts['preset']}, {len(run.split.folds)} folds)")
-        finished = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED}
-        deadline = time.time() + opts["timeout"]
-        shown = None
-        while opts["wait"] and run.status not in finished and time.time() < deadline:
-            time.sleep(1.0)
+        if opts["wait"]:
+            def show(job: Job) -> None:
+                if not opts["json"]:
+                    self.stderr.write(f"{job.status}: epochs per fold {list(run.folds.values_list('epoch', flat=True))}")
+            try:
+                wait(run.job, poll_s=1.0, timeout_s=opts["timeout"], on_change=show)
+            except TimeoutError as exc:
+                raise CommandError(str(exc)) from exc
             run.refresh_from_db()
-            state = (run.status, tuple(run.folds.values_list("epoch", flat=True)))
-            if state != shown and not opts["json"]:
-                self.stderr.write(f"{run.status}: epochs per fold {list(state[1])}")
-                shown = state
         summary = run_summary(run)
         if opts["json"]:
             self.stdout.write(json.dumps(summary))
         else:
             self.stdout.write(f"run {run.pk}: {run.status}" + (f", model version {run.version}" if run.version else ""))
-        if opts["wait"] and run.status != TrainingRun.Status.SUCCEEDED:
+        if opts["wait"] and run.status != Job.Status.SUCCEEDED:
             raise CommandError(f"run {run.pk} ended {run.status}")

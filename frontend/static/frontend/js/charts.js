@@ -1,52 +1,77 @@
-// Reusable SVG line charts (no library): lineChart(el, {series: [{name, points: [[x, y], ...], color}], ...}).
+// The pages' one chart module: SVG line charts drawn from the API's numbers (no library, no CDN).
 const NS = "http://www.w3.org/2000/svg";
-export const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"];
+export const PALETTE = ["#0b6e8e", "#b3261e", "#1e7d45", "#9a6700", "#6a3d9a", "#e07b00", "#2b2b2b"];
 
-function node(tag, attrs = {}, text) {
-  const n = document.createElementNS(NS, tag);
-  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-  if (text !== undefined) n.textContent = text;
-  return n;
+function el(name, attrs = {}, parent = null) {
+  const node = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
 }
 
-function ticks(lo, hi, n = 4) {
-  if (hi === lo) return [lo];
-  return Array.from({ length: n + 1 }, (_, i) => lo + ((hi - lo) * i) / n);
-}
-
-// Draw (or redraw) a chart into `el`; returns the <svg>.
-export function lineChart(el, { series, title = "", xLabel = "", yLabel = "", width = 360, height = 220,
-                                 yMin, yMax } = {}) {
-  el.replaceChildren();
-  const m = { l: 46, r: 10, t: title ? 22 : 10, b: 34 };
-  const svg = node("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
-  const pts = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p[0]) && Number.isFinite(p[1]));
-  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
-  const x0 = Math.min(...xs, 0), x1 = Math.max(...xs, 1);
-  const y0 = yMin ?? Math.min(...ys, 0), y1 = yMax ?? Math.max(...ys, 1e-9);
-  const X = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (width - m.l - m.r);
-  const Y = (y) => height - m.b - ((y - y0) / (y1 - y0 || 1)) * (height - m.t - m.b);
-  if (title) svg.append(node("text", { x: m.l, y: 15, "font-size": 12, "font-weight": "bold" }, title));
-  svg.append(node("line", { x1: m.l, y1: height - m.b, x2: width - m.r, y2: height - m.b, stroke: "#888" }));
-  svg.append(node("line", { x1: m.l, y1: m.t, x2: m.l, y2: height - m.b, stroke: "#888" }));
-  for (const v of ticks(y0, y1)) {
-    svg.append(node("text", { x: m.l - 4, y: Y(v) + 4, "font-size": 10, "text-anchor": "end" }, v.toFixed(2)));
+/**
+ * Draw a line chart into `container` (replacing its content).
+ * series: [{label, points: [[x, y], ...], color?, dash?}]; options: {title, xDomain, yDomain, xLabel, yLabel,
+ * width, height, diagonal (bool), integerX (whole-number x ticks, e.g. epochs)}. Returns {svg, setMarker(x)}.
+ */
+export function lineChart(container, series, options = {}) {
+  const W = options.width || 420, H = options.height || 260;
+  const m = { l: 44, r: 12, t: options.title ? 24 : 10, b: 36 };
+  const all = series.flatMap((s) => s.points);
+  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]).filter((v) => v !== null && Number.isFinite(v));
+  const [x0, x1] = options.xDomain || [Math.min(...xs, 0), Math.max(...xs, 1)];
+  const [y0, y1] = options.yDomain || [Math.min(...ys, 0), Math.max(...ys, 1)];
+  const sx = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
+  const sy = (y) => H - m.b - ((y - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
+  container.replaceChildren();
+  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart", role: "img" }, container);
+  if (options.title) el("text", { x: m.l, y: 15, "font-size": 12, "font-weight": "bold", fill: "#1d232b" }, svg).textContent = options.title;
+  const axes = el("g", { stroke: "#98a2ad", "stroke-width": 1 }, svg);
+  el("line", { x1: m.l, y1: H - m.b, x2: W - m.r, y2: H - m.b }, axes);
+  el("line", { x1: m.l, y1: m.t, x2: m.l, y2: H - m.b }, axes);
+  const xTicks = options.integerX
+    ? Array.from(new Set(Array.from({ length: 5 }, (_, i) => Math.round(x0 + ((x1 - x0) * i) / 4))))
+    : Array.from({ length: 5 }, (_, i) => x0 + ((x1 - x0) * i) / 4);
+  for (const xv of xTicks) {
+    el("text", { x: sx(xv), y: H - m.b + 14, "font-size": 10, "text-anchor": "middle", fill: "#5c6773" }, svg).textContent = +xv.toFixed(2);
   }
-  for (const v of ticks(x0, x1)) {
-    svg.append(node("text", { x: X(v), y: height - m.b + 13, "font-size": 10, "text-anchor": "middle" },
-                    Number.isInteger(v) ? v : v.toFixed(1)));
+  for (let i = 0; i <= 4; i++) {
+    const yv = y0 + ((y1 - y0) * i) / 4;
+    el("text", { x: m.l - 4, y: sy(yv) + 3, "font-size": 10, "text-anchor": "end", fill: "#5c6773" }, svg).textContent = +yv.toFixed(2);
   }
-  if (xLabel) svg.append(node("text", { x: (width + m.l) / 2, y: height - 4, "font-size": 11, "text-anchor": "middle" }, xLabel));
-  if (yLabel) svg.append(node("text", { x: 10, y: m.t + 10, "font-size": 11 }, yLabel));
+  if (options.xLabel) el("text", { x: (W + m.l) / 2, y: H - 4, "font-size": 11, "text-anchor": "middle", fill: "#1d232b" }, svg).textContent = options.xLabel;
+  if (options.yLabel) {
+    const t = el("text", { x: 10, y: (H - m.b) / 2, "font-size": 11, "text-anchor": "middle", fill: "#1d232b",
+      transform: `rotate(-90 10 ${(H - m.b) / 2})` }, svg);
+    t.textContent = options.yLabel;
+  }
+  if (options.diagonal) el("line", { x1: sx(x0), y1: sy(y0), x2: sx(x1), y2: sy(y1), stroke: "#ccc", "stroke-dasharray": "4 3" }, svg);
   series.forEach((s, i) => {
-    const color = s.color || COLORS[i % COLORS.length];
-    const p = s.points.filter((q) => Number.isFinite(q[1]));
-    if (!p.length) return;
-    svg.append(node("polyline", { points: p.map((q) => `${X(q[0])},${Y(q[1])}`).join(" "), fill: "none",
-                                  stroke: color, "stroke-width": 2, "stroke-dasharray": s.dashed ? "4 3" : "" }));
-    for (const q of p) svg.append(node("circle", { cx: X(q[0]), cy: Y(q[1]), r: 2.5, fill: color }));
-    svg.append(node("text", { x: width - m.r - 4, y: m.t + 12 + 13 * i, "font-size": 10, "text-anchor": "end", fill: color }, s.name));
+    const pts = s.points.filter((p) => p[1] !== null && Number.isFinite(p[1]));
+    if (!pts.length) return;
+    const d = pts.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
+    const color = s.color || PALETTE[i % PALETTE.length];
+    el("path", { d, fill: "none", stroke: color, "stroke-width": 1.8,
+      "stroke-dasharray": s.dash || "", "data-series": s.label || "" }, svg);
+    // hover values: a small marker per point (thinned to at most ~60 per series) with a tooltip
+    const step = Math.max(1, Math.ceil(pts.length / 60));
+    pts.forEach((p, j) => {
+      if (j % step && j !== pts.length - 1) return;
+      const dot = el("circle", { cx: sx(p[0]).toFixed(1), cy: sy(p[1]).toFixed(1), r: 2.5, fill: color, class: "pt" }, svg);
+      el("title", {}, dot).textContent = `${s.label || ""}: ${+(+p[0]).toFixed(3)}, ${+(+p[1]).toFixed(3)}`;
+    });
   });
-  el.append(svg);
-  return svg;
+  const legend = el("g", {}, svg);
+  series.forEach((s, i) => {
+    const y = m.t + 4 + i * 13;
+    el("rect", { x: W - m.r - 110, y: y - 7, width: 10, height: 3, fill: s.color || PALETTE[i % PALETTE.length] }, legend);
+    el("text", { x: W - m.r - 96, y: y - 2, "font-size": 10, fill: "#1d232b" }, legend).textContent = s.label || "";
+  });
+  const marker = el("line", { y1: m.t, y2: H - m.b, stroke: "#1d232b", "stroke-width": 1, "stroke-dasharray": "2 2", visibility: "hidden", class: "marker" }, svg);
+  return {
+    svg,
+    setMarker(x) {
+      marker.setAttribute("x1", sx(x)); marker.setAttribute("x2", sx(x)); marker.setAttribute("visibility", "visible");
+    },
+  };
 }

@@ -1,21 +1,33 @@
-// Live progress for any element with data-job-id: polls /api/jobs/<id>/ until the job finishes.
-const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+// Following jobs live: the one module every page uses to watch a Job (/api/jobs/<id>/) until it finishes.
+import { getJSON } from "./http.js";
 
-export async function followJob(el, onDone) {
-  const id = el.dataset.jobId;
+export const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+
+// Poll job `id` every `intervalMs`; `onUpdate(job)` on every answer. Resolves to the finished job (or null
+// when the job cannot be read).
+export async function watchJob(id, onUpdate, intervalMs = 1000) {
   for (;;) {
-    const res = await fetch(`/api/jobs/${id}/`, { credentials: "same-origin" });
-    if (!res.ok) return;
-    const job = await res.json();
-    for (const node of el.querySelectorAll("[data-field]")) {
-      const value = job[node.dataset.field];
-      if (node.tagName === "PROGRESS") node.value = value;
-      else node.textContent = value ?? "";
-    }
-    el.dataset.status = job.status;
-    if (FINISHED.has(job.status)) { if (onDone) onDone(job); return; }
-    await new Promise((r) => setTimeout(r, 1000));
+    let job;
+    try { job = await getJSON(`/api/jobs/${id}/`); } catch { return null; }
+    onUpdate(job);
+    if (FINISHED.has(job.status)) return job;
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 
-for (const el of document.querySelectorAll("[data-job-id]")) followJob(el);
+// Follow the job of an element with data-job-id: fills its [data-field] children (a <progress> gets the
+// value) and its data-status; `onDone(job)` once it finished.
+export async function followJob(el, onDone) {
+  const job = await watchJob(el.dataset.jobId, (j) => {
+    for (const node of el.querySelectorAll("[data-field]")) {
+      const value = j[node.dataset.field];
+      if (node.tagName === "PROGRESS") node.value = value;
+      else node.textContent = value ?? "";
+    }
+    el.dataset.status = j.status;
+  });
+  if (job && onDone) onDone(job);
+}
+
+// Pages that only show jobs mark them with data-follow; every such element is followed.
+for (const el of document.querySelectorAll("[data-job-id][data-follow]")) followJob(el);

@@ -1,11 +1,12 @@
-// A training run's page: folds' progress and per-fold learning curves, refreshed live from /api/runs/<id>/.
+// A training run's page: folds' progress and per-fold learning curves, live while the run's job runs.
 import { lineChart } from "./charts.js";
+import { getJSON } from "./http.js";
+import { watchJob } from "./jobs.js";
 
-const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 let doc = JSON.parse(document.getElementById("run-doc").textContent);
 
 function render(d) {
-  document.getElementById("run-status").textContent = d.status;
+  document.getElementById("run-status").textContent = d.stage;
   document.getElementById("run-status").className = `badge ${d.status}`;
   document.getElementById("run-version").textContent = d.version ?? "—";
   const body = document.querySelector("#folds tbody");
@@ -22,24 +23,15 @@ function render(d) {
   curves.replaceChildren(...d.folds.map((f) => {
     const div = document.createElement("div");
     div.className = "card";
-    lineChart(div, {
-      title: `Fold ${f.fold}`, xLabel: "epoch", yLabel: "loss",
-      series: [{ name: "train", points: f.history.map((h) => [h.epoch, h.train_loss]) },
-               { name: "validation", points: f.history.map((h) => [h.epoch, h.val_loss]) }],
-    });
+    lineChart(div, [{ label: "train", points: f.history.map((h) => [h.epoch, h.train_loss]) },
+                    { label: "validation", points: f.history.map((h) => [h.epoch, h.val_loss]) }],
+              { title: `Fold ${f.fold}`, xLabel: "epoch", yLabel: "loss", width: 360, height: 220, integerX: true });
     return div;
   }));
 }
 
-async function poll() {
-  while (!FINISHED.has(doc.status)) {
-    await new Promise((r) => setTimeout(r, 2000));
-    const res = await fetch(`/api/runs/${doc.id}/`, { credentials: "same-origin" });
-    if (!res.ok) return;
-    doc = await res.json();
-    render(doc);
-  }
-}
-
 render(doc);
-poll();
+if (doc.job) {
+  // the run's job finishes last (after its folds and their aggregation): refresh the run on every update
+  watchJob(doc.job, async () => { doc = await getJSON(`/api/runs/${doc.id}/`); render(doc); }, 2000);
+}

@@ -1,5 +1,5 @@
 // Runs comparison: "Evaluate" buttons start an evaluation job, then follow it and reload.
-import { postJSON } from "./api.js";
+import { postJSON } from "../http.js";
 import { followJob } from "../jobs.js";
 
 for (const button of document.querySelectorAll("button.evaluate")) {

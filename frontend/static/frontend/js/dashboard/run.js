@@ -1,7 +1,7 @@
 // A run's evaluation page: metrics with CIs, threshold slider (confusion matrix and metrics update at once,
 // computed in the page from the API's per-scan scores), ROC, threshold and learning curves, scan verdicts.
-import { getJSON, postJSON } from "./api.js";
-import { lineChart, PALETTE } from "./charts.js";
+import { getJSON, postJSON } from "../http.js";
+import { lineChart, PALETTE } from "../charts.js";
 import { followJob } from "../jobs.js";
 
 const METRICS = ["auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv"];
@@ -99,7 +99,7 @@ function renderLearning(doc) {
     series.push({ label: `fold ${f.fold} train`, points: pick("train_loss"), color, dash: "3 3" });
   });
   if (series.some((s) => s.points.length)) {
-    lineChart($("#learning-chart"), series, { xLabel: "epoch", yLabel: "loss", width: 640, height: 280 });
+    lineChart($("#learning-chart"), series, { xLabel: "epoch", yLabel: "loss", width: 640, height: 280, integerX: true });
   } else {
     $("#learning-chart").textContent = "No per-epoch history recorded.";
   }

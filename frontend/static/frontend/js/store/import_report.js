@@ -1,7 +1,7 @@
 // Import report page: follows the import job live and reloads the report rows once it finishes.
-import { followJob } from "../jobs.js";
+import { FINISHED, followJob } from "../jobs.js";
 
 const card = document.getElementById("import-job");
-if (card && !["succeeded", "failed", "cancelled"].includes(card.dataset.jobStatus)) {
+if (card && !FINISHED.has(card.dataset.jobStatus)) {
   followJob(card, () => window.location.reload());
 }

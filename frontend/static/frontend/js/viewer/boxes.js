@@ -1,22 +1,9 @@
 // Crop boxes of one series: local state, autosave through the API with versions, confirm, undo, 409 handling.
 
-function csrfToken() {
-  const m = document.cookie.match(/(?:^|; )csrftoken=([^;]*)/);
-  return m ? decodeURIComponent(m[1]) : "";
-}
+import { request } from "../http.js";
 
-async function api(method, url, body) {
-  const response = await fetch(url, {
-    method,
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    keepalive: method !== "GET", // a save started as the page closes still reaches the server
-  });
-  let data = null;
-  try { data = await response.json(); } catch { data = null; }
-  return { status: response.status, data };
-}
+// a save started as the page closes still reaches the server
+const api = (method, url, body) => request(method, url, body, { keepalive: method !== "GET" });
 
 export const DEFAULT_SIZE_MM = 72; // in-plane default: the original 120 px at 0.6 mm
 

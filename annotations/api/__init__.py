@@ -1,0 +1,1 @@
+"""The study store's API (mounted under /api/ by ``api.urls``)."""

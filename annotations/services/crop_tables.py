@@ -1,0 +1,185 @@
+"""Crop tables: the original study's pixel crop table in and out, and every box in millimetres out.
+
+The original table has one row per gland: ``filename_nii, adrenal_LR, crop_x_min, crop_x_max, crop_y_min,
+crop_y_max, crop_z_min, crop_z_max``. Its convention, as this module reads and writes it:
+
+- ``filename_nii`` names the NIfTI file the indices refer to. For a scan imported from a NIfTI file that is
+  the file's own name (the import keeps its voxel grid unchanged); for a DICOM series it is
+  ``<SeriesInstanceUID>.nii.gz``, meaning our stored volume (``Volume.file``; grid as the importer built it,
+  slices in ascending patient position). The stored file name itself (``<hash>.nii.gz``) matches too.
+- ``x, y, z`` are the NIfTI file's array axes as nibabel loads them (``img.get_fdata()[x, y, z]``), which
+  are our voxel indices ``i`` (column), ``j`` (row), ``k`` (slice) — our arrays are ``[k, j, i]``.
+- ``min`` is inclusive and ``max`` exclusive, as the notebook cropped with Python slices
+  ``data[x_min:x_max, y_min:y_max, z_min:z_max]``; so the crop is voxels ``x_min .. x_max - 1``.
+- ``adrenal_LR`` is ``R`` (patient right) or ``L`` (patient left); ``right``/``left`` are read too.
+
+In millimetres a crop is the LPS box spanned by the centres of its voxels (``geometry.voxels_to_box``), and
+a box exports as the voxels whose centres lie inside it (``geometry.box_to_voxels``), so import then export
+gives the same numbers back. Imported rows become confirmed boxes (source ``csv``) unless told otherwise.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inference.ml.geometry import Box, box_to_voxels, voxels_to_box
+
+from ..models import CropBox, Series
+from .boxes import save_box
+
+ORIGINAL_COLUMNS = ["filename_nii", "adrenal_LR", "crop_x_min", "crop_x_max", "crop_y_min", "crop_y_max",
+                    "crop_z_min", "crop_z_max"]
+MM_COLUMNS = ["dataset", "patient", "study_uid", "series_id", "series_uid", "filename_nii", "side", "status",
+              "reason", "source", "version", "x_min_mm", "y_min_mm", "z_min_mm", "x_max_mm", "y_max_mm", "z_max_mm",
+              "i_min", "j_min", "k_min", "i_max", "j_max", "k_max", "updated_by", "updated_at"]
+SIDES = {"r": "R", "right": "R", "l": "L", "left": "L"}
+
+
+def _nii_names(series: Series) -> list[str]:
+    names = []
+    for inst in series.instances.all():
+        name = Path(inst.path).name
+        if name.endswith((".nii", ".nii.gz")):
+            names.append(name)
+    names.append(f"{series.series_uid}.nii.gz")
+    return names
+
+
+def filename_of(series: Series) -> str:
+    """The ``filename_nii`` a series is exported under."""
+    return _nii_names(series)[0]
+
+
+def _strip(name: str) -> str:
+    name = Path(name.strip()).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def series_index(series_qs) -> dict[str, list[Series]]:
+    """Names (without .nii/.nii.gz) -> series, for matching ``filename_nii``."""
+    index: dict[str, list[Series]] = {}
+    for s in series_qs.select_related("volume").prefetch_related("instances"):
+        names = {_strip(n) for n in _nii_names(s)} | {s.series_uid}
+        if hasattr(s, "volume") and s.volume.file:
+            names.add(_strip(s.volume.file.name))
+        for n in names:
+            index.setdefault(n, []).append(s)
+    return index
+
+
+@dataclass
+class ImportResult:
+    imported: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # {"row": n, "filename_nii", "reason"}
+
+    def to_dict(self) -> dict:
+        return {"imported": self.imported, "failed": self.failed}
+
+
+def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, status: str = CropBox.Status.CONFIRMED,
+                    user=None) -> ImportResult:
+    """Read an original crop table into boxes of the matching series; a bad row is reported, the rest go on."""
+    result = ImportResult()
+    handle = open(source, newline="", encoding="utf-8-sig") if isinstance(source, (str, os.PathLike)) else source
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ORIGINAL_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"not an original crop table: missing column(s) {', '.join(missing)}")
+        index = series_index(series_qs)
+        for n, row in enumerate(reader, start=2):  # row 1 is the header
+            name = (row.get("filename_nii") or "").strip()
+            try:
+                matches = index.get(_strip(name), [])
+                if not matches:
+                    raise ValueError(f"no scan matches filename_nii {name!r}")
+                if len(matches) > 1:
+                    raise ValueError(f"filename_nii {name!r} matches {len(matches)} scans")
+                series = matches[0]
+                side = SIDES.get((row.get("adrenal_LR") or "").strip().lower())
+                if side is None:
+                    raise ValueError(f"adrenal_LR must be R or L, not {row.get('adrenal_LR')!r}")
+                lo, hi = [], []
+                size_ijk = list(reversed(series.volume.shape))
+                for axis, size in zip("xyz", size_ijk):
+                    try:
+                        a, b = int(float(row[f"crop_{axis}_min"])), int(float(row[f"crop_{axis}_max"]))
+                    except (TypeError, ValueError):
+                        raise ValueError(f"crop_{axis}_min/max must be integers") from None
+                    if not 0 <= a < b <= size:
+                        raise ValueError(f"crop_{axis} {a}:{b} is empty or outside the volume (0:{size})")
+                    lo.append(a)
+                    hi.append(b - 1)  # exclusive max -> last voxel
+                box = voxels_to_box(np.asarray(series.volume.affine, float), lo, hi)
+                saved = save_box(series, side, box.lps_min, box.lps_max, status=status, source="csv", user=user)
+                result.imported.append({"row": n, "filename_nii": name, "series_id": series.pk, "side": side,
+                                        "version": saved.version})
+            except (ValueError, KeyError) as exc:
+                result.failed.append({"row": n, "filename_nii": name, "reason": str(exc)})
+    return result
+
+
+def _boxes(series_qs):
+    return (CropBox.objects.filter(series__in=series_qs)
+            .select_related("series__volume", "series__study__patient__dataset", "updated_by")
+            .prefetch_related("series__instances").order_by("series_id", "side"))
+
+
+def original_rows(series_qs) -> list[dict]:
+    """Every box as a row of the original crop table (exclusive max; see the module docstring)."""
+    rows = []
+    for b in _boxes(series_qs):
+        vol = b.series.volume
+        lo, hi = box_to_voxels(np.asarray(vol.affine, float), vol.shape, Box(tuple(b.lps_min), tuple(b.lps_max)))
+        row = {"filename_nii": filename_of(b.series), "adrenal_LR": b.side}
+        for axis, a, z in zip("xyz", lo, hi):
+            row[f"crop_{axis}_min"], row[f"crop_{axis}_max"] = a, max(a, z + 1)
+        rows.append(row)
+    return rows
+
+
+def mm_rows(series_qs) -> list[dict]:
+    """Every box in LPS mm with its voxel range and status; series marked "not covered" as a row without side."""
+    rows = []
+    for b in _boxes(series_qs):
+        s = b.series
+        rows.append({
+            "dataset": s.study.patient.dataset.name, "patient": s.study.patient.pseudo_id, "study_uid": s.study.study_uid,
+            "series_id": s.pk, "series_uid": s.series_uid, "filename_nii": filename_of(s), "side": b.side,
+            "status": b.status, "reason": "", "source": b.source, "version": b.version,
+            **{f"{a}_min_mm": v for a, v in zip("xyz", b.lps_min)}, **{f"{a}_max_mm": v for a, v in zip("xyz", b.lps_max)},
+            **{f"{a}_min": v for a, v in zip("ijk", b.voxel_min)}, **{f"{a}_max": v for a, v in zip("ijk", b.voxel_max)},
+            "updated_by": b.updated_by.username if b.updated_by else "", "updated_at": b.updated_at.isoformat(),
+        })
+    for s in series_qs.filter(box_status=Series.BoxStatus.NOT_COVERED).select_related("study__patient__dataset") \
+            .prefetch_related("instances"):
+        rows.append({c: "" for c in MM_COLUMNS} | {
+            "dataset": s.study.patient.dataset.name, "patient": s.study.patient.pseudo_id,
+            "study_uid": s.study.study_uid, "series_id": s.pk, "series_uid": s.series_uid,
+            "filename_nii": filename_of(s), "status": s.box_status, "reason": s.box_status_reason})
+    return rows
+
+
+def mm_json(series_qs) -> dict:
+    """``{"series": [{"id", "series_uid", "status", "reason", "boxes": {"R": {...}, "L": {...}}}]}`` in mm."""
+    out = []
+    for s in series_qs.order_by("id").prefetch_related("boxes"):
+        out.append({"id": s.pk, "series_uid": s.series_uid, "status": s.box_status, "reason": s.box_status_reason,
+                    "boxes": {b.side: {"lps_min": b.lps_min, "lps_max": b.lps_max, "voxel_min": b.voxel_min,
+                                       "voxel_max": b.voxel_max, "status": b.status, "source": b.source,
+                                       "version": b.version} for b in s.boxes.all()}})
+    return {"series": out}
+
+
+def write_csv(rows: list[dict], columns: list[str], out) -> None:
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)

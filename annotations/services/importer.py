@@ -1,0 +1,476 @@
+"""Importing a folder of DICOM (or NIfTI) files into a dataset: the Django side of ``inference.ml.dicom``.
+
+``import_path(dataset, path, labels_csv=..., progress=..., user=...)`` returns an ``ImportReport`` with one
+item per imported/skipped/failed series or file. Rules:
+
+- Patients are pseudonymous: only ``source_key`` = HMAC-SHA256 (key ``settings.ADRENAL_PSEUDONYM_KEY``, else
+  ``SECRET_KEY``) of the PatientID is kept; ``pseudo_id`` = ``P`` + its first 10 hex digits. A blank PatientID
+  falls back to the patient folder of the ``{normal,abnormal}/<patient>/`` layout, else to the study key.
+- Labels: the layout's top folder (``normal``/``abnormal``) gives a patient's label (source ``folder``) unless
+  it already has one from a CSV or the UI; a labels CSV (columns ``patient`` or ``study_uid`` or
+  ``series_uid``, and ``label``) overrides, per patient or per series.
+- Idempotent and resumable: every instance is a ``SourceInstance`` keyed on its SOP Instance UID (or the
+  fallback of ``inference.ml.dicom.headers``); a series whose instances are all known is skipped, and a
+  series is committed in one transaction after its volume file was written atomically (a deterministic path
+  under ``MEDIA_ROOT/volumes/``), so an interrupted import rerun ends complete without duplicates.
+- One failing series or file never stops the batch: it becomes a ``failed`` item with the reason.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from adrenal_site.jobs.runner import JobCancelled
+from inference.ml.dicom import (
+    NotDicom,
+    SeriesError,
+    SeriesGroup,
+    exclusion_reason,
+    group_series,
+    is_nifti,
+    load_nifti_entry,
+    load_series,
+    read_header,
+    scan_files,
+)
+from inference.ml.dicom.headers import content_hash
+from inference.ml.dicom.nifti import nifti_stem
+from inference.ml.volume import save_nifti
+
+from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series, SourceInstance, Study, Volume
+
+log = logging.getLogger(__name__)
+ProgressFn = Callable[[float, str], None]
+LABEL_FOLDERS = {"normal": Label.Value.NORMAL, "abnormal": Label.Value.ABNORMAL}
+LABEL_ALIASES = {"normal": "normal", "0": "normal", "negative": "normal", "abnormal": "abnormal", "1": "abnormal",
+                 "positive": "abnormal"}
+SHARP_KERNEL_WORDS = ("BONE", "LUNG", "SHARP", "B60", "B70", "B80", "I70", "BR64", "YA", "YB", "FC5", "FC8")
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return os.path.relpath(path, root if root.is_dir() else root.parent)
+    except ValueError:
+        return str(path)
+
+
+def pseudonym_key(raw_id: str) -> str:
+    """The keyed hash kept instead of a source patient identifier."""
+    secret = getattr(settings, "ADRENAL_PSEUDONYM_KEY", "") or settings.SECRET_KEY
+    return hmac.new(secret.encode(), f"patient:{raw_id}".encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Layout:
+    """What the original study's folder layout says about a file."""
+
+    label: str | None = None
+    patient: str | None = None
+
+
+def layout_of(rel_path: str) -> Layout:
+    """``.../{normal,abnormal}/<patient>/...`` gives a label and the patient folder."""
+    parts = Path(rel_path).parts
+    for i, part in enumerate(parts[:-1]):
+        if part.lower() in LABEL_FOLDERS:
+            patient = parts[i + 1] if i + 1 < len(parts) - 1 else None
+            return Layout(LABEL_FOLDERS[part.lower()], patient)
+    return Layout()
+
+
+def _date(value) -> date | None:
+    s = str(value or "").strip()
+    if len(s) >= 8 and s[:8].isdigit():
+        try:
+            return date(int(s[:4]), int(s[4:6]), int(s[6:8]))
+        except ValueError:
+            return None
+    return None
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+class Importer:
+    """One import run into a report (a rerun of the same report resumes it)."""
+
+    def __init__(self, dataset: Dataset, root: Path, report: ImportReport, progress: ProgressFn | None, user):
+        self.dataset, self.root, self.report, self.user = dataset, root, report, user
+        self.progress = progress or (lambda p, m="": None)
+        self.touched_studies: set[int] = set()
+        self.imported_here = set(
+            report.items.filter(status=ImportItem.Status.IMPORTED).values_list("series_id", flat=True)
+        )
+
+    # -- report items ------------------------------------------------------------------------------------
+    def item(self, path: str, status: str, reason: str = "", series: Series | None = None) -> None:
+        ImportItem.objects.create(report=self.report, path=path[:1000], status=status, reason=reason[:500],
+                                  series=series)
+
+    # -- patients and studies --------------------------------------------------------------------------
+    def patient_for(self, raw_id: str) -> Patient:
+        key = pseudonym_key(raw_id)
+        patient = Patient.objects.filter(dataset=self.dataset, source_key=key).first()
+        if patient is not None:
+            return patient
+        for length in (10, 16, 63):  # a longer id only if another patient already holds the short one
+            patient, _ = Patient.objects.get_or_create(dataset=self.dataset, pseudo_id="P" + key[:length],
+                                                       defaults={"source_key": key})
+            if patient.source_key == key:
+                return patient
+        raise RuntimeError("pseudonym collision")
+
+    def raw_patient_id(self, group_patient_id: str, layout: Layout, study_key: str) -> str:
+        if group_patient_id:
+            return group_patient_id
+        if layout.patient:
+            return f"folder:{layout.patient}"
+        return f"study:{study_key}"
+
+    # -- one DICOM series --------------------------------------------------------------------------------
+    def import_group(self, group: SeriesGroup) -> None:
+        where = group.describe()
+        for dropped, kept in group.duplicates:
+            self.item(_rel(dropped.path, self.root), ImportItem.Status.SKIPPED,
+                      f"duplicate of {_rel(kept.path, self.root)} (same SOP Instance UID {dropped.key})")
+        keys = [h.key for h in group.instances]
+        known = dict(SourceInstance.objects.filter(dataset=self.dataset, key__in=keys).values_list("key", "series_id"))
+        if known:
+            series_ids = {v for v in known.values() if v}
+            if series_ids & self.imported_here:
+                return  # imported by this same report before an interruption: its item is already there
+            if len(known) == len(keys):
+                self.item(where, ImportItem.Status.SKIPPED,
+                          f"already imported (series #{', #'.join(map(str, sorted(series_ids)))})")
+            else:
+                self.item(where, ImportItem.Status.SKIPPED,
+                          f"{len(known)} of {len(keys)} instances already imported in series "
+                          f"#{', #'.join(map(str, sorted(series_ids)))}; new instances are not merged into it")
+            return
+        reason = exclusion_reason(group)
+        if reason:
+            self.item(where, ImportItem.Status.SKIPPED, reason)
+            return
+        try:
+            loaded = load_series(group)
+        except SeriesError as exc:
+            self.item(where, ImportItem.Status.FAILED, str(exc))
+            return
+        first = group.first
+        layout = layout_of(_rel(first.path, self.root))
+        raw_id = self.raw_patient_id(first.patient_id, layout, group.study_key)
+        meta = first.meta
+        self.store(
+            raw_id=raw_id, layout=layout, study_key=group.study_key, series_key=group.key,
+            uid_source=group.uid_source, where=where, volume=loaded.volume, resampled=loaded.resampled,
+            notes=loaded.notes, instances=[(h.key, _rel(h.path, self.root)) for h in group.instances],
+            study_fields={"study_date": _date(meta.get("StudyDate")), "study_time": str(meta.get("StudyTime", ""))[:32],
+                          "description": str(meta.get("StudyDescription", ""))[:200]},
+            series_fields=self.series_fields(group, loaded.slice_spacing_mm, loaded.tilt_deg),
+        )
+
+    @staticmethod
+    def series_fields(group: SeriesGroup, slice_spacing: float, tilt_deg: float) -> dict:
+        h, m = group.first, group.first.meta
+        number = _float(m.get("SeriesNumber"))
+        kernel = m.get("ConvolutionKernel") or ""
+        if isinstance(kernel, list):
+            kernel = "\\".join(map(str, kernel))
+        extra = {"study_uid_source": group.study_uid_source, "instance_key_sources": sorted(
+            {i.key_source for i in group.instances})}
+        if tilt_deg:
+            extra["gantry_tilt_deg"] = round(tilt_deg, 2)
+        if m.get("AcquisitionNumber") is not None:
+            extra["acquisition_number"] = m.get("AcquisitionNumber")
+        return {
+            "modality": h.modality[:16], "image_type": "\\".join(h.image_type)[:200],
+            "body_part": str(m.get("BodyPartExamined", ""))[:64],
+            "series_description": str(m.get("SeriesDescription", ""))[:200],
+            "series_number": int(number) if number is not None else None,
+            "slice_thickness_mm": _float(m.get("SliceThickness")), "slice_spacing_mm": round(slice_spacing, 4),
+            "pixel_spacing_mm": list(h.pixel_spacing) if h.pixel_spacing else None,
+            "orientation": list(h.orientation) if h.orientation else None,
+            "convolution_kernel": str(kernel)[:64], "kvp": _float(m.get("KVP")),
+            "exposure_mas": _float(m.get("Exposure")),
+            "contrast_agent": str(m.get("ContrastBolusAgent", ""))[:200],
+            "contrast_timing": str(m.get("ContrastBolusStartTime", ""))[:64],
+            "manufacturer": str(m.get("Manufacturer", ""))[:100],
+            "model_name": str(m.get("ManufacturerModelName", ""))[:100],
+            "series_date": _date(m.get("SeriesDate")), "series_time": str(m.get("SeriesTime", ""))[:32],
+            "instance_count": len(group.instances), "transfer_syntax": h.transfer_syntax[:64], "extra": extra,
+        }
+
+    # -- storing a volume and its rows -------------------------------------------------------------------
+    def store(self, *, raw_id: str, layout: Layout, study_key: str, series_key: str, uid_source: str, where: str,
+              volume, resampled: bool, notes: str, instances: list[tuple[str, str]], study_fields: dict,
+              series_fields: dict) -> Series:
+        name = hashlib.sha1(f"{self.dataset.pk}|{study_key}|{series_key}".encode()).hexdigest()[:24]
+        rel_file = f"volumes/d{self.dataset.pk}/{name}.nii.gz"
+        save_nifti(volume, Path(settings.MEDIA_ROOT) / rel_file)  # atomic; a rerun rewrites the same path
+        with transaction.atomic():
+            patient = self.patient_for(raw_id)
+            study, _ = Study.objects.get_or_create(patient=patient, study_uid=study_key[:128], defaults=study_fields)
+            series, _ = Series.objects.update_or_create(
+                study=study, series_uid=series_key[:128], defaults={"uid_source": uid_source, **series_fields}
+            )
+            Volume.objects.update_or_create(series=series, defaults={
+                "file": rel_file, "shape": list(volume.shape),
+                "spacing_mm": [round(float(s), 6) for s in volume.spacing],
+                "affine": [[float(v) for v in row] for row in volume.affine],
+                "resampled": resampled, "notes": notes[:300],
+            })
+            SourceInstance.objects.bulk_create(
+                [SourceInstance(dataset=self.dataset, series=series, key=k[:200], path=p[:1000]) for k, p in instances]
+            )
+            current = Label.objects.filter(patient=patient, series=None, is_current=True).first()
+            if layout.label and current is None:
+                Label.assign(patient, layout.label, Label.Source.FOLDER, user=self.user,
+                             note=f"folder {layout.label}/ of import #{self.report.pk}")
+            elif layout.label and current.value != layout.label:
+                notes = "; ".join(filter(None, [notes, f"folder says {layout.label}, patient label stays "
+                                                       f"{current.value} ({current.source})"]))
+            self.item(where, ImportItem.Status.IMPORTED, notes, series=series)
+        self.imported_here.add(series.pk)
+        self.touched_studies.add(study.pk)
+        return series
+
+    # -- one NIfTI file ----------------------------------------------------------------------------------
+    def import_nifti(self, path: Path) -> None:
+        rel = _rel(path, self.root)
+        key = f"nifti-sha1:{content_hash(path)}"
+        known = SourceInstance.objects.filter(dataset=self.dataset, key=key).first()
+        if known:
+            if known.series_id not in self.imported_here:
+                self.item(rel, ImportItem.Status.SKIPPED, f"already imported (series #{known.series_id})")
+            return
+        try:
+            volume = load_nifti_entry(path)
+        except ValueError as exc:
+            self.item(rel, ImportItem.Status.FAILED, str(exc))
+            return
+        layout = layout_of(rel)
+        stem = nifti_stem(path)
+        raw_id = f"folder:{layout.patient}" if layout.patient else stem
+        k, j, i = volume.shape
+        self.store(
+            raw_id=raw_id, layout=layout, study_key=f"nifti:{stem}", series_key=key, uid_source="nifti", where=rel,
+            volume=volume, resampled=False, notes="", instances=[(key, rel)],
+            study_fields={"description": f"NIfTI {stem}"[:200]},
+            series_fields={"modality": "CT", "series_description": stem[:200], "instance_count": 1,
+                           "slice_spacing_mm": round(float(volume.spacing[2]), 4),
+                           "slice_thickness_mm": round(float(volume.spacing[2]), 4),
+                           "pixel_spacing_mm": [float(volume.spacing[1]), float(volume.spacing[0])],
+                           "extra": {"source": "nifti"}},
+        )
+
+    # -- the whole run -----------------------------------------------------------------------------------
+    def run(self, labels_csv: Path | None) -> ImportReport:
+        self.progress(0, f"scanning {self.root.name}")
+        headers, niftis = [], []
+        for n, path in enumerate(scan_files(self.root), 1):
+            rel = _rel(path, self.root)
+            if is_nifti(path):
+                niftis.append(path)
+                continue
+            try:
+                headers.append(read_header(path))
+            except NotDicom as exc:
+                self.item(rel, ImportItem.Status.SKIPPED, str(exc))
+            except Exception as exc:  # noqa: BLE001 - a malformed header fails its file, not the batch
+                self.item(rel, ImportItem.Status.FAILED, f"malformed DICOM header ({type(exc).__name__}: {exc})")
+            if n % 200 == 0:
+                self.progress(min(15.0, n / 200), f"read {n} files")
+        groups = group_series(headers, self.root)
+        total = max(1, len(groups) + len(niftis))
+        self.progress(20, f"{len(headers)} DICOM files in {len(groups)} series, {len(niftis)} NIfTI files")
+        for n, group in enumerate(groups, 1):
+            try:
+                self.import_group(group)
+            except JobCancelled:
+                raise
+            except IntegrityError:
+                self.item(group.describe(), ImportItem.Status.SKIPPED,
+                          "imported at the same time by another import of the same files")
+            except Exception as exc:  # noqa: BLE001 - one bad series never stops the batch
+                log.exception("import of %s failed", group.describe())
+                self.item(group.describe(), ImportItem.Status.FAILED, f"{type(exc).__name__}: {exc}")
+            self.progress(20 + 75 * n / total, f"series {n}/{len(groups)}")
+        for n, path in enumerate(niftis, len(groups) + 1):
+            try:
+                self.import_nifti(path)
+            except JobCancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.exception("import of %s failed", path)
+                self.item(_rel(path, self.root), ImportItem.Status.FAILED, f"{type(exc).__name__}: {exc}")
+            self.progress(20 + 75 * n / total, f"file {n - len(groups)}/{len(niftis)} (NIfTI)")
+        apply_series_rule(self.dataset, Study.objects.filter(pk__in=self.touched_studies))
+        if labels_csv:
+            apply_labels_csv(self.dataset, labels_csv, user=self.user, report=self.report)
+        self.progress(100, "import finished: " + ", ".join(f"{v} {k}" for k, v in self.report.counts().items()))
+        return self.report
+
+
+def import_path(dataset: Dataset, path: str | os.PathLike, *, labels_csv: str | os.PathLike | None = None,
+                progress: ProgressFn | None = None, user=None, report: ImportReport | None = None) -> ImportReport:
+    """Import every DICOM series and NIfTI file under ``path`` into ``dataset``; see the module docstring.
+
+    Passing the ``report`` of an interrupted run resumes it (its skipped/failed items are rebuilt)."""
+    root = Path(path)
+    if report is None:
+        report = ImportReport.objects.create(dataset=dataset, source=str(path)[:1000])
+    else:
+        report.items.exclude(status=ImportItem.Status.IMPORTED).delete()
+    if not root.exists():
+        ImportItem.objects.create(report=report, path=str(path)[:1000], status=ImportItem.Status.FAILED,
+                                  reason="path does not exist")
+        return report
+    with warnings.catch_warnings():  # pydicom warns about every quirk; the report says what matters
+        warnings.simplefilter("ignore")
+        return Importer(dataset, root, report, progress, user).run(Path(labels_csv) if labels_csv else None)
+
+
+# -- the per-dataset series rule ---------------------------------------------------------------------------
+def _is_soft_tissue(series: Series) -> bool:
+    kernel = (series.convolution_kernel or "").upper()
+    desc = (series.series_description or "").upper()
+    return not any(w in kernel for w in SHARP_KERNEL_WORDS) and not any(w in desc for w in ("LUNG", "BONE"))
+
+
+def apply_series_rule(dataset: Dataset, studies=None) -> None:
+    """``all``: every imported series is a scan. ``thinnest``: per study, only the thinnest axial soft-tissue
+    series (ties: more slices) is a scan; the others stay stored with the reason in ``extra``."""
+    studies = Study.objects.filter(patient__dataset=dataset) if studies is None else studies
+    for study in studies:
+        series = list(Series.objects.filter(study=study, volume__isnull=False).select_related("volume"))
+        if not series:
+            continue
+        if dataset.series_rule != Dataset.SeriesRule.THINNEST:
+            chosen = {s.pk for s in series}
+        else:
+            pool = [s for s in series if _is_soft_tissue(s)] or series
+            best = min(pool, key=lambda s: (s.slice_thickness_mm or s.slice_spacing_mm or 99.0, -s.volume.shape[0], s.pk))
+            chosen = {best.pk}
+        for s in series:
+            is_scan = s.pk in chosen
+            extra = dict(s.extra or {})
+            if is_scan:
+                extra.pop("not_scan_reason", None)
+            else:
+                extra["not_scan_reason"] = "the dataset's 'thinnest' rule chose another series of this study"
+            if s.is_scan != is_scan or extra != s.extra:
+                Series.objects.filter(pk=s.pk).update(is_scan=is_scan, extra=extra)
+
+
+# -- labels CSV --------------------------------------------------------------------------------------------
+def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None,
+                     report: ImportReport | None = None) -> dict[str, int]:
+    """Apply a CSV of labels (columns ``label`` and one of ``patient``, ``study_uid``, ``series_uid``): a row with
+    a patient labels that patient, a row with only a series (or study) UID overrides that series' label.
+    ``patient`` matches the source PatientID (through its keyed hash), the file stem of a NIfTI import, the
+    pseudonymous id, or the patient folder of the ``{normal,abnormal}/<patient>/`` layout. Unmatched or invalid rows become report items."""
+    counts = {"applied": 0, "unmatched": 0, "invalid": 0}
+
+    def note(row_no: int, status: str, reason: str) -> None:
+        if report is not None:
+            ImportItem.objects.create(report=report, path=f"{Path(csv_path).name}:{row_no}", status=status,
+                                      reason=reason[:500])
+
+    try:
+        fh = open(csv_path, newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        note(0, ImportItem.Status.FAILED, f"labels CSV unreadable: {exc}")
+        counts["invalid"] += 1
+        return counts
+    with fh:
+        reader = csv.DictReader(fh)
+        fields = {f.strip().lower(): f for f in (reader.fieldnames or [])}
+        id_cols = [c for c in ("series_uid", "study_uid", "patient", "patient_id") if c in fields]
+        if "label" not in fields or not id_cols:
+            note(0, ImportItem.Status.FAILED,
+                 "labels CSV needs a 'label' column and one of 'patient', 'study_uid', 'series_uid'")
+            counts["invalid"] += 1
+            return counts
+        for row_no, row in enumerate(reader, 2):
+            value = LABEL_ALIASES.get(str(row.get(fields["label"], "")).strip().lower())
+            if value is None:
+                note(row_no, ImportItem.Status.FAILED, f"label {row.get(fields['label'])!r} is not normal/abnormal")
+                counts["invalid"] += 1
+                continue
+            targets = _label_targets(dataset, {c: str(row.get(fields[c], "") or "").strip() for c in id_cols})
+            if not targets:
+                ids = ", ".join(f"{c}={row.get(fields[c])}" for c in id_cols if row.get(fields[c]))
+                note(row_no, ImportItem.Status.SKIPPED, f"labels CSV: nothing in the dataset matches {ids}")
+                counts["unmatched"] += 1
+                continue
+            for patient, series in targets:
+                Label.assign(patient, value, Label.Source.CSV, series=series, user=user,
+                             note=f"{Path(csv_path).name} row {row_no}")
+            counts["applied"] += 1
+    return counts
+
+
+def _label_targets(dataset: Dataset, ids: dict[str, str]) -> list[tuple[Patient, Series | None]]:
+    """A row naming a patient labels the patient (its other columns are ignored, as in a ground-truth CSV with
+    one row per series); a row without one labels its series, or each series of its study, as an override."""
+    series_qs = Series.objects.filter(study__patient__dataset=dataset).select_related("study__patient")
+    if ids.get("patient") or ids.get("patient_id"):
+        return _patients_named(dataset, ids.get("patient") or ids.get("patient_id") or "")
+    if ids.get("series_uid"):
+        return [(s.study.patient, s) for s in series_qs.filter(series_uid=ids["series_uid"])]
+    if ids.get("study_uid"):
+        return [(s.study.patient, s) for s in series_qs.filter(study__study_uid=ids["study_uid"])]
+    return []
+
+
+def _patients_named(dataset: Dataset, raw: str) -> list[tuple[Patient, None]]:
+    keys = [pseudonym_key(raw), pseudonym_key(f"folder:{raw}")]
+    patients = Patient.objects.filter(dataset=dataset, source_key__in=keys) | Patient.objects.filter(
+        dataset=dataset, pseudo_id=raw)
+    found = list(patients.distinct())
+    if not found:  # the patient folder of the {normal,abnormal}/<patient>/ layout, as stored instance paths show
+        in_folder = Q()
+        for top in LABEL_FOLDERS:
+            in_folder |= Q(path__startswith=f"{top}/{raw}/") | Q(path__contains=f"/{top}/{raw}/")
+        series_ids = SourceInstance.objects.filter(in_folder, dataset=dataset).values("series_id")
+        found = list(Patient.objects.filter(dataset=dataset, studies__series__in=series_ids).distinct())
+    return [(p, None) for p in found]
+
+
+# -- the --json shape --------------------------------------------------------------------------------------
+def report_json(report: ImportReport) -> dict:
+    """``{"dataset", "series": [...], "skipped": [{"path", "reason"}], "failed": [...]}`` of one import."""
+    series = []
+    items = report.items.select_related("series__study__patient", "series__volume")
+    for item in items:
+        s = item.series
+        if item.status != ImportItem.Status.IMPORTED or s is None:
+            continue
+        vol = getattr(s, "volume", None)
+        series.append({
+            "id": s.pk, "series_uid": s.series_uid, "study_uid": s.study.study_uid, "patient": s.study.patient.pseudo_id,
+            "label": s.label, "volume_path": str(Path(settings.MEDIA_ROOT) / vol.file.name) if vol else None,
+            "shape": vol.shape if vol else None, "spacing_mm": vol.spacing_mm if vol else None,
+        })
+    return {
+        "dataset": report.dataset.name,
+        "series": series,
+        "skipped": [{"path": i.path, "reason": i.reason} for i in items if i.status == ImportItem.Status.SKIPPED],
+        "failed": [{"path": i.path, "reason": i.reason} for i in items if i.status == ImportItem.Status.FAILED],
+    }

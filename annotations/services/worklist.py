@@ -1,0 +1,68 @@
+"""The worklist: a dataset's scans with label, box status and latest verdict, counts and filters."""
+from __future__ import annotations
+
+from django.db.models import Prefetch
+
+from ..models import Dataset, Label, Series
+from . import verdicts
+
+FILTERS = ("status", "verdict", "label", "q")
+
+
+def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
+    """Rows of a dataset's scans (label, box status, latest verdict), counts, and the first unconfirmed scan.
+
+    ``filters``: ``status`` (box status), ``verdict`` (normal/abnormal/not_assessable/none), ``label``
+    (normal/abnormal/none), ``q`` (text in patient id or series description). Counts are over all scans.
+    """
+    filters = {k: v for k, v in (filters or {}).items() if k in FILTERS and v}
+    current = Label.objects.filter(is_current=True)  # Meta ordering: newest first, as Series.label reads it
+    qs = (
+        Series.objects.filter(study__patient__dataset=dataset, is_scan=True)
+        .select_related("study__patient")
+        .prefetch_related(Prefetch("labels", queryset=current, to_attr="current_labels"),
+                          Prefetch("study__patient__labels", queryset=current.filter(series__isnull=True),
+                                   to_attr="current_labels"))
+        .order_by("study__patient__pseudo_id", "study_id", "series_number", "id")
+    )
+    qs = verdicts.annotate_latest(qs)
+    rows, counts = [], {"total": 0, **{s: 0 for s in Series.BoxStatus.values}}
+    for s in qs:  # the label as Series.label gives it, from the prefetched current labels (no query per row)
+        own = s.current_labels[0].value if s.current_labels else None
+        patient_labels = s.study.patient.current_labels
+        label = own or (patient_labels[0].value if patient_labels else None)
+        row = {
+            "id": s.pk, "patient": s.study.patient.pseudo_id, "series": s.series_description or s.series_uid,
+            "series_uid": s.series_uid, "label": label, "box_status": s.box_status,
+            "box_status_display": s.get_box_status_display(), "box_status_reason": s.box_status_reason,
+            "verdict": s.verdict, "probability": s.probability, "url": f"/series/{s.pk}/",
+        }
+        counts["total"] += 1
+        counts[s.box_status] += 1
+        if _matches(row, filters):
+            rows.append(row)
+    next_id = next((r["id"] for r in rows if r["box_status"] in ("none", "proposed")), None)
+    return {"dataset": {"id": dataset.pk, "name": dataset.name}, "counts": counts, "filters": filters,
+            "rows": rows, "next_unconfirmed": next_id}
+
+
+def _matches(row: dict, f: dict) -> bool:
+    if "status" in f and row["box_status"] != f["status"]:
+        return False
+    if "verdict" in f and (row["verdict"] or "none") != f["verdict"]:
+        return False
+    if "label" in f and (row["label"] or "none") != f["label"]:
+        return False
+    if "q" in f and f["q"].lower() not in f"{row['patient']} {row['series']}".lower():
+        return False
+    return True
+
+
+def next_unconfirmed(series: Series) -> tuple[dict | None, int]:
+    """The next scan after ``series`` (same dataset, worklist order, wrapping) still needing review, and how many
+    remain."""
+    rows = worklist_rows(series.dataset)["rows"]
+    ids = [r["id"] for r in rows]
+    start = ids.index(series.pk) + 1 if series.pk in ids else 0
+    todo = [r for r in rows[start:] + rows[:start] if r["box_status"] in ("none", "proposed") and r["id"] != series.pk]
+    return (todo[0] if todo else None), len(todo)

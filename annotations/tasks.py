@@ -1,0 +1,70 @@
+"""Jobs of the study store, thin wrappers around ``annotations.services``:
+
+1. ``import`` (cpu): a folder or an uploaded zip into a dataset (``services.importer``); it queues
+2. ``propose_crops`` (cpu) for the scans it brought in (``services.proposals``), unless asked not to.
+
+The 2.5D images, training, evaluation and verdicts that follow are ``inference.tasks``.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import Progress, enqueue, job_task
+
+from .models import Dataset, ImportReport
+from .services.importer import import_path
+from .services.proposals import propose_series, scans_of
+from .services.uploads import extract_zip, upload_dir
+
+
+@job_task("import", queue="cpu")
+def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | None = None,
+                   zip_path: str | None = None, source: str = "", propose: bool = True) -> dict:
+    """Import ``path`` (or the extracted ``zip_path``) into the dataset; a rerun of the job resumes its report."""
+    progress = Progress(job)
+    dataset = Dataset.objects.get(pk=dataset_id)
+    report, _ = ImportReport.objects.get_or_create(job=job, defaults={"dataset": dataset,
+                                                                      "source": (source or zip_path or path)[:1000]})
+    if zip_path:
+        progress(1, "extracting the upload")
+        path = str(extract_zip(Path(zip_path), upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4))
+    import_path(dataset, path, labels_csv=labels_csv, progress=progress.sub(2, 100) if zip_path else progress,
+                user=job.created_by, report=report)
+    imported = sorted(set(report.items.filter(status="imported", series__is_scan=True)
+                          .values_list("series_id", flat=True)))
+    if imported and propose and settings.ADRENAL_AUTO_PROPOSE:
+        start_proposals(series_ids=imported, user=job.created_by)  # every imported scan gets boxes
+    if zip_path:  # imported: the volumes are stored, the upload and its extraction are not needed any more
+        shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
+        shutil.rmtree(Path(zip_path).parent, ignore_errors=True)
+    return {"report_id": report.pk, **report.counts()}
+
+
+@job_task("propose_crops", queue="cpu")
+def propose_crops(job: Job, dataset_id: int | None = None, series_ids: list[int] | None = None,
+                  masks: str | None = None) -> dict:
+    """Propose both boxes per scan; confirmed boxes are kept; a rerun gives the same result."""
+    if dataset_id is None and not series_ids:
+        raise ValueError("give a dataset_id or series_ids")
+    return propose_series(scans_of(dataset_id, series_ids), masks=masks, progress=Progress(job))
+
+
+def start_import(dataset: Dataset, path: str = "", *, labels_csv: str | None = None, zip_path: str | None = None,
+                 source: str = "", user=None, propose: bool = True, send: bool = True) -> Job:
+    """Queue an import job (sent once the surrounding transaction commits); ``send=False`` only makes the Job
+    row, to run it in this process (``run_now(import_studies, job)``)."""
+    params = {"dataset_id": dataset.pk, "path": str(path), "labels_csv": str(labels_csv) if labels_csv else None,
+              "zip_path": str(zip_path) if zip_path else None, "source": source, "propose": propose}
+    return enqueue(import_studies, params=params, user=user, send=send)
+
+
+def start_proposals(*, dataset: Dataset | None = None, series_ids: list[int] | None = None, masks: str | None = None,
+                    user=None, send: bool = True) -> Job:
+    """Queue a proposal job (after commit); ``send=False`` only makes the Job row, to run it in this process."""
+    params = {"dataset_id": dataset.pk if dataset else None, "series_ids": list(series_ids or []) or None,
+              "masks": str(masks) if masks else None}
+    return enqueue(propose_crops, params=params, user=user, send=send)

@@ -1,0 +1,1 @@
+"""Pages of the study store, the worklist and the CT viewer."""

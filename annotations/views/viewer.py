@@ -1,0 +1,45 @@
+"""Pages: the worklist of a dataset and the CT viewer of a series."""
+from django.shortcuts import get_object_or_404, render
+
+from adrenal_site.roles import CLINICIAN, role_required
+
+from ..api.viewer import boxes_json, series_for, volume_header
+from ..models import Dataset, Series
+from ..services import verdicts
+from ..services.worklist import FILTERS, worklist_rows
+
+
+@role_required(CLINICIAN)
+def worklist(request, pk: int):
+    """Scans of a dataset with label, box status and verdict; filters, counts, keyboard navigation."""
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
+    data = worklist_rows(dataset, request.GET.dict())
+    return render(request, "annotations/worklist.html", {
+        "dataset": dataset, "data": data, "filters": data["filters"],
+        "statuses": Series.BoxStatus.choices, "verdicts": ["normal", "abnormal", "not_assessable", "none"],
+        "labels": ["normal", "abnormal", "none"], "filter_names": FILTERS,
+    })
+
+
+@role_required(CLINICIAN)
+def viewer(request, pk: int):
+    """The CT viewer: axial, coronal and sagittal views, both crop boxes, the latest verdict."""
+    series = series_for(request.user, pk)
+    prediction = verdicts.latest(series)
+    config = {
+        "series_id": series.pk,
+        "dataset_id": series.dataset.pk,
+        "volume": volume_header(series) if hasattr(series, "volume") else None,
+        "boxes": boxes_json(series),
+        "z_mm": _float(request.GET.get("z_mm")),
+        "prediction": prediction,
+    }
+    return render(request, "annotations/viewer.html", {"series": series, "config": config,
+                                                       "prediction": prediction})
+
+
+def _float(value):
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None

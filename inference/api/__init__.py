@@ -1,0 +1,1 @@
+"""Inference's API: runs, evaluations, verdicts (mounted under /api/ by ``api.urls``)."""

@@ -1,0 +1,85 @@
+"""API of training runs (leads): list, detail with folds and history, start, cancel, promote."""
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from rest_framework import generics
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from adrenal_site.roles import IsLead
+from annotations.models import Dataset
+
+from ..models import TrainingRun
+from ..services.runs import cancel_run, promote
+from ..tasks import start_run
+from .serializers import TrainingRunSerializer
+
+
+def run_document(run: TrainingRun) -> dict:
+    """A run with its split, folds and their per-epoch history (what the run page draws)."""
+    doc = TrainingRunSerializer(run).data
+    doc |= {"dataset_name": run.dataset.name, "folds_done": run.folds_done, "job": run.job_id,
+            "artifacts_dir": run.artifacts_dir,
+            "split": {"test_patients": run.split.test_patients, "folds": run.split.folds},
+            "folds": [{"fold": f.fold, "status": f.status, "epoch": f.epoch, "best_epoch": f.best_epoch,
+                       "val_loss": f.val_loss, "history": f.history, "job": f.job_id}
+                      for f in run.folds.select_related("job", "run__job").order_by("fold")]}
+    return doc
+
+
+def visible_runs(user):
+    return TrainingRun.objects.visible_to(user).select_related("dataset", "split", "job")
+
+
+class RunList(generics.ListAPIView):
+    serializer_class = TrainingRunSerializer
+    permission_classes = [IsLead]
+
+    def get_queryset(self):
+        return visible_runs(self.request.user)
+
+
+class RunDetail(APIView):
+    permission_classes = [IsLead]
+
+    def get(self, request, pk: int):
+        return Response(run_document(get_object_or_404(visible_runs(request.user), pk=pk)))
+
+
+class RunStart(APIView):
+    """POST ``{"dataset": id, "preset": "fast", "overrides": {...}, "name": ""}`` -> the new run (201)."""
+
+    permission_classes = [IsLead]
+
+    def post(self, request):
+        dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=request.data.get("dataset"))
+        overrides = request.data.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            return Response({"detail": "overrides must be an object"}, status=400)
+        try:
+            run = start_run(dataset, str(request.data.get("preset", "fast")), request.user, overrides,
+                            name=str(request.data.get("name", ""))[:200])
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=400)
+        return Response(run_document(run), status=201)
+
+
+class RunCancel(APIView):
+    permission_classes = [IsLead]
+
+    def post(self, request, pk: int):
+        run = get_object_or_404(visible_runs(request.user), pk=pk)
+        cancel_run(run)
+        return Response(run_document(visible_runs(request.user).get(pk=pk)))
+
+
+class RunPromote(APIView):
+    permission_classes = [IsLead]
+
+    def post(self, request, pk: int):
+        run = get_object_or_404(visible_runs(request.user), pk=pk)
+        try:
+            promote(run)
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=409)
+        return Response(run_document(visible_runs(request.user).get(pk=pk)))

@@ -1,0 +1,50 @@
+"""The demo dataset that ``make run`` loads into an empty database: a synthetic cohort (profile "demo",
+generated once under ``DATA_DIR/demo-cohort`` by the development package ``synthetic``), imported as the
+dataset "Demo", then proposals and 2.5D images from them (the ``demo_pipeline`` job) before a ``fast`` run
+that promotes itself once evaluated (``inference.tasks``)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.conf import settings
+
+from adrenal_site.jobs.runner import no_progress
+from annotations.models import Dataset
+from annotations.services.proposals import propose_series, scans_of
+from inference.ml.images25d import image_config
+from synthetic import make_cohort
+
+from .images import build_series
+
+DEMO_DATASET = "Demo"
+DEMO_USERS = ("clinician", "lead", "admin")
+
+
+def demo_patients() -> int:
+    return int(os.environ.get("ADRENAL_DEMO_PATIENTS", "16"))
+
+
+def ensure_cohort() -> tuple[Path, bool]:
+    """The demo cohort's folder, generated when missing; ``(path, generated_now)``."""
+    out = settings.DATA_DIR / "demo-cohort"
+    if (out / "ground_truth.csv").exists():
+        return out, False
+    make_cohort(out, demo_patients(), 0.5, 0, profile="demo")
+    return out, True
+
+
+def prepare_images(dataset: Dataset, progress=no_progress) -> dict:
+    """Propose boxes for every scan, then build 2.5D images from them. Idempotent (unchanged boxes and images
+    are kept). Returns ``{"proposals": n, "image_errors": [...]}``."""
+    scans = list(scans_of(dataset.pk, None))
+    progress(1, "proposing crop boxes")
+    proposed = propose_series(scans, progress=lambda p, m="": progress(1 + 0.4 * p, m))
+    cfg = image_config({})
+    errors = []
+    for i, series in enumerate(scans):
+        progress(42 + 58 * i / max(len(scans), 1), f"2.5D images: scan {i + 1}/{len(scans)}")
+        result = build_series(series, cfg, use_proposed=True)
+        if "error" in result:
+            errors.append(result)
+    return {"proposals": len(proposed["series"]), "image_errors": errors}

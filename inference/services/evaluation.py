@@ -1,0 +1,246 @@
+"""Evaluating a training run on its split's persisted test patients (image, scan and patient level).
+
+Reads the run's ``predictions.csv`` (written by the training aggregation step), chooses the operating
+value on out-of-fold train-val scans for every aggregator, applies it to the test scans, and stores the
+whole document as an :class:`~inference.models.Evaluation` (the ``evaluate --json`` shape). The run's
+``operating_value``/``objective`` are set from the original rule (fraction of images voted abnormal).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from adrenal_site.jobs.runner import no_progress
+from inference.ml import metrics as M
+from inference.ml import operating_value as OV
+from inference.ml.verdict import blank_side, verdict_of
+
+from ..models import Evaluation, Image25D, TrainingRun
+from .ensembles import ensemble_for
+
+PRIMARY = "fraction"
+LEVEL_KEYS = ("auc", *M.METRICS)
+
+
+def predictions_path(run: TrainingRun) -> Path:
+    if not run.artifacts_dir:
+        raise ValueError(f"run {run.pk} has no artifacts yet (status {run.status})")
+    path = Path(settings.MEDIA_ROOT) / run.artifacts_dir / "predictions.csv"
+    if not path.exists():
+        raise ValueError(f"run {run.pk} has no predictions: {path} is missing")
+    return path
+
+
+def _label(value: int) -> str:
+    return "abnormal" if value else "normal"
+
+
+def _outcome(pred: bool, label: int) -> str:
+    return ("tp" if label else "fp") if pred else ("fn" if label else "tn")
+
+
+def learning_curves(run: TrainingRun) -> list[dict]:
+    """Per-fold history from the database, else from ``fold<k>/history.json``."""
+    curves = []
+    for fold in run.folds.all():
+        history = fold.history
+        if not history and run.artifacts_dir:
+            f = Path(settings.MEDIA_ROOT) / run.artifacts_dir / f"fold{fold.fold}" / "history.json"
+            if f.exists():
+                history = json.loads(f.read_text())
+        curves.append({"fold": fold.fold, "best_epoch": fold.best_epoch, "val_loss": fold.val_loss,
+                       "history": history or []})
+    return curves
+
+
+def _check_split(run: TrainingRun, oof: OV.OutOfFold, test: OV.TestImages) -> list[str]:
+    expected = set(map(str, run.split.test_patients or []))
+    got = {r.patient for r in test.rows}
+    if not got:
+        raise ValueError(f"run {run.pk}: predictions.csv has no test rows")
+    if expected and not got <= expected:
+        raise ValueError(f"run {run.pk}: test rows of patients {sorted(got - expected)} not in the split's test patients")
+    leaked = {r.patient for r in oof.rows} & (expected or got)
+    if leaked:
+        raise ValueError(f"run {run.pk}: patients {sorted(leaked)} are in both train-val and test")
+    return sorted(got)
+
+
+def _strip(level: dict) -> dict:
+    return {k: v for k, v in level.items() if k not in ("roc", "threshold_curve")}
+
+
+def evaluate_run(
+    run: TrainingRun,
+    objective: str | None = None,
+    *,
+    boot: M.Bootstrap | None = None,
+    top_k: int = OV.DEFAULT_TOP_K,
+    progress: Callable[[float, str], None] = no_progress,
+    job=None,
+) -> Evaluation:
+    """Evaluate ``run`` on its test patients, store an Evaluation (done by ``job``, if any) and set the run's
+    operating value."""
+    report = progress
+    boot = boot or M.Bootstrap(n=getattr(settings, "EVALUATION_BOOTSTRAP", 1000), seed=0)
+    objective = str(OV.parse_objective(objective or run.objective or "accuracy"))
+    rows = OV.read_predictions_csv(predictions_path(run))
+    oof, test = OV.split_rows(rows)
+    test_patients = _check_split(run, oof, test)
+    report(10, "image level")
+
+    image = M.evaluate_level(test.labels, test.probs, test.patients, OV.IMAGE_VOTE, boot)
+    aggregators: dict[str, dict] = {}
+    primary_scans = None
+    for i, agg in enumerate(OV.AGGREGATORS):
+        report(20 + 60 * i / len(OV.AGGREGATORS), f"scan level: {agg}")
+        choice = OV.choose_operating_value(oof, objective, agg, top_k)
+        scans = OV.scan_scores(test, agg, top_k)
+        y, s, g = scans.arrays()
+        level = M.evaluate_level(y, s, g, choice.operating_value, boot)
+        level.update(operating_value=choice.operating_value, oof=dict(choice.oof_metrics), oof_scans=choice.n_scans,
+                     scores=[[round(float(v), 6), int(lab), str(p)] for v, lab, p in zip(s, y, g)])
+        if agg == "topk":
+            level["top_k"] = top_k
+        aggregators[agg] = level
+        if agg == PRIMARY:
+            primary_scans = scans
+    report(80, "per-side scores")
+    sides, sides_note = side_scores(run, primary_scans)
+    report(85, "patient level")
+    value = aggregators[PRIMARY]["operating_value"]
+    patient = _patient_level(primary_scans, value, boot)
+    result = {
+        "run": run.pk,
+        "operating_value": value,
+        "objective": objective,
+        "aggregator": PRIMARY,
+        "image": image,
+        "scan": aggregators[PRIMARY],
+        "patient": patient,
+        "scans": _scan_rows(primary_scans, value, sides),
+        "sides_note": sides_note,
+        "aggregators": aggregators,
+        "test_patients": test_patients,
+        "bootstrap": {"n": boot.n, "seed": boot.seed, "level": boot.level, "resampled_by": "patient"},
+        "learning_curves": learning_curves(run),
+    }
+    with transaction.atomic():
+        evaluation = Evaluation.objects.create(
+            run=run, job=job, objective=objective, aggregator=PRIMARY, operating_value=value, result=result
+        )
+        TrainingRun.objects.filter(pk=run.pk).update(operating_value=value, objective=objective)
+        run.operating_value, run.objective = value, objective
+    report(100, f"operating value {value:.3f} ({objective})")
+    return evaluation
+
+
+def _patient_level(scans: OV.ScanScores, value: float, boot: M.Bootstrap) -> dict:
+    """A patient is abnormal when any of their scans is (highest scan score); truth likewise."""
+    by_patient: dict[str, tuple[int, float]] = {}
+    for p, lab, s in zip(scans.patient, scans.label, scans.score):
+        old = by_patient.get(p, (0, -np.inf))
+        by_patient[p] = (max(old[0], lab), max(old[1], s))
+    patients = list(by_patient)
+    y = [by_patient[p][0] for p in patients]
+    s = [by_patient[p][1] for p in patients]
+    return M.evaluate_level(y, s, patients, value, boot)
+
+
+def side_scores(run: TrainingRun, scans: OV.ScanScores) -> tuple[dict[str, dict], str]:
+    """Per-side scores of each test scan: the fold ensemble on its stored 2.5D images with the other side
+    blanked, aggregated as the fraction voted abnormal. ``({}, why)`` when images or weights are missing."""
+    ids = [int(i) for i in scans.series_id if str(i).isdigit()]
+    rows = list(Image25D.objects.filter(series_id__in=ids).order_by("series_id", "slice_index"))
+    if not rows:
+        return {}, "no stored 2.5D images for the test scans"
+    try:
+        ensemble = ensemble_for(run)
+    except (ValueError, OSError, RuntimeError) as exc:
+        return {}, f"per-side scores unavailable: {exc}"
+    by_series: dict[int, list] = {}
+    for r in rows:
+        by_series.setdefault(r.series_id, []).append(r)
+    uid_of = {int(i): u for i, u in zip(scans.series_id, scans.series_uid) if str(i).isdigit()}
+    out: dict[str, dict] = {}
+    for series_id, imgs in by_series.items():
+        try:
+            stack = np.stack([np.load(Path(settings.MEDIA_ROOT) / r.file.name).astype(np.float32) for r in imgs])
+        except (OSError, ValueError) as exc:
+            return {}, f"per-side scores unavailable: {exc}"
+        n = len(stack)
+        probs = np.asarray(ensemble.predict(np.concatenate([blank_side(stack, "L"), blank_side(stack, "R")])))
+        mean = probs.reshape(2 * n, -1).mean(axis=1)
+        out[uid_of[series_id]] = {"R": round(OV.aggregate(mean[:n], "fraction"), 4),
+                                  "L": round(OV.aggregate(mean[n:], "fraction"), 4)}
+    return out, ""
+
+
+def _scan_rows(scans: OV.ScanScores, value: float, sides: dict[str, dict] | None = None) -> list[dict]:
+    out = []
+    for i, uid in enumerate(scans.series_uid):
+        imgs = scans.images[i]
+        pred = scans.fraction[i] >= value
+        out.append({
+            "series_uid": uid,
+            "series_id": _int_or_none(scans.series_id[i]),
+            "patient": scans.patient[i],
+            "probability": round(scans.probability[i], 6),
+            "fraction": round(scans.fraction[i], 6),
+            "verdict": verdict_of(scans.fraction[i], value),
+            "label": _label(scans.label[i]),
+            "outcome": _outcome(pred, scans.label[i]),
+            "sides": (sides or {}).get(uid, {}),
+            "flagged_slices_mm": [round(r.z_mm, 2) for r in imgs if r.prob >= OV.IMAGE_VOTE],
+            "slice_scores": [[round(r.z_mm, 2), round(r.prob, 4)] for r in imgs],
+        })
+    return out
+
+
+def _int_or_none(value: str) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def metrics_at(evaluation: Evaluation, value: float, level: str = "scan", aggregator: str = PRIMARY) -> dict:
+    """Confusion matrix and metrics of a stored evaluation at another operating value (the slider)."""
+    result = evaluation.result
+    if level == "scan":
+        if aggregator not in result.get("aggregators", {}):
+            raise ValueError(f"unknown aggregator {aggregator!r}")
+        scores = result["aggregators"][aggregator]["scores"]
+        y = [lab for _, lab, _ in scores]
+        s = [v for v, _, _ in scores]
+    elif level == "patient":
+        by_patient: dict[str, tuple[int, float]] = {}
+        for v, lab, p in result["aggregators"][aggregator]["scores"]:
+            old = by_patient.get(p, (0, -1.0))
+            by_patient[p] = (max(old[0], lab), max(old[1], v))
+        y = [a for a, _ in by_patient.values()]
+        s = [b for _, b in by_patient.values()]
+    else:
+        raise ValueError("level must be scan or patient")
+    tn, fp, fn, tp = M.confusion(y, s, value)
+    return {"operating_value": value, "level": level, "aggregator": aggregator,
+            "confusion": [[tn, fp], [fn, tp]], **M.metrics_from_confusion(tn, fp, fn, tp)}
+
+
+def cli_document(evaluation: Evaluation) -> dict:
+    """The ``evaluate --json`` document: the issue's keys, curves left to the API."""
+    r = evaluation.result
+    return {
+        "run": r["run"], "operating_value": r["operating_value"], "objective": r["objective"],
+        "image": _strip(r["image"]),
+        "scan": {k: v for k, v in _strip(r["scan"]).items() if k != "scores"},
+        "patient": _strip(r["patient"]),
+        "scans": [{k: s[k] for k in ("series_uid", "probability", "fraction", "verdict", "label")} for s in r["scans"]],
+        "aggregators": {a: {k: v[k] for k in ("operating_value", *LEVEL_KEYS, "confusion")}
+                        for a, v in r["aggregators"].items()},
+    }

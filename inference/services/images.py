@@ -1,0 +1,116 @@
+"""2.5D images of stored scans from their boxes, stored as lossless float16 ``.npy`` under
+MEDIA_ROOT/images25d/ with a PNG thumbnail and one Image25D row each.
+
+Idempotent: a scan whose images were built from the same box versions and image settings is skipped.
+A box that changes queues a rebuild of its scan (``inference.signals``, on ``annotations.signals.boxes_changed``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import no_progress
+from annotations.models import CropBox, Series
+from inference.ml.geometry import Box
+from inference.ml.images25d import build_images, image_config, thumbnail_png
+from inference.ml.volume import load_nifti
+
+from ..models import Image25D
+
+log = logging.getLogger(__name__)
+
+
+def boxes_for(series, use_proposed: bool = False) -> dict:
+    """``{"R": Box, "L": Box}`` of a scan: confirmed boxes (or any box when ``use_proposed``)."""
+    out = {}
+    for b in series.boxes.all():
+        if b.status == "confirmed" or use_proposed:
+            out[b.side] = (Box(tuple(b.lps_min), tuple(b.lps_max)), b)
+    return out
+
+
+def version_key(boxes: dict, image_cfg: dict) -> str:
+    """What the images were built from: each box's id, version and corners, and the crop settings."""
+    parts = {s: [b.pk, b.version, b.status, b.lps_min, b.lps_max] for s, (_, b) in sorted(boxes.items())}
+    return hashlib.sha1(json.dumps([parts, image_cfg], sort_keys=True).encode()).hexdigest()[:40]
+
+
+def build_series(series, image_cfg: dict, use_proposed: bool = False) -> dict:
+    """Build (or keep) one scan's images; returns ``{"series", "images", "built"|"skipped"|"error"}``."""
+    boxes = boxes_for(series, use_proposed)
+    if set(boxes) != {"R", "L"}:
+        kind = "proposed or confirmed" if use_proposed else "confirmed"
+        return {"series": series.pk, "error": f"needs {kind} boxes on both sides (has {sorted(boxes) or 'none'})"}
+    if not hasattr(series, "volume"):
+        return {"series": series.pk, "error": "no stored volume"}
+    key = version_key(boxes, image_cfg)
+    existing = list(Image25D.objects.filter(series=series))
+    media = Path(settings.MEDIA_ROOT)
+    if existing and all(r.boxes_version == key and (media / r.file.name).is_file() for r in existing):
+        return {"series": series.pk, "images": len(existing), "skipped": True}
+    volume = load_nifti(media / series.volume.file.name)
+    images, z = build_images(volume, {s: b for s, (b, _) in boxes.items()}, image_cfg)
+    folder = media / "images25d" / str(series.pk) / key[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n, (img, zz) in enumerate(zip(images, z)):
+        np.save(folder / f"{n:04d}.npy", img.astype(np.float16))
+        thumbnail_png(img, folder / f"{n:04d}.png")
+        rows.append(Image25D(series=series, slice_index=n, z_mm=float(zz), boxes_version=key,
+                             file=str((folder / f"{n:04d}.npy").relative_to(media)),
+                             thumbnail=str((folder / f"{n:04d}.png").relative_to(media))))
+    with transaction.atomic():
+        old_files = {Path(r.file.name).parent for r in Image25D.objects.select_for_update().filter(series=series)}
+        Image25D.objects.filter(series=series).delete()
+        Image25D.objects.bulk_create(rows)
+    for d in old_files - {folder.relative_to(media)}:
+        shutil.rmtree(media / d, ignore_errors=True)
+    return {"series": series.pk, "images": len(rows), "built": True}
+
+
+def build_many(series_qs, image: dict | None = None, use_proposed: bool = False,
+               progress=no_progress) -> dict:
+    """Build the 2.5D images of the scans in ``series_qs``; one bad scan never stops the rest."""
+    cfg = image_config({"image": image or {}})
+    items = list(series_qs.filter(is_scan=True).select_related("volume").prefetch_related("boxes").order_by("pk"))
+    report = {"built": 0, "skipped": 0, "images": 0, "errors": []}
+    for i, series in enumerate(items):
+        progress(100.0 * i / max(len(items), 1), f"scan {i + 1}/{len(items)}")
+        try:
+            r = build_series(series, cfg, use_proposed)
+        except Exception as exc:  # noqa: BLE001 - reported per scan
+            log.exception("2.5D images of series %s", series.pk)
+            r = {"series": series.pk, "error": f"{type(exc).__name__}: {exc}"}
+        if "error" in r:
+            report["errors"].append(r)
+        else:
+            report["built" if r.get("built") else "skipped"] += 1
+            report["images"] += r["images"]
+    progress(100.0, f"{report['built']} built, {report['skipped']} unchanged, {len(report['errors'])} errors")
+    return report
+
+
+def rebuild_after_box_change(series: Series) -> dict | None:
+    """What to rebuild after a box of ``series`` changed: its images when it has some, or its first images
+    once both sides are confirmed in a dataset whose images exist already (datasets never built stay
+    untouched). Returns the images job's params, or None when nothing is to be done or one is queued."""
+    if not getattr(settings, "ADRENAL_AUTO_REBUILD_IMAGES", True):
+        return None
+    has_images = Image25D.objects.filter(series=series).exists()
+    confirmed = CropBox.objects.filter(series=series, status=CropBox.Status.CONFIRMED).count() == 2
+    if not has_images:
+        dataset_id = series.study.patient.dataset_id
+        if not (confirmed and Image25D.objects.filter(series__study__patient__dataset_id=dataset_id).exists()):
+            return None
+    queued = Job.objects.filter(kind="images25d", status=Job.Status.QUEUED).values_list("params", flat=True)
+    if any((p or {}).get("series_ids") == [series.pk] for p in queued):
+        return None
+    return {"series_ids": [series.pk], "use_proposed": has_images and not confirmed}

@@ -1,0 +1,161 @@
+"""Verdicts for new studies with a promoted model: boxes, 2.5D images, the fold ensemble, a stored Prediction.
+
+Boxes are the scan's stored ones (confirmed, else proposed) when both sides exist; otherwise they are
+proposed (:func:`inference.ml.proposals.propose`, which also decides "adrenal region not covered"). A scan that is not CT, or whose adrenal region
+is not covered, gets a "not assessable" Prediction with the reason — never a guess.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from adrenal_site.jobs.runner import no_progress
+from annotations.models import Dataset, ImportItem, Series
+from annotations.services.importer import import_path
+from inference.ml import assessability, verdict
+from inference.ml.geometry import Box
+from inference.ml.images25d import build_images
+from inference.ml.proposals import propose
+from inference.ml.volume import Volume, load_nifti
+
+from ..models import Prediction, TrainingRun
+from .ensembles import ensemble_for
+
+
+@dataclass
+class Outcome:
+    """A verdict (or why there is none), before it is stored."""
+
+    verdict: str
+    reason: str = ""
+    result: verdict.ScanVerdict | None = None
+    timings: dict | None = None
+
+    def fields(self, operating_value: float) -> dict:
+        r = self.result
+        return {
+            "verdict": self.verdict, "reason": self.reason, "operating_value": operating_value,
+            "probability": r.probability if r else None, "fraction": r.fraction if r else None,
+            "sides": r.sides if r else {}, "flagged_slices_mm": r.flagged_slices_mm if r else [],
+            "slice_scores": r.slice_scores if r else [],
+        }
+
+
+# --- judging a volume ------------------------------------------------------------------------------------
+
+def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT",
+                 boxes: dict[str, Box] | None = None, not_covered_reason: str = "",
+                 progress: Callable[[float, str], None] | None = None) -> Outcome:
+    """Assess, build the 2.5D images, run the ensemble; "not assessable" with the reason when it cannot."""
+    report = progress or no_progress
+    t0 = time.perf_counter()
+    reason = assessability.check_ct(volume, modality)
+    if reason:
+        return Outcome(Prediction.Verdict.NOT_ASSESSABLE, reason)
+    if not_covered_reason:
+        return Outcome(Prediction.Verdict.NOT_ASSESSABLE, not_covered_reason)
+    if boxes is None:
+        report(15, "proposing crop boxes")
+        proposal = propose(volume)
+        if proposal.status != "proposed":
+            return Outcome(Prediction.Verdict.NOT_ASSESSABLE, proposal.reason)
+        boxes = proposal.boxes
+    t1 = time.perf_counter()
+    report(30, "building 2.5D images")
+    try:
+        images, z_mm = build_images(volume, boxes, run.config or {})
+    except ValueError as exc:
+        return Outcome(Prediction.Verdict.NOT_ASSESSABLE, f"no 2.5D images: {exc}")
+    if len(images) == 0:
+        return Outcome(Prediction.Verdict.NOT_ASSESSABLE, "the boxes give no 2.5D images")
+    t2 = time.perf_counter()
+    report(50, f"running the fold ensemble on {len(images)} images")
+    ensemble = ensemble_for(run)
+    t3 = time.perf_counter()
+    result = verdict.scan_verdict(images, z_mm, ensemble, run.operating_value)
+    t4 = time.perf_counter()
+    return Outcome(result.verdict, "", result, {"assess_s": t1 - t0, "images_s": t2 - t1, "load_s": t3 - t2,
+                                                 "model_s": t4 - t3, "images": len(images)})
+
+
+def stored_boxes(series) -> dict[str, Box] | None:
+    boxes = {b.side: Box(tuple(b.lps_min), tuple(b.lps_max)) for b in series.boxes.all()}
+    return boxes if set(boxes) == {"R", "L"} else None
+
+
+def predict_series(series, run: TrainingRun, *, job=None, user=None,
+                   progress: Callable[[float, str], None] | None = None) -> Prediction:
+    """Judge an imported series with ``run`` and store the Prediction (one per job: a re-delivered job updates
+    it)."""
+    report = progress or no_progress
+    report(5, "loading the volume")
+    vol_row = getattr(series, "volume", None)
+    if vol_row is None or not vol_row.file:
+        outcome = Outcome(Prediction.Verdict.NOT_ASSESSABLE, "the series has no volume (not imported as CT)")
+    else:
+        volume = load_nifti(Path(settings.MEDIA_ROOT) / vol_row.file.name)
+        not_covered = series.box_status_reason or "adrenal region not covered" \
+            if series.box_status == Series.BoxStatus.NOT_COVERED else ""
+        outcome = judge_volume(volume, run, modality=series.modality or "CT", boxes=stored_boxes(series),
+                               not_covered_reason=not_covered, progress=report)
+    fields = outcome.fields(run.operating_value)
+    if job is not None:
+        prediction, _ = Prediction.objects.update_or_create(
+            job=job, defaults={"series": series, "run": run, "created_by": user, **fields})
+    else:
+        prediction = Prediction.objects.create(series=series, run=run, created_by=user, **fields)
+    report(100, f"{prediction.get_verdict_display()}" + (f": {prediction.reason}" if prediction.reason else ""))
+    return prediction
+
+
+# --- reading a path (the command, uploads) ---------------------------------------------------------------
+
+def import_for_prediction(path: str | Path, dataset: Dataset | None = None, user=None,
+                          progress=None) -> tuple[Series | None, str]:
+    """``(series, "")``: the scan at ``path`` imported by the store's importer (into ``dataset``, else
+    "Submitted studies"), or ``(None, reasons)`` when nothing usable came in."""
+    dataset = dataset or Dataset.objects.get_or_create(name="Submitted studies")[0]
+    report = import_path(dataset, path, user=user, progress=progress)
+    items = list(report.items.all())
+    for item in items:
+        if item.status == ImportItem.Status.IMPORTED and item.series_id:
+            return item.series, ""
+    for item in items:  # already imported before: the reason names the series
+        m = re.search(r"series #(\d+)", item.reason or "")
+        if item.status == ImportItem.Status.SKIPPED and m:
+            series = Series.objects.filter(pk=int(m.group(1))).first()
+            if series is not None:
+                return series, ""
+    reasons = "; ".join(f"{i.path}: {i.reason}" for i in items if i.reason) or "nothing imported"
+    return None, f"no usable scan: {reasons}"
+
+
+def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dataset=None,
+                 progress: Callable[[float, str], None] | None = None) -> dict:
+    """Judge the study at ``path``: imported with the store's importer and stored as a Prediction. Returns the
+    ``predict --json`` document ("not assessable" with the reasons when nothing usable came in)."""
+    if not Path(path).exists():
+        raise ValueError(f"{path} does not exist")
+    series, reason = import_for_prediction(path, dataset, user)
+    if series is None:
+        return document(str(path), None, Prediction.Verdict.NOT_ASSESSABLE, reason, run.operating_value, {}, [])
+    p = predict_series(series, run, job=job, user=user, progress=progress)
+    return document(series.series_uid, p.probability, p.verdict, p.reason, run.operating_value, p.sides,
+                    p.flagged_slices_mm, prediction=p.pk, series=series.pk)
+
+
+def document(series_uid, probability, verdict_, reason, operating_value, sides, flagged, **extra) -> dict:
+    if verdict_ == Prediction.Verdict.NOT_ASSESSABLE:
+        verdict_ = Prediction.Verdict.NOT_ASSESSABLE.label  # "not assessable"
+    doc = {"series_uid": series_uid, "probability": probability, "verdict": str(verdict_),
+           "operating_value": operating_value, "sides": {"R": sides.get("R"), "L": sides.get("L")},
+           "flagged_slices_mm": list(flagged)}
+    if reason:
+        doc["reason"] = reason
+    doc.update({k: v for k, v in extra.items() if v is not None})
+    return doc

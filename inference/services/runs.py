@@ -1,0 +1,101 @@
+"""Training runs as a model registry: creating a run's rows, cancelling, promoting, resolving the model new
+studies are judged with, and where a run's artifacts live.
+
+Artifacts (``MEDIA_ROOT/runs/<run_id>/``): config.json, init.pt, fold<k>/{best.pt,last.pt,history.json},
+predictions.csv.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import request_cancel
+from annotations.models import Dataset
+from inference.ml.presets import preset_config
+
+from ..models import FoldRun, TrainingRun
+from .training_data import ensure_split, image_rows
+
+
+def run_dir(run: TrainingRun) -> Path:
+    return Path(settings.MEDIA_ROOT) / f"runs/{run.pk}"
+
+
+def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides: dict | None = None,
+               name: str = "") -> TrainingRun:
+    """A TrainingRun (with its split, made on first use, and one FoldRun per fold) done by ``job``.
+    Raises ValueError for an unknown preset or a dataset without labelled 2.5D images."""
+    config = preset_config(preset, overrides)
+    if not image_rows(dataset):
+        raise ValueError(f"dataset {dataset.name!r} has no labelled scans with 2.5D images; build images first")
+    split = ensure_split(dataset, seed=int(config["seed"]), test_fraction=float(config["test_fraction"]),
+                         n_folds=int(config["n_folds"]))
+    config["n_folds"] = len(split.folds)
+    with transaction.atomic():
+        run = TrainingRun.objects.create(dataset=dataset, split=split, preset=preset, config=config, name=name,
+                                         job=job, created_by=user if getattr(user, "is_authenticated", False) else None)
+        run.artifacts_dir = f"runs/{run.pk}"
+        run.save(update_fields=["artifacts_dir"])
+        # a folder left by a deleted run that had the same id is not this run's
+        shutil.rmtree(run_dir(run), ignore_errors=True)
+        FoldRun.objects.bulk_create([FoldRun(run=run, fold=k) for k in range(len(split.folds))])
+    return run
+
+
+def cancel_run(run: TrainingRun) -> None:
+    """Stop a run: its job and every fold job are cancelled (the runner's one cancel path)."""
+    if run.job_id and run.is_active:
+        request_cancel(run.job)
+    run.refresh_from_db()
+
+
+def promote(run: TrainingRun) -> None:
+    """Make a finished run the dataset's model for inference (one promoted run per dataset)."""
+    if run.status != Job.Status.SUCCEEDED:
+        raise ValueError(f"run {run.pk} is {run.status}; only a finished run can be promoted")
+    with transaction.atomic():
+        TrainingRun.objects.filter(dataset=run.dataset, promoted=True).exclude(pk=run.pk).update(promoted=False)
+        TrainingRun.objects.filter(pk=run.pk).update(promoted=True)
+    run.promoted = True
+
+
+def resolve_run(run_id: int | str | None = None, dataset: Dataset | None = None) -> TrainingRun:
+    """The given run, else the dataset's (or any) promoted one; it must have finished and be evaluated.
+    Raises ValueError saying what is missing."""
+    if run_id:
+        run = TrainingRun.objects.filter(pk=int(run_id)).first()
+        if run is None:
+            raise ValueError(f"no training run {run_id}")
+    else:
+        run = TrainingRun.objects.filter(promoted=True, **({"dataset": dataset} if dataset else {})).first()
+        if run is None:
+            raise ValueError("no promoted model: promote a run (or name one with --run)")
+    if run.status != Job.Status.SUCCEEDED:
+        raise ValueError(f"run {run.pk} is {run.status}; only a finished run gives verdicts")
+    if run.operating_value is None:
+        raise ValueError(f"run {run.pk} has no operating value yet: evaluate it first")
+    return run
+
+
+def weight_paths(run: TrainingRun) -> list[Path]:
+    """The fold models' best weights, in fold order. Raises ValueError when any is missing."""
+    media = Path(settings.MEDIA_ROOT)
+    paths = [media / f.weights for f in run.folds.order_by("fold") if f.weights]
+    if not paths and run.artifacts_dir:
+        paths = sorted((media / run.artifacts_dir).glob("fold*/best.pt"), key=lambda p: int(p.parent.name[4:]))
+    missing = [str(p) for p in paths if not p.exists()]
+    if not paths or missing:
+        raise ValueError(f"run {run.pk} has no fold weights" + (f": missing {missing}" if missing else ""))
+    return paths
+
+
+def run_summary(run: TrainingRun) -> dict:
+    """The ``train --json`` document."""
+    return {"run": run.pk, "status": run.status,
+            "split": {"test_patients": list(run.split.test_patients), "folds": [list(f) for f in run.split.folds]},
+            "folds": [{"fold": f.fold, "best_epoch": f.best_epoch, "val_loss": f.val_loss}
+                      for f in run.folds.order_by("fold")]}

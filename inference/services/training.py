@@ -1,0 +1,115 @@
+"""Training a run: the run's start (configuration and shared initial weights), one fold, and the aggregation
+that joins the folds into out-of-fold and test predictions and a model version.
+
+The jobs that call these are in ``inference.tasks`` (``train`` on cpu fans out one ``train_fold`` per fold on
+gpu, CUDA when present, and joins them in ``train_aggregate``); each step is idempotent, so a re-delivered job
+repeats nothing that was done: ``init.pt`` is written once, a fold resumes from its last finished epoch, the
+aggregation rewrites the same file and keeps the version it gave.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from adrenal_site.jobs.runner import no_progress
+from annotations.models import Dataset
+from inference.ml import atomic
+from inference.ml.training import fresh_model, load_ensemble, train_fold
+
+from ..models import FoldRun, TrainingRun
+from .runs import run_dir
+from .training_data import fold_data, image_rows
+
+ProgressFn = Callable[[float, str], None]
+PRED_COLUMNS = ["image_id", "series_id", "series_uid", "patient", "label", "slice_index", "z_mm", "split", "fold",
+                "prob"]
+
+
+def prepare_run(run: TrainingRun) -> None:
+    """Write ``config.json`` and, once, ``init.pt``: one fresh model, the same start for every fold."""
+    out = run_dir(run)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out / "config.json", json.dumps(run.config, indent=1))
+    if not (out / "init.pt").is_file():
+        model, used = fresh_model(run.config)
+        with atomic.atomic_path(out / "init.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+        TrainingRun.objects.filter(pk=run.pk).update(pretrained=used)
+
+
+def train_one_fold(run: TrainingRun, fold: int, progress: ProgressFn = no_progress) -> dict:
+    """Train fold ``fold`` from the run's init.pt, resuming from its last finished epoch; the per-epoch history
+    goes to the FoldRun as it comes. Returns ``{"fold", "best_epoch", "val_loss", "resumed_from_epoch"}``."""
+    torch.set_num_threads(int(os.environ.get("ADRENAL_FOLD_THREADS", "1")))
+    fr = FoldRun.objects.get(run=run, fold=fold)
+    out = run_dir(run) / f"fold{fold}"
+    last_report = [0.0]
+
+    def on_batch(done: int, total: int) -> None:
+        if time.monotonic() - last_report[0] > 1.0:
+            last_report[0] = time.monotonic()
+            progress(100.0 * done / max(total, 1), f"fold {fold}: step {done}/{total}")
+
+    def on_epoch(entry: dict, history: list[dict]) -> None:
+        best = min(history, key=lambda h: h["val_loss"])
+        FoldRun.objects.filter(pk=fr.pk).update(epoch=entry["epoch"], history=history, best_epoch=best["epoch"],
+                                                val_loss=best["val_loss"])
+        progress(100.0 * entry["epoch"] / run.config["epochs"], f"fold {fold}: epoch {entry['epoch']}")
+
+    result = train_fold(run.config, run_dir(run) / "init.pt", fold_data(run, fold), out, fold=fold,
+                        on_epoch=on_epoch, on_batch=on_batch)
+    FoldRun.objects.filter(pk=fr.pk).update(
+        history=result["history"], best_epoch=result["best_epoch"], val_loss=result["val_loss"],
+        weights=str((out / "best.pt").relative_to(settings.MEDIA_ROOT)))
+    return {"fold": fold, "best_epoch": result["best_epoch"], "val_loss": result["val_loss"],
+            "resumed_from_epoch": result["resumed_from"]}
+
+
+def aggregate_run(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
+    """Out-of-fold predictions for train-val images and the fold models' predictions on test images, written to
+    ``predictions.csv``; the run gets the dataset's next model version (kept on a rerun)."""
+    out = run_dir(run)
+    n = len(run.split.folds)
+    ensemble = load_ensemble([out / f"fold{k}" / "best.pt" for k in range(n)], run.config)
+    fold_of = {p: k for k, f in enumerate(run.split.folds) for p in f}
+    test = set(run.split.test_patients)
+    rows = [r for r in image_rows(run.dataset) if r.patient in test or r.patient in fold_of]
+    records = []
+    batch = 256
+    for s in range(0, len(rows), batch):
+        chunk = rows[s:s + batch]
+        probs = ensemble.predict(np.stack([np.load(r.path).astype(np.float32) for r in chunk]))
+        for r, p in zip(chunk, probs):
+            rec = {"image_id": r.image_id, "series_id": r.series_id, "series_uid": r.series_uid, "patient": r.patient,
+                   "label": r.label, "slice_index": r.slice_index, "z_mm": round(r.z_mm, 3)}
+            if r.patient in test:
+                rec |= {"split": "test", "fold": "", "prob": round(float(p.mean()), 6)}
+                rec |= {f"prob_fold{k}": round(float(p[k]), 6) for k in range(n)}
+            else:
+                k = fold_of[r.patient]
+                rec |= {"split": "trainval", "fold": k, "prob": round(float(p[k]), 6)}
+                rec |= {f"prob_fold{j}": "" for j in range(n)}
+            records.append(rec)
+        progress(90.0 * (s + len(chunk)) / max(len(rows), 1), f"predicted {s + len(chunk)}/{len(rows)} images")
+    with atomic.atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, PRED_COLUMNS + [f"prob_fold{k}" for k in range(n)])
+        w.writeheader()
+        w.writerows(records)
+    with transaction.atomic():
+        Dataset.objects.select_for_update().get(pk=run.dataset_id)
+        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if run.version is None:
+            top = TrainingRun.objects.filter(dataset_id=run.dataset_id).aggregate(v=Max("version"))["v"] or 0
+            run.version = top + 1
+            run.save(update_fields=["version"])
+    progress(100.0, f"model version {run.version}")
+    return {"run": run.pk, "version": run.version, "images": len(records)}

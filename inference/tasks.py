@@ -1,0 +1,194 @@
+"""Inference's jobs, in pipeline order: thin ``@job_task`` wrappers around ``inference.services`` and the
+``start_*`` functions that queue them. From a stored scan to a verdict:
+
+1. ``images25d`` (cpu): 2.5D images of a dataset's scans from their boxes (``services.images``); a box change
+   queues a rebuild of its scan (``inference.signals``).
+2. ``train`` (cpu) writes the run's start and fans out one ``train_fold`` (gpu) per fold, joined by
+   ``train_aggregate`` (gpu) into out-of-fold and test predictions and a model version
+   (``services.training``); then
+3. ``evaluate`` (cpu) chooses the operating value on out-of-fold scans and scores the test patients
+   (``services.evaluation``), and promotes the run when it asked for that (``services.runs.promote``).
+4. ``predict`` (gpu) judges a scan or a submitted study with the promoted model (``services.prediction``).
+
+``demo_pipeline`` (cpu) runs proposals, step 1 and step 2 for the demo dataset (``services.demo``). The import
+and the box proposals before step 1 are ``annotations.tasks``.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import JobCancelled, Progress, enqueue, job_task
+from annotations.models import Dataset, Series
+from annotations.services.uploads import check_zip, extract_zip, new_upload_folder, save_stream, upload_dir
+
+from .models import TrainingRun
+from .services import demo, evaluation, images, prediction, runs, training
+
+# ------------------------------------------------------------------------------------------- 1. images
+
+
+@job_task("images25d", queue="cpu")
+def build_images_job(job: Job, dataset_id: int | None = None, series_ids: list[int] | None = None,
+                     use_proposed: bool = False, image: dict | None = None) -> dict:
+    """Build the 2.5D images of a dataset's scans (or of ``series_ids``); one bad scan never stops the rest."""
+    qs = Series.objects.all()
+    if dataset_id is not None:
+        qs = qs.filter(study__patient__dataset_id=dataset_id)
+    if series_ids is not None:
+        qs = qs.filter(pk__in=series_ids)
+    return images.build_many(qs, image, use_proposed, progress=Progress(job))
+
+
+def start_images(*, dataset: Dataset | None = None, series_ids: list[int] | None = None,
+                 use_proposed: bool = False, user=None) -> Job:
+    return enqueue(build_images_job, user=user, params={"dataset_id": dataset.pk if dataset else None,
+                                                        "series_ids": series_ids, "use_proposed": use_proposed})
+
+
+# ------------------------------------------------------------------------------------------- 2. training
+
+
+@job_task("train", queue="cpu")
+def train_run_job(job: Job, run_id: int) -> dict:
+    """Save the run's configuration and initial weights once, then queue the fold jobs not queued yet; the job
+    then waits for them and for their join (``train_aggregate``)."""
+    run = TrainingRun.objects.get(pk=run_id)
+    training.prepare_run(run)
+    with transaction.atomic():
+        for fold in run.folds.select_for_update().filter(job__isnull=True):
+            fold.job = enqueue(train_fold_job, params={"run_id": run.pk, "fold": fold.fold}, user=job.created_by,
+                               parent=job)
+            fold.save(update_fields=["job"])
+    Progress(job)(5.0, f"{run.folds.count()} folds queued")
+    return {"run": run.pk}
+
+
+@job_task("train_fold", queue="gpu")
+def train_fold_job(job: Job, run_id: int, fold: int) -> dict:
+    """Train one fold, resuming from its last finished epoch when it was interrupted."""
+    run = TrainingRun.objects.select_related("split", "dataset", "job").get(pk=run_id)
+    if run.job is not None and run.job.cancel_requested:
+        raise JobCancelled(f"run {run.pk} cancelled")
+    return training.train_one_fold(run, fold, Progress(job))
+
+
+@job_task("train_aggregate", queue="gpu")
+def aggregate_run_job(job: Job, run_id: int) -> dict:
+    """Join the folds: out-of-fold and test predictions, the run's model version."""
+    run = TrainingRun.objects.select_related("split", "dataset").get(pk=run_id)
+    return training.aggregate_run(run, Progress(job))
+
+
+def start_run(dataset: Dataset, preset: str, user=None, overrides: dict | None = None, name: str = "") -> TrainingRun:
+    """Queue a training run: ``train`` → ``train_fold`` × folds → ``train_aggregate``, then ``evaluate``.
+    Raises ValueError (unknown preset, no labelled 2.5D images)."""
+    with transaction.atomic():
+        job = enqueue(train_run_job, user=user, join=aggregate_run_job, then=evaluate_run_job)
+        run = runs.create_run(dataset, preset, job, user=user, overrides=overrides, name=name)
+        job.params = {"run_id": run.pk}
+        job.save(update_fields=["params"])
+    return run
+
+
+# ------------------------------------------------------------------------------------------- 3. evaluation
+
+
+@job_task("evaluate", queue="cpu")
+def evaluate_run_job(job: Job, run_id: int, objective: str | None = None, top_k: int = 5) -> dict:
+    """Evaluate a finished run; promote it when it asked for that (the demo's run) and none is promoted.
+    A re-delivered job adds one more Evaluation row of the same (seeded) result."""
+    run = TrainingRun.objects.get(pk=run_id)
+    result = evaluation.evaluate_run(run, objective, top_k=top_k, progress=Progress(job), job=job)
+    if run.config.get("auto_promote") and not TrainingRun.objects.filter(dataset=run.dataset, promoted=True).exists():
+        runs.promote(run)
+    return {"evaluation": result.pk, "operating_value": result.operating_value, "objective": result.objective}
+
+
+def start_evaluation(run: TrainingRun, objective: str, user=None) -> Job:
+    return enqueue(evaluate_run_job, params={"run_id": run.pk, "objective": objective}, user=user)
+
+
+# ------------------------------------------------------------------------------------------- 4. verdicts
+
+
+@job_task("predict", queue="gpu")
+def predict_job(job: Job, run_id: int, series_id: int | None = None, path: str | None = None,
+                dataset_id: int | None = None) -> dict:
+    """Judge an imported series, or an uploaded study (extracted here, removed when done). Idempotent: the
+    Prediction is keyed by this job, so a re-delivery updates it."""
+    progress = Progress(job)
+    run = TrainingRun.objects.get(pk=run_id)
+    if series_id is not None:
+        series = Series.objects.select_related("study__patient__dataset").get(pk=series_id)
+        p = prediction.predict_series(series, run, job=job, user=job.created_by, progress=progress)
+        return {"prediction": p.pk, "verdict": p.verdict, "probability": p.probability, "reason": p.reason}
+    if not path:
+        raise ValueError("a predict job needs series_id or path")
+    dataset = Dataset.objects.filter(pk=dataset_id).first() if dataset_id else None
+    upload = Path(path)
+    try:
+        study = upload
+        if upload.suffix == ".zip":
+            progress(2, "extracting the upload")
+            study = extract_zip(upload, upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4)
+        return prediction.predict_path(study, run, job=job, user=job.created_by, dataset=dataset, progress=progress)
+    finally:
+        shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
+        shutil.rmtree(upload.parent, ignore_errors=True)
+
+
+def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset_id=None) -> Job:
+    """Queue a verdict job for an imported series or an uploaded file (NIfTI, or a zip of a DICOM series,
+    streamed to disk under ``ADRENAL_MAX_UPLOAD_BYTES`` and checked before it is queued). Raises ValueError,
+    ``UploadRefused`` or ``Series.DoesNotExist``."""
+    datasets = Dataset.objects.visible_to(user)
+    if series_id:
+        series = Series.objects.select_related("study__patient__dataset").get(
+            pk=int(series_id), study__patient__dataset__in=datasets)
+        run = runs.resolve_run(run_id, series.study.patient.dataset)
+        return enqueue(predict_job, params={"series_id": series.pk, "run_id": run.pk}, user=user)
+    if upload is None:
+        raise ValueError("send a series id or a file")
+    dataset = datasets.filter(pk=dataset_id).first() if dataset_id else None
+    if dataset_id and dataset is None:
+        raise ValueError(f"dataset {dataset_id} not found")
+    run = runs.resolve_run(run_id, dataset)
+    folder = new_upload_folder()
+    target = folder / Path(upload.name).name
+    limit = int(settings.ADRENAL_MAX_UPLOAD_BYTES)
+    try:
+        save_stream(upload.chunks(), target, limit)
+        if target.suffix == ".zip":
+            check_zip(target, limit * 4)
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    params = {"path": str(target), "run_id": run.pk, "dataset_id": dataset.pk if dataset else None}
+    return enqueue(predict_job, params=params, user=user)
+
+
+# ------------------------------------------------------------------------------------------- the demo
+
+
+@job_task("demo_pipeline", queue="cpu")
+def demo_pipeline(job: Job, dataset_id: int, preset: str = "fast", overrides: dict | None = None) -> dict:
+    """Proposals, 2.5D images and a training run that promotes itself once evaluated. Idempotent: proposals
+    and images skip what is unchanged; a run is started only when the dataset has none."""
+    progress = Progress(job)
+    dataset = Dataset.objects.get(pk=dataset_id)
+    result = demo.prepare_images(dataset, progress=progress.sub(0, 95))
+    run = dataset.runs.order_by("pk").first()
+    if run is None:
+        progress(96, f"starting a {preset} training run")
+        run = start_run(dataset, preset, overrides={**(overrides or {}), "auto_promote": True}, name="demo",
+                        user=job.created_by)
+    return {**result, "run": run.pk}
+
+
+def start_demo_pipeline(dataset: Dataset, preset: str = "fast", user=None) -> Job:
+    return enqueue(demo_pipeline, params={"dataset_id": dataset.pk, "preset": preset}, user=user)

@@ -1,0 +1,1 @@
+"""Lead pages: training runs and evaluation dashboards."""

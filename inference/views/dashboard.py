@@ -1,0 +1,72 @@
+"""Lead dashboards: runs compared on the same test patients, a run's evaluation page, exports."""
+from __future__ import annotations
+
+import csv
+import json
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from adrenal_site.roles import LEAD, role_required
+
+from ..api.dashboard import evaluation_summary
+from ..api.runs import visible_runs
+
+
+@role_required(LEAD)
+def compare(request):
+    groups: dict[int, dict] = {}
+    for run in visible_runs(request.user).select_related("dataset", "split").prefetch_related("evaluations"):
+        ev = run.evaluations.first()
+        g = groups.setdefault(run.split_id, {"dataset": run.dataset.name, "split": run.split_id,
+                                             "test_patients": len(run.split.test_patients or []), "rows": []})
+        g["rows"].append({"run": run, "ev": evaluation_summary(ev) if ev else None})
+    return render(request, "inference/dashboard/compare.html", {"groups": list(groups.values())})
+
+
+@role_required(LEAD)
+def run_dashboard(request, pk: int):
+    run = get_object_or_404(visible_runs(request.user).select_related("dataset"), pk=pk)
+    evaluation = run.evaluations.first()
+    return render(request, "inference/dashboard/run.html", {"run": run, "evaluation": evaluation})
+
+
+def _latest(request, pk: int):
+    run = get_object_or_404(visible_runs(request.user), pk=pk)
+    evaluation = run.evaluations.first()
+    if evaluation is None:
+        raise Http404(f"run {pk} has not been evaluated")
+    return run, evaluation
+
+
+@role_required(LEAD)
+def export_json(request, pk: int):
+    run, ev = _latest(request, pk)
+    response = HttpResponse(json.dumps({"evaluation": ev.pk, **ev.result}, indent=1), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="run{run.pk}-evaluation{ev.pk}.json"'
+    return response
+
+
+@role_required(LEAD)
+def export_csv(request, pk: int):
+    """Metrics of each level (with CI bounds) followed by the per-scan verdicts."""
+    run, ev = _latest(request, pk)
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="run{run.pk}-evaluation{ev.pk}.csv"'
+    w = csv.writer(response)
+    w.writerow(["run", run.pk, "evaluation", ev.pk, "objective", ev.objective, "operating_value", ev.operating_value])
+    w.writerow(["level", "metric", "value", "ci_low", "ci_high"])
+    for level in ("image", "scan", "patient"):
+        d = ev.result[level]
+        for name in ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv"):
+            ci = d.get(f"{name}_ci") or [None, None]
+            w.writerow([level, name, d.get(name), ci[0], ci[1]])
+        (tn, fp), (fn, tp) = d["confusion"]
+        w.writerow([level, "confusion tn/fp/fn/tp", f"{tn}/{fp}/{fn}/{tp}", "", ""])
+    w.writerow([])
+    w.writerow(["series_uid", "series_id", "patient", "probability", "fraction", "verdict", "label", "outcome",
+                "flagged_slices_mm"])
+    for s in ev.result["scans"]:
+        w.writerow([s["series_uid"], s.get("series_id"), s.get("patient"), s["probability"], s["fraction"],
+                    s["verdict"], s["label"], s.get("outcome"), " ".join(map(str, s.get("flagged_slices_mm", [])))])
+    return response

@@ -1,0 +1,130 @@
+"""Crop tables: the original study's table round trip (import then export gives the same rows), its voxel
+convention checked against the NIfTI array as nibabel loads it, the mm CSV/JSON export, bad rows reported."""
+from __future__ import annotations
+
+import csv
+import json
+from io import StringIO
+
+import nibabel as nib
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from annotations.services.crop_tables import ORIGINAL_COLUMNS
+from annotations.models import CropBox
+from inference.ml.volume import load_nifti
+
+ROWS = [
+    ["scan_a.nii.gz", "R", 30, 54, 40, 64, 5, 25],
+    ["scan_a.nii.gz", "L", 70, 94, 41, 65, 6, 27],
+    ["SCAN_B_UID.nii.gz", "left", 60, 90, 30, 70, 0, 30],
+]
+
+
+def write_table(path, rows, header=ORIGINAL_COLUMNS):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def two_scans(make_scan, real_scans):
+    volume = real_scans["example_ct_sm"][0]
+    a = make_scan(volume, dataset="crops", patient="A", nifti_name="scan_a.nii.gz")
+    b = make_scan(volume, dataset="crops", patient="B", series_uid="SCAN_B_UID")
+    return a, b
+
+
+@pytest.mark.django_db
+def test_original_table_round_trip(two_scans, tmp_path):
+    a, b = two_scans
+    table = write_table(tmp_path / "crops.csv", ROWS)
+    out = StringIO()
+    call_command("import_crops", str(table), "--dataset", "crops", "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    assert len(result["imported"]) == 3 and result["failed"] == []
+    assert CropBox.objects.get(series=a, side="R").status == "confirmed"
+    assert CropBox.objects.get(series=b, side="L").source == "csv"
+
+    out = StringIO()
+    call_command("export_crops", "--dataset", "crops", "--format", "original", stdout=out)
+    exported = list(csv.reader(StringIO(out.getvalue())))
+    assert exported[0] == ORIGINAL_COLUMNS
+    expected = sorted([[r[0], "L" if r[1] == "left" else r[1], *map(str, r[2:])] for r in ROWS])
+    assert sorted(exported[1:]) == expected
+
+
+@pytest.mark.django_db
+def test_convention_matches_nibabel_slicing(two_scans, tmp_path):
+    """The box of a row holds exactly the voxels ``get_fdata()[x_min:x_max, y_min:y_max, z_min:z_max]``."""
+    a, _ = two_scans
+    call_command("import_crops", str(write_table(tmp_path / "c.csv", ROWS[:1])), stdout=StringIO())
+    box = CropBox.objects.get(series=a, side="R")
+    img = nib.load(a.volume.file.path)
+    data = np.asarray(img.dataobj)
+    crop = data[30:54, 40:64, 5:25]
+    # voxel (x, y, z) of the NIfTI is our (i, j, k): its LPS centre must fall inside the box, its neighbours not
+    ijk = np.array([[30, 40, 5], [53, 63, 24]])
+    lps = (np.diag([-1, -1, 1]) @ (img.affine[:3, :3] @ ijk.T + img.affine[:3, 3:4])).T
+    lo, hi = np.asarray(box.lps_min), np.asarray(box.lps_max)
+    assert np.all(lps >= lo - 1e-4) and np.all(lps <= hi + 1e-4)
+    assert box.voxel_min == [30, 40, 5] and box.voxel_max == [53, 63, 24]
+    ours = load_nifti(a.volume.file.path).array  # [k, j, i]
+    np.testing.assert_array_equal(crop, ours[5:25, 40:64, 30:54].transpose(2, 1, 0))
+    assert crop.shape == (24, 24, 20)
+
+
+@pytest.mark.django_db
+def test_bad_rows_are_reported_and_the_rest_imported(two_scans, tmp_path):
+    a, _ = two_scans
+    rows = ROWS[:1] + [
+        ["missing.nii.gz", "R", 1, 2, 1, 2, 1, 2],
+        ["scan_a.nii.gz", "X", 1, 2, 1, 2, 1, 2],
+        ["scan_a.nii.gz", "L", 10, 5, 1, 2, 1, 2],
+        ["scan_a.nii.gz", "L", 0, 500, 1, 2, 1, 2],
+        ["scan_a.nii.gz", "L", "a", 5, 1, 2, 1, 2],
+    ]
+    out = StringIO()
+    call_command("import_crops", str(write_table(tmp_path / "bad.csv", rows)), "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    assert [r["row"] for r in result["imported"]] == [2]
+    reasons = {r["row"]: r["reason"] for r in result["failed"]}
+    assert "no scan matches" in reasons[3] and "adrenal_LR" in reasons[4]
+    assert "empty or outside" in reasons[5] and "outside the volume" in reasons[6] and "integers" in reasons[7]
+    assert a.boxes.count() == 1
+
+
+def test_missing_columns_is_a_clear_error(tmp_path, db):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="missing column"):
+        call_command("import_crops", str(write_table(tmp_path / "x.csv", [], header=["filename_nii", "side"])))
+
+
+@pytest.mark.django_db
+def test_mm_exports(two_scans, tmp_path):
+    from annotations.services.boxes import mark_not_covered
+
+    a, b = two_scans
+    call_command("import_crops", str(write_table(tmp_path / "c.csv", ROWS[:2])), stdout=StringIO())
+    mark_not_covered(b, "adrenal region not covered: chest only")
+    out = StringIO()
+    call_command("export_crops", "--dataset", "crops", stdout=out)
+    rows = list(csv.DictReader(StringIO(out.getvalue())))
+    by_side = {(r["series_uid"], r["side"]): r for r in rows}
+    r = by_side[(a.series_uid, "R")]
+    box = CropBox.objects.get(series=a, side="R")
+    assert [float(r[f"{c}_min_mm"]) for c in "xyz"] == pytest.approx(box.lps_min)
+    assert [float(r[f"{c}_max_mm"]) for c in "xyz"] == pytest.approx(box.lps_max)
+    assert r["status"] == "confirmed" and r["filename_nii"] == "scan_a.nii.gz" and r["i_min"] == "30"
+    assert by_side[(b.series_uid, "")]["status"] == "not_covered"
+
+    target = tmp_path / "boxes.json"
+    call_command("export_crops", "--dataset", "crops", "--format", "json", "--output", str(target))
+    doc = json.loads(target.read_text())
+    entry = {s["id"]: s for s in doc["series"]}
+    assert entry[a.pk]["boxes"]["L"]["lps_min"] == CropBox.objects.get(series=a, side="L").lps_min
+    assert entry[b.pk]["status"] == "not_covered" and entry[b.pk]["boxes"] == {}

@@ -1,0 +1,249 @@
+"""Importing into the store: real series vs SimpleITK, pydicom's quirky files, a cohort with localizers and
+two series per study, labels, pseudonymisation, idempotence, interruption and resume, the command's JSON."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from django.core.management import call_command
+from django.db import connection
+
+from annotations.services.importer import apply_labels_csv, import_path, pseudonym_key
+from annotations.models import Dataset, Label, Patient, Series, SourceInstance, Study, Volume
+from inference.ml.volume import load_nifti
+from tests.plugins.store import write_ct_series
+
+pytestmark = pytest.mark.django_db
+
+
+def volume_of(series: Series):
+    from django.conf import settings
+
+    return load_nifti(Path(settings.MEDIA_ROOT) / series.volume.file.name)
+
+
+def statuses(report) -> dict[str, int]:
+    return report.counts()
+
+
+def test_real_series_imported_equals_simpleitk_and_reimport_adds_nothing(realct):
+    ds = Dataset.objects.create(name="real")
+    report = import_path(ds, realct["example_ct_dicom"])
+    assert statuses(report) == {"imported": 1, "skipped": 0, "failed": 0}
+    series = Series.objects.get()
+    assert series.is_scan and series.uid_source == "folder+geometry" and series.instance_count == 20
+    assert series.modality == "CT" and series.series_description == "CT Body 3.0" and series.kvp == 120
+    assert series.transfer_syntax == "1.2.840.10008.1.2.4.90"
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(realct["example_ct_dicom"])))
+    img = reader.Execute()
+    vol = volume_of(series)
+    assert np.array_equal(vol.array, sitk.GetArrayFromImage(img))
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
+    affine[:3, 3] = img.GetOrigin()
+    np.testing.assert_allclose(vol.affine, affine, atol=1e-4)
+    np.testing.assert_allclose(series.volume.affine, affine, atol=1e-4)
+    assert series.volume.shape == [20, 512, 512]
+    np.testing.assert_allclose(series.volume.spacing_mm, img.GetSpacing(), atol=1e-5)
+    again = import_path(ds, realct["example_ct_dicom"])
+    assert statuses(again) == {"imported": 0, "skipped": 1, "failed": 0}
+    assert "already imported" in again.items.get().reason
+    assert Series.objects.count() == 1 and SourceInstance.objects.count() == 20 and Volume.objects.count() == 1
+
+
+def test_quirky_real_files_each_imported_or_reported(realct, tmp_path):
+    names = ["eCT_Supplemental.dcm", "MR_truncated.dcm", "image_dfl.dcm", "MR_small_bigendian.dcm",
+             "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "no_meta.dcm", "ExplVR_BigEndNoMeta.dcm",
+             "CT_small.dcm", "README.txt", "rtdose.dcm", "JPEG-LL.dcm"]
+    for name in names:  # one folder per file, so every report item names its file's folder
+        src = realct["pydicom_data"] / name
+        if not src.exists():
+            src = realct["pydicom_test_files"] / name
+        (tmp_path / name[:-4]).mkdir()
+        shutil.copy(src, tmp_path / name[:-4] / name)
+    ds = Dataset.objects.create(name="quirks")
+    report = import_path(ds, tmp_path)
+    reasons = {}
+    for item in report.items.all():
+        reasons.setdefault(item.path.split("/")[0].split(" ")[0], []).append((item.status, item.reason))
+    assert sorted(reasons) == sorted(n[:-4] for n in names)  # every file accounted for
+    one = {k: v[0] for k, v in reasons.items()}
+    assert one["README"] == ("skipped", "not a DICOM file (no DICOM preamble and no image tags)")
+    assert one["no_meta"][0] == "skipped" and "not a DICOM file" in one["no_meta"][1]
+    assert one["eCT_Supplemental"] == ("skipped", "too short for 2.5D images: 2 slice(s), need at least 3")
+    assert one["CT_small"] == ("skipped", "too short for 2.5D images: 1 slice(s), need at least 3")
+    # the MR_small encodings and the truncated copy share one SOP Instance UID: one is reported as MR, the others
+    # as its copies
+    mr = ("MR_small_bigendian", "MR_small_RLE", "MR_small_jpeg_ls_lossless", "MR_truncated")
+    assert sorted(one[n][1].split(" (")[0] for n in mr) == ["duplicate of MR_small_RLE/MR_small_RLE.dcm"] * 3 + [
+        "non-CT modality MR"]
+    assert one["image_dfl"] == ("skipped", "non-CT modality OT")
+    assert one["JPEG-LL"] == ("skipped", "non-CT modality NM")
+    assert one["rtdose"] == ("skipped", "not an image series: RT dose")
+    assert one["ExplVR_BigEndNoMeta"] == ("skipped", "not an image series: modality RTPLAN")
+    assert Series.objects.count() == 0 and report.items.filter(status="failed").count() == 0
+
+
+def test_truncated_ct_slice_fails_its_series_only(tmp_path):
+    good, _ = write_ct_series(tmp_path / "good", n=4)
+    bad, _ = write_ct_series(tmp_path / "bad", n=4, seed=5)
+    victim = sorted(bad.iterdir())[2]
+    victim.write_bytes(victim.read_bytes()[:-64])
+    report = import_path(Dataset.objects.create(name="t"), tmp_path)
+    assert statuses(report) == {"imported": 1, "skipped": 0, "failed": 1}
+    failed = report.items.get(status="failed")
+    assert failed.path.startswith("bad") and "pixel data truncated" in failed.reason
+
+
+def test_cohort_counts_labels_exclusions_and_pseudonyms(store_cohort):
+    root, truth = store_cohort
+    ds = Dataset.objects.create(name="cohort")
+    report = import_path(ds, root)
+    c = statuses(report)
+    # per patient: a thin and a thick series imported, a localizer and a NOTES.txt skipped; ground_truth.csv skipped
+    assert c == {"imported": 8, "skipped": 4 + 4 + 1, "failed": 0}
+    assert report.items.filter(reason="localizer/scout image").count() == 4
+    assert Patient.objects.filter(dataset=ds).count() == 4 and Study.objects.count() == 4
+    assert Series.objects.filter(is_scan=True).count() == 8
+    for folder, t in truth.items():
+        patient = Patient.objects.get(source_key=pseudonym_key(t["patient_id"]))
+        assert patient.label == t["label"] and patient.pseudo_id.startswith("P")
+        assert patient.labels.get().source == Label.Source.FOLDER
+    # the source PatientID (and name) is stored nowhere
+    with connection.cursor() as cur:
+        for table in ("annotations_patient", "annotations_study", "annotations_series", "annotations_sourceinstance",
+                      "annotations_importitem", "annotations_label"):
+            cur.execute(f"SELECT * FROM {table}")
+            dump = repr(cur.fetchall())
+            assert "HOSP00" not in dump and "Name^" not in dump, table
+    # switching the dataset to the 'thinnest' rule keeps one scan per study: the 2 mm series
+    from annotations.services.importer import apply_series_rule
+
+    ds.series_rule = Dataset.SeriesRule.THINNEST
+    ds.save()
+    apply_series_rule(ds)
+    scans = Series.objects.filter(is_scan=True)
+    assert scans.count() == 4 and set(scans.values_list("series_description", flat=True)) == {"Abdomen 2mm"}
+    assert "thinnest" in Series.objects.filter(is_scan=False).first().extra["not_scan_reason"]
+
+
+def test_thinnest_rule_at_import_and_labels_csv_override(store_cohort, tmp_path):
+    root, truth = store_cohort
+    ds = Dataset.objects.create(name="thin", series_rule="thinnest")
+    first = next(iter(truth))
+    some_series = None
+    labels = tmp_path / "labels.csv"
+    report = import_path(ds, root)
+    assert Series.objects.filter(is_scan=True).count() == 4
+    some_series = Series.objects.filter(is_scan=True).order_by("pk").last()
+    with open(labels, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["patient", "series_uid", "label"])
+        w.writerow([truth[first]["patient_id"], "", "abnormal" if truth[first]["label"] == "normal" else "normal"])
+        w.writerow(["", some_series.series_uid, "abnormal"])
+        w.writerow(["nobody", "", "normal"])
+        w.writerow([truth[first]["patient_id"], "", "maybe"])
+    counts = apply_labels_csv(ds, labels, report=report)
+    assert counts == {"applied": 2, "unmatched": 1, "invalid": 1}
+    patient = Patient.objects.get(source_key=pseudonym_key(truth[first]["patient_id"]))
+    assert patient.label != truth[first]["label"]
+    assert patient.labels.count() == 2 and patient.labels.get(is_current=False).source == "folder"
+    some_series.refresh_from_db()
+    assert some_series.label == "abnormal" and some_series.labels.get().source == "csv"
+    assert report.items.filter(reason__contains="nothing in the dataset matches").count() == 1
+    assert report.items.filter(reason__contains="is not normal/abnormal").count() == 1
+    # a reimport with the CSV keeps the CSV labels (folder labels never override them)
+    import_path(ds, root, labels_csv=labels)
+    patient.refresh_from_db()
+    assert patient.label != truth[first]["label"] and patient.labels.count() == 2
+
+
+def test_import_interrupted_then_rerun_is_complete_without_duplicates(store_cohort):
+    root, _ = store_cohort
+    ds = Dataset.objects.create(name="resume")
+    calls = {"series": 0}
+
+    def dying(percent: float, message: str = "") -> None:
+        if message.startswith("series "):
+            calls["series"] += 1
+            if calls["series"] == 5:
+                raise RuntimeError("worker died")
+
+    with pytest.raises(RuntimeError):
+        import_path(ds, root, progress=dying)
+    partial = Series.objects.count()
+    assert 0 < partial < 8
+    report = import_path(ds, root)
+    assert statuses(report)["imported"] == 8 - partial
+    assert Series.objects.count() == 8 and Volume.objects.count() == 8
+    n_instances = sum(s.instance_count for s in Series.objects.all())
+    assert SourceInstance.objects.count() == n_instances == 4 * (8 + 3)
+    # resuming the same report (a re-delivered job) keeps one 'imported' item per series
+    import_path(ds, root, report=report)
+    assert report.items.filter(status="imported").count() == 8 - partial
+    assert Series.objects.count() == 8
+
+
+def test_nifti_entry_point_with_labels_csv(realct, tmp_path):
+    src = tmp_path / "nifti"
+    src.mkdir()
+    shutil.copy(realct["example_ct_sm"], src / "case7.nii.gz")
+    (tmp_path / "labels.csv").write_text("patient,label\ncase7,abnormal\n")
+    ds = Dataset.objects.create(name="nifti")
+    report = import_path(ds, src, labels_csv=tmp_path / "labels.csv")
+    assert statuses(report) == {"imported": 1, "skipped": 0, "failed": 0}
+    series = Series.objects.get()
+    original = load_nifti(realct["example_ct_sm"], dtype=None)
+    vol = volume_of(series)
+    assert np.array_equal(vol.array, np.rint(original.array).astype(np.int16))
+    np.testing.assert_allclose(vol.affine, original.affine, atol=1e-4)
+    assert series.label == "abnormal" and series.uid_source == "nifti"
+    assert statuses(import_path(ds, src)) == {"imported": 0, "skipped": 1, "failed": 0}
+
+
+@pytest.mark.django_db(transaction=True)  # the job runner closes and reopens connections
+def test_command_json_shape(store_cohort):
+    root, truth = store_cohort
+    out = StringIO()
+    call_command("import_studies", str(root), "--dataset", "cmd", "--labels", str(root / "ground_truth.csv"),
+                 "--json", "--sync", stdout=out, stderr=StringIO())
+    doc = json.loads(out.getvalue())
+    assert set(doc) == {"dataset", "series", "skipped", "failed"} and doc["dataset"] == "cmd"
+    assert len(doc["series"]) == 8 and doc["failed"] == []
+    s = doc["series"][0]
+    assert set(s) == {"id", "series_uid", "study_uid", "patient", "label", "volume_path", "shape", "spacing_mm"}
+    assert Path(s["volume_path"]).is_file() and len(s["shape"]) == 3 and s["label"] in ("normal", "abnormal")
+    assert {x["reason"] for x in doc["skipped"]} >= {"localizer/scout image"}
+    assert all(set(x) == {"path", "reason"} for x in doc["skipped"])
+    labels = {x["patient"]: x["label"] for x in doc["series"]}
+    expected = {Patient.objects.get(source_key=pseudonym_key(t["patient_id"])).pseudo_id: t["label"]
+                for t in truth.values()}
+    assert labels == expected
+
+
+def test_conflicting_folder_label_is_reported_not_applied(tmp_path):
+    ds = Dataset.objects.create(name="conflict")
+    write_ct_series(tmp_path / "a" / "normal" / "p1" / "s1", n=4, patient_id="X1")
+    write_ct_series(tmp_path / "b" / "abnormal" / "p1" / "s2", n=4, patient_id="X1", seed=4)
+    import_path(ds, tmp_path / "a")
+    report = import_path(ds, tmp_path / "b")
+    patient = Patient.objects.get()
+    assert patient.label == "normal" and patient.labels.count() == 1
+    assert "folder says abnormal, patient label stays normal (folder)" in report.items.get(status="imported").reason
+
+
+def test_labels_csv_by_patient_folder_name(store_cohort, tmp_path):
+    root, truth = store_cohort
+    ds = Dataset.objects.create(name="by-folder")
+    csv_path = tmp_path / "by_folder.csv"
+    csv_path.write_text("patient,label\n" + "".join(f"{folder},abnormal\n" for folder in truth))
+    report = import_path(ds, root, labels_csv=csv_path)
+    assert not report.items.filter(reason__contains="nothing in the dataset matches").exists()
+    assert all(p.label == "abnormal" for p in Patient.objects.filter(dataset=ds))

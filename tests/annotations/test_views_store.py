@@ -1,0 +1,207 @@
+"""Store pages and API: counts, membership, zip upload safety (nothing changes on refusal), the import job and
+its report, label editing with history, series with volume info."""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import run_job
+from annotations.services.importer import import_path
+from annotations.models import Dataset, ImportReport, Label, Patient, Series
+from annotations.tasks import import_studies
+from tests.plugins.store import make_store_cohort
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return buf.getvalue()
+
+
+def zip_of_folder(root: Path) -> bytes:
+    return zip_bytes({str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()})
+
+
+def rows(response) -> list:
+    data = response.json()
+    return data["results"] if isinstance(data, dict) and "results" in data else data
+
+
+def state() -> tuple:
+    uploads = Path(settings.MEDIA_ROOT) / "uploads"
+    files = sorted(str(p) for p in uploads.rglob("*")) if uploads.exists() else []
+    return (Job.objects.count(), ImportReport.objects.count(), Series.objects.count(), Patient.objects.count(), files)
+
+
+@pytest.fixture
+def imported(db, tmp_path, users):
+    root = tmp_path / "cohort"
+    make_store_cohort(root, patients=2)
+    ds = Dataset.objects.create(name="members-only")
+    import_path(ds, root)
+    other = Dataset.objects.create(name="secret-set")
+    ds.members.add(users["clinician"])
+    return ds, other
+
+
+def test_dataset_list_counts_and_membership(client_as, imported):
+    ds, other = imported
+    page = client_as("clinician").get(reverse("store-datasets")).content.decode()
+    assert "members-only" in page and "secret-set" not in page
+    assert '<td data-count="patients">2</td>' in page and '<td data-count="scans">4</td>' in page
+    assert '<td data-count="normal">1</td>' in page and '<td data-count="abnormal">1</td>' in page
+    assert client_as("clinician").get(reverse("store-dataset", args=[other.pk])).status_code == 404
+    assert client_as("clinician").get(reverse("store-dataset-import", args=[ds.pk])).status_code == 403
+    admin_page = client_as("admin").get(reverse("store-datasets")).content.decode()
+    assert "secret-set" in admin_page and "New dataset" in admin_page
+
+
+def test_admin_creates_a_dataset_with_members(client_as, users, db):
+    c = client_as("admin")
+    r = c.post(reverse("store-dataset-new"), {"name": "new one", "description": "d", "series_rule": "thinnest",
+                                              "members": [users["clinician"].pk]})
+    ds = Dataset.objects.get(name="new one")
+    assert r.status_code == 302 and ds.series_rule == "thinnest" and list(ds.members.all()) == [users["clinician"]]
+
+
+def test_zip_with_dotdot_entries_is_refused_and_nothing_changes(client_as, imported):
+    ds, _ = imported
+    c = client_as("admin")
+    before = state()
+    for entries, message in [
+        ({"ok/a.dcm": b"x", "../evil.dcm": b"x"}, "absolute path or &#x27;..&#x27;"),
+        ({"/etc/passwd": b"x"}, "absolute path"),
+    ]:
+        upload = io.BytesIO(zip_bytes(entries))
+        upload.name = "bad.zip"
+        r = c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+        assert r.status_code == 400 and message in r.content.decode()
+    assert state() == before
+
+
+def test_non_zip_and_single_dicom_uploads_are_refused(client_as, imported, tmp_path):
+    ds, _ = imported
+    c = client_as("admin")
+    before = state()
+    upload = io.BytesIO(b"just some text, not an archive")
+    upload.name = "notes.txt"
+    r = c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    assert r.status_code == 400 and "notes.txt: the upload is not a zip archive" in r.content.decode()
+    dcm = next((tmp_path / "cohort").rglob("*.dcm"))
+    upload = io.BytesIO(dcm.read_bytes())
+    upload.name = "one.dcm"
+    r = c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    assert r.status_code == 400 and "a single DICOM file" in r.content.decode()
+    assert state() == before
+
+
+def test_oversized_upload_is_refused(client_as, imported, settings):
+    ds, _ = imported
+    settings.ADRENAL_MAX_UPLOAD_BYTES = 1000
+    before = state()
+    upload = io.BytesIO(zip_bytes({"a/b.bin": b"0" * 5000}))
+    upload.name = "big.zip"
+    r = client_as("admin").post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    assert r.status_code == 413 and "larger than the limit of 0 MB" in r.content.decode()
+    assert state() == before
+
+
+def test_upload_page_still_checks_csrf(imported, users):
+    from django.test import Client
+
+    ds, _ = imported
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(users["admin"])
+    upload = io.BytesIO(zip_bytes({"a/b.bin": b"0"}))
+    upload.name = "x.zip"
+    assert c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload}).status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_zip_upload_imports_as_a_job_and_reports(client_as, users, tmp_path, django_capture_on_commit_callbacks):
+    root = tmp_path / "up"
+    make_store_cohort(root, patients=2)
+    ds = Dataset.objects.create(name="upload")
+    upload = io.BytesIO(zip_of_folder(root))
+    upload.name = "cohort.zip"
+    c = client_as("admin")
+    r = c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    assert r.status_code == 302
+    report = ImportReport.objects.get()
+    assert r["Location"] == reverse("store-import-report", args=[report.pk])
+    job = report.job
+    assert job.kind == "import" and job.queue == "cpu" and job.params["zip_path"].endswith("upload.zip")
+    page = c.get(r["Location"]).content.decode()
+    assert f'data-job-id="{job.pk}"' in page and "store/import_report.js" in page
+    run_job(import_studies.job_fn, job.pk)  # what the cpu worker runs
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.result["imported"] == 4
+    assert not Path(job.params["zip_path"]).exists()  # the upload is removed once imported
+    page = c.get(r["Location"]).content.decode()
+    assert "localizer/scout image" in page and "not a DICOM file" in page
+    assert Series.objects.filter(study__patient__dataset=ds, is_scan=True).count() == 4
+    # the same zip again adds nothing
+    upload = io.BytesIO(zip_of_folder(root))
+    upload.name = "cohort.zip"
+    c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    again = ImportReport.objects.exclude(pk=report.pk).get()
+    run_job(import_studies.job_fn, again.job.pk)
+    assert again.counts()["imported"] == 0 and Series.objects.count() == 4
+
+
+def test_label_editing_with_history(client_as, imported, users):
+    ds, _ = imported
+    patient = Patient.objects.filter(dataset=ds).first()
+    original = patient.label
+    url = reverse("store-patient-labels", args=[patient.pk])
+    assert client_as("clinician").post(url, {"value": "abnormal"}).status_code == 403
+    c = client_as("admin")
+    new = "abnormal" if original == "normal" else "normal"
+    assert c.post(url, {"value": new, "note": "re-read by radiologist"}).status_code == 302
+    series = Series.objects.filter(study__patient=patient).first()
+    c.post(url, {"value": "abnormal", "series": series.pk})
+    patient.refresh_from_db()
+    assert patient.label == new and series.label == "abnormal"
+    page = c.get(url).content.decode()
+    assert "re-read by radiologist" in page and "replaced" in page and "folder" in page
+    c.post(url, {"value": "inherit", "series": series.pk})
+    assert series.label == new
+    assert Label.objects.filter(patient=patient).count() == 3
+
+
+def test_api_datasets_patients_series_labels_imports(client_as, imported, users):
+    ds, other = imported
+    c = client_as("clinician")
+    assert [d["name"] for d in rows(c.get("/api/datasets/"))] == ["members-only"]
+    assert c.get(f"/api/datasets/{ds.pk}/").json()["counts"]["scans"] == 4
+    assert c.get(f"/api/datasets/{other.pk}/").status_code == 404
+    patients = rows(c.get(f"/api/datasets/{ds.pk}/patients/"))
+    assert len(patients) == 2 and {p["label"] for p in patients} == {"normal", "abnormal"}
+    series = rows(c.get(f"/api/datasets/{ds.pk}/series/?scans=1"))
+    assert len(series) == 4
+    vol = series[0]["volume"]
+    assert len(vol["shape"]) == 3 and len(vol["affine"]) == 4 and vol["file"].endswith(".nii.gz")
+    pid = patients[0]["id"]
+    assert rows(c.get(f"/api/patients/{pid}/labels/"))[0]["source"] == "folder"
+    assert c.post(f"/api/patients/{pid}/labels/", {"value": "abnormal"}).status_code == 403
+    assert c.get(f"/api/datasets/{ds.pk}/imports/").status_code == 403
+    a = client_as("admin")
+    flip = "normal" if patients[0]["label"] == "abnormal" else "abnormal"
+    r = a.post(f"/api/patients/{pid}/labels/", {"value": flip, "note": "api"}, content_type="application/json")
+    assert r.status_code == 201 and r.json()["source"] == "ui" and r.json()["created_by"] == "adm"
+    r = a.post(f"/api/patients/{pid}/labels/", {"value": flip}, content_type="application/json")
+    assert r.status_code == 200  # already current: nothing added
+    reports = rows(a.get(f"/api/datasets/{ds.pk}/imports/"))
+    assert reports[0]["counts"]["imported"] == 4
+    detail = a.get(f"/api/imports/{reports[0]['id']}/").json()
+    assert {i["status"] for i in detail["items"]} == {"imported", "skipped"}
+    r = a.post(f"/api/datasets/{ds.pk}/imports/", {"path": "/no/such/folder"}, content_type="application/json")
+    assert r.status_code == 400 and "does not exist" in r.json()["path"][0]

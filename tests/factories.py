@@ -1,0 +1,79 @@
+"""Small factories for the rows most tests need: jobs, datasets with members, series, boxes and training runs.
+
+Real files (CT volumes, DICOM, weights) come from the fixtures in ``tests/plugins``; these only make rows.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.utils import timezone
+
+from adrenal_site.jobs.models import Job
+from annotations.models import CropBox, Dataset, Patient, Series, Study
+from annotations.services.boxes import save_box
+from inference.models import DatasetSplit, FoldRun, TrainingRun
+
+
+def make_job(kind: str = "selftest", status: str = Job.Status.SUCCEEDED, *, task_name: str = "jobs.selftest_cpu",
+             queue: str = "cpu", parent: Job | None = None, **fields) -> Job:
+    """A Job row in ``status`` (finished ones get ``finished_at``)."""
+    if status in Job.FINISHED:
+        fields.setdefault("finished_at", timezone.now())
+    return Job.objects.create(kind=kind, task_name=task_name, queue=queue, status=status, parent=parent, **fields)
+
+
+def make_dataset(name: str = "ds", members: Iterable = (), **fields) -> Dataset:
+    dataset = Dataset.objects.create(name=name, **fields)
+    dataset.members.add(*members)
+    return dataset
+
+
+def make_series(dataset: Dataset, patient: str = "P000", *, study_uid: str | None = None,
+                series_uid: str | None = None, **fields) -> Series:
+    """A scan row (no volume) of a patient of ``dataset``."""
+    p, _ = Patient.objects.get_or_create(dataset=dataset, pseudo_id=patient)
+    study, _ = Study.objects.get_or_create(patient=p, study_uid=study_uid or f"1.2.826.0.9.{p.pk}")
+    fields.setdefault("modality", "CT")
+    return Series.objects.create(study=study, series_uid=series_uid or f"{study.study_uid}.{study.series.count() + 1}",
+                                 **fields)
+
+
+def make_box(series: Series, side: str, lps_min: Sequence[float], lps_max: Sequence[float], *,
+             status: str = CropBox.Status.CONFIRMED, **kw) -> CropBox:
+    """A box saved the one way boxes are saved (the series needs a volume)."""
+    return save_box(series, side, lps_min, lps_max, status=status, **kw)
+
+
+def make_split(dataset: Dataset, test_patients: Sequence[str] = (), folds: Sequence[Sequence[str]] = ((), ()),
+               **fields) -> DatasetSplit:
+    return DatasetSplit.objects.create(dataset=dataset, test_patients=list(test_patients),
+                                       folds=[list(f) for f in folds], **fields)
+
+
+def make_run(dataset: Dataset, split: DatasetSplit | None = None, *, status: str = Job.Status.SUCCEEDED,
+             preset: str = "tiny", config: dict | None = None, fold_weights: Sequence[str] | None = None,
+             fold_fields: dict | None = None, **fields) -> TrainingRun:
+    """A TrainingRun whose train job is in ``status``, with one FoldRun per fold of the split (their jobs in
+    the same state); ``fold_weights`` gives each fold's weights path relative to MEDIA_ROOT."""
+    split = split or make_split(dataset)
+    job = make_job("train", status, task_name="inference.tasks.train_run_job")
+    run = TrainingRun.objects.create(dataset=dataset, split=split, preset=preset, config=config or {"preset": preset},
+                                     job=job, **fields)
+    if not run.artifacts_dir:
+        run.artifacts_dir = f"runs/{run.pk}"
+        run.save(update_fields=["artifacts_dir"])
+    job.params = {"run_id": run.pk}
+    job.save(update_fields=["params"])
+    for k in range(len(split.folds)):
+        fold_job = make_job("train_fold", status, task_name="inference.tasks.train_fold_job", queue="gpu",
+                            parent=job, params={"run_id": run.pk, "fold": k})
+        weights = fold_weights[k] if fold_weights else ""
+        FoldRun.objects.create(run=run, fold=k, job=fold_job, weights=weights, **(fold_fields or {}))
+    return run
+
+
+def set_status(record, status: str) -> None:
+    """Put a job-backed record (a run, a fold, a prediction) into ``status`` through its job."""
+    Job.objects.filter(pk=record.job_id).update(status=status, finished_at=timezone.now()
+                                                if status in Job.FINISHED else None)
+    record.refresh_from_db()

@@ -1,0 +1,70 @@
+"""The job runner's one state machine without a worker: fan-out and join, continuation, a failing child,
+cancel of a whole tree, and transitions that are refused."""
+from __future__ import annotations
+
+import pytest
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import _returned, enqueue, finish, request_cancel, run_now, settle
+from adrenal_site.jobs.tasks import selftest_cpu, selftest_gpu
+from tests.factories import make_job
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the runner closes connections between jobs
+
+
+def _parent_with_children(n: int = 2, **kw) -> tuple[Job, list[Job]]:
+    parent = enqueue(selftest_cpu, params={"steps": 0}, send=False, **kw)
+    Job.objects.filter(pk=parent.pk).update(status=Job.Status.RUNNING)
+    parent.refresh_from_db()
+    children = [enqueue(selftest_gpu, params={"steps": 0}, parent=parent, send=False) for _ in range(n)]
+    _returned(parent, {"queued": n})  # the parent's own work is done: it waits for its children
+    parent.refresh_from_db()
+    return parent, children
+
+
+def test_a_parent_waits_for_its_children_then_joins_and_continues():
+    parent, children = _parent_with_children(join=selftest_cpu, then=selftest_gpu)
+    assert parent.status == "running" and parent.awaiting_children
+    for c in children:
+        run_now(selftest_gpu, c)
+    parent.refresh_from_db()
+    join = parent.children.get(task_name=selftest_cpu.name)
+    assert parent.status == "running" and join.status == "queued"  # the join is queued once all succeeded
+    run_now(selftest_cpu, join)
+    parent.refresh_from_db()
+    assert parent.status == "succeeded" and parent.result == join.result and not parent.awaiting_children
+    then = Job.objects.filter(parent=None, task_name=selftest_gpu.name).exclude(pk=parent.pk)
+    assert then.count() == 1 and then.get().params == parent.params and then.get().queue == "gpu"
+    settle(parent.pk)  # settling a finished parent changes nothing
+    assert then.count() == 1
+
+
+def test_a_failed_child_fails_the_parent_and_cancels_its_siblings():
+    parent, (first, second) = _parent_with_children()
+    Job.objects.filter(pk=first.pk).update(params={"steps": 0, "fail": True})
+    run_now(selftest_gpu, first)
+    for job in (parent, first, second):
+        job.refresh_from_db()
+    assert first.status == "failed"
+    assert parent.status == "failed" and f"#{first.pk} failed" in parent.message
+    assert second.status == "cancelled" and second.cancel_requested
+
+
+def test_cancel_stops_the_tree_at_once_where_nothing_runs():
+    parent, children = _parent_with_children(3)
+    running = children[0]
+    Job.objects.filter(pk=running.pk).update(status=Job.Status.RUNNING)
+    request_cancel(parent)
+    statuses = {j.pk: j.status for j in Job.objects.filter(pk__in=[parent.pk, *[c.pk for c in children]])}
+    assert statuses[parent.pk] == "cancelled"
+    assert [statuses[c.pk] for c in children[1:]] == ["cancelled", "cancelled"]
+    assert statuses[running.pk] == "running" and Job.objects.get(pk=running.pk).cancel_requested  # stops at its next report
+
+
+def test_transitions_out_of_a_finished_state_are_refused():
+    job = make_job(status=Job.Status.SUCCEEDED)
+    assert finish(job, Job.Status.FAILED, message="late") is False
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.message != "late"
+    queued = make_job(status=Job.Status.QUEUED)
+    assert finish(queued, Job.Status.SUCCEEDED) is False  # a queued job never succeeds without running

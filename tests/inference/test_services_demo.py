@@ -1,0 +1,77 @@
+"""The `make run` demo wiring: imports queue proposals, the demo pipeline proposes, builds 2.5D images and
+starts a run marked auto_promote, and that run is promoted once its evaluation is stored."""
+from __future__ import annotations
+
+import pytest
+
+from adrenal_site.jobs.models import Job
+
+
+def run_job(fn, job_id: int) -> None:
+    """Run a job's function in this test's transaction (the runner closes connections between jobs)."""
+    job = Job.objects.get(pk=job_id)
+    job.result = fn(job, **job.params) or {}
+    job.status = "succeeded"
+    job.save()
+
+
+@pytest.fixture
+def imported_demo(db, settings, tmp_path, synthetic_cohort):
+    from annotations.models import Dataset
+    from annotations.tasks import import_studies, start_import
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    dataset = Dataset.objects.create(name="Demo")
+    job = start_import(dataset, str(synthetic_cohort["path"]), send=False)
+    run_job(import_studies.job_fn, job.pk)
+    assert Job.objects.get(pk=job.pk).status == "succeeded"
+    return dataset
+
+
+def test_import_queues_proposals_for_the_imported_scans(imported_demo, django_capture_on_commit_callbacks):
+    from annotations.models import Series
+
+    jobs = Job.objects.filter(kind="propose_crops")
+    assert jobs.count() == 1
+    scans = set(Series.objects.filter(study__patient__dataset=imported_demo, is_scan=True).values_list("pk", flat=True))
+    assert set(jobs.get().params["series_ids"]) == scans and scans
+
+
+def test_demo_pipeline_proposes_builds_images_and_starts_an_auto_promoted_run(imported_demo):
+    from annotations.models import Series
+    from inference.models import Image25D, TrainingRun
+    from inference.tasks import demo_pipeline
+
+    KIND = demo_pipeline.kind
+    job = Job.objects.create(kind=KIND, task_name=demo_pipeline.name, params={"dataset_id": imported_demo.pk,
+                                                                              "preset": "tiny",
+                                                                              "overrides": {"n_folds": 2}})
+    run_job(demo_pipeline.job_fn, job.pk)
+    job.refresh_from_db()
+    scans = Series.objects.filter(study__patient__dataset=imported_demo, is_scan=True)
+    proposed = scans.filter(box_status="proposed")
+    assert proposed.count() >= 1 and set(scans.values_list("box_status", flat=True)) <= {"proposed", "not_covered"}
+    assert Image25D.objects.filter(series__in=proposed).count() >= 3 * proposed.count()
+    run = TrainingRun.objects.get(dataset=imported_demo)
+    assert run.config["auto_promote"] is True and run.preset == "tiny" and job.result["run"] == run.pk
+    # idempotent: a re-delivered pipeline starts no second run
+    again = Job.objects.create(kind=KIND, task_name=demo_pipeline.name, params=job.params)
+    run_job(demo_pipeline.job_fn, again.pk)
+    assert TrainingRun.objects.filter(dataset=imported_demo).count() == 1
+
+
+def test_auto_promote_after_evaluation(make_evaluated_run):
+    from inference.models import TrainingRun
+    from inference.tasks import evaluate_run_job
+
+    run, _ = make_evaluated_run(evaluate=False)
+    run.config["auto_promote"] = True
+    run.save()
+    job = Job.objects.create(kind="evaluate", task_name=evaluate_run_job.name, params={"run_id": run.pk})
+    run_job(evaluate_run_job.job_fn, job.pk)
+    assert Job.objects.get(pk=job.pk).status == "succeeded"
+    assert TrainingRun.objects.get(pk=run.pk).promoted
+    other, _ = make_evaluated_run(evaluate=False, name="eval-ds")  # same dataset, already has a promoted run
+    job = Job.objects.create(kind="evaluate", task_name=evaluate_run_job.name, params={"run_id": other.pk})
+    run_job(evaluate_run_job.job_fn, job.pk)
+    assert not TrainingRun.objects.get(pk=other.pk).promoted

@@ -1,0 +1,158 @@
+"""Verdicts for new studies: the real TotalSegmentator CT gets a verdict; a chest-only scan and an MR do not."""
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def model_run(db, settings, tmp_path):
+    """A finished, evaluated 2-fold run with random-init EfficientNet-B0 weights (small crops: quick on CPU)."""
+    import torch
+
+    from inference.ml.networks import build_model
+    from tests.factories import make_dataset, make_run, make_split
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ds = make_dataset("predict-ds")
+    config = {"backbone": "efficientnet_b0", "side_px": 48, "slice_mm": 6.0}
+    run = make_run(ds, make_split(ds, folds=[[], []]), config=config, operating_value=0.5, objective="accuracy",
+                   promoted=True, version=1, fold_weights=[f"runs/weights/fold{k}/best.pt" for k in range(2)])
+    torch.manual_seed(0)
+    for fold in run.folds.all():
+        path = Path(settings.MEDIA_ROOT) / fold.weights
+        path.parent.mkdir(parents=True)
+        torch.save(build_model("efficientnet_b0")[0].state_dict(), path)
+    return run
+
+
+def chest_only(realct, tmp_path) -> Path:
+    """The lung-base slabs of the real CT, above its adrenal glands (a scan that does not reach them)."""
+    from inference.ml.geometry import voxel_to_lps
+    from inference.ml.volume import Volume, load_nifti, save_nifti
+
+    v = load_nifti(realct["example_ct"])
+    k0 = 106
+    affine = v.affine.copy()
+    affine[:3, 3] = voxel_to_lps(v.affine, [0, 0, k0])
+    return save_nifti(Volume(v.array[k0:], affine), tmp_path / "chest_only.nii.gz")
+
+
+def test_predict_command_on_the_real_ct(model_run, realct):
+    out = StringIO()
+    call_command("predict", str(realct["example_ct"]), "--run", str(model_run.pk), "--json", stdout=out)
+    doc = json.loads(out.getvalue())
+    assert set(doc) >= {"series_uid", "probability", "verdict", "operating_value", "sides", "flagged_slices_mm"}
+    assert doc["verdict"] in ("normal", "abnormal") and "reason" not in doc
+    assert 0.0 <= doc["probability"] <= 1.0 and doc["operating_value"] == 0.5
+    assert set(doc["sides"]) == {"R", "L"} and all(0.0 <= v <= 1.0 for v in doc["sides"].values())
+    # flagged slices lie in the adrenal region of this CT (its glands are at z 379-418 mm)
+    assert all(330 <= z <= 430 for z in doc["flagged_slices_mm"])
+
+
+def test_predict_command_refuses_to_guess(model_run, realct, tmp_path):
+    out = StringIO()
+    call_command("predict", str(chest_only(realct, tmp_path)), "--run", str(model_run.pk), "--json", stdout=out)
+    doc = json.loads(out.getvalue())
+    assert doc["verdict"] == "not assessable" and "not covered" in doc["reason"]
+    assert doc["probability"] is None and doc["flagged_slices_mm"] == []
+    out = StringIO()
+    mr = Path(realct["example_ct"]).parent / "example_mr_sm.nii.gz"
+    call_command("predict", str(mr), "--run", str(model_run.pk), "--json", stdout=out)
+    doc = json.loads(out.getvalue())
+    assert doc["verdict"] == "not assessable" and "not CT" in doc["reason"]
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("predict", str(tmp_path / "nothing"), "--run", str(model_run.pk))
+    model_run.operating_value = None
+    model_run.save()
+    with pytest.raises(CommandError, match="evaluate it first"):
+        call_command("predict", str(mr), "--run", str(model_run.pk))
+
+
+def _imported_series(run, path: Path, settings, modality: str = "CT"):
+    """A series with its HU volume stored as the import area stores it."""
+    import shutil
+
+    from annotations.models import Patient, Series, Study, Volume
+    from inference.ml.volume import load_nifti
+
+    patient = Patient.objects.create(dataset=run.dataset, pseudo_id=f"NEW{Patient.objects.count()}")
+    study = Study.objects.create(patient=patient, study_uid=f"9.9.{patient.pk}")
+    series = Series.objects.create(study=study, series_uid=f"9.9.{patient.pk}.1", modality=modality)
+    rel = f"volumes/{series.pk}.nii.gz"
+    (Path(settings.MEDIA_ROOT) / "volumes").mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, Path(settings.MEDIA_ROOT) / rel)
+    v = load_nifti(path)
+    Volume.objects.create(series=series, file=rel, shape=list(v.shape), spacing_mm=v.spacing.tolist(),
+                          affine=v.affine.tolist())
+    return series
+
+
+def test_predict_job_stores_an_idempotent_prediction(model_run, realct, settings, tmp_path):
+    from adrenal_site.jobs.models import Job
+    from inference.models import Prediction
+    from inference.tasks import predict_job
+
+    series = _imported_series(model_run, Path(realct["example_ct"]), settings)
+    job = Job.objects.create(kind="predict", task_name=predict_job.name, queue="gpu",
+                             params={"series_id": series.pk, "run_id": model_run.pk})
+    first = predict_job.job_fn(job, **job.params)
+    again = predict_job.job_fn(job, **job.params)  # a re-delivered task
+    assert first["prediction"] == again["prediction"]
+    p = Prediction.objects.get(job=job)
+    assert Prediction.objects.filter(series=series).count() == 1
+    assert p.verdict in ("normal", "abnormal") and p.operating_value == 0.5
+    assert p.slice_scores and len(p.slice_scores[0]) == 2 and set(p.sides) == {"R", "L"}
+    assert (p.fraction >= 0.5) == (p.verdict == "abnormal")
+
+    chest = _imported_series(model_run, chest_only(realct, tmp_path), settings)
+    job2 = Job.objects.create(kind="predict", task_name=predict_job.name, queue="gpu",
+                              params={"series_id": chest.pk, "run_id": model_run.pk})
+    predict_job.job_fn(job2, **job2.params)
+    p2 = Prediction.objects.get(job=job2)
+    assert p2.verdict == "not_assessable" and "not covered" in p2.reason and p2.probability is None
+
+
+def test_submit_from_the_api(model_run, realct, settings, client_as, users, django_capture_on_commit_callbacks):
+    from adrenal_site.jobs.models import Job
+
+    series = _imported_series(model_run, Path(realct["example_ct_sm"]), settings)
+    c = client_as("clinician")
+    assert c.post("/api/predictions/", {"series": series.pk}, content_type="application/json").status_code == 400
+    model_run.dataset.members.add(users["clinician"])
+    with django_capture_on_commit_callbacks(execute=False):
+        r = c.post("/api/predictions/", {"series": series.pk}, content_type="application/json")
+    assert r.status_code == 202, r.content
+    job = Job.objects.get(pk=r.json()["job"])
+    assert job.queue == "gpu" and job.params == {"series_id": series.pk, "run_id": model_run.pk}
+    assert c.get("/api/predictions/", {"series": series.pk}).json() == []
+
+
+def test_upload_a_nifti_for_a_verdict(model_run, realct, settings, client_as, users, django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from adrenal_site.jobs.models import Job
+    from inference.models import Prediction
+    from inference.tasks import predict_job
+
+    model_run.dataset.members.add(users["clinician"])
+    c = client_as("clinician")
+    data = Path(realct["example_ct_sm"]).read_bytes()
+    with django_capture_on_commit_callbacks(execute=False):
+        r = c.post("/api/predictions/", {"file": SimpleUploadedFile("new_scan.nii.gz", data),
+                                         "dataset": model_run.dataset.pk})
+    assert r.status_code == 202, r.content
+    job = Job.objects.get(pk=r.json()["job"])
+    assert job.queue == "gpu" and Path(job.params["path"]).name == "new_scan.nii.gz"
+    doc = predict_job.job_fn(job, **job.params)
+    p = Prediction.objects.get(job=job)
+    assert doc["prediction"] == p.pk and p.series.study.patient.dataset == model_run.dataset
+    assert p.verdict in ("normal", "abnormal", "not_assessable")
+    assert c.get("/api/predictions/", {"series": p.series_id}).json()[0]["id"] == p.pk

@@ -1,0 +1,87 @@
+"""Training pages and API: a lead starts a run from the browser form and the API, sees its page with folds,
+cancels it, promotes a finished one; clinicians and other datasets' leads are refused."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from adrenal_site.jobs.models import Job
+from inference.models import FoldRun, TrainingRun
+from tests.factories import set_status
+
+
+@pytest.fixture
+def cohort(db, settings, tmp_path, training_cohort, users):
+    settings.MEDIA_ROOT = tmp_path
+    ds = training_cohort("pages-ds", n_patients=10)
+    ds.members.add(users["lead"])
+    return ds
+
+
+def test_lead_starts_run_from_form_sees_page_and_cancels(cohort, client_as, django_capture_on_commit_callbacks):
+    c = client_as("lead")
+    page = c.get(reverse("runs"))
+    assert page.status_code == 200 and b"Start a run" in page.content and b"pages-ds" in page.content
+    with django_capture_on_commit_callbacks(execute=False):
+        r = c.post(reverse("runs"), {"dataset": cohort.pk, "preset": "tiny", "epochs": "2", "name": "from form"})
+    run = TrainingRun.objects.get()
+    assert r.status_code == 302 and r.url == reverse("run-detail", args=[run.pk])
+    assert run.config["epochs"] == 2 and run.preset == "tiny" and run.name == "from form"
+    assert run.folds.count() == 5 and Job.objects.get(pk=run.job_id).kind == "train"
+    detail = c.get(r.url)
+    assert detail.status_code == 200 and b"Learning curves" in detail.content and b"Cancel run" in detail.content
+    doc = c.get(f"/api/runs/{run.pk}/").json()
+    assert [f["fold"] for f in doc["folds"]] == [0, 1, 2, 3, 4] and doc["split"]["test_patients"]
+    assert c.post(reverse("run-cancel", args=[run.pk])).status_code == 302
+    run.refresh_from_db()
+    assert run.status == "cancelled" and Job.objects.get(pk=run.job_id).status == "cancelled"
+    assert {f.status for f in FoldRun.objects.filter(run=run)} == {"cancelled"}
+    # promoting an unfinished run is refused with a reason
+    r = c.post(f"/api/runs/{run.pk}/promote/")
+    assert r.status_code == 409 and "only a finished run" in r.json()["detail"]
+
+
+def test_api_start_promote_and_roles(cohort, client_as, users, django_capture_on_commit_callbacks):
+    c = client_as("lead")
+    with django_capture_on_commit_callbacks(execute=False):
+        r = c.post("/api/runs/start/", json.dumps({"dataset": cohort.pk, "preset": "tiny", "overrides": {"epochs": 1}}),
+                   content_type="application/json")
+    assert r.status_code == 201, r.content
+    run = TrainingRun.objects.get(pk=r.json()["id"])
+    bad = c.post("/api/runs/start/", json.dumps({"dataset": cohort.pk, "preset": "huge"}), content_type="application/json")
+    assert bad.status_code == 400 and "unknown preset" in bad.json()["detail"]
+    set_status(run, "succeeded")
+    TrainingRun.objects.filter(pk=run.pk).update(version=1)
+    assert c.post(f"/api/runs/{run.pk}/promote/").json()["promoted"] is True
+    assert b"promoted" in c.get(reverse("runs")).content
+    clin = client_as("clinician")
+    assert clin.get(f"/api/runs/{run.pk}/").status_code == 403
+    assert clin.get(reverse("run-detail", args=[run.pk])).status_code == 403
+    c.logout()
+    assert c.get(f"/api/runs/{run.pk}/").status_code in (401, 403)
+
+
+def test_lead_of_another_dataset_does_not_see_the_run(cohort, make_user, client, django_capture_on_commit_callbacks):
+    from inference.tasks import start_run
+
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_run(cohort, "tiny")
+    other = make_user("lead2", "lead")
+    client.force_login(other)
+    assert client.get(f"/api/runs/{run.pk}/").status_code == 404
+    assert client.get(reverse("run-detail", args=[run.pk])).status_code == 404
+    assert client.post(f"/api/runs/{run.pk}/cancel/").status_code == 404
+
+
+def test_lead_queues_image_build_from_runs_page(cohort, client_as, django_capture_on_commit_callbacks):
+    c = client_as("lead")
+    with django_capture_on_commit_callbacks(execute=False):
+        r = c.post(reverse("images-build"), {"dataset": cohort.pk, "use_proposed": "1"})
+    assert r.status_code == 302
+    job = Job.objects.get(kind="images25d")
+    assert job.params == {"dataset_id": cohort.pk, "series_ids": None, "use_proposed": True}
+    page = c.get(reverse("runs"))
+    assert f'data-job-id="{job.pk}"'.encode() in page.content
+    assert client_as("clinician").post(reverse("images-build"), {"dataset": cohort.pk}).status_code == 403
