@@ -32,12 +32,12 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
     Raises ValueError for an unknown preset or a dataset without labelled 2.5D images."""
     config = preset_config(preset, overrides)
     labels = None
-    if is_gland_run(config):  # per-gland runs crop what they need from the stored volumes themselves
+    if is_gland_run(config) or not image_rows(dataset):
+        # per-gland runs crop what they need from the stored volumes; a joined run builds its images first
+        # (``training.prepare_run``) from the same labelled scans with boxes
         labels = patient_labels(dataset)
         if not labels:
             raise ValueError(f"dataset {dataset.name!r} has no labelled scans with a stored volume and crop boxes")
-    elif not image_rows(dataset):
-        raise ValueError(f"dataset {dataset.name!r} has no labelled scans with 2.5D images; build images first")
     split = ensure_split(dataset, seed=int(config["seed"]), test_fraction=float(config["test_fraction"]),
                          n_folds=int(config["n_folds"]), labels=labels)
     config["n_folds"] = len(split.folds)

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from adrenal_site.jobs.runner import no_progress
-from annotations.models import Dataset
+from annotations.models import Dataset, Series
 from inference.ml import atomic
 from inference.ml.mil import train_fold_mil
 from inference.ml.training import fresh_model, load_ensemble, train_fold
@@ -29,6 +29,7 @@ from inference.ml.training import fresh_model, load_ensemble, train_fold
 from ..models import FoldRun, TrainingRun
 from .runs import run_dir
 from .gland_data import gland_samples, gland_scans, is_gland_run, scan_sample
+from .images import build_many
 from .training_data import fold_data, image_rows
 
 ProgressFn = Callable[[float, str], None]
@@ -37,7 +38,15 @@ PRED_COLUMNS = ["image_id", "series_id", "series_uid", "patient", "label", "slic
 
 
 def prepare_run(run: TrainingRun) -> None:
-    """Write ``config.json`` and, once, ``init.pt``: one fresh model, the same start for every fold."""
+    """Write ``config.json`` and, once, ``init.pt``: one fresh model, the same start for every fold. A joined
+    run (the original layout) first builds the 2.5D images of its labelled scans that have none (confirmed
+    boxes, else proposed; a changed box already queues its scan's rebuild); a per-gland run crops its glands
+    in its fold jobs."""
+    if not is_gland_run(run.config):
+        ids = [g.series_id for g in gland_scans(run.dataset)]
+        missing = Series.objects.filter(pk__in=ids, images25d__isnull=True)
+        if missing.exists():
+            build_many(missing, (run.config or {}).get("image"), use_proposed=True)
     out = run_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "config.json", json.dumps(run.config, indent=1))

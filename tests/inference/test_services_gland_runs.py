@@ -58,3 +58,20 @@ def test_per_gland_run_trains_evaluates_and_judges(db, settings, tmp_path, train
     stored = Prediction.objects.create(series=series, run=run, **f)  # the new fields store and read back
     stored.refresh_from_db()
     assert stored.side_details == f["side_details"] and stored.evidence == f["evidence"]
+
+
+def test_a_joined_run_builds_the_images_it_needs(db, settings, tmp_path, training_cohort):
+    from adrenal_site.jobs.models import Job
+    from inference.models import Image25D
+    from inference.services import runs, training
+
+    settings.MEDIA_ROOT = tmp_path
+    ds = training_cohort("joined-ds", n_patients=10, build=False)
+    run = runs.create_run(ds, "tiny", Job.objects.create(kind="train", params={}),
+                          overrides={"image": {"side_px": 16, "pixel_spacing_mm": 2.0}})
+    assert not Image25D.objects.exists()  # accepted without images: the run builds them
+    training.prepare_run(run)
+    assert Image25D.objects.filter(series__study__patient__dataset=ds).values("series").distinct().count() == 10
+    first = {r.pk for r in Image25D.objects.all()}
+    training.prepare_run(run)  # a re-delivered job builds nothing again
+    assert {r.pk for r in Image25D.objects.all()} == first
