@@ -15,7 +15,9 @@ training image is scored (eval mode, no gradients); then
   scored per epoch (the hard ones are the highest of those), which saves most of the scoring pass;
 
 and ``steps_per_epoch`` batches of ``batch_size`` images, a ``pos_fraction`` of them positive, are trained with
-BCE. Adam with cosine decay to ``alpha * lr``; the fold keeps the best-validation-loss epoch (``best.pt``, or
+BCE. With ``freeze: backbone`` the ImageNet backbone stays as it is: every image's pooled features are computed
+once (no augmentation) and only the linear unit learns (seconds per epoch on a CPU; fewer parameters than
+positives to fit with a few dozen patients). Adam with cosine decay to ``alpha * lr``; the fold keeps the best-validation-loss epoch (``best.pt``, or
 the last with ``select: last``), saves ``last.pt`` after every epoch and resumes from it exactly (each epoch
 reseeds from ``(seed, fold, epoch)``), like :func:`inference.ml.training.train_fold`. Validation loss: each
 validation unit pooled by its top-k (a bag) or per image; validation AUC: scans by the rule below.
@@ -209,6 +211,26 @@ def _validate(model, pool: _Pool, scans: Sequence[ScanSample], units: Sequence[U
     return total / max(weight, 1e-9), (auc(y, score) if len(set(y)) == 2 else None)
 
 
+class _Classifier(torch.nn.Module):
+    """A network's classifier alone, on pooled features ``[B, C]`` (a frozen backbone's)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        return self.model.classify(p)
+
+
+@torch.no_grad()
+def _pooled_features(model: torch.nn.Module, x: torch.Tensor, device: str, batch: int = 64) -> torch.Tensor:
+    model.eval()
+    if len(x) == 0:
+        return torch.zeros((0, model.fc.in_features))
+    return torch.cat([model.pooled(model.features(x[i:i + batch].to(device).float())).float()
+                      for i in range(0, len(x), batch)]).to(x.device)
+
+
 def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[ScanSample],
                    val: Sequence[ScanSample], out_dir: str | os.PathLike, *, fold: int = 0, device: str | None = None,
                    on_epoch: Callable[[dict, list[dict]], None] | None = None,
@@ -216,7 +238,8 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
     """Train one fold; returns ``{"best_epoch", "val_loss", "history", "resumed_from", "model"}``.
 
     ``train``/``val``: :class:`ScanSample` lists (patients disjoint). ``config``: a preset configuration
-    (``epochs``, ``batch_size`` images per step, ``lr``, ``alpha``, ``weight_decay``, ``augment``, ``mil``: top_k,
+    (``epochs``, ``batch_size`` images per step, ``lr``, ``alpha``, ``weight_decay``, ``augment``, ``freeze``
+    ('backbone' or none), ``mil``: top_k,
     train_k, pos_fraction, hard_fraction, hard_pool, steps_per_epoch, select 'best'|'last'). Raises ValueError
     when the training or validation scans give no unit, or no positive or no negative image.
     """
@@ -242,6 +265,17 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
     if device.startswith("cuda"):  # float16 images live on the GPU: batches are gathered and augmented there
         pool.x = pool.x.pin_memory().to(device, non_blocking=True)
         val_pool.x = val_pool.x.pin_memory().to(device, non_blocking=True)
+    net, augment = model, config.get("augment", {})
+    if config.get("freeze") == "backbone":
+        # ImageNet features computed once (eval mode, no augmentation); only the linear unit learns
+        for prm in model.parameters():
+            prm.requires_grad_(False)
+        for prm in model.fc.parameters():
+            prm.requires_grad_(True)
+        pool.x, val_pool.x = _pooled_features(model, pool.x, device), _pooled_features(model, val_pool.x, device)
+        net, augment = _Classifier(model), {}
+        opt = torch.optim.Adam(model.fc.parameters(), lr=float(config["lr"]),
+                               weight_decay=float(config.get("weight_decay", 0.0)))
     w = _unit_weights(units)
     steps = int(cfg["steps_per_epoch"])
     n_pos = max(1, int(round(batch * float(cfg["pos_fraction"]))))
@@ -262,7 +296,7 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
         gen = torch.Generator().manual_seed(seed * 100 + epoch)
         torch.manual_seed(seed * 100 + epoch)
         warm = epoch < int(cfg["warmup_epochs"])
-        scores = _epoch_scores(model, pool, units, device, int(cfg["neg_scored"]), warm, gen)
+        scores = _epoch_scores(net, pool, units, device, int(cfg["neg_scored"]), warm, gen)
         pos, neg = _epoch_sets(units, pool, scores, None if warm else int(cfg["train_k"]))
         if len(pos) == 0 or len(neg) == 0:
             raise ValueError(f"fold {fold}: {len(pos)} positive and {len(neg)} negative training images")
@@ -278,16 +312,17 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
                                    hard[torch.randint(len(hard), (n_hard,), generator=gen).numpy()],
                                    neg[torch.randint(len(neg), (n_neg - n_hard,), generator=gen).numpy()]])
             y = torch.cat([torch.ones(n_pos), torch.zeros(n_neg)]).to(device)
-            xb = augment_batch(pool.x[torch.as_tensor(rows, device=pool.x.device)].float(), config.get("augment", {}),
-                               gen)
-            if device.startswith("cuda"):
+            xb = pool.x[torch.as_tensor(rows, device=pool.x.device)].float()
+            if augment:
+                xb = augment_batch(xb, augment, gen)
+            if device.startswith("cuda") and xb.ndim == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * steps + b, epochs * steps, float(config["lr"]), float(config.get("alpha", 0.0)))
-            model.train()
+            net.train()
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cuda", enabled=use_amp):
-                logits = model(xb).reshape(-1).float()
+                logits = net(xb).reshape(-1).float()
             loss = F.binary_cross_entropy_with_logits(logits, y)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -298,7 +333,7 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
                 opt.step()
             total += float(loss.detach()) * len(rows)
             seen += len(rows)
-        val_loss, val_auc = _validate(model, val_pool, val, val_units, w, cfg, device)
+        val_loss, val_auc = _validate(net, val_pool, val, val_units, w, cfg, device)
         entry = {"epoch": epoch + 1, "train_loss": round(total / max(seen, 1), 6), "val_loss": round(val_loss, 6),
                  "val_auc": None if val_auc is None else round(val_auc, 4), "lr": opt.param_groups[0]["lr"]}
         history.append(entry)

@@ -7,8 +7,8 @@
   (``ADRENAL_WEIGHTS_DIR`` or the torch hub cache ``<hub>/checkpoints/``);
 - ``tiny_cnn``: a few conv layers for tests (max pooling: its ``cam`` only approximates the logit).
 
-Every model maps ``[B, 3, H, W]`` float in [0, 1] to logits ``[B, 1]`` and has ``features(x) -> [B, C, h, w]``
-and ``head(f) -> [B, 1]`` with ``head(f) == linear(mean over h, w of f)``: the logit map ``cam(f)`` (Zhou et al.
+Every model maps ``[B, 3, H, W]`` float in [0, 1] to logits ``[B, 1]`` and has ``features(x) -> [B, C, h, w]``,
+``pooled(f) -> [B, C]``, ``classify(p) -> [B, 1]`` and ``head(f) = classify(pooled(f))`` with ``head(f) == linear(mean over h, w of f)``: the logit map ``cam(f)`` (Zhou et al.
 2016, CAM) then averages exactly to the logit. ``build_model`` says which weights it used ('' = random init).
 """
 from __future__ import annotations
@@ -44,8 +44,14 @@ class TinyCNN(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    def pooled(self, f: torch.Tensor) -> torch.Tensor:
+        return f.amax(dim=(2, 3))  # max pooling: a small bright blob is enough
+
+    def classify(self, p: torch.Tensor) -> torch.Tensor:
+        return self.fc(p)
+
     def head(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(f.amax(dim=(2, 3)))  # max pooling: a small bright blob is enough
+        return self.classify(self.pooled(f))
 
     def cam(self, f: torch.Tensor) -> torch.Tensor:
         return torch.einsum("bchw,c->bhw", f, self.fc.weight[0]) + self.fc.bias[0]
@@ -71,8 +77,16 @@ class PooledNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body((x - self.mean) / self.std)
 
+    def pooled(self, f: torch.Tensor) -> torch.Tensor:
+        """Global average pooling ``[B, C, h, w] -> [B, C]``."""
+        return f.mean(dim=(2, 3))
+
+    def classify(self, p: torch.Tensor) -> torch.Tensor:
+        """Dropout and the linear unit on pooled features."""
+        return self.fc(self.drop(p))
+
     def head(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(f.mean(dim=(2, 3))))
+        return self.classify(self.pooled(f))
 
     def cam(self, f: torch.Tensor) -> torch.Tensor:
         """Logit map ``[B, h, w]`` whose spatial mean is the logit (eval mode)."""

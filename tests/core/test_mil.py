@@ -206,3 +206,19 @@ def test_onnx_runtime_matches_torch_and_caches_its_graph(tmp_path):
     assert np.allclose(load_ensemble(paths, cfg, runtime="onnx").predict(x), p1, atol=1e-4)  # from the cache
     with pytest.raises(ValueError, match="runtime"):
         Ensemble([], cfg, runtime="tensorrt")
+
+
+def test_frozen_backbone_trains_the_linear_unit_only(tmp_path):
+    cfg = preset_config("tiny", {"epochs": 8, "lr": 0.05, "batch_size": 32, "freeze": "backbone",
+                                 "mil": {"top_k": 1, "steps_per_epoch": 10, "warmup_epochs": 2}})
+    model, _ = fresh_model(cfg)
+    torch.save(model.state_dict(), tmp_path / "init.pt")
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    r = train_fold_mil(cfg, tmp_path / "init.pt", _cohort(31, 24), _cohort(32, 9), tmp_path / "f0")
+    after = r["model"].state_dict()
+    changed = {k for k in init if not torch.equal(init[k], after[k])}
+    assert changed and all(k.startswith("fc.") for k in changed), changed
+    scored = score_scans(r["model"], _cohort(33, 12), None, 1)
+    pos = [s["score"] for s in scored if s["label"] == 1]
+    neg = [s["score"] for s in scored if s["label"] == 0]
+    assert np.mean(pos) > np.mean(neg)
