@@ -11,7 +11,13 @@ Baseline vs ours, same images and weights:
 - ours: the fold ensemble over all images (and their side-blanked copies) in batches, ``inference_mode``,
   channels-last, weights kept warm in the worker between scans.
 
-Usage: ``python benchmarks/bench_predict.py [--folds 5] [--backbone efficientnet_b1] [--threads 2]``
+``--path core`` (the per-gland ``fast`` preset through the Django-free core): the same 512x512x100 series in
+memory; a verdict = CT check, box proposal, per-gland 2.5D images, the 5-fold EfficientNet-Lite1 ensemble on
+both sides in one batch with evidence maps (``inference.ml.verdict.gland_verdict``), each runtime (eager torch,
+ONNX Runtime) timed warm beside the one-by-one baseline on the same images and weights.
+
+Usage: ``python benchmarks/bench_predict.py [--path app|core] [--folds 5] [--backbone efficientnet_b1]
+[--threads 2]``
 """
 from __future__ import annotations
 
@@ -56,6 +62,102 @@ class Timed:
         return out
 
 
+def big_series():
+    """The real CT resampled to 512x512 in-plane, its last 100 slices (3 mm): ``(Volume, affine)``."""
+    import numpy as np
+    from scipy import ndimage
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import fetch_fixtures
+
+    from inference.ml.volume import Volume as Vol
+    from inference.ml.volume import load_nifti
+
+    fetch_fixtures.main()
+    ct = load_nifti(fetch_fixtures.paths()["example_ct"])
+    src = ct.array[ct.shape[0] - 100:].astype(np.float32)
+    factors = (1.0, 512 / src.shape[1], 512 / src.shape[2])
+    big = np.rint(ndimage.zoom(src, factors, order=1)).astype(np.int16)
+    affine = ct.affine.copy()
+    affine[:3, 3] = ct.affine[:3, :3] @ np.array([0, 0, ct.shape[0] - 100]) + ct.affine[:3, 3]
+    affine[:3, 0] /= factors[2]
+    affine[:3, 1] /= factors[1]
+    return Vol(big, affine)
+
+
+def core_bench(args) -> None:
+    """Warm verdict time through the core, each runtime, and the one-by-one baseline."""
+    import statistics
+
+    import numpy as np
+    import torch
+
+    from inference.ml.assessability import check_ct
+    from inference.ml.ensemble import load_ensemble, onnx_available
+    from inference.ml.images25d import build_scan_images
+    from inference.ml.presets import preset_config
+    from inference.ml.proposals import propose
+    from inference.ml.training import model_for
+    from inference.ml.verdict import gland_verdict
+
+    torch.set_num_threads(args.threads)
+    vol = big_series()
+    cfg = preset_config("fast")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-predict-core-"))
+    paths = []
+    for k in range(args.folds):
+        torch.manual_seed(k)
+        m, used = model_for(cfg, "auto")  # ImageNet backbone, a random head per fold
+        paths.append(tmp / f"fold{k}" / "best.pt")
+        paths[-1].parent.mkdir()
+        torch.save(m.state_dict(), paths[-1])
+
+    def verdict(ensemble) -> dict:
+        t = [time.perf_counter()]
+        assert check_ct(vol, "CT") == ""
+        prop = propose(vol)
+        t.append(time.perf_counter())
+        sides = build_scan_images(vol, prop.boxes, cfg)
+        t.append(time.perf_counter())
+        v = gland_verdict(sides, ensemble, 0.5, top_k=2, evidence=3)
+        t.append(time.perf_counter())
+        return {"total": t[3] - t[0], "propose": t[1] - t[0], "images": t[2] - t[1], "model": t[3] - t[2],
+                "n": sum(len(s.images) for s in sides.values()), "verdict": v.verdict}
+
+    def warm(ensemble) -> dict:
+        runs = [verdict(ensemble) for _ in range(args.repeat)]
+        return {k: statistics.median([r[k] for r in runs]) if k not in ("verdict",) else runs[0][k] for k in runs[0]}
+
+    print(f"series {vol.shape[::-1]} (i, j, k); {args.folds}-fold {cfg['backbone']} {cfg['input_side_px']} px per "
+          f"gland ({used or 'random'}); {torch.get_num_threads()} threads, torch {torch.__version__}")
+    results = {}
+    for runtime in ("torch", "onnx"):
+        if runtime == "onnx" and not onnx_available():
+            print("onnx: ONNX Runtime not installed")
+            continue
+        t = time.perf_counter()
+        ens = load_ensemble(paths, cfg, device="cpu", runtime=runtime)
+        first = verdict(ens)
+        cold = time.perf_counter() - t
+        results[runtime] = r = warm(ens)
+        print(f"ours {runtime:<6} cold {cold:6.2f} s (load{', export' if runtime == 'onnx' else ''} + first verdict); "
+              f"warm {r['total']:5.2f} s = propose {r['propose']:.2f} + images {r['images']:.2f} + ensemble with "
+              f"evidence {r['model']:.2f} ({r['n']} images x {args.folds} folds)   target <= 3 s: "
+              f"{'met' if r['total'] <= 3 else 'NOT met'}")
+    if args.skip_baseline:
+        return
+    models = []
+    for p in paths:
+        m, _ = model_for(cfg)
+        m.load_state_dict(torch.load(p, map_location="cpu", weights_only=True))
+        models.append(m)
+    base = verdict(OneByOne(models))
+    print(f"baseline (folds one by one, batch 1, eager): {base['total']:5.2f} s, ensemble {base['model']:.2f} s")
+    for runtime, r in results.items():
+        print(f"ratio baseline/ours ({runtime}): total {base['total'] / r['total']:.2f}x, "
+              f"model {base['model'] / r['model']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
@@ -63,7 +165,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--side-px", type=int, default=120)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--path", choices=("app", "core"), default="app")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    if args.path == "core":
+        core_bench(args)
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     os.environ.update(ADRENAL_DATA_DIR=str(tmp), ADRENAL_LOCAL_SECRET="1", DATABASE_URL=f"sqlite:///{tmp}/db.sqlite3",

@@ -182,7 +182,8 @@ def _prediction_doc(p: Prediction) -> dict:
         "id": p.pk, "series": p.series_id, "series_uid": p.series.series_uid, "run": p.run_id,
         "probability": p.probability, "fraction": p.fraction, "verdict": p.verdict, "reason": p.reason,
         "operating_value": p.operating_value, "sides": p.sides, "flagged_slices_mm": p.flagged_slices_mm,
-        "slice_scores": p.slice_scores, "job": p.job_id, "created_at": p.created_at,
+        "slice_scores": p.slice_scores, "score": p.score, "side_details": p.side_details, "evidence": p.evidence,
+        "job": p.job_id, "created_at": p.created_at,
     }
 
 

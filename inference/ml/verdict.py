@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .calibration import Calibrator
+from .evidence import image_evidence
+from .mil import scan_score, side_score
 from .operating_value import IMAGE_VOTE, aggregate
 
 # --- the verdict ----------------------------------------------------------------------------------------
@@ -72,3 +75,88 @@ def scan_verdict(images: np.ndarray, z_mm: np.ndarray, ensemble, operating_value
         slice_scores=[[round(float(z), 2), round(float(p), 4)] for z, p in zip(z_mm, p_img)],
         fold_probabilities=[round(float(v), 6) for v in probs[:n].mean(axis=0)],
     )
+
+
+# --- per-gland verdicts ------------------------------------------------------------------------------------
+
+@dataclass
+class GlandVerdict:
+    """A per-gland model's verdict: ``score`` (raw, max of the sides' top-k means) decides against
+    ``operating_value``; ``probability`` is the calibrated score (``calibrator``; the raw score without one).
+
+    ``sides[s]`` is the side's calibrated probability (the app's ``Prediction.sides``); ``side_details[s]``:
+    ``{"score", "probability", "verdict", "flagged_slices_mm", "slice_scores": [[z_mm, p], ...]}``;
+    ``evidence``: class-activation maps of the flagged images, highest first (``inference.ml.evidence``);
+    ``fraction``: the original image vote over both sides' images, for comparison."""
+
+    probability: float
+    score: float
+    fraction: float
+    verdict: str
+    operating_value: float
+    sides: dict[str, float]
+    side_details: dict[str, dict]
+    flagged_slices_mm: list[float]
+    slice_scores: list[list[float]]
+    evidence: list[dict] = field(default_factory=list)
+    fold_probabilities: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def gland_verdict(side_images: dict, ensemble, operating_value: float, *, top_k: int = 2, calibrator=None,
+                  evidence: int = 3, flag_at: float = IMAGE_VOTE) -> GlandVerdict:
+    """Judge a scan from ``{"R": SideImages, "L": SideImages}`` (``inference.ml.images25d.build_scan_images``)
+    with a per-gland fold ensemble: both sides in one batched pass (maps from the same pass), each side
+    scored by the mean of its ``top_k`` highest image probabilities (fold mean), the scan by the max of its
+    sides; abnormal when that reaches ``operating_value``. An image is flagged at probability >= ``flag_at``;
+    ``evidence`` maps (at most; 0 for none) for the highest flagged images. Raises ValueError without images.
+    """
+    cal = calibrator if calibrator is not None else Calibrator()
+    sides = [s for s in ("R", "L") if s in side_images and len(side_images[s].images)]
+    if not sides:
+        raise ValueError("no 2.5D images to judge")
+    batch = np.concatenate([side_images[s].images for s in sides])
+    probs, maps = ensemble.predict_maps(batch, maps=evidence > 0) if hasattr(ensemble, "predict_maps") \
+        else (np.asarray(ensemble.predict(batch)), None)
+    probs = np.asarray(probs, float).reshape(len(batch), -1)
+    mean = probs.mean(axis=1)
+    details, scores, cursor, flagged = {}, {}, 0, []
+    for s in sides:
+        si = side_images[s]
+        n = len(si.images)
+        p = mean[cursor:cursor + n]
+        scores[s] = side_score(p, top_k)
+        prob = float(cal([scores[s]])[0])
+        details[s] = {"score": round(scores[s], 6), "probability": round(prob, 6),
+                      "verdict": verdict_of(scores[s], operating_value),
+                      "flagged_slices_mm": [round(float(z), 2) for z, q in zip(si.z_mm, p) if q >= flag_at],
+                      "slice_scores": [[round(float(z), 2), round(float(q), 4)] for z, q in zip(si.z_mm, p)]}
+        flagged += [(float(q), s, i, cursor + i) for i, q in enumerate(p) if q >= flag_at]
+        cursor += n
+    score = scan_score(scores)
+    ev = []
+    if maps is not None:
+        for q, s, i, row in sorted(flagged, reverse=True)[:evidence]:
+            ev.append(image_evidence(side_images[s], i, maps[row], q))
+    all_z = sorted({z for s in sides for z in details[s]["flagged_slices_mm"]})
+    return GlandVerdict(
+        probability=round(float(cal([score])[0]), 6), score=round(score, 6),
+        fraction=round(float(np.mean(mean >= IMAGE_VOTE)), 6),
+        verdict=verdict_of(score, operating_value), operating_value=float(operating_value),
+        sides={s: details[s]["probability"] for s in sides}, side_details=details, flagged_slices_mm=all_z,
+        slice_scores=sorted([zp for s in sides for zp in details[s]["slice_scores"]]),
+        evidence=ev,
+        fold_probabilities=[round(float(np.max([side_score(probs[c0:c0 + len(side_images[s].images), f], top_k)
+                                                for s, c0 in _offsets(side_images, sides)])), 6)
+                            for f in range(probs.shape[1])],
+    )
+
+
+def _offsets(side_images: dict, sides: list[str]) -> list[tuple[str, int]]:
+    out, c = [], 0
+    for s in sides:
+        out.append((s, c))
+        c += len(side_images[s].images)
+    return out

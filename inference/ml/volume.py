@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from .atomic import atomic_path
-from .geometry import LPS_TO_RAS, canonical_index_map, spacing_of
+from .geometry import LPS_TO_RAS, Box, box_to_voxels, canonical_index_map, spacing_of
 
 
 @dataclass
@@ -76,3 +76,22 @@ def to_canonical(volume: Volume) -> tuple[Volume, np.ndarray]:
         data = np.flip(data, axis=flips)
     array = np.ascontiguousarray(data.transpose(2, 1, 0))
     return Volume(array, np.asarray(volume.affine, float) @ t), t
+
+
+def load_nifti_region(path: str | os.PathLike, box: Box, margin_mm: float = 5.0, dtype=np.int16) -> Volume:
+    """Only the voxels of a NIfTI file inside ``box`` (LPS mm) grown by ``margin_mm``: a Volume whose affine
+    places the sub-block where it lies. An uncompressed ``.nii`` is memory-mapped (only those bytes are
+    read); a ``.nii.gz`` is decompressed up to the block's last slice. Raises ValueError when the box misses
+    the volume."""
+    img = nib.load(str(path))
+    affine = LPS_TO_RAS @ img.affine
+    shape_kji = tuple(int(s) for s in img.shape[:3][::-1])
+    lo, hi = box_to_voxels(affine, shape_kji, box.expanded(margin_mm))
+    if any(h < l for l, h in zip(lo, hi)):
+        raise ValueError(f"{path}: the box {box.to_dict()} lies outside the volume")
+    block = np.asanyarray(img.dataobj[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1])
+    if dtype is not None:
+        block = block.astype(dtype, copy=False)
+    sub = affine.copy()
+    sub[:3, 3] = affine[:3, :3] @ np.asarray(lo, float) + affine[:3, 3]
+    return Volume(np.ascontiguousarray(block.transpose(2, 1, 0)), sub)

@@ -32,6 +32,15 @@ class Prediction(JobState, models.Model):
     sides = models.JSONField(default=dict, blank=True, help_text='{"R": score, "L": score}')
     flagged_slices_mm = models.JSONField(default=list, blank=True)
     slice_scores = models.JSONField(default=list, blank=True, help_text="[[z_mm, probability], ...]")
+    score = models.FloatField(null=True, blank=True,
+                              help_text="Per-gland runs: the raw scan score (max of the sides' top-k means) that "
+                                        "meets the operating value; probability is its calibrated value")
+    side_details = models.JSONField(default=dict, blank=True,
+                                    help_text='Per-gland runs: {"R": {"score", "probability", "verdict", '
+                                              '"flagged_slices_mm", "slice_scores"}, "L": {...}}')
+    evidence = models.JSONField(default=list, blank=True,
+                                help_text="Class-activation maps of the flagged images in LPS mm "
+                                          "(inference.ml.evidence.image_evidence), highest first")
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from adrenal_site.jobs.runner import no_progress
+from inference.ml import calibration as C
 from inference.ml import metrics as M
 from inference.ml import operating_value as OV
 from inference.ml.verdict import blank_side, verdict_of
@@ -97,31 +98,42 @@ def evaluate_run(
     image = M.evaluate_level(test.labels, test.probs, test.patients, OV.IMAGE_VOTE, boot)
     aggregators: dict[str, dict] = {}
     primary_scans = None
+    primary = primary_aggregator(run)
+    side_k = int((run.config or {}).get("mil", {}).get("top_k", OV.SIDE_TOP_K))
     for i, agg in enumerate(OV.AGGREGATORS):
         report(20 + 60 * i / len(OV.AGGREGATORS), f"scan level: {agg}")
-        choice = OV.choose_operating_value(oof, objective, agg, top_k)
-        scans = OV.scan_scores(test, agg, top_k)
+        k = side_k if agg == "sides" else top_k
+        choice = OV.choose_operating_value(oof, objective, agg, k)
+        scans = OV.scan_scores(test, agg, k)
         y, s, g = scans.arrays()
         level = M.evaluate_level(y, s, g, choice.operating_value, boot)
         level.update(operating_value=choice.operating_value, oof=dict(choice.oof_metrics), oof_scans=choice.n_scans,
                      scores=[[round(float(v), 6), int(lab), str(p)] for v, lab, p in zip(s, y, g)])
         if agg == "topk":
             level["top_k"] = top_k
+        if agg == "sides":
+            level["top_k"] = k
         aggregators[agg] = level
-        if agg == PRIMARY:
+        if agg == primary:
             primary_scans = scans
     report(80, "per-side scores")
-    sides, sides_note = side_scores(run, primary_scans)
+    if primary == "sides":  # per-gland runs: each side's own score, from the same predictions
+        sides = {uid: {k2: round(v, 4) for k2, v in sd.items()} for uid, sd in zip(primary_scans.series_uid,
+                                                                                   primary_scans.sides)}
+        sides_note = ""
+    else:
+        sides, sides_note = side_scores(run, primary_scans)
     report(85, "patient level")
-    value = aggregators[PRIMARY]["operating_value"]
+    value = aggregators[primary]["operating_value"]
     patient = _patient_level(primary_scans, value, boot)
     result = {
         "run": run.pk,
         "operating_value": value,
         "objective": objective,
-        "aggregator": PRIMARY,
+        "aggregator": primary,
+        "calibration": calibration_report(run, oof, primary_scans, primary, side_k if primary == "sides" else top_k),
         "image": image,
-        "scan": aggregators[PRIMARY],
+        "scan": aggregators[primary],
         "patient": patient,
         "scans": _scan_rows(primary_scans, value, sides),
         "sides_note": sides_note,
@@ -132,12 +144,38 @@ def evaluate_run(
     }
     with transaction.atomic():
         evaluation = Evaluation.objects.create(
-            run=run, job=job, objective=objective, aggregator=PRIMARY, operating_value=value, result=result
+            run=run, job=job, objective=objective, aggregator=primary, operating_value=value, result=result
         )
         TrainingRun.objects.filter(pk=run.pk).update(operating_value=value, objective=objective)
         run.operating_value, run.objective = value, objective
     report(100, f"operating value {value:.3f} ({objective})")
     return evaluation
+
+
+def primary_aggregator(run: TrainingRun) -> str:
+    """The run's own scan rule: ``sides`` for per-gland runs, the original image vote otherwise."""
+    agg = (run.config or {}).get("aggregator", PRIMARY)
+    return agg if agg in OV.AGGREGATORS else PRIMARY
+
+
+def calibration_report(run: TrainingRun, oof: OV.OutOfFold, test_scans: OV.ScanScores, aggregator: str,
+                       top_k: int) -> dict:
+    """The run's calibration (``config["calibration"]``: temperature, isotonic or identity) fitted on its
+    out-of-fold scan scores, with reliability bins and the ECE out-of-fold and on the test scans before/after.
+    Verdicts read ``fit`` (``Calibrator.from_dict``)."""
+    method = (run.config or {}).get("calibration", "identity")
+    oof_scans = OV.scan_scores(oof, aggregator, top_k)
+    try:
+        cal = C.fit(oof_scans.score, oof_scans.label, method)
+    except ValueError as exc:
+        return {"fit": C.Calibrator().to_dict(), "note": str(exc)}
+    y, s, _ = test_scans.arrays()
+    return {"fit": cal.to_dict(), "aggregator": aggregator,
+            "oof": {"reliability": C.reliability(cal(oof_scans.score), oof_scans.label),
+                    "ece": C.expected_calibration_error(cal(oof_scans.score), oof_scans.label)},
+            "test": {"reliability": C.reliability(cal(s), y), "reliability_raw": C.reliability(s, y),
+                     "ece": C.expected_calibration_error(cal(s), y),
+                     "ece_raw": C.expected_calibration_error(s, y)} if len(y) else {}}
 
 
 def _patient_level(scans: OV.ScanScores, value: float, boot: M.Bootstrap) -> dict:
@@ -185,19 +223,20 @@ def _scan_rows(scans: OV.ScanScores, value: float, sides: dict[str, dict] | None
     out = []
     for i, uid in enumerate(scans.series_uid):
         imgs = scans.images[i]
-        pred = scans.fraction[i] >= value
+        pred = scans.score[i] >= value
         out.append({
             "series_uid": uid,
             "series_id": _int_or_none(scans.series_id[i]),
             "patient": scans.patient[i],
             "probability": round(scans.probability[i], 6),
             "fraction": round(scans.fraction[i], 6),
-            "verdict": verdict_of(scans.fraction[i], value),
+            "score": round(scans.score[i], 6),
+            "verdict": verdict_of(scans.score[i], value),
             "label": _label(scans.label[i]),
             "outcome": _outcome(pred, scans.label[i]),
             "sides": (sides or {}).get(uid, {}),
-            "flagged_slices_mm": [round(r.z_mm, 2) for r in imgs if r.prob >= OV.IMAGE_VOTE],
-            "slice_scores": [[round(r.z_mm, 2), round(r.prob, 4)] for r in imgs],
+            "flagged_slices_mm": sorted({round(r.z_mm, 2) for r in imgs if r.prob >= OV.IMAGE_VOTE}),
+            "slice_scores": [[round(r.z_mm, 2), round(r.prob, 4)] + ([r.side] if r.side else []) for r in imgs],
         })
     return out
 

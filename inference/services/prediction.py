@@ -19,12 +19,14 @@ from annotations.models import Dataset, ImportItem, Series
 from annotations.services.importer import import_path
 from inference.ml import assessability, verdict
 from inference.ml.geometry import Box
-from inference.ml.images25d import build_images
+from inference.ml.calibration import Calibrator
+from inference.ml.images25d import build_images, build_scan_images
 from inference.ml.proposals import propose
 from inference.ml.volume import Volume, load_nifti
 
-from ..models import Prediction, TrainingRun
+from ..models import Evaluation, Prediction, TrainingRun
 from .ensembles import ensemble_for
+from .gland_data import is_gland_run
 
 
 @dataclass
@@ -33,16 +35,19 @@ class Outcome:
 
     verdict: str
     reason: str = ""
-    result: verdict.ScanVerdict | None = None
+    result: verdict.ScanVerdict | verdict.GlandVerdict | None = None
     timings: dict | None = None
 
     def fields(self, operating_value: float) -> dict:
         r = self.result
+        gland = isinstance(r, verdict.GlandVerdict)
         return {
             "verdict": self.verdict, "reason": self.reason, "operating_value": operating_value,
             "probability": r.probability if r else None, "fraction": r.fraction if r else None,
             "sides": r.sides if r else {}, "flagged_slices_mm": r.flagged_slices_mm if r else [],
             "slice_scores": r.slice_scores if r else [],
+            "score": r.score if gland else None, "side_details": r.side_details if gland else {},
+            "evidence": r.evidence if gland else [],
         }
 
 
@@ -67,6 +72,8 @@ def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT
         boxes = proposal.boxes
     t1 = time.perf_counter()
     report(30, "building 2.5D images")
+    if is_gland_run(run.config):
+        return _judge_glands(volume, boxes, run, t0, t1, report)
     try:
         images, z_mm = build_images(volume, boxes, run.config or {})
     except ValueError as exc:
@@ -81,6 +88,34 @@ def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT
     t4 = time.perf_counter()
     return Outcome(result.verdict, "", result, {"assess_s": t1 - t0, "images_s": t2 - t1, "load_s": t3 - t2,
                                                  "model_s": t4 - t3, "images": len(images)})
+
+
+def run_calibrator(run: TrainingRun) -> Calibrator:
+    """The calibration fitted by the run's latest evaluation (identity when it has none)."""
+    ev = Evaluation.objects.filter(run=run).order_by("-created_at", "-pk").first()
+    return Calibrator.from_dict(((ev.result or {}).get("calibration") or {}).get("fit") if ev else None)
+
+
+def _judge_glands(volume: Volume, boxes: dict[str, Box], run: TrainingRun, t0: float, t1: float,
+                  report: Callable[[float, str], None]) -> Outcome:
+    """Per-gland runs: each side's images from its own box, the ensemble over both in one batch, per-side
+    findings and evidence maps (``inference.ml.verdict.gland_verdict``)."""
+    try:
+        sides = build_scan_images(volume, boxes, run.config)
+    except ValueError as exc:
+        return Outcome(Prediction.Verdict.NOT_ASSESSABLE, f"no 2.5D images: {exc}")
+    n = sum(len(s.images) for s in sides.values())
+    if n == 0:
+        return Outcome(Prediction.Verdict.NOT_ASSESSABLE, "the boxes give no 2.5D images")
+    t2 = time.perf_counter()
+    report(50, f"running the fold ensemble on {n} images of {len(sides)} glands")
+    ensemble = ensemble_for(run)
+    t3 = time.perf_counter()
+    top_k = int((run.config or {}).get("mil", {}).get("top_k", 2))
+    result = verdict.gland_verdict(sides, ensemble, run.operating_value, top_k=top_k, calibrator=run_calibrator(run))
+    t4 = time.perf_counter()
+    return Outcome(result.verdict, "", result, {"assess_s": t1 - t0, "images_s": t2 - t1, "load_s": t3 - t2,
+                                                 "model_s": t4 - t3, "images": n})
 
 
 def stored_boxes(series) -> dict[str, Box] | None:

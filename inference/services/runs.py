@@ -18,6 +18,7 @@ from annotations.models import Dataset
 from inference.ml.presets import preset_config
 
 from ..models import FoldRun, TrainingRun
+from .gland_data import is_gland_run, patient_labels
 from .training_data import ensure_split, image_rows
 
 
@@ -30,10 +31,15 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
     """A TrainingRun (with its split, made on first use, and one FoldRun per fold) done by ``job``.
     Raises ValueError for an unknown preset or a dataset without labelled 2.5D images."""
     config = preset_config(preset, overrides)
-    if not image_rows(dataset):
-        raise ValueError(f"dataset {dataset.name!r} has no labelled scans with 2.5D images; build images first")
+    labels = None
+    if is_gland_run(config) or not image_rows(dataset):
+        # per-gland runs crop what they need from the stored volumes; a joined run builds its images first
+        # (``training.prepare_run``) from the same labelled scans with boxes
+        labels = patient_labels(dataset)
+        if not labels:
+            raise ValueError(f"dataset {dataset.name!r} has no labelled scans with a stored volume and crop boxes")
     split = ensure_split(dataset, seed=int(config["seed"]), test_fraction=float(config["test_fraction"]),
-                         n_folds=int(config["n_folds"]))
+                         n_folds=int(config["n_folds"]), labels=labels)
     config["n_folds"] = len(split.folds)
     with transaction.atomic():
         run = TrainingRun.objects.create(dataset=dataset, split=split, preset=preset, config=config, name=name,

