@@ -4,7 +4,7 @@ with the listener and a Celery worker as subprocesses on the test database.
 Orthanc routes a study of real CT to the node; the node imports it once stable, judges each scan with the
 promoted model and stores an SR and key images back into the same study in Orthanc; the SR passes dciodvfy
 and reads back with highdicom. Unknown AEs are refused. A listener killed mid-study and restarted still
-answers the study, and results for a destination that is down at first arrive once it is up."""
+answers the study, and results for a PACS that is down when they are ready arrive once it is up."""
 from __future__ import annotations
 
 import io
@@ -22,7 +22,7 @@ from inference.ml.reporting import read_report
 from inference.ml.reporting.findings import RESEARCH_STATEMENT
 from inference.models import DicomResult, DicomSend, Prediction, ReceivedInstance, ReceivedStudy
 from tests.conftest import Worker, purge_broker, wait_for
-from tests.plugins.pacs import Listener, Orthanc, dciodvfy, free_port
+from tests.plugins.pacs import Listener, Orthanc, dciodvfy, free_port, write_real_ct_study
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -30,26 +30,24 @@ STABLE_S = 3
 
 
 class Node:
-    """Orthanc (the PACS, sending to "adrenal"), the node's listener and a worker, wired by environment."""
+    """Orthanc (the PACS, sending to "adrenal"), the node's listener and a worker, wired by environment and
+    shared by this module's tests (each test's rows are flushed after it, the processes stay). Results go back
+    to the sending peer (``ADRENAL_DICOM_RESULTS_TO`` unset)."""
 
-    def __init__(self, tmp_path: Path, monkeypatch, settings, *, results_to: str | None = None):
+    def __init__(self, tmp_path: Path, monkeypatch):
         self.tmp = tmp_path
         self.port = free_port()
         self.pacs = Orthanc(tmp_path / "orthanc", modalities={"adrenal": ["ADRENAL", "127.0.0.1", self.port]})
         self.env = {
             "ADRENAL_DICOM_PORT": str(self.port), "ADRENAL_DICOM_AET": "ADRENAL",
-            "ADRENAL_DICOM_PEERS": f"ORTHANC@127.0.0.1:{self.pacs.dicom_port}",
+            "ADRENAL_DICOM_PEERS": f"ORTHANC@127.0.0.1:{self.pacs.dicom_port},ELSEWHERE@192.0.2.7:104",
             "ADRENAL_DICOM_STABLE_SECONDS": str(STABLE_S), "ADRENAL_DICOM_SPOOL": str(tmp_path / "spool"),
-            "ADRENAL_DICOM_RETRY_SECONDS": "1", "ADRENAL_DICOM_DATASET": "Received",
-            "ADRENAL_DICOM_RESULTS_TO": results_to or f"ORTHANC@127.0.0.1:{self.pacs.dicom_port}",
+            "ADRENAL_DICOM_RETRY_SECONDS": "1", "ADRENAL_DICOM_DATASET": "Received", "ADRENAL_DICOM_RESULTS_TO": "",
         }
-        for key, value in self.env.items():  # the worker subprocess inherits them; this process reads settings
+        for key, value in self.env.items():  # the worker subprocess inherits them
             monkeypatch.setenv(key, value)
-        settings.ADRENAL_DICOM_SPOOL = Path(self.env["ADRENAL_DICOM_SPOOL"])
-        settings.ADRENAL_DICOM_RESULTS_TO = self.env["ADRENAL_DICOM_RESULTS_TO"]
         self.listener = Listener(self.env, tmp_path / "listener.log")
         self.worker = Worker(name="nodeworker")
-        self.extra: list = []
 
     def start(self) -> Node:
         self.pacs.start()
@@ -62,19 +60,30 @@ class Node:
     def stop(self) -> None:
         self.listener.stop()
         self.worker.stop()
-        for proc in [self.pacs, *self.extra]:
-            proc.stop()
+        self.pacs.stop()
 
     def logs(self) -> str:
         return (f"--- listener\n{self.listener.log.read_text()[-3000:]}\n--- worker\n"
                 f"{self.worker.log.read_text()[-5000:]}")
 
 
+@pytest.fixture(scope="module")
+def shared_node(django_db_setup, django_db_blocker, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp, django_db_blocker.unblock():
+        n = Node(tmp_path_factory.mktemp("node"), mp).start()
+        yield n
+        n.stop()
+
+
 @pytest.fixture
-def node(transactional_db, tmp_path, monkeypatch, settings):
-    n = Node(tmp_path, monkeypatch, settings).start()
-    yield n
-    n.stop()
+def node(shared_node, transactional_db, settings):
+    """The shared node, with this process' settings matching its environment."""
+    settings.ADRENAL_DICOM_SPOOL = Path(shared_node.env["ADRENAL_DICOM_SPOOL"])
+    settings.ADRENAL_DICOM_RESULTS_TO = ""
+    settings.ADRENAL_DICOM_PEERS = shared_node.env["ADRENAL_DICOM_PEERS"]
+    yield shared_node
+    # leave nothing running into the next test's flush
+    wait_for(lambda: not Job.objects.filter(status__in=Job.ACTIVE).exists(), 120, 0.5, "jobs to settle")
 
 
 def _finished_delivery(study_uid: str, timeout: float = 300) -> ReceivedStudy:
@@ -178,75 +187,66 @@ def test_study_routed_from_orthanc_comes_back_with_sr_and_key_images(node, ct_st
     assert c.get(f"/api/predictions/{abdomen.pk}/dicom.zip")["Content-Type"] == "application/zip"
 
 
-def test_listener_refuses_unknown_aes_and_non_ct(transactional_db, tmp_path):
-    port = free_port()
-    listener = Listener({"ADRENAL_DICOM_PORT": str(port), "ADRENAL_DICOM_SPOOL": str(tmp_path / "spool"),
-                         "ADRENAL_DICOM_PEERS": "PACS@127.0.0.1:104,ELSEWHERE@192.0.2.7:104"},
-                        tmp_path / "listener.log").start()
+def test_listener_refuses_unknown_aes_and_non_ct(node):
+    def associate(aet: str, *contexts):
+        ae = AE(ae_title=aet)
+        for c in contexts or (Verification,):
+            ae.add_requested_context(c)
+        return ae.associate("127.0.0.1", node.port, ae_title="ADRENAL")
+
+    stranger = associate("STRANGER")
+    assert stranger.is_rejected and not stranger.is_established
+    # a known AE title calling from another host than its configured one is refused as well
+    assert associate("ELSEWHERE").is_rejected
+    known = associate("ORTHANC", Verification, CTImageStorage, ComprehensiveSRStorage)
+    assert known.is_established
     try:
-        def associate(aet: str, *contexts):
-            ae = AE(ae_title=aet)
-            for c in contexts or (Verification,):
-                ae.add_requested_context(c)
-            return ae.associate("127.0.0.1", port, ae_title="ADRENAL")
-
-        stranger = associate("STRANGER")
-        assert stranger.is_rejected and not stranger.is_established
-        # a known AE title calling from another host than its configured one is refused as well
-        assert associate("ELSEWHERE").is_rejected
-        known = associate("PACS", Verification, CTImageStorage, ComprehensiveSRStorage)
-        assert known.is_established
-        try:
-            assert known.send_c_echo().Status == 0x0000
-            accepted = {str(cx.abstract_syntax) for cx in known.accepted_contexts}
-            assert CTImageStorage in accepted and ComprehensiveSRStorage not in accepted
-        finally:
-            known.release()
-        assert "refused association from 'STRANGER'" in listener.log.read_text()
-        assert not ReceivedStudy.objects.exists() and not ReceivedInstance.objects.exists()
+        assert known.send_c_echo().Status == 0x0000
+        accepted = {str(cx.abstract_syntax) for cx in known.accepted_contexts}
+        assert CTImageStorage in accepted and ComprehensiveSRStorage not in accepted
     finally:
-        listener.stop()
+        known.release()
+    assert "refused association from 'STRANGER'" in node.listener.log.read_text()
+    assert "refused association from 'ELSEWHERE'" in node.listener.log.read_text()
+    assert not ReceivedStudy.objects.exists() and not ReceivedInstance.objects.exists()
+    assert node.pacs.post("/modalities/adrenal/echo", {}) == {}  # and Orthanc's own C-ECHO passes
 
 
-def test_killed_listener_and_a_destination_down_at_first(transactional_db, tmp_path, monkeypatch, settings,
-                                                         ct_study, promoted_model):
-    results_port = free_port()
-    n = Node(tmp_path, monkeypatch, settings, results_to=f"RESULTS@127.0.0.1:{results_port}").start()
-    try:
-        pacs, uid = n.pacs, ct_study["study_uid"]
-        abdomen_uid, files = ct_study["abdomen"]
-        ids = pacs.upload(files)
-        job = pacs.store_to("adrenal", ids)
-        # kill the listener while Orthanc is sending: some instances were acknowledged, the study is not complete
-        wait_for(lambda: ReceivedInstance.objects.count() >= 10, 60, 0.01, "the first instances")
-        n.listener.kill()
-        received_before = ReceivedInstance.objects.count()
-        assert received_before < len(files)
-        wait_for(lambda: pacs.job(job["ID"])["State"] in ("Failure", "Success"), 60, 0.5, "Orthanc's job to end")
-        assert pacs.job(job["ID"])["State"] == "Failure"
-        assert not list((Path(settings.ADRENAL_DICOM_SPOOL)).rglob(".tmp-*"))  # no half-written instance
-        # restarted, the listener keeps the open delivery; Orthanc sends the study again (its job resubmitted)
-        n.listener.start()
-        pacs.post(f"/jobs/{job['ID']}/resubmit", {})
-        wait_for(lambda: pacs.job(job["ID"])["State"] == "Success", 120, 0.5, "the resubmitted job")
+def test_killed_listener_and_a_pacs_down_when_results_are_ready(node, realct, tmp_path, promoted_model):
+    study = write_real_ct_study(tmp_path / "study", realct, patient_id="NODE-0002")
+    pacs, uid = node.pacs, study["study_uid"]
+    abdomen_uid, files = study["abdomen"]
+    ids = pacs.upload(files)
+    job = pacs.store_to("adrenal", ids)
+    # kill the listener while Orthanc is sending: some instances were acknowledged, the study is not complete
+    wait_for(lambda: ReceivedInstance.objects.count() >= 10, 60, 0.01, "the first instances")
+    node.listener.kill()
+    assert ReceivedInstance.objects.count() < len(files)
+    wait_for(lambda: pacs.job(job["ID"])["State"] in ("Failure", "Success"), 60, 0.5, "Orthanc's job to end")
+    assert pacs.job(job["ID"])["State"] == "Failure"
+    assert not list(Path(settings.ADRENAL_DICOM_SPOOL).rglob(".tmp-*"))  # no half-written instance
+    # restarted, the listener keeps the open delivery; Orthanc sends the study again
+    node.listener.start()
+    again = pacs.store_to("adrenal", ids)
+    wait_for(lambda: pacs.job(again["ID"])["State"] in ("Failure", "Success"), 120, 0.5, "the second sending")
+    assert pacs.job(again["ID"])["State"] == "Success"
+    # then the PACS goes down before the results are ready
+    pacs.stop()
 
-        delivery = _finished_delivery(uid)
-        assert delivery.job.status == "succeeded", n.logs()
-        assert ReceivedStudy.objects.filter(study_uid=uid).count() == 1  # one delivery, nothing lost or doubled
-        assert delivery.instances.count() == len(files)
-        p = Prediction.objects.get(job__parent=delivery.job)
-        assert p.series.series_uid == abdomen_uid and p.series.volume.shape[0] == len(files)
+    delivery = _finished_delivery(uid)
+    assert delivery.job.status == "succeeded", node.logs()
+    assert ReceivedStudy.objects.filter(study_uid=uid).count() == 1  # one delivery, nothing lost or doubled
+    assert delivery.instances.count() == len(files)
+    p = Prediction.objects.get(job__parent=delivery.job)
+    assert p.series.series_uid == abdomen_uid and p.series.volume.shape[0] == len(files)
 
-        # the results destination was down: every send failed once and waits for its retry
-        sends = wait_for(lambda: list(DicomSend.objects.filter(attempts__gte=1)) or None, 60, 0.5, "a first attempt")
-        assert all(s.delivered_at is None and s.last_error and not s.log[0]["ok"] for s in sends)
-        results = Orthanc(tmp_path / "results", aet="RESULTS", dicom_port=results_port, dicomweb=False)
-        n.extra.append(results)
-        results.start()
-        wait_for(lambda: not DicomSend.objects.pending().exists(), 90, 0.5, "the retried deliveries")
-        sends = list(DicomSend.objects.all())
-        assert len(sends) == 1 + 6 and all(s.delivered_at and s.attempts >= 2 and s.log[-1]["ok"] for s in sends)
-        assert Job.objects.filter(kind="dicom_send", status="succeeded").exists()
-        assert len(_results_in(results, uid, "SR")) == 1 and len(_results_in(results, uid, "OT")) == 1
-    finally:
-        n.stop()
+    # every send failed once and waits for its retry; the PACS comes back and gets them
+    wait_for(lambda: DicomSend.objects.filter(attempts__gte=1).count() == 7, 60, 0.5, "first attempts")
+    sends = list(DicomSend.objects.all())
+    assert all(s.delivered_at is None and s.last_error and not s.log[0]["ok"] for s in sends)
+    pacs.start()
+    wait_for(lambda: not DicomSend.objects.pending().exists(), 90, 0.5, "the retried deliveries")
+    sends = list(DicomSend.objects.all())
+    assert len(sends) == 1 + 6 and all(s.delivered_at and s.attempts >= 2 and s.log[-1]["ok"] for s in sends)
+    assert Job.objects.filter(kind="dicom_send", status="succeeded").exists()
+    assert len(_results_in(pacs, uid, "SR")) == 1 and len(_results_in(pacs, uid, "OT")) == 1

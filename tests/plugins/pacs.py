@@ -137,13 +137,14 @@ class Listener:
 
     def start(self, timeout: float = 60) -> Listener:
         env = dict(os.environ, DATABASE_URL=database_url_for_subprocess(), PYTHONUNBUFFERED="1", **self.env)
+        offset = self.log.stat().st_size if self.log.exists() else 0  # a restart appends to the same log
         self.proc = subprocess.Popen([sys.executable, "manage.py", "dicom_listener"], cwd=REPO, env=env,
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"listener exited: {self.log.read_text()[-3000:]}")
-            if "DICOM listener" in self.log.read_text():
+            if "DICOM listener" in self.log.read_text()[offset:]:
                 return self
             time.sleep(0.2)
         raise TimeoutError(f"listener not up: {self.log.read_text()[-3000:]}")
