@@ -7,6 +7,7 @@ as DICOM, and a tiny promoted model.
 ``manage.py dicom_listener`` on the test database."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -27,6 +28,12 @@ from tests.conftest import REPO, database_url_for_subprocess
 
 ORTHANC_EXE = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: be sent SIGTERM when the test process dies (Linux PR_SET_PDEATHSIG), so a
+    killed test run leaves no Orthanc or listener behind."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -69,7 +76,7 @@ class Orthanc:
         cfg.write_text(json.dumps(self.config(), indent=2))
         self.log = self.workdir / "orthanc.log"
         self.proc = subprocess.Popen([ORTHANC_EXE, str(cfg)], stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -139,7 +146,8 @@ class Listener:
         env = dict(os.environ, DATABASE_URL=database_url_for_subprocess(), PYTHONUNBUFFERED="1", **self.env)
         offset = self.log.stat().st_size if self.log.exists() else 0  # a restart appends to the same log
         self.proc = subprocess.Popen([sys.executable, "manage.py", "dicom_listener"], cwd=REPO, env=env,
-                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -10,6 +10,7 @@ from pydicom.dataset import Dataset
 from .scu import SERIES_KEYS, STUDY_KEYS, _text
 
 TIMEOUT_S = 120
+QIDO_LIMIT = 1000  # one page (paging with offsets loops on some servers, e.g. Orthanc's plugin 1.7)
 
 
 def client(url: str) -> DICOMwebClient:
@@ -25,10 +26,10 @@ def search(url: str, level: str, keys: dict[str, str]) -> list[dict[str, str]]:
     if level == "STUDY":
         if keys.get("StudyInstanceUID"):
             filters["StudyInstanceUID"] = keys["StudyInstanceUID"]
-        found = c.search_for_studies(search_filters=filters, fields=list(returned), get_remaining=True)
+        found = c.search_for_studies(search_filters=filters, fields=list(returned), limit=QIDO_LIMIT)
     else:
         found = c.search_for_series(study_instance_uid=keys.get("StudyInstanceUID") or None,
-                                    search_filters=filters, fields=list(returned), get_remaining=True)
+                                    search_filters=filters, fields=list(returned), limit=QIDO_LIMIT)
     out = []
     for item in found:
         ds = Dataset.from_json(item)
@@ -42,5 +43,5 @@ def retrieve(url: str, study_uid: str, series_uids: list[str] | None) -> Iterato
     if not series_uids:
         series_uids = [s["SeriesInstanceUID"] for s in search(url, "SERIES", {"StudyInstanceUID": study_uid})
                        if s.get("SeriesInstanceUID")]
-    for series_uid in series_uids:
-        yield from c.iter_series(study_uid, series_uid)
+    for series_uid in series_uids:  # as stored (transfer-syntax=*): the importer decodes compressed syntaxes
+        yield from c.iter_series(study_uid, series_uid, media_types=(("application/dicom", "*"),))

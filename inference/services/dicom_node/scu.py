@@ -46,8 +46,8 @@ def _ae() -> AE:
 def _associate(ae: AE, peer: Peer, **kw):
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.aet, **kw)
     if not assoc.is_established:
-        why = "rejected the association" if assoc.is_rejected else "aborted" if assoc.is_aborted \
-            else "could not be reached"
+        why = "rejected the association" if assoc.is_rejected else \
+            "could not be reached (connection refused, timed out or aborted)"
         raise AssociationFailed(f"{peer} {why}")
     return assoc
 
@@ -177,7 +177,8 @@ def get(peer: Peer, study_uid: str, series_uids: list[str] | None, on_store: Cal
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     roles = []
     for sop_class in CT_STORAGE:
-        ae.add_requested_context(sop_class, TRANSFER_SYNTAXES)
+        for syntax in TRANSFER_SYNTAXES:  # one context each, so the PACS can send every instance as stored
+            ae.add_requested_context(sop_class, syntax)
         roles.append(build_role(sop_class, scp_role=True))
     assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     total = {"completed": 0, "failed": 0, "warning": 0}
