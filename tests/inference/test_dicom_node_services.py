@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from pydicom.dataset import Dataset, FileMetaDataset
 
 from adrenal_site.jobs.models import Job
 from inference.models import DicomResult, DicomSend, Prediction, ReceivedInstance, ReceivedStudy
@@ -118,8 +119,6 @@ def test_a_failed_delivery_is_logged_and_given_up_after_the_last_attempt(db, set
     result = DicomResult.objects.create(prediction=p, kind="sr", sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34",
                                         sop_instance_uid="1.2.3.4.5", series_uid="1.2.3.4", study_uid="1.2.3",
                                         file="dicom_results/x/sr.dcm")
-    from pydicom.dataset import Dataset, FileMetaDataset
-
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
