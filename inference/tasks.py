@@ -236,15 +236,21 @@ def dicom_answer_job(job: Job, delivery_id: int) -> dict:
     predictions = Prediction.objects.filter(job__parent_id=job.parent_id).select_related("series__study", "run") \
         if job.parent_id else Prediction.objects.none()
     destination = config.results_destination(delivery.calling_aet)
-    made, counts = 0, {"delivered": 0, "failed": 0}
+    made, counts, errors = 0, {"delivered": 0, "failed": 0}, []
     for p in predictions:
-        results = answers.make_results(p)
+        try:
+            results = answers.make_results(p)
+        except (answers.NoSource, ValueError, OSError) as exc:  # one scan's answer never stops the others
+            errors.append(f"prediction {p.pk}: {exc}")
+            continue
         made += len(results)
         if destination is not None:
             sent = sending.deliver(sending.queue_sends(results, destination, job=job), job=job)
             counts = {k: counts[k] + sent[k] for k in counts}
     Progress(job)(100, f"{made} result object(s) made; {counts['delivered']} delivered, {counts['failed']} to retry"
                   + ("" if destination else "; no results destination configured"))
+    if errors:
+        raise RuntimeError("no DICOM results for " + "; ".join(errors))
     return {"delivery": delivery.pk, "results": made, **counts, "destination": str(destination or "")}
 
 

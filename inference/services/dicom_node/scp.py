@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
 
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
@@ -50,15 +48,6 @@ TRANSFER_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExp
                      JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless]
 SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
 REJECT_PERMANENT, SERVICE_USER, CALLING_AET_NOT_RECOGNISED = 0x01, 0x01, 0x03
-
-
-@dataclass
-class Activity:
-    """What the listener saw since it started (for its log and the command's status lines)."""
-
-    stored: int = 0
-    refused: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def parse_store(event) -> dict | int:
@@ -142,13 +131,13 @@ class StorageSCP:
 
     def __init__(self, *, aet: str, port: int, peers: list[Peer], bind: str = "127.0.0.1"):
         self.aet, self.port, self.peers, self.bind = aet, port, list(peers), bind
-        self.activity = Activity()
         self.server = None
         self.ae = AE(ae_title=aet)
         self.ae.add_supported_context(Verification)
         for sop_class in CT_STORAGE:
             self.ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
-        self.ae.require_calling_aet = [p.aet for p in self.peers] or ["-none-"]
+        # pynetdicom's own check of the title too (a title no AE can have when there are no peers)
+        self.ae.require_calling_aet = [p.aet for p in self.peers] or ["-no-peers-"]
         self.ae.maximum_pdu_size = 0  # no limit: large CT instances in few PDUs
 
     # -- handlers ------------------------------------------------------------------------------------------
@@ -158,8 +147,6 @@ class StorageSCP:
         if any(p.matches(aet, address) for p in self.peers):
             return
         log.warning("refused association from %r at %s: not in ADRENAL_DICOM_PEERS", aet, address)
-        with self.activity.lock:
-            self.activity.refused.append(f"{aet}@{address}")
         event.assoc.acse.send_reject(REJECT_PERMANENT, SERVICE_USER, CALLING_AET_NOT_RECOGNISED)
         event.assoc.kill()  # returns once the A-ASSOCIATE-RJ is out (as pynetdicom's own rejections do)
 
@@ -176,8 +163,6 @@ class StorageSCP:
         except Exception:  # noqa: BLE001 - not acknowledged: the sender keeps it and retries
             log.exception("could not store instance %s", fields["sop_uid"])
             return OUT_OF_RESOURCES
-        with self.activity.lock:
-            self.activity.stored += 1
         return SUCCESS
 
     def _on_closed(self, event) -> None:
