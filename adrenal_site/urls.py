@@ -1,7 +1,9 @@
 """Top-level URL configuration: pages of each app, the API under /api/, schema and docs."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from adrenal_site.accounts.api import ObtainToken
@@ -20,6 +22,7 @@ api_patterns = [
 ]
 
 urlpatterns = [
+    path("favicon.ico", RedirectView.as_view(url=static("frontend/favicon.svg"), permanent=True), name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

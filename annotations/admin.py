@@ -1,7 +1,7 @@
 """Django admin for the study store (datasets and members, patients, series, volumes, labels, imports)."""
 from django.contrib import admin
 
-from .models import Dataset, ImportItem, ImportReport, Label, Patient, Series, Study, Volume
+from .models import CropBox, CropBoxVersion, Dataset, ImportItem, ImportReport, Label, Patient, Series, Study, Volume
 
 
 @admin.register(Dataset)
@@ -57,3 +57,21 @@ class ImportReportAdmin(admin.ModelAdmin):
     list_display = ["id", "dataset", "source", "job", "created_at"]
     list_filter = ["dataset"]
     inlines = [ImportItemInline]
+
+
+class CropBoxVersionInline(admin.TabularInline):
+    model = CropBoxVersion
+    extra = 0
+    readonly_fields = ["version", "lps_min", "lps_max", "status", "source", "updated_by", "updated_at"]
+    can_delete = False
+
+
+@admin.register(CropBox)
+class CropBoxAdmin(admin.ModelAdmin):
+    """Boxes are read here; they are edited in the viewer (versions, conflicts) so history stays whole."""
+
+    list_display = ["series", "side", "status", "source", "version", "updated_by", "updated_at"]
+    list_filter = ["status", "source", "side", "series__study__patient__dataset"]
+    readonly_fields = ["series", "side", "lps_min", "lps_max", "voxel_min", "voxel_max", "status", "source", "version",
+                       "updated_by", "updated_at"]
+    inlines = [CropBoxVersionInline]

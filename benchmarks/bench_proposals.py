@@ -1,12 +1,17 @@
 #!/usr/bin/env python
-"""Proposal time per scan on 2 CPU cores: ours (landmarks on a ~3 mm strided view) vs a baseline running the
-same landmark search at full resolution, on a clinical-size series.
+"""Proposal time per scan on 2 CPU cores and what the boxes hold: today's atlas proposer (``propose``) beside
+the earlier landmark proposer (``propose_from_landmarks``: lung bases and spine, region-sized boxes), in one run.
 
-The series is the real TotalSegmentator CT (example_ct) resampled to about 0.78 x 0.78 mm in-plane and
-1.5 mm slices (~488 x 404 x 222, the anatomy unchanged in mm), held in memory as an int16 Volume; both
-methods are checked to cover every adrenal-mask voxel. Loading the NIfTI (the same for both) is timed apart.
+Scans (each held in memory as an int16 Volume; loading is timed apart):
+- the real TotalSegmentator CT (example_ct) resampled to a clinical grid, ~0.78 x 0.78 x 1.5 mm (488 x 404 x 222);
+- the real 20-slice DICOM series (example_ct_dicom, 512 x 512 x 20; another patient than the atlas);
+- synthetic patients of fresh seeds (``--seeds``, default 3400-3405; demo profile, 512 x 512, 3-5 mm slices),
+  which no atlas was made from.
+Per scan: seconds for each proposer (best of ``--repeats``), box sides (mm), whether every gland (and lesion)
+voxel is inside, and the ratio of times. Also, on example_ct, the atlas proposer without the atlas made from it
+(leave-one-out: only the synthetic atlases remain).
 
-Usage: ``python benchmarks/bench_proposals.py [--repeats 3] [--threads 2]``
+Usage: ``python benchmarks/bench_proposals.py [--repeats 2] [--threads 2] [--seeds 3400-3405]``
 """
 from __future__ import annotations
 
@@ -24,50 +29,85 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", default="3400-3405")
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(args.threads))
 
     import fetch_fixtures
     import numpy as np
+    import SimpleITK as sitk
 
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
+    from inference.ml.dicom.grouping import group_series
+    from inference.ml.dicom.headers import read_header
+    from inference.ml.dicom.scan import scan_files
+    from inference.ml.dicom.stack import load_series
     from inference.ml.geometry import voxel_to_lps
-    from inference.ml.proposals import landmark_boxes
-    from inference.ml.proposals.landmarks import find_landmarks
+    from inference.ml.proposals import propose, propose_from_landmarks
     from inference.ml.volume import load_nifti, save_nifti
-    from tests.plugins.proposals import resample
+    from synthetic import make_patient
+    from tests.plugins.proposals import resample, synthetic_truth
 
     fetch_fixtures.main()
     paths = fetch_fixtures.paths()
-    ct = load_nifti(paths["example_ct"])
     seg = load_nifti(Path(paths["seg_dir"]) / "example_seg_fast_force_split.nii.gz", dtype=np.uint8)
-    volume = resample(ct, (0.78, 0.78, 1.5))
-    print(f"series {volume.shape[::-1]} (i, j, k), spacing {np.round(volume.spacing, 2).tolist()} mm")
+    ct = resample(load_nifti(paths["example_ct"]), (0.78, 0.78, 1.5))
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_nifti(volume, Path(tmp) / "scan.nii.gz")
+        path = save_nifti(ct, Path(tmp) / "scan.nii.gz")
         t = time.perf_counter()
         load_nifti(path)
         load_s = time.perf_counter() - t
+    dicom = load_series(group_series([read_header(p) for p in scan_files(paths["example_ct_dicom"])])[0]).volume
+    dseg = load_nifti(Path(paths["seg_dir"]) / "example_seg_dicom.nii.gz", dtype=np.uint8)
 
-    def run(step_mm: float):
-        marks = find_landmarks(volume, step_mm=step_mm)
-        return landmark_boxes.boxes_from_landmarks(marks)
+    def seg_truth(s, labels):
+        return {side: voxel_to_lps(s.affine, np.argwhere(s.array == lab)[:, ::-1]) for side, lab in labels.items()}
 
-    results = {}
-    for name, step in (("baseline (full resolution)", 0.0), ("ours (3 mm strided view)", 3.0)):
-        times = []
+    cases = [("example_ct 0.78x0.78x1.5", ct, seg_truth(seg, {"R": 8, "L": 9})),
+             ("example_ct_dicom (R only)", dicom, seg_truth(dseg, {"R": 8}))]
+    lo, hi = (int(v) for v in args.seeds.split("-"))
+    for seed in range(lo, hi + 1):
+        scan = make_patient(seed, abnormal=seed % 2 == 1, profile="demo")
+        cases.append((f"synthetic demo {seed} ({scan.label})", scan.volume,
+                      {s: synthetic_truth(scan, s) for s in ("R", "L")}))
+
+    def timed(fn, volume):
+        best, out = float("inf"), None
         for _ in range(args.repeats):
             t = time.perf_counter()
-            boxes = run(step)
-            times.append(time.perf_counter() - t)
-        covered = all(boxes[s].contains(voxel_to_lps(seg.affine, np.argwhere(seg.array == lab)[:, ::-1])).all()
-                      for s, lab in (("R", 8), ("L", 9)))
-        results[name] = min(times)
-        print(f"{name:28s} {min(times):7.2f} s/scan (best of {args.repeats}), glands covered: {covered}")
-    base, ours = results.values()
-    print(f"loading the NIfTI (both): {load_s:.2f} s")
-    print(f"speed-up ours vs baseline: {base / ours:.1f}x; with loading {(base + load_s) / (ours + load_s):.1f}x")
+            out = fn(volume)
+            best = min(best, time.perf_counter() - t)
+        return out, best
+
+    def describe(result, truth) -> str:
+        parts = []
+        for side, pts in truth.items():
+            box = result.boxes.get(side)
+            if box is None:
+                parts.append(f"{side}: none")
+                continue
+            parts.append(f"{side}: {'x'.join(f'{v:.0f}' for v in box.size_mm)} mm "
+                         f"{100 * box.contains(pts).mean():.0f}% in")
+        return ", ".join(parts) if result.status == "proposed" else f"not covered ({result.reason[:40]})"
+
+    totals = {"ours": [], "base": []}
+    print(f"{'scan':34s} {'shape (i,j,k)':>16s} | {'atlas s':>7s} {'landmark s':>10s} {'ratio':>6s} | boxes")
+    for name, volume, truth in cases:
+        ours, t_ours = timed(propose, volume)
+        base, t_base = timed(propose_from_landmarks, volume)
+        totals["ours"].append(t_ours)
+        totals["base"].append(t_base)
+        print(f"{name:34s} {str(volume.shape[::-1]):>16s} | {t_ours:7.2f} {t_base:10.2f} {t_ours / t_base:6.1f} | "
+              f"atlas: {describe(ours, truth)}; landmarks: {describe(base, truth)}", flush=True)
+    print(f"mean s/scan: atlas {np.mean(totals['ours']):.2f} (max {np.max(totals['ours']):.2f}), "
+          f"landmarks {np.mean(totals['base']):.2f}; ratio atlas/landmarks "
+          f"{np.mean(totals['ours']) / np.mean(totals['base']):.1f}x; loading the clinical NIfTI (both): {load_s:.2f} s")
+    loo, t_loo = timed(lambda v: propose(v, exclude_sources=("totalsegmentator:example_ct",)), ct)
+    print(f"example_ct without its own atlas (leave-one-out, synthetic atlases only): {t_loo:.2f} s, "
+          f"{describe(loo, cases[0][2])} {loo.reason[:80]}")
 
 
 if __name__ == "__main__":

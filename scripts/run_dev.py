@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """`make run`: migrate, set up roles and demo accounts, load the demo dataset when the database is
-empty, then run the web server on 127.0.0.1:8000, one Celery worker on both queues and the DICOM node's
+empty, then run the web server on 127.0.0.1:8000, one Celery worker per queue (cpu, gpu) and the DICOM node's
 listener (port ADRENAL_DICOM_PORT, 11112; ADRENAL_DICOM_LISTENER=0 leaves it out) until Ctrl-C."""
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ def manage(*args: str) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=REPO, check=True)
 
 
+def worker(queue: str, concurrency: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PY, "-m", "celery", "-A", "adrenal_site", "worker", "-Q", queue, "-c", str(concurrency), "-n",
+         f"local-{queue}@%h", "-l", "INFO", "--without-gossip", "--without-mingle"],
+        cwd=REPO,
+    )
+
+
 def main() -> int:
     os.environ.setdefault("ADRENAL_LOCAL_SECRET", "1")
     manage("migrate", "--noinput", "-v", "0")
@@ -27,15 +35,13 @@ def main() -> int:
     manage("setup_site", "--demo")
     procs = {
         "web": subprocess.Popen([PY, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=REPO),
-        "worker": subprocess.Popen(
-            [PY, "-m", "celery", "-A", "adrenal_site", "worker", "-Q", "cpu,gpu", "-c", "2", "-n", "local@%h",
-             "-l", "INFO", "--without-gossip", "--without-mingle"],
-            cwd=REPO,
-        ),
+        # a worker per queue, so an import or an image rebuild never waits behind training
+        "worker-cpu": worker("cpu", 2),
+        "worker-gpu": worker("gpu", 2),  # two folds at a time
     }
     if os.environ.get("ADRENAL_DICOM_LISTENER", "1") != "0":
         procs["dicom listener"] = subprocess.Popen([PY, "manage.py", "dicom_listener"], cwd=REPO)
-    print(f"\n  Adrenal CT is running at http://{HOST}:{PORT}/  (Ctrl-C stops the server and the worker)\n", flush=True)
+    print(f"\n  Adrenal CT is running at http://{HOST}:{PORT}/  (Ctrl-C stops the server and the workers)\n", flush=True)
 
     def stop(*_: object) -> None:
         for proc in procs.values():
@@ -56,7 +62,7 @@ def main() -> int:
         print(f"{', '.join(dead)} exited; stopping", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nstopping web server and worker ...", flush=True)
+        print("\nstopping web server and workers ...", flush=True)
         return 0
     finally:
         stop()

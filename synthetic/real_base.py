@@ -16,7 +16,7 @@ from .lesions import LesionSpec, lesion_value
 from .scan import LesionTruth, SyntheticScan, Truth, _box_of
 from .tissues import LESION_TYPES
 
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "var" / "fixtures" / "totalsegmentator"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "var" / "fixtures" / "totalsegmentator"
 
 
 def make_real_patient(seed: int, *, abnormal: bool, fixtures_dir: str | os.PathLike | None = None,

@@ -30,6 +30,10 @@ class PatientSerializer(serializers.ModelSerializer):
 
 
 class VolumeSerializer(serializers.ModelSerializer):
+    file = serializers.CharField(source="file.name", read_only=True,
+                                 help_text="the stored NIfTI, relative to MEDIA_ROOT (not served; the viewer reads "
+                                           "/api/series/<id>/volume/data/)")
+
     class Meta:
         model = Volume
         fields = ["file", "shape", "spacing_mm", "affine", "resampled", "notes"]

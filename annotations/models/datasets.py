@@ -67,6 +67,7 @@ class Study(models.Model):
 
     class Meta:
         ordering = ["patient", "study_date", "id"]
+        verbose_name_plural = "studies"
         constraints = [models.UniqueConstraint(fields=["patient", "study_uid"], name="uniq_study_uid")]
 
     def __str__(self) -> str:

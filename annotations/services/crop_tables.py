@@ -4,7 +4,9 @@ The original table has one row per gland: ``filename_nii, adrenal_LR, crop_x_min
 crop_y_max, crop_z_min, crop_z_max``. Its convention, as this module reads and writes it:
 
 - ``filename_nii`` names the NIfTI file the indices refer to. For a scan imported from a NIfTI file that is
-  the file's own name (the import keeps its voxel grid unchanged); for a DICOM series it is
+  the file's own name, and the indices are the file's own voxel grid (kept in ``Series.extra["source_grid"]``:
+  the store puts every volume on its canonical LPS axes, which may permute and flip the file's); for a DICOM
+  series it is
   ``<SeriesInstanceUID>.nii.gz``, meaning our stored volume (``Volume.file``; grid as the importer built it,
   slices in ascending patient position). The stored file name itself (``<hash>.nii.gz``) matches too.
 - ``x, y, z`` are the NIfTI file's array axes as nibabel loads them (``img.get_fdata()[x, y, z]``), which
@@ -63,6 +65,15 @@ def _strip(name: str) -> str:
     return name
 
 
+def grid_of(series: Series, name: str | None = None) -> tuple[np.ndarray, list[int]]:
+    """``(affine voxel -> LPS mm, shape [k, j, i])`` that ``name``'s indices refer to: the imported NIfTI file's
+    own grid when ``name`` is that file, else the stored volume's."""
+    grid = (series.extra or {}).get("source_grid")
+    if grid and name is not None and _strip(name) == _strip(grid["file"]):
+        return np.asarray(grid["affine_lps"], float), list(reversed(grid["shape_ijk"]))
+    return np.asarray(series.volume.affine, float), list(series.volume.shape)
+
+
 def series_index(series_qs) -> dict[str, list[Series]]:
     """Names (without .nii/.nii.gz) -> series, for matching ``filename_nii``."""
     index: dict[str, list[Series]] = {}
@@ -108,7 +119,8 @@ def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, sta
                 if side is None:
                     raise ValueError(f"adrenal_LR must be R or L, not {row.get('adrenal_LR')!r}")
                 lo, hi = [], []
-                size_ijk = list(reversed(series.volume.shape))
+                affine, shape = grid_of(series, name)
+                size_ijk = list(reversed(shape))
                 for axis, size in zip("xyz", size_ijk):
                     try:
                         a, b = int(float(row[f"crop_{axis}_min"])), int(float(row[f"crop_{axis}_max"]))
@@ -118,7 +130,7 @@ def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, sta
                         raise ValueError(f"crop_{axis} {a}:{b} is empty or outside the volume (0:{size})")
                     lo.append(a)
                     hi.append(b - 1)  # exclusive max -> last voxel
-                box = voxels_to_box(np.asarray(series.volume.affine, float), lo, hi)
+                box = voxels_to_box(affine, lo, hi)
                 saved = save_box(series, side, box.lps_min, box.lps_max, status=status, source="csv", user=user)
                 result.imported.append({"row": n, "filename_nii": name, "series_id": series.pk, "side": side,
                                         "version": saved.version})
@@ -137,9 +149,10 @@ def original_rows(series_qs) -> list[dict]:
     """Every box as a row of the original crop table (exclusive max; see the module docstring)."""
     rows = []
     for b in _boxes(series_qs):
-        vol = b.series.volume
-        lo, hi = box_to_voxels(np.asarray(vol.affine, float), vol.shape, Box(tuple(b.lps_min), tuple(b.lps_max)))
-        row = {"filename_nii": filename_of(b.series), "adrenal_LR": b.side}
+        name = filename_of(b.series)
+        affine, shape = grid_of(b.series, name)
+        lo, hi = box_to_voxels(affine, shape, Box(tuple(b.lps_min), tuple(b.lps_max)))
+        row = {"filename_nii": name, "adrenal_LR": b.side}
         for axis, a, z in zip("xyz", lo, hi):
             row[f"crop_{axis}_min"], row[f"crop_{axis}_max"] = a, max(a, z + 1)
         rows.append(row)

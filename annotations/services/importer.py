@@ -14,6 +14,10 @@ item per imported/skipped/failed series or file. Rules:
   series is committed in one transaction after its volume file was written atomically (a deterministic path
   under ``MEDIA_ROOT/volumes/``), so an interrupted import rerun ends complete without duplicates.
 - One failing series or file never stops the batch: it becomes a ``failed`` item with the reason.
+- Several passes under one SeriesInstanceUID are separate scans, keys ``<uid>#<label>``
+  (``inference.ml.dicom.passes``), each with its note; odd instances of a series are ``skipped`` items one by
+  one (also in ``Series.extra["excluded_instances"]``); resampling and reorientation are noted on the volume and
+  the item. A NIfTI is stored on the canonical axes; its own grid stays in ``Series.extra["source_grid"]``.
 """
 from __future__ import annotations
 
@@ -40,13 +44,13 @@ from inference.ml.dicom import (
     exclusion_reason,
     group_series,
     is_nifti,
-    load_nifti_entry,
     load_series,
     read_header,
+    read_nifti_entry,
     scan_files,
 )
 from inference.ml.dicom.headers import content_hash
-from inference.ml.dicom.nifti import nifti_stem
+from inference.ml.dicom.nifti import NiftiEntry, axis_codes, nifti_stem
 from inference.ml.volume import save_nifti
 
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series, SourceInstance, Study, Volume
@@ -107,6 +111,15 @@ def _float(value) -> float | None:
         return None
 
 
+def source_grid(name: str, entry: NiftiEntry) -> dict:
+    """The NIfTI file's own voxel grid, kept so tables that index the file (crop tables) still find their voxels
+    after the volume was put on the store's canonical axes: ``file_ijk = to_source @ store_ijk``."""
+    return {"file": name, "axes": axis_codes(entry.source_affine_lps), "affine_source": entry.affine_source,
+            "shape_ijk": list(entry.source_shape_ijk),
+            "affine_lps": [[float(v) for v in row] for row in entry.source_affine_lps],
+            "to_source": [[int(v) for v in row] for row in entry.to_source]}
+
+
 class Importer:
     """One import run into a report (a rerun of the same report resumes it)."""
 
@@ -146,6 +159,8 @@ class Importer:
     # -- one DICOM series --------------------------------------------------------------------------------
     def import_group(self, group: SeriesGroup) -> None:
         where = group.describe()
+        for odd, reason in group.excluded:  # odd instances of the series: reported one by one, never stored
+            self.item(_rel(odd.path, self.root), ImportItem.Status.SKIPPED, reason)
         for dropped, kept in group.duplicates:
             self.item(_rel(dropped.path, self.root), ImportItem.Status.SKIPPED,
                       f"duplicate of {_rel(kept.path, self.root)} (same SOP Instance UID {dropped.key})")
@@ -182,11 +197,10 @@ class Importer:
             notes=loaded.notes, instances=[(h.key, _rel(h.path, self.root)) for h in group.instances],
             study_fields={"study_date": _date(meta.get("StudyDate")), "study_time": str(meta.get("StudyTime", ""))[:32],
                           "description": str(meta.get("StudyDescription", ""))[:200]},
-            series_fields=self.series_fields(group, loaded.slice_spacing_mm, loaded.tilt_deg),
+            series_fields=self.series_fields(group, loaded.slice_spacing_mm, loaded.tilt_deg, loaded.spacing),
         )
 
-    @staticmethod
-    def series_fields(group: SeriesGroup, slice_spacing: float, tilt_deg: float) -> dict:
+    def series_fields(self, group: SeriesGroup, slice_spacing: float, tilt_deg: float, spacing: str) -> dict:
         h, m = group.first, group.first.meta
         number = _float(m.get("SeriesNumber"))
         kernel = m.get("ConvolutionKernel") or ""
@@ -198,6 +212,12 @@ class Importer:
             extra["gantry_tilt_deg"] = round(tilt_deg, 2)
         if m.get("AcquisitionNumber") is not None:
             extra["acquisition_number"] = m.get("AcquisitionNumber")
+        if spacing != "regular":
+            extra["spacing"] = spacing
+        if group.pass_label:
+            extra["pass"] = {"label": group.pass_label, "series_uid": group.parent_key, "note": group.pass_note}
+        if group.excluded:
+            extra["excluded_instances"] = [{"path": _rel(h.path, self.root), "reason": r} for h, r in group.excluded]
         return {
             "modality": h.modality[:16], "image_type": "\\".join(h.image_type)[:200],
             "body_part": str(m.get("BodyPartExamined", ""))[:64],
@@ -260,23 +280,24 @@ class Importer:
                 self.item(rel, ImportItem.Status.SKIPPED, f"already imported (series #{known.series_id})")
             return
         try:
-            volume = load_nifti_entry(path)
+            entry = read_nifti_entry(path)
         except ValueError as exc:
             self.item(rel, ImportItem.Status.FAILED, str(exc))
             return
+        volume = entry.volume
         layout = layout_of(rel)
         stem = nifti_stem(path)
         raw_id = f"folder:{layout.patient}" if layout.patient else stem
         k, j, i = volume.shape
         self.store(
             raw_id=raw_id, layout=layout, study_key=f"nifti:{stem}", series_key=key, uid_source="nifti", where=rel,
-            volume=volume, resampled=False, notes="", instances=[(key, rel)],
+            volume=volume, resampled=False, notes="; ".join(entry.notes), instances=[(key, rel)],
             study_fields={"description": f"NIfTI {stem}"[:200]},
             series_fields={"modality": "CT", "series_description": stem[:200], "instance_count": 1,
                            "slice_spacing_mm": round(float(volume.spacing[2]), 4),
                            "slice_thickness_mm": round(float(volume.spacing[2]), 4),
                            "pixel_spacing_mm": [float(volume.spacing[1]), float(volume.spacing[0])],
-                           "extra": {"source": "nifti"}},
+                           "extra": {"source": "nifti", "source_grid": source_grid(path.name, entry)}},
         )
 
     # -- the whole run -----------------------------------------------------------------------------------
@@ -455,7 +476,8 @@ def _patients_named(dataset: Dataset, raw: str) -> list[tuple[Patient, None]]:
 
 # -- the --json shape --------------------------------------------------------------------------------------
 def report_json(report: ImportReport) -> dict:
-    """``{"dataset", "series": [...], "skipped": [{"path", "reason"}], "failed": [...]}`` of one import."""
+    """``{"dataset", "series": [...], "skipped": [{"path", "reason"}], "failed": [...]}`` of one import; each series
+    entry has ``notes``: how it was split, resampled or reoriented."""
     series = []
     items = report.items.select_related("series__study__patient", "series__volume")
     for item in items:
@@ -467,6 +489,7 @@ def report_json(report: ImportReport) -> dict:
             "id": s.pk, "series_uid": s.series_uid, "study_uid": s.study.study_uid, "patient": s.study.patient.pseudo_id,
             "label": s.label, "volume_path": str(Path(settings.MEDIA_ROOT) / vol.file.name) if vol else None,
             "shape": vol.shape if vol else None, "spacing_mm": vol.spacing_mm if vol else None,
+            "notes": item.reason,
         })
     return {
         "dataset": report.dataset.name,

@@ -114,3 +114,59 @@ def volume_extent(affine: np.ndarray, shape_kji: Sequence[int]) -> Box:
     """The LPS box spanned by the volume's voxel centres."""
     k, j, i = shape_kji
     return voxels_to_box(affine, [0, 0, 0], [i - 1, j - 1, k - 1])
+
+
+# -- the store's canonical voxel axes ---------------------------------------------------------------------
+AXIAL_MIN_COS = 0.8  # |slice axis . z| at least this for a volume to count as axial (gantry tilts up to ~35 deg)
+
+
+def canonical_index_map(affine: np.ndarray, shape_ijk: Sequence[int]) -> np.ndarray:
+    """How the store's canonical voxel grid reads an existing one, without resampling.
+
+    The canonical grid is the nearest to LPS+: voxel axis ``i`` runs towards patient left (+x), ``j`` towards
+    posterior (+y), ``k`` towards superior (+z), so a volume's array ``[k, j, i]`` holds axial slices on its first
+    axis whatever the source's axis order (RAS, LPS, slice-axis-first, flips, any permutation). A standard axial
+    DICOM series (orientation ``1,0,0,0,1,0``, slices ascending) is already canonical.
+
+    Each canonical axis takes the source axis whose direction has the largest component along that patient axis
+    (greedily, largest component first, as nibabel's ``io_orientation``), flipped when that component is negative.
+
+    Returns the integer 4x4 ``T`` with ``source_ijk = T @ canonical_ijk`` (homogeneous); the canonical affine is
+    ``affine @ T`` and the canonical shape ``shape_ijk`` permuted. Raises ValueError for a singular affine.
+    """
+    affine = np.asarray(affine, float)
+    directions = affine[:3, :3]
+    norms = np.linalg.norm(directions, axis=0)
+    if np.any(norms < 1e-9) or abs(np.linalg.det(directions)) < 1e-12:
+        raise ValueError("singular affine: voxel axes do not span 3D space")
+    cosines = np.abs(directions / norms)  # [world axis, voxel axis]
+    source_of = [-1, -1, -1]  # canonical axis (= world axis) -> source voxel axis
+    free_world, free_voxel = {0, 1, 2}, {0, 1, 2}
+    for flat in np.argsort(-cosines, axis=None, kind="stable"):
+        w, a = divmod(int(flat), 3)
+        if w in free_world and a in free_voxel:
+            source_of[w] = a
+            free_world.discard(w)
+            free_voxel.discard(a)
+    t = np.zeros((4, 4), int)
+    t[3, 3] = 1
+    for w, a in enumerate(source_of):
+        if directions[w, a] >= 0:
+            t[a, w] = 1
+        else:
+            t[a, w] = -1
+            t[a, 3] = int(shape_ijk[a]) - 1
+    return t
+
+
+def slice_axis_cosine(affine: np.ndarray) -> float:
+    """``|cos|`` of the angle between voxel axis ``k`` and the patient's z axis (1 for an axial volume)."""
+    k = np.asarray(affine, float)[:3, 2]
+    return float(abs(k[2]) / (np.linalg.norm(k) or 1.0))
+
+
+def affines_differ_mm(a: np.ndarray, b: np.ndarray, shape_ijk: Sequence[int]) -> float:
+    """The largest distance in mm between where two affines put the corners of a ``shape_ijk`` grid."""
+    n = np.asarray(shape_ijk, float) - 1
+    corners = np.array([[x, y, z] for x in (0, n[0]) for y in (0, n[1]) for z in (0, n[2])])
+    return float(np.linalg.norm(voxel_to_lps(a, corners) - voxel_to_lps(b, corners), axis=1).max())

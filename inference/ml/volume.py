@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from .atomic import atomic_path
-from .geometry import LPS_TO_RAS, spacing_of
+from .geometry import LPS_TO_RAS, canonical_index_map, spacing_of
 
 
 @dataclass
@@ -54,3 +54,25 @@ def load_nifti(path: str | os.PathLike, dtype=np.int16) -> Volume:
     if dtype is not None:
         data = data.astype(dtype, copy=False)
     return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), LPS_TO_RAS @ img.affine)
+
+
+def to_canonical(volume: Volume) -> tuple[Volume, np.ndarray]:
+    """The same voxels on the store's canonical axes (``geometry.canonical_index_map``: i -> L, j -> P, k -> S),
+    by axis permutation and flips only (no interpolation, values untouched).
+
+    Returns ``(volume, T)`` with ``T`` the integer 4x4 mapping canonical voxel indices to the input's
+    (``input_ijk = T @ canonical_ijk``); ``T`` is the identity, and the input returned as is, when it already
+    is canonical. Raises ValueError for a singular affine.
+    """
+    shape_ijk = volume.shape[::-1]
+    t = canonical_index_map(volume.affine, shape_ijk)
+    if np.array_equal(t, np.eye(4, dtype=int)):
+        return volume, t
+    data = volume.array.transpose(2, 1, 0)  # [i, j, k] view
+    source_of = [int(np.flatnonzero(t[:3, w])[0]) for w in range(3)]
+    data = data.transpose(source_of)
+    flips = tuple(w for w in range(3) if t[source_of[w], w] < 0)
+    if flips:
+        data = np.flip(data, axis=flips)
+    array = np.ascontiguousarray(data.transpose(2, 1, 0))
+    return Volume(array, np.asarray(volume.affine, float) @ t), t

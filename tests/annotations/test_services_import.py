@@ -16,6 +16,7 @@ from django.db import connection
 
 from annotations.services.importer import apply_labels_csv, import_path, pseudonym_key
 from annotations.models import Dataset, Label, Patient, Series, SourceInstance, Study, Volume
+from inference.ml.geometry import voxel_to_lps
 from inference.ml.volume import load_nifti
 from tests.plugins.store import write_ct_series
 
@@ -200,10 +201,11 @@ def test_nifti_entry_point_with_labels_csv(realct, tmp_path):
     report = import_path(ds, src, labels_csv=tmp_path / "labels.csv")
     assert statuses(report) == {"imported": 1, "skipped": 0, "failed": 0}
     series = Series.objects.get()
-    original = load_nifti(realct["example_ct_sm"], dtype=None)
+    original = load_nifti(realct["example_ct_sm"], dtype=None)  # stored RAS: put on the store's LPS axes
     vol = volume_of(series)
-    assert np.array_equal(vol.array, np.rint(original.array).astype(np.int16))
-    np.testing.assert_allclose(vol.affine, original.affine, atol=1e-4)
+    assert vol.shape == original.shape and np.diag(vol.affine)[:3].tolist() == [3.0, 3.0, 3.0]
+    assert np.array_equal(vol.array, np.rint(original.array[:, ::-1, ::-1]).astype(np.int16))
+    np.testing.assert_allclose(voxel_to_lps(vol.affine, [0, 0, 0]), voxel_to_lps(original.affine, [121, 100, 0]))
     assert series.label == "abnormal" and series.uid_source == "nifti"
     assert statuses(import_path(ds, src)) == {"imported": 0, "skipped": 1, "failed": 0}
 
@@ -218,7 +220,8 @@ def test_command_json_shape(store_cohort):
     assert set(doc) == {"dataset", "series", "skipped", "failed"} and doc["dataset"] == "cmd"
     assert len(doc["series"]) == 8 and doc["failed"] == []
     s = doc["series"][0]
-    assert set(s) == {"id", "series_uid", "study_uid", "patient", "label", "volume_path", "shape", "spacing_mm"}
+    assert set(s) == {"id", "series_uid", "study_uid", "patient", "label", "volume_path", "shape", "spacing_mm",
+                      "notes"}
     assert Path(s["volume_path"]).is_file() and len(s["shape"]) == 3 and s["label"] in ("normal", "abnormal")
     assert {x["reason"] for x in doc["skipped"]} >= {"localizer/scout image"}
     assert all(set(x) == {"path", "reason"} for x in doc["skipped"])

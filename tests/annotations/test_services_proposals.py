@@ -17,10 +17,12 @@ from inference.ml.geometry import voxel_to_lps
 from inference.ml.volume import Volume
 
 
-def chest_only(volume: Volume) -> Volume:
-    shift = np.eye(4)
-    shift[2, 3] = 100
-    return Volume(volume.array[100:], volume.affine @ shift)
+def chest_only() -> Volume:
+    """A chest-only scan. (The top slices of example_ct served before, but they hold the top of the left gland,
+    which the atlas proposer rightly boxes; the real CT has no slices wholly above the glands.)"""
+    from synthetic import make_patient
+
+    return make_patient(9, abnormal=False, profile="tiny", coverage="chest_only").volume
 
 
 def run(dataset=None, series_ids=None, masks=None) -> Job:
@@ -34,7 +36,7 @@ def run(dataset=None, series_ids=None, masks=None) -> Job:
 def test_job_proposes_keeps_confirmed_and_is_idempotent(make_scan, real_scans):
     volume, seg = real_scans["example_ct_sm"]
     scan = make_scan(volume, patient="P1")
-    chest = make_scan(chest_only(real_scans["example_ct"][0]), patient="P2")
+    chest = make_scan(chest_only(), patient="P2")
     broken = make_scan(volume, patient="P3")
     broken.volume.file.storage.delete(broken.volume.file.name)
     dataset = Dataset.objects.get(name="d")
@@ -46,7 +48,7 @@ def test_job_proposes_keeps_confirmed_and_is_idempotent(make_scan, real_scans):
     assert "error" in entries[broken.pk] and entries[broken.pk]["status"] == "none"
     for side, label in (("R", 8), ("L", 9)):
         box = CropBox.objects.get(series=scan, side=side)
-        assert box.status == "proposed" and box.source == "landmarks" and box.version == 1
+        assert box.status == "proposed" and box.source == "atlas" and box.version == 1
         pts = voxel_to_lps(seg.affine, np.argwhere(seg.array == label)[:, ::-1])
         assert np.all(pts >= np.asarray(box.lps_min) - 1e-6) and np.all(pts <= np.asarray(box.lps_max) + 1e-6)
     assert Series.objects.get(pk=chest.pk).box_status == "not_covered"
@@ -117,7 +119,7 @@ def test_masks_folder_per_scan_and_landmarks_for_the_rest(make_scan, real_scans,
     out = StringIO()
     call_command("propose_crops", "--dataset", "many", "--json", "--masks", str(tmp_path), stdout=out)
     assert {b.series_id: b.source for b in CropBox.objects.filter(side="R")} == {with_masks.pk: "mask",
-                                                                                without.pk: "landmarks"}
+                                                                                without.pk: "atlas"}
     # one scan's masks given for a dataset of two: refused, not copied onto both
     with pytest.raises(CommandError, match="masks of one scan"):
         call_command("propose_crops", "--dataset", "many", "--masks", str(realct["seg_fast"]), stdout=StringIO())

@@ -20,6 +20,7 @@ from inference.ml.dicom import (
     scan_files,
 )
 from inference.ml.dicom.pixels import DecodeError, read_frames
+from inference.ml.geometry import voxel_to_lps
 from tests.plugins.store import write_ct_series
 
 
@@ -78,10 +79,13 @@ def test_enhanced_multiframe_ct_uses_functional_group_rescale_and_positions(real
     raw = ds.pixel_array.astype(np.int32)
     positions = [tuple(float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient)
                  for f in ds.PerFrameFunctionalGroupsSequence]
-    order = np.argsort([p[2] for p in positions])  # orientation (-1,0,0 / 0,1,0): normal is -z
-    order = order[::-1]
-    assert np.array_equal(loaded.volume.array, (raw[order] - 1024).astype(np.int16))
-    np.testing.assert_allclose(loaded.volume.affine[:3, 3], positions[order[0]], atol=1e-4)
+    # orientation (-1,0,0 / 0,1,0), normal -z: on the store's LPS axes the columns are flipped (i -> +x) and the
+    # slices ascend in z (k -> +z); every voxel keeps its value and its place in mm.
+    order = np.argsort([p[2] for p in positions])
+    assert np.array_equal(loaded.volume.array, (raw[order][:, :, ::-1] - 1024).astype(np.int16))
+    assert (np.diag(loaded.volume.affine)[:3] > 0).all() and "flipped i, k" in loaded.notes
+    np.testing.assert_allclose(voxel_to_lps(loaded.volume.affine, [raw.shape[2] - 1, 0, 0]), positions[order[0]],
+                               atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
@@ -257,8 +261,6 @@ def test_tilted_gantry_geometry_keeps_anatomy_where_it_is(tmp_path):
     """A real tilted acquisition: rows tilted by 20 degrees about x, the table stepping 3 mm in z. A rod along
     z at y = -50 mm must lie at y = -50 mm (through the stored affine) on every corrected slice."""
     import math
-
-    from inference.ml.geometry import voxel_to_lps
 
     t = math.radians(20.0)
     n, size, sr = 6, 40, 1.0

@@ -1,4 +1,4 @@
-"""The login page and the home page render."""
+"""The login page, the home page, the error pages, the favicon and the admin pages render."""
 
 
 def test_login_page(client):
@@ -19,3 +19,30 @@ def test_login_then_home_lists_only_member_datasets(client, users):
     client.force_login(users["admin"])
     page = client.get("/").content.decode()
     assert "Mine" in page and "Theirs" in page
+
+
+def test_403_and_404_pages_say_why_and_link_back(client_as):
+    c = client_as("clinician")
+    page = c.get("/runs/")
+    text = page.content.decode()
+    assert page.status_code == 403 and "needs the lead role" in text and 'href="/"' in text
+    missing = c.get("/datasets/999999/")
+    text = missing.content.decode()
+    assert missing.status_code == 404 and "Nothing here" in text and "/datasets/999999/" in text
+    assert 'href="/"' in text and "Traceback" not in text
+
+
+def test_favicon(client):
+    r = client.get("/favicon.ico")
+    assert r.status_code == 301 and r["Location"].endswith("frontend/favicon.svg")
+    assert client.get(r["Location"]).status_code == 200
+
+
+def test_admin_lists_runs_evaluations_predictions_and_boxes(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("root", password="pw-root"))
+    c = client
+    index = c.get("/admin/").content.decode()
+    assert "Studies" in index and "Studys" not in index
+    for model in ("inference/trainingrun", "inference/evaluation", "inference/prediction", "inference/image25d",
+                  "annotations/cropbox", "annotations/study", "jobs/job"):
+        assert c.get(f"/admin/{model}/").status_code == 200, model

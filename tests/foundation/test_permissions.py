@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from adrenal_site import roles
 
-PUBLIC = {"login", "logout", "api-token"}
+PUBLIC = {"login", "logout", "api-token", "favicon"}
 ROLE_BELOW = {roles.CLINICIAN: "none", roles.LEAD: "clinician", roles.ADMIN: "lead"}
 
 

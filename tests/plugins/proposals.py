@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from inference.ml.geometry import voxel_to_lps
 from inference.ml.volume import Volume, load_nifti, save_nifti
 
 
@@ -137,3 +138,58 @@ def make_phantom(seed: int, *, abnormal: bool = False, chest_only: bool = False,
         hu[truth["lesion"]] = 15.0
     hu += rng.normal(0, 12, hu.shape)
     return Volume(hu.astype(np.int16), affine), truth
+
+
+# --- cut copies and voxel truth for the atlas proposer's tests ------------------------------------------------
+
+
+def crop(volume: Volume, k=slice(None), j=slice(None), i=slice(None)) -> Volume:
+    """The sub-volume ``array[k, j, i]`` (plain slices, step 1) with its affine moved to match."""
+    sl = tuple(slice(*s.indices(n)[:2]) for s, n in zip((k, j, i), volume.shape))
+    shift = np.eye(4)
+    shift[:3, 3] = [sl[2].start, sl[1].start, sl[0].start]
+    return Volume(np.ascontiguousarray(volume.array[sl]), volume.affine @ shift)
+
+
+def flipped(volume: Volume, axes_kji: tuple[int, ...]) -> Volume:
+    """The same anatomy stored with the given array axes reversed (the affine follows)."""
+    a, aff = volume.array, np.asarray(volume.affine, float).copy()
+    for ax in axes_kji:
+        a = np.flip(a, ax)
+        col, n = 2 - ax, volume.shape[ax]
+        f = np.eye(4)
+        f[col, col], f[col, 3] = -1.0, n - 1
+        aff = aff @ f
+    return Volume(np.ascontiguousarray(a), aff)
+
+
+def permuted(volume: Volume, order_kji: tuple[int, int, int]) -> Volume:
+    """The same anatomy stored with array axes permuted: new axis n is old axis ``order_kji[n]``."""
+    aff = np.eye(4)
+    for n, o in enumerate(order_kji):
+        aff[:3, 2 - n] = volume.affine[:3, 2 - o]
+    aff[:3, 3] = volume.affine[:3, 3]
+    return Volume(np.ascontiguousarray(np.transpose(volume.array, order_kji)), aff)
+
+
+def moved(volume: Volume, shift_mm) -> Volume:
+    """The volume with its origin (and so its anatomy) moved by ``shift_mm`` (LPS) on the table."""
+    aff = np.asarray(volume.affine, float).copy()
+    aff[:3, 3] += np.asarray(shift_mm, float)
+    return Volume(volume.array, aff)
+
+
+def mask_points(affine: np.ndarray, mask_kji: np.ndarray) -> np.ndarray:
+    """LPS mm of the voxel centres of a boolean ``[k, j, i]`` mask."""
+    return voxel_to_lps(affine, np.argwhere(mask_kji)[:, ::-1])
+
+
+def synthetic_truth(scan, side: str, k=slice(None), j=slice(None), i=slice(None)) -> np.ndarray:
+    """LPS points of a synthetic patient's gland and lesion voxels of ``side`` inside the crop ``[k, j, i]``."""
+    parts = [scan.masks[n] for n in (f"gland_{side}", f"lesion_{side}") if n in scan.masks]
+    if not parts:
+        return np.empty((0, 3))
+    m = np.logical_or.reduce(parts)
+    sub = np.zeros_like(m)
+    sub[k, j, i] = m[k, j, i]
+    return mask_points(scan.volume.affine, sub)

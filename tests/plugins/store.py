@@ -1,5 +1,6 @@
 """Fixtures of the study-store area: small CT series written with pydicom (any geometry, transfer syntax,
-UIDs blank or not) and a cohort in the original study's ``{normal,abnormal}/<patient>/DICOM/...`` layout."""
+UIDs blank or not), a cohort in the original study's ``{normal,abnormal}/<patient>/DICOM/...`` layout, and where
+the shared real-world cases are (``CASES``, ``shared_cases()``: copies in ``tests/data/cases``)."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,31 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
 
+from inference.ml.volume import Volume
+
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+REPO = Path(__file__).resolve().parents[2]
+CASES = REPO / "tests" / "data" / "cases"
+
+
+def shared_cases() -> Path:
+    """The shared real-world cases, copied whole into ``tests/data/cases`` so a clean clone has them."""
+    if not (CASES / "nifti_axis_order" / "normal" / "NII_ZFIRST" / "NII_ZFIRST.nii.gz").is_file():
+        pytest.fail(f"{CASES} is incomplete: the shared real-world cases are part of the repository")
+    return CASES
+
+
+def body_hu(volume: Volume) -> list[int]:
+    """Median HU of the body (above -500 HU, below the bright rod) on every slice."""
+    return [int(np.median(s[(s > -500) & (s < 1000)])) for s in volume.array]
+
+
+def phantom(zs, body: int, rows: int = 12, cols: int = 12) -> np.ndarray:
+    """Stored values (HU + 1024): air around a body of ``body`` HU; pixel [2, 2] holds 10 x z HU (z in mm)."""
+    hu = np.full((len(zs), rows, cols), -1000, np.int32)
+    hu[:, 3:-3, 3:-3] = body
+    hu[:, 2, 2] = np.rint(10 * np.asarray(zs, float)).astype(int)
+    return (hu + 1024).astype(np.uint16)
 
 
 def ct_values(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
@@ -33,9 +58,12 @@ def write_ct_series(folder: Path, *, n: int = 6, rows: int = 16, cols: int = 16,
                     transfer_syntax: str = ExplicitVRLittleEndian, values: np.ndarray | None = None,
                     slope: float = 1.0, intercept: float = -1024.0, signed: bool = False, seed: int = 0,
                     series_number: int = 2, shuffle_names: bool = True, frame_of_reference: str | None = None,
-                    positions: Sequence[Sequence[float]] | None = None) -> tuple[Path, np.ndarray]:
+                    positions: Sequence[Sequence[float]] | None = None, tags: dict | None = None,
+                    name_prefix: str = "IM") -> tuple[Path, np.ndarray]:
     """Write one series (one file per slice); returns the folder and the expected HU ``[k, j, i]`` in sorted
-    position order (ordered by ``z_positions``; with explicit ``positions`` give them in ascending order)."""
+    position order (ordered by ``z_positions``; with explicit ``positions`` give them in ascending order).
+    ``tags``: extra attributes by keyword on every file (e.g. ``AcquisitionNumber``); ``name_prefix`` lets
+    several passes share one folder."""
     folder.mkdir(parents=True, exist_ok=True)
     if values is not None and z_positions is None:
         n = len(values)
@@ -91,11 +119,13 @@ def write_ct_series(folder: Path, *, n: int = 6, rows: int = 16, cols: int = 16,
         ds.PixelRepresentation = 1 if signed else 0
         ds.RescaleSlope, ds.RescaleIntercept = slope, (intercept + 1024 if signed else intercept)
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
+        for keyword, value in (tags or {}).items():
+            setattr(ds, keyword, value)
         if transfer_syntax == RLELossless:
             ds.compress(RLELossless)
         elif transfer_syntax != ExplicitVRLittleEndian:
             raise ValueError(transfer_syntax)
-        ds.save_as(folder / f"IM{int(order[k]):04d}.dcm", enforce_file_format=True)
+        ds.save_as(folder / f"{name_prefix}{int(order[k]):04d}.dcm", enforce_file_format=True)
     base = stored.astype(np.float64) if not signed else stored.astype(np.float64) + 1024
     hu = np.rint(base * slope + intercept).astype(np.int16)
     sort = np.argsort(zs)

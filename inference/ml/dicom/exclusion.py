@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grouping import SeriesGroup
+from ..geometry import AXIAL_MIN_COS  # one definition, shared with the NIfTI entry
+from .series_group import SeriesGroup
 from .headers import DIRECTORY_SOP_CLASS, SECONDARY_CAPTURE_PREFIX
 
 MIN_SLICES = 3  # a 2.5D image needs a slice and its two neighbours
-AXIAL_MIN_COS = 0.8  # |slice normal . z| at least this (gantry tilts up to ~35 degrees stay axial)
 _NON_IMAGE_SOP = {
     "1.2.840.10008.5.1.4.1.1.88.67": "dose report (structured report)",
     "1.2.840.10008.5.1.4.1.1.481.2": "RT dose",

@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .headers import InstanceHeader
+from .passes import split_passes
+from .series_group import SeriesGroup
+
+__all__ = ["SeriesGroup", "group_series"]
 
 
 def _hash(*parts: object) -> str:
@@ -34,32 +37,11 @@ def _rel(path: Path, root: Path | None) -> str:
     return str(path)
 
 
-@dataclass
-class SeriesGroup:
-    key: str
-    uid_source: str  # "dicom" or "folder+geometry"
-    study_key: str
-    study_uid_source: str
-    folder: str  # relative to the import root
-    instances: list[InstanceHeader] = field(default_factory=list)
-    duplicates: list[tuple[InstanceHeader, InstanceHeader]] = field(default_factory=list)  # (dropped, kept)
-
-    @property
-    def first(self) -> InstanceHeader:
-        return self.instances[0]
-
-    @property
-    def frame_count(self) -> int:
-        return sum(len(h.frames) for h in self.instances)
-
-    def describe(self) -> str:
-        desc = self.first.meta.get("SeriesDescription") or ""
-        return f"{self.folder} [{desc or self.key}] ({len(self.instances)} files)"
-
-
-def group_series(headers: list[InstanceHeader], root: str | os.PathLike | None = None) -> list[SeriesGroup]:
+def group_series(headers: list[InstanceHeader], root: str | os.PathLike | None = None, *,
+                 split: bool = True) -> list[SeriesGroup]:
     """Group headers into series; an instance key seen twice in a series is kept once (first path wins) and the
-    other copy listed in ``duplicates``."""
+    other copy listed in ``duplicates``. With ``split`` (the default) each series is then split into its passes
+    and its odd instances set aside (``passes.split_passes``): every group returned is one pass."""
     root = Path(root) if root is not None else None
     groups: dict[str, SeriesGroup] = {}
     seen: dict[str, dict[str, InstanceHeader]] = defaultdict(dict)
@@ -85,4 +67,7 @@ def group_series(headers: list[InstanceHeader], root: str | os.PathLike | None =
             continue
         seen[key][h.key] = h
         group.instances.append(h)
-    return sorted(groups.values(), key=lambda g: (g.folder, g.key))
+    out = list(groups.values())
+    if split:
+        out = [p for g in out for p in split_passes(g)]
+    return sorted(out, key=lambda g: (g.folder, g.key))

@@ -24,6 +24,8 @@ META_KEYWORDS = (
     "SpacingBetweenSlices", "ConvolutionKernel", "KVP", "Exposure", "ContrastBolusAgent",
     "ContrastBolusStartTime", "ContrastBolusRoute", "Manufacturer", "ManufacturerModelName", "SeriesDate",
     "SeriesTime", "StudyDate", "StudyTime", "StudyDescription", "AcquisitionNumber",
+    # what tells passes under one SeriesInstanceUID apart (``passes.py``)
+    "TemporalPositionIdentifier", "ContrastBolusVolume",
 )
 
 

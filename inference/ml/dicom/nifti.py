@@ -1,15 +1,47 @@
-"""NIfTI files as the second entry point (as in the original study): one file, one scan volume."""
+"""NIfTI files as the second entry point (as in the original study): one file, one scan volume.
+
+A NIfTI may store its voxels in any axis order (RAS, LPS, slice axis first, flipped axes, any permutation);
+consumers of the store (proposals, the viewer, the 2.5D builder) read axial slices on the first array axis. So
+every file is put on the store's canonical axes at import (``volume.to_canonical``: axis permutation and flips
+only, values untouched; the same grid a standard axial DICOM series gets), then refused like a DICOM series
+when it has fewer than ``MIN_SLICES`` axial slices or no axis near the patient's z axis.
+
+Orientation: the sform when its code is set, else the qform, else nibabel's fallback (as nibabel and
+``nib.load(...).affine``); a qform and sform that are both set and place the grid's corners more than
+``QFORM_SFORM_TOLERANCE_MM`` apart are noted, as is a file with neither.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from ..geometry import LPS_TO_RAS
-from ..volume import Volume
+from ..geometry import AXIAL_MIN_COS, LPS_TO_RAS, affines_differ_mm, slice_axis_cosine
+from ..volume import Volume, to_canonical
 from .exclusion import MIN_SLICES
+
+QFORM_SFORM_TOLERANCE_MM = 0.1
+_CODES = {0: "unknown", 1: "scanner", 2: "aligned", 3: "talairach", 4: "mni", 5: "template"}
+
+
+@dataclass
+class NiftiEntry:
+    """One imported NIfTI file.
+
+    ``volume``: int16 HU on the canonical axes (array ``[k, j, i]``, affine voxel -> LPS mm); ``notes``: what was
+    done or found (reorientation, qform/sform disagreement), for the scan's notes; ``source_shape_ijk`` and
+    ``source_affine_lps``: the file's own grid; ``to_source``: integer 4x4 with
+    ``file_ijk = to_source @ canonical_ijk`` (identity when the file already was canonical)."""
+
+    volume: Volume
+    notes: list[str] = field(default_factory=list)
+    source_shape_ijk: tuple[int, int, int] = (0, 0, 0)
+    source_affine_lps: np.ndarray = field(default_factory=lambda: np.eye(4))
+    to_source: np.ndarray = field(default_factory=lambda: np.eye(4, dtype=int))
+    affine_source: str = "sform"  # "sform", "qform" or "none"
 
 
 def is_nifti(path: str | os.PathLike) -> bool:
@@ -22,8 +54,43 @@ def nifti_stem(path: str | os.PathLike) -> str:
     return name[:-7] if name.lower().endswith(".nii.gz") else name[:-4]
 
 
-def load_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -> Volume:
-    """A 3D NIfTI file as an int16 HU Volume; raises ValueError with the reason when unusable."""
+def axis_codes(affine_lps: np.ndarray) -> str:
+    """The patient direction each voxel axis ``i, j, k`` runs towards, e.g. ``"LPS"`` or ``"SAR"``."""
+    a = np.asarray(affine_lps, float)[:3, :3]
+    letters = ("RL", "AP", "IS")
+    out = []
+    for axis in range(3):
+        w = int(np.argmax(np.abs(a[:, axis])))
+        out.append(letters[w][1] if a[w, axis] > 0 else letters[w][0])
+    return "".join(out)
+
+
+def _orientation_notes(img, shape_ijk) -> tuple[list[str], str]:
+    header = img.header
+    q_code, s_code = int(header["qform_code"]), int(header["sform_code"])
+    if s_code > 0:
+        used = "sform"
+    elif q_code > 0:
+        used = "qform"
+    else:
+        return ["NIfTI has neither qform nor sform: orientation assumed from the voxel sizes (nibabel's default)"], "none"
+    notes = []
+    if q_code > 0 and s_code > 0:
+        diff = affines_differ_mm(header.get_qform(), header.get_sform(), shape_ijk)
+        if diff > QFORM_SFORM_TOLERANCE_MM:
+            notes.append(
+                f"qform ({_CODES.get(q_code, q_code)}, {axis_codes(LPS_TO_RAS @ header.get_qform())}) and sform "
+                f"({_CODES.get(s_code, s_code)}, {axis_codes(LPS_TO_RAS @ header.get_sform())}) disagree by up to "
+                f"{diff:.1f} mm: the sform is used"
+            )
+    return notes, used
+
+
+def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -> NiftiEntry:
+    """A 3D NIfTI file as an int16 HU volume on the store's canonical axes, with its notes.
+
+    Raises ValueError with the reason when unusable: unreadable, not 3D, singular affine, no voxel axis within
+    ``acos(AXIAL_MIN_COS)`` of the patient's z axis, or fewer than ``min_slices`` axial slices."""
     try:
         img = nib.load(str(path))
     except Exception as exc:  # noqa: BLE001
@@ -33,10 +100,33 @@ def load_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
         shape = shape[:3]
     if len(shape) != 3:
         raise ValueError(f"not a 3D volume (shape {img.shape})")
-    if shape[2] < min_slices:
-        raise ValueError(f"too short for 2.5D images: {shape[2]} slice(s), need at least {min_slices}")
-    data = np.asanyarray(img.dataobj).reshape(shape)
+    notes, used = _orientation_notes(img, shape)
+    source_affine = LPS_TO_RAS @ img.affine
+    try:
+        data = np.asanyarray(img.dataobj).reshape(shape)
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt data
+        raise ValueError(f"unreadable NIfTI data ({type(exc).__name__}: {exc})") from exc
     if not np.issubdtype(data.dtype, np.integer):
         data = np.rint(data)
     array = np.ascontiguousarray(np.clip(data, -32768, 32767).astype(np.int16).transpose(2, 1, 0))
-    return Volume(array, LPS_TO_RAS @ img.affine)
+    try:
+        volume, to_source = to_canonical(Volume(array, source_affine))
+    except ValueError as exc:
+        raise ValueError(f"unusable NIfTI orientation: {exc}") from exc
+    cos = slice_axis_cosine(volume.affine)
+    if cos < AXIAL_MIN_COS:
+        raise ValueError(f"non-axial volume: no voxel axis within {np.degrees(np.arccos(AXIAL_MIN_COS)):.0f} deg of "
+                         f"the patient's z axis (closest {np.degrees(np.arccos(min(cos, 1.0))):.0f} deg)")
+    if volume.shape[0] < min_slices:
+        raise ValueError(f"too short for 2.5D images: {volume.shape[0]} axial slice(s), need at least {min_slices} "
+                         f"(file axes {axis_codes(source_affine)}, shape {tuple(int(s) for s in shape)})")
+    codes = axis_codes(source_affine)
+    if not np.array_equal(to_source, np.eye(4, dtype=int)):
+        notes.insert(0, f"reoriented from file axes {codes} (shape {tuple(int(s) for s in shape)}) to the store's "
+                        f"LPS axes, axial slices first (no interpolation)")
+    return NiftiEntry(volume, notes, tuple(int(s) for s in shape), source_affine, to_source, used)
+
+
+def load_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -> Volume:
+    """The volume of ``read_nifti_entry`` (int16 HU on the canonical axes); raises ValueError with the reason."""
+    return read_nifti_entry(path, min_slices=min_slices).volume

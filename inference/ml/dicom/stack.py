@@ -1,13 +1,13 @@
-"""Turning a series' frames into one regular-grid HU volume, or refusing with the reason.
+"""Turning one pass's frames into one regular-grid HU volume on the store's canonical axes, or refusing with
+the reason.
 
-Slices are sorted by position along the slice normal (row x column direction cosines). Policy:
-- regular spacing (every step within 1 % or 0.01 mm of the median) and no tilt: stacked as they are;
-- uneven spacing, or gaps up to ``MAX_GAP_FACTOR`` x the median step (a single missing slice): resampled
-  by linear interpolation along the normal onto a regular grid at the median step (``resampled``);
-- a larger gap (several consecutive slices missing), duplicate positions, mixed orientations or matrix
-  sizes: refused with the reason;
-- gantry tilt (slice origins drifting in-plane, more than 0.1 pixel over the series): every slice is shifted
-  in-plane (linear) onto an orthogonal grid, uncovered voxels set to -1024 HU (``resampled``).
+Slices are sorted by position along the slice normal (row x column direction cosines); the spacing policy
+(regular, one missing slice, variable increment, uneven; duplicates and larger gaps refused) is
+``spacing.plan_spacing``'s. Gantry tilt (slice origins drifting in-plane, more than 0.1 pixel over the series):
+every slice is shifted in-plane (linear) onto an orthogonal grid, uncovered voxels set to -1024 HU
+(``resampled``). Last, the volume is put on the store's canonical axes (``volume.to_canonical``: i -> L,
+j -> P, k -> S, by flips and permutation only), as NIfTI imports are; a standard axial series is already there.
+The pass's own note (how its series was split, odd instances excluded) leads the notes.
 """
 from __future__ import annotations
 
@@ -16,29 +16,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scipy import ndimage
+
 from ..geometry import affine_from_dicom
-from ..volume import Volume
+from ..volume import Volume, to_canonical
 from .exclusion import MIN_SLICES, slice_normal
-from .grouping import SeriesGroup
 from .headers import Frame, InstanceHeader
 from .pixels import DecodeError, read_frames, to_hu
+from .series_group import SeriesGroup
+from .spacing import MAX_GAP_FACTOR, SeriesError, plan_spacing
 
-MAX_GAP_FACTOR = 2.0
+__all__ = ["MAX_GAP_FACTOR", "LoadedSeries", "SeriesError", "load_series"]
 TILT_MAX_DRIFT_PX = 0.1
 AIR_HU = -1024
 
 
-class SeriesError(Exception):
-    """A series that cannot become a correct volume; the message is the reason."""
-
-
 @dataclass
 class LoadedSeries:
+    """``volume`` (int16 HU, canonical axes); ``resampled``: slices interpolated (spacing or tilt);
+    ``notes``: the reasons, "; "-joined; ``spacing``: ``spacing.SpacingPlan.kind`` (or ``single``)."""
+
     volume: Volume
     resampled: bool
     notes: str
     slice_spacing_mm: float
     tilt_deg: float
+    spacing: str = "regular"
 
 
 @dataclass
@@ -92,8 +95,22 @@ def _decode_sorted(slices: list[_Slice], shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def _finish(group: SeriesGroup, volume: Volume, resampled: bool, notes: list[str], step: float, tilt: float,
+            spacing: str) -> LoadedSeries:
+    canonical, t = to_canonical(volume)
+    if not np.array_equal(t, np.eye(4, dtype=int)):
+        flipped = [a for a, w in zip("ijk", range(3)) if t[:3, w].sum() < 0]
+        notes = notes + [f"put on the store's LPS axes ({'flipped ' + ', '.join(flipped) if flipped else 'axes permuted'};"
+                         f" no interpolation)"]
+    if group.pass_note:
+        notes = [group.pass_note] + notes
+    return LoadedSeries(canonical, resampled, "; ".join(notes), float(step), tilt, spacing)
+
+
 def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSeries:
-    """Decode ``group`` into a ``Volume`` (int16 HU ``[k, j, i]``, affine voxel -> LPS mm)."""
+    """Decode ``group`` (one pass) into a ``Volume`` (int16 HU ``[k, j, i]``, affine voxel -> LPS mm, canonical
+    axes). Raises SeriesError with the reason: geometry unknown or mixed, too short, duplicate positions, missing
+    slices, undecodable pixels."""
     orientation, spacing, shape = _check_geometry(group)
     normal = slice_normal(orientation)
     slices = _slices(group, normal)
@@ -104,20 +121,8 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
         step = float(group.first.meta.get("SliceThickness") or 1.0)
         stack = _decode_sorted(slices, shape)
         affine = affine_from_dicom(slices[0].frame.position, orientation, spacing, step * normal)
-        return LoadedSeries(Volume(stack, affine), False, "single slice", step, 0.0)
-    steps = np.diff(d)
-    if (steps < 1e-3).any():
-        k = int(np.argmax(steps < 1e-3))
-        raise SeriesError(f"duplicate slice positions at {d[k]:.2f} mm along the normal (several acquisitions?)")
-    step = float(np.median(steps))
-    gaps = steps / step
-    if gaps.max() > MAX_GAP_FACTOR * 1.01:
-        k = int(np.argmax(gaps))
-        raise SeriesError(
-            f"missing slices: gap of {steps[k]:.2f} mm after slice {k} (median step {step:.2f} mm); "
-            f"refused, gaps over {MAX_GAP_FACTOR:g}x the median are not interpolated"
-        )
-    uneven = bool((np.abs(steps - step) > max(0.01 * step, 0.01)).any())
+        return _finish(group, Volume(stack, affine), False, ["single slice"], step, 0.0, "single")
+    plan = plan_spacing(d)
     positions = np.array([s.frame.position for s in slices], float)
     row_dir, col_dir = orientation[:3], orientation[3:6]
     inplane = positions - positions[0] - np.outer(d - d[0], normal)
@@ -126,20 +131,15 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     tilted = bool(max(np.abs(drift_i).max(), np.abs(drift_j).max()) > TILT_MAX_DRIFT_PX)
     tilt_deg = math.degrees(math.atan2(float(np.linalg.norm(inplane[-1])), float(d[-1] - d[0])))
     stack = _decode_sorted(slices, shape)
+    if not plan.resample and not tilted:
+        affine = affine_from_dicom(positions[0], orientation, spacing, plan.step * normal)
+        return _finish(group, Volume(stack, affine), False, [], plan.step, 0.0, plan.kind)
     notes = []
-    if not uneven and not tilted:
-        slice_step = (d[-1] - d[0]) / (len(slices) - 1)
-        affine = affine_from_dicom(positions[0], orientation, spacing, slice_step * normal)
-        return LoadedSeries(Volume(stack, affine), False, "", float(slice_step), tilt_deg if tilted else 0.0)
     if tilted:
         notes.append(f"gantry tilt {tilt_deg:.1f} deg: slices shifted onto an orthogonal grid")
-    if uneven:
-        notes.append(
-            f"uneven spacing (steps {steps.min():.2f}-{steps.max():.2f} mm): resampled to {step:.3f} mm"
-        )
+    notes.extend(plan.notes)
+    step = plan.step if plan.resample else float((d[-1] - d[0]) / (len(d) - 1))
     count = int(round((d[-1] - d[0]) / step)) + 1
-
-    from scipy import ndimage  # only needed here
 
     def aligned(m: int) -> np.ndarray:
         if not tilted:
@@ -150,7 +150,7 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     out = np.empty((count, *shape), np.int16)
     cache: dict[int, np.ndarray] = {}
     for k in range(count):
-        target = d[0] + k * step
+        target = d[0] + k * step  # the true position of output slice k along the normal
         m = int(np.clip(np.searchsorted(d, target, side="right") - 1, 0, len(d) - 2))
         w = float(np.clip((target - d[m]) / (d[m + 1] - d[m]), 0.0, 1.0))
         for idx in (m, m + 1):
@@ -161,4 +161,4 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
         values = cache[m] * (1 - w) + cache[m + 1] * w if w > 0 else cache[m]
         out[k] = np.clip(np.rint(values), -32768, 32767).astype(np.int16)
     affine = affine_from_dicom(positions[0], orientation, spacing, step * normal)
-    return LoadedSeries(Volume(out, affine), True, "; ".join(notes), step, tilt_deg if tilted else 0.0)
+    return _finish(group, Volume(out, affine), True, notes, step, tilt_deg if tilted else 0.0, plan.kind)

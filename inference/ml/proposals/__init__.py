@@ -1,20 +1,24 @@
 """Automatic crop-box proposals for both adrenal glands, with no downloaded weights (Django-free).
 
-``propose(volume)`` anchors on landmarks (lung bases, vertebral column); ``propose_from_masks(...)`` uses
-TotalSegmentator masks when the user has them. Both answer a ``Proposal``: two LPS boxes, or
-"not_covered" with the reason (chest-only or pelvis-only fields of view).
+``propose(volume)`` localises each gland by multi-atlas matching (``atlas_boxes``); ``propose_from_masks(...)``
+uses TotalSegmentator masks when the user has them (the exact path); ``propose_from_landmarks`` is the earlier
+lung-base-and-spine region proposer, kept as the benchmark's baseline. All answer a ``Proposal``: per side a box
+(LPS mm, no side over 70 mm for the atlas path) with confidence, method and note, or "not_covered" with what is
+missing; the scan is "not_covered" only when neither gland is in the field of view.
 """
 from __future__ import annotations
 
 from ..volume import Volume
+from .atlas_boxes import MAX_SIDE_MM, propose_from_atlases
 from .landmark_boxes import MAX_BOX_MM, propose_from_landmarks
 from .masks import MARGIN_MM, find_mask_files, mask_box, propose_from_masks
-from .result import Proposal
+from .result import Proposal, SideProposal
 
 
-def propose(volume: Volume) -> Proposal:
-    """Both boxes for a CT volume from its landmarks."""
-    return propose_from_landmarks(volume)
+def propose(volume: Volume, exclude_sources: tuple[str, ...] = ()) -> Proposal:
+    """Both boxes for a CT volume (``atlas_boxes.propose_from_atlases``)."""
+    return propose_from_atlases(volume, exclude_sources=exclude_sources)
 
 
-__all__ = ["MARGIN_MM", "MAX_BOX_MM", "Proposal", "find_mask_files", "mask_box", "propose", "propose_from_masks"]
+__all__ = ["MARGIN_MM", "MAX_BOX_MM", "MAX_SIDE_MM", "Proposal", "SideProposal", "find_mask_files", "mask_box",
+           "propose", "propose_from_atlases", "propose_from_landmarks", "propose_from_masks"]

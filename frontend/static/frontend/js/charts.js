@@ -50,8 +50,16 @@ export function lineChart(container, series, options = {}) {
     const pts = s.points.filter((p) => p[1] !== null && Number.isFinite(p[1]));
     if (!pts.length) return;
     const d = pts.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
-    el("path", { d, fill: "none", stroke: s.color || PALETTE[i % PALETTE.length], "stroke-width": 1.8,
+    const color = s.color || PALETTE[i % PALETTE.length];
+    el("path", { d, fill: "none", stroke: color, "stroke-width": 1.8,
       "stroke-dasharray": s.dash || "", "data-series": s.label || "" }, svg);
+    // hover values: a small marker per point (thinned to at most ~60 per series) with a tooltip
+    const step = Math.max(1, Math.ceil(pts.length / 60));
+    pts.forEach((p, j) => {
+      if (j % step && j !== pts.length - 1) return;
+      const dot = el("circle", { cx: sx(p[0]).toFixed(1), cy: sy(p[1]).toFixed(1), r: 2.5, fill: color, class: "pt" }, svg);
+      el("title", {}, dot).textContent = `${s.label || ""}: ${+(+p[0]).toFixed(3)}, ${+(+p[1]).toFixed(3)}`;
+    });
   });
   const legend = el("g", {}, svg);
   series.forEach((s, i) => {

@@ -1,0 +1,107 @@
+"""What the slice positions of one pass are, and the grid it is stacked or resampled on — or why it is refused.
+
+Positions are the frames' distances along the slice normal, sorted. Steps are grouped into *runs* of equal
+steps (within 1 % or 0.02 mm of the run's first step). Policy, with the reason it gives:
+
+- **regular**: every step within 1 % (or 0.02 mm) of the median: stacked as is, at the mean step;
+- **duplicates**: two frames at one position (within 0.001 mm): refused ("duplicate slice positions", with how
+  many) — passes that a header attribute tells apart were split before (``passes.py``), so nothing does here;
+- **missing slices**: an isolated step (a run of one) over ``GAP_RATIO`` x the larger of its neighbouring
+  runs' steps is a gap in the grid around it. One missing slice (gap up to ``MAX_GAP_FACTOR`` x that local
+  step) is interpolated; a larger gap is refused with its size, place and the local step;
+- **variable increment**: two or more runs of at least two steps whose steps differ by ``VARIABLE_RATIO`` or
+  more (fine slices over one region, coarser elsewhere, as planned on the scanner): resampled onto a regular
+  grid at the finest run's step (as dcm2niix's equidistant ``_Eq`` copy), so no acquired detail is lost;
+- **uneven**: anything else (jitter): resampled onto the median step.
+
+Resampling is linear along the normal between the two acquired slices around each target, at the targets'
+true positions ``d0 + k * step``; the volume's affine says where they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_GAP_FACTOR = 2.0
+GAP_RATIO = 1.5
+VARIABLE_RATIO = 1.5
+DUPLICATE_MM = 1e-3
+
+
+class SeriesError(Exception):
+    """A series that cannot become a correct volume; the message is the reason."""
+
+
+@dataclass
+class SpacingPlan:
+    """``kind``: regular, uneven, variable or missing (one slice interpolated); ``step``: the output step in
+    mm; ``resample``: whether slices are interpolated onto ``d0 + k * step``; ``notes``: why, for the report."""
+
+    kind: str
+    step: float
+    resample: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _tol(step: float) -> float:
+    return max(0.01 * abs(step), 0.02)
+
+
+def runs_of(steps: np.ndarray) -> list[tuple[int, int, float]]:
+    """Maximal runs of equal steps as ``(first step index, length, mean step)``."""
+    runs: list[tuple[int, int, float]] = []
+    start = 0
+    for i in range(1, len(steps) + 1):
+        if i == len(steps) or abs(steps[i] - steps[start]) > _tol(steps[start]):
+            runs.append((start, i - start, float(np.mean(steps[start:i]))))
+            start = i
+    return runs
+
+
+def _fmt_runs(runs: list[tuple[int, int, float]]) -> str:
+    return ", ".join(f"{step:.2f} mm x{length}" for _, length, step in runs if length >= 2)
+
+
+def plan_spacing(d: np.ndarray) -> SpacingPlan:
+    """The plan for sorted positions ``d`` (mm along the normal, at least 2); raises SeriesError when refused."""
+    d = np.asarray(d, float)
+    steps = np.diff(d)
+    if (steps < DUPLICATE_MM).any():
+        dup = np.flatnonzero(steps < DUPLICATE_MM)
+        raise SeriesError(
+            f"duplicate slice positions: {len(dup)} position(s) hold more than one image (first at {d[dup[0]]:.2f} mm "
+            f"along the normal); no header attribute tells the passes apart (several acquisitions?)"
+        )
+    median = float(np.median(steps))
+    if np.all(np.abs(steps - median) <= _tol(median)):
+        return SpacingPlan("regular", float((d[-1] - d[0]) / (len(d) - 1)), False)
+    runs = runs_of(steps)
+    notes: list[str] = []
+    gaps = []
+    for r, (start, length, step) in enumerate(runs):
+        if length != 1:
+            continue
+        neighbours = [runs[x][2] for x in (r - 1, r + 1) if 0 <= x < len(runs)]
+        local = max(neighbours) if neighbours else median
+        if step > GAP_RATIO * local:
+            gaps.append((start, step, local))
+    for start, step, local in gaps:
+        if step > MAX_GAP_FACTOR * local * 1.01:
+            raise SeriesError(
+                f"missing slices: gap of {step:.2f} mm after slice {start} at {d[start]:.2f} mm (local step "
+                f"{local:.2f} mm, about {int(round(step / local)) - 1} slices missing); refused, gaps over "
+                f"{MAX_GAP_FACTOR:g}x the local step are not interpolated"
+            )
+        notes.append(f"one missing slice: gap of {step:.2f} mm after slice {start} interpolated")
+    long_runs = [r for r in runs if r[1] >= 2]
+    run_steps = [r[2] for r in long_runs]
+    if len(long_runs) >= 2 and max(run_steps) >= VARIABLE_RATIO * min(run_steps):
+        step = float(min(run_steps))
+        notes.insert(0, f"variable slice increment ({_fmt_runs(runs)}): resampled to a regular {step:.3f} mm "
+                        f"grid (the finest increment)")
+        return SpacingPlan("variable", step, True, notes)
+    if gaps:
+        return SpacingPlan("missing", median, True, notes + [f"resampled to {median:.3f} mm"])
+    return SpacingPlan("uneven", median, True,
+                       [f"uneven spacing (steps {steps.min():.2f}-{steps.max():.2f} mm): resampled to {median:.3f} mm"])

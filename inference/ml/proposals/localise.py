@@ -1,0 +1,204 @@
+"""Where each adrenal gland is, from atlases: slice matching for the level, then block matching of the
+region about each gland (the atlas gland with the kidney's upper pole, crus, IVC or aorta and the liver or spleen
+edge around it) by masked NCC, on the canonical 3 mm grid.
+
+Per atlas and side the answer is the atlas gland's box moved by the best translation, with the NCC at that
+translation; ``fuse`` combines the atlases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .anatomy import SliceAnatomy
+from .atlas import SIDES, Atlas
+from .canonical import Canonical
+from .ncc import masked_ncc, peak
+from .levels import SliceMatch, match_slices
+
+HU_WINDOW = (-120.0, 80.0)  # fat vs soft tissue; contrast enhancement above 80 HU is clipped away
+PATCH_MM = {"x": (-33.0, 33.0), "y": (-33.0, 33.0), "z": (-48.0, 30.0)}  # about the gland centre
+SEARCH_MM = 36.0  # coarse search about the slice-matching estimate
+FINE_PATCH_MM = {"x": (-24.0, 24.0), "y": (-24.0, 24.0), "z": (-33.0, 21.0)}
+FINE_SEARCH_MM = 9.0
+REGION_MM = {"x": (-96.0, 96.0), "y": (-78.0, 60.0), "z": (-66.0, 48.0)}  # about the glands' midpoint
+REGION_SEARCH_MM = 24.0
+MAX_LEVEL_COST = 0.4  # an atlas whose best slice match differs more than this (mean squared class fraction) abstains
+
+
+@dataclass
+class GlandEstimate:
+    """One atlas' estimate of one gland: box (LPS mm), NCC of the matched region, the slice match."""
+
+    atlas: str
+    side: str
+    lo: np.ndarray
+    hi: np.ndarray
+    ncc: float
+    match: SliceMatch
+    region_ncc: float = 0.0  # the atlas' whole upper-abdominal region against the scan's (atlas selection)
+    real: bool = True  # made from a patient's CT (False: from the synthetic generator)
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (self.lo + self.hi) / 2
+
+
+def _window(hu: np.ndarray) -> np.ndarray:
+    return np.clip(hu, *HU_WINDOW).astype(np.float32)
+
+
+def _crop(c: Canonical, lo_mm: np.ndarray, hi_mm: np.ndarray, pad_valid: bool = False):
+    """Sub-array of ``c`` covering LPS ``[lo_mm, hi_mm]`` (padded with invalid voxels where it leaves the grid):
+    (values, valid, origin mm of element 0)."""
+    i0 = np.floor(c.to_index(lo_mm)).astype(int)  # z, y, x
+    i1 = np.ceil(c.to_index(hi_mm)).astype(int) + 1
+    size = i1 - i0
+    vals = np.full(size, HU_WINDOW[0], np.float32)
+    valid = np.zeros(size, bool)
+    a = np.maximum(i0, 0)
+    b = np.minimum(i1, c.shape)
+    if np.all(b > a):
+        src = tuple(slice(int(p), int(q)) for p, q in zip(a, b))
+        dst = tuple(slice(int(p - o), int(q - o)) for p, q, o in zip(a, b, i0))
+        vals[dst] = _window(c.hu[src])
+        valid[dst] = c.valid[src]
+    return vals, valid, c.origin + c.step * i0[::-1]
+
+
+def _shrink(a: np.ndarray, weight: np.ndarray, f: int) -> np.ndarray:
+    """Block mean by ``f`` along every axis (over ``weight``-true voxels; the trailing partial block dropped)."""
+    n = [s // f for s in a.shape]
+    a = a[: n[0] * f, : n[1] * f, : n[2] * f].astype(np.float32)
+    w = weight[: n[0] * f, : n[1] * f, : n[2] * f].astype(np.float32)
+    sw = (w).reshape(n[0], f, n[1], f, n[2], f).sum(axis=(1, 3, 5))
+    if a is w or a.dtype == bool:
+        return sw / f ** 3
+    sa = (a * w).reshape(n[0], f, n[1], f, n[2], f).sum(axis=(1, 3, 5))
+    return sa / np.maximum(sw, 1e-6)
+
+
+def _block_match(scan: Canonical, atlas: Canonical, atlas_centre: np.ndarray, scan_guess: np.ndarray,
+                 patch_mm: dict, search_mm: float, factor: int = 1, min_overlap: float = 0.4
+                 ) -> tuple[np.ndarray, float] | None:
+    """Best translation ``d`` (LPS mm) such that the atlas region about ``atlas_centre`` matches the scan region
+    about ``atlas_centre + d``, searched within ``search_mm`` of ``scan_guess``; and its NCC."""
+    plo = np.array([patch_mm["x"][0], patch_mm["y"][0], patch_mm["z"][0]])
+    phi = np.array([patch_mm["x"][1], patch_mm["y"][1], patch_mm["z"][1]])
+    t, tm, t_origin = _crop(atlas, atlas_centre + plo, atlas_centre + phi)
+    if tm.sum() < 0.3 * tm.size or np.ptp(t[tm]) < 1:
+        return None
+    s_lo = scan_guess + plo - search_mm
+    s_hi = scan_guess + phi + search_mm
+    f, fm, f_origin = _crop(scan, s_lo, s_hi)
+    if fm.sum() < 0.5 * min_overlap * tm.size or any(a < b for a, b in zip(f.shape, t.shape)):
+        return None
+    step = scan.step
+    if factor > 1:
+        t, tm, f, fm = _shrink(t, tm, factor), _shrink(tm, tm, factor) > 0.5, _shrink(f, fm, factor), _shrink(fm, fm, factor) > 0.5
+        step = scan.step * factor
+    score = masked_ncc(f, fm, t, tm, min_overlap=min_overlap)
+    pos, value = peak(score)
+    if value <= -0.99:  # no placement overlapped enough
+        return None
+    # template voxel 0 lands at scan voxel f_origin + step * pos (x, y, z order reversed); with block averaging the
+    # first block's centre is (factor - 1) / 2 voxels in, for the template and the region alike
+    moved_origin = f_origin + step * pos[::-1]
+    return moved_origin - t_origin, value
+
+
+@dataclass
+class LevelGuess:
+    """Where the slice match alone puts an atlas gland in the scan (LPS mm box), before block matching."""
+
+    atlas: str
+    side: str
+    lo: np.ndarray
+    hi: np.ndarray
+    match: SliceMatch
+
+
+def estimate(scan: Canonical, sa: SliceAnatomy, atlas: Atlas, aa: SliceAnatomy
+             ) -> tuple[list[GlandEstimate], list[LevelGuess]]:
+    """Both glands' estimates from one atlas, and the slice match's guesses (both empty when the scan shows no
+    level of the atlas; a side whose region is not in the field of view has a guess but no estimate)."""
+    match = match_slices(scan, sa, atlas.scan, aa)
+    if match is None or match.cost > MAX_LEVEL_COST:
+        return [], []
+    out, guesses = [], []
+    mid = np.mean([np.mean(atlas.gland_box(s), axis=0) for s in SIDES], axis=0)
+    mid_guess = np.array([mid[0] - match.xy_shift[0], mid[1] - match.xy_shift[1], (mid[2] - match.offset) / match.scale])
+    region = _block_match(scan, atlas.scan, mid, mid_guess, REGION_MM, REGION_SEARCH_MM, factor=2, min_overlap=0.15)
+    region_ncc = region[1] if region is not None else 0.0
+    for side in SIDES:
+        lo, hi = atlas.gland_box(side)
+        ac = (lo + hi) / 2
+        # the slice match's inverse: atlas z -> scan z, atlas xy -> scan xy
+        guess = np.array([ac[0] - match.xy_shift[0], ac[1] - match.xy_shift[1], (ac[2] - match.offset) / match.scale])
+        guesses.append(LevelGuess(atlas.name, side, lo - ac + guess, hi - ac + guess, match))
+        coarse = _block_match(scan, atlas.scan, ac, guess, PATCH_MM, SEARCH_MM, factor=2)
+        if coarse is None:
+            continue
+        d, value = coarse
+        fine = _block_match(scan, atlas.scan, ac, ac + d, FINE_PATCH_MM, FINE_SEARCH_MM)
+        if fine is not None:
+            d, value = fine
+        out.append(GlandEstimate(atlas.name, side, lo + d, hi + d, value, match, region_ncc, atlas.real))
+    return out, guesses
+
+
+MIN_NCC = 0.2  # below this an atlas' match is noise
+KEEP_WITHIN = 0.12  # atlases within this NCC of the best one vote
+REGION_KEEP_WITHIN = 0.15  # ... among those whose whole region matches within this of the best atlas
+REAL_PREFERENCE = 0.1  # added to real atlases' region NCC when choosing between real and synthetic ones
+
+
+@dataclass
+class Fused:
+    """A side's fused estimate: gland box (LPS mm), the spread of the voting atlases' centres (mm, per axis),
+    the best NCC, and which atlases voted."""
+
+    side: str
+    lo: np.ndarray
+    hi: np.ndarray
+    spread: np.ndarray
+    ncc: float
+    atlases: list[str]
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (self.lo + self.hi) / 2
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cw = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cw, 0.5 * cw[-1])])
+
+
+def fuse(estimates: list[GlandEstimate], side: str) -> Fused | None:
+    """Weighted median of the best-matching atlases' boxes (weights: NCC above the voting floor). Atlases are
+    first selected by how well their whole upper-abdominal region matches (Aljabar P. et al., "Multi-atlas based
+    segmentation of brain images: atlas selection and its effect on accuracy", NeuroImage 2009), which keeps
+    atlases of another kind of anatomy (synthetic vs. real) from voting."""
+    ests = [e for e in estimates if e.side == side and e.ncc >= MIN_NCC]
+    if not ests:
+        return None
+    # one kind of anatomy votes: real atlases when they match about as well as synthetic ones (the generator's
+    # glands sit 20-30 mm more posterior relative to kidneys and spine than in the real example CT)
+    kinds = {k: max((e.region_ncc + (REAL_PREFERENCE if k else 0.0) for e in ests if e.real == k), default=-9.0)
+             for k in (True, False)}
+    real = kinds[True] >= kinds[False]
+    ests = [e for e in ests if e.real == real]
+    best_region = max(e.region_ncc for e in ests)
+    ests = [e for e in ests if e.region_ncc >= best_region - REGION_KEEP_WITHIN]
+    best = max(e.ncc for e in ests)
+    vote = [e for e in ests if e.ncc >= best - KEEP_WITHIN]
+    w = np.array([e.ncc - (best - KEEP_WITHIN) + 0.02 for e in vote])
+    centres = np.array([e.centre for e in vote])
+    half = np.array([(e.hi - e.lo) / 2 for e in vote])
+    c = np.array([_weighted_median(centres[:, d], w) for d in range(3)])
+    h = np.array([_weighted_median(half[:, d], w) for d in range(3)])
+    spread = np.sqrt(np.average((centres - c) ** 2, axis=0, weights=w)) if len(vote) > 1 else np.full(3, np.nan)
+    return Fused(side, c - h, c + h, spread, best, [e.atlas for e in vote])
