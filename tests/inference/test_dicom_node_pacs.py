@@ -100,8 +100,10 @@ def test_study_routed_from_orthanc_comes_back_with_sr_and_key_images(node, ct_st
                                                                       capsys):
     pacs, uid = node.pacs, ct_study["study_uid"]
     abdomen_uid, abdomen_files = ct_study["abdomen"]
-    pelvis_uid, pelvis_files = ct_study["pelvis"]
-    pacs.upload(abdomen_files + pelvis_files)
+    slab_uid, slab_files = ct_study["slab"]
+    chest_uid, chest_files = ct_study["chest"]
+    files = abdomen_files + slab_files + chest_files
+    pacs.upload(files)
     t0 = time.monotonic()
     job = pacs.store_to("adrenal", [pacs.study(uid)])
     wait_for(lambda: pacs.job(job["ID"])["State"] in ("Success", "Failure"), 120, 0.5, "Orthanc's store job")
@@ -115,58 +117,60 @@ def test_study_routed_from_orthanc_comes_back_with_sr_and_key_images(node, ct_st
     wait_for(lambda: not DicomSend.objects.pending().exists(), 60, 0.5, "deliveries")
     round_trip_s = time.monotonic() - t0
     with capsys.disabled():
-        print(f"\n[dicom node] PACS -> verdict -> PACS: {round_trip_s:.1f} s for {len(abdomen_files + pelvis_files)} "
-              f"instances (sending {sent_s:.1f} s, stable wait {STABLE_S} s)")
+        print(f"\n[dicom node] PACS -> verdict -> PACS: {round_trip_s:.1f} s for {len(files)} instances in 3 series "
+              f"(sending {sent_s:.1f} s, stable wait {STABLE_S} s)")
 
-    # imported once into the Received dataset, both series judged, every result delivered on its first attempt
-    assert delivery.dataset.name == "Received" and delivery.instances.count() == 132
+    # imported once into the Received dataset, every series judged, every result delivered on its first attempt
+    assert delivery.dataset.name == "Received" and delivery.instances.count() == len(files)
     assert delivery.closed_at and delivery.imported_at and delivery.calling_aet == "ORTHANC"
     assert not (Path(settings.ADRENAL_DICOM_SPOOL) / delivery.folder).exists()  # spool emptied, headers kept
     predictions = {p.series.series_uid: p for p in Prediction.objects.filter(job__parent=delivery.job)}
-    assert set(predictions) == {abdomen_uid, pelvis_uid}
-    abdomen, pelvis = predictions[abdomen_uid], predictions[pelvis_uid]
+    assert set(predictions) == {abdomen_uid, slab_uid, chest_uid}
+    abdomen, chest = predictions[abdomen_uid], predictions[chest_uid]
     assert abdomen.verdict == "abnormal" and abdomen.flagged_slices_mm
-    assert pelvis.verdict == "not_assessable" and pelvis.reason
-    sends = DicomSend.objects.filter(result__prediction__in=predictions.values())
-    assert sends.count() == DicomResult.objects.filter(prediction__in=predictions.values()).count() == 2 + 6
-    assert all(s.delivered_at and s.attempts == 1 and s.log[0]["ok"] for s in sends)
+    assert chest.verdict == "not_assessable" and "not covered" in chest.reason
+    key_images = {p.pk: min(6, len(p.flagged_slices_mm)) for p in predictions.values()}
+    results = DicomResult.objects.filter(prediction__in=predictions.values())
+    assert results.count() == 3 + sum(key_images.values()) == DicomSend.objects.count()
+    assert all(s.delivered_at and s.attempts == 1 and s.log[0]["ok"] for s in DicomSend.objects.all())
 
-    # in Orthanc: the same study now holds one SR per scan and the abdomen's six key images
+    # in Orthanc: the same study now holds one SR per scan and the key images of each scan with flagged slices
     srs, scs = _results_in(pacs, uid, "SR"), _results_in(pacs, uid, "OT")
-    assert len(srs) == 2 and len(scs) == 1 and len(scs[0]["Instances"]) == 6
+    assert len(srs) == 3 and sorted(len(s["Instances"]) for s in scs) == sorted(n for n in key_images.values() if n)
+    abdomen_frame = pydicom.dcmread(abdomen_files[0]).FrameOfReferenceUID
     for series in srs:
-        data = pacs.instance_file(series["Instances"][0])
         path = node.tmp / f"{series['ID']}.dcm"
-        path.write_bytes(data)
+        path.write_bytes(pacs.instance_file(series["Instances"][0]))
         errors, output = dciodvfy(path)
         assert not errors, output
-        with capsys.disabled():
-            print(f"[dicom node] dciodvfy {series['MainDicomTags'].get('SeriesDescription')}:\n{output.strip()}")
         ds = pydicom.dcmread(path)
+        p = next(p for p in predictions.values() if results.filter(prediction=p,
+                                                                   sop_instance_uid=ds.SOPInstanceUID).exists())
+        with capsys.disabled():
+            print(f"[dicom node] dciodvfy of the SR on series {p.series.series_description!r} ({p.verdict}):\n"
+                  f"{output.strip()}")
         assert ds.StudyInstanceUID == uid and ds.PatientID == "NODE-0001" and ds.PatientName == "Test^Adrenal"
         report = read_report(ds)
-        assert RESEARCH_STATEMENT in report["texts"]
+        assert report["verdict"] == p.verdict and RESEARCH_STATEMENT in report["texts"]
         assert report["model"]["name"].endswith(f"run {promoted_model.pk}") and report["model"]["version"] == "1"
-        p = next(p for p in predictions.values() if DicomResult.objects.filter(
-            prediction=p, sop_instance_uid=ds.SOPInstanceUID).exists())
-        assert report["verdict"] == p.verdict
-        if p is abdomen:
-            assert report["fraction"] == pytest.approx(abdomen.fraction)
-            assert report["operating_value"] == pytest.approx(0.5)
-            assert report["probability"] == pytest.approx(abdomen.probability)
-            boxes = {b.side: b for b in abdomen.series.boxes.all()}
-            for side in ("R", "L"):
-                got = report["sides"][side]
-                assert got["finding"] == "abnormal" and got["score"] == pytest.approx(abdomen.sides[side])
-                assert got["series_uid"] == abdomen_uid
-                assert got["frame_of_reference_uid"] == pydicom.dcmread(abdomen_files[0]).FrameOfReferenceUID
-                lo = got["polygons"][0].min(axis=0)
-                hi = got["polygons"][1].max(axis=0)
-                assert lo == pytest.approx(boxes[side].lps_min) and hi == pytest.approx(boxes[side].lps_max)
-        else:
-            assert report["sides"] == {} and any(pelvis.reason in t for t in report["texts"])
+        if p is chest:
+            assert report["sides"] == {} and f"Reason: {chest.reason}" in report["texts"]
+            continue
+        assert report["fraction"] == pytest.approx(p.fraction) and report["operating_value"] == pytest.approx(0.5)
+        assert report["probability"] == pytest.approx(p.probability)
+        boxes = {b.side: b for b in p.series.boxes.all()}
+        assert set(report["sides"]) == set(boxes) and (p is not abdomen or set(boxes) == {"R", "L"})
+        for side, got in report["sides"].items():
+            assert got["finding"] == ("abnormal" if p.sides[side] >= 0.5 else "normal")
+            assert got["score"] == pytest.approx(p.sides[side]) and got["series_uid"] == p.series.series_uid
+            lo, hi = got["polygons"][0].min(axis=0), got["polygons"][1].max(axis=0)
+            assert lo == pytest.approx(boxes[side].lps_min) and hi == pytest.approx(boxes[side].lps_max)
+            if p is abdomen:
+                assert got["frame_of_reference_uid"] == abdomen_frame
     abdomen_sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in abdomen_files}
-    for instance in scs[0]["Instances"][:2]:
+    abdomen_scs = next(s for s in scs if results.filter(prediction=abdomen, series_uid=s["MainDicomTags"]
+                                                        ["SeriesInstanceUID"]).exists())
+    for instance in abdomen_scs["Instances"][:2]:
         path = node.tmp / f"{instance}.dcm"
         path.write_bytes(pacs.instance_file(instance))
         errors, output = dciodvfy(path)

@@ -27,7 +27,7 @@ def pacs(tmp_path_factory, realct):
                                                    "adrenal-move": ["ADRENALMOVE", "127.0.0.1", move_port]})
     orthanc.start()
     study = write_real_ct_study(tmp / "study", realct, patient_id="PULL-0001", patient_name="Pull^Test")
-    orthanc.upload(study["abdomen"][1] + study["pelvis"][1])
+    orthanc.upload(study["abdomen"][1] + study["slab"][1])
     orthanc.study_info, orthanc.move_port = study, move_port
     yield orthanc
     orthanc.stop()
@@ -64,15 +64,15 @@ def test_retrieve_with_c_get_c_move_and_wado_into_datasets(pacs, transactional_d
     settings.ADRENAL_AUTO_PROPOSE = False
     peer = f"ORTHANC@127.0.0.1:{pacs.dicom_port}"
     uid = pacs.study_info["study_uid"]
-    abdomen_uid, pelvis_uid = pacs.study_info["abdomen"][0], pacs.study_info["pelvis"][0]
+    abdomen_uid, slab_uid = pacs.study_info["abdomen"][0], pacs.study_info["slab"][0]
 
     doc = _run("pacs_retrieve", uid, "--dataset", "Pulled by C-GET", "--pacs", peer, "--sync")
     assert doc["status"] == "succeeded" and doc["instances"] == 132 and doc["retrieve"]["completed"] == 132
     got = Series.objects.filter(study__patient__dataset__name="Pulled by C-GET")
-    assert {s.series_uid for s in got} == {abdomen_uid, pelvis_uid}
+    assert {s.series_uid for s in got} == {abdomen_uid, slab_uid}
     abdomen = got.get(series_uid=abdomen_uid)
     assert abdomen.volume.shape == [112, 101, 122] and abdomen.boxes.count() == 2  # imported, boxes proposed
-    assert got.get(series_uid=pelvis_uid).transfer_syntax == "1.2.840.10008.1.2.4.90"  # JPEG 2000 kept
+    assert got.get(series_uid=slab_uid).transfer_syntax == "1.2.840.10008.1.2.4.90"  # JPEG 2000 kept
     delivery = ReceivedStudy.objects.get(pk=doc["delivery"])
     assert delivery.source == "retrieve" and not delivery.judge and delivery.imported_at
     assert not (settings.ADRENAL_DICOM_SPOOL / delivery.folder).exists()
@@ -84,7 +84,7 @@ def test_retrieve_with_c_get_c_move_and_wado_into_datasets(pacs, transactional_d
         [abdomen_uid]
 
     doc = _run("pacs_retrieve", uid, "--dataset", "Pulled by WADO", "--dicomweb", f"{pacs.url}/dicom-web",
-               "--series", pelvis_uid, "--sync")
+               "--series", slab_uid, "--sync")
     assert doc["instances"] == 20 and doc["status"] == "succeeded"
     assert Dataset.objects.get(name="Pulled by WADO").patients.count() == 1
 

@@ -172,12 +172,14 @@ class Listener:
 
 
 def write_real_ct_study(folder: Path, realct: dict, *, patient_id: str = "NODE-0001",
-                        patient_name: str = "Test^Adrenal") -> dict:
+                        patient_name: str = "Test^Adrenal", chest_only: bool = False) -> dict:
     """A study of real CT as a PACS holds it: the TotalSegmentator example CT (112 axial slices, 3 mm, upper
-    abdomen with both adrenal glands) written as CT Image Storage, plus the TotalSegmentator DICOM series (20
-    JPEG 2000 slices of the pelvis, which does not reach the adrenal glands) with the UIDs it lacks filled in.
-    Returns ``{"study_uid", "abdomen": (series_uid, files), "pelvis": (series_uid, files)}``."""
+    abdomen with both adrenal glands) written as CT Image Storage, plus the TotalSegmentator DICOM series (a
+    20-slice, 2 mm slab of the upper abdomen in JPEG 2000) with the UIDs it lacks filled in, and with
+    ``chest_only`` a synthetic chest-only series (above the adrenal glands: "not assessable").
+    Returns ``{"study_uid", "abdomen": (series_uid, files), "slab": (series_uid, files)[, "chest": ...]}``."""
     from inference.ml.volume import load_nifti
+    from synthetic import make_patient
     from synthetic.dicom_writer import SeriesInfo, write_axial_series
 
     study_uid = generate_uid(entropy_srcs=["node-test", patient_id])
@@ -189,30 +191,37 @@ def write_real_ct_study(folder: Path, realct: dict, *, patient_id: str = "NODE-0
                       kvp=120, kernel="B30f", sex="F", birth_date="19580302", signed=True,
                       instance_order="head_first")
     abdomen = write_axial_series(volume, folder / "abdomen", info, [f"{k:04d}.dcm" for k in range(volume.shape[0])])
-    pelvis_uid = generate_uid(entropy_srcs=[study_uid, "pelvis"])
-    pelvis = []
-    sources = sorted(Path(realct["example_ct_dicom"]).iterdir())
-    for n, src in enumerate(sources, 1):
+    slab_uid = generate_uid(entropy_srcs=[study_uid, "slab"])
+    slab = []
+    for n, src in enumerate(sorted(Path(realct["example_ct_dicom"]).iterdir()), 1):
         ds = pydicom.dcmread(src)
-        sop = generate_uid(entropy_srcs=[pelvis_uid, str(n)])
+        sop = generate_uid(entropy_srcs=[slab_uid, str(n)])
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, pelvis_uid
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, slab_uid
         ds.PatientID, ds.PatientName = patient_id, patient_name
         ds.PatientBirthDate, ds.PatientSex = info.birth_date, info.sex
         ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20240117", "101500", patient_id[-8:], "1"
-        ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = 3, n, "PELVIS JPEG2000"
+        ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = 3, n, "UPPER ABDOMEN SLAB J2K"
         ds.ReferringPhysicianName = ""
-        path = folder / "pelvis" / f"{n:04d}.dcm"
+        path = folder / "slab" / f"{n:04d}.dcm"
         path.parent.mkdir(parents=True, exist_ok=True)
         ds.save_as(path, enforce_file_format=True)
-        pelvis.append(path)
-    return {"study_uid": study_uid, "abdomen": (info.series_uid, abdomen), "pelvis": (pelvis_uid, pelvis)}
+        slab.append(path)
+    out = {"study_uid": study_uid, "abdomen": (info.series_uid, abdomen), "slab": (slab_uid, slab)}
+    if chest_only:
+        chest = make_patient(9, abnormal=False, profile="tiny", coverage="chest_only").volume
+        chest_info = SeriesInfo(**{**info.__dict__, "series_uid": generate_uid(entropy_srcs=[study_uid, "chest"]),
+                                   "frame_uid": generate_uid(entropy_srcs=[study_uid, "chest-frame"]),
+                                   "series_number": 4, "description": "CHEST 5mm", "body_part": "CHEST"})
+        files = write_axial_series(chest, folder / "chest", chest_info, [f"{k:04d}.dcm" for k in range(chest.shape[0])])
+        out["chest"] = (chest_info.series_uid, files)
+    return out
 
 
 @pytest.fixture
 def ct_study(tmp_path, realct):
-    return write_real_ct_study(tmp_path / "study", realct)
+    return write_real_ct_study(tmp_path / "study", realct, chest_only=True)
 
 
 @pytest.fixture
