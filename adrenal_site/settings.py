@@ -143,6 +143,26 @@ ADRENAL_AUTO_PROPOSE = env_bool("ADRENAL_AUTO_PROPOSE", True)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024**2
 
+# --- DICOM node (inference.services.dicom_node; README "DICOM node") ----------------------------------
+# The Storage SCP `manage.py dicom_listener` runs: its port and AE title, the peers allowed to associate
+# ("AET@host:port,..."), seconds without a new instance after which a study is complete, the dataset it is
+# imported into, and where SR and secondary captures go ("AET@host:port"; empty: back to the sending peer).
+ADRENAL_DICOM_PORT = int(os.environ.get("ADRENAL_DICOM_PORT", 11112))
+ADRENAL_DICOM_AET = os.environ.get("ADRENAL_DICOM_AET", "ADRENAL")
+ADRENAL_DICOM_BIND = os.environ.get("ADRENAL_DICOM_BIND", "127.0.0.1")  # docker: 0.0.0.0
+ADRENAL_DICOM_PEERS = os.environ.get("ADRENAL_DICOM_PEERS", "")
+ADRENAL_DICOM_STABLE_SECONDS = float(os.environ.get("ADRENAL_DICOM_STABLE_SECONDS", 60))
+ADRENAL_DICOM_DATASET = os.environ.get("ADRENAL_DICOM_DATASET", "Received")
+ADRENAL_DICOM_RESULTS_TO = os.environ.get("ADRENAL_DICOM_RESULTS_TO", "")
+ADRENAL_DICOM_SPOOL = Path(os.environ.get("ADRENAL_DICOM_SPOOL", DATA_DIR / "dicom")).resolve()
+# Delivery retries: first retry after RETRY_SECONDS, doubling up to an hour, at most MAX_ATTEMPTS attempts.
+ADRENAL_DICOM_RETRY_SECONDS = float(os.environ.get("ADRENAL_DICOM_RETRY_SECONDS", 30))
+ADRENAL_DICOM_MAX_ATTEMPTS = int(os.environ.get("ADRENAL_DICOM_MAX_ATTEMPTS", 12))
+ADRENAL_DICOM_KEY_IMAGES = int(os.environ.get("ADRENAL_DICOM_KEY_IMAGES", 6))  # secondary captures per scan, at most
+# Pulling for datasets (pacs_query / pacs_retrieve): the PACS as "AET@host:port", or a DICOMweb root URL.
+ADRENAL_PACS = os.environ.get("ADRENAL_PACS", "")
+ADRENAL_DICOMWEB_URL = os.environ.get("ADRENAL_DICOMWEB_URL", "")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes anonymous API requests 401, not 403.

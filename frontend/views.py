@@ -1,10 +1,12 @@
-"""The home page: the datasets a user can see, with counts and recent jobs."""
+"""The home page: the datasets a user can see, with counts and recent jobs; for admins, the DICOM node's queue
+and last activity."""
 from django.db.models import Count, Q
 from django.shortcuts import render
 
 from adrenal_site.jobs.api import jobs_visible_to
-from adrenal_site.roles import CLINICIAN, role_required
+from adrenal_site.roles import ADMIN, CLINICIAN, has_role, role_required
 from annotations.models import Dataset
+from inference.services.dicom_node.status import node_summary
 
 
 @role_required(CLINICIAN)
@@ -14,4 +16,5 @@ def home(request):
         n_scans=Count("patients__studies__series", filter=Q(patients__studies__series__is_scan=True), distinct=True),
     )
     jobs = jobs_visible_to(request.user)[:10]
-    return render(request, "frontend/home.html", {"datasets": datasets, "jobs": jobs})
+    node = node_summary() if has_role(request.user, ADMIN) else None
+    return render(request, "frontend/home.html", {"datasets": datasets, "jobs": jobs, "node": node})

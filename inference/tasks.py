@@ -9,6 +9,9 @@
 3. ``evaluate`` (cpu) chooses the operating value on out-of-fold scans and scores the test patients
    (``services.evaluation``), and promotes the run when it asked for that (``services.runs.promote``).
 4. ``predict`` (gpu) judges a scan or a submitted study with the promoted model (``services.prediction``).
+5. The DICOM node (``services.dicom_node``): ``dicom_study`` (cpu) imports a study the PACS sent and queues a
+   ``predict`` per scan, joined by ``dicom_answer`` (cpu), which makes each verdict's SR and key images and
+   sends them to the PACS; ``dicom_send`` (cpu) retries deliveries the listener finds due.
 
 ``demo_pipeline`` (cpu) runs proposals, step 1 and step 2 for the demo dataset (``services.demo``). The import
 and the box proposals before step 1 are ``annotations.tasks``.
@@ -26,8 +29,9 @@ from adrenal_site.jobs.runner import JobCancelled, Progress, enqueue, job_task
 from annotations.models import Dataset, Series
 from annotations.services.uploads import check_zip, extract_zip, new_upload_folder, save_stream, upload_dir
 
-from .models import TrainingRun
+from .models import Prediction, ReceivedStudy, TrainingRun
 from .services import demo, evaluation, images, prediction, runs, training
+from .services.dicom_node import answers, config, received, sending
 
 # ------------------------------------------------------------------------------------------- 1. images
 
@@ -192,3 +196,77 @@ def demo_pipeline(job: Job, dataset_id: int, preset: str = "fast", overrides: di
 
 def start_demo_pipeline(dataset: Dataset, preset: str = "fast", user=None) -> Job:
     return enqueue(demo_pipeline, params={"dataset_id": dataset.pk, "preset": preset}, user=user)
+
+
+# ------------------------------------------------------------------------------------------- 5. the DICOM node
+
+
+@job_task("dicom_study", queue="cpu")
+def dicom_study_job(job: Job, delivery_id: int) -> dict:
+    """A complete delivery from the PACS: imported into its dataset (boxes proposed), then, when it is to be
+    judged, one ``predict`` job per scan not answered before, with the promoted model, as children joined by
+    ``dicom_answer``. Idempotent: the import is done once and a re-delivery queues no second verdict."""
+    delivery = ReceivedStudy.objects.get(pk=delivery_id)
+    progress = Progress(job)
+    received.import_delivery(delivery, job=job, user=job.created_by, progress=progress.sub(0, 90))
+    if not delivery.judge:
+        return {"delivery": delivery.pk, "notes": delivery.notes}
+    scans, notes = received.scans_to_judge(delivery)
+    if not scans:
+        message = "; ".join(notes) or f"no usable CT scan ({delivery.notes})"
+        ReceivedStudy.objects.filter(pk=delivery.pk).update(notes=message[:500])
+        progress(95, message)
+        return {"delivery": delivery.pk, "scans": [], "notes": message}
+    run = runs.resolve_run()
+    with transaction.atomic():
+        queued = {c.params.get("series_id") for c in Job.objects.filter(parent=job, kind="predict")}
+        for series in scans:
+            if series.pk not in queued:
+                enqueue(predict_job, params={"series_id": series.pk, "run_id": run.pk}, user=job.created_by,
+                        parent=job)
+    progress(95, f"{len(scans)} scan(s) queued for a verdict with run {run.pk}")
+    return {"delivery": delivery.pk, "scans": [s.pk for s in scans], "run": run.pk}
+
+
+@job_task("dicom_answer", queue="cpu")
+def dicom_answer_job(job: Job, delivery_id: int) -> dict:
+    """The join of a delivery's verdicts: each Prediction's SR and key images made, then sent to the results
+    destination (a failed delivery is retried by ``dicom_send``, see ``services.dicom_node.scheduler``)."""
+    delivery = ReceivedStudy.objects.get(pk=delivery_id)
+    predictions = Prediction.objects.filter(job__parent_id=job.parent_id).select_related("series__study", "run") \
+        if job.parent_id else Prediction.objects.none()
+    destination = config.results_destination(delivery.calling_aet)
+    made, counts, errors = 0, {"delivered": 0, "failed": 0}, []
+    for p in predictions:
+        try:
+            results = answers.make_results(p)
+        except (answers.NoSource, ValueError, OSError) as exc:  # one scan's answer never stops the others
+            errors.append(f"prediction {p.pk}: {exc}")
+            continue
+        made += len(results)
+        if destination is not None:
+            sent = sending.deliver(sending.queue_sends(results, destination, job=job), job=job)
+            counts = {k: counts[k] + sent[k] for k in counts}
+    Progress(job)(100, f"{made} result object(s) made; {counts['delivered']} delivered, {counts['failed']} to retry"
+                  + ("" if destination else "; no results destination configured"))
+    if errors:
+        raise RuntimeError("no DICOM results for " + "; ".join(errors))
+    return {"delivery": delivery.pk, "results": made, **counts, "destination": str(destination or "")}
+
+
+@job_task("dicom_send", queue="cpu")
+def dicom_send_job(job: Job, prediction_id: int) -> dict:
+    """Try the prediction's due deliveries once more."""
+    p = Prediction.objects.get(pk=prediction_id)
+    return sending.deliver(sending.pending_sends(p), job=job)
+
+
+def start_dicom_study(delivery: ReceivedStudy, user=None, send: bool = True) -> Job:
+    """Queue a closed delivery's job (with its answer as the join when it is to be judged); ``send=False`` only
+    makes the row, to run it in this process (``run_now``; only without verdicts, which need a worker)."""
+    return enqueue(dicom_study_job, params={"delivery_id": delivery.pk}, user=user,
+                   join=dicom_answer_job if delivery.judge else None, send=send)
+
+
+def start_dicom_send(prediction_id: int, user=None) -> Job:
+    return enqueue(dicom_send_job, params={"prediction_id": prediction_id}, user=user)

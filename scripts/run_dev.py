@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """`make run`: migrate, set up roles and demo accounts, load the demo dataset when the database is
-empty, then run the web server on 127.0.0.1:8000 and one Celery worker per queue (cpu, gpu) until Ctrl-C."""
+empty, then run the web server on 127.0.0.1:8000, one Celery worker per queue (cpu, gpu) and the DICOM node's
+listener (port ADRENAL_DICOM_PORT, 11112; ADRENAL_DICOM_LISTENER=0 leaves it out) until Ctrl-C."""
 from __future__ import annotations
 
 import os
@@ -38,6 +39,8 @@ def main() -> int:
         "worker-cpu": worker("cpu", 2),
         "worker-gpu": worker("gpu", 2),  # two folds at a time
     }
+    if os.environ.get("ADRENAL_DICOM_LISTENER", "1") != "0":
+        procs["dicom listener"] = subprocess.Popen([PY, "manage.py", "dicom_listener"], cwd=REPO)
     print(f"\n  Adrenal CT is running at http://{HOST}:{PORT}/  (Ctrl-C stops the server and the workers)\n", flush=True)
 
     def stop(*_: object) -> None:

@@ -1,0 +1,141 @@
+"""What a result says, independent of Django: the verdict with its numbers, per-side findings with their crop
+boxes (LPS mm), the model, and the source series the result refers to (its headers and instances)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+
+from ..geometry import Box
+
+VERDICTS = ("abnormal", "normal", "not_assessable")
+RESEARCH_STATEMENT = ("Research tool, not a medical device: this result is not for diagnosis or patient management "
+                      "and must be checked against the images by a radiologist.")
+
+
+@dataclass(frozen=True)
+class SideFinding:
+    """One adrenal side: ``score`` (the ensemble's fraction of images voted abnormal with the other side
+    blanked, 0-1), ``abnormal`` (that score judged by the verdict rule; None without a score) and the crop
+    ``box`` the images were cut from (None when the scan had none)."""
+
+    side: str  # "R" or "L"
+    score: float | None
+    abnormal: bool | None
+    box: Box | None
+
+    @property
+    def name(self) -> str:
+        return "right" if self.side == "R" else "left"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model that judged the scan: ``name`` (e.g. "adrenal-2.5d run 12"), ``version`` and parameters
+    worth recording (preset, backbone, objective)."""
+
+    name: str
+    version: str
+    parameters: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Findings:
+    """A verdict on one scan. ``verdict`` is one of ``VERDICTS``; ``reason`` says why a scan is not assessable;
+    ``probability`` is the mean image probability, ``fraction`` the fraction of images voted abnormal (the
+    score compared with ``operating_value``); ``flagged_slices_mm`` are LPS z of images voted abnormal and
+    ``slice_scores`` ``[(z_mm, probability), ...]``."""
+
+    verdict: str
+    reason: str
+    probability: float | None
+    fraction: float | None
+    operating_value: float | None
+    sides: dict[str, SideFinding]
+    flagged_slices_mm: tuple[float, ...]
+    slice_scores: tuple[tuple[float, float], ...]
+    model: ModelInfo
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
+
+    @property
+    def verdict_text(self) -> str:
+        return self.verdict.replace("_", " ")
+
+    def summary(self) -> str:
+        """One line: the verdict, the numbers behind it, or the reason."""
+        if self.verdict == "not_assessable":
+            return f"Not assessable: {self.reason or 'no reason given'}"
+        parts = [f"{self.verdict_text.capitalize()}"]
+        if self.fraction is not None and self.operating_value is not None:
+            parts.append(f"fraction of images voted abnormal {self.fraction:.2f} (operating value "
+                         f"{self.operating_value:.2f})")
+        if self.probability is not None:
+            parts.append(f"mean probability {self.probability:.2f}")
+        flagged = [s.name for s in self.sides.values() if s.abnormal]
+        if flagged:
+            parts.append("side(s) pointed to: " + ", ".join(flagged))
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One instance of the source series: SOP class and instance UIDs and ImagePositionPatient (LPS mm)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    position: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class SourceSeries:
+    """The series a result refers to: ``header`` is one of its instances without pixel data (patient, study,
+    series and frame-of-reference attributes are copied from it); ``images`` are all its instances."""
+
+    header: Dataset
+    images: tuple[SourceImage, ...]
+
+    @property
+    def study_uid(self) -> str:
+        return str(self.header.StudyInstanceUID)
+
+    @property
+    def series_uid(self) -> str:
+        return str(self.header.SeriesInstanceUID)
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        return str(self.header.get("FrameOfReferenceUID", "") or "")
+
+    def nearest(self, z_mm: float) -> SourceImage | None:
+        """The instance whose position is nearest to LPS ``z_mm`` (axial series), or None without positions."""
+        placed = [im for im in self.images if im.position is not None]
+        if not placed:
+            return None
+        return min(placed, key=lambda im: abs(im.position[2] - z_mm))
+
+    def evidence(self) -> list[Dataset]:
+        """One small dataset per instance (patient, study and SOP identity), as highdicom's SR evidence wants."""
+        out = []
+        for im in self.images:
+            ds = Dataset()
+            for keyword in PATIENT_STUDY_KEYWORDS:
+                if keyword in self.header:
+                    setattr(ds, keyword, self.header.data_element(keyword).value)
+            ds.SeriesInstanceUID = self.series_uid
+            ds.SOPClassUID = im.sop_class_uid
+            ds.SOPInstanceUID = im.sop_instance_uid
+            ds.Modality = self.header.get("Modality", "CT")
+            out.append(ds)
+        return out
+
+
+# Patient and general study attributes a result copies from its source (so it files into the same study).
+PATIENT_STUDY_KEYWORDS = (
+    "SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "OtherPatientIDsSequence", "PatientAge", "PatientWeight", "PatientSize", "StudyInstanceUID", "StudyDate",
+    "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "IssuerOfAccessionNumberSequence",
+    "StudyDescription",
+)

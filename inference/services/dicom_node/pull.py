@@ -1,0 +1,98 @@
+"""Pulling studies from a PACS into a dataset (``manage.py pacs_query`` / ``pacs_retrieve``): C-FIND and C-GET
+or C-MOVE against a DIMSE peer (``ADRENAL_PACS``), or QIDO-RS and WADO-RS when a DICOMweb URL is configured
+(``ADRENAL_DICOMWEB_URL``). A retrieve is recorded as a closed ``ReceivedStudy`` of source "retrieve" whose
+``dicom_study`` job imports it like a received study (verdicts only when asked)."""
+from __future__ import annotations
+
+from io import BytesIO
+
+from django.conf import settings
+from django.utils import timezone
+from pynetdicom import AE, evt
+
+from annotations.models import Dataset
+
+from ...models import ReceivedStudy
+from . import dicomweb, scu
+from .config import Peer, pacs
+from .scp import CT_STORAGE, TRANSFER_SYNTAXES, save_instance, store_handler
+
+LEVELS = {"study": "STUDY", "series": "SERIES"}
+
+
+def query_keys(*, patient_id: str = "", patient_name: str = "", date: str = "", modality: str = "",
+               description: str = "", study_uid: str = "", level: str = "study") -> dict[str, str]:
+    """C-FIND/QIDO matching keys from the command's options (date ``YYYYMMDD`` or a range ``A-B``)."""
+    keys = {"PatientID": patient_id, "PatientName": patient_name, "StudyDate": date,
+            "StudyInstanceUID": study_uid}
+    if level == "series":
+        keys.update(Modality=modality, SeriesDescription=description)
+    else:
+        keys.update(ModalitiesInStudy=modality, StudyDescription=description)
+    return {k: v for k, v in keys.items() if v}
+
+
+def query(level: str, keys: dict[str, str], *, peer: Peer | None = None, url: str | None = None) -> list[dict]:
+    """Matches at ``level`` ("study" or "series") from the DICOMweb ``url`` when given (or configured and no
+    ``peer`` is), else from the DIMSE ``peer`` (default ``ADRENAL_PACS``). Raises ConfigError or
+    AssociationFailed."""
+    url = url if url is not None else ("" if peer else settings.ADRENAL_DICOMWEB_URL)
+    if url:
+        return dicomweb.search(url, LEVELS[level], keys)
+    return scu.find(peer or pacs(), LEVELS[level], keys)
+
+
+def _new_delivery(study_uid: str, source_name: str, dataset: Dataset, judge: bool) -> ReceivedStudy:
+    return ReceivedStudy.objects.create(study_uid=study_uid, source=ReceivedStudy.Source.RETRIEVE,
+                                        calling_aet=source_name[:16], dataset=dataset, judge=judge)
+
+
+def retrieve(study_uid: str, *, dataset: Dataset, series_uids: list[str] | None = None, method: str = "get",
+             peer: Peer | None = None, url: str | None = None, judge: bool = False, move_aet: str = "",
+             move_port: int = 0) -> tuple[ReceivedStudy, dict[str, int]]:
+    """Retrieve a study (or some of its series) into a new delivery, closed when done; returns it and the
+    sub-operation counts. ``method``: "get" (C-GET), "move" (C-MOVE to ``move_aet``, received here on
+    ``move_port``: the PACS must know that AE at this host and port) or "dicomweb" (WADO-RS from ``url``).
+    Raises ConfigError, AssociationFailed, or requests' errors for DICOMweb."""
+    url = url if url is not None else ("" if peer else settings.ADRENAL_DICOMWEB_URL)
+    if url and method != "dicomweb":
+        method = "dicomweb"
+    if method == "dicomweb":
+        delivery = _new_delivery(study_uid, "DICOMweb", dataset, judge)
+        counts = {"completed": 0, "failed": 0, "warning": 0}
+        for ds in dicomweb.retrieve(url, study_uid, series_uids):
+            buffer = BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            position = ds.get("ImagePositionPatient")
+            save_instance(delivery, study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
+                          sop_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.SOPClassUID),
+                          transfer_syntax=str(ds.file_meta.TransferSyntaxUID), data=buffer.getvalue(),
+                          instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
+                          position=[float(v) for v in position] if position else None)
+            counts["completed"] += 1
+    else:
+        peer = peer or pacs()
+        delivery = _new_delivery(study_uid, peer.aet, dataset, judge)
+        if method == "get":
+            counts = scu.get(peer, study_uid, series_uids, store_handler(delivery))
+        elif method == "move":
+            counts = _move(peer, study_uid, series_uids, delivery, move_aet, move_port)
+        else:
+            raise ValueError(f"unknown retrieve method {method!r} (get, move or dicomweb)")
+    ReceivedStudy.objects.filter(pk=delivery.pk).update(closed_at=timezone.now(), peer_address=url or str(peer))
+    delivery.refresh_from_db()
+    return delivery, counts
+
+
+def _move(peer: Peer, study_uid: str, series_uids, delivery: ReceivedStudy, move_aet: str, move_port: int) -> dict:
+    if not move_aet or not move_port:
+        raise ValueError("C-MOVE needs the destination AE title and the port to receive on (--move-aet, --move-port)")
+    ae = AE(ae_title=move_aet)
+    for sop_class in CT_STORAGE:
+        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+    server = ae.start_server((settings.ADRENAL_DICOM_BIND, move_port), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, store_handler(delivery))])
+    try:
+        return scu.move(peer, move_aet, study_uid, series_uids)
+    finally:
+        server.shutdown()

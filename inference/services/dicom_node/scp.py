@@ -1,0 +1,183 @@
+"""The Storage SCP of ``manage.py dicom_listener`` (pynetdicom).
+
+- Associations are accepted only from the peers of ``ADRENAL_DICOM_PEERS`` (AE title and host); any other is
+  refused at association (A-ASSOCIATE-RJ, permanent, "calling AE title not recognised").
+- C-ECHO is answered; C-STORE accepts CT (CT, Enhanced CT, Legacy Converted Enhanced CT) in uncompressed,
+  deflated, JPEG (baseline, extended, lossless), JPEG-LS, JPEG 2000 and RLE transfer syntaxes; every other
+  SOP class is refused per presentation context.
+- An instance is written atomically into its delivery's spool folder and recorded (``ReceivedInstance``, the
+  delivery's ``last_received_at``) in one transaction *before* success is answered, so an acknowledged instance
+  survives a killed listener; the same instance sent again overwrites itself.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.utils import timezone
+from pydicom.uid import (
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    EnhancedCTImageStorage,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    LegacyConvertedEnhancedCTImageStorage,
+    RLELossless,
+)
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+
+from ...models import ReceivedInstance, ReceivedStudy
+from . import spool
+from .config import Peer
+
+log = logging.getLogger(__name__)
+
+CT_STORAGE = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
+TRANSFER_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+                     ExplicitVRBigEndian, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
+                     JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless]
+SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
+REJECT_PERMANENT, SERVICE_USER, CALLING_AET_NOT_RECOGNISED = 0x01, 0x01, 0x03
+
+
+def parse_store(event) -> dict | int:
+    """The fields of a C-STORE request (``save_instance`` keyword arguments), or the failure status to answer."""
+    try:
+        ds = event.dataset
+        fields = {"study_uid": str(ds.StudyInstanceUID), "series_uid": str(ds.SeriesInstanceUID),
+                  "sop_uid": str(ds.SOPInstanceUID)}
+    except Exception as exc:  # noqa: BLE001 - a dataset we cannot read is refused, the batch goes on
+        log.warning("C-STORE refused: unreadable dataset (%s)", exc)
+        return CANNOT_UNDERSTAND
+    if not all(fields.values()):
+        log.warning("C-STORE refused: instance without Study/Series/SOP Instance UID")
+        return CANNOT_UNDERSTAND
+    position, number = ds.get("ImagePositionPatient"), ds.get("InstanceNumber")
+    fields.update(sop_class_uid=str(event.context.abstract_syntax), transfer_syntax=str(event.context.transfer_syntax),
+                  data=event.encoded_dataset(include_meta=True),
+                  instance_number=int(number) if number not in (None, "") else None,
+                  position=[float(v) for v in position] if position else None)
+    return fields
+
+
+def save_instance(delivery: ReceivedStudy, *, study_uid: str, series_uid: str, sop_uid: str, sop_class_uid: str,
+                  transfer_syntax: str, data: bytes, instance_number=None, position=None) -> ReceivedInstance:
+    """Write one instance (a whole DICOM file) atomically into ``delivery``'s spool folder and record it; the same
+    instance again overwrites itself. Call inside the caller's transaction when ordering matters."""
+    now = timezone.now()
+    relative = spool.instance_path(delivery.folder, series_uid, sop_uid)
+    size = spool.write_instance(relative, data)
+    row, _ = ReceivedInstance.objects.update_or_create(
+        study=delivery, sop_instance_uid=sop_uid,
+        defaults={"sop_class_uid": sop_class_uid, "series_uid": series_uid, "path": relative,
+                  "instance_number": instance_number, "position": position, "size": size,
+                  "transfer_syntax": transfer_syntax, "received_at": now})
+    ReceivedStudy.objects.filter(pk=delivery.pk).update(last_received_at=now)
+    return row
+
+
+def record_instance(*, calling_aet: str, address: str, **fields) -> ReceivedInstance:
+    """Save a listener's instance into the open delivery of its study (opened here when there is none), under
+    that delivery's row lock so the scheduler cannot close it half-way. Raises on a storage or database failure
+    (the caller then answers a failure status: the sender keeps the instance and retries)."""
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                delivery = (ReceivedStudy.objects.select_for_update()
+                            .filter(study_uid=fields["study_uid"], source=ReceivedStudy.Source.LISTENER,
+                                    closed_at__isnull=True).first())
+                if delivery is None:
+                    now = timezone.now()
+                    delivery = ReceivedStudy.objects.create(study_uid=fields["study_uid"], calling_aet=calling_aet,
+                                                            peer_address=address, first_received_at=now,
+                                                            last_received_at=now)
+                return save_instance(delivery, **fields)
+        except IntegrityError:  # another association opened the delivery at the same moment: join it
+            continue
+    raise RuntimeError(f"could not record instance {fields.get('sop_uid')} of study {fields.get('study_uid')}")
+
+
+def store_handler(delivery: ReceivedStudy):
+    """A C-STORE handler saving every instance into ``delivery`` (C-GET and C-MOVE retrieves)."""
+
+    def handle(event) -> int:
+        fields = parse_store(event)
+        if isinstance(fields, int):
+            return fields
+        try:
+            save_instance(delivery, **fields)
+        except Exception:  # noqa: BLE001
+            log.exception("could not store retrieved instance %s", fields["sop_uid"])
+            return OUT_OF_RESOURCES
+        finally:
+            connection.close()
+        return SUCCESS
+
+    return handle
+
+
+class StorageSCP:
+    """The listener's AE: ``start()`` serves in background threads until ``stop()``."""
+
+    def __init__(self, *, aet: str, port: int, peers: list[Peer], bind: str = "127.0.0.1"):
+        self.aet, self.port, self.peers, self.bind = aet, port, list(peers), bind
+        self.server = None
+        self.ae = AE(ae_title=aet)
+        self.ae.add_supported_context(Verification)
+        for sop_class in CT_STORAGE:
+            self.ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+        # pynetdicom's own check of the title too (a title no AE can have when there are no peers)
+        self.ae.require_calling_aet = [p.aet for p in self.peers] or ["-no-peers-"]
+        self.ae.maximum_pdu_size = 0  # no limit: large CT instances in few PDUs
+
+    # -- handlers ------------------------------------------------------------------------------------------
+    def _on_requested(self, event) -> None:
+        aet = str(event.assoc.requestor.primitive.calling_ae_title).strip()
+        address = event.assoc.requestor.address
+        if any(p.matches(aet, address) for p in self.peers):
+            return
+        log.warning("refused association from %r at %s: not in ADRENAL_DICOM_PEERS", aet, address)
+        event.assoc.acse.send_reject(REJECT_PERMANENT, SERVICE_USER, CALLING_AET_NOT_RECOGNISED)
+        event.assoc.kill()  # returns once the A-ASSOCIATE-RJ is out (as pynetdicom's own rejections do)
+
+    def _on_echo(self, event) -> int:
+        return SUCCESS
+
+    def _on_store(self, event) -> int:
+        fields = parse_store(event)
+        if isinstance(fields, int):
+            return fields
+        try:
+            record_instance(calling_aet=str(event.assoc.requestor.ae_title).strip(),
+                            address=event.assoc.requestor.address, **fields)
+        except Exception:  # noqa: BLE001 - not acknowledged: the sender keeps it and retries
+            log.exception("could not store instance %s", fields["sop_uid"])
+            return OUT_OF_RESOURCES
+        return SUCCESS
+
+    def _on_closed(self, event) -> None:
+        connection.close()  # this association thread's database connection
+
+    # -- lifetime ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        close_old_connections()
+        handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_ECHO, self._on_echo),
+                    (evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_CLOSE, self._on_closed)]
+        self.server = self.ae.start_server((self.bind, self.port), block=False, evt_handlers=handlers)
+        log.info("DICOM listener %s on %s:%s; peers %s", self.aet, self.bind, self.port,
+                 ", ".join(map(str, self.peers)) or "none (every association is refused)")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None

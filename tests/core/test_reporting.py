@@ -1,0 +1,156 @@
+"""The DICOM objects that carry a verdict back to the PACS, built from the real TotalSegmentator CT written as
+DICOM: the TID 1500 SR passes dciodvfy and reads back with highdicom (verdict, numbers, the crop boxes as
+SCOORD3D in the source frame of reference, model, research-tool statement); key images sample the volume on a
+patient-aligned grid and draw the boxes where they are; the Secondary Captures pass dciodvfy."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from inference.ml.geometry import lps_to_voxel, voxel_to_lps, volume_extent
+from inference.ml.proposals import propose
+from inference.ml.reporting import (
+    Findings,
+    ModelInfo,
+    SideFinding,
+    SourceImage,
+    SourceSeries,
+    build_key_image,
+    build_report,
+    read_report,
+    render_axial,
+)
+from inference.ml.reporting.findings import RESEARCH_STATEMENT
+from inference.ml.reporting.key_images import key_slices, resample_axial
+from inference.ml.volume import load_nifti
+from tests.plugins.pacs import dciodvfy, write_real_ct_study
+
+MODEL = ModelInfo("adrenal-2.5d fast run 7", "3", {"backbone": "resnet18", "objective": "accuracy"})
+
+
+@pytest.fixture(scope="module")
+def real(realct, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reporting")
+    study = write_real_ct_study(folder, realct)
+    volume = load_nifti(realct["example_ct"])
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in study["abdomen"][1]]
+    source = SourceSeries(headers[0], tuple(SourceImage(h.SOPClassUID, h.SOPInstanceUID,
+                                                        tuple(float(v) for v in h.ImagePositionPatient))
+                                            for h in headers))
+    proposal = propose(volume)
+    assert proposal.status == "proposed", proposal.reason
+    return {"volume": volume, "source": source, "boxes": proposal.boxes, "folder": folder}
+
+
+def abnormal_findings(boxes) -> Findings:
+    zs = np.arange(boxes["R"].lps_min[2] + 3, boxes["R"].lps_max[2] - 3, 3.0)
+    scores = tuple((float(z), 0.9 if n % 2 else 0.3) for n, z in enumerate(zs))
+    return Findings("abnormal", "", 0.61, 0.5, 0.4,
+                    {"R": SideFinding("R", 0.55, True, boxes["R"]), "L": SideFinding("L", 0.1, False, boxes["L"])},
+                    tuple(z for z, p in scores if p >= 0.5), scores, MODEL)
+
+
+def _save(ds, path: Path) -> Path:
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_sr_passes_dciodvfy_and_reads_back_with_highdicom(real):
+    source, boxes = real["source"], real["boxes"]
+    findings = abnormal_findings(boxes)
+    sr = build_report(source, findings, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+                      device_uid=generate_uid())
+    path = _save(sr, real["folder"] / "sr.dcm")
+    errors, output = dciodvfy(path)
+    assert not errors, output
+    ds = pydicom.dcmread(path)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+    assert ds.StudyInstanceUID == source.study_uid and ds.PatientID == source.header.PatientID
+    assert ds.CompletionFlag == "COMPLETE" and ds.VerificationFlag == "UNVERIFIED"
+    evidence = ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.SeriesInstanceUID == source.series_uid
+    assert len(evidence.ReferencedSOPSequence) == len(source.images)
+    report = read_report(ds)
+    assert report["verdict"] == "abnormal"
+    assert (report["fraction"], report["operating_value"], report["probability"]) == (0.5, 0.4, 0.61)
+    assert report["model"] == {"name": MODEL.name, "version": "3"}
+    assert RESEARCH_STATEMENT in report["texts"] and "side(s) pointed to: right" in report["texts"][0]
+    for side in ("R", "L"):
+        got = report["sides"][side]
+        assert got["finding"] == ("abnormal" if side == "R" else "normal")
+        assert got["frame_of_reference_uid"] == source.frame_of_reference_uid
+        assert got["series_uid"] == source.series_uid
+        corners = np.concatenate(got["polygons"])
+        assert corners.min(axis=0) == pytest.approx(boxes[side].lps_min)
+        assert corners.max(axis=0) == pytest.approx(boxes[side].lps_max)
+        assert [p[0, 2] for p in got["polygons"]] == pytest.approx([boxes[side].lps_min[2], boxes[side].lps_max[2]])
+
+
+def test_not_assessable_sr_says_why_without_boxes(real):
+    findings = Findings("not_assessable", "adrenal region not covered (no lung bases)", None, None, 0.4, {}, (), (),
+                        MODEL)
+    path = _save(build_report(real["source"], findings, sop_instance_uid=generate_uid(),
+                              series_instance_uid=generate_uid(), device_uid=generate_uid()),
+                 real["folder"] / "sr_na.dcm")
+    errors, output = dciodvfy(path)
+    assert not errors, output
+    report = read_report(pydicom.dcmread(path))
+    assert report["verdict"] == "not_assessable" and report["sides"] == {}
+    assert "Reason: adrenal region not covered (no lung bases)" in report["texts"]
+    assert "probability" not in report and report["operating_value"] == 0.4
+    with pytest.raises(ValueError, match="not one of"):
+        Findings("maybe", "", None, None, None, {}, (), (), MODEL)
+
+
+def test_key_image_samples_the_volume_in_patient_orientation_and_draws_the_boxes(real):
+    volume, boxes = real["volume"], real["boxes"]
+    findings = abnormal_findings(boxes)
+    z = key_slices(findings, 1)[0]
+    k = int(round(lps_to_voxel(volume.affine, [0, 0, z])[2]))
+    z = float(voxel_to_lps(volume.affine, [0, 0, k])[2])  # a slice centre: the grid corners are voxel centres
+    hu, x0, y0, spacing = resample_axial(volume, z)
+    ext = volume_extent(volume.affine, volume.shape)
+    assert (x0, y0) == pytest.approx(ext.lps_min[:2]) and max(hu.shape) >= 512
+    for row, col in ((0, 0), (hu.shape[0] - 1, 0), (0, hu.shape[1] - 1)):
+        i, j, _ = np.rint(lps_to_voxel(volume.affine, [x0 + col * spacing, y0 + row * spacing, z])).astype(int)
+        assert hu[row, col] == pytest.approx(volume.array[k, j, i], abs=1)
+    image = render_axial(volume, z, findings, title="Adrenal CT AI: ABNORMAL")
+    rgb = image.rgb.astype(int)
+    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 100) & (rgb[..., 2] < 100)
+    green = (rgb[..., 1] > 180) & (rgb[..., 0] < 120)
+    for side, mask in (("R", red), ("L", green)):
+        b = boxes[side]
+        c0, c1 = [(x - x0) / spacing for x in (b.lps_min[0], b.lps_max[0])]
+        r0, r1 = [(y - y0) / spacing for y in (b.lps_min[1], b.lps_max[1])]
+        mid_r, mid_c = int((r0 + r1) / 2), int((c0 + c1) / 2)
+        assert mask[mid_r, int(round(c0)) - 1:int(round(c0)) + 2].any()  # its left edge
+        assert mask[int(round(r1)) - 1:int(round(r1)) + 2, mid_c].any()  # its posterior edge
+        assert not mask[mid_r, mid_c]  # the inside is the image
+    # the patient's right box is on the image's left
+    assert np.nonzero(red)[1].mean() < np.nonzero(green)[1].mean()
+
+
+def test_secondary_capture_passes_dciodvfy_and_references_its_slice(real):
+    volume, source, boxes = real["volume"], real["source"], real["boxes"]
+    findings = abnormal_findings(boxes)
+    z = key_slices(findings, 1)[0]
+    image = render_axial(volume, z, findings)
+    sc = build_key_image(source, image, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+                         instance_number=1)
+    path = _save(sc, real["folder"] / "sc.dcm")
+    errors, output = dciodvfy(path)
+    assert not errors, output
+    ds = pydicom.dcmread(path)
+    assert (ds.Rows, ds.Columns, ds.SamplesPerPixel) == (*image.rgb.shape[:2], 3)
+    assert [float(v) for v in ds.PixelSpacing] == pytest.approx([image.spacing_mm] * 2, abs=1e-5)
+    assert ds.PatientOrientation == ["L", "P"] and ds.BurnedInAnnotation == "YES"
+    assert ds.StudyInstanceUID == source.study_uid and ds.PatientName == source.header.PatientName
+    nearest = source.nearest(z)
+    assert abs(nearest.position[2] - z) <= 1.5
+    assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == nearest.sop_instance_uid
+    assert np.array_equal(ds.pixel_array, image.rgb)
+    assert key_slices(findings, 3) == sorted(key_slices(findings, 3), reverse=True) and len(key_slices(findings, 3)) == 3

@@ -1,0 +1,93 @@
+"""Pulling studies from a real PACS (Orthanc) into a dataset: C-FIND by patient, date, modality and
+description; C-GET and C-MOVE of a study or a series; QIDO-RS and WADO-RS through Orthanc's DICOMweb plugin;
+each retrieve imported by the store's importer (boxes proposed), without verdicts."""
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotations.models import Dataset, Series
+from inference.models import ReceivedStudy
+from tests.plugins.pacs import Orthanc, free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory, realct):
+    """Orthanc holding the real-CT study, knowing the node's AE (C-FIND/C-GET) and a C-MOVE destination."""
+    from tests.plugins.pacs import write_real_ct_study
+
+    tmp = tmp_path_factory.mktemp("pull")
+    move_port = free_port()
+    orthanc = Orthanc(tmp / "orthanc", modalities={"adrenal": ["ADRENAL", "127.0.0.1", free_port()],
+                                                   "adrenal-move": ["ADRENALMOVE", "127.0.0.1", move_port]})
+    orthanc.start()
+    study = write_real_ct_study(tmp / "study", realct, patient_id="PULL-0001", patient_name="Pull^Test")
+    orthanc.upload(study["abdomen"][1] + study["slab"][1])
+    orthanc.study_info, orthanc.move_port = study, move_port
+    yield orthanc
+    orthanc.stop()
+
+
+def _run(*args) -> dict:
+    out = StringIO()
+    call_command(*args, "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_query_by_patient_date_modality_and_description(pacs):
+    peer = f"ORTHANC@127.0.0.1:{pacs.dicom_port}"
+    uid = pacs.study_info["study_uid"]
+    found = _run("pacs_query", "--pacs", peer, "--patient", "PULL-0001", "--date", "20240101-20240131",
+                 "--modality", "CT")
+    assert [m["StudyInstanceUID"] for m in found["matches"]] == [uid]
+    assert found["matches"][0]["PatientName"] == "Pull^Test" and found["matches"][0]["NumberOfStudyRelatedInstances"] == "132"
+    assert _run("pacs_query", "--pacs", peer, "--patient", "PULL-0001", "--date", "20230101")["matches"] == []
+    series = _run("pacs_query", "--pacs", peer, "--study", uid, "--series", "--description", "ABDOMEN*")
+    assert [m["SeriesInstanceUID"] for m in series["matches"]] == [pacs.study_info["abdomen"][0]]
+    assert series["matches"][0]["NumberOfSeriesRelatedInstances"] == "112"
+    # the same through DICOMweb (QIDO-RS)
+    web = _run("pacs_query", "--dicomweb", f"{pacs.url}/dicom-web", "--patient", "PULL-0001", "--modality", "CT")
+    assert [m["StudyInstanceUID"] for m in web["matches"]] == [uid]
+    with pytest.raises(CommandError, match="ORTHANC@127.0.0.1:1 could not be reached"):
+        call_command("pacs_query", "--pacs", "ORTHANC@127.0.0.1:1", "--patient", "X")
+    with pytest.raises(CommandError, match="not AET@host:port"):
+        call_command("pacs_query", "--pacs", "nonsense", "--patient", "X")
+
+
+def test_retrieve_with_c_get_c_move_and_wado_into_datasets(pacs, transactional_db, settings, tmp_path):
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    settings.ADRENAL_AUTO_PROPOSE = False
+    peer = f"ORTHANC@127.0.0.1:{pacs.dicom_port}"
+    uid = pacs.study_info["study_uid"]
+    abdomen_uid, slab_uid = pacs.study_info["abdomen"][0], pacs.study_info["slab"][0]
+
+    doc = _run("pacs_retrieve", uid, "--dataset", "Pulled by C-GET", "--pacs", peer, "--sync")
+    assert doc["status"] == "succeeded" and doc["instances"] == 132 and doc["retrieve"]["completed"] == 132
+    got = Series.objects.filter(study__patient__dataset__name="Pulled by C-GET")
+    assert {s.series_uid for s in got} == {abdomen_uid, slab_uid}
+    abdomen = got.get(series_uid=abdomen_uid)
+    assert abdomen.volume.shape == [112, 101, 122] and abdomen.boxes.count() == 2  # imported, boxes proposed
+    assert got.get(series_uid=slab_uid).transfer_syntax == "1.2.840.10008.1.2.4.90"  # JPEG 2000 kept
+    delivery = ReceivedStudy.objects.get(pk=doc["delivery"])
+    assert delivery.source == "retrieve" and not delivery.judge and delivery.imported_at
+    assert not (settings.ADRENAL_DICOM_SPOOL / delivery.folder).exists()
+
+    doc = _run("pacs_retrieve", uid, "--dataset", "Pulled by C-MOVE", "--pacs", peer, "--series", abdomen_uid,
+               "--method", "move", "--move-aet", "ADRENALMOVE", "--move-port", str(pacs.move_port), "--sync")
+    assert doc["instances"] == 112 and doc["retrieve"]["completed"] == 112
+    assert [s.series_uid for s in Series.objects.filter(study__patient__dataset__name="Pulled by C-MOVE")] == \
+        [abdomen_uid]
+
+    doc = _run("pacs_retrieve", uid, "--dataset", "Pulled by WADO", "--dicomweb", f"{pacs.url}/dicom-web",
+               "--series", slab_uid, "--sync")
+    assert doc["instances"] == 20 and doc["status"] == "succeeded"
+    assert Dataset.objects.get(name="Pulled by WADO").patients.count() == 1
+
+    # retrieving the same study again adds nothing to the dataset
+    doc = _run("pacs_retrieve", uid, "--dataset", "Pulled by C-GET", "--pacs", peer, "--sync")
+    assert "0 imported" in doc["import"] and got.count() == 2

@@ -1,0 +1,197 @@
+"""The DICOM node's pieces without a PACS: settings parsing, the retry policy, the scheduler closing quiet
+deliveries (and leaving ones with new instances), a delivery logged attempt by attempt against a dead port,
+findings read from a Prediction, the API refusing results for a scan that did not come from DICOM, the home
+page panel for admins, ``promote`` from the command line, and the node's place in docker/compose.yml and
+``make run``."""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from adrenal_site.jobs.models import Job
+from inference.models import DicomResult, DicomSend, Prediction, ReceivedInstance, ReceivedStudy
+from inference.services.dicom_node import answers, config, scheduler, sending
+from tests.conftest import REPO
+from tests.factories import make_dataset, make_job, make_run, make_series, make_split
+from tests.plugins.pacs import free_port
+
+
+def test_peers_and_destinations_parse_or_name_the_problem(settings):
+    peers = config.parse_peers(" PACS@10.0.0.5:104, MOD_2@pacs.example:11112 ,")
+    assert [str(p) for p in peers] == ["PACS@10.0.0.5:104", "MOD_2@pacs.example:11112"]
+    assert peers[0].matches("PACS", "10.0.0.5") and not peers[0].matches("PACS", "10.0.0.6")
+    assert not peers[0].matches("OTHER", "10.0.0.5")
+    assert config.parse_peer("ANY@*:104").matches("ANY", "192.0.2.1")
+    for bad, why in (("PACS", "not AET@host:port"), ("PACS@host", "not AET@host:port"),
+                     ("PACS@host:x", "is not a number"), ("A_VERY_LONG_AE_TITLE@h:1", "longer than 16"),
+                     ("PACS@h:70000", "out of range")):
+        with pytest.raises(config.ConfigError, match=why):
+            config.parse_peer(bad)
+    settings.ADRENAL_DICOM_PEERS, settings.ADRENAL_DICOM_RESULTS_TO = "PACS@10.0.0.5:104", ""
+    assert str(config.results_destination("PACS")) == "PACS@10.0.0.5:104"  # back to the sender
+    assert config.results_destination("STRANGER") is None
+    settings.ADRENAL_DICOM_RESULTS_TO = "ARCHIVE@10.0.0.9:4242"
+    assert str(config.results_destination("PACS")) == "ARCHIVE@10.0.0.9:4242"
+    settings.ADRENAL_PACS = ""
+    with pytest.raises(config.ConfigError, match="ADRENAL_PACS"):
+        config.pacs()
+
+
+def test_retry_delay_doubles_up_to_an_hour():
+    assert [sending.retry_delay(n, 30).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
+    assert sending.retry_delay(20, 30) == timedelta(hours=1)
+
+
+def _delivery(study_uid: str = "1.2.3", quiet_s: float = 100.0, **kw) -> ReceivedStudy:
+    at = timezone.now() - timedelta(seconds=quiet_s)
+    return ReceivedStudy.objects.create(study_uid=study_uid, calling_aet="PACS", first_received_at=at,
+                                        last_received_at=at, **kw)
+
+
+def test_scheduler_closes_quiet_deliveries_once(db):
+    quiet, busy = _delivery("1.2.3", 100), _delivery("1.2.4", 1)
+    retrieved = _delivery("1.2.5", 100, source=ReceivedStudy.Source.RETRIEVE)
+    started = []
+
+    def start(delivery):
+        started.append(delivery.pk)
+        return make_job("dicom_study", Job.Status.QUEUED)
+
+    assert scheduler.close_quiet_deliveries(60, start) == [quiet.pk]
+    assert scheduler.close_quiet_deliveries(60, start) == []  # closed once
+    quiet.refresh_from_db(), busy.refresh_from_db(), retrieved.refresh_from_db()
+    assert quiet.closed_at and quiet.job_id and quiet.phase == "queued" and started == [quiet.pk]
+    assert busy.closed_at is None and busy.phase == "receiving" and retrieved.closed_at is None
+    # a restarted listener gives deliveries left open a fresh window
+    assert scheduler.grace_after_restart() == 1
+    busy.refresh_from_db()
+    assert timezone.now() - busy.last_received_at < timedelta(seconds=5)
+
+
+def _prediction(settings, tmp_path, **fields) -> Prediction:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ds = make_dataset("Received")
+    run = make_run(ds, make_split(ds), operating_value=0.4, version=2, objective="youden",
+                   config={"backbone": "resnet18", "preset": "fast"})
+    series = make_series(ds, "P1", study_uid="1.2.826.0.99.1", series_uid="1.2.826.0.99.1.2")
+    job = make_job("predict", Job.Status.SUCCEEDED, task_name="inference.tasks.predict_job", queue="gpu")
+    defaults = {"verdict": "abnormal", "probability": 0.7, "fraction": 0.45, "operating_value": 0.4,
+                "sides": {"R": 0.5, "L": 0.1}, "flagged_slices_mm": [12.0, 15.0],
+                "slice_scores": [[12.0, 0.8], [15.0, 0.6], [18.0, 0.2]]}
+    return Prediction.objects.create(series=series, run=run, job=job, **{**defaults, **fields})
+
+
+def test_findings_read_from_a_prediction(db, settings, tmp_path):
+    p = _prediction(settings, tmp_path)
+    f = answers.findings_of(p)
+    assert (f.verdict, f.probability, f.fraction, f.operating_value) == ("abnormal", 0.7, 0.45, 0.4)
+    assert f.sides["R"].abnormal is True and f.sides["L"].abnormal is False  # the verdict rule on each side
+    assert f.sides["R"].box is None and f.flagged_slices_mm == (12.0, 15.0)
+    assert f.model.name == f"adrenal-2.5d tiny run {p.run.pk}" and f.model.version == "2"
+    assert f.model.parameters == {"backbone": "resnet18", "preset": "fast", "objective": "youden"}
+    p.verdict, p.reason, p.sides = "not_assessable", "adrenal region not covered", {}
+    f = answers.findings_of(p)
+    assert f.sides == {} and f.summary() == "Not assessable: adrenal region not covered"
+    with pytest.raises(answers.NoSource, match="not received or retrieved"):
+        answers.make_results(p)
+
+
+def test_results_of_a_scan_not_from_the_pacs_answer_404(db, settings, tmp_path, client_as):
+    p = _prediction(settings, tmp_path)
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    c = client_as("admin")
+    r = c.get(f"/api/predictions/{p.pk}/dicom/")
+    assert r.status_code == 404 and "not received or retrieved" in r.json()["detail"]
+    assert c.get(f"/api/predictions/{p.pk}/dicom.zip").status_code == 404
+    assert client_as("clinician").get(f"/api/predictions/{p.pk}/dicom/").status_code == 404  # not a member
+
+
+def test_a_failed_delivery_is_logged_and_given_up_after_the_last_attempt(db, settings, tmp_path):
+    p = _prediction(settings, tmp_path)
+    settings.ADRENAL_DICOM_MAX_ATTEMPTS, settings.ADRENAL_DICOM_RETRY_SECONDS = 2, 30
+    path = Path(settings.MEDIA_ROOT) / "dicom_results/x/sr.dcm"
+    path.parent.mkdir(parents=True)
+    result = DicomResult.objects.create(prediction=p, kind="sr", sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34",
+                                        sop_instance_uid="1.2.3.4.5", series_uid="1.2.3.4", study_uid="1.2.3",
+                                        file="dicom_results/x/sr.dcm")
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.SOPClassUID, ds.SOPInstanceUID = result.sop_class_uid, result.sop_instance_uid
+    ds.save_as(path, enforce_file_format=True)
+    dead = config.Peer("NOBODY", "127.0.0.1", free_port())
+    [send] = sending.queue_sends([result], dead)
+    assert sending.deliver([send]) == {"delivered": 0, "failed": 1}
+    send.refresh_from_db()
+    assert send.attempts == 1 and "could not be reached" in send.last_error and send.delivery == "pending"
+    assert timedelta(seconds=29) < send.next_attempt_at - timezone.now() <= timedelta(seconds=30)
+    assert not DicomSend.objects.due().exists()
+    sending.deliver([send])
+    send.refresh_from_db()
+    assert send.delivery == "gave up" and send.next_attempt_at is None and len(send.log) == 2
+    assert [e["ok"] for e in sending.sends_log(p)[0]["log"]] == [False, False]
+
+
+def test_scheduler_requeues_due_sends_not_held_by_an_active_job(db, settings, tmp_path):
+    p = _prediction(settings, tmp_path)
+    result = DicomResult.objects.create(prediction=p, kind="sr", sop_class_uid="1.2", sop_instance_uid="1.2.3.9",
+                                        series_uid="1.2.3", study_uid="1.2", file="x.dcm")
+    holder = make_job("dicom_answer", Job.Status.RUNNING)
+    send = DicomSend.objects.create(result=result, destination="PACS@h:104", next_attempt_at=timezone.now(),
+                                    job=holder)
+    started = []
+
+    def start(prediction_id):
+        started.append(prediction_id)
+        return make_job("dicom_send", Job.Status.QUEUED)
+
+    assert scheduler.requeue_due_sends(start) == []  # held by the running answer job
+    Job.objects.filter(pk=holder.pk).update(status=Job.Status.SUCCEEDED)
+    assert scheduler.requeue_due_sends(start) == [p.pk] and started == [p.pk]
+    assert scheduler.requeue_due_sends(start) == []  # now held by the queued send job
+    send.refresh_from_db()
+    assert send.job.kind == "dicom_send"
+
+
+def test_home_page_shows_the_node_to_admins_only(db, client_as, settings):
+    settings.ADRENAL_DICOM_PEERS = "PACS@10.0.0.5:104"
+    d = _delivery("1.2.826.0.77", 1)
+    ReceivedInstance.objects.create(study=d, sop_instance_uid="1.2.3", sop_class_uid="1.2", series_uid="1.2.4",
+                                    path="incoming/1/x.dcm")
+    page = client_as("admin").get("/").content.decode()
+    assert 'id="dicom-node"' in page and "PACS@10.0.0.5:104" in page and "1.2.826.0.77" in page
+    assert "receiving" in page and "the sending peer" in page
+    assert 'id="dicom-node"' not in client_as("clinician").get("/").content.decode()
+
+
+def test_promote_from_the_command_line(db):
+    ds = make_dataset("promote-ds")
+    split = make_split(ds)
+    run = make_run(ds, split, operating_value=0.5)
+    other = make_run(ds, split, operating_value=0.5, promoted=True)
+    call_command("promote", str(run.pk))
+    run.refresh_from_db(), other.refresh_from_db()
+    assert run.promoted and not other.promoted
+    running = make_run(ds, split, status=Job.Status.RUNNING, operating_value=0.5)
+    with pytest.raises(CommandError, match="only a finished run"):
+        call_command("promote", str(running.pk))
+    with pytest.raises(CommandError, match="evaluate it first"):
+        call_command("promote", str(make_run(ds, split).pk))
+    with pytest.raises(CommandError, match="no training run 999999"):
+        call_command("promote", "999999")
+
+
+def test_compose_and_make_run_start_the_listener():
+    compose = (REPO / "docker" / "compose.yml").read_text()
+    assert "dicom-listener:" in compose and '"manage.py", "dicom_listener"' in compose
+    assert "ADRENAL_DICOM_PEERS" in compose and "ADRENAL_DICOM_BIND: 0.0.0.0" in compose
+    assert '"manage.py", "dicom_listener"' in (REPO / "scripts" / "run_dev.py").read_text()
+    readme = (REPO / "README.md").read_text()
+    for setting in ("ADRENAL_DICOM_PORT", "ADRENAL_DICOM_AET", "ADRENAL_DICOM_PEERS", "ADRENAL_DICOM_STABLE_SECONDS",
+                    "ADRENAL_DICOM_DATASET", "ADRENAL_DICOM_RESULTS_TO", "ADRENAL_PACS", "ADRENAL_DICOMWEB_URL"):
+        assert setting in readme
