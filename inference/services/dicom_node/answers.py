@@ -58,12 +58,16 @@ def findings_of(prediction: Prediction) -> Findings:
     boxes = {b.side: Box(tuple(b.lps_min), tuple(b.lps_max)) for b in prediction.series.boxes.all()}
     sides: dict[str, SideFinding] = {}
     raw_sides = prediction.sides or {}
+    details = prediction.side_details or {}  # per-gland runs: each gland's own score and verdict
     for side in ("R", "L"):
-        score = raw_sides.get(side)
+        score = details[side]["score"] if side in details else raw_sides.get(side)
         score = float(score) if score is not None else None
         if score is None and side not in boxes:
             continue
-        abnormal = None if score is None or op is None else verdict_of(score, op) == "abnormal"
+        if side in details:
+            abnormal = details[side].get("verdict") == "abnormal"
+        else:
+            abnormal = None if score is None or op is None else verdict_of(score, op) == "abnormal"
         if prediction.verdict == Prediction.Verdict.NOT_ASSESSABLE:
             abnormal = None
         sides[side] = SideFinding(side, score, abnormal, boxes.get(side))
