@@ -66,3 +66,18 @@ def next_unconfirmed(series: Series) -> tuple[dict | None, int]:
     start = ids.index(series.pk) + 1 if series.pk in ids else 0
     todo = [r for r in rows[start:] + rows[:start] if r["box_status"] in ("none", "proposed") and r["id"] != series.pk]
     return (todo[0] if todo else None), len(todo)
+
+
+def series_info(series: Series) -> dict:
+    """What the viewer's corner overlay shows of a scan (text from DICOM headers: pages write it as text):
+    pseudonymous patient id, study date, series description and number, slice thickness and spacing (mm),
+    reconstruction kernel, manufacturer and model, kVp, contrast."""
+    study = series.study
+    return {
+        "patient": study.patient.pseudo_id, "study_date": study.study_date.isoformat() if study.study_date else None,
+        "study_description": study.description, "series_description": series.series_description,
+        "series_number": series.series_number, "slice_thickness_mm": series.slice_thickness_mm,
+        "slice_spacing_mm": series.slice_spacing_mm, "kernel": series.convolution_kernel,
+        "manufacturer": " ".join(p for p in (series.manufacturer, series.model_name) if p),
+        "kvp": series.kvp, "contrast": series.contrast_agent, "modality": series.modality,
+    }
