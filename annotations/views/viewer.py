@@ -40,8 +40,8 @@ def viewer(request, pk: int):
         "prediction": prediction,
         "user": request.user.username,
     }
-    return render(request, "annotations/viewer.html", {"series": series, "config": config,
-                                                       "prediction": prediction})
+    return render(request, "annotations/viewer.html", {"series": series, "config": config, "prediction": prediction,
+                                                       "sides": [("R", "patient right"), ("L", "patient left")]})
 
 
 def _float(value):
