@@ -9,6 +9,10 @@ from ..services import verdicts
 from ..services.findings import MAX_COMMENT_CHARS, findings_of
 from ..services.worklist import FILTERS, worklist_rows
 
+VIEWER_MODULES = [f"frontend/js/{m}.js" for m in (
+    "viewer/main", "viewer/boxes", "viewer/findings", "viewer/geometry", "viewer/overlays", "viewer/panel",
+    "viewer/strip", "viewer/view", "viewer/volume", "http", "charts")]
+
 
 @role_required(CLINICIAN)
 def worklist(request, pk: int):
@@ -41,7 +45,8 @@ def viewer(request, pk: int):
         "user": request.user.username,
     }
     return render(request, "annotations/viewer.html", {"series": series, "config": config, "prediction": prediction,
-                                                       "sides": [("R", "patient right"), ("L", "patient left")]})
+                                                       "sides": [("R", "patient right"), ("L", "patient left")],
+                                                       "modules": VIEWER_MODULES})
 
 
 def _float(value):

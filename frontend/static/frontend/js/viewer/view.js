@@ -2,9 +2,8 @@
 // (geometry.js), a backing store sized from the canvas' displayed size x devicePixelRatio and redrawn on every
 // size change (ResizeObserver), orientation letters, a millimetre scale bar and the slice position.
 import { ViewTransform } from "./geometry.js";
-import { NOT_LOADED } from "./volume.js";
 
-const NOT_LOADED_RGBA = 0xff402018; // dark blue (ABGR): slabs still on their way
+export const NOT_LOADED_RGBA = 0xff402018; // dark blue (ABGR): voxels whose slab is still on its way
 
 /** A packed RGBA (little-endian ABGR) lookup table over all int16 values for a window centre/width. */
 export function windowLut(level, width, lut = new Uint32Array(65536), invert = false) {
@@ -16,7 +15,6 @@ export function windowLut(level, width, lut = new Uint32Array(65536), invert = f
     if (invert) g = 255 - g;
     lut[v + 32768] = 0xff000000 | (g << 16) | (g << 8) | g;
   }
-  lut[NOT_LOADED + 32768] = NOT_LOADED_RGBA;
   return lut;
 }
 
@@ -113,14 +111,26 @@ export class SliceView {
     const base = this.index * fixed;
     const w = this.t.w;
     const h = this.t.h;
-    if (col === 1 && row === w) { // contiguous slice (axial of an axially stored volume)
+    // while slabs arrive, slices k not loaded yet are drawn dark blue (k is the view's slice, row or column axis)
+    const loaded = this.vol.complete ? null : this.vol.loaded;
+    if (loaded && this.t.fixed === 2 && !loaded[this.index]) {
+      px.fill(NOT_LOADED_RGBA);
+    } else if (col === 1 && row === w) { // contiguous slice (axial of an axially stored volume)
       const len = w * h;
       for (let p = 0; p < len; p++) px[p] = lut[data[base + p] + 32768];
     } else {
+      const rowIsK = loaded && this.t.rowAxis === 2;
+      const colIsK = loaded && this.t.colAxis === 2;
       for (let q = 0; q < h; q++) {
         const start = base + q * row;
         const out = q * w;
-        for (let p = 0; p < w; p++) px[out + p] = lut[data[start + p * col] + 32768];
+        if (rowIsK && !loaded[q]) {
+          px.fill(NOT_LOADED_RGBA, out, out + w);
+        } else if (colIsK) {
+          for (let p = 0; p < w; p++) px[out + p] = loaded[p] ? lut[data[start + p * col] + 32768] : NOT_LOADED_RGBA;
+        } else {
+          for (let p = 0; p < w; p++) px[out + p] = lut[data[start + p * col] + 32768];
+        }
       }
     }
     this.offCtx.putImageData(this.image, 0, 0);

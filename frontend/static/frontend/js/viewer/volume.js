@@ -3,15 +3,13 @@
 // comes first, then the others nearest it, so the first image appears after one small download.
 import { invertAffine, lpsToVoxel, voxelToLps } from "./geometry.js";
 
-export const NOT_LOADED = -32768; // the value of voxels whose slab has not arrived (drawn dark blue)
-
 export class CtVolume {
   constructor(header) {
     this.header = header;
     [this.nk, this.nj, this.ni] = header.shape;
     this.affine = header.affine;
     this.inverse = invertAffine(header.affine);
-    this.data = new Int16Array(this.nk * this.nj * this.ni).fill(NOT_LOADED);
+    this.data = new Int16Array(this.nk * this.nj * this.ni); // zeros until their slab arrives (see ``loaded``)
     this.loaded = new Uint8Array(this.nk); // 1 for slices k whose slab arrived
     this.slabsLoaded = 0;
   }
@@ -54,12 +52,14 @@ export function slabOrder(count, perSlab, k) {
  * ``done`` resolves when every slab arrived (rejects on an HTTP error or a slab of the wrong size).
  */
 export function streamVolume(header, { firstK = 0, parallel = 4, onSlab = () => {} } = {}) {
-  const volume = new CtVolume(header);
   const { slices, count, url } = header.slabs;
   const queue = slabOrder(count, slices, firstK);
+  const get = (n) => fetch(url.replace("{n}", String(n)), { credentials: "same-origin" });
+  const early = queue.length ? get(queue[0]) : null; // asked before the big buffer is allocated
+  const volume = new CtVolume(header);
   const sliceLen = volume.nj * volume.ni;
-  async function fetchSlab(n) {
-    const response = await fetch(url.replace("{n}", String(n)), { credentials: "same-origin" });
+  async function fetchSlab(n, pending = null) {
+    const response = await (pending || get(n));
     if (!response.ok) throw new Error(`volume slab ${n}: HTTP ${response.status}`);
     const k0 = n * slices;
     const k1 = Math.min(volume.nk, k0 + slices);
@@ -78,7 +78,7 @@ export function streamVolume(header, { firstK = 0, parallel = 4, onSlab = () => 
   // the first slab alone, so it is not slowed by the others; then the rest, ``parallel`` at a time
   const done = (async () => {
     if (!queue.length) return volume;
-    await fetchSlab(queue.shift());
+    await fetchSlab(queue.shift(), early);
     await Promise.all(Array.from({ length: Math.min(parallel, queue.length) }, worker));
     return volume;
   })();
