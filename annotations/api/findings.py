@@ -65,7 +65,7 @@ class FindingSide(APIView):
 
     permission_classes = [IsClinician]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="series_finding_side_retrieve")
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         return Response(finding_json(series.findings.filter(side=_side(side)).first()))

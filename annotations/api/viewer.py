@@ -248,7 +248,7 @@ class BoxSide(APIView):
 
     permission_classes = [IsClinician]
 
-    @extend_schema(responses={200: BOX_OUT})
+    @extend_schema(responses={200: BOX_OUT}, operation_id="series_box_side_retrieve")
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         return Response(box_json(series.boxes.filter(side=_side(side)).first()))

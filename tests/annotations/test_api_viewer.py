@@ -297,6 +297,8 @@ def test_side_findings_are_versioned_checked_exported_and_handed_to_the_model(ct
     # for leads: the dataset's findings and the viewer page's config
     rows = client.get(f"/api/datasets/{series.dataset.pk}/findings/").json()["findings"]
     assert [(f["side"], f["gland"], f["patient"]) for f in rows] == [("L", "absent", "P001"), ("R", "seen", "P001")]
+    row = client.get(f"/api/datasets/{series.dataset.pk}/worklist/").json()["rows"][0]
+    assert row["findings"] == "L gland absent, comment; R lesion 18 mm, comment"
     page = client.get(f"/series/{series.pk}/")
     config = json.loads(re.search(rb'id="viewer-config"[^>]*>(.*?)</script>', page.content, re.S).group(1))
     assert config["findings"]["L"]["gland"] == "absent"

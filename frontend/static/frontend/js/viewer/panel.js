@@ -109,10 +109,17 @@ export class CornerOverlay {
   }
 
   update({ z, index, depth, step, level, width, invert, zoom }) {
-    const thick = this.thickness ? `${Number(this.thickness).toFixed(2)} mm` : "—";
-    $("ov-bl").replaceChildren(h("div", { id: "ov-slice" }, `z ${z.toFixed(1)} mm · slice ${index + 1}/${depth}`),
-      h("div", {}, `Thickness ${thick} · step ${step.toFixed(2)} mm`));
-    $("ov-wl").textContent = `W ${width} L ${level}${invert ? " · inverted" : ""} · ${zoom.toFixed(2)} px/mm`;
+    if (!this.slice) { // text nodes made once; a slice change only sets their text
+      const thick = this.thickness ? `${Number(this.thickness).toFixed(2)} mm` : "—";
+      this.slice = h("div", { id: "ov-slice" });
+      this.thick = h("div", {});
+      $("ov-bl").replaceChildren(this.slice, this.thick);
+      this.thickText = (s) => `Thickness ${thick} · step ${s.toFixed(2)} mm`;
+      this.wl = $("ov-wl");
+    }
+    this.slice.textContent = `z ${z.toFixed(1)} mm · slice ${index + 1}/${depth}`;
+    this.thick.textContent = this.thickText(step);
+    this.wl.textContent = `W ${width} L ${level}${invert ? " · inverted" : ""} · ${zoom.toFixed(2)} px/mm`;
   }
 }
 
