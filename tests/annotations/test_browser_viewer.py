@@ -595,3 +595,16 @@ def test_a_volume_stored_in_another_axis_order_is_shown_axially(live_server, bro
     assert shown["right"][0] < shown["left"][0]  # patient right on the viewer's left
     assert shown["anterior"][1] < shown["posterior"][1]  # anterior at the top
     shot(page, "viewer-permuted")
+    # the browser's geometry module is the Python one's mirror, also for an oblique, flipped affine
+    rot = np.array([[0.96, -0.28, 0.0], [0.28, 0.96, 0.0], [0.0, 0.0, 1.0]]) @ np.diag([-0.7, 0.8, 2.5])
+    oblique = np.eye(4)
+    oblique[:3, :3], oblique[:3, 3] = rot, [120.0, -40.0, 310.0]
+    points = np.random.default_rng(0).uniform(-50, 300, (5, 3))
+    js = page.evaluate("""async ([affine, points]) => {
+        const g = await import('/static/frontend/js/viewer/geometry.js');
+        const inv = g.invertAffine(affine);
+        return { lps: points.map((p) => g.voxelToLps(affine, p)), ijk: points.map((p) => g.lpsToVoxel(inv, p)),
+                 spacing: g.spacingOf(affine) }; }""", [oblique.tolist(), points.tolist()])
+    np.testing.assert_allclose(js["lps"], voxel_to_lps(oblique, points), atol=1e-9)
+    np.testing.assert_allclose(js["ijk"], lps_to_voxel(oblique, points), atol=1e-9)
+    np.testing.assert_allclose(js["spacing"], spacing_of(oblique), atol=1e-12)
