@@ -26,7 +26,7 @@ const CLICK_PX = 3; // a press that moves less than this is a click
 const config = JSON.parse(document.getElementById("viewer-config").textContent);
 const $ = (id) => document.getElementById(id);
 const state = { level: 40, width: 400, invert: false, side: "R", mode: "select", active: null, cineTimer: null,
-  rulers: [], hover: null };
+  rulers: [] };
 const shared = { lut: windowLut(40, 400), lutVersion: 0, position: [0, 0, 0] };
 let vol = null;
 const views = {};
@@ -216,16 +216,7 @@ function onPointerMove(view, e) {
     drag.lx = x; drag.ly = y;
     requestRender();
   } else if (drag.kind === "box") {
-    const r = { ...drag.rect };
-    if (drag.edges === "move") {
-      r.x1 += dx; r.x2 += dx; r.y1 += dy; r.y2 += dy;
-    } else {
-      if (drag.edges.x1) r.x1 += dx;
-      if (drag.edges.x2) r.x2 += dx;
-      if (drag.edges.y1) r.y1 += dy;
-      if (drag.edges.y2) r.y2 += dy;
-    }
-    const [lo, hi] = view.t.boxFromRect(drag.box, r, view.index);
+    const [lo, hi] = view.t.boxFromRect(drag.box, draggedRect(drag, dx, dy), view.index);
     preview = { kind: "box", side: drag.side, box: { ...drag.box, lps_min: lo, lps_max: hi } };
     requestRender();
   } else if (drag.kind === "draw") {
@@ -241,6 +232,17 @@ function onPointerMove(view, e) {
   }
 }
 
+/** The screen rectangle of a box being moved (by its body) or resized (by edges) by (dx, dy) CSS px. */
+function draggedRect(d, dx, dy) {
+  const r = { ...d.rect };
+  if (d.edges === "move") return { x1: r.x1 + dx, x2: r.x2 + dx, y1: r.y1 + dy, y2: r.y2 + dy };
+  if (d.edges.x1) r.x1 += dx;
+  if (d.edges.x2) r.x2 += dx;
+  if (d.edges.y1) r.y1 += dy;
+  if (d.edges.y2) r.y2 += dy;
+  return r;
+}
+
 function onPointerUp(view, e) {
   if (!drag || drag.view !== view) return;
   const [x, y] = view.t.eventToScreen(e, view.canvas);
@@ -249,16 +251,7 @@ function onPointerUp(view, e) {
   drag = null;
   preview = null;
   if (d.kind === "box" && moved) {
-    const r = { ...d.rect };
-    const dx = x - d.x0;
-    const dy = y - d.y0;
-    if (d.edges === "move") { r.x1 += dx; r.x2 += dx; r.y1 += dy; r.y2 += dy; } else {
-      if (d.edges.x1) r.x1 += dx;
-      if (d.edges.x2) r.x2 += dx;
-      if (d.edges.y1) r.y1 += dy;
-      if (d.edges.y2) r.y2 += dy;
-    }
-    const [lo, hi] = view.t.boxFromRect(d.box, r, view.index);
+    const [lo, hi] = view.t.boxFromRect(d.box, draggedRect(d, x - d.x0, y - d.y0), view.index);
     boxes.set(d.side, lo, hi);
   } else if (d.kind === "draw") {
     let rect = { x1: d.x0, y1: d.y0, x2: x, y2: y };
@@ -335,26 +328,28 @@ function overlay(ctx, view) {
 }
 
 // ------------------------------------------------------------------ keyboard
+// the help overlay, from this list (onKey below does what it says)
 const KEYS = [
-  ["wheel, ↑ ↓", "previous / next slice of the view under the pointer (PgUp/PgDn: 10, Home/End: first/last)", null],
-  ["click", "navigate: the other views go to that point", null],
-  ["drag", "window / level (Shift-drag, right- or middle-drag: pan; Ctrl-wheel, + −: zoom; f: fit)", null],
-  ["1 … 6", PRESETS.map((p) => `${p.key} ${p.name} ${p.width}/${p.level}`).join(" · "), null],
-  ["i", "invert the grey scale", () => setWindow(state.level, state.width, !state.invert)],
-  ["space", "cine: play the slices of the view under the pointer (fps beside the button)", () => toggleCine()],
-  ["r, l", "select the patient-right / patient-left side (box and findings)", null],
-  ["s, Esc", "select mode: drag a box's body to move it, an edge or handle to resize it; Esc leaves any mode", () => setMode("select")],
-  ["d", "draw a new box for the selected side on any view (drag; a click places 72×72 mm)", () => setMode("draw")],
-  ["[ , ]", "the current axial slice becomes the box's lowest (inferior) / highest (superior) slice", null],
-  ["c, Shift-C", "confirm this box / both boxes", null],
-  ["u, Ctrl-Z", "undo: back to the box's previous state (repeat to go further back)", () => boxes.undo(state.side)],
-  ["Shift-U, Ctrl-Y", "redo (also Ctrl-Shift-Z)", () => boxes.redo(state.side)],
-  ["m", "ruler: drag to measure in mm (Delete removes the last ruler)", () => setMode("ruler")],
-  ["x, Shift-X", "mark the selected side's lesion (drag across it: centre and diameter) / remove the marker", null],
-  ["g", "gland of the selected side: seen → not visualised → absent", null],
-  ["t", "write a comment for the selected side (Esc leaves the text box)", null],
-  ["n", "next unconfirmed scan", () => nextUnconfirmed()],
-  ["?, h", "this help", () => toggleHelp()],
+  ["wheel, ↑ ↓", "previous / next slice of the view under the pointer (PgUp/PgDn: 10, Home/End: first/last)"],
+  ["click", "navigate: the other views go to that point"],
+  ["drag", "window / level (Shift-drag, right- or middle-drag: pan; Ctrl-wheel, + −: zoom; f: fit)"],
+  ["1 … 6", PRESETS.map((p) => `${p.key} ${p.name} ${p.width}/${p.level}`).join(" · ")],
+  ["i", "invert the grey scale"],
+  ["space", "cine: play the slices of the view under the pointer (fps beside the button)"],
+  ["r, l", "select the patient-right / patient-left side (box and findings)"],
+  ["s, Esc", "select mode: drag a box's body to move it, an edge or handle to resize it; Esc leaves any mode"],
+  ["d", "draw a new box for the selected side on any view (drag; a click places 72×72 mm)"],
+  ["[ , ]", "the current axial slice becomes the box's lowest (inferior) / highest (superior) slice"],
+  ["c, Shift-C", "confirm this box / both boxes"],
+  ["u, Ctrl-Z", "undo: back to the box's previous state (repeat to go further back)"],
+  ["Shift-U, Ctrl-Y", "redo (also Ctrl-Shift-Z)"],
+  ["m", "ruler: drag to measure in mm (Delete removes the last ruler)"],
+  ["x, Shift-X", "mark the selected side's lesion (drag across it: centre and diameter) / remove the marker"],
+  ["g", "gland of the selected side: seen → not visualised → absent"],
+  ["t", "write a comment for the selected side (Esc leaves the text box)"],
+  ["Tab, Enter", "reach a version's restore button in the panel (and the other controls) and use it"],
+  ["n", "next unconfirmed scan"],
+  ["?, h", "this help"],
 ];
 
 function cycleGland() {
@@ -369,6 +364,7 @@ function onKey(e) {
     if (k === "Escape") e.target.blur();
     return;
   }
+  if (e.target.closest("button, a, summary") && (k === " " || k === "Enter")) return; // activates what has focus
   const view = state.active || views.axial;
   const ctrl = e.ctrlKey || e.metaKey;
   if (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown") {
@@ -516,7 +512,7 @@ async function boot() {
     strip = new VerdictStrip($("strip"), config.prediction, [ax.t.sliceMm(0), ax.t.sliceMm(ax.depth - 1)],
       (z) => setSlice(axialSliceOfZ(z)));
   }
-  fillHelp(KEYS.map(([keys, what]) => [keys, what]));
+  fillHelp(KEYS);
   $("preset").replaceChildren(...PRESETS.map((p) => Object.assign(document.createElement("option"),
     { value: p.key, textContent: `${p.key} ${p.name}` })), Object.assign(document.createElement("option"),
     { value: "", textContent: "custom", disabled: true }));
@@ -526,6 +522,8 @@ async function boot() {
     e.target.blur();
   });
   document.addEventListener("keydown", onKey);
+  // a toolbar button gives the keyboard back once clicked (so space plays cine rather than clicking it again)
+  document.querySelector(".vw-bar").addEventListener("click", (e) => { const b = e.target.closest("button"); if (b) b.blur(); });
   $("invert").addEventListener("click", () => setWindow(state.level, state.width, !state.invert));
   for (const [mode, id] of Object.entries(MODES)) $(id).addEventListener("click", () => setMode(mode));
   $("side-R").addEventListener("click", () => setSide("R"));
