@@ -202,10 +202,27 @@ def test_every_canvas_is_shown_at_its_drawn_aspect_at_common_sizes_pixel_ratio_2
         page.keyboard.press("l")  # the R box without handles: plain edges to measure
         geo = Geometry(page, series.volume.affine)
         for n, (w, h) in enumerate(sizes):
+            label = f"{w}x{h}@{dpr}{' after resize' if n else ''}"
             if n:
                 page.set_viewport_size({"width": w, "height": h})  # resizing the window redraws every canvas
-            check_canvases(page, geo, hu, f"{w}x{h}@{dpr}{' after resize' if n else ''}")
+            check_canvases(page, geo, hu, label)
             shot(page, f"viewer-{w}x{h}-dpr{dpr}")
+            # at this size too, an L box drawn between known millimetres (axial, then its z-range on the coronal
+            # view) is stored there
+            page.keyboard.press("l")
+            for plane, (a, b) in (("axial", ((15.0 + n, -215.0), (62.0, -160.0 - n))),
+                                  ("coronal", ((15.0 + n, 140.0 + n), (62.0, 205.0)))):
+                before = page.evaluate("window.viewer.store.boxes.L.version")
+                page.keyboard.press("d")
+                drag(page, plane, geo.screen_of(plane, geo.on_slice(plane, *a)),
+                     geo.screen_of(plane, geo.on_slice(plane, *b)))
+                page.wait_for_function(f"window.viewer.store.boxes.L.version > {before}")
+                wait_saved(page)
+                box = api_box(page, live_server, series, "L")
+                _, col_l, row_l, _ = PLANES[plane]
+                got = [box["lps_min"][col_l], box["lps_max"][col_l], box["lps_min"][row_l], box["lps_max"][row_l]]
+                want = [min(a[0], b[0]), max(a[0], b[0]), min(a[1], b[1]), max(a[1], b[1])]
+                assert got == pytest.approx(want, abs=0.75), (label, plane, got, want)  # voxels are 3 mm here
         context.close()
 
 
