@@ -1,7 +1,9 @@
 """Jobs of the study store, thin wrappers around ``annotations.services``:
 
 1. ``import`` (cpu): a folder or an uploaded zip into a dataset (``services.importer``); it queues
-2. ``propose_crops`` (cpu) for the scans it brought in (``services.proposals``), unless asked not to.
+2. ``prepare_viewer`` (cpu) for the scans it brought in: the viewer's slabs (``services.volume_cache``), so a
+   scan never opened before shows its first image at once, and
+3. ``propose_crops`` (cpu) for the same scans (``services.proposals``), unless asked not to.
 
 The 2.5D images, training, evaluation and verdicts that follow are ``inference.tasks``.
 """
@@ -15,10 +17,11 @@ from django.conf import settings
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import Progress, enqueue, job_task
 
-from .models import Dataset, ImportReport
+from .models import Dataset, ImportReport, Volume
 from .services.importer import import_path
 from .services.proposals import propose_series, scans_of
 from .services.uploads import extract_zip, upload_dir
+from .services.volume_cache import prepare_viewer_data
 
 
 @job_task("import", queue="cpu")
@@ -36,6 +39,8 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
                 user=job.created_by, report=report)
     imported = sorted(set(report.items.filter(status="imported", series__is_scan=True)
                           .values_list("series_id", flat=True)))
+    if imported:
+        start_viewer_preparation(imported, user=job.created_by)
     if imported and propose and settings.ADRENAL_AUTO_PROPOSE:
         start_proposals(series_ids=imported, user=job.created_by)  # every imported scan gets boxes
     if zip_path:  # imported: the volumes are stored, the upload and its extraction are not needed any more
@@ -51,6 +56,28 @@ def propose_crops(job: Job, dataset_id: int | None = None, series_ids: list[int]
     if dataset_id is None and not series_ids:
         raise ValueError("give a dataset_id or series_ids")
     return propose_series(scans_of(dataset_id, series_ids), masks=masks, progress=Progress(job))
+
+
+@job_task("prepare_viewer", queue="cpu")
+def prepare_viewer(job: Job, series_ids: list[int]) -> dict:
+    """Write the viewer's slabs of each scan's volume (prepared ones are skipped; a failed one is reported and
+    the others go on)."""
+    progress = Progress(job)
+    volumes = list(Volume.objects.filter(series_id__in=series_ids).order_by("series_id"))
+    done, failed = [], []
+    for n, volume in enumerate(volumes):
+        try:
+            prepare_viewer_data(volume)
+            done.append(volume.series_id)
+        except (OSError, ValueError) as exc:
+            failed.append({"series": volume.series_id, "error": str(exc)[:300]})
+        progress(100 * (n + 1) / len(volumes), f"viewer data of {n + 1}/{len(volumes)} scans")
+    return {"prepared": done, "failed": failed}
+
+
+def start_viewer_preparation(series_ids: list[int], *, user=None, send: bool = True) -> Job:
+    """Queue the viewer's data preparation for these scans (after commit)."""
+    return enqueue(prepare_viewer, params={"series_ids": sorted(series_ids)}, user=user, send=send)
 
 
 def start_import(dataset: Dataset, path: str = "", *, labels_csv: str | None = None, zip_path: str | None = None,

@@ -1,11 +1,11 @@
-"""API of the worklist and the browser CT viewer: worklist rows, compact volume data, boxes with versions.
+"""API of the worklist and the browser CT viewer: worklist rows, the volume in slabs, boxes with versions.
 
-Boxes are written only through ``annotations.services.boxes.save_box``; a stale ``version`` answers 409 with the
-current box so the page can offer to reload.
+Boxes are written only through ``annotations.services.boxes`` (``save_box`` and its undo/redo/restore); a stale
+``version`` answers 409 with the current box so the page can offer to reload; input that is not a box of this
+volume answers 400 naming the field (numbers only, min <= max, meeting the volume, sides <= the maximum).
 """
 from __future__ import annotations
 
-import numpy as np
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -17,10 +17,21 @@ from rest_framework.views import APIView
 
 from adrenal_site.roles import IsClinician
 
-from ..models import CropBox, CropBoxVersion, Dataset, Series
-from ..services.boxes import VersionConflict, save_box
-from ..services.volume_cache import ensure_volume_cache
-from ..services.worklist import next_unconfirmed, worklist_rows
+from ..models import CropBox, Dataset, Series
+from ..services.boxes import (
+    BoxInvalid,
+    VersionConflict,
+    box_history,
+    max_side_mm,
+    redo_box,
+    restore_box,
+    save_box,
+    steps,
+    undo_box,
+)
+from ..services.volume_cache import ensure_slab, ensure_volume_cache, slab_plan
+from ..services.worklist import next_unconfirmed, series_info, worklist_rows
+from .strict import StrictIntegerField, lps_point
 
 SIDES = ("R", "L")
 
@@ -31,13 +42,28 @@ BOX_OUT = inline_serializer("ViewerBox", {
     "voxel_max": serializers.ListField(child=serializers.IntegerField()),
     "status": serializers.CharField(), "source": serializers.CharField(), "version": serializers.IntegerField(),
     "updated_by": serializers.CharField(allow_null=True), "updated_at": serializers.DateTimeField(),
+    "undo_to": serializers.IntegerField(allow_null=True, help_text="the version undo would restore"),
+    "redo_to": serializers.IntegerField(allow_null=True, help_text="the version redo would restore"),
 })
-BOX_IN = inline_serializer("ViewerBoxEdit", {
-    "lps_min": _XYZ, "lps_max": _XYZ,
-    "version": serializers.IntegerField(help_text="the version you edited; 0 for a new box"),
-    "status": serializers.ChoiceField(choices=["proposed", "confirmed"], required=False),
-})
-VERSION_IN = inline_serializer("ViewerBoxVersion", {"version": serializers.IntegerField()})
+
+
+class BoxEdit(serializers.Serializer):
+    """A box edit: numbers only (no strings, booleans or fractions for the version)."""
+
+    lps_min = lps_point()
+    lps_max = lps_point()
+    version = StrictIntegerField(help_text="the version you edited; 0 for a new box")
+    status = serializers.ChoiceField(choices=CropBox.Status.values, required=False, default=CropBox.Status.PROPOSED)
+
+
+class VersionIn(serializers.Serializer):
+    version = StrictIntegerField(help_text="the version you are looking at (the current one)")
+
+
+class RestoreIn(VersionIn):
+    restore = StrictIntegerField(min_value=1, help_text="the version to bring back")
+
+
 CONFLICT = inline_serializer("ViewerBoxConflict", {"detail": serializers.CharField(), "current": BOX_OUT})
 
 
@@ -77,16 +103,34 @@ class NextUnconfirmed(APIView):
 # ---------------------------------------------------------------- volume data
 
 def volume_header(series: Series) -> dict:
+    """What the viewer needs to fetch and place the voxels: shape ``[k, j, i]``, spacing ``[i, j, k]`` mm, the
+    affine (voxel ``(i, j, k)`` -> LPS mm), the slab plan and URLs, and the series' overlay text."""
     v = series.volume
+    plan = slab_plan(v)
     return {
         "series_id": series.pk, "shape": v.shape, "spacing_mm": v.spacing_mm, "affine": v.affine,
         "dtype": "int16", "byte_order": "little", "order": "[k, j, i] C-order",
         "data_url": f"/api/series/{series.pk}/volume/data/",
+        "slabs": {"slices": plan["slices"], "count": plan["count"],
+                  "url": f"/api/series/{series.pk}/volume/slabs/{{n}}/?v={plan['stamp']}"},
+        "series": series_info(series),
     }
 
 
+def _no_volume() -> Response:
+    return Response({"detail": "This series has no volume yet."}, status=404)
+
+
+def _gzip_file(path, shape_header: str) -> FileResponse:
+    response = FileResponse(open(path, "rb"), content_type="application/octet-stream")
+    response["Content-Encoding"] = "gzip"
+    response["Cache-Control"] = "private, max-age=86400"
+    response["X-Volume-Shape"] = shape_header
+    return response
+
+
 class VolumeHeader(APIView):
-    """``GET``: shape ``[k, j, i]``, spacing, affine (voxel -> LPS mm) and where to fetch the voxels."""
+    """``GET``: shape ``[k, j, i]``, spacing, affine (voxel -> LPS mm), the slab plan and the overlay text."""
 
     permission_classes = [IsClinician]
 
@@ -94,12 +138,12 @@ class VolumeHeader(APIView):
     def get(self, request, pk: int):
         series = series_for(request.user, pk)
         if not hasattr(series, "volume"):
-            return Response({"detail": "This series has no volume yet."}, status=404)
+            return _no_volume()
         return Response(volume_header(series))
 
 
 class VolumeData(APIView):
-    """``GET``: the raw int16 voxels, served gzip-encoded from an on-disk cache (the browser inflates them)."""
+    """``GET``: the whole volume as raw int16 ``[k, j, i]``, served gzip-encoded from an on-disk cache."""
 
     permission_classes = [IsClinician]
 
@@ -107,12 +151,30 @@ class VolumeData(APIView):
     def get(self, request, pk: int):
         series = series_for(request.user, pk)
         if not hasattr(series, "volume"):
-            return Response({"detail": "This series has no volume yet."}, status=404)
-        path = ensure_volume_cache(series.volume)
-        response = FileResponse(open(path, "rb"), content_type="application/octet-stream")
-        response["Content-Encoding"] = "gzip"
-        response["Cache-Control"] = "private, max-age=86400"
-        response["X-Volume-Shape"] = ",".join(str(s) for s in series.volume.shape)
+            return _no_volume()
+        return _gzip_file(ensure_volume_cache(series.volume), ",".join(str(s) for s in series.volume.shape))
+
+
+class VolumeSlab(APIView):
+    """``GET``: slab ``n`` (slices ``n * slices`` up to ``(n + 1) * slices``, see the header's ``slabs``) as raw
+    int16 ``[slices, j, i]``, gzip-encoded, prepared at import (or now, the first time)."""
+
+    permission_classes = [IsClinician]
+
+    @extend_schema(responses={(200, 'application/octet-stream'): OpenApiTypes.BINARY})
+    def get(self, request, pk: int, n: int):
+        series = series_for(request.user, pk)
+        if not hasattr(series, "volume"):
+            return _no_volume()
+        volume = series.volume
+        try:
+            path = ensure_slab(volume, n)
+        except IndexError as exc:
+            raise NotFound(str(exc))
+        per = slab_plan(volume)["slices"]
+        k0, k1 = n * per, min((n + 1) * per, volume.shape[0])
+        response = _gzip_file(path, f"{k1 - k0},{volume.shape[1]},{volume.shape[2]}")
+        response["X-Slab-Slices"] = f"{k0},{k1}"
         return response
 
 
@@ -121,10 +183,12 @@ class VolumeData(APIView):
 def box_json(box: CropBox | None) -> dict | None:
     if box is None:
         return None
+    where = steps(box)
     return {
         "side": box.side, "lps_min": box.lps_min, "lps_max": box.lps_max, "voxel_min": box.voxel_min,
         "voxel_max": box.voxel_max, "status": box.status, "source": box.source, "version": box.version,
         "updated_by": box.updated_by.username if box.updated_by else None, "updated_at": box.updated_at.isoformat(),
+        "undo_to": where.undo, "redo_to": where.redo,
     }
 
 
@@ -132,7 +196,7 @@ def boxes_json(series: Series) -> dict:
     boxes = {b.side: b for b in series.boxes.select_related("updated_by")}
     series.refresh_from_db(fields=["box_status", "box_status_reason"])
     return {"series_id": series.pk, "box_status": series.box_status, "box_status_reason": series.box_status_reason,
-            "boxes": {s: box_json(boxes.get(s)) for s in SIDES}}
+            "max_side_mm": max_side_mm(), "boxes": {s: box_json(boxes.get(s)) for s in SIDES}}
 
 
 def _side(side: str) -> str:
@@ -141,31 +205,30 @@ def _side(side: str) -> str:
     return side
 
 
-def _conflict(exc: VersionConflict) -> Response:
-    box = exc.box
+def conflict_response(exc: VersionConflict, as_json) -> Response:
+    """409 with the record as it is now (``as_json`` renders it)."""
+    record = exc.record
     return Response(
-        {"detail": f"This box was changed by someone else (now version {box.version if box else 0}).",
-         "current": box_json(box)},
+        {"detail": f"This was changed by someone else (now version {record.version if record else 0}).",
+         "current": as_json(record)},
         status=status.HTTP_409_CONFLICT,
     )
 
 
-def _version(data) -> int:
-    try:
-        return int(data["version"])
-    except (KeyError, TypeError, ValueError):
-        raise ValidationError({"version": "the version you edited is required (0 for a new box)"})
+def _conflict(exc: VersionConflict) -> Response:
+    return conflict_response(exc, box_json)
 
 
-def _coords(data, key: str) -> list[float]:
-    value = data.get(key)
-    try:
-        out = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise ValidationError({key: "expected [x, y, z] in mm"})
-    if len(out) != 3 or not all(np.isfinite(out)):
-        raise ValidationError({key: "expected three finite numbers [x, y, z] in mm"})
-    return out
+def valid(serializer_class, request) -> dict:
+    """The request body validated by ``serializer_class`` (400 naming the field otherwise)."""
+    ser = serializer_class(data=request.data)
+    ser.is_valid(raise_exception=True)
+    return ser.validated_data
+
+
+def _needs_volume(series: Series) -> None:
+    if not hasattr(series, "volume"):
+        raise ValidationError({"detail": "This series has no volume yet."})
 
 
 class Boxes(APIView):
@@ -179,29 +242,28 @@ class Boxes(APIView):
 
 
 class BoxSide(APIView):
-    """``GET`` one side's box; ``PUT {lps_min, lps_max, version, status?}`` saves it (409 on a stale version)."""
+    """``GET`` one side's box; ``PUT {lps_min, lps_max, version, status?}`` saves it: 409 on a stale version; 400
+    naming the field for anything but numbers, min > max, a box that misses the volume or a side over the
+    maximum (``max_side_mm`` in the boxes' answer)."""
 
     permission_classes = [IsClinician]
 
-    @extend_schema(responses={200: BOX_OUT})
+    @extend_schema(responses={200: BOX_OUT}, operation_id="series_box_side_retrieve")
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         return Response(box_json(series.boxes.filter(side=_side(side)).first()))
 
-    @extend_schema(request=BOX_IN, responses={200: BOX_OUT, 409: CONFLICT})
+    @extend_schema(request=BoxEdit, responses={200: BOX_OUT, 400: OpenApiTypes.OBJECT, 409: CONFLICT})
     def put(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         side = _side(side)
-        version = _version(request.data)
-        lo, hi = _coords(request.data, "lps_min"), _coords(request.data, "lps_max")
-        box_status = request.data.get("status", CropBox.Status.PROPOSED)
-        if box_status not in CropBox.Status.values:
-            return Response({"status": f"must be one of {CropBox.Status.values}"}, status=400)
-        if not hasattr(series, "volume"):
-            return Response({"detail": "This series has no volume yet."}, status=400)
+        data = valid(BoxEdit, request)
+        _needs_volume(series)
         try:
-            box = save_box(series, side, lo, hi, status=box_status, source="ui", user=request.user,
-                           expected_version=version)
+            box = save_box(series, side, data["lps_min"], data["lps_max"], status=data["status"], source="ui",
+                           user=request.user, expected_version=data["version"])
+        except BoxInvalid as exc:
+            raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
             return _conflict(exc)
         return Response(box_json(box))
@@ -212,43 +274,75 @@ class BoxConfirm(APIView):
 
     permission_classes = [IsClinician]
 
-    @extend_schema(request=VERSION_IN, responses={200: BOX_OUT, 409: CONFLICT})
+    @extend_schema(request=VersionIn, responses={200: BOX_OUT, 409: CONFLICT})
     def post(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         box = get_object_or_404(CropBox, series=series, side=_side(side))
+        version = valid(VersionIn, request)["version"]
         try:
             box = save_box(series, side, box.lps_min, box.lps_max, status=CropBox.Status.CONFIRMED,
-                           source=box.source, user=request.user, expected_version=_version(request.data))
+                           source=box.source, user=request.user, expected_version=version)
+        except BoxInvalid as exc:
+            raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
             return _conflict(exc)
         return Response(box_json(box))
 
 
-class BoxUndo(APIView):
-    """``POST {version}``: restore the state before the current version, saved as a new version."""
+class _BoxStep(APIView):
+    permission_classes = [IsClinician]
+    step = staticmethod(undo_box)
+
+    @extend_schema(request=VersionIn, responses={200: BOX_OUT, 400: OpenApiTypes.OBJECT, 409: CONFLICT})
+    def post(self, request, pk: int, side: str):
+        series = series_for(request.user, pk)
+        get_object_or_404(CropBox, series=series, side=_side(side))
+        version = valid(VersionIn, request)["version"]
+        try:
+            box = self.step(series, side, user=request.user, expected_version=version)
+        except LookupError as exc:
+            return Response({"detail": str(exc)}, status=400)
+        except VersionConflict as exc:
+            return _conflict(exc)
+        return Response(box_json(box))
+
+
+class BoxUndo(_BoxStep):
+    """``POST {version}``: back to the state the current one was made from, saved as a new version (400 when
+    there is nothing to undo). Repeated undos walk back through every earlier state."""
+
+    step = staticmethod(undo_box)
+
+
+class BoxRedo(_BoxStep):
+    """``POST {version}``: forward to the newest edit made from the current state (after undos), saved as a new
+    version (400 when there is nothing to redo)."""
+
+    step = staticmethod(redo_box)
+
+
+class BoxRestore(APIView):
+    """``POST {version, restore}``: bring back the box as it was at version ``restore`` (a new version)."""
 
     permission_classes = [IsClinician]
 
-    @extend_schema(request=VERSION_IN, responses={200: BOX_OUT, 400: OpenApiTypes.OBJECT, 409: CONFLICT})
+    @extend_schema(request=RestoreIn, responses={200: BOX_OUT, 400: OpenApiTypes.OBJECT, 409: CONFLICT})
     def post(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
-        box = get_object_or_404(CropBox, series=series, side=_side(side))
-        version = _version(request.data)
-        if version != box.version:
-            return _conflict(VersionConflict(box))
-        previous = CropBoxVersion.objects.filter(box=box, version__lt=box.version).order_by("-version").first()
-        if previous is None:
-            return Response({"detail": "Nothing to undo: this is the box's first version."}, status=400)
+        get_object_or_404(CropBox, series=series, side=_side(side))
+        data = valid(RestoreIn, request)
         try:
-            box = save_box(series, side, previous.lps_min, previous.lps_max, status=previous.status,
-                           source=previous.source, user=request.user, expected_version=version)
+            box = restore_box(series, side, data["restore"], user=request.user, expected_version=data["version"])
+        except LookupError as exc:
+            raise ValidationError({"restore": [str(exc)]})
         except VersionConflict as exc:
             return _conflict(exc)
         return Response(box_json(box))
 
 
 class BoxHistory(APIView):
-    """``GET``: every saved version of one side's box, newest first."""
+    """``GET``: every saved version of one side's box, newest first, with who, when, how it was made (edit,
+    confirm, undo, redo, restore) and what changed in words."""
 
     permission_classes = [IsClinician]
 
@@ -256,9 +350,4 @@ class BoxHistory(APIView):
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         box = get_object_or_404(CropBox, series=series, side=_side(side))
-        return Response([
-            {"version": v.version, "lps_min": v.lps_min, "lps_max": v.lps_max, "status": v.status,
-             "source": v.source, "updated_by": v.updated_by.username if v.updated_by else None,
-             "updated_at": v.updated_at.isoformat()}
-            for v in box.versions.select_related("updated_by").order_by("-version")
-        ])
+        return Response(box_history(box))

@@ -42,7 +42,20 @@ class CropBox(models.Model):
 
 
 class CropBoxVersion(models.Model):
-    """Every saved state of a box, for history and undo."""
+    """Every saved state of a box, for history, undo and redo.
+
+    Undo and redo walk a tree of *states*: an edit (``action`` edit or confirm) makes a new state whose
+    ``parent_state`` is the state it was made from; undo, redo and restore make a version that copies an earlier
+    state (``state`` is that state's version, ``restored_from`` the version picked). Undo goes to the parent of the
+    current state, redo to the newest edit made from it (``annotations.services.boxes``).
+    """
+
+    class Action(models.TextChoices):
+        EDIT = "edit"
+        CONFIRM = "confirm"
+        UNDO = "undo"
+        REDO = "redo"
+        RESTORE = "restore"
 
     box = models.ForeignKey(CropBox, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
@@ -50,6 +63,13 @@ class CropBoxVersion(models.Model):
     lps_max = models.JSONField()
     status = models.CharField(max_length=16)
     source = models.CharField(max_length=32)
+    action = models.CharField(max_length=16, choices=Action.choices, default=Action.EDIT)
+    state = models.PositiveIntegerField(null=True, blank=True,
+                                        help_text="the edit version whose box this version holds (itself for edits)")
+    parent_state = models.PositiveIntegerField(null=True, blank=True,
+                                               help_text="for edits: the state the edit was made from")
+    restored_from = models.PositiveIntegerField(null=True, blank=True,
+                                                help_text="for undo, redo and restore: the version copied")
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -1,30 +1,84 @@
-"""Saving crop boxes: millimetres in, voxel indices derived, versions checked and kept.
+"""Saving crop boxes: millimetres in, checked against the volume, voxel indices derived, versions kept.
 
-The one way to write a box. ``expected_version`` is the version the editor started from; a
-mismatch raises ``VersionConflict`` (the API answers 409) so no concurrent update is lost.
+The one way to write a box. ``expected_version`` is the version the editor started from; a mismatch raises
+``VersionConflict`` (the API answers 409) so no concurrent update is lost. A box that is not a box of this
+volume (min > max, not meeting the volume, a side longer than ``max_side_mm()``) raises ``BoxInvalid`` naming
+the field (the API answers 400; a crop-table row is reported as failed).
+
+History: every save is a ``CropBoxVersion``. Edits and confirmations make new *states*; ``undo_box`` restores
+the state an edit was made from, ``redo_box`` the newest edit made from the current state, ``restore_box`` any
+version, each saved as a new version (nothing is ever deleted), so undo and redo walk the whole history.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from inference.ml.geometry import Box, box_to_voxels
+from inference.ml.geometry import Box, box_to_voxels, volume_extent
 
 from ..models import CropBox, CropBoxVersion, Series
 from ..signals import boxes_changed
 
+MAX_BOX_SIDE_MM = 200.0  # default for ``settings.ADRENAL_MAX_BOX_SIDE_MM``; glands with lesions fit well inside
+AXES = "xyz"
+
 
 class VersionConflict(Exception):
-    def __init__(self, box: CropBox):
-        super().__init__(f"box {box.series_id}/{box.side} is at version {box.version}")
-        self.box = box
+    """The record (a box or a side's findings) is no longer at the version the editor started from."""
+
+    def __init__(self, record):
+        where = f"{record.series_id}/{record.side} is at version {record.version}" if record else "absent"
+        super().__init__(f"{type(record).__name__ if record else 'record'} {where}")
+        self.record = record
+        self.box = record  # the name the box API has always used
 
 
-def _affine(series: Series):
-    return np.asarray(series.volume.affine, float), series.volume.shape
+class BoxInvalid(ValueError):
+    """A box that cannot be stored; ``field`` names the offending input (``lps_min``, ``lps_max``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def max_side_mm() -> float:
+    """The longest side a box may have, mm (``settings.ADRENAL_MAX_BOX_SIDE_MM``, default 200)."""
+    return float(getattr(settings, "ADRENAL_MAX_BOX_SIDE_MM", MAX_BOX_SIDE_MM))
+
+
+def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]) -> Box:
+    """The box ``[x, y, z]`` mm (LPS) if it can be a box of ``series``' volume, else ``BoxInvalid``.
+
+    Checks: three finite numbers each; min <= max on every axis; every side <= ``max_side_mm()``; the box meets
+    the volume (its voxel cells, i.e. the voxel centres' extent widened by half a voxel)."""
+    lo, hi = [], []
+    for name, values, out in (("lps_min", lps_min, lo), ("lps_max", lps_max, hi)):
+        try:
+            out.extend(float(v) for v in values)
+        except (TypeError, ValueError):
+            raise BoxInvalid(name, "expected [x, y, z] in mm") from None
+        if len(out) != 3 or not all(np.isfinite(out)):
+            raise BoxInvalid(name, "expected three finite numbers [x, y, z] in mm")
+    for a in range(3):
+        if lo[a] > hi[a]:
+            raise BoxInvalid("lps_max", f"{AXES[a]} max {hi[a]:g} is below {AXES[a]} min {lo[a]:g}")
+    limit = max_side_mm()
+    for a in range(3):
+        if hi[a] - lo[a] > limit:
+            raise BoxInvalid("lps_max", f"the {AXES[a]} side is {hi[a] - lo[a]:.1f} mm; sides are at most {limit:g} mm")
+    affine = np.asarray(series.volume.affine, float)
+    extent = volume_extent(affine, series.volume.shape).expanded(np.abs(affine[:3, :3]) @ np.full(3, 0.5))
+    for a in range(3):
+        if hi[a] < extent.lps_min[a] or lo[a] > extent.lps_max[a]:
+            raise BoxInvalid("lps_min", f"the box does not meet the volume: its {AXES[a]} range {lo[a]:g}..{hi[a]:g} mm "
+                                        f"is outside the volume's {extent.lps_min[a]:.1f}..{extent.lps_max[a]:.1f} mm")
+    return Box(tuple(lo), tuple(hi))
 
 
 def save_box(
@@ -37,16 +91,20 @@ def save_box(
     source: str = "ui",
     user=None,
     expected_version: int | None = None,
+    action: str | None = None,
+    restored_from: int | None = None,
 ) -> CropBox:
     """Create or update the box of ``side`` on ``series`` and record the new version.
 
-    ``expected_version`` None skips the check (jobs writing proposals); 0 means "I expect no box yet".
-    A proposal never overwrites a confirmed box.
-    """
+    ``lps_min``/``lps_max``: ``[x, y, z]`` mm, LPS (checked by ``check_box``: ``BoxInvalid``). ``expected_version``
+    None skips the check (jobs writing proposals); 0 means "I expect no box yet"; a mismatch raises
+    ``VersionConflict``. A proposal never overwrites a confirmed box. ``action`` (default ``confirm`` when the status
+    becomes confirmed, else ``edit``) and ``restored_from`` (undo, redo, restore: the version copied) are recorded
+    on the version for the history."""
     if side not in CropBox.Side.values:
         raise ValueError(f"side must be R or L, not {side!r}")
-    box_mm = Box(tuple(lps_min), tuple(lps_max))
-    affine, shape = _affine(series)
+    box_mm = check_box(series, lps_min, lps_max)
+    affine, shape = np.asarray(series.volume.affine, float), series.volume.shape
     vox_min, vox_max = box_to_voxels(affine, shape, box_mm)
     with transaction.atomic():
         box = CropBox.objects.select_for_update().filter(series=series, side=side).first()
@@ -57,18 +115,142 @@ def save_box(
             box = CropBox(series=series, side=side, version=0)
         elif expected_version is None and box.status == CropBox.Status.CONFIRMED and status == CropBox.Status.PROPOSED:
             return box
+        current_state = _state_of(box) if box.pk else None
+        was_confirmed = box.pk is not None and box.status == CropBox.Status.CONFIRMED
         box.lps_min, box.lps_max = list(box_mm.lps_min), list(box_mm.lps_max)
         box.voxel_min, box.voxel_max = vox_min, vox_max
         box.status, box.source, box.updated_by, box.updated_at = status, source, user, timezone.now()
         box.version += 1
         box.save()
+        if restored_from is not None:
+            copied = CropBoxVersion.objects.get(box=box, version=restored_from)
+            state, parent = copied.state or copied.version, None
+            action = action or CropBoxVersion.Action.RESTORE
+        else:
+            state, parent = box.version, current_state
+            if action is None:
+                action = (CropBoxVersion.Action.CONFIRM if status == CropBox.Status.CONFIRMED and not was_confirmed
+                          else CropBoxVersion.Action.EDIT)
         CropBoxVersion.objects.create(
             box=box, version=box.version, lps_min=box.lps_min, lps_max=box.lps_max, status=box.status,
-            source=box.source, updated_by=user, updated_at=box.updated_at,
+            source=box.source, updated_by=user, updated_at=box.updated_at, action=action, state=state,
+            parent_state=parent, restored_from=restored_from,
         )
         refresh_box_status(series)
     boxes_changed.send(sender=CropBox, series=series, box=box)
     return box
+
+
+def _state_of(box: CropBox) -> int | None:
+    row = CropBoxVersion.objects.filter(box=box, version=box.version).values_list("state", flat=True).first()
+    return row or box.version
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Where undo and redo would go from a box's current version: the version to copy, or None."""
+
+    undo: int | None
+    redo: int | None
+
+
+def steps(box: CropBox | None) -> Steps:
+    """The versions undo and redo would restore (None when there is nothing to undo or redo)."""
+    if box is None:
+        return Steps(None, None)
+    rows = list(CropBoxVersion.objects.filter(box=box).values("version", "state", "parent_state", "action"))
+    by_version = {r["version"]: r for r in rows}
+    cur = by_version.get(box.version)
+    if cur is None:
+        return Steps(None, None)
+    state = cur["state"] or cur["version"]
+    edit = by_version.get(state, cur)
+    undo = edit["parent_state"]
+    children = [r["version"] for r in rows if r["parent_state"] == state and (r["state"] or r["version"]) == r["version"]]
+    return Steps(undo if undo in by_version else None, max(children) if children else None)
+
+
+def restore_box(series: Series, side: str, version: int, *, user=None, expected_version: int,
+                action: str = CropBoxVersion.Action.RESTORE) -> CropBox:
+    """Save the box as it was at ``version`` (its coordinates, status and source) as a new version.
+    ``LookupError`` when the box or that version does not exist; ``VersionConflict`` as ``save_box``."""
+    box = CropBox.objects.filter(series=series, side=side).first()
+    old = CropBoxVersion.objects.filter(box=box, version=version).first() if box else None
+    if old is None:
+        raise LookupError(f"the {side} box has no version {version}")
+    return save_box(series, side, old.lps_min, old.lps_max, status=old.status, source=old.source, user=user,
+                    expected_version=expected_version, action=action, restored_from=version)
+
+
+def undo_box(series: Series, side: str, *, user=None, expected_version: int) -> CropBox:
+    """Go back to the state the current one was made from. ``LookupError`` when there is nothing to undo."""
+    box = CropBox.objects.filter(series=series, side=side).first()
+    if box is not None and box.version != expected_version:
+        raise VersionConflict(box)
+    target = steps(box).undo
+    if target is None:
+        raise LookupError("Nothing to undo: this is the box's first state.")
+    return restore_box(series, side, target, user=user, expected_version=expected_version,
+                       action=CropBoxVersion.Action.UNDO)
+
+
+def redo_box(series: Series, side: str, *, user=None, expected_version: int) -> CropBox:
+    """Go forward to the newest edit made from the current state. ``LookupError`` when there is nothing to redo."""
+    box = CropBox.objects.filter(series=series, side=side).first()
+    if box is not None and box.version != expected_version:
+        raise VersionConflict(box)
+    target = steps(box).redo
+    if target is None:
+        raise LookupError("Nothing to redo.")
+    return restore_box(series, side, target, user=user, expected_version=expected_version,
+                       action=CropBoxVersion.Action.REDO)
+
+
+FACES = {("x", "min"): "right", ("x", "max"): "left", ("y", "min"): "anterior", ("y", "max"): "posterior",
+         ("z", "min"): "inferior", ("z", "max"): "superior"}
+TOWARDS = {"x": ("R", "L"), "y": ("A", "P"), "z": ("I", "S")}  # direction of a decrease, of an increase
+
+
+def describe_change(before: dict | None, after: dict) -> str:
+    """What changed from one version to the next, in words a reader uses: ``"moved L 3.0 mm; superior face
+    S 6.0 mm"``, ``"proposed → confirmed"``, ``"created (landmarks)"``. ``before``/``after``: dicts with
+    ``lps_min``, ``lps_max``, ``status``, ``source``, ``action``, ``restored_from``."""
+    parts = []
+    if after.get("action") in ("undo", "redo", "restore"):
+        parts.append(f"{after['action']} → v{after['restored_from']}")
+    if before is None:
+        parts.append(f"created ({after['source']})")
+        return "; ".join(parts)
+    for a, axis in enumerate(AXES):
+        d_lo = after["lps_min"][a] - before["lps_min"][a]
+        d_hi = after["lps_max"][a] - before["lps_max"][a]
+        if abs(d_lo) < 0.05 and abs(d_hi) < 0.05:
+            continue
+        if abs(d_lo - d_hi) < 0.05:
+            parts.append(f"moved {TOWARDS[axis][d_lo > 0]} {abs(d_lo):.1f} mm")
+            continue
+        for d, end in ((d_lo, "min"), (d_hi, "max")):
+            if abs(d) >= 0.05:
+                parts.append(f"{FACES[axis, end]} face {TOWARDS[axis][d > 0]} {abs(d):.1f} mm")
+    if before["status"] != after["status"]:
+        parts.append(f"{before['status']} → {after['status']}")
+    return "; ".join(parts) or "no change"
+
+
+def box_history(box: CropBox) -> list[dict]:
+    """Every version of ``box``, newest first: version, coordinates (mm), status, source, action, state, who,
+    when and ``change`` (``describe_change`` against the version before it)."""
+    rows = list(box.versions.select_related("updated_by").order_by("version"))
+    out, before = [], None
+    for v in rows:
+        item = {"version": v.version, "lps_min": v.lps_min, "lps_max": v.lps_max, "status": v.status,
+                "source": v.source, "action": v.action, "state": v.state or v.version,
+                "restored_from": v.restored_from, "updated_by": v.updated_by.username if v.updated_by else None,
+                "updated_at": v.updated_at.isoformat()}
+        item["change"] = describe_change(before, item)
+        out.append(item)
+        before = item
+    return out[::-1]
 
 
 def refresh_box_status(series: Series) -> None:

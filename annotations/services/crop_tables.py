@@ -18,6 +18,10 @@ crop_y_max, crop_z_min, crop_z_max``. Its convention, as this module reads and w
 In millimetres a crop is the LPS box spanned by the centres of its voxels (``geometry.voxels_to_box``), and
 a box exports as the voxels whose centres lie inside it (``geometry.box_to_voxels``), so import then export
 gives the same numbers back. Imported rows become confirmed boxes (source ``csv``) unless told otherwise.
+
+The mm exports carry each side's findings beside its box (``FINDING_COLUMNS``: gland seen / not_visualised /
+absent, the lesion marker's centre in LPS mm and diameter, the comment, and their version, who and when); a
+side with findings but no box is a row of its own. The original table has no place for them.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ import numpy as np
 
 from inference.ml.geometry import Box, box_to_voxels, voxels_to_box
 
-from ..models import CropBox, Series
+from ..models import CropBox, Series, SideFinding
 from .boxes import save_box
 
 ORIGINAL_COLUMNS = ["filename_nii", "adrenal_LR", "crop_x_min", "crop_x_max", "crop_y_min", "crop_y_max",
@@ -39,6 +43,9 @@ ORIGINAL_COLUMNS = ["filename_nii", "adrenal_LR", "crop_x_min", "crop_x_max", "c
 MM_COLUMNS = ["dataset", "patient", "study_uid", "series_id", "series_uid", "filename_nii", "side", "status",
               "reason", "source", "version", "x_min_mm", "y_min_mm", "z_min_mm", "x_max_mm", "y_max_mm", "z_max_mm",
               "i_min", "j_min", "k_min", "i_max", "j_max", "k_max", "updated_by", "updated_at"]
+FINDING_COLUMNS = ["gland", "lesion_x_mm", "lesion_y_mm", "lesion_z_mm", "lesion_diameter_mm", "comment",
+                   "findings_version", "findings_updated_by", "findings_updated_at"]
+MM_COLUMNS = MM_COLUMNS + FINDING_COLUMNS
 SIDES = {"r": "R", "right": "R", "l": "L", "left": "L"}
 
 
@@ -159,36 +166,71 @@ def original_rows(series_qs) -> list[dict]:
     return rows
 
 
+def _findings(series_qs) -> dict[tuple[int, str], SideFinding]:
+    return {(f.series_id, f.side): f for f in
+            SideFinding.objects.filter(series__in=series_qs).select_related("updated_by")}
+
+
+def finding_columns(f: SideFinding | None) -> dict:
+    """A side's findings as ``FINDING_COLUMNS`` (empty strings when none were recorded)."""
+    if f is None:
+        return dict.fromkeys(FINDING_COLUMNS, "")
+    centre = f.lesion_centre_lps or ["", "", ""]
+    return {"gland": f.gland, **{f"lesion_{a}_mm": v for a, v in zip("xyz", centre)},
+            "lesion_diameter_mm": "" if f.lesion_diameter_mm is None else f.lesion_diameter_mm,
+            "comment": f.comment, "findings_version": f.version,
+            "findings_updated_by": f.updated_by.username if f.updated_by else "",
+            "findings_updated_at": f.updated_at.isoformat()}
+
+
+def _series_columns(s: Series) -> dict:
+    return {"dataset": s.study.patient.dataset.name, "patient": s.study.patient.pseudo_id,
+            "study_uid": s.study.study_uid, "series_id": s.pk, "series_uid": s.series_uid,
+            "filename_nii": filename_of(s)}
+
+
 def mm_rows(series_qs) -> list[dict]:
-    """Every box in LPS mm with its voxel range and status; series marked "not covered" as a row without side."""
+    """Every box in LPS mm with its voxel range and status, and its side's findings; sides with findings but no
+    box; series marked "not covered" as a row without side."""
     rows = []
+    findings = _findings(series_qs)
     for b in _boxes(series_qs):
         s = b.series
         rows.append({
-            "dataset": s.study.patient.dataset.name, "patient": s.study.patient.pseudo_id, "study_uid": s.study.study_uid,
-            "series_id": s.pk, "series_uid": s.series_uid, "filename_nii": filename_of(s), "side": b.side,
+            **_series_columns(s), "side": b.side,
             "status": b.status, "reason": "", "source": b.source, "version": b.version,
             **{f"{a}_min_mm": v for a, v in zip("xyz", b.lps_min)}, **{f"{a}_max_mm": v for a, v in zip("xyz", b.lps_max)},
             **{f"{a}_min": v for a, v in zip("ijk", b.voxel_min)}, **{f"{a}_max": v for a, v in zip("ijk", b.voxel_max)},
             "updated_by": b.updated_by.username if b.updated_by else "", "updated_at": b.updated_at.isoformat(),
+            **finding_columns(findings.pop((s.pk, b.side), None)),
         })
+    if findings:
+        by_id = {s.pk: s for s in series_qs.filter(pk__in={k[0] for k in findings})
+                 .select_related("study__patient__dataset").prefetch_related("instances")}
+        for (series_id, side), f in sorted(findings.items()):
+            rows.append({c: "" for c in MM_COLUMNS} | _series_columns(by_id[series_id]) | {"side": side}
+                        | finding_columns(f))
     for s in series_qs.filter(box_status=Series.BoxStatus.NOT_COVERED).select_related("study__patient__dataset") \
             .prefetch_related("instances"):
-        rows.append({c: "" for c in MM_COLUMNS} | {
-            "dataset": s.study.patient.dataset.name, "patient": s.study.patient.pseudo_id,
-            "study_uid": s.study.study_uid, "series_id": s.pk, "series_uid": s.series_uid,
-            "filename_nii": filename_of(s), "status": s.box_status, "reason": s.box_status_reason})
+        rows.append({c: "" for c in MM_COLUMNS} | _series_columns(s) | {
+            "status": s.box_status, "reason": s.box_status_reason})
     return rows
 
 
 def mm_json(series_qs) -> dict:
-    """``{"series": [{"id", "series_uid", "status", "reason", "boxes": {"R": {...}, "L": {...}}}]}`` in mm."""
+    """``{"series": [{"id", "series_uid", "status", "reason", "boxes": {"R": {...}, "L": {...}},
+    "findings": {"R": {...}, ...}}]}`` in mm (sides without boxes or findings left out)."""
     out = []
+    findings = _findings(series_qs)
     for s in series_qs.order_by("id").prefetch_related("boxes"):
         out.append({"id": s.pk, "series_uid": s.series_uid, "status": s.box_status, "reason": s.box_status_reason,
                     "boxes": {b.side: {"lps_min": b.lps_min, "lps_max": b.lps_max, "voxel_min": b.voxel_min,
                                        "voxel_max": b.voxel_max, "status": b.status, "source": b.source,
-                                       "version": b.version} for b in s.boxes.all()}})
+                                       "version": b.version} for b in s.boxes.all()},
+                    "findings": {side: {"gland": f.gland, "lesion_centre_lps": f.lesion_centre_lps,
+                                        "lesion_diameter_mm": f.lesion_diameter_mm, "comment": f.comment,
+                                        "version": f.version}
+                                 for (sid, side), f in sorted(findings.items()) if sid == s.pk}})
     return {"series": out}
 
 

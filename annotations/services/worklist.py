@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db.models import Prefetch
 
-from ..models import Dataset, Label, Series
+from ..models import Dataset, Gland, Label, Series
 from . import verdicts
 
 FILTERS = ("status", "verdict", "label", "q")
@@ -20,7 +20,8 @@ def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
     qs = (
         Series.objects.filter(study__patient__dataset=dataset, is_scan=True)
         .select_related("study__patient")
-        .prefetch_related(Prefetch("labels", queryset=current, to_attr="current_labels"),
+        .prefetch_related("findings",
+                          Prefetch("labels", queryset=current, to_attr="current_labels"),
                           Prefetch("study__patient__labels", queryset=current.filter(series__isnull=True),
                                    to_attr="current_labels"))
         .order_by("study__patient__pseudo_id", "study_id", "series_number", "id")
@@ -36,6 +37,7 @@ def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
             "series_uid": s.series_uid, "label": label, "box_status": s.box_status,
             "box_status_display": s.get_box_status_display(), "box_status_reason": s.box_status_reason,
             "verdict": s.verdict, "probability": s.probability, "url": f"/series/{s.pk}/",
+            "findings": findings_summary(s.findings.all()),
         }
         counts["total"] += 1
         counts[s.box_status] += 1
@@ -44,6 +46,22 @@ def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
     next_id = next((r["id"] for r in rows if r["box_status"] in ("none", "proposed")), None)
     return {"dataset": {"id": dataset.pk, "name": dataset.name}, "counts": counts, "filters": filters,
             "rows": rows, "next_unconfirmed": next_id}
+
+
+def findings_summary(findings) -> str:
+    """Side findings in a few words for a worklist row: ``"R lesion 18 mm; L gland absent"`` ('' when none)."""
+    parts = []
+    for f in sorted(findings, key=lambda f: f.side):
+        words = []
+        if f.gland != Gland.SEEN:
+            words.append(Gland(f.gland).label.split(" (")[0])
+        if f.lesion_diameter_mm:
+            words.append(f"lesion {f.lesion_diameter_mm:.0f} mm")
+        if f.comment:
+            words.append("comment")
+        if words:
+            parts.append(f"{f.side} {', '.join(words)}")
+    return "; ".join(parts)
 
 
 def _matches(row: dict, f: dict) -> bool:
@@ -66,3 +84,18 @@ def next_unconfirmed(series: Series) -> tuple[dict | None, int]:
     start = ids.index(series.pk) + 1 if series.pk in ids else 0
     todo = [r for r in rows[start:] + rows[:start] if r["box_status"] in ("none", "proposed") and r["id"] != series.pk]
     return (todo[0] if todo else None), len(todo)
+
+
+def series_info(series: Series) -> dict:
+    """What the viewer's corner overlay shows of a scan (text from DICOM headers: pages write it as text):
+    pseudonymous patient id, study date, series description and number, slice thickness and spacing (mm),
+    reconstruction kernel, manufacturer and model, kVp, contrast."""
+    study = series.study
+    return {
+        "patient": study.patient.pseudo_id, "study_date": study.study_date.isoformat() if study.study_date else None,
+        "study_description": study.description, "series_description": series.series_description,
+        "series_number": series.series_number, "slice_thickness_mm": series.slice_thickness_mm,
+        "slice_spacing_mm": series.slice_spacing_mm, "kernel": series.convolution_kernel,
+        "manufacturer": " ".join(p for p in (series.manufacturer, series.model_name) if p),
+        "kvp": series.kvp, "contrast": series.contrast_agent, "modality": series.modality,
+    }

@@ -4,9 +4,14 @@ from django.shortcuts import get_object_or_404, render
 from adrenal_site.roles import CLINICIAN, role_required
 
 from ..api.viewer import boxes_json, series_for, volume_header
-from ..models import Dataset, Series
+from ..models import Dataset, Gland, Series
 from ..services import verdicts
+from ..services.findings import MAX_COMMENT_CHARS, findings_of
 from ..services.worklist import FILTERS, worklist_rows
+
+VIEWER_MODULES = [f"frontend/js/{m}.js" for m in (
+    "viewer/main", "viewer/boxes", "viewer/findings", "viewer/geometry", "viewer/overlays", "viewer/panel",
+    "viewer/strip", "viewer/view", "viewer/volume", "http", "charts")]
 
 
 @role_required(CLINICIAN)
@@ -23,7 +28,8 @@ def worklist(request, pk: int):
 
 @role_required(CLINICIAN)
 def viewer(request, pk: int):
-    """The CT viewer: axial, coronal and sagittal views, both crop boxes, the latest verdict."""
+    """The CT viewer: axial, coronal and sagittal views, both crop boxes, per-side findings, the latest verdict.
+    Everything the page shows from users or DICOM headers travels in the JSON config and is written as text."""
     series = series_for(request.user, pk)
     prediction = verdicts.latest(series)
     config = {
@@ -31,15 +37,21 @@ def viewer(request, pk: int):
         "dataset_id": series.dataset.pk,
         "volume": volume_header(series) if hasattr(series, "volume") else None,
         "boxes": boxes_json(series),
+        "findings": findings_of(series),
+        "glands": [[value, label] for value, label in Gland.choices],
+        "max_comment_chars": MAX_COMMENT_CHARS,
         "z_mm": _float(request.GET.get("z_mm")),
         "prediction": prediction,
+        "user": request.user.username,
     }
-    return render(request, "annotations/viewer.html", {"series": series, "config": config,
-                                                       "prediction": prediction})
+    return render(request, "annotations/viewer.html", {"series": series, "config": config, "prediction": prediction,
+                                                       "sides": [("R", "patient right"), ("L", "patient left")],
+                                                       "modules": VIEWER_MODULES})
 
 
 def _float(value):
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is not None and abs(number) < 1e6 else None

@@ -1,5 +1,7 @@
-"""The viewer's API: compact volume data, boxes with versions (409 on stale edits), confirm, undo, history,
-worklist rows with filters and counts, next unconfirmed scan, and who may see what."""
+"""The viewer's API: the volume whole and in slabs (prepared at import), boxes with versions (409 on stale
+edits), box input checked (400 naming the field, never a 500), confirm, undo/redo through the whole history,
+restore, per-side findings with versions and their export, worklist rows with filters and counts, next
+unconfirmed scan, and who may see what."""
 from __future__ import annotations
 
 import gzip
@@ -62,7 +64,7 @@ def test_box_versions_conflicts_confirm_undo_history(ct_series, users, client):
     exp = box_to_voxels(np.asarray(series.volume.affine), series.volume.shape, Box(tuple(lo), tuple(hi)))
     assert [box["voxel_min"], box["voxel_max"]] == [exp[0], exp[1]]
     # a stale version (another editor started from 0) is refused with the current box
-    resp = put(client, series, "R", [0, 0, 0], [1, 1, 1], 0)
+    resp = put(client, series, "R", [-50, -190, 160], [-20, -160, 190], 0)
     assert resp.status_code == 409 and resp.json()["current"]["version"] == 1
     assert resp.json()["current"]["lps_min"] == lo
     # bad input names the problem
@@ -85,9 +87,13 @@ def test_box_versions_conflicts_confirm_undo_history(ct_series, users, client):
     history = client.get(f"/api/series/{series.pk}/boxes/R/history/").json()
     assert [h["version"] for h in history] == [4, 3, 2, 1]
     assert [h["status"] for h in history] == ["confirmed", "proposed", "proposed", "proposed"]
-    # nothing to undo before the first version
-    assert post(client, f"/api/series/{series.pk}/boxes/L/undo/", 2).status_code == 200
-    assert post(client, f"/api/series/{series.pk}/boxes/L/undo/", 3).status_code == 200
+    assert [h["action"] for h in history] == ["confirm", "undo", "edit", "edit"]
+    assert history[0]["change"] == "proposed → confirmed" and history[3]["change"] == "created (ui)"
+    assert history[2]["change"] == "right face R 10.0 mm" and history[1]["change"] == "undo → v1; right face L 10.0 mm"
+    # undo of the confirmation, then nothing before the first version
+    assert post(client, f"/api/series/{series.pk}/boxes/L/undo/", 2).json()["status"] == "proposed"
+    resp = post(client, f"/api/series/{series.pk}/boxes/L/undo/", 3)
+    assert resp.status_code == 400 and "Nothing to undo" in resp.json()["detail"]
 
 
 def test_worklist_rows_filters_counts_and_next_unconfirmed(ct_series, users, client):
@@ -145,3 +151,213 @@ def test_who_may_see_what(ct_series, users, client):
     assert put(client, series, "R", [0, 0, 0], [1, 1, 1], 0).status_code == 404
     client.force_login(users["admin"])  # admins see every dataset
     assert client.get(f"/series/{series.pk}/").status_code == 200
+
+
+def test_undo_and_redo_walk_the_whole_history_and_any_version_can_be_restored(ct_series, users, client):
+    series = ct_series(members=[users["clinician"]])
+    client.force_login(users["clinician"])
+    states = [([-60.0 - 2 * n, -200.0, 150.0], [-10.0, -150.0, 200.0 + n]) for n in range(5)]
+    for n, (lo, hi) in enumerate(states):
+        assert put(client, series, "R", lo, hi, n).json()["version"] == n + 1
+    url = f"/api/series/{series.pk}/boxes/R/"
+    box = client.get(url).json()
+    assert (box["undo_to"], box["redo_to"]) == (4, None)
+    version = 5
+    for back in (3, 2, 1, 0):  # undo four times: states 4, 3, 2, 1
+        box = post(client, url + "undo/", version).json()
+        version += 1
+        assert box["version"] == version and [box["lps_min"], box["lps_max"]] == list(states[back])
+    assert post(client, url + "undo/", version).status_code == 400  # before the first state
+    for forward in (1, 2, 3, 4):  # redo four times: back to state 5
+        box = post(client, url + "redo/", version).json()
+        version += 1
+        assert [box["lps_min"], box["lps_max"]] == list(states[forward])
+    assert box["redo_to"] is None and post(client, url + "redo/", version).status_code == 400
+    # undo twice, then a new edit: redo has nothing left on that branch; undo goes back to where the edit started
+    for _ in range(2):
+        version = post(client, url + "undo/", version).json()["version"]
+    assert client.get(url).json()["lps_min"] == states[2][0]
+    version = put(client, series, "R", [-61, -200, 150], [-10, -150, 200], version).json()["version"]
+    assert client.get(url).json()["redo_to"] is None
+    box = post(client, url + "undo/", version).json()
+    assert [box["lps_min"], box["lps_max"]] == list(states[2])
+    box = post(client, url + "redo/", box["version"]).json()
+    assert box["lps_min"] == [-61, -200, 150]  # redo goes to the newest edit made from this state
+    # restore any version; a stale one is refused
+    resp = client.post(url + "restore/", json.dumps({"version": box["version"], "restore": 2}),
+                       content_type="application/json")
+    assert resp.status_code == 200 and resp.json()["lps_min"] == states[1][0]
+    assert client.post(url + "restore/", json.dumps({"version": 1, "restore": 2}),
+                       content_type="application/json").status_code == 409
+    assert "restore" in client.post(url + "restore/", json.dumps({"version": resp.json()["version"], "restore": 99}),
+                                    content_type="application/json").json()
+    history = client.get(url + "history/").json()
+    assert history[0]["action"] == "restore" and history[0]["restored_from"] == 2 and history[0]["updated_by"] == "clin"
+    assert len(history) == history[0]["version"] and {h["action"] for h in history} == {"edit", "undo", "redo", "restore"}
+
+
+BAD_BOXES = [
+    # (body, the field the 400 must name)
+    ({"lps_min": "123", "lps_max": [-10, -150, 200], "version": 0}, "lps_min"),
+    ({"lps_min": ["-60", -200, 150], "lps_max": [-10, -150, 200], "version": 0}, "lps_min"),
+    ({"lps_min": [True, -200, 150], "lps_max": [-10, -150, 200], "version": 0}, "lps_min"),
+    ({"lps_min": [-60, -200, 150], "lps_max": [-10, -150, 200], "version": 5.9}, "version"),
+    ({"lps_min": [-60, -200, 150], "lps_max": [-10, -150, 200], "version": "0"}, "version"),
+    ({"lps_min": [-60, -200, 150], "lps_max": [-10, -150, 200], "version": True}, "version"),
+    ({"lps_min": [-60, -200, 150], "lps_max": [-10, -150, 200], "version": -1}, "version"),
+    ({"lps_min": [-60, -200, 150], "lps_max": [-10, -150, 200], "version": 10**40}, "version"),
+    ({"lps_min": [-60, -200, 150], "lps_max": [-10, -150, 200]}, "version"),
+    ({"lps_min": [-60, -200, 150, 4], "lps_max": [-10, -150, 200], "version": 0}, "lps_min"),
+    ({"lps_min": [-60, -200, 10**400], "lps_max": [-10, -150, 200], "version": 0}, "lps_min"),
+    ({"lps_min": [-60, -200, 1e308], "lps_max": [-10, -150, 1e309 if False else 200], "version": 0}, "lps_max"),
+    ({"lps_min": {"x": 1}, "lps_max": [-10, -150, 200], "version": 0}, "lps_min"),
+    ({"lps_min": [[1], -200, 150], "lps_max": [-10, -150, 200], "version": 0}, "lps_min"),
+    ({"lps_min": [-10, -200, 150], "lps_max": [-60, -150, 200], "version": 0}, "lps_max"),  # min > max
+    ({"lps_min": [500, 500, 900], "lps_max": [520, 520, 950], "version": 0}, "lps_min"),  # misses the volume
+    ({"lps_min": [-150, -200, 150], "lps_max": [80, -150, 200], "version": 0}, "lps_max"),  # 230 mm > 200
+    ({"lps_min": [-60, -200, 150], "lps_max": [-10, -150, 200], "version": 0, "status": "done"}, "status"),
+    ({"lps_min": [-60, -200, 150], "lps_max": [-10, -150, 200], "version": 0, "status": 1}, "status"),
+]
+
+
+def test_bad_box_input_is_a_400_naming_the_field_and_malformed_bodies_never_a_500(ct_series, users, client):
+    from annotations.services.boxes import save_box
+    from annotations.services.findings import save_finding
+
+    series = ct_series(members=[users["clinician"]])
+    client.force_login(users["clinician"])
+    for body, field in BAD_BOXES:
+        resp = client.put(f"/api/series/{series.pk}/boxes/L/", json.dumps(body), content_type="application/json")
+        assert resp.status_code == 400, (body, resp.status_code, resp.content[:300])
+        assert field in resp.json(), (body, resp.json())
+    assert not series.boxes.exists()
+    # every write endpoint of boxes and findings: malformed JSON and non-object bodies are 400, nothing changes
+    save_box(series, "R", [-60, -200, 150], [-10, -150, 200])
+    save_finding(series, "R", comment="x")
+    base = f"/api/series/{series.pk}"
+    for raw in ('[1, 2, 3]', '"box"', 'null', '{"lps_min": NaN}', '{', '{"version": 1e400}', '{"version": [1]}'):
+        for method, url in (("put", "/boxes/R/"), ("post", "/boxes/R/confirm/"), ("post", "/boxes/R/undo/"),
+                            ("post", "/boxes/R/redo/"), ("post", "/boxes/R/restore/"), ("put", "/findings/R/"),
+                            ("post", "/findings/R/restore/")):
+            resp = getattr(client, method)(base + url, raw, content_type="application/json")
+            assert resp.status_code == 400, (url, raw, resp.status_code)
+    assert series.boxes.get().version == 1 and series.findings.get().version == 1
+
+
+def test_side_findings_are_versioned_checked_exported_and_handed_to_the_model(ct_series, users, client, tmp_path):
+    from django.core.management import call_command
+
+    from annotations.services.boxes import save_box
+    from annotations.services.findings import dataset_lesion_markers, lesion_markers
+
+    series = ct_series(members=[users["clinician"]])
+    save_box(series, "R", [-60, -200, 150], [-10, -150, 200], status="confirmed")
+    client.force_login(users["clinician"])
+    url = f"/api/series/{series.pk}/findings/"
+    assert client.get(url).json()["findings"] == {"R": None, "L": None}
+
+    def put_finding(side, **body):
+        return client.put(f"{url}{side}/", json.dumps(body), content_type="application/json")
+
+    resp = put_finding("R", version=0, lesion_centre_lps=[-35, -175, 175], lesion_diameter_mm=18.5,
+                       comment="<b>lipid-poor</b> nodule, 35 HU")
+    assert resp.status_code == 200, resp.content
+    r = resp.json()
+    assert r["version"] == 1 and r["gland"] == "seen" and r["lesion_diameter_mm"] == 18.5
+    assert r["comment"] == "<b>lipid-poor</b> nodule, 35 HU" and r["updated_by"] == "clin"  # stored as given
+    assert put_finding("L", version=0, gland="absent", comment="left adrenalectomy 2019").json()["version"] == 1
+    # stale versions, half markers, centres outside the volume, bad diameters and non-text are refused
+    assert put_finding("R", version=0, comment="again").status_code == 409
+    assert put_finding("R", version=0, comment="again").json()["current"]["version"] == 1
+    for body, field in (({"lesion_centre_lps": [-35, -175, 175], "lesion_diameter_mm": None}, "lesion_diameter_mm"),
+                        ({"lesion_centre_lps": None}, "lesion_centre_lps"),
+                        ({"lesion_centre_lps": [900, -175, 175]}, "lesion_centre_lps"),
+                        ({"lesion_diameter_mm": 0}, "lesion_diameter_mm"),
+                        ({"lesion_diameter_mm": 450.0}, "lesion_diameter_mm"),
+                        ({"lesion_diameter_mm": "12"}, "lesion_diameter_mm"),
+                        ({"gland": "missing"}, "gland"), ({"comment": 12}, "comment"),
+                        ({"comment": "x" * 2001}, "comment")):
+        resp = put_finding("R", version=1, **body)
+        assert resp.status_code == 400 and field in resp.json(), (body, resp.status_code, resp.content)
+    # clearing the marker keeps the comment; history says what changed; a version can be restored
+    assert put_finding("R", version=1, lesion_centre_lps=None, lesion_diameter_mm=None).json()["comment"] \
+        == "<b>lipid-poor</b> nodule, 35 HU"
+    history = client.get(f"{url}R/history/").json()
+    assert [h["change"] for h in history] == ["lesion removed", "lesion 18.5 mm; comment"]
+    restored = client.post(f"{url}R/restore/", json.dumps({"version": 2, "restore": 1}),
+                           content_type="application/json").json()
+    assert restored["version"] == 3 and restored["lesion_diameter_mm"] == 18.5
+
+    # for the model: per-side markers in LPS mm
+    markers = lesion_markers(series)
+    assert markers["L"] is None and markers["R"].centre_lps == (-35.0, -175.0, 175.0)
+    assert markers["R"].diameter_mm == 18.5 and markers["R"].contains([-35, -175, 184]) \
+        and not markers["R"].contains([-35, -175, 185])
+    assert list(dataset_lesion_markers(dataset=series.dataset)) == [series.pk]
+    # for leads: the dataset's findings and the viewer page's config
+    rows = client.get(f"/api/datasets/{series.dataset.pk}/findings/").json()["findings"]
+    assert [(f["side"], f["gland"], f["patient"]) for f in rows] == [("L", "absent", "P001"), ("R", "seen", "P001")]
+    row = client.get(f"/api/datasets/{series.dataset.pk}/worklist/").json()["rows"][0]
+    assert row["findings"] == "L gland absent, comment; R lesion 18 mm, comment"
+    page = client.get(f"/series/{series.pk}/")
+    config = json.loads(re.search(rb'id="viewer-config"[^>]*>(.*?)</script>', page.content, re.S).group(1))
+    assert config["findings"]["L"]["gland"] == "absent"
+    assert b"<b>lipid-poor</b>" not in page.content  # user text only inside the JSON config, escaped
+
+    # exported with the crop tables: the R row carries its box and findings, the L side (no box) a row of its own
+    from io import StringIO
+    import csv
+
+    out = StringIO()
+    call_command("export_crops", "--dataset", series.dataset.name, stdout=out)
+    rows = {r["side"]: r for r in csv.DictReader(StringIO(out.getvalue()))}
+    assert rows["R"]["status"] == "confirmed" and float(rows["R"]["lesion_diameter_mm"]) == 18.5
+    assert [float(rows["R"][f"lesion_{a}_mm"]) for a in "xyz"] == [-35, -175, 175]
+    assert rows["R"]["findings_version"] == "3" and rows["R"]["comment"] == "<b>lipid-poor</b> nodule, 35 HU"
+    assert rows["L"]["gland"] == "absent" and rows["L"]["x_min_mm"] == "" and rows["L"]["status"] == ""
+    target = tmp_path / "crops.json"
+    call_command("export_crops", "--dataset", series.dataset.name, "--format", "json", "--output", str(target))
+    doc = json.loads(target.read_text())["series"][0]
+    assert doc["findings"]["L"]["gland"] == "absent" and doc["findings"]["R"]["lesion_centre_lps"] == [-35, -175, 175]
+
+
+def test_volume_slabs_are_the_volume_and_are_prepared_at_import(ct_series, users, client, realct, tmp_path,
+                                                                 django_capture_on_commit_callbacks):
+    from adrenal_site.jobs.models import Job
+    from adrenal_site.jobs.runner import run_now
+    from annotations.models import Dataset, Volume
+    from annotations.services.volume_cache import slab_dir, viewer_data_ready
+    from annotations.tasks import import_studies, prepare_viewer, start_import
+    from tests.plugins.store import make_store_cohort
+
+    series = ct_series(members=[users["clinician"]])
+    client.force_login(users["clinician"])
+    header = client.get(f"/api/series/{series.pk}/volume/").json()
+    plan = header["slabs"]
+    assert plan["count"] * plan["slices"] >= 112 > (plan["count"] - 1) * plan["slices"]
+    assert header["series"]["patient"] == "P001" and header["series"]["series_description"] == "Abdomen 3 mm"
+    assert not viewer_data_ready(series.volume)  # never opened, never imported: prepared on the first request
+    parts = []
+    for n in range(plan["count"]):
+        resp = client.get(plan["url"].replace("{n}", str(n)))
+        assert resp.status_code == 200 and resp["Content-Encoding"] == "gzip"
+        k0, k1 = map(int, resp["X-Slab-Slices"].split(","))
+        part = np.frombuffer(gzip.decompress(b"".join(resp.streaming_content)), "<i2").reshape(k1 - k0, 101, 122)
+        parts.append(part)
+    np.testing.assert_array_equal(np.concatenate(parts), load_nifti(realct["example_ct"]).array)
+    assert client.get(plan["url"].replace("{n}", str(plan["count"]))).status_code == 404
+
+    # an import queues the preparation of the scans it brought in; the job writes their slabs
+    root = tmp_path / "cohort"
+    make_store_cohort(root, patients=1)
+    ds = Dataset.objects.create(name="imported")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = run_now(import_studies, start_import(ds, str(root), send=False, propose=False))
+    assert job.status == "succeeded", job.error
+    prep = Job.objects.get(kind="prepare_viewer")
+    volumes = Volume.objects.filter(series__study__patient__dataset=ds)
+    assert sorted(prep.params["series_ids"]) == sorted(v.series_id for v in volumes) and len(volumes) == 2
+    assert not any(viewer_data_ready(v) for v in volumes)
+    prep = run_now(prepare_viewer, prep)
+    assert prep.status == "succeeded" and len(prep.result["prepared"]) == 2
+    assert all(viewer_data_ready(v) for v in volumes) and all((slab_dir(v) / "slab-0000.i16.gz").exists() for v in volumes)

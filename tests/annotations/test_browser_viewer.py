@@ -1,6 +1,16 @@
-"""In Chromium: a clinician scrolls, windows, draws and adjusts both crop boxes, and the API returns them in the
-millimetres the drag meant (screen -> voxel from the page's view transform, voxel -> LPS by the affine here);
-confirming proposals; the 409 path; no access to datasets the clinician is not a member of."""
+"""In Chromium, on the real TotalSegmentator CT: what the viewer shows and where a pointer lands are exact.
+
+Screen positions are computed here, independently of the page's code, from the Python geometry
+(``inference.ml.geometry``) and the view's documented state (zoom in CSS px per mm, centre in plane mm, canvas
+size): a view shows voxel (i, j, k) at plane mm ``h = hs * p``, ``v = vs * q`` (p, q the voxel's indices along the
+axes shown left-to-right and top-to-bottom; |hs|, |vs| its spacings, signs putting patient right on the left,
+anterior and superior up), and screen ``x = (h - centre_h) * zoom + width / 2``. Checked at 1280x800, 1440x900,
+1920x1080, device pixel ratio 2 and after resizing: each canvas is drawn at the aspect it is shown at, a millimetre
+square is square, the pixel at a point shows that voxel's grey, and boxes dragged, drawn (also inside another box),
+moved and resized between known millimetre positions are stored there; undo/redo across five versions; the HU
+readout is the volume's value; the ruler measures a known distance; click-to-navigate, cine, invert, presets, the
+corner overlay, the verdict strip and findings written as text.
+"""
 from __future__ import annotations
 
 import json
@@ -9,10 +19,58 @@ import os
 import numpy as np
 import pytest
 
-from inference.ml.geometry import voxel_to_lps
+from inference.ml.geometry import lps_to_voxel, spacing_of, voxel_to_lps
 
 pytestmark = [pytest.mark.browser]
 SHOTS = os.environ.get("VIEWER_SCREENSHOTS")  # a folder: save screenshots there to look at them
+PLANES = {  # plane: (LPS axis across it, LPS axis shown left-to-right, LPS axis top-to-bottom, its screen sign)
+    "axial": (2, 0, 1, 1), "coronal": (1, 0, 2, -1), "sagittal": (0, 1, 2, -1),
+}
+R_BOX = ([-60.0, -200.0, 150.0], [-10.0, -150.0, 200.0])  # 50 x 50 x 50 mm, patient right
+L_BOX = ([20.0, -200.0, 150.0], [70.0, -150.0, 200.0])
+
+
+# ------------------------------------------------------------------ the mapping, computed here
+class Geometry:
+    """The view mapping of one volume, from its affine (Python geometry) and the page's view state."""
+
+    def __init__(self, page, affine):
+        self.page = page
+        self.affine = np.asarray(affine, float)
+        self.spacing = spacing_of(self.affine)
+
+    def axes(self, plane):
+        fixed_l, col_l, row_l, sign = PLANES[plane]
+        a = self.affine[:3, :3]
+        col_ax, row_ax = int(np.argmax(np.abs(a[col_l]))), int(np.argmax(np.abs(a[row_l])))
+        hs = np.sign(a[col_l, col_ax]) * self.spacing[col_ax]
+        vs = sign * np.sign(a[row_l, row_ax]) * self.spacing[row_ax]
+        return col_ax, row_ax, hs, vs
+
+    def state(self, plane):
+        return self.page.evaluate(f"window.viewer.views.{plane}.t.state()")
+
+    def screen_of(self, plane, lps):
+        """CSS px in the canvas where LPS point ``lps`` is shown on ``plane``."""
+        col_ax, row_ax, hs, vs = self.axes(plane)
+        st = self.state(plane)
+        assert (st["hs"], st["vs"]) == pytest.approx((hs, vs))
+        ijk = lps_to_voxel(self.affine, lps)
+        h, v = hs * ijk[col_ax], vs * ijk[row_ax]
+        return ((h - st["centre"][0]) * st["zoom"] + st["cssW"] / 2, (v - st["centre"][1]) * st["zoom"] + st["cssH"] / 2)
+
+    def slice_lps(self, plane):
+        """The LPS coordinate of the view's current slice along its own axis."""
+        fixed_l = PLANES[plane][0]
+        pos = self.page.evaluate("window.viewer.shared.position")
+        return voxel_to_lps(self.affine, pos)[fixed_l]
+
+    def on_slice(self, plane, a, b):
+        """LPS point with in-plane coordinates (a, b) (the view's column and row LPS axes) on the current slice."""
+        fixed_l, col_l, row_l, _ = PLANES[plane]
+        p = [0.0, 0.0, 0.0]
+        p[fixed_l], p[col_l], p[row_l] = self.slice_lps(plane), a, b
+        return p
 
 
 def open_viewer(page, live_server, series, query: str = ""):
@@ -21,22 +79,22 @@ def open_viewer(page, live_server, series, query: str = ""):
     return page
 
 
-def canvas_origin(page, plane: str) -> tuple[float, float]:
+def origin(page, plane):
     box = page.locator(f"#{plane}").bounding_box()
     return box["x"], box["y"]
 
 
-def voxel_at(page, plane: str, x: float, y: float) -> np.ndarray:
-    """Continuous voxel (i, j, k) under canvas point (x, y), from the page's own view transform."""
-    return np.asarray(page.evaluate(f"([x, y]) => window.viewer.views.{plane}.canvasToVoxel(x, y)", [x, y]))
-
-
-def drag(page, plane: str, a, b, steps: int = 8):
-    ox, oy = canvas_origin(page, plane)
+def drag(page, plane, a, b, steps: int = 6):
+    ox, oy = origin(page, plane)
     page.mouse.move(ox + a[0], oy + a[1])
     page.mouse.down()
     page.mouse.move(ox + b[0], oy + b[1], steps=steps)
     page.mouse.up()
+
+
+def click(page, plane, p):
+    ox, oy = origin(page, plane)
+    page.mouse.click(ox + p[0], oy + p[1])
 
 
 def wait_saved(page):
@@ -45,135 +103,407 @@ def wait_saved(page):
     page.evaluate("Promise.all([window.viewer.store.saving.R, window.viewer.store.saving.L])")
 
 
+def api_box(page, live_server, series, side):
+    return page.request.get(f"{live_server.url}/api/series/{series.pk}/boxes/{side}/").json()
+
+
+def grey(hu, level, width, invert=False):
+    g = int(np.clip((hu - (level - width / 2)) * (255 / width), 0, 255))
+    return 255 - g if invert else g
+
+
+def pixel(page, plane, x, y):
+    """RGB of the displayed canvas pixel under CSS point (x, y)."""
+    return page.evaluate("""([id, x, y]) => { const c = document.getElementById(id), r = c.getBoundingClientRect();
+        const d = c.getContext('2d').getImageData(Math.floor(x * c.width / r.width), Math.floor(y * c.height / r.height), 1, 1).data;
+        return [d[0], d[1], d[2]]; }""", [plane, x, y])
+
+
 def shot(page, name: str):
     if SHOTS:
         os.makedirs(SHOTS, exist_ok=True)
         page.screenshot(path=os.path.join(SHOTS, f"{name}.png"))
 
 
-def test_clinician_draws_and_adjusts_both_boxes(live_server, browser_page, browser_login, ct_series, users):
+def boxed_series(ct_series, users, **kw):
+    from annotations.services.boxes import save_box
+
+    series = ct_series(members=[users["clinician"], users["lead"]], **kw)
+    save_box(series, "R", *R_BOX, source="landmarks")
+    save_box(series, "L", *L_BOX, source="landmarks")
+    return series
+
+
+# ------------------------------------------------------------------ what is shown
+def check_canvases(page, geo, hu_array, label):
+    """Every canvas: backing store = displayed size x devicePixelRatio, same aspect; the R box (50 x 50 mm) drawn
+    square; the pixel at several voxel centres shows that voxel's grey."""
+    page.wait_for_function("""() => ['axial', 'coronal', 'sagittal'].every(id => {
+        const c = document.getElementById(id), r = c.getBoundingClientRect(), d = devicePixelRatio;
+        return Math.abs(c.width - r.width * d) <= 1 && Math.abs(c.height - r.height * d) <= 1; })""")
+    page.evaluate("window.viewer.renderAll()")
+    dpr = page.evaluate("devicePixelRatio")
+    for plane in PLANES:
+        size = page.evaluate(f"""() => {{ const c = document.getElementById('{plane}'), r = c.getBoundingClientRect();
+            return [c.width, c.height, r.width, r.height]; }}""")
+        cw, ch, rw, rh = size
+        assert abs(cw - rw * dpr) <= 1 and abs(ch - rh * dpr) <= 1, (label, plane, size)
+        assert (cw / ch) / (rw / rh) == pytest.approx(1, abs=0.005), (label, plane, size)
+        st = geo.state(plane)
+        assert (st["cssW"], st["cssH"]) == pytest.approx((rw, rh), abs=0.01)
+        # the pixel at voxel centres shows that voxel (nearest neighbour at these zooms: exactly its grey)
+        level, width = page.evaluate("[window.viewer.state.level, window.viewer.state.width]")
+        pos = page.evaluate("window.viewer.shared.position")
+        col_ax, row_ax, _, _ = geo.axes(plane)
+        checked = 0
+        for fp, fq in ((0.3, 0.4), (0.5, 0.5), (0.62, 0.35), (0.45, 0.7), (0.7, 0.6)):
+            ijk = list(pos)
+            dims = hu_array.shape[::-1]
+            ijk[col_ax], ijk[row_ax] = int(fp * dims[col_ax]), int(fq * dims[row_ax])
+            x, y = geo.screen_of(plane, voxel_to_lps(geo.affine, ijk))
+            rgb = pixel(page, plane, x, y)
+            if not rgb[0] == rgb[1] == rgb[2]:
+                continue  # an overlay line passes there
+            assert rgb[0] == grey(hu_array[ijk[2], ijk[1], ijk[0]], level, width), (label, plane, ijk, rgb)
+            checked += 1
+        assert checked >= 3, (label, plane)
+    # a millimetre square is drawn square: the R box's edges on the rows/columns through its centre
+    centre = [(a + b) / 2 for a, b in zip(*R_BOX)]
+    cx, cy = geo.screen_of("axial", centre)
+    zoom = geo.state("axial")["zoom"]
+    edges = page.evaluate("""([cx, cy]) => { const c = document.getElementById('axial'), r = c.getBoundingClientRect();
+        const sx = c.width / r.width, sy = c.height / r.height, ctx = c.getContext('2d');
+        const blue = (d, o) => d[o + 2] - d[o] > 80;  // the R box's colour, not grey
+        const band = Math.round(8 * sx);  // rows (columns) around the centre: the dashes of the edge are there
+        const rows = ctx.getImageData(0, Math.floor(cy * sy) - band, c.width, 2 * band).data;
+        const cols = ctx.getImageData(Math.floor(cx * sx) - band, 0, 2 * band, c.height).data;
+        const xs = [], ys = [];
+        for (let p = 0; p < rows.length / 4; p++) if (blue(rows, 4 * p)) xs.push(p % c.width);
+        for (let p = 0; p < cols.length / 4; p++) if (blue(cols, 4 * p)) ys.push(Math.floor(p / (2 * band)));
+        return [Math.min(...xs) / sx, Math.max(...xs) / sx, Math.min(...ys) / sy, Math.max(...ys) / sy]; }""", [cx, cy])
+    width_px, height_px = edges[1] - edges[0], edges[3] - edges[2]
+    assert width_px == pytest.approx(height_px, abs=1.5), (label, edges)
+    assert width_px == pytest.approx(50 * zoom, abs=2.5), (label, edges, zoom)
+
+
+def test_every_canvas_is_shown_at_its_drawn_aspect_at_common_sizes_pixel_ratio_2_and_after_resizing(
+        live_server, browser_chromium, browser_login, ct_series, users, realct):
+    from inference.ml.volume import load_nifti
+
+    series = boxed_series(ct_series, users)
+    hu = load_nifti(realct["example_ct"]).array
+    for dpr, sizes in ((1, [(1280, 800), (1440, 900), (1920, 1080), (1280, 800)]), (2, [(1440, 900), (1280, 800)])):
+        context = browser_chromium.new_context(viewport={"width": sizes[0][0], "height": sizes[0][1]},
+                                               device_scale_factor=dpr)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        browser_login(page, "clin")
+        open_viewer(page, live_server, series)
+        page.keyboard.press("l")  # the R box without handles: plain edges to measure
+        geo = Geometry(page, series.volume.affine)
+        for n, (w, h) in enumerate(sizes):
+            label = f"{w}x{h}@{dpr}{' after resize' if n else ''}"
+            if n:
+                page.set_viewport_size({"width": w, "height": h})  # resizing the window redraws every canvas
+            check_canvases(page, geo, hu, label)
+            shot(page, f"viewer-{w}x{h}-dpr{dpr}")
+            # at this size too, an L box drawn between known millimetres (axial, then its z-range on the coronal
+            # view) is stored there
+            page.keyboard.press("l")
+            for plane, (a, b) in (("axial", ((15.0 + n, -215.0), (62.0, -160.0 - n))),
+                                  ("coronal", ((15.0 + n, 140.0 + n), (62.0, 205.0)))):
+                before = page.evaluate("window.viewer.store.boxes.L.version")
+                page.keyboard.press("d")
+                drag(page, plane, geo.screen_of(plane, geo.on_slice(plane, *a)),
+                     geo.screen_of(plane, geo.on_slice(plane, *b)))
+                page.wait_for_function(f"window.viewer.store.boxes.L.version > {before}")
+                wait_saved(page)
+                box = api_box(page, live_server, series, "L")
+                _, col_l, row_l, _ = PLANES[plane]
+                got = [box["lps_min"][col_l], box["lps_max"][col_l], box["lps_min"][row_l], box["lps_max"][row_l]]
+                want = [min(a[0], b[0]), max(a[0], b[0]), min(a[1], b[1]), max(a[1], b[1])]
+                assert got == pytest.approx(want, abs=0.75), (label, plane, got, want)  # voxels are 3 mm here
+        context.close()
+
+
+# ------------------------------------------------------------------ where a pointer lands
+def test_boxes_drawn_moved_and_resized_in_each_view_are_stored_at_those_millimetres(
+        live_server, browser_chromium, browser_login, ct_series, users):
+    series = boxed_series(ct_series, users)
+    context = browser_chromium.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=2)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    browser_login(page, "clin")
+    open_viewer(page, live_server, series)
+    geo = Geometry(page, series.volume.affine)
+    voxel = geo.spacing  # [i, j, k] mm; the axes are x, y, z here
+
+    # draw in each view: a box between two known millimetre positions of that view's plane
+    targets = {"axial": ((-70.0, -215.0), (-25.0, -160.0)),   # x, y
+               "coronal": ((-75.0, 140.0), (-20.0, 205.0)),   # x, z
+               "sagittal": ((-210.0, 145.0), (-140.0, 190.0))}  # y, z
+    for plane, (a, b) in targets.items():
+        _, col_l, row_l, _ = PLANES[plane]
+        before = api_box(page, live_server, series, "R")
+        page.keyboard.press("r")
+        page.keyboard.press("d")
+        pa, pb = geo.on_slice(plane, *a), geo.on_slice(plane, *b)
+        drag(page, plane, geo.screen_of(plane, pa), geo.screen_of(plane, pb))
+        assert page.evaluate("window.viewer.state.mode") == "select"  # draw mode ends with the box
+        wait_saved(page)
+        box = api_box(page, live_server, series, "R")
+        assert box["version"] == before["version"] + 1, plane
+        for axis, (lo, hi) in ((col_l, (a[0], b[0])), (row_l, (a[1], b[1]))):
+            assert box["lps_min"][axis] == pytest.approx(min(lo, hi), abs=voxel[axis]), (plane, axis, box)
+            assert box["lps_max"][axis] == pytest.approx(max(lo, hi), abs=voxel[axis]), (plane, axis, box)
+            assert box["lps_min"][axis] == pytest.approx(min(lo, hi), abs=0.75), (plane, axis)  # well inside
+        # the coordinate across the view is kept from the box the slice passes through
+        fixed = PLANES[plane][0]
+        assert box["lps_min"][fixed] == pytest.approx(before["lps_min"][fixed])
+        assert box["lps_max"][fixed] == pytest.approx(before["lps_max"][fixed])
+        shot(page, f"viewer-drawn-{plane}")
+
+    # draw mode pressed inside a box draws (the L box here): a new R box, the L box untouched
+    page.evaluate("() => { const v = window.viewer; v.navigateTo(v.vol.lpsToVoxel(-35, -175, 175)); }")
+    l_before = api_box(page, live_server, series, "L")
+    inside_l = geo.on_slice("axial", 40.0, -180.0)
+    end = geo.on_slice("axial", -5.0, -140.0)
+    page.keyboard.press("r")
+    page.keyboard.press("d")
+    drag(page, "axial", geo.screen_of("axial", inside_l), geo.screen_of("axial", end))
+    wait_saved(page)
+    r_box, l_after = api_box(page, live_server, series, "R"), api_box(page, live_server, series, "L")
+    assert l_after["version"] == l_before["version"] and l_after["lps_min"] == l_before["lps_min"]
+    assert [r_box["lps_min"][0], r_box["lps_max"][0]] == pytest.approx([-5.0, 40.0], abs=0.75)
+    assert [r_box["lps_min"][1], r_box["lps_max"][1]] == pytest.approx([-180.0, -140.0], abs=0.75)
+
+    # select mode: dragging the body moves it, dragging an edge resizes it, in each view
+    for plane in PLANES:
+        _, col_l, row_l, sign = PLANES[plane]
+        box = api_box(page, live_server, series, "R")
+        centre = [(a + b) / 2 for a, b in zip(box["lps_min"], box["lps_max"])]
+        page.evaluate(f"() => {{ const v = window.viewer; v.navigateTo(v.vol.lpsToVoxel(...{centre})); }}")
+        start = geo.on_slice(plane, centre[col_l], centre[row_l])
+        goal = geo.on_slice(plane, centre[col_l] + 12.0, centre[row_l] + 9.0)
+        drag(page, plane, geo.screen_of(plane, start), geo.screen_of(plane, goal))
+        wait_saved(page)
+        moved = api_box(page, live_server, series, "R")
+        for axis, d in ((col_l, 12.0), (row_l, 9.0)):
+            assert moved["lps_min"][axis] - box["lps_min"][axis] == pytest.approx(d, abs=0.75), (plane, axis)
+            assert moved["lps_max"][axis] - box["lps_max"][axis] == pytest.approx(d, abs=0.75), (plane, axis)
+        # the edge at the column axis' max moves out 10 mm (right edge on axial/coronal, posterior on sagittal)
+        edge = geo.on_slice(plane, moved["lps_max"][col_l], (moved["lps_min"][row_l] + moved["lps_max"][row_l]) / 2)
+        out = geo.on_slice(plane, moved["lps_max"][col_l] + 10.0, edge[row_l])
+        drag(page, plane, geo.screen_of(plane, edge), geo.screen_of(plane, out))
+        wait_saved(page)
+        resized = api_box(page, live_server, series, "R")
+        assert resized["lps_max"][col_l] == pytest.approx(moved["lps_max"][col_l] + 10.0, abs=0.75), plane
+        assert resized["lps_min"][col_l] == pytest.approx(moved["lps_min"][col_l]), plane
+        assert resized["lps_min"][row_l] == pytest.approx(moved["lps_min"][row_l]), plane
+    shot(page, "viewer-moved")
+    context.close()
+
+
+def test_undo_and_redo_walk_five_versions_and_the_panel_restores_any(live_server, browser_page, browser_login,
+                                                                     ct_series, users):
     page = browser_page
-    series = ct_series(members=[users["clinician"]])
+    series = boxed_series(ct_series, users)
+    browser_login(page, "clin")
+    open_viewer(page, live_server, series)
+    geo = Geometry(page, series.volume.affine)
+    # four more versions of the R box: its right (patient-left, x max) edge dragged 6 mm at a time
+    for _ in range(4):
+        box = page.evaluate("window.viewer.store.boxes.R")
+        edge = geo.on_slice("axial", box["lps_max"][0], -175.0)
+        drag(page, "axial", geo.screen_of("axial", edge), geo.screen_of("axial", geo.on_slice("axial", box["lps_max"][0] + 6, -175.0)))
+        wait_saved(page)
+    history = page.request.get(f"{live_server.url}/api/series/{series.pk}/boxes/R/history/").json()
+    assert [h["version"] for h in history] == [5, 4, 3, 2, 1]
+    states = {h["version"]: h["lps_max"] for h in history}
+    assert states[5][0] == pytest.approx(-10 + 24, abs=1.0)
+    for back in (4, 3, 2, 1):  # u: one state back each time
+        page.keyboard.press("u")
+        page.wait_for_function(f"window.viewer.store.boxes.R.version === {5 + 5 - back}")
+        assert page.evaluate("window.viewer.store.boxes.R.lps_max") == states[back]
+    assert page.locator("#undo").is_disabled()
+    for forward in (2, 3, 4, 5):  # Shift-U (and Ctrl-Y): forward again
+        page.keyboard.press("Shift+U" if forward % 2 else "Control+y")
+        page.wait_for_function(f"window.viewer.store.boxes.R.version === {9 + forward - 1}")
+        assert page.evaluate("window.viewer.store.boxes.R.lps_max") == states[forward]
+    assert page.locator("#redo").is_disabled()
+    # the panel lists every version with who, when and what changed, and restores any of them
+    page.wait_for_function("document.querySelectorAll('#box-versions li').length === 13")
+    items = page.locator("#box-versions li")
+    assert "v13" in items.nth(0).inner_text() and "redo → v5" in items.nth(0).inner_text()
+    assert "clin" in items.nth(0).inner_text()
+    assert "left face L 6.0 mm" in page.locator("#box-versions li[data-version='2']").inner_text()
+    assert "created (landmarks)" in page.locator("#box-versions li[data-version='1']").inner_text()
+    page.locator("#box-versions li[data-version='2'] button").click()
+    page.wait_for_function("window.viewer.store.boxes.R.version === 14")
+    assert page.evaluate("window.viewer.store.boxes.R.lps_max") == states[2]
+    shot(page, "viewer-versions")
+
+
+# ------------------------------------------------------------------ reading tools
+def test_reading_tools_hu_ruler_navigation_cine_invert_presets_overlay_and_strip(
+        live_server, browser_page, browser_login, ct_series, users, realct):
+    from inference.ml.volume import load_nifti
+    from tests.annotations.test_api_viewer import make_prediction
+
+    page = browser_page
+    series = boxed_series(ct_series, users, description="ABD <b>PV</b> 3mm")
+    study = series.study
+    study.study_date = "2024-01-02"
+    study.save()
+    series.convolution_kernel, series.slice_thickness_mm = "B30f", 3.0
+    series.save()
+    make_prediction(series, "abnormal", 0.8)
+    hu = load_nifti(realct["example_ct"]).array
     affine = np.asarray(series.volume.affine)
     browser_login(page, "clin")
     open_viewer(page, live_server, series)
-    nk = series.volume.shape[0]
-    k0 = page.evaluate("window.viewer.shared.position[2]")
-    assert k0 == nk // 2
+    geo = Geometry(page, affine)
+    nk = hu.shape[0]
 
-    # scroll: wheel and arrow keys
-    ox, oy = canvas_origin(page, "axial")
-    page.mouse.move(ox + 200, oy + 200)
-    for _ in range(3):
-        page.mouse.wheel(0, 100)
-    page.wait_for_function(f"window.viewer.shared.position[2] === {k0 + 3}")
+    # HU under the cursor equals the volume's value at that voxel, on every view
+    for plane, point in (("axial", (-30.0, -180.0)), ("coronal", (40.0, 160.0)), ("sagittal", (-120.0, 300.0))):
+        p = geo.on_slice(plane, *point)
+        i, j, k = np.rint(lps_to_voxel(affine, p)).astype(int)
+        p = voxel_to_lps(affine, [i, j, k])  # the voxel's centre
+        ox, oy = origin(page, plane)
+        x, y = geo.screen_of(plane, p)
+        page.mouse.move(ox + x, oy + y)
+        readout = page.locator("#hu")
+        assert readout.get_attribute("data-ijk") == f"{i},{j},{k}", plane
+        assert int(readout.get_attribute("data-hu")) == hu[k, j, i], plane
+        assert f"HU {hu[k, j, i]}" in readout.inner_text()
+
+    # the ruler measures a known distance (60 mm along x, 80 mm along y: 100 mm)
+    page.keyboard.press("m")
+    a, b = geo.on_slice("axial", -80.0, -230.0), geo.on_slice("axial", -20.0, -150.0)
+    drag(page, "axial", geo.screen_of("axial", a), geo.screen_of("axial", b))
+    assert float(page.locator("#ruler-readout").get_attribute("data-mm")) == pytest.approx(100.0, abs=0.75)
+    assert "Ruler 100" in page.locator("#ruler-readout").inner_text() or "Ruler 99" in page.locator("#ruler-readout").inner_text()
+    a, b = geo.on_slice("coronal", -50.0, 150.0), geo.on_slice("coronal", -50.0, 195.0)  # 45 mm craniocaudal
+    drag(page, "coronal", geo.screen_of("coronal", a), geo.screen_of("coronal", b))
+    assert float(page.locator("#ruler-readout").get_attribute("data-mm")) == pytest.approx(45.0, abs=0.75)
+    shot(page, "viewer-ruler")
+    page.keyboard.press("Escape")
+    assert page.evaluate("window.viewer.state.mode") == "select"
+
+    # click-to-navigate: a click on the coronal view moves the axial and sagittal views to that point
+    q = geo.on_slice("coronal", 30.0, 250.0)
+    click(page, "coronal", geo.screen_of("coronal", q))
+    i, _, k = np.rint(lps_to_voxel(affine, q)).astype(int)
+    pos = page.evaluate("window.viewer.shared.position")
+    assert (pos[0], pos[2]) == (i, k)
+    assert geo.slice_lps("axial") == pytest.approx(voxel_to_lps(affine, [0, 0, k])[2])
+
+    # scroll and keys; presets on 1-5 (and 6); invert flips the grey of every pixel
+    ox, oy = origin(page, "axial")
+    page.mouse.move(ox + 100, oy + 100)
+    page.mouse.wheel(0, 100)
+    page.wait_for_function(f"window.viewer.shared.position[2] === {k + 1}")
     page.keyboard.press("ArrowDown")
-    assert page.evaluate("window.viewer.shared.position[2]") == k0 + 2
-    z_text = page.evaluate("window.viewer.sliceZ(window.viewer.shared.position[2])")
-    assert z_text == pytest.approx(voxel_to_lps(affine, [0, 0, k0 + 2])[2])
-
-    # window/level: presets and drag
-    page.keyboard.press("2")
-    assert page.evaluate("[window.viewer.state.level, window.viewer.state.width]") == [100, 600]
-    drag(page, "axial", (300, 300), (340, 280))
-    level, width = page.evaluate("[window.viewer.state.level, window.viewer.state.width]")
-    assert (level, width) == (100 + 40, 600 + 160)
+    assert page.evaluate("window.viewer.shared.position[2]") == k
+    presets = {"1": (40, 400), "2": (40, 350), "3": (30, 150), "4": (400, 1800), "5": (-600, 1500), "6": (100, 600)}
+    for key, wl in presets.items():
+        page.keyboard.press(key)
+        assert tuple(page.evaluate("[window.viewer.state.level, window.viewer.state.width]")) == wl
+    drag(page, "axial", (300, 300), (340, 280))  # drag: window/level
+    assert page.evaluate("[window.viewer.state.level, window.viewer.state.width]") == [100 + 40, 600 + 160]
     page.keyboard.press("1")
-    assert page.locator("#wl").inner_text() == "W 400 / L 40"
-    # the help overlay lists the shortcuts
+    probe = voxel_to_lps(affine, [60, 50, k])
+    x, y = geo.screen_of("axial", probe)
+    plain = pixel(page, "axial", x, y)[0]
+    page.keyboard.press("i")
+    assert pixel(page, "axial", x, y)[0] == 255 - plain == grey(hu[k, 50, 60], 40, 400, invert=True)
+    page.keyboard.press("i")
+
+    # cine plays the slices and stops
+    page.mouse.move(ox + 100, oy + 100)
+    start = page.evaluate("window.viewer.shared.position[2]")
+    page.keyboard.press(" ")
+    page.wait_for_function(f"(() => {{ const k = window.viewer.shared.position[2]; return (k - {start} + {nk}) % {nk} >= 3; }})()")
+    page.keyboard.press(" ")
+    stopped = page.evaluate("window.viewer.shared.position[2]")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.viewer.shared.position[2]") == stopped
+
+    # the corner overlay: pseudonym, study date, series description (as text), slice position and thickness, kernel
+    overlay = " ".join(page.locator(f"#ov-{c}").inner_text() for c in ("tl", "tr", "bl"))
+    z = voxel_to_lps(affine, [0, 0, stopped])[2]
+    for expected in ("P001", "2024-01-02", "ABD <b>PV</b> 3mm", "Kernel B30f", f"z {z:.1f} mm", "Thickness 3.00 mm",
+                     f"slice {stopped + 1}/{nk}"):
+        assert expected in overlay, (expected, overlay)
+    assert page.locator("#ov-tr b").count() == 0  # DICOM text is text, not markup
+
+    # the verdict strip: a z axis in mm, a legend, the flagged slice marked, the current slice's score
+    strip = page.locator("#strip")
+    assert strip.locator("text", has_text="image ≥ 0.5").count() == 1 and strip.locator("text", has_text="flagged slice").count() == 1
+    assert strip.locator("text", has_text="z mm").count() == 1 and strip.locator(".strip-flag").count() == 1
+    assert float(strip.locator(".strip-flag").get_attribute("data-z")) == pytest.approx(250.3)
+    page.evaluate("window.viewer.setSlice(window.viewer.axialSliceOfZ(250.3))")
+    assert strip.get_attribute("data-current-score") == "0.9" and "here 0.90" in strip.inner_text()
+    box = strip.bounding_box()
+    page.mouse.click(box["x"] + 60, box["y"] + 2)  # the top of the strip: the most superior slice
+    assert page.evaluate("window.viewer.shared.position[2]") == nk - 1
+    # the help overlay lists the keys
     page.keyboard.press("?")
-    assert page.locator("#help").is_visible() and "next unconfirmed scan" in page.locator("#help").inner_text()
+    help_text = page.locator("#help").inner_text()
+    for words in ("next unconfirmed scan", "undo", "redo", "ruler", "cine", "invert", "Lung", "lesion", "Esc"):
+        assert words in help_text, words
     shot(page, "viewer-help")
     page.keyboard.press("Escape")
     assert not page.locator("#help").is_visible()
 
-    # R box: drawn on the axial view, then z-range marked by first/last slices
-    page.keyboard.press("r")
-    page.keyboard.press("d")
-    a, b = (180.0, 250.0), (260.0, 330.0)
-    drag(page, "axial", a, b)
-    va, vb = voxel_at(page, "axial", *a), voxel_at(page, "axial", *b)
-    wait_saved(page)  # version 1: the drawn box; the edits below make later versions
-    k = page.evaluate("window.viewer.shared.position[2]")
-    for _ in range(4):
-        page.keyboard.press("ArrowUp")
-    page.keyboard.press("]")
-    for _ in range(9):
-        page.keyboard.press("ArrowDown")
-    page.keyboard.press("[")
-    k_hi, k_lo = k + 4, k - 5
-    # adjust: move the right edge 30 px further right
-    right_edge = (b[0], (a[1] + b[1]) / 2)
-    page.keyboard.press("ArrowUp")  # back inside the z-range so the handles show
-    drag(page, "axial", right_edge, (right_edge[0] + 30, right_edge[1]))
-    vb2 = voxel_at(page, "axial", b[0] + 30, b[1])
-    ends = [voxel_to_lps(affine, v) for v in (va, vb2)]
-    exp_r_min = [min(ends[0][0], ends[1][0]), min(ends[0][1], ends[1][1]), voxel_to_lps(affine, [0, 0, k_lo])[2]]
-    exp_r_max = [max(ends[0][0], ends[1][0]), max(ends[0][1], ends[1][1]), voxel_to_lps(affine, [0, 0, k_hi])[2]]
 
-    # L box: a click places the default 72 x 72 mm box; then its top edge is dragged up on the coronal view
+def test_findings_gland_lesion_marker_and_comment_are_saved_and_shown_as_text(
+        live_server, browser_page, browser_login, ct_series, users):
+    page = browser_page
+    series = boxed_series(ct_series, users)
+    browser_login(page, "clin")
+    open_viewer(page, live_server, series)
+    geo = Geometry(page, series.volume.affine)
     page.keyboard.press("l")
-    page.keyboard.press("d")
-    c = (420.0, 300.0)
-    page.mouse.click(ox + c[0], oy + c[1])
-    centre = voxel_to_lps(affine, voxel_at(page, "axial", *c))
-    kc = page.evaluate("window.viewer.shared.position[2]")
-    zc = voxel_to_lps(affine, [0, 0, kc])[2]
-    wait_saved(page)
-    box_l = page.evaluate("window.viewer.store.boxes.L")
-    assert box_l["lps_max"][0] - box_l["lps_min"][0] == pytest.approx(72, abs=0.02)
-    assert box_l["lps_max"][1] - box_l["lps_min"][1] == pytest.approx(72, abs=0.02)
-    assert box_l["lps_max"][2] == pytest.approx(zc + 30, abs=0.02)
-    # top edge of the L box in the coronal view: put the coronal slice through the box first
-    page.evaluate(f"""() => {{ const v = window.viewer; const ijk = v.vol.lpsToVoxel({centre[0]}, {centre[1]}, {zc});
-        v.shared.position[1] = Math.round(ijk[1]); v.renderAll(); }}""")
-    top = page.evaluate("""() => { const v = window.viewer.views.coronal, b = window.viewer.store.boxes.L;
-        const [h, vv] = v.lpsToMm(b.lps_max); const [h0] = v.lpsToMm(b.lps_min);
-        return [v.mmToCanvas((h + h0) / 2, vv)[0], v.mmToCanvas(h, vv)[1]]; }""")
-    drag(page, "coronal", top, (top[0], top[1] - 15))
-    z_top = voxel_to_lps(affine, voxel_at(page, "coronal", top[0], top[1] - 15))[2]
-    exp_l_min = [centre[0] - 36, centre[1] - 36, zc - 30]
-    exp_l_max = [centre[0] + 36, centre[1] + 36, z_top]
-    shot(page, "viewer-boxes")
-    wait_saved(page)
-
-    # reload: the boxes come back, and the API has the right millimetres
+    page.select_option("#gland-L", "not_visualised")
+    page.wait_for_function("window.viewer.findings.findings.L && window.viewer.findings.findings.L.version === 1")
+    page.keyboard.press("r")
+    page.keyboard.press("x")  # lesion marker: a line across the lesion gives its centre and diameter
+    a, b = geo.on_slice("axial", -45.0, -180.0), geo.on_slice("axial", -25.0, -180.0)
+    drag(page, "axial", geo.screen_of("axial", a), geo.screen_of("axial", b))
+    page.wait_for_function("window.viewer.findings.findings.R && window.viewer.findings.findings.R.version === 1")
+    evil = '<img src=x onerror="window.pwned=1">lipid-poor, 35 HU'
+    page.fill("#comment-R", evil)
+    page.locator("#comment-R").blur()
+    page.wait_for_function("window.viewer.findings.findings.R.version === 2")
+    data = page.request.get(f"{live_server.url}/api/series/{series.pk}/findings/").json()["findings"]
+    assert data["L"]["gland"] == "not_visualised" and data["R"]["comment"] == evil
+    assert data["R"]["lesion_diameter_mm"] == pytest.approx(20.0, abs=0.75)
+    assert data["R"]["lesion_centre_lps"] == pytest.approx([-35.0, -180.0, geo.slice_lps("axial")], abs=0.75)
+    assert "20." in page.locator("#lesion-R").inner_text() or "19." in page.locator("#lesion-R").inner_text()
+    # reloaded: shown again, the comment as text in the box, no element made from it
     page.reload()
     page.wait_for_function("window.viewer && window.viewer.ready")
-    assert "v" in page.locator("#box-R").inner_text() and "v" in page.locator("#box-L").inner_text()
-    data = page.request.get(f"{live_server.url}/api/series/{series.pk}/boxes/").json()
-    r, l_ = data["boxes"]["R"], data["boxes"]["L"]
-    np.testing.assert_allclose(r["lps_min"], exp_r_min, atol=0.02)
-    np.testing.assert_allclose(r["lps_max"], exp_r_max, atol=0.02)
-    np.testing.assert_allclose(l_["lps_min"], exp_l_min, atol=0.02)
-    np.testing.assert_allclose(l_["lps_max"], exp_l_max, atol=0.02)
-    assert r["status"] == l_["status"] == "proposed" and r["updated_by"] == "clin"
-    # voxel indices are stored as well: the voxel centres inside the box
-    assert r["voxel_min"][2] == k_lo and r["voxel_max"][2] == k_hi
-    assert data["box_status"] == "proposed"
-
-    # undo (u) restores the R box before its last change, as a new version
-    page.keyboard.press("r")
-    page.keyboard.press("u")
-    page.wait_for_function(f"window.viewer.store.boxes.R.version === {r['version'] + 1}")
-    history = page.request.get(f"{live_server.url}/api/series/{series.pk}/boxes/R/history/").json()
-    assert history[0]["version"] == r["version"] + 1
-    before = next(h for h in history if h["version"] == r["version"] - 1)
-    assert page.evaluate("window.viewer.store.boxes.R.lps_max") == before["lps_max"]
+    assert page.input_value("#comment-R") == evil and page.input_value("#gland-L") == "not_visualised"
+    assert page.locator("#panel img").count() == 0 and page.evaluate("window.pwned") is None
+    page.locator("summary#finding-versions-title").click()
+    assert "comment" in page.locator("#finding-versions").inner_text()
+    shot(page, "viewer-findings")
 
 
+# ------------------------------------------------------------------ workflow, conflicts, access
 def test_confirming_a_proposal_and_going_to_the_next_scan(live_server, browser_page, browser_login, ct_series, users):
-    from annotations.services.boxes import save_box
     from annotations.models import Series
+    from annotations.services.boxes import save_box
+    from tests.annotations.test_api_viewer import make_prediction
 
     page = browser_page
     first = ct_series(members=[users["clinician"]], patient="P001")
     second = ct_series(dataset=first.dataset, patient="P002")
     for s in (first, second):
-        save_box(s, "R", [-60, -200, 150], [-10, -150, 200], source="landmarks")
-        save_box(s, "L", [20, -200, 150], [70, -150, 200], source="landmarks")
-    from tests.annotations.test_api_viewer import make_prediction
-
+        save_box(s, "R", *R_BOX, source="landmarks")
+        save_box(s, "L", *L_BOX, source="landmarks")
     make_prediction(first, "abnormal", 0.8)
     browser_login(page, "clin")
     page.goto(f"{live_server.url}/datasets/{first.dataset.pk}/")
@@ -181,18 +511,14 @@ def test_confirming_a_proposal_and_going_to_the_next_scan(live_server, browser_p
     page.keyboard.press("Enter")
     page.wait_for_function("window.viewer && window.viewer.ready")
     assert page.url.endswith(f"/series/{first.pk}/")
-    # the verdict and the per-slice score strip are shown; a click on the strip goes to that slice
     assert "abnormal" in page.locator("#verdict").inner_text().lower()
-    strip = page.locator("#strip").bounding_box()
-    page.mouse.click(strip["x"] + 5, strip["y"] + 2)
-    assert page.evaluate("window.viewer.shared.position[2]") == first.volume.shape[0] - 1
-    shot(page, "viewer-proposal")
+    # opened at the boxes' level
+    assert page.evaluate("window.viewer.sliceZ(window.viewer.shared.position[2])") == pytest.approx(175, abs=1.5)
     page.keyboard.press("Shift+C")
     page.wait_for_function("window.viewer.store.boxes.R.status === 'confirmed' && window.viewer.store.boxes.L.status === 'confirmed'")
     first.refresh_from_db()
     assert first.box_status == Series.BoxStatus.CONFIRMED
-    assert {b.status for b in first.boxes.all()} == {"confirmed"}
-    assert first.boxes.get(side="R").lps_min == [-60, -200, 150]  # confirming keeps the coordinates
+    assert first.boxes.get(side="R").lps_min == R_BOX[0]  # confirming keeps the coordinates
     page.keyboard.press("n")
     page.wait_for_url(f"**/series/{second.pk}/")
     page.goto(f"{live_server.url}/datasets/{first.dataset.pk}/")
@@ -205,38 +531,33 @@ def test_a_second_editor_gets_409_and_can_reload(live_server, browser_page, brow
 
     page = browser_page
     series = ct_series(members=[users["clinician"], users["lead"]])
-    save_box(series, "R", [-60, -200, 150], [-10, -150, 200], source="landmarks")
+    save_box(series, "R", *R_BOX, source="landmarks")
     browser_login(page, "clin")
     open_viewer(page, live_server, series, "?z_mm=175")
     assert page.evaluate("window.viewer.sliceZ(window.viewer.shared.position[2])") == pytest.approx(175, abs=1.5)
-    # someone else saves a newer version through the API
+    geo = Geometry(page, series.volume.affine)
     client.force_login(users["lead"])
     resp = client.put(f"/api/series/{series.pk}/boxes/R/", json.dumps(
         {"lps_min": [-70, -200, 150], "lps_max": [-10, -150, 200], "version": 1}), content_type="application/json")
     assert resp.status_code == 200 and resp.json()["version"] == 2
     # the page still edits version 1: move the box; the autosave is refused with 409 and the page says so
-    rect = page.evaluate("""() => { const v = window.viewer.views.axial, b = window.viewer.store.boxes.R;
-        const [h1, v1] = v.lpsToMm(b.lps_min), [h2, v2] = v.lpsToMm(b.lps_max);
-        return v.mmToCanvas((h1 + h2) / 2, (v1 + v2) / 2); }""")
-    drag(page, "axial", rect, (rect[0] + 20, rect[1]))
+    centre = geo.screen_of("axial", geo.on_slice("axial", -35.0, -175.0))
+    drag(page, "axial", centre, (centre[0] + 20, centre[1]))
     page.locator("#conflict").wait_for(state="visible")
     assert "changed by someone else" in page.locator("#conflict-text").inner_text()
     assert "lead" in page.locator("#conflict-text").inner_text()
-    series.boxes.get(side="R").refresh_from_db()
     box = series.boxes.get(side="R")
     assert box.version == 2 and box.lps_min == [-70, -200, 150]  # nothing overwritten silently
     shot(page, "viewer-conflict")
     page.click("#conflict-reload")
     assert page.evaluate("window.viewer.store.boxes.R.version") == 2
     assert page.evaluate("window.viewer.store.boxes.R.lps_min") == [-70, -200, 150]
-    # an edit from the reloaded version saves normally
-    drag(page, "axial", rect, (rect[0] + 10, rect[1]))
+    drag(page, "axial", centre, (centre[0] + 10, centre[1]))
     page.wait_for_function("window.viewer.store.boxes.R.version === 3 && !window.viewer.store.boxes.R.dirty")
-    # another conflict, this time the clinician keeps their own box: it is saved over version 4 as version 5
     resp = client.put(f"/api/series/{series.pk}/boxes/R/", json.dumps(
         {"lps_min": [-80, -200, 150], "lps_max": [-10, -150, 200], "version": 3}), content_type="application/json")
     assert resp.json()["version"] == 4
-    drag(page, "axial", (rect[0] + 10, rect[1]), (rect[0] + 10, rect[1] + 12))
+    drag(page, "axial", (centre[0] + 10, centre[1]), (centre[0] + 10, centre[1] + 12))
     page.locator("#conflict").wait_for(state="visible")
     mine = page.evaluate("window.viewer.store.boxes.R.lps_min")
     page.click("#conflict-keep")
@@ -252,9 +573,10 @@ def test_clinician_cannot_open_another_dataset(live_server, browser_page, browse
     browser_login(page, "clin")
     assert page.goto(f"{live_server.url}/series/{theirs.pk}/").status == 404
     assert page.goto(f"{live_server.url}/datasets/{theirs.dataset.pk}/").status == 404
-    for url in (f"/api/series/{theirs.pk}/volume/data/", f"/api/series/{theirs.pk}/boxes/",
-                f"/api/datasets/{theirs.dataset.pk}/worklist/"):
-        assert page.request.get(f"{live_server.url}{url}").status == 404
+    for url in (f"/api/series/{theirs.pk}/volume/data/", f"/api/series/{theirs.pk}/volume/slabs/0/",
+                f"/api/series/{theirs.pk}/boxes/", f"/api/series/{theirs.pk}/findings/",
+                f"/api/datasets/{theirs.dataset.pk}/worklist/", f"/api/datasets/{theirs.dataset.pk}/findings/"):
+        assert page.request.get(f"{live_server.url}{url}").status == 404, url
     resp = page.request.put(f"{live_server.url}/api/series/{theirs.pk}/boxes/R/", data={"lps_min": [0, 0, 0],
                             "lps_max": [1, 1, 1], "version": 0}, headers={"X-CSRFToken": "x"})
     assert resp.status in (403, 404)
@@ -264,8 +586,7 @@ def test_clinician_cannot_open_another_dataset(live_server, browser_page, browse
 def test_a_volume_stored_in_another_axis_order_is_shown_axially(live_server, browser_page, browser_login, ct_series,
                                                                   users, realct):
     """A volume whose voxel axes are stored as (x, z, y) still shows axial slices with R on the viewer's left and
-    anterior at the top, each pixel windowed from the HU at its LPS position."""
-    from inference.ml.geometry import lps_to_voxel
+    anterior at the top, each pixel the grey of the HU at its LPS position."""
     from inference.ml.volume import Volume, load_nifti
 
     orig = load_nifti(realct["example_ct_sm"])
@@ -275,19 +596,32 @@ def test_a_volume_stored_in_another_axis_order_is_shown_axially(live_server, bro
     page = browser_page
     browser_login(page, "clin")
     open_viewer(page, live_server, series)
-    assert page.evaluate("window.viewer.views.axial.p.fixed") == 1  # the stored axis along z
+    assert page.evaluate("window.viewer.views.axial.t.fixed") == 1  # the stored axis along z
     assert page.evaluate("window.viewer.views.axial.depth") == orig.shape[0]
-    probe = """([x, y]) => { const v = window.viewer.views.axial; const ijk = v.canvasToVoxel(x, y).map(Math.round);
-        return { ijk, gray: v.pixels[ijk[v.p.row[0]] * v.w + ijk[v.p.col[0]]] & 0xff }; }"""
-    w = page.locator("#axial").bounding_box()["width"]
-    left, right = page.evaluate(probe, [w / 2 - 100, 400]), page.evaluate(probe, [w / 2 + 100, 400])
-    lps_left = voxel_to_lps(affine, left["ijk"])
-    lps_right = voxel_to_lps(affine, right["ijk"])
-    assert lps_left[0] < lps_right[0]  # patient right (smaller x) on the viewer's left
-    top, bottom = page.evaluate(probe, [w / 2, 150]), page.evaluate(probe, [w / 2, 600])
-    assert voxel_to_lps(affine, top["ijk"])[1] < voxel_to_lps(affine, bottom["ijk"])[1]  # anterior at the top
-    for sample in (left, right, top, bottom):
-        i, j, k = np.rint(lps_to_voxel(orig.affine, voxel_to_lps(affine, sample["ijk"]))).astype(int)
-        hu = float(orig.array[k, j, i])
-        assert sample["gray"] == int(np.clip((hu - (40 - 200)) * 255 / 400, 0, 255))
+    geo = Geometry(page, affine)
+    pos = page.evaluate("window.viewer.shared.position")
+    z = voxel_to_lps(affine, pos)[2]
+    samples = {"right": (-100.0, -150.0), "left": (100.0, -150.0), "anterior": (0.0, -250.0), "posterior": (0.0, -60.0)}
+    shown = {}
+    for name, (x, y) in samples.items():
+        i, j, k = np.rint(lps_to_voxel(orig.affine, [x, y, z])).astype(int)
+        centre = voxel_to_lps(orig.affine, [i, j, k])
+        shown[name] = geo.screen_of("axial", centre)
+        rgb = pixel(page, "axial", *shown[name])
+        assert rgb[0] == grey(orig.array[k, j, i], 40, 400), name
+    assert shown["right"][0] < shown["left"][0]  # patient right on the viewer's left
+    assert shown["anterior"][1] < shown["posterior"][1]  # anterior at the top
     shot(page, "viewer-permuted")
+    # the browser's geometry module is the Python one's mirror, also for an oblique, flipped affine
+    rot = np.array([[0.96, -0.28, 0.0], [0.28, 0.96, 0.0], [0.0, 0.0, 1.0]]) @ np.diag([-0.7, 0.8, 2.5])
+    oblique = np.eye(4)
+    oblique[:3, :3], oblique[:3, 3] = rot, [120.0, -40.0, 310.0]
+    points = np.random.default_rng(0).uniform(-50, 300, (5, 3))
+    js = page.evaluate("""async ([affine, points]) => {
+        const g = await import('/static/frontend/js/viewer/geometry.js');
+        const inv = g.invertAffine(affine);
+        return { lps: points.map((p) => g.voxelToLps(affine, p)), ijk: points.map((p) => g.lpsToVoxel(inv, p)),
+                 spacing: g.spacingOf(affine) }; }""", [oblique.tolist(), points.tolist()])
+    np.testing.assert_allclose(js["lps"], voxel_to_lps(oblique, points), atol=1e-9)
+    np.testing.assert_allclose(js["ijk"], lps_to_voxel(oblique, points), atol=1e-9)
+    np.testing.assert_allclose(js["spacing"], spacing_of(oblique), atol=1e-12)

@@ -1,7 +1,9 @@
 """``python manage.py export_crops --dataset NAME [--format csv|json|original] [--output FILE]``.
 
-``csv``: every box in LPS mm with voxel range, status, source, version, who and when (series "not covered"
-as rows without a side); ``json``: the same per series; ``original``: the original study's crop table.
+``csv``: every box in LPS mm with voxel range, status, source, version, who and when, and its side's findings
+(gland seen / not visualised / absent, lesion marker centre and diameter in mm, comment; a side with findings
+but no box is a row too; series "not covered" as rows without a side); ``json``: the same per series;
+``original``: the original study's crop table (boxes only).
 """
 from __future__ import annotations
 

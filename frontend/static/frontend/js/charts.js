@@ -2,12 +2,14 @@
 const NS = "http://www.w3.org/2000/svg";
 export const PALETTE = ["#0b6e8e", "#b3261e", "#1e7d45", "#9a6700", "#6a3d9a", "#e07b00", "#2b2b2b"];
 
-function el(name, attrs = {}, parent = null) {
+// An SVG element with attributes, appended to ``parent`` when given (text goes in with textContent).
+export function svgEl(name, attrs = {}, parent = null) {
   const node = document.createElementNS(NS, name);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
   if (parent) parent.appendChild(node);
   return node;
 }
+const el = svgEl;
 
 /**
  * Draw a line chart into `container` (replacing its content).

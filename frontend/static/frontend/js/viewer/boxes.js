@@ -1,4 +1,5 @@
-// Crop boxes of one series: local state, autosave through the API with versions, confirm, undo, 409 handling.
+// Crop boxes of one series: local state, autosave through the API with versions, confirm, undo/redo through the
+// whole history, restore of any version, the version list, and 409 handling.
 
 import { request } from "../http.js";
 
@@ -6,14 +7,23 @@ import { request } from "../http.js";
 const api = (method, url, body) => request(method, url, body, { keepalive: method !== "GET" });
 
 export const DEFAULT_SIZE_MM = 72; // in-plane default: the original 120 px at 0.6 mm
+export const SIDES = ["R", "L"];
+
+function message(data, status) {
+  if (!data) return `HTTP ${status}`;
+  if (data.detail) return data.detail;
+  return Object.entries(data).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(" ") : v}`).join("; ");
+}
 
 export class BoxStore {
   /** ``onChange()`` redraws; ``onConflict(side, current, message)`` offers to reload; ``onStatus(text)``. */
   constructor(seriesId, initial, { onChange, onConflict, onStatus }) {
     this.seriesId = seriesId;
     this.boxes = { R: null, L: null };
+    this.history = { R: [], L: [] };
     this.seriesStatus = initial.box_status;
-    for (const side of ["R", "L"]) this.boxes[side] = initial.boxes[side] ? { ...initial.boxes[side] } : null;
+    this.maxSideMm = initial.max_side_mm || 200;
+    for (const side of SIDES) this.boxes[side] = initial.boxes[side] ? { ...initial.boxes[side] } : null;
     this.onChange = onChange;
     this.onConflict = onConflict;
     this.onStatus = onStatus;
@@ -52,24 +62,33 @@ export class BoxStore {
     this.saving[side] = this.saving[side].then(async () => {
       const box = this.boxes[side];
       if (!box || (!box.dirty && !force) || this.conflict[side]) return;
-      const round = (v) => v; // full precision: a z on a slice centre must stay on it
-      const sent = { lps_min: box.lps_min.map(round), lps_max: box.lps_max.map(round) };
+      const sent = { lps_min: [...box.lps_min], lps_max: [...box.lps_max] }; // full precision
       const { status, data } = await api("PUT", this.url(side), { ...sent, version: box.version, status: "proposed" });
       if (status === 200) {
-        const same = JSON.stringify(box.lps_min.map(round)) === JSON.stringify(sent.lps_min)
-          && JSON.stringify(box.lps_max.map(round)) === JSON.stringify(sent.lps_max);
+        const same = JSON.stringify(box.lps_min) === JSON.stringify(sent.lps_min)
+          && JSON.stringify(box.lps_max) === JSON.stringify(sent.lps_max);
         this.boxes[side] = { ...data, lps_min: same ? data.lps_min : box.lps_min, lps_max: same ? data.lps_max : box.lps_max, dirty: !same };
         this.onStatus(`${side}: saved (version ${data.version})`);
         if (!same) this.scheduleSave(side, 0);
+        this.loadHistory(side);
       } else if (status === 409) {
         this.conflict[side] = data.current;
         this.onConflict(side, data.current, data.detail);
       } else {
-        this.onStatus(`${side}: not saved — ${data ? JSON.stringify(data) : "HTTP " + status}`);
+        // refused (e.g. 400: the server names the field): the box goes back to what is stored
+        this.onStatus(`${side}: not saved — ${message(data, status)}`);
+        await this.refresh(side);
       }
       this.onChange();
     });
     return this.saving[side];
+  }
+
+  /** Re-read one side's box from the server. */
+  async refresh(side) {
+    const { status, data } = await api("GET", this.url(side));
+    if (status === 200) this.boxes[side] = data ? { ...data } : null;
+    this.onChange();
   }
 
   /** Adopt the server's current box after a conflict. */
@@ -78,6 +97,7 @@ export class BoxStore {
     this.conflict[side] = null;
     this.boxes[side] = current ? { ...current } : null;
     this.onStatus(`${side}: reloaded version ${current ? current.version : 0}`);
+    this.loadHistory(side);
     this.onChange();
   }
 
@@ -92,26 +112,50 @@ export class BoxStore {
     return this.save(side);
   }
 
-  async _post(side, action) {
+  async _post(side, action, extra = {}) {
     await this.save(side);
     const box = this.boxes[side];
-    if (!box || this.conflict[side]) return;
-    const { status, data } = await api("POST", this.url(side, action), { version: box.version });
+    if (!box || !box.version || this.conflict[side]) {
+      if (!box) this.onStatus(`${side}: no box yet (d draws one)`);
+      return false;
+    }
+    const { status, data } = await api("POST", this.url(side, action), { version: box.version, ...extra });
+    let ok = false;
     if (status === 200) {
       this.boxes[side] = { ...data };
-      this.onStatus(`${side}: ${action === "confirm" ? "confirmed" : "undone"} (version ${data.version})`);
+      const what = { confirm: "confirmed", undo: "undone", redo: "redone", restore: "restored" }[action];
+      this.onStatus(`${side}: ${what} (version ${data.version})`);
+      this.loadHistory(side);
+      ok = true;
     } else if (status === 409) {
       this.conflict[side] = data.current;
       this.onConflict(side, data.current, data.detail);
     } else {
-      this.onStatus(`${side}: ${data && data.detail ? data.detail : "HTTP " + status}`);
+      this.onStatus(`${side}: ${message(data, status)}`);
     }
     this.onChange();
+    return ok;
   }
 
   confirm(side) { return this._post(side, "confirm"); }
 
+  /** Back to the state the current one was made from (walks back through every earlier state). */
   undo(side) { return this._post(side, "undo"); }
+
+  /** Forward again after an undo. */
+  redo(side) { return this._post(side, "redo"); }
+
+  /** Bring back version ``version`` (a new version). */
+  restore(side, version) { return this._post(side, "restore", { restore: version }); }
+
+  /** Fetch the version list of one side (newest first) into ``this.history``. */
+  async loadHistory(side) {
+    if (!this.boxes[side] || !this.boxes[side].version) { this.history[side] = []; return []; }
+    const { status, data } = await api("GET", this.url(side, "history"));
+    if (status === 200) this.history[side] = data;
+    this.onChange();
+    return this.history[side];
+  }
 
   async refreshStatus() {
     const { status, data } = await api("GET", `/api/series/${this.seriesId}/boxes/`);

@@ -1,321 +1,414 @@
-// The CT viewer page: loads the volume once, windows it in the browser, and edits both crop boxes.
-import { BoxStore, DEFAULT_SIZE_MM } from "./boxes.js";
+// The CT viewer page: streams the volume slab by slab, windows it in the browser, edits both crop boxes and the
+// per-side findings, and offers the reading tools (HU under the cursor, ruler, click-to-navigate, cine, invert,
+// window presets). Every drawing call and pointer event goes through the views' transforms (geometry.js).
+import { BoxStore, DEFAULT_SIZE_MM, SIDES } from "./boxes.js";
+import { FindingStore } from "./findings.js";
+import { ViewTransform, distanceMm, lpsToVoxel, voxelToLps } from "./geometry.js";
+import { COLOURS, drawBoxes, drawCrosshair, drawLesions, drawLine, drawRulers, hitBox, insideBox } from "./overlays.js";
+import { CornerOverlay, Panel, fillHelp } from "./panel.js";
+import { VerdictStrip } from "./strip.js";
 import { SliceView, windowLut } from "./view.js";
-import { loadVolume } from "./volume.js";
+import { streamVolume } from "./volume.js";
 
-const PRESETS = { 1: ["abdomen", 40, 400], 2: ["model", 100, 600], 3: ["bone", 400, 1800] };
-const COLOURS = { R: "#4fc3f7", L: "#ff8a65" };
-const DEFAULT_HALF_Z_MM = 30;
-const HANDLE_PX = 7;
+// window presets (width / level, HU), on the number keys
+const PRESETS = [
+  { key: "1", name: "Abdomen", width: 400, level: 40 },
+  { key: "2", name: "Adrenal / soft tissue", width: 350, level: 40 },
+  { key: "3", name: "Liver", width: 150, level: 30 },
+  { key: "4", name: "Bone", width: 1800, level: 400 },
+  { key: "5", name: "Lung", width: 1500, level: -600 },
+  { key: "6", name: "Model input −200..400", width: 600, level: 100 },
+];
+const DEFAULT_EXTENT_MM = [DEFAULT_SIZE_MM, DEFAULT_SIZE_MM, 60]; // a new box: 72 x 72 mm in-plane, 60 mm high
+const MODES = { select: "mode-select", draw: "mode-draw", ruler: "mode-ruler", lesion: "mode-lesion" };
+const CLICK_PX = 3; // a press that moves less than this is a click
 
 const config = JSON.parse(document.getElementById("viewer-config").textContent);
 const $ = (id) => document.getElementById(id);
-const state = { level: 40, width: 400, side: "R", drawing: false, lutVersion: 0, active: null };
-const shared = { lut: windowLut(40, 400), position: [0, 0, 0] };
+const state = { level: 40, width: 400, invert: false, side: "R", mode: "select", active: null, cineTimer: null,
+  rulers: [] };
+const shared = { lut: windowLut(40, 400), lutVersion: 0, position: [0, 0, 0] };
 let vol = null;
-let views = {};
-let store = null;
+const views = {};
+let boxes = null;
+let findings = null;
+let panel = null;
+let corner = null;
+let strip = null;
+let drag = null;
+let preview = null; // {kind: "box", side, box} | {kind: "line", view, a, b, colour, label}
+let frameRequested = false;
 
 function status(text) { $("save-status").textContent = text; }
 
 // ------------------------------------------------------------------ rendering
+/** Draw every view now (fills only the images whose slice, window or data changed). */
 function renderAll() {
-  for (const v of Object.values(views)) {
-    const refill = v.lastIndex !== v.index || v.lutVersion !== state.lutVersion;
-    v.render(refill);
-    v.lastIndex = v.index;
-    v.lutVersion = state.lutVersion;
-  }
-  drawStrip();
-  updatePanel();
+  frameRequested = false;
+  for (const v of Object.values(views)) v.render();
+  updateReadouts();
 }
 
-/** Change the axial slice; returns the milliseconds the synchronous render took. */
-function setSlice(k) {
-  k = Math.max(0, Math.min(nSlices() - 1, Math.round(k)));
-  shared.position[axialAxis()] = k;
+/** Draw at the next animation frame (pointer moves, slabs arriving). */
+function requestRender() {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(() => { if (frameRequested) renderAll(); });
+}
+
+function updateReadouts() {
+  const ax = views.axial;
+  if (!ax) return;
+  const step = Math.abs(ax.t.sliceMm(1) - ax.t.sliceMm(0));
+  corner.update({ z: ax.t.sliceMm(ax.index), index: ax.index, depth: ax.depth, step, level: state.level,
+    width: state.width, invert: state.invert, zoom: ax.t.zoom });
+  if (strip) strip.setCurrent(ax.t.sliceMm(ax.index));
+}
+
+function updatePanel() {
+  if (!panel) return;
+  panel.update(boxes, findings, state.side);
+  const badge = $("series-status");
+  const bs = SIDES.map((s) => boxes.boxes[s]).filter((b) => b && b.lps_min);
+  if (badge && bs.length && badge.dataset.status !== "not_covered") {
+    const value = bs.length === 2 && bs.every((b) => b.status === "confirmed" && !b.dirty) ? "confirmed" : "proposed";
+    badge.className = `badge ${value}`;
+    badge.textContent = value === "confirmed" ? "Confirmed" : "Proposed";
+  }
+}
+
+function onStoreChange() { updatePanel(); requestRender(); }
+
+// ------------------------------------------------------------------ position, window, modes
+function clampIndex(v, n) { return Math.max(0, Math.min(n - 1, Math.round(v))); }
+
+/** Move ``view`` (default axial) to slice ``index``; renders at once and returns the milliseconds it took. */
+function setSlice(index, view = views.axial) {
+  shared.position[view.t.fixed] = clampIndex(index, view.depth);
   const t0 = performance.now();
   renderAll();
   return performance.now() - t0;
 }
 
-function setWindow(level, width) {
+function stepSlice(view, step) { setSlice(view.index + step, view); }
+
+/** Centre every view on voxel (i, j, k) (click-to-navigate); the clicked view keeps its own slice. */
+function navigateTo(ijk, from = null) {
+  const dims = vol.dims;
+  for (let a = 0; a < 3; a++) if (!from || a !== from.t.fixed) shared.position[a] = clampIndex(ijk[a], dims[a]);
+  renderAll();
+}
+
+function setWindow(level, width, invert = state.invert) {
   state.level = Math.round(level);
   state.width = Math.max(1, Math.round(width));
-  windowLut(state.level, state.width, shared.lut);
-  state.lutVersion++;
+  state.invert = invert;
+  windowLut(state.level, state.width, shared.lut, state.invert);
+  shared.lutVersion++;
   $("wl").textContent = `W ${state.width} / L ${state.level}`;
+  $("invert").classList.toggle("primary", state.invert);
+  const preset = PRESETS.find((p) => p.width === state.width && p.level === state.level);
+  $("preset").value = preset ? preset.key : "";
   renderAll();
 }
 
-/** The voxel axis the axial view slices (k for axially stored volumes), its length, and the current index. */
-function axialAxis() { return views.axial ? views.axial.p.fixed : 2; }
-
-function nSlices() { return [vol.ni, vol.nj, vol.nk][axialAxis()]; }
-
-function sliceIndex() { return shared.position[axialAxis()]; }
-
-/** LPS z of axial slice ``k``. */
-function sliceZ(k) {
-  const ijk = [0, 0, 0];
-  ijk[axialAxis()] = k;
-  return vol.voxelToLps(...ijk)[2];
-}
-
-function kOfZ(z) {
-  const origin = vol.voxelToLps(0, 0, 0);
-  return Math.round(vol.lpsToVoxel(origin[0], origin[1], z)[axialAxis()]);
-}
-
-// ------------------------------------------------------------------ box overlays and hit tests
-function rectOf(view, box) {
-  const [h1, v1] = view.lpsToMm(box.lps_min);
-  const [h2, v2] = view.lpsToMm(box.lps_max);
-  const [x1, y1] = view.mmToCanvas(Math.min(h1, h2), Math.min(v1, v2));
-  const [x2, y2] = view.mmToCanvas(Math.max(h1, h2), Math.max(v1, v2));
-  return { x1: Math.min(x1, x2), y1: Math.min(y1, y2), x2: Math.max(x1, x2), y2: Math.max(y1, y2) };
-}
-
-/** Box from a canvas rectangle in ``view``, keeping the coordinate the view does not show. */
-function boxFromRect(view, box, r) {
-  const [hA, vA] = view.canvasToMm(r.x1, r.y1);
-  const [hB, vB] = view.canvasToMm(r.x2, r.y2);
-  const lo = [...box.lps_min];
-  const hi = [...box.lps_max];
-  const cAx = view.p.col[1];
-  const [, rAx, sign] = view.p.row;
-  lo[cAx] = Math.min(hA, hB); hi[cAx] = Math.max(hA, hB);
-  const va = sign * vA;
-  const vb = sign * vB;
-  lo[rAx] = Math.min(va, vb); hi[rAx] = Math.max(va, vb);
-  return [lo, hi];
-}
-
-function inSlice(view, box) {
-  const pos = vol.voxelToLps(...shared.position);
-  const axis = view.p.fixedL;
-  return pos[axis] >= box.lps_min[axis] - 1e-6 && pos[axis] <= box.lps_max[axis] + 1e-6;
-}
-
-function drawBoxes(ctx, view) {
-  for (const side of ["R", "L"]) {
-    const box = dragPreview && dragPreview.side === side ? dragPreview.box : store.boxes[side];
-    if (!box || !box.lps_min) continue;
-    const r = rectOf(view, box);
-    ctx.save();
-    ctx.globalAlpha = inSlice(view, box) ? 1 : 0.35;
-    ctx.strokeStyle = COLOURS[side];
-    ctx.lineWidth = side === state.side ? 2 : 1.25;
-    ctx.setLineDash(box.status === "confirmed" ? [] : [6, 4]);
-    ctx.strokeRect(r.x1, r.y1, r.x2 - r.x1, r.y2 - r.y1);
-    ctx.setLineDash([]);
-    ctx.fillStyle = COLOURS[side];
-    ctx.font = "12px system-ui, sans-serif";
-    ctx.textAlign = "left";
-    ctx.textBaseline = "bottom";
-    ctx.fillText(`${side}${box.status === "confirmed" ? " ✓" : ""}`, r.x1 + 2, r.y1 - 2);
-    if (side === state.side && inSlice(view, box)) {
-      for (const [x, y] of handlePoints(r)) ctx.fillRect(x - 3, y - 3, 6, 6);
-    }
-    ctx.restore();
-  }
-}
-
-function handlePoints(r) {
-  const mx = (r.x1 + r.x2) / 2;
-  const my = (r.y1 + r.y2) / 2;
-  return [[r.x1, r.y1], [mx, r.y1], [r.x2, r.y1], [r.x2, my], [r.x2, r.y2], [mx, r.y2], [r.x1, r.y2], [r.x1, my]];
-}
-
-/** What a pointer at (x, y) would grab: {side, edges: {x1, x2, y1, y2} | "move"} or null. */
-function hit(view, x, y) {
-  const order = [state.side, state.side === "R" ? "L" : "R"];
-  for (const side of order) {
-    const box = store.boxes[side];
-    if (!box || !box.lps_min || !inSlice(view, box)) continue;
-    const r = rectOf(view, box);
-    const near = (a, b) => Math.abs(a - b) <= HANDLE_PX;
-    const within = x >= r.x1 - HANDLE_PX && x <= r.x2 + HANDLE_PX && y >= r.y1 - HANDLE_PX && y <= r.y2 + HANDLE_PX;
-    if (!within) continue;
-    const edges = { x1: near(x, r.x1), x2: near(x, r.x2), y1: near(y, r.y1), y2: near(y, r.y2) };
-    if (edges.x1 || edges.x2 || edges.y1 || edges.y2) return { side, edges, rect: r };
-    if (x > r.x1 && x < r.x2 && y > r.y1 && y < r.y2) return { side, edges: "move", rect: r };
-  }
-  return null;
-}
-
-/** The other views' positions: dashed lines on coronal and sagittal, edge ticks on the axial view. */
-function drawCrosshair(ctx, view) {
-  const [x, y] = view.voxelToCanvas(shared.position);
-  ctx.save();
-  ctx.strokeStyle = "rgba(255, 235, 59, .55)";
-  ctx.lineWidth = 1;
-  ctx.beginPath();
-  if (view.plane === "axial") {
-    ctx.moveTo(x, 0); ctx.lineTo(x, 12); ctx.moveTo(x, view.cssH - 12); ctx.lineTo(x, view.cssH);
-    ctx.moveTo(0, y); ctx.lineTo(12, y); ctx.moveTo(view.cssW - 12, y); ctx.lineTo(view.cssW, y);
-  } else {
-    ctx.setLineDash([4, 4]);
-    ctx.moveTo(0, y); ctx.lineTo(view.cssW, y);
-    ctx.moveTo(x, 0); ctx.lineTo(x, view.cssH);
-  }
-  ctx.stroke();
-  ctx.restore();
-}
-
-// ------------------------------------------------------------------ pointer interaction
-let drag = null;
-let dragPreview = null;
-
-function local(view, e) {
-  const r = view.canvas.getBoundingClientRect();
-  return [e.clientX - r.left, e.clientY - r.top];
-}
-
-function onPointerDown(view, e) {
-  state.active = view;
-  const [x, y] = local(view, e);
-  view.canvas.setPointerCapture(e.pointerId);
-  const grabbed = e.button === 0 && !e.shiftKey ? hit(view, x, y) : null;
-  if (grabbed) {
-    setSide(grabbed.side);
-    drag = { kind: "box", view, x0: x, y0: y, ...grabbed, box: { ...store.boxes[grabbed.side] } };
-  } else if (e.button === 0 && state.drawing && view.plane === "axial") {
-    drag = { kind: "draw", view, x0: x, y0: y };
-  } else if (e.button === 1 || e.button === 2 || e.shiftKey) {
-    drag = { kind: "pan", view, x0: x, y0: y, lx: x, ly: y };
-  } else if (e.button === 0 && view.plane !== "axial" && !e.altKey) {
-    drag = { kind: "point", view, x0: x, y0: y, lx: x, ly: y, level: state.level, width: state.width };
-  } else {
-    drag = { kind: "window", view, x0: x, y0: y, level: state.level, width: state.width };
-  }
-  e.preventDefault();
-}
-
-function onPointerMove(view, e) {
-  const [x, y] = local(view, e);
-  if (!drag) {
-    const h = hit(view, x, y);
-    view.canvas.style.cursor = state.drawing && view.plane === "axial" ? "crosshair"
-      : !h ? "default" : h.edges === "move" ? "move" : "nwse-resize";
-    return;
-  }
-  const dx = x - drag.x0;
-  const dy = y - drag.y0;
-  if (drag.kind === "window" || (drag.kind === "point" && Math.hypot(dx, dy) > 4)) {
-    drag.kind = "window";
-    setWindow(drag.level - dy * 2, drag.width + dx * 4);
-  } else if (drag.kind === "pan") {
-    view.panBy(x - drag.lx, y - drag.ly);
-    drag.lx = x; drag.ly = y;
-    renderAll();
-  } else if (drag.kind === "box") {
-    const r = { ...drag.rect };
-    if (drag.edges === "move") {
-      r.x1 += dx; r.x2 += dx; r.y1 += dy; r.y2 += dy;
-    } else {
-      if (drag.edges.x1) r.x1 += dx;
-      if (drag.edges.x2) r.x2 += dx;
-      if (drag.edges.y1) r.y1 += dy;
-      if (drag.edges.y2) r.y2 += dy;
-    }
-    const [lo, hi] = boxFromRect(view, drag.box, r);
-    dragPreview = { side: drag.side, box: { ...drag.box, lps_min: lo, lps_max: hi } };
-    renderAll();
-  } else if (drag.kind === "draw") {
-    const box = newBoxTemplate();
-    const [lo, hi] = boxFromRect(view, box, { x1: drag.x0, y1: drag.y0, x2: x, y2: y });
-    dragPreview = { side: state.side, box: { ...box, lps_min: lo, lps_max: hi } };
-    renderAll();
-  }
-}
-
-function onPointerUp(view, e) {
-  if (!drag) return;
-  const [x, y] = local(view, e);
-  const moved = Math.hypot(x - drag.x0, y - drag.y0) > 3;
-  if (drag.kind === "box" && dragPreview) {
-    store.set(drag.side, dragPreview.box.lps_min, dragPreview.box.lps_max);
-  } else if (drag.kind === "draw") {
-    const box = newBoxTemplate();
-    let lo;
-    let hi;
-    if (moved) {
-      [lo, hi] = boxFromRect(view, box, { x1: drag.x0, y1: drag.y0, x2: x, y2: y });
-    } else { // a click places the default 72 x 72 mm box centred there
-      const [h, v] = view.canvasToMm(x, y);
-      const half = (DEFAULT_SIZE_MM / 2) * view.zoom;
-      [lo, hi] = boxFromRect(view, box, { x1: x - half, y1: y - half, x2: x + half, y2: y + half });
-      void h; void v;
-    }
-    state.drawing = false;
-    $("draw").classList.remove("primary");
-    store.set(state.side, lo, hi);
-  } else if (drag.kind === "point" && !moved) {
-    // a click on coronal/sagittal moves the axial slice (and the other view) there
-    const ijk = view.canvasToVoxel(x, y);
-    const dims = [vol.ni, vol.nj, vol.nk];
-    for (const a of [0, 1, 2]) if (a !== axialAxis()) shared.position[a] = clampIndex(ijk[a], dims[a]);
-    setSlice(ijk[axialAxis()]);
-  }
-  drag = null;
-  dragPreview = null;
-  renderAll();
-}
-
-function clampIndex(v, n) { return Math.max(0, Math.min(n - 1, Math.round(v))); }
-
-/** The active side's current box, or a new one spanning the default z-range around the current slice. */
-function newBoxTemplate() {
-  const existing = store.boxes[state.side];
-  if (existing && existing.lps_min) return { ...existing };
-  const z = sliceZ(sliceIndex());
-  const zs = [sliceZ(0), sliceZ(nSlices() - 1)];
-  const zlo = Math.max(Math.min(...zs), z - DEFAULT_HALF_Z_MM);
-  const zhi = Math.min(Math.max(...zs), z + DEFAULT_HALF_Z_MM);
-  return { side: state.side, status: "proposed", version: 0, lps_min: [0, 0, zlo], lps_max: [0, 0, zhi] };
-}
-
-function onWheel(view, e) {
-  e.preventDefault();
-  const [x, y] = local(view, e);
-  if (e.ctrlKey || e.metaKey) {
-    view.zoomAt(e.deltaY < 0 ? 1.15 : 1 / 1.15, x, y);
-    renderAll();
-    return;
-  }
-  const step = Math.sign(e.deltaY) * (e.shiftKey ? 5 : 1);
-  if (view.plane === "axial") setSlice(sliceIndex() + step);
-  else {
-    const axis = view.p.fixed;
-    shared.position[axis] = clampIndex(shared.position[axis] + step, [vol.ni, vol.nj, vol.nk][axis]);
-    renderAll();
-  }
-}
-
-// ------------------------------------------------------------------ keyboard
-function markZ(which) {
-  const box = store.boxes[state.side];
-  if (!box || !box.lps_min) { status(`${state.side}: draw the box first (d)`); return; }
-  const z = sliceZ(sliceIndex());
-  const lo = [...box.lps_min];
-  const hi = [...box.lps_max];
-  if (which === "min") lo[2] = z; else hi[2] = z;
-  store.set(state.side, lo, hi);
+function setMode(mode) {
+  state.mode = mode;
+  for (const [m, id] of Object.entries(MODES)) $(id).classList.toggle("primary", m === mode);
+  const hints = {
+    select: "",
+    draw: `Draw the ${state.side} box: drag on any view (a click places ${DEFAULT_SIZE_MM}×${DEFAULT_SIZE_MM} mm); Esc cancels`,
+    ruler: "Ruler: drag to measure; Delete removes the last; Esc leaves",
+    lesion: `Lesion marker for ${state.side}: drag across the lesion (its diameter); Esc cancels`,
+  };
+  status(hints[mode]);
+  for (const v of Object.values(views)) v.canvas.style.cursor = mode === "select" ? "default" : "crosshair";
 }
 
 function setSide(side) {
   state.side = side;
-  for (const s of ["R", "L"]) $(`side-${s}`).classList.toggle("primary", s === side);
-  renderAll();
+  for (const s of SIDES) $(`side-${s}`).classList.toggle("primary", s === side);
+  if (state.mode !== "select") setMode(state.mode); // the hint names the side
+  if (!boxes.history[side].length) boxes.loadHistory(side);
+  if (!findings.history[side].length) findings.loadHistory(side);
+  updatePanel();
+  requestRender();
 }
 
-async function nextUnconfirmed() {
-  await Promise.all([store.save("R"), store.save("L")]);
-  const r = await fetch(`/api/series/${config.series_id}/next-unconfirmed/`, { credentials: "same-origin" });
-  const data = await r.json();
-  if (data.url) location.href = data.url;
-  else status("No unconfirmed scans left in this dataset.");
+function toggleCine(on = state.cineTimer === null) {
+  clearInterval(state.cineTimer);
+  state.cineTimer = null;
+  if (on) {
+    const view = state.active || views.axial;
+    const fps = Math.max(1, Math.min(30, Number($("fps").value) || 10));
+    state.cineTimer = setInterval(() => setSlice((view.index + 1) % view.depth, view), 1000 / fps);
+  }
+  $("cine").classList.toggle("primary", state.cineTimer !== null);
+  $("cine").textContent = state.cineTimer !== null ? "■ Cine" : "▶ Cine";
+}
+
+// ------------------------------------------------------------------ boxes: templates and edits
+/** The box a new drawing on ``view`` starts from: the side's box when the view's slice passes through it, else
+ * the default extent along the view's own axis around the current position. */
+function drawTemplate(view) {
+  const existing = boxes.boxes[state.side];
+  if (existing && existing.lps_min && view.t.sliceInBox(existing, view.index)) return { ...existing };
+  const centre = vol.voxelToLps(...shared.position);
+  const axis = view.t.spec.fixedL;
+  const lo = [...centre];
+  const hi = [...centre];
+  lo[axis] -= DEFAULT_EXTENT_MM[axis] / 2;
+  hi[axis] += DEFAULT_EXTENT_MM[axis] / 2;
+  return { side: state.side, status: "proposed", version: 0, lps_min: lo, lps_max: hi };
+}
+
+function markZ(which) {
+  const box = boxes.boxes[state.side];
+  if (!box || !box.lps_min) { status(`${state.side}: draw the box first (d)`); return; }
+  const z = views.axial.t.sliceMm(views.axial.index);
+  const lo = [...box.lps_min];
+  const hi = [...box.lps_max];
+  if (which === "min") lo[2] = z; else hi[2] = z;
+  boxes.set(state.side, lo, hi);
+}
+
+// ------------------------------------------------------------------ pointer interaction
+function pointerLps(view, x, y) { return view.t.screenToLps(x, y, view.index); }
+
+function onPointerDown(view, e) {
+  state.active = view;
+  const [x, y] = view.t.eventToScreen(e, view.canvas);
+  view.canvas.setPointerCapture(e.pointerId);
+  e.preventDefault();
+  const start = { view, x0: x, y0: y, lx: x, ly: y };
+  if (e.button === 1 || e.button === 2 || (e.button === 0 && e.shiftKey)) {
+    drag = { kind: "pan", ...start };
+  } else if (e.button !== 0) {
+    drag = null;
+  } else if (state.mode === "draw") {
+    drag = { kind: "draw", ...start, template: drawTemplate(view) };
+  } else if (state.mode === "ruler" || state.mode === "lesion") {
+    drag = { kind: state.mode, ...start, a: pointerLps(view, x, y) };
+  } else {
+    const grabbed = hitBox(view, boxes.boxes[state.side], x, y); // only the selected side's box is edited
+    drag = grabbed ? { kind: "box", ...start, ...grabbed, side: state.side, box: { ...boxes.boxes[state.side] } }
+      : { kind: "press", ...start, level: state.level, width: state.width };
+  }
+}
+
+function onPointerMove(view, e) {
+  const [x, y] = view.t.eventToScreen(e, view.canvas);
+  hover(view, x, y);
+  if (!drag || drag.view !== view) {
+    if (!drag && state.mode === "select") {
+      const h = hitBox(view, boxes.boxes[state.side], x, y);
+      view.canvas.style.cursor = !h ? "default" : h.edges === "move" ? "move" : "nwse-resize";
+    }
+    return;
+  }
+  const dx = x - drag.x0;
+  const dy = y - drag.y0;
+  if (drag.kind === "press" && Math.hypot(dx, dy) > CLICK_PX) drag.kind = "window";
+  if (drag.kind === "window") {
+    setWindow(drag.level - dy * 2, drag.width + dx * 4);
+  } else if (drag.kind === "pan") {
+    view.t.panBy(x - drag.lx, y - drag.ly);
+    drag.lx = x; drag.ly = y;
+    requestRender();
+  } else if (drag.kind === "box") {
+    const [lo, hi] = view.t.boxFromRect(drag.box, draggedRect(drag, dx, dy), view.index);
+    preview = { kind: "box", side: drag.side, box: { ...drag.box, lps_min: lo, lps_max: hi } };
+    requestRender();
+  } else if (drag.kind === "draw") {
+    const [lo, hi] = view.t.boxFromRect(drag.template, { x1: drag.x0, y1: drag.y0, x2: x, y2: y }, view.index);
+    preview = { kind: "box", side: state.side, box: { ...drag.template, lps_min: lo, lps_max: hi } };
+    requestRender();
+  } else if (drag.kind === "ruler" || drag.kind === "lesion") {
+    const b = pointerLps(view, x, y);
+    const d = distanceMm(drag.a, b);
+    preview = { kind: "line", view, a: [drag.x0, drag.y0], b: [x, y],
+      colour: drag.kind === "ruler" ? "#7CFC00" : COLOURS[state.side], label: `${d.toFixed(1)} mm` };
+    requestRender();
+  }
+}
+
+/** The screen rectangle of a box being moved (by its body) or resized (by edges) by (dx, dy) CSS px. */
+function draggedRect(d, dx, dy) {
+  const r = { ...d.rect };
+  if (d.edges === "move") return { x1: r.x1 + dx, x2: r.x2 + dx, y1: r.y1 + dy, y2: r.y2 + dy };
+  if (d.edges.x1) r.x1 += dx;
+  if (d.edges.x2) r.x2 += dx;
+  if (d.edges.y1) r.y1 += dy;
+  if (d.edges.y2) r.y2 += dy;
+  return r;
+}
+
+function onPointerUp(view, e) {
+  if (!drag || drag.view !== view) return;
+  const [x, y] = view.t.eventToScreen(e, view.canvas);
+  const moved = Math.hypot(x - drag.x0, y - drag.y0) > CLICK_PX;
+  const d = drag;
+  drag = null;
+  preview = null;
+  if (d.kind === "box" && moved) {
+    const [lo, hi] = view.t.boxFromRect(d.box, draggedRect(d, x - d.x0, y - d.y0), view.index);
+    boxes.set(d.side, lo, hi);
+  } else if (d.kind === "draw") {
+    let rect = { x1: d.x0, y1: d.y0, x2: x, y2: y };
+    if (!moved) { // a click places the default in-plane size centred there
+      const hw = (DEFAULT_EXTENT_MM[view.t.spec.colL] / 2) * view.t.zoom;
+      const hh = (DEFAULT_EXTENT_MM[view.t.spec.rowL] / 2) * view.t.zoom;
+      rect = { x1: x - hw, y1: y - hh, x2: x + hw, y2: y + hh };
+    }
+    const [lo, hi] = view.t.boxFromRect(d.template, rect, view.index);
+    boxes.set(state.side, lo, hi);
+    setMode("select"); // one box per press of d
+  } else if (d.kind === "ruler" && moved) {
+    state.rulers.push({ plane: view.plane, index: view.index, a: d.a, b: pointerLps(view, x, y) });
+    showRuler();
+  } else if (d.kind === "lesion" && moved) {
+    const b = pointerLps(view, x, y);
+    const centre = d.a.map((v, i) => (v + b[i]) / 2);
+    findings.setLesion(state.side, centre, distanceMm(d.a, b));
+    setMode("select");
+  } else if ((d.kind === "press" || d.kind === "box") && !moved) {
+    // a click navigates the other views there; inside the other side's box it also selects that side
+    const other = SIDES.find((s) => s !== state.side);
+    if (!insideBox(view, boxes.boxes[state.side], x, y) && insideBox(view, boxes.boxes[other], x, y)) setSide(other);
+    navigateTo(view.t.screenToVoxel(x, y, view.index), view);
+  }
+  requestRender();
+}
+
+function showRuler() {
+  const last = state.rulers[state.rulers.length - 1];
+  const el = $("ruler-readout");
+  el.textContent = last ? `Ruler ${distanceMm(last.a, last.b).toFixed(1)} mm (${last.plane})` : "";
+  el.dataset.mm = last ? String(distanceMm(last.a, last.b)) : "";
+  requestRender();
+}
+
+/** The HU readout: the voxel under the pointer on any view. */
+function hover(view, x, y) {
+  const ijk = view.t.screenToVoxel(x, y, view.index).map(Math.round);
+  const hu = vol.value(...ijk);
+  const el = $("hu");
+  if (hu === null) {
+    el.textContent = vol.contains(...ijk) ? "HU … (loading)" : "HU —";
+    delete el.dataset.hu;
+    return;
+  }
+  const lps = vol.voxelToLps(...ijk);
+  el.textContent = `HU ${hu} · (${lps.map((v) => v.toFixed(1)).join(", ")}) mm · [${ijk.join(", ")}]`;
+  Object.assign(el.dataset, { hu: String(hu), ijk: ijk.join(","), plane: view.plane });
+}
+
+function onWheel(view, e) {
+  e.preventDefault();
+  state.active = view;
+  const [x, y] = view.t.eventToScreen(e, view.canvas);
+  if (e.ctrlKey || e.metaKey) {
+    view.t.zoomAt(e.deltaY < 0 ? 1.15 : 1 / 1.15, x, y);
+    requestRender();
+    return;
+  }
+  stepSlice(view, Math.sign(e.deltaY) * (e.shiftKey ? 5 : 1));
+  hover(view, x, y);
+}
+
+// ------------------------------------------------------------------ overlays of each view
+function overlay(ctx, view) {
+  const shown = { ...boxes.boxes };
+  if (preview && preview.kind === "box") shown[preview.side] = preview.box;
+  drawBoxes(ctx, view, shown, state.side);
+  drawLesions(ctx, view, findings.findings);
+  drawRulers(ctx, view, state.rulers);
+  drawCrosshair(ctx, view, shared.position);
+  if (preview && preview.kind === "line" && preview.view === view) drawLine(ctx, preview.a, preview.b, preview.colour, preview.label);
+}
+
+// ------------------------------------------------------------------ keyboard
+// the help overlay, from this list (onKey below does what it says)
+const KEYS = [
+  ["wheel, ↑ ↓", "previous / next slice of the view under the pointer (PgUp/PgDn: 10, Home/End: first/last)"],
+  ["click", "navigate: the other views go to that point"],
+  ["drag", "window / level (Shift-drag, right- or middle-drag: pan; Ctrl-wheel, + −: zoom; f: fit)"],
+  ["1 … 6", PRESETS.map((p) => `${p.key} ${p.name} ${p.width}/${p.level}`).join(" · ")],
+  ["i", "invert the grey scale"],
+  ["space", "cine: play the slices of the view under the pointer (fps beside the button)"],
+  ["r, l", "select the patient-right / patient-left side (box and findings)"],
+  ["s, Esc", "select mode: drag a box's body to move it, an edge or handle to resize it; Esc leaves any mode"],
+  ["d", "draw a new box for the selected side on any view (drag; a click places 72×72 mm)"],
+  ["[ , ]", "the current axial slice becomes the box's lowest (inferior) / highest (superior) slice"],
+  ["c, Shift-C", "confirm this box / both boxes"],
+  ["u, Ctrl-Z", "undo: back to the box's previous state (repeat to go further back)"],
+  ["Shift-U, Ctrl-Y", "redo (also Ctrl-Shift-Z)"],
+  ["m", "ruler: drag to measure in mm (Delete removes the last ruler)"],
+  ["x, Shift-X", "mark the selected side's lesion (drag across it: centre and diameter) / remove the marker"],
+  ["g", "gland of the selected side: seen → not visualised → absent"],
+  ["t", "write a comment for the selected side (Esc leaves the text box)"],
+  ["Tab, Enter", "reach a version's restore button in the panel (and the other controls) and use it"],
+  ["n", "next unconfirmed scan"],
+  ["?, h", "this help"],
+];
+
+function cycleGland() {
+  const values = config.glands.map(([v]) => v);
+  const now = findings.of(state.side).gland;
+  findings.update(state.side, { gland: values[(values.indexOf(now) + 1) % values.length] });
+}
+
+function onKey(e) {
+  const k = e.key;
+  if (e.target.closest("input, textarea, select")) {
+    if (k === "Escape") e.target.blur();
+    return;
+  }
+  if (e.target.closest("button, a, summary") && (k === " " || k === "Enter")) return; // activates what has focus
+  const view = state.active || views.axial;
+  const ctrl = e.ctrlKey || e.metaKey;
+  if (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown") {
+    const step = (k === "ArrowUp" || k === "PageUp" ? 1 : -1) * (k.startsWith("Page") ? 10 : 1);
+    stepSlice(view, step);
+  } else if (k === "Home") setSlice(0, view);
+  else if (k === "End") setSlice(view.depth - 1, view);
+  else if (!ctrl && PRESETS.some((p) => p.key === k)) {
+    const p = PRESETS.find((q) => q.key === k);
+    setWindow(p.level, p.width);
+  } else if (k === "r" && !ctrl) setSide("R");
+  else if (k === "l" && !ctrl) setSide("L");
+  else if (k === "d" && !ctrl) setMode("draw");
+  else if (k === "s" && !ctrl) setMode("select");
+  else if (k === "m" && !ctrl) setMode("ruler");
+  else if (k === "x" && !ctrl) setMode("lesion");
+  else if (k === "X" && !ctrl) findings.clearLesion(state.side);
+  else if (k === "g" && !ctrl) cycleGland();
+  else if (k === "t" && !ctrl) $(`comment-${state.side}`).focus();
+  else if (k === "i" && !ctrl) setWindow(state.level, state.width, !state.invert);
+  else if (k === " ") toggleCine();
+  else if (k === "[") markZ("min");
+  else if (k === "]") markZ("max");
+  else if (k === "c" && !ctrl) boxes.confirm(state.side);
+  else if (k === "C" && !ctrl) { boxes.confirm("R").then(() => boxes.confirm("L")); }
+  else if ((k === "u" && !ctrl) || (ctrl && !e.shiftKey && k.toLowerCase() === "z")) boxes.undo(state.side);
+  else if ((k === "U" && !ctrl) || (ctrl && k.toLowerCase() === "y") || (ctrl && e.shiftKey && k.toLowerCase() === "z")) {
+    boxes.redo(state.side);
+  } else if (k === "Delete" || k === "Backspace") { state.rulers.pop(); showRuler(); }
+  else if (k === "n" && !ctrl) nextUnconfirmed();
+  else if (k === "f" && !ctrl) { Object.values(views).forEach((v) => v.t.fit()); renderAll(); }
+  else if (k === "+" || k === "=") { view.t.zoomAt(1.2, view.t.cssW / 2, view.t.cssH / 2); renderAll(); }
+  else if (k === "-") { view.t.zoomAt(1 / 1.2, view.t.cssW / 2, view.t.cssH / 2); renderAll(); }
+  else if (k === "?" || (k === "h" && !ctrl)) toggleHelp();
+  else if (k === "Escape") {
+    const wasHelp = !$("help").hidden;
+    toggleHelp(false);
+    drag = null;
+    preview = null;
+    if (!wasHelp && state.mode === "select" && state.rulers.length) { state.rulers = []; showRuler(); }
+    setMode("select");
+    toggleCine(false);
+  } else return;
+  e.preventDefault();
 }
 
 function toggleHelp(show) {
@@ -323,164 +416,158 @@ function toggleHelp(show) {
   help.hidden = show === undefined ? !help.hidden : !show;
 }
 
-function onKey(e) {
-  if (e.target.closest("input, textarea, select")) return;
-  const view = state.active || views.axial;
-  const k = e.key;
-  if (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown") {
-    const step = (k === "ArrowUp" || k === "PageUp" ? 1 : -1) * (k.startsWith("Page") ? 10 : 1);
-    if (view.plane === "axial") setSlice(sliceIndex() + step);
-    else {
-      const axis = view.p.fixed;
-      shared.position[axis] = clampIndex(shared.position[axis] + step, [vol.ni, vol.nj, vol.nk][axis]);
-      renderAll();
-    }
-  } else if (PRESETS[k]) {
-    setWindow(PRESETS[k][1], PRESETS[k][2]);
-  } else if (k === "r") setSide("R");
-  else if (k === "l") setSide("L");
-  else if (k === "d") toggleDraw();
-  else if (k === "[") markZ("min");
-  else if (k === "]") markZ("max");
-  else if (k === "c") store.confirm(state.side);
-  else if (k === "C") { store.confirm("R").then(() => store.confirm("L")); }
-  else if (k === "u" || ((e.ctrlKey || e.metaKey) && k === "z")) store.undo(state.side);
-  else if (k === "n") nextUnconfirmed();
-  else if (k === "f") { Object.values(views).forEach((v) => v.fit()); renderAll(); }
-  else if (k === "+" || k === "=") { view.zoomAt(1.2, view.cssW / 2, view.cssH / 2); renderAll(); }
-  else if (k === "-") { view.zoomAt(1 / 1.2, view.cssW / 2, view.cssH / 2); renderAll(); }
-  else if (k === "?" || k === "h") toggleHelp();
-  else if (k === "Escape") { toggleHelp(false); state.drawing = false; $("draw").classList.remove("primary"); }
-  else return;
-  e.preventDefault();
+async function nextUnconfirmed() {
+  await Promise.all([boxes.save("R"), boxes.save("L")]);
+  const r = await fetch(`/api/series/${config.series_id}/next-unconfirmed/`, { credentials: "same-origin" });
+  const data = await r.json();
+  if (data.url) location.href = data.url;
+  else status("No unconfirmed scans left in this dataset.");
 }
 
-function toggleDraw() {
-  state.drawing = !state.drawing;
-  $("draw").classList.toggle("primary", state.drawing);
-  status(state.drawing ? `Draw the ${state.side} box on the axial view (drag, or click for ${DEFAULT_SIZE_MM}×${DEFAULT_SIZE_MM} mm)` : "");
-}
-
-// ------------------------------------------------------------------ score strip, side panel, conflicts
-function drawStrip() {
-  const canvas = $("strip");
-  const pred = config.prediction;
-  if (!canvas || !pred || !pred.slice_scores || !pred.slice_scores.length) return;
-  const r = canvas.getBoundingClientRect();
-  canvas.width = r.width;
-  canvas.height = r.height;
-  const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "#111";
-  ctx.fillRect(0, 0, r.width, r.height);
-  const zs = [sliceZ(0), sliceZ(nSlices() - 1)];
-  const ztop = Math.max(...zs);
-  const zbot = Math.min(...zs);
-  const yOf = (z) => ((ztop - z) / Math.max(ztop - zbot, 1e-6)) * (r.height - 1);
-  const flagged = new Set((pred.flagged_slices_mm || []).map((z) => z.toFixed(2)));
-  const bar = Math.max(2, (r.height / nSlices()) * 0.8);
-  for (const [z, p] of pred.slice_scores) {
-    ctx.fillStyle = flagged.has(Number(z).toFixed(2)) || p >= 0.5 ? "#e5533d" : "#6fbf73";
-    ctx.fillRect(0, yOf(z) - bar / 2, Math.max(1, p * r.width), bar);
-  }
-  const y = yOf(sliceZ(sliceIndex()));
-  ctx.strokeStyle = "#ffeb3b";
-  ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(r.width, y); ctx.stroke();
-}
-
-function onStripClick(e) {
-  const r = e.currentTarget.getBoundingClientRect();
-  const zs = [sliceZ(0), sliceZ(nSlices() - 1)];
-  const ztop = Math.max(...zs);
-  const zbot = Math.min(...zs);
-  const z = ztop - ((e.clientY - r.top) / r.height) * (ztop - zbot);
-  setSlice(kOfZ(z));
-}
-
-function fmtBox(box) {
-  if (!box || !box.lps_min) return "—";
-  const s = box.lps_min.map((v, a) => (box.lps_max[a] - v).toFixed(0));
-  const who = box.updated_by ? ` · ${box.updated_by}` : "";
-  const when = box.updated_at ? ` ${new Date(box.updated_at).toLocaleString()}` : "";
-  return `${s[0]}×${s[1]}×${s[2]} mm · ${box.status} · v${box.version}${who}${when}${box.dirty ? " (unsaved)" : ""}`;
-}
-
-function updatePanel() {
-  const badge = $("series-status");
-  const boxes = ["R", "L"].map((s) => store.boxes[s]).filter((b) => b && b.lps_min);
-  if (badge && boxes.length && badge.dataset.status !== "not_covered") {
-    const value = boxes.length === 2 && boxes.every((b) => b.status === "confirmed" && !b.dirty) ? "confirmed" : "proposed";
-    badge.className = `badge ${value}`;
-    badge.textContent = value === "confirmed" ? "Confirmed" : "Proposed";
-  }
-  for (const side of ["R", "L"]) {
-    const el = $(`box-${side}`);
-    if (el) el.textContent = fmtBox(store.boxes[side]);
-  }
-}
-
-function onConflict(side, current, message) {
+function onConflict(side, current, message, kind = "box") {
   const banner = $("conflict");
   banner.hidden = false;
   banner.dataset.side = side;
-  $("conflict-text").textContent = `${side} box: ${message || "changed by someone else"}`
+  banner.dataset.kind = kind;
+  $("conflict-text").textContent = `${side} ${kind}: ${message || "changed by someone else"}`
     + (current && current.updated_by ? ` (by ${current.updated_by})` : "") + ". Reload it, or keep yours?";
 }
 
 // ------------------------------------------------------------------ start
-async function start() {
-  if (!config.volume) { $("loading").textContent = "This series has no volume yet."; return; }
+/** The axial slice index nearest LPS z (mm). */
+function axialSliceOfZ(z) {
+  const c = vol.voxelToLps(...shared.position);
+  c[2] = z;
+  return views.axial.t.sliceOf(c);
+}
+
+/** The voxel to open at: in-plane at the first box's centre and at the boxes' mean level (else the middle);
+ * ``?z_mm=`` sets the axial slice. */
+function initialPosition(header) {
+  const [nk, nj, ni] = header.shape;
+  const t = new ViewTransform(header.affine, header.shape, "axial");
+  const position = [ni >> 1, nj >> 1, nk >> 1];
+  const shown = SIDES.map((s) => config.boxes.boxes[s]).filter((b) => b && b.lps_min);
+  const centreOf = (b) => b.lps_min.map((v, a) => (v + b.lps_max[a]) / 2);
+  const clampAll = (ijk) => { for (let a = 0; a < 3; a++) position[a] = clampIndex(ijk[a], [ni, nj, nk][a]); };
+  if (shown.length) {
+    const c = centreOf(shown[0]);
+    c[2] = shown.map(centreOf).reduce((sum, b) => sum + b[2], 0) / shown.length;
+    clampAll(lpsToVoxel(t.inverse, c));
+  }
+  if (config.z_mm !== null && config.z_mm !== undefined) {
+    const c = voxelToLps(header.affine, position);
+    c[2] = config.z_mm;
+    position[t.fixed] = t.sliceOf(c);
+  }
+  return position;
+}
+
+async function boot() {
+  const header = config.volume;
+  if (!header) { $("loading").textContent = "This series has no volume yet."; return; }
+  shared.position = initialPosition(header);
   const t0 = performance.now();
-  vol = await loadVolume(config.volume, (f) => { $("loading").textContent = `Loading volume… ${Math.round(f * 100)}%`; });
-  $("loading").hidden = true;
-  shared.position = [vol.ni >> 1, vol.nj >> 1, vol.nk >> 1];
-  store = new BoxStore(config.series_id, config.boxes, {
-    onChange: renderAll, onConflict, onStatus: status,
+  let firstShown = false;
+  const stream = streamVolume(header, {
+    firstK: shared.position[2],
+    onSlab: () => {
+      $("loading").textContent = `Loading volume… ${Math.round((100 * vol.slabsLoaded) / header.slabs.count)}%`;
+      const ax = views.axial;
+      if (!firstShown && ax && (ax.t.fixed !== 2 ? vol.complete : vol.loaded[ax.index])) {
+        firstShown = true;
+        renderAll();
+        window.viewer.firstImageMs = performance.now(); // since navigation start
+        window.viewer.firstImageAfterScriptMs = performance.now() - t0;
+        document.body.dataset.firstImage = "1";
+      } else requestRender();
+    },
   });
+  vol = stream.volume;
+  boxes = new BoxStore(config.series_id, config.boxes, { onChange: onStoreChange, onConflict, onStatus: status });
+  findings = new FindingStore(config.series_id, config.findings, { onChange: onStoreChange, onConflict, onStatus: status });
+  corner = new CornerOverlay(header.series);
   for (const plane of ["axial", "coronal", "sagittal"]) {
-    const view = new SliceView($(plane), vol, plane, shared);
-    view.overlays.push(drawBoxes, drawCrosshair);
+    const view = new SliceView($(plane), vol, plane, shared, { onResize: () => requestRender() });
+    view.overlays.push(overlay);
     view.canvas.addEventListener("pointerdown", (e) => onPointerDown(view, e));
     view.canvas.addEventListener("pointermove", (e) => onPointerMove(view, e));
     view.canvas.addEventListener("pointerup", (e) => onPointerUp(view, e));
+    view.canvas.addEventListener("pointercancel", () => { drag = null; preview = null; requestRender(); });
     view.canvas.addEventListener("wheel", (e) => onWheel(view, e), { passive: false });
     view.canvas.addEventListener("contextmenu", (e) => e.preventDefault());
     view.canvas.addEventListener("pointerenter", () => { state.active = view; });
     views[plane] = view;
   }
-  if (config.z_mm !== null && config.z_mm !== undefined) {
-    shared.position[axialAxis()] = Math.max(0, Math.min(nSlices() - 1, kOfZ(config.z_mm)));
+  panel = new Panel(config, {
+    restoreBox: (side, v) => boxes.restore(side, v),
+    restoreFinding: (side, v) => findings.restore(side, v),
+    setGland: (side, value) => findings.update(side, { gland: value }),
+    setComment: (side, text) => findings.update(side, { comment: text }),
+    clearLesion: (side) => findings.clearLesion(side),
+    selectSide: (side) => setSide(side),
+  });
+  if (config.prediction && config.prediction.slice_scores && config.prediction.slice_scores.length && $("strip")) {
+    const ax = views.axial;
+    strip = new VerdictStrip($("strip"), config.prediction, [ax.t.sliceMm(0), ax.t.sliceMm(ax.depth - 1)],
+      (z) => setSlice(axialSliceOfZ(z)));
   }
-  window.addEventListener("resize", () => { Object.values(views).forEach((v) => { v.resize(); v.fit(); v.lutVersion = -1; }); renderAll(); });
+  fillHelp(KEYS);
+  $("preset").replaceChildren(...PRESETS.map((p) => Object.assign(document.createElement("option"),
+    { value: p.key, textContent: `${p.key} ${p.name}` })), Object.assign(document.createElement("option"),
+    { value: "", textContent: "custom", disabled: true }));
+  $("preset").addEventListener("change", (e) => {
+    const p = PRESETS.find((q) => q.key === e.target.value);
+    if (p) setWindow(p.level, p.width);
+    e.target.blur();
+  });
   document.addEventListener("keydown", onKey);
-  for (const [key, [name, level, width]] of Object.entries(PRESETS)) {
-    $(`preset-${name}`).addEventListener("click", () => setWindow(level, width));
-    void key;
-  }
+  // a toolbar button gives the keyboard back once clicked (so space plays cine rather than clicking it again)
+  document.querySelector(".vw-bar").addEventListener("click", (e) => { const b = e.target.closest("button"); if (b) b.blur(); });
+  $("invert").addEventListener("click", () => setWindow(state.level, state.width, !state.invert));
+  for (const [mode, id] of Object.entries(MODES)) $(id).addEventListener("click", () => setMode(mode));
   $("side-R").addEventListener("click", () => setSide("R"));
   $("side-L").addEventListener("click", () => setSide("L"));
-  $("draw").addEventListener("click", toggleDraw);
-  $("confirm").addEventListener("click", () => store.confirm(state.side));
-  $("undo").addEventListener("click", () => store.undo(state.side));
+  $("confirm").addEventListener("click", () => boxes.confirm(state.side));
+  $("undo").addEventListener("click", () => boxes.undo(state.side));
+  $("redo").addEventListener("click", () => boxes.redo(state.side));
+  $("cine").addEventListener("click", () => toggleCine());
   $("next").addEventListener("click", nextUnconfirmed);
   $("help-button").addEventListener("click", () => toggleHelp());
-  $("conflict-reload").addEventListener("click", () => { store.reload($("conflict").dataset.side); $("conflict").hidden = true; });
-  $("conflict-keep").addEventListener("click", () => { store.overwrite($("conflict").dataset.side); $("conflict").hidden = true; });
-  if ($("strip")) $("strip").addEventListener("click", onStripClick);
-  window.addEventListener("beforeunload", () => { store.save("R"); store.save("L"); });
-  setWindow(40, 400);
+  $("help-close").addEventListener("click", () => toggleHelp(false));
+  $("conflict-reload").addEventListener("click", () => {
+    const { side, kind } = $("conflict").dataset;
+    (kind === "findings" ? findings : boxes).reload(side);
+    $("conflict").hidden = true;
+  });
+  $("conflict-keep").addEventListener("click", () => {
+    const { side, kind } = $("conflict").dataset;
+    (kind === "findings" ? findings : boxes).overwrite(side);
+    $("conflict").hidden = true;
+  });
+  window.addEventListener("beforeunload", () => { boxes.save("R"); boxes.save("L"); });
+  setWindow(40, 400, false);
+  setMode("select");
   setSide("R");
-  window.viewer = {
-    vol, views, store, state, shared, setSlice, setWindow, renderAll, sliceZ,
-    loadMs: performance.now() - t0,
-    /** Mean and max milliseconds of ``n`` synchronous axial slice changes. */
+  window.viewer = Object.assign(window.viewer || {}, {
+    vol, views, boxes, store: boxes, findings, state, shared, setSlice, setWindow, renderAll, setMode, setSide,
+    navigateTo,
+    sliceZ: (k) => views.axial.t.sliceMm(k),
+    axialSliceOfZ,
+    /** Mean and max milliseconds of ``n`` synchronous axial slice changes (all three views redrawn). */
     benchSliceChange(n = 100) {
       const times = [];
-      for (let s = 0; s < n; s++) times.push(setSlice((sliceIndex() + 1) % nSlices()));
+      for (let s = 0; s < n; s++) times.push(setSlice((views.axial.index + 1) % views.axial.depth));
       return { mean: times.reduce((a, b) => a + b, 0) / n, max: Math.max(...times) };
     },
-    ready: true,
-  };
+  });
+  await stream.done;
+  $("loading").hidden = true;
+  renderAll();
+  window.viewer.loadMs = performance.now() - t0;
+  window.viewer.ready = true;
   document.body.dataset.viewerReady = "1";
 }
 
-start().catch((err) => { $("loading").hidden = false; $("loading").textContent = `Could not load the viewer: ${err.message}`; throw err; });
+window.viewer = {};
+boot().catch((err) => { $("loading").hidden = false; $("loading").textContent = `Could not load the viewer: ${err.message}`; throw err; });

@@ -1,60 +1,86 @@
-// A CT volume in the browser: raw little-endian int16 voxels [k, j, i] and the affine voxel (i, j, k) -> LPS mm.
+// A CT volume in the browser: raw little-endian int16 voxels [k, j, i] and the affine voxel (i, j, k) -> LPS mm,
+// streamed slab by slab (the server prepares the slabs at import): the slab holding the first slice to show
+// comes first, then the others nearest it, so the first image appears after one small download.
+import { invertAffine, lpsToVoxel, voxelToLps } from "./geometry.js";
 
 export class CtVolume {
-  constructor(header, data) {
+  constructor(header) {
     this.header = header;
     [this.nk, this.nj, this.ni] = header.shape;
-    this.data = data; // Int16Array, length nk*nj*ni
     this.affine = header.affine;
     this.inverse = invertAffine(header.affine);
+    this.data = new Int16Array(this.nk * this.nj * this.ni); // zeros until their slab arrives (see ``loaded``)
+    this.loaded = new Uint8Array(this.nk); // 1 for slices k whose slab arrived
+    this.slabsLoaded = 0;
   }
+
+  get dims() { return [this.ni, this.nj, this.nk]; }
 
   /** Voxel (i, j, k) -> LPS [x, y, z] mm. */
-  voxelToLps(i, j, k) {
-    const a = this.affine;
-    return [0, 1, 2].map((r) => a[r][0] * i + a[r][1] * j + a[r][2] * k + a[r][3]);
-  }
+  voxelToLps(i, j, k) { return voxelToLps(this.affine, [i, j, k]); }
 
   /** LPS [x, y, z] mm -> continuous voxel (i, j, k). */
-  lpsToVoxel(x, y, z) {
-    const b = this.inverse;
-    return [0, 1, 2].map((r) => b[r][0] * x + b[r][1] * y + b[r][2] * z + b[r][3]);
+  lpsToVoxel(x, y, z) { return lpsToVoxel(this.inverse, [x, y, z]); }
+
+  contains(i, j, k) {
+    return i >= 0 && j >= 0 && k >= 0 && i < this.ni && j < this.nj && k < this.nk;
   }
 
+  /** HU at integer voxel (i, j, k), or null outside the volume or before its slab arrived. */
   value(i, j, k) {
+    if (!this.contains(i, j, k) || !this.loaded[k]) return null;
     return this.data[(k * this.nj + j) * this.ni + i];
   }
+
+  get complete() { return this.slabsLoaded === this.header.slabs.count; }
 }
 
-export function invertAffine(a) {
-  const [[m00, m01, m02], [m10, m11, m12], [m20, m21, m22]] = a;
-  const det = m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20);
-  const inv = [
-    [(m11 * m22 - m12 * m21) / det, (m02 * m21 - m01 * m22) / det, (m01 * m12 - m02 * m11) / det],
-    [(m12 * m20 - m10 * m22) / det, (m00 * m22 - m02 * m20) / det, (m02 * m10 - m00 * m12) / det],
-    [(m10 * m21 - m11 * m20) / det, (m01 * m20 - m00 * m21) / det, (m00 * m11 - m01 * m10) / det],
-  ];
-  const t = [a[0][3], a[1][3], a[2][3]];
-  return inv.map((row) => [...row, -(row[0] * t[0] + row[1] * t[1] + row[2] * t[2])]);
-}
-
-/** Fetch the header's data_url (gzip-encoded by the server, inflated by the browser), reporting progress 0..1. */
-export async function loadVolume(header, onProgress = () => {}) {
-  const [nk, nj, ni] = header.shape;
-  const bytes = nk * nj * ni * 2;
-  const response = await fetch(header.data_url, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`volume data: HTTP ${response.status}`);
-  const buffer = new Uint8Array(bytes);
-  const reader = response.body.getReader();
-  let offset = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (offset + value.length > bytes) throw new Error("volume data is larger than its header says");
-    buffer.set(value, offset);
-    offset += value.length;
-    onProgress(offset / bytes);
+/** Slab numbers ordered by distance from the slab holding slice ``k`` (that slab first). */
+export function slabOrder(count, perSlab, k) {
+  const first = Math.max(0, Math.min(count - 1, Math.floor(k / perSlab)));
+  const order = [first];
+  for (let d = 1; order.length < count; d++) {
+    if (first + d < count) order.push(first + d);
+    if (first - d >= 0) order.push(first - d);
   }
-  if (offset !== bytes) throw new Error(`volume data: got ${offset} bytes, expected ${bytes}`);
-  return new CtVolume(header, new Int16Array(buffer.buffer));
+  return order;
+}
+
+/**
+ * Stream the volume of ``header`` (from /api/series/<id>/volume/): slabs in ``slabOrder`` from slice ``firstK``,
+ * ``parallel`` at a time. ``onSlab(k0, k1, volume)`` after each slab is in place. Returns {volume, done} at once;
+ * ``done`` resolves when every slab arrived (rejects on an HTTP error or a slab of the wrong size).
+ */
+export function streamVolume(header, { firstK = 0, parallel = 4, onSlab = () => {} } = {}) {
+  const { slices, count, url } = header.slabs;
+  const queue = slabOrder(count, slices, firstK);
+  const get = (n) => fetch(url.replace("{n}", String(n)), { credentials: "same-origin" });
+  const early = queue.length ? get(queue[0]) : null; // asked before the big buffer is allocated
+  const volume = new CtVolume(header);
+  const sliceLen = volume.nj * volume.ni;
+  async function fetchSlab(n, pending = null) {
+    const response = await (pending || get(n));
+    if (!response.ok) throw new Error(`volume slab ${n}: HTTP ${response.status}`);
+    const k0 = n * slices;
+    const k1 = Math.min(volume.nk, k0 + slices);
+    const buffer = await response.arrayBuffer();
+    if (buffer.byteLength !== (k1 - k0) * sliceLen * 2) {
+      throw new Error(`volume slab ${n}: ${buffer.byteLength} bytes, expected ${(k1 - k0) * sliceLen * 2}`);
+    }
+    volume.data.set(new Int16Array(buffer), k0 * sliceLen);
+    volume.loaded.fill(1, k0, k1);
+    volume.slabsLoaded++;
+    onSlab(k0, k1, volume);
+  }
+  async function worker() {
+    while (queue.length) await fetchSlab(queue.shift());
+  }
+  // the first slab alone, so it is not slowed by the others; then the rest, ``parallel`` at a time
+  const done = (async () => {
+    if (!queue.length) return volume;
+    await fetchSlab(queue.shift(), early);
+    await Promise.all(Array.from({ length: Math.min(parallel, queue.length) }, worker));
+    return volume;
+  })();
+  return { volume, done };
 }
