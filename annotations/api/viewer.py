@@ -40,7 +40,15 @@ BOX_OUT = inline_serializer("ViewerBox", {
     "side": serializers.CharField(), "lps_min": _XYZ, "lps_max": _XYZ,
     "voxel_min": serializers.ListField(child=serializers.IntegerField()),
     "voxel_max": serializers.ListField(child=serializers.IntegerField()),
-    "status": serializers.CharField(), "source": serializers.CharField(), "version": serializers.IntegerField(),
+    "status": serializers.CharField(),
+    "source": serializers.CharField(help_text="how the box was made: ui, csv, or the proposer's method (atlas, "
+                                             "atlas-level, landmarks, mask)"),
+    "method": serializers.CharField(help_text="the same as source"),
+    "confidence": serializers.FloatField(allow_null=True, help_text="proposals: 0-1, for ranking review (not a "
+                                                                    "probability); null for boxes a person drew"),
+    "note": serializers.CharField(help_text="proposals: what qualifies the box (lesion placement, clipped)"),
+    "provenance": serializers.CharField(help_text='in words: "proposed by atlas registration, confidence 0.82"'),
+    "version": serializers.IntegerField(),
     "updated_by": serializers.CharField(allow_null=True), "updated_at": serializers.DateTimeField(),
     "undo_to": serializers.IntegerField(allow_null=True, help_text="the version undo would restore"),
     "redo_to": serializers.IntegerField(allow_null=True, help_text="the version redo would restore"),
@@ -186,7 +194,8 @@ def box_json(box: CropBox | None) -> dict | None:
     where = steps(box)
     return {
         "side": box.side, "lps_min": box.lps_min, "lps_max": box.lps_max, "voxel_min": box.voxel_min,
-        "voxel_max": box.voxel_max, "status": box.status, "source": box.source, "version": box.version,
+        "voxel_max": box.voxel_max, "status": box.status, "source": box.source, "method": box.source,
+        "confidence": box.confidence, "note": box.note, "provenance": box.provenance, "version": box.version,
         "updated_by": box.updated_by.username if box.updated_by else None, "updated_at": box.updated_at.isoformat(),
         "undo_to": where.undo, "redo_to": where.redo,
     }
@@ -194,8 +203,9 @@ def box_json(box: CropBox | None) -> dict | None:
 
 def boxes_json(series: Series) -> dict:
     boxes = {b.side: b for b in series.boxes.select_related("updated_by")}
-    series.refresh_from_db(fields=["box_status", "box_status_reason"])
+    series.refresh_from_db(fields=["box_status", "box_status_reason", "uncovered_sides"])
     return {"series_id": series.pk, "box_status": series.box_status, "box_status_reason": series.box_status_reason,
+            "uncovered_sides": series.uncovered_sides or {},
             "max_side_mm": max_side_mm(), "boxes": {s: box_json(boxes.get(s)) for s in SIDES}}
 
 

@@ -5,6 +5,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+# the proposers' methods (``inference.ml.proposals`` SideProposal.method) in a reader's words
+METHOD_WORDS = {"atlas": "atlas registration", "atlas-level": "atlas level match (gland not block-matched)",
+                "landmarks": "lung-base and spine landmarks", "mask": "TotalSegmentator masks"}
+
 
 class CropBox(models.Model):
     """An axis-aligned box in patient LPS millimetres for one side of one series.
@@ -28,7 +32,14 @@ class CropBox(models.Model):
     voxel_min = models.JSONField(help_text="[i, j, k] inclusive")
     voxel_max = models.JSONField(help_text="[i, j, k] inclusive")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED)
-    source = models.CharField(max_length=32, default="ui", help_text="ui, atlas, landmarks, mask, csv")
+    source = models.CharField(max_length=32, default="ui",
+                              help_text="how the box was made: ui, csv, or the proposer's method (atlas, atlas-level, "
+                                        "landmarks, mask)")
+    confidence = models.FloatField(null=True, blank=True,
+                                   help_text="proposals: 0-1, how well and how consistently the proposer matched (for "
+                                             "ranking review, not a probability); null for boxes a person drew")
+    note = models.CharField(max_length=300, blank=True,
+                            help_text="proposals: what qualifies the box (widened for a lesion, clipped at the scan's end)")
     version = models.PositiveIntegerField(default=1)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -39,6 +50,23 @@ class CropBox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.series_id} {self.side} v{self.version} {self.status}"
+
+    @property
+    def provenance(self) -> str:
+        """Who or what made the box, in a reader's words: ``"proposed by atlas registration, confidence 0.82"``,
+        ``"drawn or edited by hand"``."""
+        return box_provenance(self.source, self.confidence)
+
+
+def box_provenance(source: str, confidence: float | None) -> str:
+    """``"proposed by atlas registration, confidence 0.82"`` for a proposer's method, ``"drawn or edited by hand"`` for
+    ``ui``, ``"from a crop table"`` for ``csv``."""
+    if source == "ui":
+        return "drawn or edited by hand"
+    if source == "csv":
+        return "from a crop table"
+    words = f"proposed by {METHOD_WORDS.get(source, source)}"
+    return f"{words}, confidence {confidence:.2f}" if confidence is not None else words
 
 
 class CropBoxVersion(models.Model):
@@ -63,6 +91,8 @@ class CropBoxVersion(models.Model):
     lps_max = models.JSONField()
     status = models.CharField(max_length=16)
     source = models.CharField(max_length=32)
+    confidence = models.FloatField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True)
     action = models.CharField(max_length=16, choices=Action.choices, default=Action.EDIT)
     state = models.PositiveIntegerField(null=True, blank=True,
                                         help_text="the edit version whose box this version holds (itself for edits)")

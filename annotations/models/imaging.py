@@ -24,6 +24,11 @@ class Series(models.Model):
     is_scan = models.BooleanField(default=True)
     box_status = models.CharField(max_length=16, choices=BoxStatus.choices, default=BoxStatus.NONE, db_index=True)
     box_status_reason = models.CharField(max_length=300, blank=True)
+    uncovered_sides = models.JSONField(
+        default=dict, blank=True,
+        help_text='sides whose gland the proposer found outside the field of view, with what is missing: '
+                  '{"L": "the left adrenal\'s expected place ... is outside the field of view"}; a box drawn '
+                  'on such a side removes it')
     # indexed DICOM metadata
     modality = models.CharField(max_length=16, blank=True)
     image_type = models.CharField(max_length=200, blank=True)

@@ -93,6 +93,8 @@ def save_box(
     expected_version: int | None = None,
     action: str | None = None,
     restored_from: int | None = None,
+    confidence: float | None = None,
+    note: str = "",
 ) -> CropBox:
     """Create or update the box of ``side`` on ``series`` and record the new version.
 
@@ -100,7 +102,9 @@ def save_box(
     None skips the check (jobs writing proposals); 0 means "I expect no box yet"; a mismatch raises
     ``VersionConflict``. A proposal never overwrites a confirmed box. ``action`` (default ``confirm`` when the status
     becomes confirmed, else ``edit``) and ``restored_from`` (undo, redo, restore: the version copied) are recorded
-    on the version for the history."""
+    on the version for the history. ``confidence`` (0-1) and ``note`` are the proposer's, for proposals (None and
+    "" for a box a person drew). A box saved on a side the proposer found outside the field of view
+    (``Series.uncovered_sides``) takes that side off the list."""
     if side not in CropBox.Side.values:
         raise ValueError(f"side must be R or L, not {side!r}")
     box_mm = check_box(series, lps_min, lps_max)
@@ -120,6 +124,7 @@ def save_box(
         box.lps_min, box.lps_max = list(box_mm.lps_min), list(box_mm.lps_max)
         box.voxel_min, box.voxel_max = vox_min, vox_max
         box.status, box.source, box.updated_by, box.updated_at = status, source, user, timezone.now()
+        box.confidence, box.note = confidence, (note or "")[:300]
         box.version += 1
         box.save()
         if restored_from is not None:
@@ -133,9 +138,14 @@ def save_box(
                           else CropBoxVersion.Action.EDIT)
         CropBoxVersion.objects.create(
             box=box, version=box.version, lps_min=box.lps_min, lps_max=box.lps_max, status=box.status,
-            source=box.source, updated_by=user, updated_at=box.updated_at, action=action, state=state,
+            source=box.source, confidence=box.confidence, note=box.note, updated_by=user, updated_at=box.updated_at, action=action, state=state,
             parent_state=parent, restored_from=restored_from,
         )
+        uncovered = Series.objects.filter(pk=series.pk).values_list("uncovered_sides", flat=True).first() or {}
+        if side in uncovered:
+            uncovered = {s: n for s, n in uncovered.items() if s != side}
+            Series.objects.filter(pk=series.pk).update(uncovered_sides=uncovered)
+            series.uncovered_sides = uncovered
         refresh_box_status(series)
     boxes_changed.send(sender=CropBox, series=series, box=box)
     return box
@@ -179,7 +189,8 @@ def restore_box(series: Series, side: str, version: int, *, user=None, expected_
     if old is None:
         raise LookupError(f"the {side} box has no version {version}")
     return save_box(series, side, old.lps_min, old.lps_max, status=old.status, source=old.source, user=user,
-                    expected_version=expected_version, action=action, restored_from=version)
+                    expected_version=expected_version, action=action, restored_from=version,
+                    confidence=old.confidence, note=old.note)
 
 
 def undo_box(series: Series, side: str, *, user=None, expected_version: int) -> CropBox:
@@ -254,11 +265,16 @@ def box_history(box: CropBox) -> list[dict]:
 
 
 def refresh_box_status(series: Series) -> None:
-    """Series.box_status from its boxes: confirmed when both sides are, proposed when any box exists."""
-    statuses = set(series.boxes.values_list("status", flat=True))
+    """Series.box_status from its boxes: confirmed when every box is and each side has a box or lies outside
+    the field of view (``uncovered_sides``: a scan of one gland is confirmed with that gland's box), proposed
+    when any box exists."""
+    rows = list(series.boxes.values_list("side", "status"))
+    statuses = {st for _, st in rows}
     if series.box_status == Series.BoxStatus.NOT_COVERED and not statuses:
         return
-    if statuses and statuses <= {CropBox.Status.CONFIRMED} and series.boxes.count() == 2:
+    uncovered = Series.objects.filter(pk=series.pk).values_list("uncovered_sides", flat=True).first() or {}
+    settled = {side for side, _ in rows} | set(uncovered)
+    if statuses and statuses <= {CropBox.Status.CONFIRMED} and settled >= {"R", "L"}:
         value = Series.BoxStatus.CONFIRMED
     elif statuses:
         value = Series.BoxStatus.PROPOSED
@@ -266,6 +282,16 @@ def refresh_box_status(series: Series) -> None:
         value = Series.BoxStatus.NONE
     Series.objects.filter(pk=series.pk).update(box_status=value, box_status_reason="")
     series.box_status = value
+
+
+def set_uncovered_sides(series: Series, notes: dict[str, str]) -> None:
+    """Record the sides whose gland the proposer found outside the field of view, ``{"L": what is missing}``
+    (a side that has a box is never listed), and refresh the scan's box status."""
+    have = set(series.boxes.values_list("side", flat=True))
+    notes = {s: str(n)[:300] for s, n in notes.items() if s in CropBox.Side.values and s not in have}
+    Series.objects.filter(pk=series.pk).update(uncovered_sides=notes)
+    series.uncovered_sides = notes
+    refresh_box_status(series)
 
 
 def mark_not_covered(series: Series, reason: str) -> None:

@@ -13,7 +13,7 @@ from inference.ml.proposals import Proposal, find_mask_files, propose, propose_f
 from inference.ml.volume import load_nifti
 
 from ..models import CropBox, Series
-from .boxes import mark_not_covered, save_box
+from .boxes import mark_not_covered, save_box, set_uncovered_sides
 
 ProgressFn = Callable[[float, str], None]
 
@@ -50,32 +50,55 @@ def _same(box: CropBox | None, proposed) -> bool:
 
 
 def apply_proposal(series: Series, proposal: Proposal) -> None:
-    """Store a proposal on a series (boxes, or "not covered"), leaving confirmed boxes alone, and a "not
-    covered" that a person set (the proposer notes its own in ``Series.extra["box_proposal"]``)."""
+    """Store a proposal on a series, per side: each proposed box with its confidence, method (the box's
+    ``source``) and note; each side whose gland is outside the field of view in ``Series.uncovered_sides`` with
+    what is missing (its stale proposed box removed), so a scan of one gland keeps that gland's box. The scan is
+    "not covered" only when neither side is. Confirmed boxes are left alone, and so is a "not covered" that a
+    person set (the proposer notes its own in ``Series.extra["box_proposal"]``)."""
     auto_reason = (series.extra or {}).get("box_proposal", {}).get("not_covered_reason")
     if series.box_status == Series.BoxStatus.NOT_COVERED and series.box_status_reason != auto_reason:
         return
     existing = {b.side: b for b in series.boxes.all()}
     confirmed = {s for s, b in existing.items() if b.status == CropBox.Status.CONFIRMED}
+    uncovered = {s: p.note or "outside the field of view" for s, p in proposal.sides.items()
+                 if p.status != "proposed"}
     if proposal.status != "proposed":
         if not confirmed:
             mark_not_covered(series, proposal.reason)
+            Series.objects.filter(pk=series.pk).update(uncovered_sides=uncovered)
             series.extra = {**(series.extra or {}), "box_proposal": {"not_covered_reason": proposal.reason[:300]}}
             Series.objects.filter(pk=series.pk).update(extra=series.extra)
         return
     for side, box in proposal.boxes.items():
-        if side in confirmed or (_same(existing.get(side), box) and series.box_status != Series.BoxStatus.NOT_COVERED):
+        sp = proposal.sides.get(side)
+        method = (sp.method if sp and sp.method else proposal.method) or "atlas"
+        confidence = round(float(sp.confidence), 3) if sp is not None else None
+        note = sp.note if sp is not None else ""
+        old = existing.get(side)
+        if side in confirmed or (_same(old, box) and old.source == method and old.confidence == confidence
+                                 and old.note == note and series.box_status != Series.BoxStatus.NOT_COVERED):
             continue
-        save_box(series, side, box.lps_min, box.lps_max, status=CropBox.Status.PROPOSED, source=proposal.method)
+        save_box(series, side, box.lps_min, box.lps_max, status=CropBox.Status.PROPOSED, source=method,
+                 confidence=confidence, note=note)
+    stale = [s for s in uncovered if s in existing and s not in confirmed]
+    if stale:
+        series.boxes.filter(side__in=stale, status=CropBox.Status.PROPOSED).delete()
+    set_uncovered_sides(series, {s: n for s, n in uncovered.items() if s not in confirmed})
 
 
 def series_entry(series: Series, error: str = "") -> dict:
-    """One series as ``propose_crops --json`` prints it."""
-    series.refresh_from_db(fields=["box_status", "box_status_reason"])
+    """One series as ``propose_crops --json`` prints it: status, boxes (with confidence, method and note), the
+    scan's reason when "not covered", and ``uncovered`` (sides outside the field of view, with what is
+    missing)."""
+    series.refresh_from_db(fields=["box_status", "box_status_reason", "uncovered_sides"])
     entry = {"id": series.pk, "series_uid": series.series_uid, "status": series.box_status,
-             "boxes": {b.side: {"lps_min": b.lps_min, "lps_max": b.lps_max} for b in series.boxes.all()}}
+             "boxes": {b.side: {"lps_min": b.lps_min, "lps_max": b.lps_max, "status": b.status,
+                                "confidence": b.confidence, "method": b.source, "note": b.note}
+                       for b in series.boxes.all()}}
     if series.box_status_reason:
         entry["reason"] = series.box_status_reason
+    if series.uncovered_sides:
+        entry["uncovered"] = dict(series.uncovered_sides)
     if error:
         entry["error"] = error
     return entry

@@ -20,7 +20,7 @@ def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
     qs = (
         Series.objects.filter(study__patient__dataset=dataset, is_scan=True)
         .select_related("study__patient")
-        .prefetch_related("findings",
+        .prefetch_related("findings", "boxes",
                           Prefetch("labels", queryset=current, to_attr="current_labels"),
                           Prefetch("study__patient__labels", queryset=current.filter(series__isnull=True),
                                    to_attr="current_labels"))
@@ -38,6 +38,7 @@ def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
             "box_status_display": s.get_box_status_display(), "box_status_reason": s.box_status_reason,
             "verdict": s.verdict, "probability": s.probability, "url": f"/series/{s.pk}/",
             "findings": findings_summary(s.findings.all()),
+            "box_sides": box_sides_summary(s),
         }
         counts["total"] += 1
         counts[s.box_status] += 1
@@ -46,6 +47,22 @@ def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
     next_id = next((r["id"] for r in rows if r["box_status"] in ("none", "proposed")), None)
     return {"dataset": {"id": dataset.pk, "name": dataset.name}, "counts": counts, "filters": filters,
             "rows": rows, "next_unconfirmed": next_id}
+
+
+def box_sides_summary(series: Series) -> list[dict]:
+    """Each side's box in a worklist row: ``{"side", "text", "note"}`` with ``text`` like ``"R proposed by atlas
+    registration, confidence 0.82"`` or ``"L not covered"`` (``note`` then says what is missing); sides with
+    neither are left out. Reads the prefetched ``boxes``."""
+    boxes = {b.side: b for b in series.boxes.all()}
+    out = []
+    for side in ("R", "L"):
+        box = boxes.get(side)
+        if box is not None:
+            text = f"{side} {box.status}" if box.status == "confirmed" else f"{side} {box.provenance}"
+            out.append({"side": side, "text": text, "note": box.note})
+        elif side in (series.uncovered_sides or {}):
+            out.append({"side": side, "text": f"{side} not covered", "note": series.uncovered_sides[side]})
+    return out
 
 
 def findings_summary(findings) -> str:

@@ -217,28 +217,37 @@ def region_needed(boxes: dict[str, Box | None], config: dict | None = None) -> B
 
 # --- the original joined layout --------------------------------------------------------------------------
 
-def build_images(volume: Volume, boxes: dict[str, Box], config: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def build_images(volume: Volume, boxes: dict[str, Box], config: dict | None = None, *,
+                 blank_missing: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Joined layout: ``(images [N, 3, side_px, 2 side_px] float32 in [0, 1], z_mm [N])``; z_mm is each image's
-    centre slice, over the union of the boxes' z extents.
+    centre slice, over the union of the boxes' z extents (the tightened boxes set how many images there are).
 
-    Raises ValueError naming the problem (a missing side, boxes spanning fewer than 3 resampled slices).
+    ``blank_missing``: a side without a box (its gland outside the field of view) is blanked to 0, the bottom of
+    the HU window, as ``inference.ml.verdict.blank_side`` does for per-side scores; else it is an error.
+    Raises ValueError naming the problem (a missing side, no box at all, boxes spanning fewer than 3 resampled
+    slices).
     """
     cfg = image_config(config)
-    missing = [s for s in SIDES if s not in boxes or boxes[s] is None]
-    if missing:
+    present = [s for s in SIDES if boxes.get(s) is not None]
+    missing = [s for s in SIDES if s not in present]
+    if not present or (missing and not blank_missing):
         raise ValueError(f"no box for side {', '.join(missing)}")
-    lo = min(boxes["R"].lps_min[2], boxes["L"].lps_min[2])
-    hi = max(boxes["R"].lps_max[2], boxes["L"].lps_max[2])
+    lo = min(boxes[s].lps_min[2] for s in present)
+    hi = max(boxes[s].lps_max[2] for s in present)
     step = cfg["slice_spacing_mm"]
     n = int(np.floor((hi - lo) / step + 1e-6)) + 1
     if n < 3:
         raise ValueError(f"boxes span {hi - lo:.1f} mm in z: fewer than 3 slices at {step} mm")
     z = lo + (hi - lo - (n - 1) * step) / 2 + step * np.arange(n)  # centred in the boxes' extent
+    px = cfg["side_px"]
     halves = []
     for s in SIDES:
-        xs, ys = _crop_axes(boxes[s].centre, cfg["side_px"], cfg["pixel_spacing_mm"])
-        halves.append(sample_grid(volume, xs, ys, z))
-    scaled = scale_hu(np.concatenate(halves, axis=2))
+        if s in missing:
+            halves.append(None)
+            continue
+        xs, ys = _crop_axes(boxes[s].centre, px, cfg["pixel_spacing_mm"])
+        halves.append(scale_hu(sample_grid(volume, xs, ys, z)))
+    scaled = np.concatenate([h if h is not None else np.zeros((n, px, px), np.float32) for h in halves], axis=2)
     return _channels(scaled), z[1:-1].copy()
 
 

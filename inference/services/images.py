@@ -44,20 +44,25 @@ def version_key(boxes: dict, image_cfg: dict) -> str:
 
 
 def build_series(series, image_cfg: dict, use_proposed: bool = False) -> dict:
-    """Build (or keep) one scan's images; returns ``{"series", "images", "built"|"skipped"|"error"}``."""
+    """Build (or keep) one scan's images; returns ``{"series", "images", "built"|"skipped"|"error"}``.
+
+    Each side needs a box, or its gland found outside the field of view (``Series.uncovered_sides``: a scan of
+    one gland); an uncovered side's half of the joined image is blank. The images span the boxes' z range."""
     boxes = boxes_for(series, use_proposed)
-    if set(boxes) != {"R", "L"}:
+    uncovered = {s: n for s, n in (series.uncovered_sides or {}).items() if s not in boxes}
+    if not boxes or set(boxes) | set(uncovered) != {"R", "L"}:
         kind = "proposed or confirmed" if use_proposed else "confirmed"
-        return {"series": series.pk, "error": f"needs {kind} boxes on both sides (has {sorted(boxes) or 'none'})"}
+        return {"series": series.pk, "error": f"needs {kind} boxes on both sides, or one side and the other "
+                                              f"outside the field of view (has {sorted(boxes) or 'none'})"}
     if not hasattr(series, "volume"):
         return {"series": series.pk, "error": "no stored volume"}
-    key = version_key(boxes, image_cfg)
+    key = version_key(boxes, {**image_cfg, **({"uncovered": sorted(uncovered)} if uncovered else {})})
     existing = list(Image25D.objects.filter(series=series))
     media = Path(settings.MEDIA_ROOT)
     if existing and all(r.boxes_version == key and (media / r.file.name).is_file() for r in existing):
         return {"series": series.pk, "images": len(existing), "skipped": True}
     volume = load_nifti(media / series.volume.file.name)
-    images, z = build_images(volume, {s: b for s, (b, _) in boxes.items()}, image_cfg)
+    images, z = build_images(volume, {s: b for s, (b, _) in boxes.items()}, image_cfg, blank_missing=bool(uncovered))
     folder = media / "images25d" / str(series.pk) / key[:12]
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -100,12 +105,15 @@ def build_many(series_qs, image: dict | None = None, use_proposed: bool = False,
 
 def rebuild_after_box_change(series: Series) -> dict | None:
     """What to rebuild after a box of ``series`` changed: its images when it has some, or its first images
-    once both sides are confirmed in a dataset whose images exist already (datasets never built stay
+    once every side is confirmed (or outside the field of view) in a dataset whose images exist already (datasets never built stay
     untouched). Returns the images job's params, or None when nothing is to be done or one is queued."""
     if not getattr(settings, "ADRENAL_AUTO_REBUILD_IMAGES", True):
         return None
     has_images = Image25D.objects.filter(series=series).exists()
-    confirmed = CropBox.objects.filter(series=series, status=CropBox.Status.CONFIRMED).count() == 2
+    rows = list(CropBox.objects.filter(series=series).values_list("side", "status"))
+    uncovered = Series.objects.filter(pk=series.pk).values_list("uncovered_sides", flat=True).first() or {}
+    confirmed = bool(rows) and all(st == CropBox.Status.CONFIRMED for _, st in rows) \
+        and {side for side, _ in rows} | set(uncovered) >= {"R", "L"}
     if not has_images:
         dataset_id = series.study.patient.dataset_id
         if not (confirmed and Image25D.objects.filter(series__study__patient__dataset_id=dataset_id).exists()):

@@ -1,15 +1,17 @@
 """Verdicts for new studies with a promoted model: boxes, 2.5D images, the fold ensemble, a stored Prediction.
 
-Boxes are the scan's stored ones (confirmed, else proposed) when both sides exist; otherwise they are
-proposed (:func:`inference.ml.proposals.propose`, which also decides "adrenal region not covered"). A scan that is not CT, or whose adrenal region
-is not covered, gets a "not assessable" Prediction with the reason — never a guess.
+Boxes are the scan's stored ones (confirmed, else proposed) when it has any; otherwise they are proposed
+(:func:`inference.ml.proposals.propose`, which also decides, per side, "not covered"). A scan that is not CT, or
+whose adrenal region is not covered at all, gets a "not assessable" Prediction with the reason — never a guess.
+A scan of one gland is judged on that gland; the other side is reported in ``side_details`` as
+``{"verdict": "not_assessable", "reason": "not assessable: <what is missing>"}``.
 """
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -37,6 +39,7 @@ class Outcome:
     reason: str = ""
     result: verdict.ScanVerdict | verdict.GlandVerdict | None = None
     timings: dict | None = None
+    uncovered: dict[str, str] = field(default_factory=dict)  # sides not judged: what is missing
 
     def fields(self, operating_value: float) -> dict:
         r = self.result
@@ -50,13 +53,34 @@ class Outcome:
             "evidence": r.evidence if gland else [],
         }
 
+    def stored_fields(self, operating_value: float) -> dict:
+        """``fields`` with each side in ``uncovered`` reported "not assessable: <note>" in ``side_details`` (and
+        left out of ``sides``) while the scan's verdict is the judged side's."""
+        out = self.fields(operating_value)
+        uncovered = self.uncovered
+        if uncovered and self.verdict != Prediction.Verdict.NOT_ASSESSABLE:
+            out["sides"] = {s: v for s, v in out["sides"].items() if s not in uncovered}
+            out["side_details"] = {**{s: d for s, d in out["side_details"].items() if s not in uncovered},
+                                   **{s: side_not_assessable(n) for s, n in uncovered.items()}}
+        return out
+
+
+def side_not_assessable(note: str) -> dict:
+    """A side that was not judged: ``{"verdict": "not_assessable", "reason": "not assessable: <note>"}``."""
+    return {"verdict": Prediction.Verdict.NOT_ASSESSABLE.value, "reason": f"not assessable: {note}"[:300]}
+
 
 # --- judging a volume ------------------------------------------------------------------------------------
 
 def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT",
                  boxes: dict[str, Box] | None = None, not_covered_reason: str = "",
+                 uncovered: dict[str, str] | None = None,
                  progress: Callable[[float, str], None] | None = None) -> Outcome:
-    """Assess, build the 2.5D images, run the ensemble; "not assessable" with the reason when it cannot."""
+    """Assess, build the 2.5D images, run the ensemble; "not assessable" with the reason when it cannot.
+
+    ``boxes``: the sides to judge (None: proposed here); ``uncovered``: sides whose gland is outside the field
+    of view, with what is missing (from the proposal when proposed here): those are reported "not assessable:
+    <note>" (``Outcome.stored_fields``) and the scan is judged on the other side."""
     report = progress or no_progress
     t0 = time.perf_counter()
     reason = assessability.check_ct(volume, modality)
@@ -64,18 +88,29 @@ def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT
         return Outcome(Prediction.Verdict.NOT_ASSESSABLE, reason)
     if not_covered_reason:
         return Outcome(Prediction.Verdict.NOT_ASSESSABLE, not_covered_reason)
-    if boxes is None:
+    uncovered = dict(uncovered or {})
+    if not boxes:
         report(15, "proposing crop boxes")
         proposal = propose(volume)
         if proposal.status != "proposed":
             return Outcome(Prediction.Verdict.NOT_ASSESSABLE, proposal.reason)
         boxes = proposal.boxes
+        uncovered = {s: p.note or "outside the field of view" for s, p in proposal.sides.items()
+                     if p.status != "proposed"}
+    uncovered = {s: uncovered.get(s) or f"no crop box for side {s}" for s in ("R", "L") if s not in boxes}
+    outcome = _judge(volume, boxes, run, t0, report)
+    outcome.uncovered = uncovered
+    return outcome
+
+
+def _judge(volume: Volume, boxes: dict[str, Box], run: TrainingRun, t0: float,
+           report: Callable[[float, str], None]) -> Outcome:
     t1 = time.perf_counter()
     report(30, "building 2.5D images")
     if is_gland_run(run.config):
         return _judge_glands(volume, boxes, run, t0, t1, report)
     try:
-        images, z_mm = build_images(volume, boxes, run.config or {})
+        images, z_mm = build_images(volume, boxes, run.config or {}, blank_missing=True)
     except ValueError as exc:
         return Outcome(Prediction.Verdict.NOT_ASSESSABLE, f"no 2.5D images: {exc}")
     if len(images) == 0:
@@ -85,6 +120,7 @@ def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT
     ensemble = ensemble_for(run)
     t3 = time.perf_counter()
     result = verdict.scan_verdict(images, z_mm, ensemble, run.operating_value)
+    result.sides = {s: v for s, v in result.sides.items() if s in boxes}
     t4 = time.perf_counter()
     return Outcome(result.verdict, "", result, {"assess_s": t1 - t0, "images_s": t2 - t1, "load_s": t3 - t2,
                                                  "model_s": t4 - t3, "images": len(images)})
@@ -119,8 +155,9 @@ def _judge_glands(volume: Volume, boxes: dict[str, Box], run: TrainingRun, t0: f
 
 
 def stored_boxes(series) -> dict[str, Box] | None:
+    """The scan's stored boxes by side (one per side: confirmed, or proposed), None when it has none."""
     boxes = {b.side: Box(tuple(b.lps_min), tuple(b.lps_max)) for b in series.boxes.all()}
-    return boxes if set(boxes) == {"R", "L"} else None
+    return boxes or None
 
 
 def predict_series(series, run: TrainingRun, *, job=None, user=None,
@@ -137,8 +174,9 @@ def predict_series(series, run: TrainingRun, *, job=None, user=None,
         not_covered = series.box_status_reason or "adrenal region not covered" \
             if series.box_status == Series.BoxStatus.NOT_COVERED else ""
         outcome = judge_volume(volume, run, modality=series.modality or "CT", boxes=stored_boxes(series),
-                               not_covered_reason=not_covered, progress=report)
-    fields = outcome.fields(run.operating_value)
+                               not_covered_reason=not_covered, uncovered=series.uncovered_sides or {},
+                               progress=report)
+    fields = outcome.stored_fields(run.operating_value)
     if job is not None:
         prediction, _ = Prediction.objects.update_or_create(
             job=job, defaults={"series": series, "run": run, "created_by": user, **fields})

@@ -82,7 +82,7 @@ def test_propose_crops_command_json(make_scan, real_scans):
     assert {"id", "series_uid", "status", "boxes"} <= set(entry)
     assert entry["id"] == scan.pk and entry["series_uid"] == scan.series_uid and entry["status"] == "proposed"
     for side in ("R", "L"):
-        assert set(entry["boxes"][side]) == {"lps_min", "lps_max"}
+        assert {"lps_min", "lps_max", "confidence", "method", "note"} <= set(entry["boxes"][side])
         assert len(entry["boxes"][side]["lps_min"]) == 3
     assert entry["boxes"]["R"]["lps_max"][0] < entry["boxes"]["L"]["lps_min"][0]  # LPS: right is -x
 

@@ -131,14 +131,21 @@ def test_boxes_from_multilabel_mask_match_per_class(realct):
         np.testing.assert_allclose(multi.boxes[side].lps_max, per_class.boxes[side].lps_max)
 
 
-def test_mask_without_glands_is_not_covered(tmp_path, real_scans):
+def test_mask_of_one_gland_boxes_that_side_and_notes_the_other(tmp_path, real_scans):
     from inference.ml.volume import save_nifti
 
     _, seg = real_scans["example_ct_sm"]
-    empty = tmp_path / "empty.nii.gz"
-    save_nifti(Volume(np.where(seg.array == 9, 0, seg.array).astype(np.int16), seg.affine), empty)
-    result = propose_from_masks(empty)
-    assert result.status == "not_covered" and "L adrenal" in result.reason
+    one = tmp_path / "one.nii.gz"
+    save_nifti(Volume(np.where(seg.array == 9, 0, seg.array).astype(np.int16), seg.affine), one)
+    result = propose_from_masks(one)
+    assert result.status == "proposed" and set(result.boxes) == {"R"}
+    assert result.sides["R"].method == "mask" and result.sides["R"].confidence == 1.0
+    assert result.sides["L"].status == "not_covered" and "no left adrenal voxels" in result.sides["L"].note
+    none = tmp_path / "none.nii.gz"
+    save_nifti(Volume(np.zeros_like(seg.array, dtype=np.int16), seg.affine), none)
+    result = propose_from_masks(none)
+    assert result.status == "not_covered" and "no right adrenal voxels" in result.reason
+    assert "no left adrenal voxels" in result.reason
 
 
 def test_storage_order_does_not_matter(real_scans):

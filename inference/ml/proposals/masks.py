@@ -15,7 +15,7 @@ import numpy as np
 
 from ..geometry import Box, voxel_to_lps
 from ..volume import load_nifti
-from .result import Proposal
+from .result import Proposal, SideProposal
 
 MARGIN_MM = 5.0
 MULTILABEL_IDS = {"R": 8, "L": 9}
@@ -52,10 +52,10 @@ def find_mask_files(masks: str | os.PathLike, name_hint: str = "") -> dict[str, 
 
 
 def propose_from_masks(source: dict[str, Path] | Path, margin_mm: float = MARGIN_MM) -> Proposal:
-    """Boxes from per-class files or a multilabel file; a side with an empty mask makes the scan
-    "not covered" (TotalSegmentator found no gland there)."""
-    boxes: dict[str, Box] = {}
-    missing = []
+    """Boxes from per-class files or a multilabel file, per side: a side whose mask is empty is "not_covered"
+    with a note saying so (TotalSegmentator found no gland there); the scan is "not_covered" only when both
+    are. Mask boxes are exact: confidence 1."""
+    sides: dict[str, SideProposal] = {}
     for side in ("R", "L"):
         if isinstance(source, dict):
             m = load_nifti(source[side], dtype=None)
@@ -65,10 +65,10 @@ def propose_from_masks(source: dict[str, Path] | Path, margin_mm: float = MARGIN
             mask = np.rint(np.asarray(m.array)) == MULTILABEL_IDS[side]
         box = mask_box(m.affine, mask, margin_mm)
         if box is None:
-            missing.append(side)
+            name = "right" if side == "R" else "left"
+            sides[side] = SideProposal("not_covered", None, 0.0, "mask",
+                                       f"the mask has no {name} adrenal voxels (label {MULTILABEL_IDS[side]})"
+                                       if not isinstance(source, dict) else f"the mask has no {name} adrenal voxels")
         else:
-            boxes[side] = box
-    if missing:
-        return Proposal.not_covered(f"adrenal region not covered: the mask has no {' or '.join(missing)} "
-                                    f"adrenal voxels", method="mask")
-    return Proposal(status="proposed", boxes=boxes, method="mask")
+            sides[side] = SideProposal("proposed", box, 1.0, "mask")
+    return Proposal.from_sides(sides, method="mask")

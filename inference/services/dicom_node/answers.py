@@ -60,12 +60,12 @@ def findings_of(prediction: Prediction) -> Findings:
     raw_sides = prediction.sides or {}
     details = prediction.side_details or {}  # per-gland runs: each gland's own score and verdict
     for side in ("R", "L"):
-        score = details[side]["score"] if side in details else raw_sides.get(side)
+        score = details[side].get("score") if side in details else raw_sides.get(side)
         score = float(score) if score is not None else None
         if score is None and side not in boxes:
-            continue
+            continue  # e.g. a side outside the field of view: details say "not assessable" with the note
         if side in details:
-            abnormal = details[side].get("verdict") == "abnormal"
+            abnormal = {"abnormal": True, "normal": False}.get(details[side].get("verdict"))
         else:
             abnormal = None if score is None or op is None else verdict_of(score, op) == "abnormal"
         if prediction.verdict == Prediction.Verdict.NOT_ASSESSABLE:

@@ -22,6 +22,7 @@ export class BoxStore {
     this.boxes = { R: null, L: null };
     this.history = { R: [], L: [] };
     this.seriesStatus = initial.box_status;
+    this.uncovered_sides = initial.uncovered_sides || {}; // side -> what the proposer found missing
     this.maxSideMm = initial.max_side_mm || 200;
     for (const side of SIDES) this.boxes[side] = initial.boxes[side] ? { ...initial.boxes[side] } : null;
     this.onChange = onChange;
@@ -159,7 +160,10 @@ export class BoxStore {
 
   async refreshStatus() {
     const { status, data } = await api("GET", `/api/series/${this.seriesId}/boxes/`);
-    if (status === 200) this.seriesStatus = data.box_status;
+    if (status === 200) {
+      this.seriesStatus = data.box_status;
+      this.uncovered_sides = data.uncovered_sides || {};
+    }
     return this.seriesStatus;
   }
 }

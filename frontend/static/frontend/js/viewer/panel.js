@@ -27,6 +27,14 @@ export function fmtBox(box) {
   return `${s[0]}×${s[1]}×${s[2]} mm · ${box.status} · v${box.version}${who} ${when(box.updated_at)}${box.dirty ? " (unsaved)" : ""}`;
 }
 
+/** Where a side's box came from, or why it has none: "proposed by atlas registration, confidence 0.82 · placed
+ * for a mass ...", "not covered: the scan ends 170 mm below ...". ``uncovered``: the scan's uncovered_sides. */
+export function fmtProvenance(box, uncovered, side) {
+  if (box && box.lps_min) return [box.provenance, box.note].filter(Boolean).join(" · ");
+  const note = (uncovered || {})[side];
+  return note ? `not covered: ${note}` : "";
+}
+
 export function fmtLesion(f) {
   if (!f || !f.lesion_diameter_mm) return "none marked";
   const c = f.lesion_centre_lps;
@@ -58,6 +66,7 @@ export class Panel {
     for (const s of ["R", "L"]) {
       $(`side-panel-${s}`).classList.toggle("selected", s === side);
       $(`box-${s}`).textContent = fmtBox(boxes.boxes[s]);
+      $(`box-why-${s}`).textContent = fmtProvenance(boxes.boxes[s], boxes.uncovered_sides, s);
       const f = findings.of(s);
       const select = $(`gland-${s}`);
       if (document.activeElement !== select) select.value = f.gland;
