@@ -14,10 +14,11 @@ from rest_framework.views import APIView
 from adrenal_site.roles import IsClinician, IsLead
 from annotations.models import Series
 from annotations.services.uploads import UploadRefused
+from inference.ml import metrics as M
 from inference.ml.operating_value import parse_objective
 
 from ..models import Evaluation, Prediction, TrainingRun
-from ..services.evaluation import metrics_at
+from ..services.evaluation import metrics_at, prevalence_at, reading_aids
 from ..tasks import start_evaluation, submit_prediction
 from .runs import visible_runs
 
@@ -81,7 +82,10 @@ class EvaluationDetail(APIView):
 
     def get(self, request, pk: int):
         ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
-        return Response({"id": ev.pk, "created_at": ev.created_at, **ev.result})
+        doc = {"id": ev.pk, "created_at": ev.created_at, **ev.result}
+        if "reading_aids" not in doc:  # evaluated before the reading aids were stored: the same numbers
+            doc["reading_aids"] = reading_aids(ev.result)
+        return Response(doc)
 
 
 class EvaluationScans(APIView):
@@ -137,6 +141,27 @@ class EvaluationThreshold(APIView):
                                        request.query_params.get("aggregator", "fraction")))
         except ValueError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
+
+
+class EvaluationPrevalence(APIView):
+    """PPV and NPV re-stated at a prevalence: ``?prevalence=0.01`` (0 < p < 1; default 1%, incidentalomas are about
+    1% of abdominal CTs) from the test scans' sensitivity and specificity at ``?value=`` (default: the chosen
+    operating value) of ``?aggregator=`` (default: the run's). Answers ``{"prevalence", "operating_value",
+    "aggregator", "sensitivity", "specificity", "ppv", "npv", "test_ppv", "test_npv"}``; 400 names a bad field."""
+
+    permission_classes = [IsLead]
+
+    def get(self, request, pk: int):
+        ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
+        prevalence = _float_param(request, "prevalence", M.DEFAULT_PREVALENCE)
+        value = _float_param(request, "value") if request.query_params.get("value") is not None else None
+        aggregator = request.query_params.get("aggregator") or None
+        if aggregator is not None and aggregator not in ev.result.get("aggregators", {}):
+            raise ValidationError({"aggregator": f"unknown aggregator {aggregator!r}"})
+        try:
+            return Response(prevalence_at(ev, prevalence, value, aggregator))
+        except ValueError as exc:
+            raise ValidationError({"prevalence": str(exc)}) from exc
 
 
 class EvaluationCurves(APIView):

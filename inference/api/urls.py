@@ -14,6 +14,8 @@ urlpatterns = [
     path("evaluations/<int:pk>/", dashboard.EvaluationDetail.as_view(), name="api-evaluation"),
     path("evaluations/<int:pk>/scans/", dashboard.EvaluationScans.as_view(), name="api-evaluation-scans"),
     path("evaluations/<int:pk>/threshold/", dashboard.EvaluationThreshold.as_view(), name="api-evaluation-threshold"),
+    path("evaluations/<int:pk>/prevalence/", dashboard.EvaluationPrevalence.as_view(),
+         name="api-evaluation-prevalence"),
     path("evaluations/<int:pk>/curves/", dashboard.EvaluationCurves.as_view(), name="api-evaluation-curves"),
     path("predictions/", dashboard.PredictionList.as_view(), name="api-predictions"),
     path("predictions/<int:pk>/", dashboard.PredictionDetail.as_view(), name="api-prediction"),

@@ -51,6 +51,29 @@ def metrics_from_confusion(tn: float, fp: float, fn: float, tp: float) -> dict[s
     }
 
 
+DEFAULT_PREVALENCE = 0.01  # adrenal incidentalomas: about 1% of abdominal CTs
+PREVALENCE_NOTE = "adrenal incidentalomas are found on about 1% of abdominal CTs"
+
+
+def predictive_values(sensitivity: float | None, specificity: float | None, prevalence: float
+                      ) -> dict[str, float | None]:
+    """PPV and NPV re-stated at ``prevalence`` (0 < prevalence < 1) from sensitivity and specificity (Bayes):
+    ``PPV = sens p / (sens p + (1 - spec)(1 - p))``, ``NPV = spec (1 - p) / (spec (1 - p) + (1 - sens) p)``.
+    The one place this formula lives (the dashboard asks the API). None where sensitivity or specificity is
+    undefined or a denominator is 0; ValueError for a prevalence outside (0, 1)."""
+    try:
+        p = float(prevalence)
+    except (TypeError, ValueError):
+        raise ValueError(f"prevalence must be a number between 0 and 1, not {prevalence!r}") from None
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"prevalence must be between 0 and 1 (exclusive), not {p:g}")
+    if sensitivity is None or specificity is None:
+        return {"prevalence": p, "ppv": None, "npv": None}
+    se, sp = float(sensitivity), float(specificity)
+    return {"prevalence": p, "ppv": _ratio(se * p, se * p + (1 - sp) * (1 - p)),
+            "npv": _ratio(sp * (1 - p), sp * (1 - p) + (1 - se) * p)}
+
+
 def auc(y_true: Sequence, y_score: Sequence, sample_weight: Sequence | None = None) -> float | None:
     """Area under the ROC curve; None when only one class is present."""
     y, s = _arrays(y_true, y_score)

@@ -142,6 +142,7 @@ def evaluate_run(
         "bootstrap": {"n": boot.n, "seed": boot.seed, "level": boot.level, "resampled_by": "patient"},
         "learning_curves": learning_curves(run),
     }
+    result["reading_aids"] = reading_aids(result)
     with transaction.atomic():
         evaluation = Evaluation.objects.create(
             run=run, job=job, objective=objective, aggregator=primary, operating_value=value, result=result
@@ -176,6 +177,79 @@ def calibration_report(run: TrainingRun, oof: OV.OutOfFold, test_scans: OV.ScanS
             "test": {"reliability": C.reliability(cal(s), y), "reliability_raw": C.reliability(s, y),
                      "ece": C.expected_calibration_error(cal(s), y),
                      "ece_raw": C.expected_calibration_error(s, y)} if len(y) else {}}
+
+
+RELIABILITY_BINS = 10
+
+
+def reading_aids(result: dict, prevalence: float = M.DEFAULT_PREVALENCE) -> dict:
+    """The dashboard's reading aids for the test scans of an evaluation document (its primary aggregator):
+
+    - ``reliability``: the reliability diagram (scikit-learn ``calibration_curve``, ``RELIABILITY_BINS`` uniform
+      bins over [0, 1]) of the calibrated scan probabilities (the fit in ``result["calibration"]``) and of the raw
+      scores: ``{"calibrated"|"raw": {"prob_pred", "prob_true", "count"}}`` per non-empty bin, ``method``, ``ece``;
+    - ``pr``: the precision-recall curve (``precision_recall_curve``) of the scan scores: ``precision``,
+      ``recall``, ``thresholds``, ``average_precision``, and ``base_rate`` (the test scans' share of abnormal);
+      ``operating_point`` the precision and recall at the operating value;
+    - ``prevalence``: sensitivity and specificity at the operating value, and PPV/NPV re-stated at ``prevalence``
+      (``inference.ml.metrics.predictive_values``; default 1%, ``note`` says why).
+
+    Computed from the stored document, so evaluations made before this existed get it too."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    agg = result.get("aggregator", PRIMARY)
+    level = result.get("aggregators", {}).get(agg) or result.get("scan", {})
+    scores = level.get("scores") or []
+    y = np.array([int(lab) for _, lab, _ in scores], int)
+    s = np.array([float(v) for v, _, _ in scores], float)
+    value = float(result.get("operating_value", level.get("operating_value", 0.5)))
+    sens, spec = level.get("sensitivity"), level.get("specificity")
+    out: dict = {"aggregator": agg, "n_scans": int(len(y)), "operating_value": value,
+                 "prevalence": {"default": M.DEFAULT_PREVALENCE, "note": M.PREVALENCE_NOTE, "sensitivity": sens,
+                                "specificity": spec, **M.predictive_values(sens, spec, prevalence)}}
+    if len(y) == 0 or np.unique(y).size < 2:
+        out["note"] = "the test scans need both classes for a reliability diagram and a precision-recall curve"
+        return out
+    fit = (result.get("calibration") or {}).get("fit")
+    cal = C.Calibrator.from_dict(fit)
+    probs = {"calibrated": np.clip(cal(s), 0.0, 1.0), "raw": np.clip(s, 0.0, 1.0)}
+    edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
+    reliability: dict = {"method": cal.method, "bins": RELIABILITY_BINS, "strategy": "uniform"}
+    for name, p in probs.items():
+        prob_true, prob_pred = calibration_curve(y, p, n_bins=RELIABILITY_BINS, strategy="uniform")
+        counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=RELIABILITY_BINS)  # calibration_curve's bins
+        reliability[name] = {"prob_pred": [round(float(v), 4) for v in prob_pred],
+                             "prob_true": [round(float(v), 4) for v in prob_true],
+                             "count": [int(c) for c in counts if c > 0],
+                             "ece": round(C.expected_calibration_error(p, y, RELIABILITY_BINS), 4)}
+    out["reliability"] = reliability
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    tn, fp, fn, tp = M.confusion(y, s, value)
+    out["pr"] = {"precision": [round(float(v), 4) for v in precision], "recall": [round(float(v), 4) for v in recall],
+                 "thresholds": [round(float(v), 6) for v in thresholds],
+                 "average_precision": round(float(average_precision_score(y, s)), 4),
+                 "base_rate": round(float(y.mean()), 4),
+                 "operating_point": {"precision": (tp / (tp + fp)) if tp + fp else None,
+                                     "recall": (tp / (tp + fn)) if tp + fn else None}}
+    return out
+
+
+def prevalence_at(evaluation: Evaluation, prevalence: float, value: float | None = None,
+                  aggregator: str | None = None) -> dict:
+    """Sensitivity and specificity of the test scans at ``value`` (default: the chosen operating value) and the
+    PPV/NPV they give at ``prevalence`` (``inference.ml.metrics.predictive_values``). ValueError names a bad
+    prevalence or aggregator."""
+    result = evaluation.result
+    agg = aggregator or result.get("aggregator", PRIMARY)
+    chosen = result.get("aggregators", {}).get(agg)
+    if chosen is None:
+        raise ValueError(f"unknown aggregator {agg!r}")
+    value = float(chosen.get("operating_value", evaluation.operating_value) if value is None else value)
+    at = metrics_at(evaluation, value, "scan", agg)
+    return {"operating_value": value, "aggregator": agg, "sensitivity": at["sensitivity"],
+            "specificity": at["specificity"], "test_ppv": at["ppv"], "test_npv": at["npv"],
+            **M.predictive_values(at["sensitivity"], at["specificity"], prevalence)}
 
 
 def _patient_level(scans: OV.ScanScores, value: float, boot: M.Bootstrap) -> dict:

@@ -102,3 +102,25 @@ def test_mismatched_inputs_raise():
         M.confusion([1, 0], [0.1], 0.5)
     with pytest.raises(ValueError, match="0 or 1"):
         M.confusion([2], [0.1], 0.5)
+
+
+def test_predictive_values_at_a_prevalence_hand_worked():
+    # sensitivity 0.9, specificity 0.8 at 1%: PPV = 0.009 / (0.009 + 0.198), NPV = 0.792 / (0.792 + 0.001)
+    got = M.predictive_values(0.9, 0.8, 0.01)
+    assert got["prevalence"] == 0.01
+    assert got["ppv"] == pytest.approx(0.009 / 0.207) and got["npv"] == pytest.approx(0.792 / 0.793)
+    # at the test set's own prevalence it gives back the confusion matrix's PPV and NPV
+    tn, fp, fn, tp = 40, 10, 5, 45
+    m = M.metrics_from_confusion(tn, fp, fn, tp)
+    at_test = M.predictive_values(m["sensitivity"], m["specificity"], (tp + fn) / (tn + fp + fn + tp))
+    assert at_test["ppv"] == pytest.approx(m["ppv"]) and at_test["npv"] == pytest.approx(m["npv"])
+    # PPV rises and NPV falls with prevalence
+    assert M.predictive_values(0.9, 0.8, 0.2)["ppv"] > got["ppv"] > M.predictive_values(0.9, 0.8, 0.001)["ppv"]
+    assert M.predictive_values(0.9, 0.8, 0.2)["npv"] < got["npv"]
+    # undefined inputs and denominators are None; a perfect test is 1
+    assert M.predictive_values(None, 0.8, 0.01) == {"prevalence": 0.01, "ppv": None, "npv": None}
+    assert M.predictive_values(0.0, 1.0, 0.5)["ppv"] is None
+    assert M.predictive_values(1.0, 1.0, 0.01) == {"prevalence": 0.01, "ppv": 1.0, "npv": 1.0}
+    for bad in (0, 1, -0.1, 1.5, "x", None):
+        with pytest.raises(ValueError, match="prevalence"):
+            M.predictive_values(0.9, 0.8, bad)

@@ -29,6 +29,37 @@ def test_evaluation_detail_and_threshold(client_as, lead_run):
     assert groups[0]["runs"][0]["evaluation"]["id"] == ev.pk
 
 
+def test_reading_aids_and_prevalence(client_as, lead_run, users):
+    from inference.ml import metrics as M
+
+    _, ev = lead_run
+    c = client_as("lead")
+    doc = c.get(f"/api/evaluations/{ev.pk}/").json()
+    assert doc["reading_aids"]["reliability"]["calibrated"]["prob_true"] and doc["reading_aids"]["pr"]["precision"]
+    # an evaluation stored before the reading aids existed is served them too
+    old = dict(ev.result)
+    old.pop("reading_aids")
+    type(ev).objects.filter(pk=ev.pk).update(result=old)
+    assert c.get(f"/api/evaluations/{ev.pk}/").json()["reading_aids"] == doc["reading_aids"]
+
+    url = f"/api/evaluations/{ev.pk}/prevalence/"
+    default = c.get(url).json()
+    scan = doc["scan"]
+    assert default["prevalence"] == 0.01 and default["operating_value"] == doc["operating_value"]
+    assert default["ppv"] == pytest.approx(M.predictive_values(scan["sensitivity"], scan["specificity"], 0.01)["ppv"])
+    assert default["test_ppv"] == scan["ppv"]
+    higher = c.get(url, {"prevalence": 0.3}).json()
+    assert higher["ppv"] > default["ppv"] and higher["npv"] <= default["npv"]  # NPV stays 1 at sensitivity 1
+    at = c.get(url, {"prevalence": 0.05, "value": 0.3, "aggregator": "max"}).json()
+    assert at["operating_value"] == 0.3 and at["aggregator"] == "max"
+    for params, field in (({"prevalence": "abc"}, "prevalence"), ({"prevalence": 0}, "prevalence"),
+                          ({"prevalence": 1.2}, "prevalence"), ({"value": "x"}, "value"),
+                          ({"aggregator": "median"}, "aggregator")):
+        r = c.get(url, params)
+        assert r.status_code == 400 and field in r.json(), (params, r.json())
+    assert client_as("clinician").get(url).status_code == 403
+
+
 def test_scans_sorted_and_filtered(client_as, lead_run):
     _, ev = lead_run
     c = client_as("lead")

@@ -45,6 +45,51 @@ def test_evaluation_document(make_evaluated_run):
     assert len(r["learning_curves"]) == 5 and r["learning_curves"][0]["history"]
 
 
+def test_reading_aids_are_stored_with_the_evaluation(make_evaluated_run):
+    """Reliability diagram and precision-recall curve by scikit-learn on the test scans, and PPV/NPV re-stated
+    at 1% from the sensitivity and specificity at the operating value."""
+    import numpy as np
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve
+
+    from inference.services.evaluation import prevalence_at, reading_aids
+
+    run, ev = make_evaluated_run(30)
+    aids = ev.result["reading_aids"]
+    scores = ev.result["aggregators"][ev.result["aggregator"]]["scores"]
+    y = np.array([lab for _, lab, _ in scores])
+    s = np.array([v for v, _, _ in scores])
+    assert aids["n_scans"] == len(y) == 10 and aids["aggregator"] == "fraction"
+    rel = aids["reliability"]
+    assert rel["method"] == "identity" and rel["bins"] == 10  # the fixture's run is not calibrated
+    prob_true, prob_pred = calibration_curve(y, s, n_bins=10)
+    np.testing.assert_allclose(rel["calibrated"]["prob_true"], prob_true, atol=1e-4)
+    np.testing.assert_allclose(rel["calibrated"]["prob_pred"], prob_pred, atol=1e-4)
+    assert sum(rel["calibrated"]["count"]) == len(y) and len(rel["calibrated"]["count"]) == len(prob_true)
+    precision, recall, _ = precision_recall_curve(y, s)
+    np.testing.assert_allclose(aids["pr"]["precision"], precision, atol=1e-4)
+    np.testing.assert_allclose(aids["pr"]["recall"], recall, atol=1e-4)
+    assert aids["pr"]["base_rate"] == pytest.approx(y.mean())
+    prev = aids["prevalence"]
+    assert prev["default"] == 0.01 and "1%" in prev["note"]
+    assert prev["sensitivity"] == ev.result["scan"]["sensitivity"]
+    assert prev["specificity"] == ev.result["scan"]["specificity"]
+    expected = M.predictive_values(prev["sensitivity"], prev["specificity"], 0.01)
+    assert prev["ppv"] == pytest.approx(expected["ppv"]) and prev["npv"] == pytest.approx(expected["npv"])
+    assert reading_aids(ev.result) == aids  # the same numbers for evaluations stored before they existed
+
+    # at another operating value: that value's sensitivity and specificity, and PPV rising with prevalence
+    at = prevalence_at(ev, 0.05, value=0.3)
+    m = M.metrics_from_confusion(*M.confusion(y, s, 0.3))
+    assert at["sensitivity"] == m["sensitivity"] and at["specificity"] == m["specificity"]
+    assert at["ppv"] == pytest.approx(M.predictive_values(m["sensitivity"], m["specificity"], 0.05)["ppv"])
+    assert prevalence_at(ev, 0.2, value=0.3)["ppv"] > at["ppv"]
+    with pytest.raises(ValueError, match="prevalence"):
+        prevalence_at(ev, 1.5)
+    with pytest.raises(ValueError, match="aggregator"):
+        prevalence_at(ev, 0.01, aggregator="nope")
+
+
 def test_metrics_at_matches_the_document(make_evaluated_run):
     from inference.services.evaluation import metrics_at
 
