@@ -13,8 +13,11 @@ const el = svgEl;
 
 /**
  * Draw a line chart into `container` (replacing its content).
- * series: [{label, points: [[x, y], ...], color?, dash?}]; options: {title, xDomain, yDomain, xLabel, yLabel,
- * width, height, diagonal (bool), integerX (whole-number x ticks, e.g. epochs)}. Returns {svg, setMarker(x)}.
+ * series: [{label, points: [[x, y], ...], color?, dash?, dots? (every point marked, sized by ``sizes``),
+ * sizes? ([n per point]: the dot radius grows with n, e.g. scans per reliability bin)}]; options: {title, xDomain,
+ * yDomain, xLabel, yLabel, width, height, diagonal (bool), integerX (whole-number x ticks, e.g. epochs),
+ * hline (a dashed horizontal reference at this y, e.g. a base rate)}. Returns {svg, setMarker(x), setPoint(x, y,
+ * label)} (setPoint: one highlighted point, e.g. the operating point; null hides it).
  */
 export function lineChart(container, series, options = {}) {
   const W = options.width || 420, H = options.height || 260;
@@ -48,6 +51,10 @@ export function lineChart(container, series, options = {}) {
     t.textContent = options.yLabel;
   }
   if (options.diagonal) el("line", { x1: sx(x0), y1: sy(y0), x2: sx(x1), y2: sy(y1), stroke: "#ccc", "stroke-dasharray": "4 3" }, svg);
+  if (options.hline !== undefined && options.hline !== null) {
+    el("line", { x1: sx(x0), y1: sy(options.hline), x2: sx(x1), y2: sy(options.hline), stroke: "#ccc",
+      "stroke-dasharray": "4 3", class: "hline" }, svg);
+  }
   series.forEach((s, i) => {
     const pts = s.points.filter((p) => p[1] !== null && Number.isFinite(p[1]));
     if (!pts.length) return;
@@ -55,12 +62,17 @@ export function lineChart(container, series, options = {}) {
     const color = s.color || PALETTE[i % PALETTE.length];
     el("path", { d, fill: "none", stroke: color, "stroke-width": 1.8,
       "stroke-dasharray": s.dash || "", "data-series": s.label || "" }, svg);
-    // hover values: a small marker per point (thinned to at most ~60 per series) with a tooltip
-    const step = Math.max(1, Math.ceil(pts.length / 60));
+    // hover values: a small marker per point (thinned to at most ~60 per series unless ``dots``) with a tooltip
+    const step = s.dots ? 1 : Math.max(1, Math.ceil(pts.length / 60));
+    const maxSize = s.sizes ? Math.max(...s.sizes, 1) : 1;
     pts.forEach((p, j) => {
       if (j % step && j !== pts.length - 1) return;
-      const dot = el("circle", { cx: sx(p[0]).toFixed(1), cy: sy(p[1]).toFixed(1), r: 2.5, fill: color, class: "pt" }, svg);
-      el("title", {}, dot).textContent = `${s.label || ""}: ${+(+p[0]).toFixed(3)}, ${+(+p[1]).toFixed(3)}`;
+      const n = s.sizes ? s.sizes[s.points.indexOf(p)] : null;
+      const r = n === null || n === undefined ? 2.5 : 2.5 + 4 * Math.sqrt(n / maxSize);
+      const dot = el("circle", { cx: sx(p[0]).toFixed(1), cy: sy(p[1]).toFixed(1), r, fill: color, class: "pt",
+        "data-series": s.label || "" }, svg);
+      el("title", {}, dot).textContent = `${s.label || ""}: ${+(+p[0]).toFixed(3)}, ${+(+p[1]).toFixed(3)}` +
+        (n === null || n === undefined ? "" : ` (n = ${n})`);
     });
   });
   const legend = el("g", {}, svg);
@@ -70,10 +82,19 @@ export function lineChart(container, series, options = {}) {
     el("text", { x: W - m.r - 96, y: y - 2, "font-size": 10, fill: "#1d232b" }, legend).textContent = s.label || "";
   });
   const marker = el("line", { y1: m.t, y2: H - m.b, stroke: "#1d232b", "stroke-width": 1, "stroke-dasharray": "2 2", visibility: "hidden", class: "marker" }, svg);
+  const point = el("circle", { r: 5, fill: "none", stroke: "#1d232b", "stroke-width": 2, visibility: "hidden", class: "point" }, svg);
+  const pointTitle = el("title", {}, point);
   return {
     svg,
     setMarker(x) {
       marker.setAttribute("x1", sx(x)); marker.setAttribute("x2", sx(x)); marker.setAttribute("visibility", "visible");
+    },
+    setPoint(x, y, label = "") {
+      const show = x !== null && y !== null && x !== undefined && y !== undefined;
+      point.setAttribute("visibility", show ? "visible" : "hidden");
+      if (!show) return;
+      point.setAttribute("cx", sx(x).toFixed(1)); point.setAttribute("cy", sy(y).toFixed(1));
+      pointTitle.textContent = label;
     },
   };
 }

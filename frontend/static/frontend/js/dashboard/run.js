@@ -1,5 +1,7 @@
 // A run's evaluation page: metrics with CIs, threshold slider (confusion matrix and metrics update at once,
-// computed in the page from the API's per-scan scores), ROC, threshold and learning curves, scan verdicts.
+// computed in the page from the API's per-scan scores), ROC, threshold and learning curves, scan verdicts, and
+// the reading aids: reliability diagram, precision-recall curve, and PPV/NPV at a prevalence the lead sets
+// (computed by the API, inference.ml.metrics.predictive_values: the formula lives there only).
 import { getJSON, postJSON } from "../http.js";
 import { lineChart, PALETTE } from "../charts.js";
 import { followJob } from "../jobs.js";
@@ -51,7 +53,71 @@ function renderAggregators(doc) {
   }
 }
 
-function setupThreshold(doc) {
+// Reading aids: the charts from the stored evaluation, PPV/NPV asked of the API for the prevalence typed in and the
+// operating value on the slider (the latest answer wins when several are in flight).
+function setupReadingAids(doc, evaluationId) {
+  const aids = doc.reading_aids || {};
+  const rel = aids.reliability;
+  if (rel) {
+    const series = [{ label: `calibrated (${rel.method})`, points: rel.calibrated.prob_pred.map((x, i) => [x, rel.calibrated.prob_true[i]]),
+      sizes: rel.calibrated.count, dots: true }];
+    if (rel.method !== "identity") {
+      series.push({ label: "raw score", points: rel.raw.prob_pred.map((x, i) => [x, rel.raw.prob_true[i]]),
+        sizes: rel.raw.count, dots: true, dash: "4 2" });
+    }
+    lineChart($("#reliability-chart"), series, { xDomain: [0, 1], yDomain: [0, 1], diagonal: true,
+      xLabel: "predicted probability", yLabel: "observed share abnormal" });
+    $("#reliability-caption").textContent += ` · ${rel.bins} bins · ECE ${fmt(rel.calibrated.ece)}`;
+  } else {
+    $("#reliability-chart").textContent = aids.note || "No reliability diagram for this evaluation.";
+  }
+  let pr = null;
+  if (aids.pr) {
+    pr = lineChart($("#pr-chart"), [{ label: `scan (${aids.aggregator})`, points: aids.pr.recall.map((r, i) => [r, aids.pr.precision[i]]) }],
+      { xDomain: [0, 1], yDomain: [0, 1], xLabel: "recall (sensitivity)", yLabel: "precision (PPV)", hline: aids.pr.base_rate });
+    $("#pr-caption").textContent += ` · average precision ${fmt(aids.pr.average_precision)} · dashed: test share abnormal ${fmt(aids.pr.base_rate, 2)}`;
+  } else {
+    $("#pr-chart").textContent = aids.note || "No precision-recall curve for this evaluation.";
+  }
+  const input = $("#prevalence");
+  const prev = aids.prevalence || {};
+  input.value = +(100 * (prev.default ?? 0.01)).toFixed(4);
+  $("#prevalence-note").textContent = `default ${+(100 * (prev.default ?? 0.01)).toFixed(2)}%: ${prev.note || ""}`;
+  let asked = 0, value = doc.operating_value, aggregator = doc.aggregator;
+  const refresh = async () => {
+    const mine = ++asked;
+    const pct = parseFloat(input.value);
+    const params = new URLSearchParams({ prevalence: String(pct / 100), value: String(value), aggregator });
+    try {
+      if (!Number.isFinite(pct)) throw new Error("prevalence: type a percentage between 0 and 100");
+      const r = await getJSON(`/api/evaluations/${evaluationId}/prevalence/?${params}`);
+      if (mine !== asked) return;
+      $("#prevalence-error").textContent = "";
+      $("#prev-ppv").textContent = fmt(r.ppv);
+      $("#prev-npv").textContent = fmt(r.npv);
+      $("#prev-sens").textContent = fmt(r.sensitivity);
+      $("#prev-spec").textContent = fmt(r.specificity);
+      $("#prevalence-basis").textContent = `At operating value ${fmt(r.operating_value)} (${r.aggregator}) and prevalence ` +
+        `${+(100 * r.prevalence).toFixed(4)}%; on the test scans themselves PPV ${fmt(r.test_ppv)}, NPV ${fmt(r.test_npv)}.`;
+      $("#prevalence-stats").dataset.prevalence = r.prevalence;
+      if (pr && aggregator === aids.aggregator) {
+        const c = confusionAt(doc.aggregators[aggregator].scores, value);
+        pr.setPoint(c.sensitivity, c.ppv, `operating value ${fmt(value)}`);
+      } else if (pr) {
+        pr.setPoint(null, null);
+      }
+    } catch (err) {
+      if (mine !== asked) return;
+      for (const id of ["#prev-ppv", "#prev-npv"]) $(id).textContent = "n/a";
+      $("#prevalence-error").textContent = err.message;
+    }
+  };
+  input.addEventListener("input", refresh);
+  refresh();
+  return { at(v, agg) { value = v; aggregator = agg; refresh(); } };
+}
+
+function setupThreshold(doc, onValue = () => {}) {
   const slider = $("#op-slider"), select = $("#aggregator");
   for (const name of Object.keys(doc.aggregators)) {
     const opt = new Option(name === doc.aggregator ? `${name} (original)` : name, name);
@@ -70,6 +136,7 @@ function setupThreshold(doc) {
     for (const k of ["sensitivity", "specificity", "accuracy", "ppv", "npv"]) $(`#live-${k}`).textContent = fmt(c[k]);
     slider.dataset.value = value;
     if (thresholdChart) thresholdChart.setMarker(value);
+    onValue(value, select.value);
   };
   const draw = () => {
     const agg = doc.aggregators[select.value];
@@ -169,7 +236,8 @@ async function main() {
   if ([...objective.options].some((o) => o.value === doc.objective)) objective.value = doc.objective;
   renderMetrics(doc);
   renderAggregators(doc);
-  setupThreshold(doc);
+  const aids = setupReadingAids(doc, root.dataset.evaluation);
+  setupThreshold(doc, (value, aggregator) => aids.at(value, aggregator));
   renderLearning(doc);
   await setupScans(root.dataset.evaluation);
   root.dataset.ready = "1";
