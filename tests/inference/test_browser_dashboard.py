@@ -56,6 +56,72 @@ def test_lead_moves_the_threshold_slider(live_server, dashboard_chromium, make_e
         context.close()
 
 
+def test_reading_aids_render_and_ppv_follows_the_prevalence(live_server, dashboard_chromium, make_evaluated_run,
+                                                            users, client_as):
+    """The reliability diagram and the precision-recall curve are drawn from the stored evaluation; the PPV shown
+    is the API's for the prevalence typed in (default 1%) and changes when it changes, and follows the slider."""
+    run, ev = make_evaluated_run(30, members=[users["lead"]])
+    api = client_as("lead")
+    aids = ev.result["reading_aids"]
+    context = dashboard_chromium.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    url = f"/api/evaluations/{ev.pk}/prevalence/"
+
+    def shown(prevalence: float) -> None:
+        page.wait_for_function(f"document.querySelector('#prevalence-stats').dataset.prevalence == '{prevalence}'")
+
+    try:
+        login(page, live_server, "lead", "pw-lead")
+        page.goto(f"{live_server.url}/runs/{run.pk}/dashboard/")
+        page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+        # the charts: one dot per non-empty reliability bin, the diagonal, the PR curve with its base rate line
+        rel = page.locator("#reliability-chart svg")
+        assert rel.count() == 1
+        assert rel.locator("circle.pt").count() == len(aids["reliability"]["calibrated"]["prob_true"])
+        assert rel.locator("path[data-series^='calibrated']").count() == 1
+        pr = page.locator("#pr-chart svg")
+        assert pr.locator("path[data-series^='scan']").count() == 1 and pr.locator("line.hline").count() == 1
+        assert pr.locator("circle.point").get_attribute("visibility") == "visible"
+        assert "ECE" in page.inner_text("#reliability-caption")
+        assert "average precision" in page.inner_text("#pr-caption")
+
+        # the default prevalence with its note, and the PPV/NPV the API gives for it
+        assert float(page.input_value("#prevalence")) == 1.0
+        assert "1% of abdominal CTs" in page.inner_text("#prevalence-note")
+        shown(0.01)
+        at_1 = api.get(url, {"prevalence": 0.01, "value": ev.operating_value}).json()
+        assert page.inner_text("#prev-ppv") == f"{at_1['ppv']:.3f}"
+        assert page.inner_text("#prev-npv") == f"{at_1['npv']:.3f}"
+        assert page.inner_text("#prev-sens") == f"{at_1['sensitivity']:.3f}"
+
+        # typing another prevalence changes the PPV to the API's value for it
+        page.fill("#prevalence", "20")
+        shown(0.2)
+        at_20 = api.get(url, {"prevalence": 0.2, "value": ev.operating_value}).json()
+        assert at_20["ppv"] > at_1["ppv"]
+        assert page.inner_text("#prev-ppv") == f"{at_20['ppv']:.3f}" != f"{at_1['ppv']:.3f}"
+
+        # the slider's operating value is the one the PPV is computed at
+        slider = page.locator("#op-slider")
+        slider.focus()
+        page.keyboard.press("Home")
+        for _ in range(20):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function("document.querySelector('#prevalence-basis').textContent.includes('0.200')")
+        at_slider = api.get(url, {"prevalence": 0.2, "value": 0.2}).json()
+        assert page.inner_text("#prev-ppv") == ("n/a" if at_slider["ppv"] is None else f"{at_slider['ppv']:.3f}")
+
+        # a prevalence that is not one says so, and nothing is made up
+        page.fill("#prevalence", "150")
+        page.wait_for_function("document.querySelector('#prevalence-error').textContent.length > 0")
+        assert "prevalence" in page.inner_text("#prevalence-error") and page.inner_text("#prev-ppv") == "n/a"
+        assert not errors, errors
+    finally:
+        context.close()
+
+
 def test_clinician_cannot_open_the_dashboards(live_server, dashboard_chromium, make_evaluated_run, users):
     run, ev = make_evaluated_run(9, members=[users["clinician"]])
     context = dashboard_chromium.new_context()
