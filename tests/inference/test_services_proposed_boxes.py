@@ -131,6 +131,11 @@ def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings,
         assert p.side_details["R"]["verdict"] in ("normal", "abnormal")
     page = client_as("admin").get(f"/series/{series.pk}/").content.decode()
     assert "L: not assessable: " in page
+    # the DICOM node's report names the side it could not judge
+    from inference.services.dicom_node.answers import findings_of
+
+    findings = findings_of(p)
+    assert set(findings.sides) == {"R"} and findings.reason == f"L: {p.side_details['L']['reason']}"
 
 
 def test_images_follow_the_tight_boxes_and_a_box_change_rebuilds_them(make_scan, real_scans, settings, tmp_path,

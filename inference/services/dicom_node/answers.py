@@ -72,12 +72,19 @@ def findings_of(prediction: Prediction) -> Findings:
             abnormal = None
         sides[side] = SideFinding(side, score, abnormal, boxes.get(side))
     return Findings(
-        verdict=str(prediction.verdict), reason=prediction.reason or "", probability=prediction.probability,
+        verdict=str(prediction.verdict), reason=prediction.reason or side_reasons(details), probability=prediction.probability,
         fraction=prediction.fraction, operating_value=op, sides=sides,
         flagged_slices_mm=tuple(float(z) for z in prediction.flagged_slices_mm or ()),
         slice_scores=tuple((float(z), float(p)) for z, p in prediction.slice_scores or ()),
         model=model_of(prediction.run),
     )
+
+
+def side_reasons(side_details: dict) -> str:
+    """The sides a verdict could not judge, for the report's text: ``"L: not assessable: the left adrenal's
+    expected place ... is outside the field of view"`` ('' when every side was judged)."""
+    return "; ".join(f"{s}: {d['reason']}" for s, d in sorted(side_details.items(), reverse=True)
+                     if isinstance(d, dict) and d.get("reason"))
 
 
 def source_of(series: Series) -> SourceSeries:
