@@ -41,7 +41,7 @@ from .boxes import save_box
 ORIGINAL_COLUMNS = ["filename_nii", "adrenal_LR", "crop_x_min", "crop_x_max", "crop_y_min", "crop_y_max",
                     "crop_z_min", "crop_z_max"]
 MM_COLUMNS = ["dataset", "patient", "study_uid", "series_id", "series_uid", "filename_nii", "side", "status",
-              "reason", "source", "version", "x_min_mm", "y_min_mm", "z_min_mm", "x_max_mm", "y_max_mm", "z_max_mm",
+              "reason", "source", "confidence", "note", "version", "x_min_mm", "y_min_mm", "z_min_mm", "x_max_mm", "y_max_mm", "z_max_mm",
               "i_min", "j_min", "k_min", "i_max", "j_max", "k_max", "updated_by", "updated_at"]
 FINDING_COLUMNS = ["gland", "lesion_x_mm", "lesion_y_mm", "lesion_z_mm", "lesion_diameter_mm", "comment",
                    "findings_version", "findings_updated_by", "findings_updated_at"]
@@ -190,15 +190,16 @@ def _series_columns(s: Series) -> dict:
 
 
 def mm_rows(series_qs) -> list[dict]:
-    """Every box in LPS mm with its voxel range and status, and its side's findings; sides with findings but no
-    box; series marked "not covered" as a row without side."""
+    """Every box in LPS mm with its voxel range, status, source (the proposer's method), confidence and note, and
+    its side's findings; sides with findings but no box; series marked "not covered" as a row without side."""
     rows = []
     findings = _findings(series_qs)
     for b in _boxes(series_qs):
         s = b.series
         rows.append({
             **_series_columns(s), "side": b.side,
-            "status": b.status, "reason": "", "source": b.source, "version": b.version,
+            "status": b.status, "reason": "", "source": b.source,
+            "confidence": "" if b.confidence is None else b.confidence, "note": b.note, "version": b.version,
             **{f"{a}_min_mm": v for a, v in zip("xyz", b.lps_min)}, **{f"{a}_max_mm": v for a, v in zip("xyz", b.lps_max)},
             **{f"{a}_min": v for a, v in zip("ijk", b.voxel_min)}, **{f"{a}_max": v for a, v in zip("ijk", b.voxel_max)},
             "updated_by": b.updated_by.username if b.updated_by else "", "updated_at": b.updated_at.isoformat(),
@@ -218,15 +219,18 @@ def mm_rows(series_qs) -> list[dict]:
 
 
 def mm_json(series_qs) -> dict:
-    """``{"series": [{"id", "series_uid", "status", "reason", "boxes": {"R": {...}, "L": {...}},
-    "findings": {"R": {...}, ...}}]}`` in mm (sides without boxes or findings left out)."""
+    """``{"series": [{"id", "series_uid", "status", "reason", "boxes": {"R": {...}, "L": {...}}, "uncovered":
+    {"L": what is missing}, "findings": {"R": {...}, ...}}]}`` in mm (sides without boxes or findings left out;
+    a box's ``confidence`` and ``note`` are the proposer's)."""
     out = []
     findings = _findings(series_qs)
     for s in series_qs.order_by("id").prefetch_related("boxes"):
         out.append({"id": s.pk, "series_uid": s.series_uid, "status": s.box_status, "reason": s.box_status_reason,
                     "boxes": {b.side: {"lps_min": b.lps_min, "lps_max": b.lps_max, "voxel_min": b.voxel_min,
                                        "voxel_max": b.voxel_max, "status": b.status, "source": b.source,
+                                       "confidence": b.confidence, "note": b.note,
                                        "version": b.version} for b in s.boxes.all()},
+                    "uncovered": dict(s.uncovered_sides or {}),
                     "findings": {side: {"gland": f.gland, "lesion_centre_lps": f.lesion_centre_lps,
                                         "lesion_diameter_mm": f.lesion_diameter_mm, "comment": f.comment,
                                         "version": f.version}

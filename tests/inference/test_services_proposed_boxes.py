@@ -90,6 +90,7 @@ def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings,
     entry = propose_series([series])["series"][0]
     assert entry["status"] == "proposed" and set(entry["boxes"]) == {"R"}, entry
     assert "outside the field of view" in entry["uncovered"]["L"]
+    series.refresh_from_db()
     box = CropBox.objects.get(series=series, side="R")
     assert np.all(truth >= np.asarray(box.lps_min) - 1e-6) and np.all(truth <= np.asarray(box.lps_max) + 1e-6)
     assert box.source == "atlas" and 0.0 < box.confidence <= 1.0
@@ -105,6 +106,14 @@ def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings,
     assert [b["text"] for b in row["box_sides"]] == [f"R {box.provenance}", "L not covered"]
     page = client_as("admin").get(f"/datasets/{series.dataset.pk}/").content.decode()
     assert box.provenance in page and "L not covered" in page
+
+    # and the crop-table exports carry them
+    from annotations.services.crop_tables import mm_json, mm_rows
+
+    exported = mm_json(Series.objects.filter(pk=series.pk))["series"][0]
+    assert exported["boxes"]["R"]["confidence"] == box.confidence and exported["uncovered"] == series.uncovered_sides
+    (csv_row,) = [r for r in mm_rows(Series.objects.filter(pk=series.pk)) if r["side"] == "R"]
+    assert csv_row["confidence"] == box.confidence and csv_row["source"] == "atlas" and csv_row["note"] == box.note
 
     # confirming the one box confirms the scan
     save_box(series, "R", box.lps_min, box.lps_max, status="confirmed", source="ui", expected_version=box.version)
