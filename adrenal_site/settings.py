@@ -129,12 +129,17 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
+    # The one storage layer every file the app and its workers share goes through (adrenal_site/storage.py):
+    # a FileSystemStorage at MEDIA_ROOT (no "location" option, so it follows MEDIA_ROOT). The database and task
+    # messages hold names relative to it; each host resolves them under its own MEDIA_ROOT, so a worker on
+    # another machine mounts the shared filesystem anywhere and sets ADRENAL_DATA_DIR (README "Workers on other
+    # machines").
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # static files work before (or without) collectstatic
 MEDIA_URL = "media/"
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media")).resolve()
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media")).resolve()  # the storage root, per host
 MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
 # Largest zip upload accepted by the import page, streamed to disk (bytes).
 ADRENAL_MAX_UPLOAD_BYTES = int(os.environ.get("ADRENAL_MAX_UPLOAD_BYTES", 4 * 1024**3))

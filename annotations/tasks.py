@@ -10,12 +10,12 @@ The 2.5D images, training, evaluation and verdicts that follow are ``inference.t
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from django.conf import settings
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import Progress, enqueue, job_task
+from adrenal_site.storage import local_path, location_for_task, resolve_location, storage_name
 
 from .models import Dataset, ImportReport, Volume
 from .services.importer import import_path
@@ -27,16 +27,21 @@ from .services.volume_cache import prepare_viewer_data
 @job_task("import", queue="cpu")
 def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | None = None,
                    zip_path: str | None = None, source: str = "", propose: bool = True) -> dict:
-    """Import ``path`` (or the extracted ``zip_path``) into the dataset; a rerun of the job resumes its report."""
+    """Import ``path`` (or the extracted ``zip_path``) into the dataset; a rerun of the job resumes its report.
+    ``zip_path`` is a storage name (an upload); ``path`` and ``labels_csv`` are storage names or, for a folder
+    outside the store, absolute paths (``adrenal_site.storage.location_for_task``), resolved on this host."""
     progress = Progress(job)
     dataset = Dataset.objects.get(pk=dataset_id)
     report, _ = ImportReport.objects.get_or_create(job=job, defaults={"dataset": dataset,
                                                                       "source": (source or zip_path or path)[:1000]})
-    if zip_path:
+    upload = local_path(zip_path) if zip_path else None
+    if upload is not None:
         progress(1, "extracting the upload")
-        path = str(extract_zip(Path(zip_path), upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4))
-    import_path(dataset, path, labels_csv=labels_csv, progress=progress.sub(2, 100) if zip_path else progress,
-                user=job.created_by, report=report)
+        folder = extract_zip(upload, upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4)
+    else:
+        folder = resolve_location(path)
+    import_path(dataset, folder, labels_csv=resolve_location(labels_csv) if labels_csv else None,
+                progress=progress.sub(2, 100) if zip_path else progress, user=job.created_by, report=report)
     imported = sorted(set(report.items.filter(status="imported", series__is_scan=True)
                           .values_list("series_id", flat=True)))
     if imported:
@@ -45,17 +50,19 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
         start_proposals(series_ids=imported, user=job.created_by)  # every imported scan gets boxes
     if zip_path:  # imported: the volumes are stored, the upload and its extraction are not needed any more
         shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
-        shutil.rmtree(Path(zip_path).parent, ignore_errors=True)
+        shutil.rmtree(upload.parent, ignore_errors=True)
     return {"report_id": report.pk, **report.counts()}
 
 
 @job_task("propose_crops", queue="cpu")
 def propose_crops(job: Job, dataset_id: int | None = None, series_ids: list[int] | None = None,
                   masks: str | None = None) -> dict:
-    """Propose both boxes per scan; confirmed boxes are kept; a rerun gives the same result."""
+    """Propose both boxes per scan; confirmed boxes are kept; a rerun gives the same result. ``masks``: a
+    storage name or an absolute path (``adrenal_site.storage.location_for_task``)."""
     if dataset_id is None and not series_ids:
         raise ValueError("give a dataset_id or series_ids")
-    return propose_series(scans_of(dataset_id, series_ids), masks=masks, progress=Progress(job))
+    return propose_series(scans_of(dataset_id, series_ids), masks=str(resolve_location(masks)) if masks else None,
+                          progress=Progress(job))
 
 
 @job_task("prepare_viewer", queue="cpu")
@@ -83,9 +90,13 @@ def start_viewer_preparation(series_ids: list[int], *, user=None, send: bool = T
 def start_import(dataset: Dataset, path: str = "", *, labels_csv: str | None = None, zip_path: str | None = None,
                  source: str = "", user=None, propose: bool = True, send: bool = True) -> Job:
     """Queue an import job (sent once the surrounding transaction commits); ``send=False`` only makes the Job
-    row, to run it in this process (``run_now(import_studies, job)``)."""
-    params = {"dataset_id": dataset.pk, "path": str(path), "labels_csv": str(labels_csv) if labels_csv else None,
-              "zip_path": str(zip_path) if zip_path else None, "source": source, "propose": propose}
+    row, to run it in this process (``run_now(import_studies, job)``). ``zip_path`` (an upload saved under
+    ``new_upload_folder()``) must lie in the shared storage; the message carries storage names, so a worker on
+    another host finds the files under its own mount (raises ``StorageNameError`` for a zip outside it)."""
+    params = {"dataset_id": dataset.pk, "path": location_for_task(path) if path else "",
+              "labels_csv": location_for_task(labels_csv) if labels_csv else None,
+              "zip_path": storage_name(zip_path) if zip_path else None,
+              "source": str(source)[:1000] if source else "", "propose": propose}
     return enqueue(import_studies, params=params, user=user, send=send)
 
 
@@ -93,5 +104,5 @@ def start_proposals(*, dataset: Dataset | None = None, series_ids: list[int] | N
                     user=None, send: bool = True) -> Job:
     """Queue a proposal job (after commit); ``send=False`` only makes the Job row, to run it in this process."""
     params = {"dataset_id": dataset.pk if dataset else None, "series_ids": list(series_ids or []) or None,
-              "masks": str(masks) if masks else None}
+              "masks": location_for_task(masks) if masks else None}
     return enqueue(propose_crops, params=params, user=user, send=send)

@@ -26,6 +26,7 @@ from django.db import transaction
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import JobCancelled, Progress, enqueue, job_task
+from adrenal_site.storage import local_path, storage_name
 from annotations.models import Dataset, Series
 from annotations.services.uploads import check_zip, extract_zip, new_upload_folder, save_stream, upload_dir
 
@@ -123,8 +124,9 @@ def start_evaluation(run: TrainingRun, objective: str, user=None) -> Job:
 @job_task("predict", queue="gpu")
 def predict_job(job: Job, run_id: int, series_id: int | None = None, path: str | None = None,
                 dataset_id: int | None = None) -> dict:
-    """Judge an imported series, or an uploaded study (extracted here, removed when done). Idempotent: the
-    Prediction is keyed by this job, so a re-delivery updates it."""
+    """Judge an imported series, or an uploaded study (``path``: its storage name, resolved on this host;
+    extracted here, removed when done). Idempotent: the Prediction is keyed by this job, so a re-delivery
+    updates it."""
     progress = Progress(job)
     run = TrainingRun.objects.get(pk=run_id)
     if series_id is not None:
@@ -134,28 +136,30 @@ def predict_job(job: Job, run_id: int, series_id: int | None = None, path: str |
     if not path:
         raise ValueError("a predict job needs series_id or path")
     dataset = Dataset.objects.filter(pk=dataset_id).first() if dataset_id else None
-    upload = Path(path)
+    upload = local_path(path)
     try:
         study = upload
         if upload.suffix == ".zip":
             progress(2, "extracting the upload")
             study = extract_zip(upload, upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4)
-        return prediction.predict_path(study, run, job=job, user=job.created_by, dataset=dataset, progress=progress)
+        return prediction.predict_path(study, run, job=job, user=job.created_by, dataset=dataset, progress=progress,
+                                       source=upload.name)
     finally:
         shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
         shutil.rmtree(upload.parent, ignore_errors=True)
 
 
-def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset_id=None) -> Job:
+def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset_id=None, send: bool = True) -> Job:
     """Queue a verdict job for an imported series or an uploaded file (NIfTI, or a zip of a DICOM series,
-    streamed to disk under ``ADRENAL_MAX_UPLOAD_BYTES`` and checked before it is queued). Raises ValueError,
-    ``UploadRefused`` or ``Series.DoesNotExist``."""
+    streamed to disk under ``ADRENAL_MAX_UPLOAD_BYTES`` into the shared storage and checked before it is queued;
+    the job names it by its storage name). ``send=False`` only makes the Job row (``run_now`` or ``send_job``
+    later). Raises ValueError, ``UploadRefused`` or ``Series.DoesNotExist``."""
     datasets = Dataset.objects.visible_to(user)
     if series_id:
         series = Series.objects.select_related("study__patient__dataset").get(
             pk=int(series_id), study__patient__dataset__in=datasets)
         run = runs.resolve_run(run_id, series.study.patient.dataset)
-        return enqueue(predict_job, params={"series_id": series.pk, "run_id": run.pk}, user=user)
+        return enqueue(predict_job, params={"series_id": series.pk, "run_id": run.pk}, user=user, send=send)
     if upload is None:
         raise ValueError("send a series id or a file")
     dataset = datasets.filter(pk=dataset_id).first() if dataset_id else None
@@ -172,8 +176,8 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    params = {"path": str(target), "run_id": run.pk, "dataset_id": dataset.pk if dataset else None}
-    return enqueue(predict_job, params=params, user=user)
+    params = {"path": storage_name(target), "run_id": run.pk, "dataset_id": dataset.pk if dataset else None}
+    return enqueue(predict_job, params=params, user=user, send=send)
 
 
 # ------------------------------------------------------------------------------------------- the demo

@@ -99,8 +99,9 @@ class DatasetImports(_InDataset, generics.ListCreateAPIView):
         if labels and not Path(labels).is_file():
             return Response({"labels_csv": [f"{labels} is not a file"]}, status=status.HTTP_400_BAD_REQUEST)
         with transaction.atomic():
-            job = start_import(dataset, str(path), labels_csv=labels, source=str(path), user=request.user)
-            report = ImportReport.objects.create(dataset=dataset, job=job, source=str(path)[:1000])
+            job = start_import(dataset, str(path), labels_csv=labels, user=request.user)
+            # the folder as the job refers to it: a storage name when it lies in the store
+            report = ImportReport.objects.create(dataset=dataset, job=job, source=job.params["path"][:1000])
         return Response(ImportReportSerializer(report).data, status=status.HTTP_202_ACCEPTED)
 
 

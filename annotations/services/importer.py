@@ -37,6 +37,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from adrenal_site.jobs.runner import JobCancelled
+from adrenal_site.storage import local_path, location_for_task
 from inference.ml.dicom import (
     NotDicom,
     SeriesError,
@@ -242,7 +243,7 @@ class Importer:
               series_fields: dict) -> Series:
         name = hashlib.sha1(f"{self.dataset.pk}|{study_key}|{series_key}".encode()).hexdigest()[:24]
         rel_file = f"volumes/d{self.dataset.pk}/{name}.nii.gz"
-        save_nifti(volume, Path(settings.MEDIA_ROOT) / rel_file)  # atomic; a rerun rewrites the same path
+        save_nifti(volume, local_path(rel_file))  # atomic; a rerun rewrites the same path
         with transaction.atomic():
             patient = self.patient_for(raw_id)
             study, _ = Study.objects.get_or_create(patient=patient, study_uid=study_key[:128], defaults=study_fields)
@@ -349,17 +350,21 @@ class Importer:
 
 
 def import_path(dataset: Dataset, path: str | os.PathLike, *, labels_csv: str | os.PathLike | None = None,
-                progress: ProgressFn | None = None, user=None, report: ImportReport | None = None) -> ImportReport:
-    """Import every DICOM series and NIfTI file under ``path`` into ``dataset``; see the module docstring.
+                progress: ProgressFn | None = None, user=None, report: ImportReport | None = None,
+                source: str = "") -> ImportReport:
+    """Import every DICOM series and NIfTI file under ``path`` (a local path) into ``dataset``; see the module
+    docstring. A new report records ``source`` (e.g. an upload's file name), else ``path`` as a storage name
+    when it is under the storage root (``adrenal_site.storage``), else as given.
 
     Passing the ``report`` of an interrupted run resumes it (its skipped/failed items are rebuilt)."""
     root = Path(path)
+    source = source or location_for_task(path)
     if report is None:
-        report = ImportReport.objects.create(dataset=dataset, source=str(path)[:1000])
+        report = ImportReport.objects.create(dataset=dataset, source=source[:1000])
     else:
         report.items.exclude(status=ImportItem.Status.IMPORTED).delete()
     if not root.exists():
-        ImportItem.objects.create(report=report, path=str(path)[:1000], status=ImportItem.Status.FAILED,
+        ImportItem.objects.create(report=report, path=source[:1000], status=ImportItem.Status.FAILED,
                                   reason="path does not exist")
         return report
     with warnings.catch_warnings():  # pydicom warns about every quirk; the report says what matters
@@ -487,7 +492,7 @@ def report_json(report: ImportReport) -> dict:
         vol = getattr(s, "volume", None)
         series.append({
             "id": s.pk, "series_uid": s.series_uid, "study_uid": s.study.study_uid, "patient": s.study.patient.pseudo_id,
-            "label": s.label, "volume_path": str(Path(settings.MEDIA_ROOT) / vol.file.name) if vol else None,
+            "label": s.label, "volume_path": str(local_path(vol.file.name)) if vol else None,
             "shape": vol.shape if vol else None, "spacing_mm": vol.spacing_mm if vol else None,
             "notes": item.reason,
         })

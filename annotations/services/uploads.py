@@ -6,9 +6,9 @@ import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
+from adrenal_site.storage import local_path
 from inference.ml.atomic import atomic_path
 
 MAX_ENTRIES = 200_000
@@ -107,12 +107,13 @@ def extract_zip(path: Path, dest: Path, max_bytes: int) -> Path:
 
 
 def new_upload_folder() -> Path:
-    """A fresh folder under ``MEDIA_ROOT/uploads/`` for one upload (removed by the job that consumes it)."""
-    folder = Path(settings.MEDIA_ROOT) / "uploads" / uuid.uuid4().hex
+    """A fresh folder under ``uploads/`` in the shared storage for one upload (removed by the job that consumes
+    it); jobs refer to what is saved there by its storage name (``adrenal_site.storage.storage_name``)."""
+    folder = local_path(f"uploads/{uuid.uuid4().hex}")
     folder.mkdir(parents=True)
     return folder
 
 
 def upload_dir(job_id: int) -> Path:
-    """Where the job ``job_id`` extracts its upload."""
-    return Path(settings.MEDIA_ROOT) / "uploads" / f"job-{job_id}"
+    """Where the job ``job_id`` extracts its upload (in the shared storage, on the host that runs it)."""
+    return local_path(f"uploads/job-{job_id}")

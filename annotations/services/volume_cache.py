@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 
+from adrenal_site.storage import local_path
 from inference.ml.atomic import atomic_path
 from inference.ml.volume import load_nifti
 
@@ -36,7 +36,7 @@ def _stamp(volume) -> str:
 
 def volume_cache_path(volume) -> Path:
     """Where the gzip-compressed raw little-endian int16 ``[k, j, i]`` copy of a volume is cached."""
-    return Path(settings.MEDIA_ROOT) / "viewer" / f"volume-{volume.pk}-{_stamp(volume)}.i16.gz"
+    return local_path(f"viewer/volume-{volume.pk}-{_stamp(volume)}.i16.gz")
 
 
 def ensure_volume_cache(volume) -> Path:
@@ -71,7 +71,7 @@ def slab_plan(volume) -> dict:
 
 
 def slab_dir(volume) -> Path:
-    return Path(settings.MEDIA_ROOT) / "viewer" / f"volume-{volume.pk}-{_stamp(volume)}"
+    return local_path(f"viewer/volume-{volume.pk}-{_stamp(volume)}")
 
 
 def slab_path(volume, n: int) -> Path:

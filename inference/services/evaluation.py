@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from adrenal_site.jobs.runner import no_progress
+from adrenal_site.storage import local_path
 from inference.ml import calibration as C
 from inference.ml import metrics as M
 from inference.ml import operating_value as OV
@@ -23,6 +24,7 @@ from inference.ml.verdict import blank_side, verdict_of
 
 from ..models import Evaluation, Image25D, TrainingRun
 from .ensembles import ensemble_for
+from .runs import run_dir
 
 PRIMARY = "fraction"
 LEVEL_KEYS = ("auc", *M.METRICS)
@@ -31,7 +33,7 @@ LEVEL_KEYS = ("auc", *M.METRICS)
 def predictions_path(run: TrainingRun) -> Path:
     if not run.artifacts_dir:
         raise ValueError(f"run {run.pk} has no artifacts yet (status {run.status})")
-    path = Path(settings.MEDIA_ROOT) / run.artifacts_dir / "predictions.csv"
+    path = run_dir(run) / "predictions.csv"
     if not path.exists():
         raise ValueError(f"run {run.pk} has no predictions: {path} is missing")
     return path
@@ -51,7 +53,7 @@ def learning_curves(run: TrainingRun) -> list[dict]:
     for fold in run.folds.all():
         history = fold.history
         if not history and run.artifacts_dir:
-            f = Path(settings.MEDIA_ROOT) / run.artifacts_dir / f"fold{fold.fold}" / "history.json"
+            f = run_dir(run) / f"fold{fold.fold}" / "history.json"
             if f.exists():
                 history = json.loads(f.read_text())
         curves.append({"fold": fold.fold, "best_epoch": fold.best_epoch, "val_loss": fold.val_loss,
@@ -282,7 +284,7 @@ def side_scores(run: TrainingRun, scans: OV.ScanScores) -> tuple[dict[str, dict]
     out: dict[str, dict] = {}
     for series_id, imgs in by_series.items():
         try:
-            stack = np.stack([np.load(Path(settings.MEDIA_ROOT) / r.file.name).astype(np.float32) for r in imgs])
+            stack = np.stack([np.load(local_path(r.file.name)).astype(np.float32) for r in imgs])
         except (OSError, ValueError) as exc:
             return {}, f"per-side scores unavailable: {exc}"
         n = len(stack)

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
-
+from adrenal_site.storage import local_path
 from annotations.models import Dataset, Label, Series
 from inference.ml.geometry import Box
 from inference.ml.images25d import build_scan_images, image_config, region_needed
@@ -53,7 +52,6 @@ def gland_scans(dataset: Dataset) -> list[GlandScan]:
     labels = Label.objects.filter(patient__dataset=dataset, is_current=True)
     by_patient = {l.patient_id: l for l in labels if l.series_id is None}
     by_series = {l.series_id: l for l in labels if l.series_id is not None}
-    media = Path(settings.MEDIA_ROOT)
     out = []
     qs = (Series.objects.filter(study__patient__dataset=dataset, is_scan=True)
           .select_related("study__patient", "volume").prefetch_related("boxes").order_by("pk"))
@@ -65,7 +63,7 @@ def gland_scans(dataset: Dataset) -> list[GlandScan]:
         if not boxes:
             continue
         out.append(GlandScan(s.pk, s.series_uid, s.study.patient.pseudo_id, LABEL_VALUE[label.value],
-                             (getattr(label, "side", "") or None), boxes, media / s.volume.file.name))
+                             (getattr(label, "side", "") or None), boxes, local_path(s.volume.file.name)))
     return out
 
 

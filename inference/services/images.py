@@ -18,6 +18,7 @@ from django.db import transaction
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import no_progress
+from adrenal_site.storage import local_path
 from annotations.models import CropBox, Series
 from inference.ml.geometry import Box
 from inference.ml.images25d import build_images, image_config, thumbnail_png
@@ -58,26 +59,25 @@ def build_series(series, image_cfg: dict, use_proposed: bool = False) -> dict:
         return {"series": series.pk, "error": "no stored volume"}
     key = version_key(boxes, {**image_cfg, **({"uncovered": sorted(uncovered)} if uncovered else {})})
     existing = list(Image25D.objects.filter(series=series))
-    media = Path(settings.MEDIA_ROOT)
-    if existing and all(r.boxes_version == key and (media / r.file.name).is_file() for r in existing):
+    if existing and all(r.boxes_version == key and local_path(r.file.name).is_file() for r in existing):
         return {"series": series.pk, "images": len(existing), "skipped": True}
-    volume = load_nifti(media / series.volume.file.name)
+    volume = load_nifti(local_path(series.volume.file.name))
     images, z = build_images(volume, {s: b for s, (b, _) in boxes.items()}, image_cfg, blank_missing=bool(uncovered))
-    folder = media / "images25d" / str(series.pk) / key[:12]
+    name = f"images25d/{series.pk}/{key[:12]}"
+    folder = local_path(name)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for n, (img, zz) in enumerate(zip(images, z)):
         np.save(folder / f"{n:04d}.npy", img.astype(np.float16))
         thumbnail_png(img, folder / f"{n:04d}.png")
         rows.append(Image25D(series=series, slice_index=n, z_mm=float(zz), boxes_version=key,
-                             file=str((folder / f"{n:04d}.npy").relative_to(media)),
-                             thumbnail=str((folder / f"{n:04d}.png").relative_to(media))))
+                             file=f"{name}/{n:04d}.npy", thumbnail=f"{name}/{n:04d}.png"))
     with transaction.atomic():
         old_files = {Path(r.file.name).parent for r in Image25D.objects.select_for_update().filter(series=series)}
         Image25D.objects.filter(series=series).delete()
         Image25D.objects.bulk_create(rows)
-    for d in old_files - {folder.relative_to(media)}:
-        shutil.rmtree(media / d, ignore_errors=True)
+    for d in old_files - {Path(name)}:
+        shutil.rmtree(local_path(d), ignore_errors=True)
     return {"series": series.pk, "images": len(rows), "built": True}
 
 

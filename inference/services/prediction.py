@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.conf import settings
 
 from adrenal_site.jobs.runner import no_progress
+from adrenal_site.storage import local_path
 from annotations.models import Dataset, ImportItem, Series
 from annotations.services.importer import import_path
 from inference.ml import assessability, verdict
@@ -170,7 +170,7 @@ def predict_series(series, run: TrainingRun, *, job=None, user=None,
     if vol_row is None or not vol_row.file:
         outcome = Outcome(Prediction.Verdict.NOT_ASSESSABLE, "the series has no volume (not imported as CT)")
     else:
-        volume = load_nifti(Path(settings.MEDIA_ROOT) / vol_row.file.name)
+        volume = load_nifti(local_path(vol_row.file.name))
         not_covered = series.box_status_reason or "adrenal region not covered" \
             if series.box_status == Series.BoxStatus.NOT_COVERED else ""
         outcome = judge_volume(volume, run, modality=series.modality or "CT", boxes=stored_boxes(series),
@@ -189,11 +189,11 @@ def predict_series(series, run: TrainingRun, *, job=None, user=None,
 # --- reading a path (the command, uploads) ---------------------------------------------------------------
 
 def import_for_prediction(path: str | Path, dataset: Dataset | None = None, user=None,
-                          progress=None) -> tuple[Series | None, str]:
-    """``(series, "")``: the scan at ``path`` imported by the store's importer (into ``dataset``, else
-    "Submitted studies"), or ``(None, reasons)`` when nothing usable came in."""
+                          progress=None, source: str = "") -> tuple[Series | None, str]:
+    """``(series, "")``: the scan at ``path`` (a local path) imported by the store's importer (into ``dataset``,
+    else "Submitted studies"; its report records ``source``), or ``(None, reasons)`` when nothing usable came in."""
     dataset = dataset or Dataset.objects.get_or_create(name="Submitted studies")[0]
-    report = import_path(dataset, path, user=user, progress=progress)
+    report = import_path(dataset, path, user=user, progress=progress, source=source)
     items = list(report.items.all())
     for item in items:
         if item.status == ImportItem.Status.IMPORTED and item.series_id:
@@ -209,14 +209,17 @@ def import_for_prediction(path: str | Path, dataset: Dataset | None = None, user
 
 
 def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dataset=None,
-                 progress: Callable[[float, str], None] | None = None) -> dict:
-    """Judge the study at ``path``: imported with the store's importer and stored as a Prediction. Returns the
-    ``predict --json`` document ("not assessable" with the reasons when nothing usable came in)."""
+                 progress: Callable[[float, str], None] | None = None, source: str = "") -> dict:
+    """Judge the study at ``path`` (a local path): imported with the store's importer and stored as a
+    Prediction. ``source`` names it in the import report and the document (an upload's file name; default: the
+    path). Returns the ``predict --json`` document ("not assessable" with the reasons when nothing usable came
+    in)."""
     if not Path(path).exists():
-        raise ValueError(f"{path} does not exist")
-    series, reason = import_for_prediction(path, dataset, user)
+        raise ValueError(f"{source or path} does not exist")
+    series, reason = import_for_prediction(path, dataset, user, source=source)
     if series is None:
-        return document(str(path), None, Prediction.Verdict.NOT_ASSESSABLE, reason, run.operating_value, {}, [])
+        return document(source or str(path), None, Prediction.Verdict.NOT_ASSESSABLE, reason, run.operating_value,
+                        {}, [])
     p = predict_series(series, run, job=job, user=user, progress=progress)
     return document(series.series_uid, p.probability, p.verdict, p.reason, run.operating_value, p.sides,
                     p.flagged_slices_mm, prediction=p.pk, series=series.pk)

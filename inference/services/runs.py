@@ -1,7 +1,7 @@
 """Training runs as a model registry: creating a run's rows, cancelling, promoting, resolving the model new
 studies are judged with, and where a run's artifacts live.
 
-Artifacts (``MEDIA_ROOT/runs/<run_id>/``): config.json, init.pt, fold<k>/{best.pt,last.pt,history.json},
+Artifacts (storage name ``runs/<run_id>/``, ``adrenal_site.storage``): config.json, init.pt, fold<k>/{best.pt,last.pt,history.json},
 predictions.csv.
 """
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import request_cancel
+from adrenal_site.storage import local_path
 from annotations.models import Dataset
 from inference.ml.presets import preset_config
 
@@ -23,7 +23,8 @@ from .training_data import ensure_split, image_rows
 
 
 def run_dir(run: TrainingRun) -> Path:
-    return Path(settings.MEDIA_ROOT) / f"runs/{run.pk}"
+    """The local path of the run's artifacts folder (storage name ``run.artifacts_dir``, ``runs/<id>``)."""
+    return local_path(run.artifacts_dir or f"runs/{run.pk}")
 
 
 def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides: dict | None = None,
@@ -89,10 +90,9 @@ def resolve_run(run_id: int | str | None = None, dataset: Dataset | None = None)
 
 def weight_paths(run: TrainingRun) -> list[Path]:
     """The fold models' best weights, in fold order. Raises ValueError when any is missing."""
-    media = Path(settings.MEDIA_ROOT)
-    paths = [media / f.weights for f in run.folds.order_by("fold") if f.weights]
+    paths = [local_path(f.weights) for f in run.folds.order_by("fold") if f.weights]
     if not paths and run.artifacts_dir:
-        paths = sorted((media / run.artifacts_dir).glob("fold*/best.pt"), key=lambda p: int(p.parent.name[4:]))
+        paths = sorted(run_dir(run).glob("fold*/best.pt"), key=lambda p: int(p.parent.name[4:]))
     missing = [str(p) for p in paths if not p.exists()]
     if not paths or missing:
         raise ValueError(f"run {run.pk} has no fold weights" + (f": missing {missing}" if missing else ""))

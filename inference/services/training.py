@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
 from adrenal_site.jobs.runner import no_progress
+from adrenal_site.storage import storage_name
 from annotations.models import Dataset, Series
 from inference.ml import atomic
 from inference.ml.mil import train_fold_mil
@@ -88,7 +88,7 @@ def train_one_fold(run: TrainingRun, fold: int, progress: ProgressFn = no_progre
                             on_epoch=on_epoch, on_batch=on_batch)
     FoldRun.objects.filter(pk=fr.pk).update(
         history=result["history"], best_epoch=result["best_epoch"], val_loss=result["val_loss"],
-        weights=str((out / "best.pt").relative_to(settings.MEDIA_ROOT)))
+        weights=storage_name(out / "best.pt"))
     return {"fold": fold, "best_epoch": result["best_epoch"], "val_loss": result["val_loss"],
             "resumed_from_epoch": result["resumed_from"]}
 

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
 
+from adrenal_site.storage import local_path
 from annotations.models import Dataset, Label, Series
 from inference.ml.splits import make_split
 from inference.ml.training import FoldData
@@ -46,13 +46,12 @@ def scan_labels(dataset: Dataset) -> dict[int, tuple[str, int]]:
 def image_rows(dataset: Dataset) -> list[ImageRow]:
     """Every stored 2.5D image of the dataset's labelled scans."""
     labels = scan_labels(dataset)
-    media = Path(settings.MEDIA_ROOT)
     rows = []
     for im in Image25D.objects.filter(series_id__in=list(labels)).select_related("series").order_by("series_id",
                                                                                                       "slice_index"):
         patient, label = labels[im.series_id]
         rows.append(ImageRow(im.pk, im.series_id, im.series.series_uid, patient, label, im.slice_index, im.z_mm,
-                             media / im.file.name))
+                             local_path(im.file.name)))
     return rows
 
 

@@ -47,8 +47,7 @@ class Command(BaseCommand):
         if created:
             log.write(f"created dataset {dataset.name!r}\n")
         with transaction.atomic():
-            job = start_import(dataset, str(path), labels_csv=str(labels) if labels else None, source=str(path),
-                               send=not opts["sync"])
+            job = start_import(dataset, str(path), labels_csv=str(labels) if labels else None, send=not opts["sync"])
         if opts["sync"]:
             run_now(import_studies, job)
         elif opts["no_wait"]:

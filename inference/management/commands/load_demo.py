@@ -27,7 +27,7 @@ class Command(BaseCommand):
         dataset = Dataset.objects.create(name=DEMO_DATASET, description="Synthetic demo cohort (generated)")
         dataset.members.add(*get_user_model().objects.filter(username__in=DEMO_USERS))
         # the pipeline proposes boxes itself, right before building images from them
-        job = run_now(import_studies, start_import(dataset, str(out), source=str(out), propose=False, send=False))
+        job = run_now(import_studies, start_import(dataset, str(out), propose=False, send=False))
         with transaction.atomic():
             pipeline = start_demo_pipeline(dataset)
         self.stdout.write(f"demo data: imported {out} as dataset {DEMO_DATASET!r} ({job.message}; ground truth: "

@@ -1,7 +1,7 @@
 """A Prediction as DICOM: its findings (``findings_of``, the one place that reads a Prediction's fields for the
 node), the source series it refers to (``source_of``), and its results (``make_results``): one TID 1500 SR and
 up to ``ADRENAL_DICOM_KEY_IMAGES`` Secondary Captures of flagged slices, written atomically under
-``MEDIA_ROOT/dicom_results/<prediction>/`` and recorded as ``DicomResult`` rows. UIDs derive from the
+``dicom_results/<prediction>/`` in the shared storage and recorded as ``DicomResult`` rows. UIDs derive from the
 prediction and its source series, so making them again gives the same objects."""
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from django.db import transaction
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from adrenal_site.storage import local_path
 from annotations.models import Series
 from inference.ml.atomic import write_bytes
 from inference.ml.geometry import Box
@@ -96,8 +97,13 @@ def source_of(series: Series) -> SourceSeries:
     return spool.source_series(header, source_instances(series))
 
 
+def results_name(prediction: Prediction) -> str:
+    """Storage name of the prediction's results folder."""
+    return f"dicom_results/{prediction.pk}"
+
+
 def results_dir(prediction: Prediction) -> Path:
-    return Path(settings.MEDIA_ROOT) / "dicom_results" / str(prediction.pk)
+    return local_path(results_name(prediction))
 
 
 def _uid(prediction: Prediction, source: SourceSeries, *parts) -> str:
@@ -121,8 +127,7 @@ def _title(findings: Findings) -> str:
 def existing_results(prediction: Prediction) -> list[DicomResult]:
     """The prediction's results, when all their files are there."""
     results = list(prediction.dicom_results.all())
-    media = Path(settings.MEDIA_ROOT)
-    if results and all((media / r.file).exists() for r in results):
+    if results and all(result_path(r).exists() for r in results):
         return results
     return []
 
@@ -141,7 +146,7 @@ def make_results(prediction: Prediction) -> list[DicomResult]:
     sc_series = _uid(prediction, source, "sc-series")
     slices = key_slices(findings, int(settings.ADRENAL_DICOM_KEY_IMAGES))
     if slices and getattr(series, "volume", None) is not None:
-        volume = load_nifti(Path(settings.MEDIA_ROOT) / series.volume.file.name)
+        volume = load_nifti(local_path(series.volume.file.name))
         for n, z in enumerate(slices, 1):
             image = render_axial(volume, z, findings, title=_title(findings))
             ds = build_key_image(source, image, sop_instance_uid=_uid(prediction, source, "sc", n),
@@ -153,17 +158,17 @@ def make_results(prediction: Prediction) -> list[DicomResult]:
     made.insert(0, (DicomResult.Kind.SR, sr, "sr.dcm", findings.summary()[:200]))
     for _, ds, name, _ in made:
         write_bytes(folder / name, _bytes(ds))
-    media = Path(settings.MEDIA_ROOT)
     with transaction.atomic():  # same UIDs when made again: rows (and their sends) are kept
         rows = [DicomResult.objects.update_or_create(
             sop_instance_uid=str(ds.SOPInstanceUID),
             defaults={"prediction": prediction, "kind": kind, "sop_class_uid": str(ds.SOPClassUID),
                       "series_uid": str(ds.SeriesInstanceUID), "study_uid": str(ds.StudyInstanceUID),
-                      "file": str((folder / name).relative_to(media)), "description": text})[0]
+                      "file": f"{results_name(prediction)}/{name}", "description": text})[0]
             for kind, ds, name, text in made]
     return rows
 
 
 def result_path(result: DicomResult) -> Path:
-    return Path(settings.MEDIA_ROOT) / result.file
+    """The local path of a result's file (``result.file`` is a storage name)."""
+    return local_path(result.file)
 
