@@ -9,7 +9,6 @@ import json
 import re
 
 import numpy as np
-import pytest
 
 from inference.ml.geometry import Box, box_to_voxels
 from inference.ml.volume import load_nifti

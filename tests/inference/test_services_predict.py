@@ -5,7 +5,6 @@ import json
 from io import StringIO
 from pathlib import Path
 
-import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
