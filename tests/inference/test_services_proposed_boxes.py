@@ -74,7 +74,6 @@ def test_real_dicom_slab_of_one_gland_with_its_mask(db, settings, tmp_path, real
 @pytest.mark.parametrize("layout", ["joined", "side"])
 def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings, client_as, layout):  # noqa: F811
     from annotations.models import CropBox, Series
-    from annotations.services.boxes import save_box
     from annotations.services.proposals import propose_series
     from annotations.services.worklist import worklist_rows
     from inference.ml.images25d import image_config
@@ -115,8 +114,11 @@ def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings,
     (csv_row,) = [r for r in mm_rows(Series.objects.filter(pk=series.pk)) if r["side"] == "R"]
     assert csv_row["confidence"] == box.confidence and csv_row["source"] == "atlas" and csv_row["note"] == box.note
 
-    # confirming the one box confirms the scan
-    save_box(series, "R", box.lps_min, box.lps_max, status="confirmed", source="ui", expected_version=box.version)
+    # confirming the one box (as the viewer does) keeps how it was made, and confirms the scan
+    r = client_as("admin").post(f"/api/series/{series.pk}/boxes/R/confirm/", {"version": box.version},
+                                content_type="application/json")
+    assert r.status_code == 200 and r.json()["status"] == "confirmed"
+    assert r.json()["provenance"] == box.provenance and r.json()["note"] == box.note
     series.refresh_from_db()
     assert series.box_status == Series.BoxStatus.CONFIRMED and "L" in series.uncovered_sides
 
