@@ -149,6 +149,23 @@ def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings,
     assert set(findings.sides) == {"R"} and findings.reason == f"L: {p.side_details['L']['reason']}"
 
 
+def test_a_rerun_removes_its_own_box_on_a_side_found_outside_but_never_a_persons(make_scan):
+    from annotations.models import CropBox
+    from annotations.services.boxes import save_box
+    from annotations.services.proposals import propose_series
+
+    volume, _ = one_gland_scan(seed=3023)
+    series = make_scan(volume, dataset="rerun")
+    for source, kept in (("atlas", False), ("ui", True)):
+        # an L box from an earlier proposal, or one a person drew (where does not matter: 20 mm at the corner)
+        lo = np.asarray(volume.affine)[:3, 3]
+        save_box(series, "L", lo, lo + 20.0, source=source)
+        entry = propose_series([series])["series"][0]
+        assert set(entry["boxes"]) == ({"R", "L"} if kept else {"R"}), (source, entry)
+        assert ("L" in entry.get("uncovered", {})) is not kept
+        assert CropBox.objects.filter(series=series, side="L").exists() is kept
+
+
 def test_images_follow_the_tight_boxes_and_a_box_change_rebuilds_them(make_scan, real_scans, settings, tmp_path,
                                                                       django_capture_on_commit_callbacks):
     """The real example CT: proposed boxes of at most 70 mm give images over their z range only (the old
