@@ -291,7 +291,8 @@ class BoxConfirm(APIView):
         version = valid(VersionIn, request)["version"]
         try:
             box = save_box(series, side, box.lps_min, box.lps_max, status=CropBox.Status.CONFIRMED,
-                           source=box.source, user=request.user, expected_version=version)
+                           source=box.source, user=request.user, expected_version=version,
+                           confidence=box.confidence, note=box.note)
         except BoxInvalid as exc:
             raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:

@@ -39,7 +39,8 @@ class CropBox(models.Model):
                                    help_text="proposals: 0-1, how well and how consistently the proposer matched (for "
                                              "ranking review, not a probability); null for boxes a person drew")
     note = models.CharField(max_length=300, blank=True,
-                            help_text="proposals: what qualifies the box (widened for a lesion, clipped at the scan's end)")
+                            help_text="proposals: what qualifies the box (widened for a lesion, clipped at the "
+                                      "scan's end)")
     version = models.PositiveIntegerField(default=1)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -138,8 +138,8 @@ def save_box(
                           else CropBoxVersion.Action.EDIT)
         CropBoxVersion.objects.create(
             box=box, version=box.version, lps_min=box.lps_min, lps_max=box.lps_max, status=box.status,
-            source=box.source, confidence=box.confidence, note=box.note, updated_by=user, updated_at=box.updated_at, action=action, state=state,
-            parent_state=parent, restored_from=restored_from,
+            source=box.source, confidence=box.confidence, note=box.note, updated_by=user, updated_at=box.updated_at,
+            action=action, state=state, parent_state=parent, restored_from=restored_from,
         )
         uncovered = Series.objects.filter(pk=series.pk).values_list("uncovered_sides", flat=True).first() or {}
         if side in uncovered:

@@ -41,8 +41,8 @@ from .boxes import save_box
 ORIGINAL_COLUMNS = ["filename_nii", "adrenal_LR", "crop_x_min", "crop_x_max", "crop_y_min", "crop_y_max",
                     "crop_z_min", "crop_z_max"]
 MM_COLUMNS = ["dataset", "patient", "study_uid", "series_id", "series_uid", "filename_nii", "side", "status",
-              "reason", "source", "confidence", "note", "version", "x_min_mm", "y_min_mm", "z_min_mm", "x_max_mm", "y_max_mm", "z_max_mm",
-              "i_min", "j_min", "k_min", "i_max", "j_max", "k_max", "updated_by", "updated_at"]
+              "reason", "source", "confidence", "note", "version", "x_min_mm", "y_min_mm", "z_min_mm", "x_max_mm",
+              "y_max_mm", "z_max_mm", "i_min", "j_min", "k_min", "i_max", "j_max", "k_max", "updated_by", "updated_at"]
 FINDING_COLUMNS = ["gland", "lesion_x_mm", "lesion_y_mm", "lesion_z_mm", "lesion_diameter_mm", "comment",
                    "findings_version", "findings_updated_by", "findings_updated_at"]
 MM_COLUMNS = MM_COLUMNS + FINDING_COLUMNS

@@ -16,6 +16,7 @@ from ..models import CropBox, Series
 from .boxes import mark_not_covered, save_box, set_uncovered_sides
 
 ProgressFn = Callable[[float, str], None]
+PERSON_SOURCES = ("ui", "csv")  # boxes a person drew or imported, never removed by a proposal
 
 
 def mask_hints(series: Series) -> list[str]:
@@ -52,9 +53,10 @@ def _same(box: CropBox | None, proposed) -> bool:
 def apply_proposal(series: Series, proposal: Proposal) -> None:
     """Store a proposal on a series, per side: each proposed box with its confidence, method (the box's
     ``source``) and note; each side whose gland is outside the field of view in ``Series.uncovered_sides`` with
-    what is missing (its stale proposed box removed), so a scan of one gland keeps that gland's box. The scan is
-    "not covered" only when neither side is. Confirmed boxes are left alone, and so is a "not covered" that a
-    person set (the proposer notes its own in ``Series.extra["box_proposal"]``)."""
+    what is missing (a box an earlier proposal put there removed), so a scan of one gland keeps that gland's box.
+    The scan is "not covered" only when neither side is. Confirmed boxes are left alone, as are boxes a person
+    drew or imported on a side found outside, and a "not covered" that a person set (the proposer notes its own
+    in ``Series.extra["box_proposal"]``)."""
     auto_reason = (series.extra or {}).get("box_proposal", {}).get("not_covered_reason")
     if series.box_status == Series.BoxStatus.NOT_COVERED and series.box_status_reason != auto_reason:
         return
@@ -80,10 +82,12 @@ def apply_proposal(series: Series, proposal: Proposal) -> None:
             continue
         save_box(series, side, box.lps_min, box.lps_max, status=CropBox.Status.PROPOSED, source=method,
                  confidence=confidence, note=note)
-    stale = [s for s in uncovered if s in existing and s not in confirmed]
+    # a box an earlier proposal put on a side now found outside the field of view goes; one a person drew or
+    # imported stays (and that side is then not listed as uncovered: it has a box)
+    stale = [s for s, b in existing.items() if s in uncovered and s not in confirmed and b.source not in PERSON_SOURCES]
     if stale:
         series.boxes.filter(side__in=stale, status=CropBox.Status.PROPOSED).delete()
-    set_uncovered_sides(series, {s: n for s, n in uncovered.items() if s not in confirmed})
+    set_uncovered_sides(series, uncovered)
 
 
 def series_entry(series: Series, error: str = "") -> dict:

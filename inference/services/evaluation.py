@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from adrenal_site.jobs.runner import no_progress
 from adrenal_site.storage import local_path
@@ -197,9 +199,6 @@ def reading_aids(result: dict, prevalence: float = M.DEFAULT_PREVALENCE) -> dict
       (``inference.ml.metrics.predictive_values``; default 1%, ``note`` says why).
 
     Computed from the stored document, so evaluations made before this existed get it too."""
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
     agg = result.get("aggregator", PRIMARY)
     level = result.get("aggregators", {}).get(agg) or result.get("scan", {})
     scores = level.get("scores") or []

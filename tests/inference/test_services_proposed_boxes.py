@@ -74,7 +74,6 @@ def test_real_dicom_slab_of_one_gland_with_its_mask(db, settings, tmp_path, real
 @pytest.mark.parametrize("layout", ["joined", "side"])
 def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings, client_as, layout):  # noqa: F811
     from annotations.models import CropBox, Series
-    from annotations.services.boxes import save_box
     from annotations.services.proposals import propose_series
     from annotations.services.worklist import worklist_rows
     from inference.ml.images25d import image_config
@@ -115,8 +114,11 @@ def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings,
     (csv_row,) = [r for r in mm_rows(Series.objects.filter(pk=series.pk)) if r["side"] == "R"]
     assert csv_row["confidence"] == box.confidence and csv_row["source"] == "atlas" and csv_row["note"] == box.note
 
-    # confirming the one box confirms the scan
-    save_box(series, "R", box.lps_min, box.lps_max, status="confirmed", source="ui", expected_version=box.version)
+    # confirming the one box (as the viewer does) keeps how it was made, and confirms the scan
+    r = client_as("admin").post(f"/api/series/{series.pk}/boxes/R/confirm/", {"version": box.version},
+                                content_type="application/json")
+    assert r.status_code == 200 and r.json()["status"] == "confirmed"
+    assert r.json()["provenance"] == box.provenance and r.json()["note"] == box.note
     series.refresh_from_db()
     assert series.box_status == Series.BoxStatus.CONFIRMED and "L" in series.uncovered_sides
 
@@ -145,6 +147,23 @@ def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings,
 
     findings = findings_of(p)
     assert set(findings.sides) == {"R"} and findings.reason == f"L: {p.side_details['L']['reason']}"
+
+
+def test_a_rerun_removes_its_own_box_on_a_side_found_outside_but_never_a_persons(make_scan):
+    from annotations.models import CropBox
+    from annotations.services.boxes import save_box
+    from annotations.services.proposals import propose_series
+
+    volume, _ = one_gland_scan(seed=3023)
+    series = make_scan(volume, dataset="rerun")
+    for source, kept in (("atlas", False), ("ui", True)):
+        # an L box from an earlier proposal, or one a person drew (where does not matter: 20 mm at the corner)
+        lo = np.asarray(volume.affine)[:3, 3]
+        save_box(series, "L", lo, lo + 20.0, source=source)
+        entry = propose_series([series])["series"][0]
+        assert set(entry["boxes"]) == ({"R", "L"} if kept else {"R"}), (source, entry)
+        assert ("L" in entry.get("uncovered", {})) is not kept
+        assert CropBox.objects.filter(series=series, side="L").exists() is kept
 
 
 def test_images_follow_the_tight_boxes_and_a_box_change_rebuilds_them(make_scan, real_scans, settings, tmp_path,
