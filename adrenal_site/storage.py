@@ -66,12 +66,13 @@ def storage_name(path: str | os.PathLike) -> str:
 
 def location_for_task(path: str | os.PathLike) -> str:
     """How a job's message refers to a folder or file it reads: its storage name when it is under the storage
-    root (uploads, anything put under ``MEDIA_ROOT``), else the path as given, for a source outside the store (an
-    admin's import folder), which a worker on another host must see at the same path. See :func:`resolve_location`."""
+    root (uploads, anything put under ``MEDIA_ROOT``), else its absolute path, for a source outside the store (an
+    admin's import folder), which a worker on another host must see at the same path. ``path`` is a local path
+    (a relative one is taken from the current directory). See :func:`resolve_location`."""
     try:
         return storage_name(path)
     except StorageNameError:
-        return os.fspath(path)
+        return os.path.abspath(path)
 
 
 def resolve_location(location: str | os.PathLike) -> Path:

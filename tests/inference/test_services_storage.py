@@ -12,7 +12,7 @@ from tests.plugins.storage import paths_in_db, stage_on_web_host
 
 
 def test_names_resolve_under_this_hosts_root_and_nothing_else(settings, tmp_path):
-    from adrenal_site.storage import StorageNameError, local_path, resolve_location, storage_name
+    from adrenal_site.storage import StorageNameError, local_path, location_for_task, resolve_location, storage_name
 
     settings.MEDIA_ROOT = tmp_path / "media"
     assert local_path("runs/7/fold0/best.pt") == tmp_path / "media" / "runs/7/fold0/best.pt"
@@ -24,7 +24,9 @@ def test_names_resolve_under_this_hosts_root_and_nothing_else(settings, tmp_path
             local_path(bad)
     with pytest.raises(StorageNameError, match="not under the storage root"):
         storage_name(tmp_path / "media" / "x")  # the old root is not this host's
-    assert resolve_location("/srv/incoming/study") == Path("/srv/incoming/study")  # a folder outside the store
+    assert location_for_task(tmp_path / "elsewhere" / "incoming" / "study") == "incoming/study"
+    assert location_for_task("/srv/incoming/study") == "/srv/incoming/study"  # a folder outside the store
+    assert resolve_location("/srv/incoming/study") == Path("/srv/incoming/study")
     assert resolve_location("incoming/study") == tmp_path / "elsewhere" / "incoming/study"
 
 

@@ -63,11 +63,12 @@ def import_delivery(delivery: ReceivedStudy, *, job=None, user=None,
         ReceivedStudy.objects.filter(pk=delivery.pk).update(dataset=dataset)
         delivery.dataset = dataset
     _save_headers(delivery)
+    source = f"DICOM node spool: {delivery.folder}"  # relative to ADRENAL_DICOM_SPOOL, which each host sets
     if job is not None:
-        report, _ = ImportReport.objects.get_or_create(job=job, defaults={"dataset": dataset, "source": str(folder)})
+        report, _ = ImportReport.objects.get_or_create(job=job, defaults={"dataset": dataset, "source": source})
     else:
         report = None
-    report = import_path(dataset, folder, progress=progress, user=user, report=report)
+    report = import_path(dataset, folder, progress=progress, user=user, report=report, source=source)
     imported = Series.objects.filter(pk__in=report.items.filter(status=ImportItem.Status.IMPORTED)
                                      .values("series_id"), is_scan=True)
     if imported.exists():
