@@ -204,4 +204,37 @@ def test_api_datasets_patients_series_labels_imports(client_as, imported, users)
     detail = a.get(f"/api/imports/{reports[0]['id']}/").json()
     assert {i["status"] for i in detail["items"]} == {"imported", "skipped"}
     r = a.post(f"/api/datasets/{ds.pk}/imports/", {"path": "/no/such/folder"}, content_type="application/json")
+    assert r.status_code == 400 and "inside an import root" in r.json()["path"][0]
+
+
+def test_api_import_only_from_configured_roots(client_as, db, settings, tmp_path):
+    from annotations.models import Dataset, ImportReport
+
+    root, outside = tmp_path / "imports", tmp_path / "elsewhere"
+    (root / "study").mkdir(parents=True)
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)  # a link inside the root that leads out of it
+    (root / "labels.csv").write_text("patient,label\n")
+    settings.ADRENAL_IMPORT_ROOTS = [str(root)]
+    ds = Dataset.objects.create(name="roots")
+    a = client_as("admin")
+    url = f"/api/datasets/{ds.pk}/imports/"
+
+    def post(**body):
+        return a.post(url, body, content_type="application/json")
+
+    for path in (str(outside), "/etc", str(root / ".." / "elsewhere"), str(root / "escape")):
+        r = post(path=path)
+        assert r.status_code == 400 and "inside an import root" in r.json()["path"][0], path
+    r = post(path=str(root / "missing"))
     assert r.status_code == 400 and "does not exist" in r.json()["path"][0]
+    r = post(path=str(root / "study"), labels_csv="/etc/passwd")
+    assert r.status_code == 400 and "inside an import root" in r.json()["labels_csv"][0]
+    assert not ImportReport.objects.filter(dataset=ds).exists()
+    r = post(path="study", labels_csv=str(root / "labels.csv"))  # relative paths are inside the first root
+    assert r.status_code == 202
+    job = ImportReport.objects.get(dataset=ds).job
+    assert job.params["path"] == str((root / "study").resolve())
+    settings.ADRENAL_IMPORT_ROOTS = []
+    r = post(path=str(root / "study"))
+    assert r.status_code == 400 and "turned off" in r.json()["path"][0]
