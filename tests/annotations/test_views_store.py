@@ -238,3 +238,41 @@ def test_api_import_only_from_configured_roots(client_as, db, settings, tmp_path
     settings.ADRENAL_IMPORT_ROOTS = []
     r = post(path=str(root / "study"))
     assert r.status_code == 400 and "turned off" in r.json()["path"][0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bare_nifti_upload_imports_one_scan(client_as, users, tmp_path, django_capture_on_commit_callbacks):
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    ds = Dataset.objects.create(name="nifti-upload")
+    c = client_as("admin")
+    url = reverse("store-dataset-import", args=[ds.pk])
+    page = c.get(url).content.decode()
+    assert "or one NIfTI scan (.nii or .nii.gz" in page and 'accept=".zip,.nii,.nii.gz,.gz"' in page
+    data = np.random.default_rng(0).integers(-200, 300, size=(24, 24, 16)).astype(np.int16)
+    for name, gz in (("P042.nii.gz", True), ("P043.nii", False)):
+        nii = tmp_path / name
+        nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 3.0, 1.0])), nii)
+        assert nii.read_bytes()[:2] == (b"\x1f\x8b" if gz else nii.read_bytes()[:2])
+        with open(nii, "rb") as fh:
+            upload = io.BytesIO(fh.read())
+        upload.name = name
+        r = c.post(url, {"archive": upload})
+        assert r.status_code == 302, r.content.decode()[:500]
+        report = ImportReport.objects.get(source=name)
+        run_job(import_studies.job_fn, report.job.pk)
+        report.job.refresh_from_db()
+        assert report.job.status == "succeeded" and report.job.result["imported"] == 1, report.job.result
+        assert not Path(report.job.params["zip_path"]).exists()  # the upload is removed once imported
+    assert Series.objects.filter(study__patient__dataset=ds, is_scan=True).count() == 2
+    # a file named .nii.gz that is not one is refused with the reason, and nothing is queued
+    for name, content in (("fake.nii.gz", b"plain text"), ("fake.nii", b"\0" * 400),
+                          ("text.nii.gz", gzip.compress(b"not a header at all"))):
+        upload = io.BytesIO(content)
+        upload.name = name
+        r = c.post(url, {"archive": upload})
+        assert r.status_code == 400 and f"{name}: not a" in r.content.decode(), name
+    assert ImportReport.objects.filter(dataset=ds).count() == 2
