@@ -30,8 +30,8 @@ run: venv
 test: venv system-deps fixtures
 	ADRENAL_DATA_DIR=$(CURDIR)/var/test $(PY) -m pytest $(PYTEST_ARGS)
 
-check-compose:
-	docker-compose -f docker/compose.yml config -q
+check-compose:  # the compose file has no default secrets: validate it with placeholders
+	POSTGRES_PASSWORD=$${POSTGRES_PASSWORD:-check} SECRET_KEY=$${SECRET_KEY:-check} docker-compose -f docker/compose.yml config -q
 
 bench: venv fixtures
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -50,7 +50,7 @@ ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,l
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "adrenal_site.admin_apps.AdrenalAdminConfig",  # the Django admin, open to the admin role (README "Roles")
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files (no CDN)
     "adrenal_site.accounts",
     "adrenal_site.jobs",
     "annotations",
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "adrenal_site.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -113,6 +115,20 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = [
+    "adrenal_site.accounts.throttle.ThrottleBackend",  # refuses while an address is blocked (failed sign-ins)
+    "django.contrib.auth.backends.ModelBackend",
+    "adrenal_site.admin_site.RoleAdminPermissionBackend",  # the admin role holds every model permission
+]
+# Failed sign-ins of one username from one address (x5 for the address alone) within the window before refusing.
+ADRENAL_LOGIN_MAX_FAILURES = int(os.environ.get("ADRENAL_LOGIN_MAX_FAILURES", 10))
+ADRENAL_LOGIN_WINDOW_SECONDS = int(os.environ.get("ADRENAL_LOGIN_WINDOW_SECONDS", 900))
+# The cache the sign-in counts and API throttles use: shared by every web process when it is Redis.
+_cache_url = os.environ.get("ADRENAL_CACHE_URL", "")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+          if _cache_url.startswith(("redis://", "rediss://"))
+          else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -143,6 +159,9 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media")).resolve()  #
 MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
 # Largest zip upload accepted by the import page, streamed to disk (bytes).
 ADRENAL_MAX_UPLOAD_BYTES = int(os.environ.get("ADRENAL_MAX_UPLOAD_BYTES", 4 * 1024**3))
+# Server folders admins may import from through the API (POST /api/datasets/<id>/imports/ {"path"}), separated
+# by ":"; empty turns server-folder imports off. `manage.py import_studies` is not limited.
+ADRENAL_IMPORT_ROOTS = [p for p in os.environ.get("ADRENAL_IMPORT_ROOTS", str(DATA_DIR / "imports")).split(":") if p]
 # Queue a crop-box proposal job for the scans each import job brings in.
 ADRENAL_AUTO_PROPOSE = env_bool("ADRENAL_AUTO_PROPOSE", True)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2
@@ -179,6 +198,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 200,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_RATES": {"token": os.environ.get("ADRENAL_TOKEN_RATE", "30/min")},  # POST /api/auth/token/
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Adrenal lesion detection API",
@@ -186,6 +206,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["adrenal_site.roles.IsClinician"],
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: the docs work offline and under the CSP
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,  # request bodies as their own components (multipart uploads show files)
 }
 
 # --- Celery (read by adrenal_site/celery.py with the CELERY_ namespace) -----------------------
@@ -227,6 +252,31 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
-if not DEBUG:
-    SESSION_COOKIE_HTTPONLY = True
-    X_FRAME_OPTIONS = "DENY"
+# --- Deployment (README "Configuration"): HTTPS, cookies and the Content-Security-Policy -------------------
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Off by default so `make run` works over plain http; docker/compose.yml turns them on.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)  # a commitment to browsers' preload lists: opt-in
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+if env_bool("SECURE_PROXY_SSL_HEADER", False):  # behind a TLS-terminating proxy that sets X-Forwarded-Proto
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The Content-Security-Policy of every response (adrenal_site/csp.py): no inline script and no inline style;
+# pages keep their code in static files and their data in json_script blocks or data- attributes.
+ADRENAL_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:", "blob:"],
+    "font-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "worker-src": ["'self'", "blob:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}

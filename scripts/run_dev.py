@@ -16,8 +16,8 @@ PY = sys.executable
 HOST, PORT = os.environ.get("ADRENAL_HOST", "127.0.0.1"), os.environ.get("ADRENAL_PORT", "8000")
 
 
-def manage(*args: str) -> None:
-    subprocess.run([PY, "manage.py", *args], cwd=REPO, check=True)
+def manage(*args: str, env: dict | None = None) -> None:
+    subprocess.run([PY, "manage.py", *args], cwd=REPO, check=True, env={**os.environ, **(env or {})})
 
 
 def worker(queue: str, concurrency: int) -> subprocess.Popen:
@@ -32,7 +32,7 @@ def main() -> int:
     os.environ.setdefault("ADRENAL_LOCAL_SECRET", "1")
     manage("migrate", "--noinput", "-v", "0")
     manage("collectstatic", "--noinput", "-v", "0")
-    manage("setup_site", "--demo")
+    manage("setup_site", "--demo", env={"DEBUG": "1"})  # demo accounts and data: local use only, so DEBUG
     procs = {
         "web": subprocess.Popen([PY, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=REPO),
         # a worker per queue, so an import or an image rebuild never waits behind training

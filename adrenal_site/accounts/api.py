@@ -2,11 +2,23 @@
 from __future__ import annotations
 
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
+
+from .throttle import TokenRateThrottle, seconds_blocked
 
 
 class ObtainToken(ObtainAuthToken):
-    """POST username and password, get a token for ``Authorization: Token <key>``."""
+    """POST username and password, get a token for ``Authorization: Token <key>``. Requests per address are
+    limited (rate ``token``) and failed attempts count with the login page's (429 while blocked)."""
 
     permission_classes = [AllowAny]
+    throttle_classes = [TokenRateThrottle]
     public = True  # the one endpoint open to anonymous users (it is the way in)
+
+    def post(self, request, *args, **kwargs):
+        data = request.data if hasattr(request.data, "get") else {}
+        wait = seconds_blocked(request, str(data.get("username", "")))
+        if wait:
+            raise Throttled(wait=wait, detail="Too many failed sign-in attempts from this address.")
+        return super().post(request, *args, **kwargs)

@@ -1,6 +1,9 @@
 from rest_framework import serializers
 
+from adrenal_site.roles import ADMIN, has_role
+
 from .models import Job
+from .public import public_text, public_value
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -15,3 +18,16 @@ class JobSerializer(serializers.ModelSerializer):
             "duration_s",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        """Message, error and result as the requesting user may read them (no server paths or tracebacks for
+        non-admins); the worker's host name for admins only."""
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        data["message"] = public_text(data["message"], user)
+        data["error"] = public_text(data["error"], user)
+        data["result"] = public_value(data["result"], user)
+        if not has_role(user, ADMIN):
+            data["worker"] = ""
+        return data

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from adrenal_site.roles import ADMIN, CLINICIAN, IsAdmin, IsClinician, _RolePermission, has_role
 
 from ..models import Dataset, ImportReport, Label, Patient, Series
+from ..services.import_roots import OutsideImportRoots, allowed_import_path
 from ..tasks import start_import
 from .serializers import (
     DatasetDetailSerializer,
@@ -78,7 +79,8 @@ class DatasetSeries(_InDataset, generics.ListAPIView):
 
 
 class DatasetImports(_InDataset, generics.ListCreateAPIView):
-    """Import reports of a dataset; POST ``{"path", "labels_csv"}`` starts an import of a server folder."""
+    """Import reports of a dataset; POST ``{"path", "labels_csv"}`` starts an import of a server folder
+    inside ``ADRENAL_IMPORT_ROOTS`` (400 naming the roots otherwise)."""
 
     permission_classes = [IsAdmin]
 
@@ -92,12 +94,18 @@ class DatasetImports(_InDataset, generics.ListCreateAPIView):
         dataset = self.dataset()
         data = StartImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        path = Path(data.validated_data["path"])
         labels = data.validated_data.get("labels_csv") or None
-        if not path.exists():
-            return Response({"path": [f"{path} does not exist on the server"]}, status=status.HTTP_400_BAD_REQUEST)
-        if labels and not Path(labels).is_file():
-            return Response({"labels_csv": [f"{labels} is not a file"]}, status=status.HTTP_400_BAD_REQUEST)
+        try:  # only folders inside ADRENAL_IMPORT_ROOTS
+            path = allowed_import_path(data.validated_data["path"])
+        except (OutsideImportRoots, FileNotFoundError) as exc:
+            return Response({"path": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        if labels:
+            try:
+                labels = str(allowed_import_path(labels, "labels_csv"))
+            except (OutsideImportRoots, FileNotFoundError) as exc:
+                return Response({"labels_csv": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            if not Path(labels).is_file():
+                return Response({"labels_csv": [f"{labels} is not a file"]}, status=status.HTTP_400_BAD_REQUEST)
         with transaction.atomic():
             job = start_import(dataset, str(path), labels_csv=labels, user=request.user)
             # the folder as the job refers to it: a storage name when it lies in the store

@@ -2,7 +2,12 @@
 progress, the import report, and label editing with history."""
 from __future__ import annotations
 
+import gzip
+import re
 import shutil
+import struct
+import zipfile
+from pathlib import Path
 
 from django import forms
 from django.conf import settings
@@ -32,9 +37,14 @@ class DatasetForm(forms.ModelForm):
         fields = ["name", "description", "series_rule", "members"]
 
 
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
 class UploadForm(forms.Form):
-    archive = forms.FileField(help_text="A .zip of the study folders (any layout; normal/ and abnormal/ folders "
-                                        "give labels)")
+    archive = forms.FileField(
+        label="Studies", help_text="A .zip of the study folders (any layout; normal/ and abnormal/ folders give "
+                                   "labels), or one NIfTI scan (.nii or .nii.gz; the file name becomes the patient)",
+        widget=forms.ClearableFileInput(attrs={"accept": ".zip,.nii,.nii.gz,.gz"}))
     labels = forms.FileField(required=False, help_text="Optional CSV: label plus patient, study_uid or series_uid")
 
 
@@ -110,12 +120,15 @@ def _dataset_import(request, pk: int):
     if getattr(request, "upload_refused", None):
         return _refuse(request, dataset, UploadForm(), request.upload_refused, status=413)
     if not form.is_valid():
-        return _refuse(request, dataset, form, "choose a .zip file to upload")
+        return _refuse(request, dataset, form, "choose a .zip of the study folders or a .nii/.nii.gz file to upload")
     folder = new_upload_folder()
     archive = form.cleaned_data["archive"]
     zip_path = folder / "upload.zip"
     try:
-        save_stream(archive.chunks(), zip_path, _limit())
+        if archive.name.lower().endswith(NIFTI_SUFFIXES):
+            _nifti_as_zip(archive, zip_path)
+        else:
+            save_stream(archive.chunks(), zip_path, _limit())
         check_zip(zip_path, _limit() * 4)
         labels_path = None
         if form.cleaned_data.get("labels"):
@@ -130,6 +143,24 @@ def _dataset_import(request, pk: int):
         report = ImportReport.objects.create(dataset=dataset, job=job, source=archive.name[:1000])
     messages.success(request, f"{archive.name} uploaded; importing as job #{job.pk}.")
     return redirect("store-import-report", pk=report.pk)
+
+
+def _nifti_as_zip(upload, zip_path: Path) -> None:
+    """A bare NIfTI upload stored as a one-file zip, so it takes the zip path of the import job (extraction in
+    the job, upload removed after); refuses a file that is not a NIfTI-1/2 (gzipped for .nii.gz)."""
+    name = re.sub(r"[^\w.-]+", "_", Path(upload.name).name).lstrip(".") or "scan.nii.gz"
+    raw = zip_path.parent / name
+    save_stream(upload.chunks(), raw, _limit())
+    try:
+        with (gzip.open(raw, "rb") if name.lower().endswith(".gz") else open(raw, "rb")) as fh:
+            head = fh.read(4)
+    except (OSError, EOFError) as exc:
+        raise UploadRefused(f"not a gzipped NIfTI ({exc})") from exc
+    if len(head) < 4 or {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]}.isdisjoint({348, 540}):
+        raise UploadRefused("not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.write(raw, arcname=name)
+    raw.unlink()
 
 
 @role_required(ADMIN)

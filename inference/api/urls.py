@@ -1,7 +1,9 @@
 """API routes of 2.5D images, runs, evaluations and predictions (mounted under /api/)."""
 from django.urls import path
 
-from . import dashboard, dicom, runs
+from . import dashboard, dicom, runs, schema
+
+schema.describe()  # OpenAPI descriptions of the views without serializers (request bodies, uploads)
 
 urlpatterns = [
     path("runs/", runs.RunList.as_view(), name="api-run-list"),

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from inference.ml.geometry import lps_to_voxel, spacing_of, voxel_to_lps
+from tests.plugins.browser import TEST_CONTEXT
 
 pytestmark = [pytest.mark.browser]
 SHOTS = os.environ.get("VIEWER_SCREENSHOTS")  # a folder: save screenshots there to look at them
@@ -194,7 +195,7 @@ def test_every_canvas_is_shown_at_its_drawn_aspect_at_common_sizes_pixel_ratio_2
     hu = load_nifti(realct["example_ct"]).array
     for dpr, sizes in ((1, [(1280, 800), (1440, 900), (1920, 1080), (1280, 800)]), (2, [(1440, 900), (1280, 800)])):
         context = browser_chromium.new_context(viewport={"width": sizes[0][0], "height": sizes[0][1]},
-                                               device_scale_factor=dpr)
+                                               device_scale_factor=dpr, **TEST_CONTEXT)
         page = context.new_page()
         page.set_default_timeout(20_000)
         browser_login(page, "clin")
@@ -230,7 +231,8 @@ def test_every_canvas_is_shown_at_its_drawn_aspect_at_common_sizes_pixel_ratio_2
 def test_boxes_drawn_moved_and_resized_in_each_view_are_stored_at_those_millimetres(
         live_server, browser_chromium, browser_login, ct_series, users):
     series = boxed_series(ct_series, users)
-    context = browser_chromium.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=2)
+    context = browser_chromium.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=2,
+                                           **TEST_CONTEXT)
     page = context.new_page()
     page.set_default_timeout(20_000)
     browser_login(page, "clin")

@@ -204,4 +204,75 @@ def test_api_datasets_patients_series_labels_imports(client_as, imported, users)
     detail = a.get(f"/api/imports/{reports[0]['id']}/").json()
     assert {i["status"] for i in detail["items"]} == {"imported", "skipped"}
     r = a.post(f"/api/datasets/{ds.pk}/imports/", {"path": "/no/such/folder"}, content_type="application/json")
+    assert r.status_code == 400 and "inside an import root" in r.json()["path"][0]
+
+
+def test_api_import_only_from_configured_roots(client_as, db, settings, tmp_path):
+    from annotations.models import Dataset, ImportReport
+
+    root, outside = tmp_path / "imports", tmp_path / "elsewhere"
+    (root / "study").mkdir(parents=True)
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)  # a link inside the root that leads out of it
+    (root / "labels.csv").write_text("patient,label\n")
+    settings.ADRENAL_IMPORT_ROOTS = [str(root)]
+    ds = Dataset.objects.create(name="roots")
+    a = client_as("admin")
+    url = f"/api/datasets/{ds.pk}/imports/"
+
+    def post(**body):
+        return a.post(url, body, content_type="application/json")
+
+    for path in (str(outside), "/etc", str(root / ".." / "elsewhere"), str(root / "escape")):
+        r = post(path=path)
+        assert r.status_code == 400 and "inside an import root" in r.json()["path"][0], path
+    r = post(path=str(root / "missing"))
     assert r.status_code == 400 and "does not exist" in r.json()["path"][0]
+    r = post(path=str(root / "study"), labels_csv="/etc/passwd")
+    assert r.status_code == 400 and "inside an import root" in r.json()["labels_csv"][0]
+    assert not ImportReport.objects.filter(dataset=ds).exists()
+    r = post(path="study", labels_csv=str(root / "labels.csv"))  # relative paths are inside the first root
+    assert r.status_code == 202
+    job = ImportReport.objects.get(dataset=ds).job
+    assert job.params["path"] == str((root / "study").resolve())
+    settings.ADRENAL_IMPORT_ROOTS = []
+    r = post(path=str(root / "study"))
+    assert r.status_code == 400 and "turned off" in r.json()["path"][0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bare_nifti_upload_imports_one_scan(client_as, users, tmp_path, django_capture_on_commit_callbacks):
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    ds = Dataset.objects.create(name="nifti-upload")
+    c = client_as("admin")
+    url = reverse("store-dataset-import", args=[ds.pk])
+    page = c.get(url).content.decode()
+    assert "or one NIfTI scan (.nii or .nii.gz" in page and 'accept=".zip,.nii,.nii.gz,.gz"' in page
+    data = np.random.default_rng(0).integers(-200, 300, size=(24, 24, 16)).astype(np.int16)
+    for name, gz in (("P042.nii.gz", True), ("P043.nii", False)):
+        nii = tmp_path / name
+        nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 3.0, 1.0])), nii)
+        assert nii.read_bytes()[:2] == (b"\x1f\x8b" if gz else nii.read_bytes()[:2])
+        with open(nii, "rb") as fh:
+            upload = io.BytesIO(fh.read())
+        upload.name = name
+        r = c.post(url, {"archive": upload})
+        assert r.status_code == 302, r.content.decode()[:500]
+        report = ImportReport.objects.get(source=name)
+        run_job(import_studies.job_fn, report.job.pk)
+        report.job.refresh_from_db()
+        assert report.job.status == "succeeded" and report.job.result["imported"] == 1, report.job.result
+        assert not Path(report.job.params["zip_path"]).exists()  # the upload is removed once imported
+    assert Series.objects.filter(study__patient__dataset=ds, is_scan=True).count() == 2
+    # a file named .nii.gz that is not one is refused with the reason, and nothing is queued
+    for name, content in (("fake.nii.gz", b"plain text"), ("fake.nii", b"\0" * 400),
+                          ("text.nii.gz", gzip.compress(b"not a header at all"))):
+        upload = io.BytesIO(content)
+        upload.name = name
+        r = c.post(url, {"archive": upload})
+        assert r.status_code == 400 and f"{name}: not a" in r.content.decode(), name
+    assert ImportReport.objects.filter(dataset=ds).count() == 2

@@ -1,15 +1,32 @@
-"""docker/compose.yml validates offline with Debian's docker-compose."""
+"""docker/compose.yml validates offline with Debian's docker-compose, and has no default secrets."""
+import os
 import shutil
 import subprocess
 
 from tests.conftest import REPO
 
 
-def test_compose_file_validates():
+def compose_config(**env):
     exe = shutil.which("docker-compose")
     assert exe, "Debian's docker-compose must be installed (the Makefile's deps step does it)"
-    out = subprocess.run([exe, "-f", "docker/compose.yml", "config", "-q"], cwd=REPO, capture_output=True, text=True)
+    clean = {k: v for k, v in os.environ.items() if k not in {"POSTGRES_PASSWORD", "SECRET_KEY"}}
+    return subprocess.run([exe, "-f", "docker/compose.yml", "config"], cwd=REPO, capture_output=True, text=True,
+                          env={**clean, **env})
+
+
+def test_compose_file_validates():
+    out = compose_config(POSTGRES_PASSWORD="pw-test", SECRET_KEY="k" * 50)
     assert out.returncode == 0, out.stderr
+    # HTTPS on in the compose file: HSTS, redirect and Secure cookies
+    for line in ("SECURE_SSL_REDIRECT: '1'", "SECURE_HSTS_SECONDS: '31536000'", "SECURE_COOKIES: '1'"):
+        assert line in out.stdout, line
+
+
+def test_compose_has_no_default_database_password_or_secret():
+    out = compose_config(SECRET_KEY="k" * 50)
+    assert out.returncode != 0 and "POSTGRES_PASSWORD" in out.stderr
+    out = compose_config(POSTGRES_PASSWORD="pw-test")
+    assert out.returncode != 0 and "SECRET_KEY" in out.stderr
 
 
 def test_compose_has_the_services_and_queues():

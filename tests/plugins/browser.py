@@ -39,10 +39,16 @@ def browser_chromium(request):
         browser.close()
 
 
+# Playwright's wait_for_function compiles its predicate in the page, which the Content-Security-Policy (no
+# 'unsafe-eval') forbids; contexts of tests that use it bypass the policy. That every page works under the policy
+# is tested without bypassing it (tests/foundation/test_browser_security.py).
+TEST_CONTEXT = {"bypass_csp": True}
+
+
 @pytest.fixture
 def browser_page(browser_chromium):
-    """A page in a fresh browser context (own cookies), 1400x900."""
-    context = browser_chromium.new_context(viewport={"width": 1400, "height": 900})
+    """A page in a fresh browser context (own cookies), 1400x900, the CSP bypassed (``TEST_CONTEXT``)."""
+    context = browser_chromium.new_context(viewport={"width": 1400, "height": 900}, **TEST_CONTEXT)
     page = context.new_page()
     page.set_default_timeout(20_000)
     yield page

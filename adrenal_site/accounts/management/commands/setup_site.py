@@ -1,13 +1,15 @@
-"""Create the role groups and, with --demo, demo accounts and the demo dataset."""
+"""Create the role groups and, with --demo, demo accounts and the demo dataset (refused when DEBUG is off: a
+deployment gets no accounts whose passwords went to a terminal, and no synthetic patients)."""
 from __future__ import annotations
 
 import os
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from adrenal_site.roles import ADMIN, CLINICIAN, LEAD, ROLES, ensure_groups
 
@@ -21,6 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--demo", action="store_true", help="create demo accounts and load the demo dataset")
 
     def handle(self, *args, demo: bool = False, **options):
+        if demo and not settings.DEBUG:
+            raise CommandError("--demo is for local use and needs DEBUG=1; with DEBUG off (a deployment) create "
+                               "accounts with `manage.py createsuperuser` and the Django admin")
         ensure_groups()
         self.stdout.write(f"roles: {', '.join(ROLES)}")
         if not demo:

@@ -23,10 +23,18 @@ export async function followJob(el, onDone) {
       const value = j[node.dataset.field];
       if (node.tagName === "PROGRESS") node.value = value;
       else node.textContent = value ?? "";
+      if (node.dataset.field === "status" && node.classList.contains("badge")) node.className = `badge ${value}`;
     }
     el.dataset.status = j.status;
   });
   if (job && onDone) onDone(job);
+}
+
+// An empty <span data-field="NAME"> that followJob fills with the job's NAME.
+export function fieldSpan(name) {
+  const span = document.createElement("span");
+  span.dataset.field = name;
+  return span;
 }
 
 // Pages that only show jobs mark them with data-follow; every such element is followed.

@@ -1,6 +1,6 @@
 // Runs comparison: "Evaluate" buttons start an evaluation job, then follow it and reload.
 import { postJSON } from "../http.js";
-import { followJob } from "../jobs.js";
+import { fieldSpan, followJob } from "../jobs.js";
 
 for (const button of document.querySelectorAll("button.evaluate")) {
   button.addEventListener("click", async () => {
@@ -9,7 +9,7 @@ for (const button of document.querySelectorAll("button.evaluate")) {
       const { job } = await postJSON(`/api/runs/${button.dataset.run}/evaluations/`, {});
       const span = document.createElement("span");
       span.dataset.jobId = job;
-      span.innerHTML = ' <span data-field="status"></span> <span data-field="message"></span>';
+      span.append(" ", fieldSpan("status"), " ", fieldSpan("message"));
       button.after(span);
       followJob(span, () => window.location.reload());
     } catch (err) {

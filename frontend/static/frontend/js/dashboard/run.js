@@ -4,7 +4,8 @@
 // (computed by the API, inference.ml.metrics.predictive_values: the formula lives there only).
 import { getJSON, postJSON } from "../http.js";
 import { lineChart, PALETTE } from "../charts.js";
-import { followJob } from "../jobs.js";
+import { fieldSpan, followJob } from "../jobs.js";
+import { compactSlices, uidCell } from "../compact.js";
 
 const METRICS = ["auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv"];
 const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "n/a" : Number(v).toFixed(d));
@@ -24,19 +25,34 @@ export function confusionAt(scores, value) {
     accuracy: ratio(tp + tn, tn + fp + fn + tp), ppv: ratio(tp, tp + fp), npv: ratio(tn, tn + fn) };
 }
 
+// A table cell holding ``children`` (strings become text nodes, never markup).
+function cell(tag, children, attrs = {}) {
+  const td = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") td.className = v;
+    else if (k === "title") td.title = v;
+    else td.dataset[k] = v;
+  }
+  td.append(...[].concat(children).filter((c) => c !== null && c !== undefined).map((c) => (c instanceof Node ? c : String(c))));
+  return td;
+}
+
+const withCi = (value, interval) => [fmt(value), cell("span", ci(interval), { class: "muted ci" })];
+const badge = (text) => cell("span", text, { class: `badge ${text}` });
+
 function renderMetrics(doc) {
   const body = $("#metrics tbody");
   body.replaceChildren();
   for (const m of METRICS) {
     const tr = document.createElement("tr");
     tr.dataset.metric = m;
-    tr.innerHTML = `<th>${m.replace("_", " ")}</th>` + ["image", "scan", "patient"].map((lvl) =>
-      `<td data-level="${lvl}">${fmt(doc[lvl][m])}<span class="muted ci">${ci(doc[lvl][`${m}_ci`])}</span></td>`).join("");
+    tr.append(cell("th", m.replace("_", " ")), ...["image", "scan", "patient"].map((lvl) =>
+      cell("td", withCi(doc[lvl][m], doc[lvl][`${m}_ci`]), { level: lvl })));
     body.appendChild(tr);
   }
   const tr = document.createElement("tr");
-  tr.innerHTML = "<th>confusion [[tn, fp], [fn, tp]]</th>" + ["image", "scan", "patient"].map((lvl) =>
-    `<td>${JSON.stringify(doc[lvl].confusion)}</td>`).join("");
+  tr.append(cell("th", "confusion [[tn, fp], [fn, tp]]"),
+    ...["image", "scan", "patient"].map((lvl) => cell("td", JSON.stringify(doc[lvl].confusion))));
   body.appendChild(tr);
   $("#n-test").textContent = `${doc.test_patients.length} / ${doc.scans.length}`;
 }
@@ -46,9 +62,9 @@ function renderAggregators(doc) {
   body.replaceChildren();
   for (const [name, a] of Object.entries(doc.aggregators)) {
     const tr = document.createElement("tr");
-    tr.innerHTML = `<td>${name}${a.top_k ? ` (k=${a.top_k})` : ""}${name === doc.aggregator ? " · original" : ""}</td>` +
-      `<td>${fmt(a.operating_value)}</td>` +
-      ["auc", "accuracy", "sensitivity", "specificity", "ppv", "npv"].map((m) => `<td>${fmt(a[m])}<span class="muted ci">${ci(a[`${m}_ci`])}</span></td>`).join("");
+    tr.append(cell("td", `${name}${a.top_k ? ` (k=${a.top_k})` : ""}${name === doc.aggregator ? " · original" : ""}`),
+      cell("td", fmt(a.operating_value)),
+      ...["auc", "accuracy", "sensitivity", "specificity", "ppv", "npv"].map((m) => cell("td", withCi(a[m], a[`${m}_ci`]))));
     body.appendChild(tr);
   }
 }
@@ -183,10 +199,11 @@ async function loadScans(evaluationId, sort, outcome) {
     tr.className = s.outcome;
     tr.dataset.seriesUid = s.series_uid;
     const side = (k) => (s.sides && s.sides[k] !== undefined ? fmt(s.sides[k], 2) : "—");
-    tr.innerHTML = `<td>${s.patient}</td><td class="muted">${s.series_uid}</td><td>${fmt(s.probability)}</td>` +
-      `<td>${fmt(s.fraction)}</td><td><span class="badge ${s.verdict}">${s.verdict}</span></td>` +
-      `<td><span class="badge ${s.label}">${s.label}</span></td><td>${s.outcome.toUpperCase()}</td>` +
-      `<td>${side("R")}</td><td>${side("L")}</td><td>${(s.flagged_slices_mm || []).join(", ")}</td>`;
+    const flagged = s.flagged_slices_mm || [];
+    tr.append(cell("td", s.patient), cell("td", uidCell(s.series_uid), { class: "muted" }), cell("td", fmt(s.probability)),
+      cell("td", fmt(s.fraction)), cell("td", badge(s.verdict)), cell("td", badge(s.label)),
+      cell("td", String(s.outcome).toUpperCase()), cell("td", side("R")), cell("td", side("L")),
+      cell("td", compactSlices(flagged), { class: "flagged", title: flagged.join(", ") }));
     if (s.viewer_url) {
       tr.addEventListener("click", () => { window.location.href = s.viewer_url; });
       tr.dataset.href = s.viewer_url;
@@ -218,7 +235,7 @@ function setupEvaluate() {
     try {
       const { job } = await postJSON(`/api/runs/${button.dataset.run}/evaluations/`, { objective: $("#objective").value });
       status.dataset.jobId = job;
-      status.innerHTML = 'evaluating: <span data-field="status"></span> <span data-field="message"></span>';
+      status.replaceChildren("evaluating: ", fieldSpan("status"), " ", fieldSpan("message"));
       followJob(status, (j) => { if (j.status === "succeeded") window.location.reload(); else button.disabled = false; });
     } catch (err) {
       status.textContent = err.message;

@@ -1,0 +1,70 @@
+"""OpenAPI descriptions of inference's API views that have no serializer to guess from, so every endpoint is in
+the schema and the docs (Swagger UI, Redoc): request bodies (the prediction upload as multipart with its file)
+and JSON responses. A view that gains a ``serializer_class`` keeps what drf-spectacular derives from it: only
+the request body of the prediction upload, which no serializer describes, is always set here."""
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers
+
+from . import dashboard, dicom, runs
+
+PREDICTION_UPLOAD = inline_serializer("PredictionUpload", {
+    "file": serializers.FileField(help_text="a NIfTI (.nii, .nii.gz) or a .zip of one DICOM series"),
+    "dataset": serializers.IntegerField(help_text="the dataset the study is imported into"),
+    "run": serializers.IntegerField(required=False, help_text="the model; default: the dataset's promoted run"),
+})
+PREDICTION_OF_SERIES = inline_serializer("PredictionOfSeries", {
+    "series": serializers.IntegerField(help_text="a scan already imported"),
+    "run": serializers.IntegerField(required=False, help_text="the model; default: the dataset's promoted run"),
+})
+JOB_ACCEPTED = inline_serializer("JobAccepted", {"job": serializers.IntegerField(help_text="follow at /api/jobs/<job>/")})
+RUN_START = inline_serializer("RunStart", {
+    "dataset": serializers.IntegerField(),
+    "preset": serializers.CharField(required=False, help_text="e.g. fast, paper, tiny (default fast)"),
+    "overrides": serializers.DictField(required=False, help_text="configuration values replacing the preset's"),
+    "name": serializers.CharField(required=False, max_length=200),
+})
+EVALUATION_START = inline_serializer("EvaluationStart", {
+    "objective": serializers.CharField(required=False,
+                                       help_text="accuracy, youden or sensitivity>=0.95 (default: the run's)"),
+})
+JSON = OpenApiTypes.OBJECT
+DICOM_FILE = {(200, "application/dicom"): OpenApiTypes.BINARY}
+ZIP_FILE = {(200, "application/zip"): OpenApiTypes.BINARY}
+
+# view -> {method: extend_schema(...)}
+HINTS = {
+    dashboard.RunEvaluations: {"get": extend_schema(responses=JSON),
+                               "post": extend_schema(request=EVALUATION_START, responses={202: JSON})},
+    dashboard.EvaluationDetail: {"get": extend_schema(responses=JSON)},
+    dashboard.EvaluationScans: {"get": extend_schema(responses=JSON)},
+    dashboard.EvaluationThreshold: {"get": extend_schema(responses=JSON)},
+    dashboard.EvaluationCurves: {"get": extend_schema(responses=JSON)},
+    dashboard.RunComparison: {"get": extend_schema(responses=JSON)},
+    dashboard.PredictionDetail: {"get": extend_schema(responses=JSON)},
+    dicom.PredictionDicom: {"get": extend_schema(responses=JSON)},
+    dicom.PredictionDicomFile: {"get": extend_schema(responses=DICOM_FILE)},
+    dicom.PredictionDicomZip: {"get": extend_schema(responses=ZIP_FILE)},
+    runs.RunDetail: {"get": extend_schema(responses=JSON)},
+    runs.RunStart: {"post": extend_schema(request=RUN_START, responses={201: JSON})},
+    runs.RunCancel: {"post": extend_schema(request=None, responses=JSON)},
+    runs.RunPromote: {"post": extend_schema(request=None, responses=JSON)},
+}
+ALWAYS = {
+    dashboard.PredictionList: {
+        "get": extend_schema(operation_id="predictions_list", responses=JSON),
+        "post": extend_schema(request={"multipart/form-data": PREDICTION_UPLOAD, "application/json": PREDICTION_OF_SERIES},
+                              responses={202: JOB_ACCEPTED}),
+    },
+}
+
+
+def describe() -> None:
+    """Attach the descriptions (once, at URL loading)."""
+    for view, methods in HINTS.items():
+        if not getattr(view, "serializer_class", None) and not hasattr(view, "get_serializer_class"):
+            extend_schema_view(**methods)(view)
+    for view, methods in ALWAYS.items():
+        extend_schema_view(**methods)(view)
