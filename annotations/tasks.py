@@ -9,7 +9,6 @@ The 2.5D images, training, evaluation and verdicts that follow are ``inference.t
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -20,7 +19,7 @@ from adrenal_site.jobs.runner import Progress, enqueue, job_task
 from .models import Dataset, ImportReport, Volume
 from .services.importer import import_path
 from .services.proposals import propose_series, scans_of
-from .services.uploads import extract_zip, upload_dir
+from .services.uploads import discard_upload, extract_zip, upload_dir
 from .services.volume_cache import prepare_viewer_data
 
 
@@ -34,7 +33,7 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
                                                                       "source": (source or zip_path or path)[:1000]})
     if zip_path:
         progress(1, "extracting the upload")
-        path = str(extract_zip(Path(zip_path), upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4))
+        path = str(extract_zip(Path(zip_path), upload_dir(job.pk) / "files"))
     import_path(dataset, path, labels_csv=labels_csv, progress=progress.sub(2, 100) if zip_path else progress,
                 user=job.created_by, report=report)
     imported = sorted(set(report.items.filter(status="imported", series__is_scan=True)
@@ -44,8 +43,7 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
     if imported and propose and settings.ADRENAL_AUTO_PROPOSE:
         start_proposals(series_ids=imported, user=job.created_by)  # every imported scan gets boxes
     if zip_path:  # imported: the volumes are stored, the upload and its extraction are not needed any more
-        shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
-        shutil.rmtree(Path(zip_path).parent, ignore_errors=True)
+        discard_upload(job.pk, job.params)  # (a failed or cancelled import's: annotations.signals.remove_job_upload)
     return {"report_id": report.pk, **report.counts()}
 
 

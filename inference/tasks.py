@@ -18,16 +18,14 @@ and the box proposals before step 1 are ``annotations.tasks``.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import JobCancelled, Progress, enqueue, job_task
 from annotations.models import Dataset, Series
-from annotations.services.uploads import check_zip, extract_zip, new_upload_folder, save_stream, upload_dir
+from annotations.services.uploads import discard_upload, extract_zip, receive_upload, upload_dir
 
 from .models import Prediction, ReceivedStudy, TrainingRun
 from .services import demo, evaluation, images, prediction, runs, training
@@ -139,11 +137,10 @@ def predict_job(job: Job, run_id: int, series_id: int | None = None, path: str |
         study = upload
         if upload.suffix == ".zip":
             progress(2, "extracting the upload")
-            study = extract_zip(upload, upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4)
+            study = extract_zip(upload, upload_dir(job.pk) / "files")
         return prediction.predict_path(study, run, job=job, user=job.created_by, dataset=dataset, progress=progress)
-    finally:
-        shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
-        shutil.rmtree(upload.parent, ignore_errors=True)
+    finally:  # also done on any end of the job (annotations.signals.remove_job_upload): cancel, worker loss
+        discard_upload(job.pk, job.params)
 
 
 def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset_id=None) -> Job:
@@ -162,16 +159,7 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
     if dataset_id and dataset is None:
         raise ValueError(f"dataset {dataset_id} not found")
     run = runs.resolve_run(run_id, dataset)
-    folder = new_upload_folder()
-    target = folder / Path(upload.name).name
-    limit = int(settings.ADRENAL_MAX_UPLOAD_BYTES)
-    try:
-        save_stream(upload.chunks(), target, limit)
-        if target.suffix == ".zip":
-            check_zip(target, limit * 4)
-    except Exception:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    target = receive_upload(upload)
     params = {"path": str(target), "run_id": run.pk, "dataset_id": dataset.pk if dataset else None}
     return enqueue(predict_job, params=params, user=user)
 

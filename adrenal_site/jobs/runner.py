@@ -11,6 +11,9 @@ The one state machine (``Job.Status``, transitions in ``Job.TRANSITIONS``), chan
 - **Continuation.** ``enqueue(..., then=task)`` queues ``task`` with the same params once the job succeeded.
 - **Cancel.** ``request_cancel(job)`` stops a job and its descendants: queued ones at once, running ones at
   their next progress report (``JobCancelled``), a parent waiting for children at once.
+- **End.** Every move into a finished state (succeeded, failed, cancelled, from any path) sends
+  ``job_ended(sender=Job, job=row)`` once the transaction commits: apps clean up after a job there (the store
+  removes the job's upload, ``annotations.services.uploads.discard_upload``).
 
 Tasks must be idempotent: with late acknowledgement a task interrupted by a dying worker is delivered again
 (or re-sent at worker start, see ``signals``).
@@ -30,6 +33,7 @@ from typing import Any
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import close_old_connections, connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from .models import Job
@@ -40,6 +44,8 @@ HEARTBEAT_SECONDS = 20
 STALE_AFTER = timedelta(minutes=10)
 MAX_ATTEMPTS = 3
 JobFn = Callable[..., dict | None]
+
+job_ended = Signal()  # job_ended(sender=Job, job=Job): the job reached a finished state (after commit)
 
 
 class JobCancelled(Exception):
@@ -100,7 +106,15 @@ def _move(job: Job, status: str, **fields: Any) -> bool:
     for key, value in fields.items():
         setattr(job, key, value)
     job.save(update_fields=list(fields))
+    if status in Job.FINISHED:
+        transaction.on_commit(functools.partial(_announce_end, job.pk), robust=True)
     return True
+
+
+def _announce_end(job_id: int) -> None:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is not None:
+        job_ended.send_robust(sender=Job, job=job)
 
 
 def finish(job: Job, status: str, *, message: str = "", error: str = "", result: dict | None = None) -> bool:

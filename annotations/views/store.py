@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -19,7 +18,7 @@ from adrenal_site.roles import ADMIN, CLINICIAN, has_role, role_required
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series
 from ..services.importer import apply_series_rule
 from ..services.stats import dataset_counts
-from ..services.uploads import LimitedUploadHandler, UploadRefused, check_zip, new_upload_folder, save_stream
+from ..services.uploads import UploadRefused, limit_request, max_upload_bytes, receive_upload
 from ..tasks import start_import
 
 
@@ -85,14 +84,14 @@ def _refuse(request, dataset, form, message: str, status: int = 400) -> HttpResp
 
 
 def _limit() -> int:
-    return int(settings.ADRENAL_MAX_UPLOAD_BYTES)
+    return max_upload_bytes()
 
 
 @role_required(ADMIN)
 @csrf_exempt  # only so the size-limiting upload handler goes in before the body is read; CSRF is checked below
 def dataset_import(request, pk: int):
     """Upload a zip; it is streamed to disk (stopped past the size limit), checked, then imported by a cpu job."""
-    request.upload_handlers.insert(0, LimitedUploadHandler(request, _limit()))
+    limit_request(request)
     return _dataset_import(request, pk)
 
 
@@ -111,18 +110,17 @@ def _dataset_import(request, pk: int):
         return _refuse(request, dataset, UploadForm(), request.upload_refused, status=413)
     if not form.is_valid():
         return _refuse(request, dataset, form, "choose a .zip file to upload")
-    folder = new_upload_folder()
     archive = form.cleaned_data["archive"]
-    zip_path = folder / "upload.zip"
     try:
-        save_stream(archive.chunks(), zip_path, _limit())
-        check_zip(zip_path, _limit() * 4)
+        zip_path = receive_upload(archive, name="upload.zip")
         labels_path = None
         if form.cleaned_data.get("labels"):
-            labels_path = folder / "labels.csv"
-            save_stream(form.cleaned_data["labels"].chunks(), labels_path, 16 * 1024**2)
+            try:
+                labels_path = receive_upload(form.cleaned_data["labels"], name="labels.csv", folder=zip_path.parent)
+            except BaseException:
+                shutil.rmtree(zip_path.parent, ignore_errors=True)
+                raise
     except UploadRefused as exc:
-        shutil.rmtree(folder, ignore_errors=True)
         return _refuse(request, dataset, form, f"{archive.name}: {exc}")
     with transaction.atomic():
         job = start_import(dataset, zip_path=str(zip_path), labels_csv=str(labels_path) if labels_path else None,

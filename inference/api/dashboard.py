@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from adrenal_site.roles import IsClinician, IsLead
 from annotations.models import Series
-from annotations.services.uploads import UploadRefused
+from annotations.services.uploads import UploadRefused, declared_too_large, limit_request
 from inference.ml.operating_value import parse_objective
 
 from ..models import Evaluation, Prediction, TrainingRun
@@ -205,7 +205,18 @@ class PredictionList(APIView):
                 qs = qs.filter(**{f"{field}_id": request.query_params[field]})
         return Response([_prediction_doc(p) for p in qs[:500]])
 
+    def initialize_request(self, request, *args, **kwargs):
+        if request.method == "POST":  # before authentication reads the body (CSRF): stop past the size limit
+            limit_request(request)
+        return super().initialize_request(request, *args, **kwargs)
+
     def post(self, request):
+        refused = declared_too_large(request)
+        if not refused:
+            request.data  # noqa: B018 - parsed here, through the size-limiting handler
+            refused = getattr(request._request, "upload_refused", None)
+        if refused:
+            return Response({"file": [refused]}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         try:
             job = submit_prediction(request.user, series_id=request.data.get("series"),
                                     run_id=request.data.get("run"), upload=request.FILES.get("file"),
