@@ -16,7 +16,7 @@ from django.conf import settings
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import Progress, enqueue, job_task
 
-from .models import Dataset, ImportReport, Volume
+from .models import Dataset, ImportReport, Volume, dataset_of_series
 from .services.importer import import_path
 from .services.proposals import propose_series, scans_of
 from .services.uploads import discard_upload, extract_zip, upload_dir
@@ -75,7 +75,8 @@ def prepare_viewer(job: Job, series_ids: list[int]) -> dict:
 
 def start_viewer_preparation(series_ids: list[int], *, user=None, send: bool = True) -> Job:
     """Queue the viewer's data preparation for these scans (after commit)."""
-    return enqueue(prepare_viewer, params={"series_ids": sorted(series_ids)}, user=user, send=send)
+    return enqueue(prepare_viewer, params={"series_ids": sorted(series_ids)}, user=user, send=send,
+                   dataset=dataset_of_series(series_ids))
 
 
 def start_import(dataset: Dataset, path: str = "", *, labels_csv: str | None = None, zip_path: str | None = None,
@@ -84,7 +85,7 @@ def start_import(dataset: Dataset, path: str = "", *, labels_csv: str | None = N
     row, to run it in this process (``run_now(import_studies, job)``)."""
     params = {"dataset_id": dataset.pk, "path": str(path), "labels_csv": str(labels_csv) if labels_csv else None,
               "zip_path": str(zip_path) if zip_path else None, "source": source, "propose": propose}
-    return enqueue(import_studies, params=params, user=user, send=send)
+    return enqueue(import_studies, params=params, user=user, send=send, dataset=dataset)
 
 
 def start_proposals(*, dataset: Dataset | None = None, series_ids: list[int] | None = None, masks: str | None = None,
@@ -92,4 +93,5 @@ def start_proposals(*, dataset: Dataset | None = None, series_ids: list[int] | N
     """Queue a proposal job (after commit); ``send=False`` only makes the Job row, to run it in this process."""
     params = {"dataset_id": dataset.pk if dataset else None, "series_ids": list(series_ids or []) or None,
               "masks": str(masks) if masks else None}
-    return enqueue(propose_crops, params=params, user=user, send=send)
+    return enqueue(propose_crops, params=params, user=user, send=send,
+                   dataset=dataset or dataset_of_series(series_ids or []))

@@ -131,7 +131,7 @@ def finish(job: Job, status: str, *, message: str = "", error: str = "", result:
         row = Job.objects.select_for_update().get(pk=job.pk)
         moved = _move(row, status, **fields)
         if moved and status == Job.Status.SUCCEEDED and row.then_task:
-            _enqueue_name(row.then_task, params=row.params, user=row.created_by, parent=None)
+            _enqueue_name(row.then_task, params=row.params, user=row.created_by, parent=None, dataset=row.dataset_id)
     for key in ("status", "message", "error", "result", "progress", "finished_at", "awaiting_children"):
         setattr(job, key, getattr(row, key))
     if moved and row.parent_id:
@@ -167,7 +167,8 @@ def settle(job_id: int) -> None:
                 message = (join.message if join else "") or "done"
                 _move(parent, Job.Status.SUCCEEDED, message=message, result=result)
                 if parent.then_task:
-                    _enqueue_name(parent.then_task, params=parent.params, user=parent.created_by, parent=None)
+                    _enqueue_name(parent.then_task, params=parent.params, user=parent.created_by, parent=None,
+                                  dataset=parent.dataset_id)
     if cancel_siblings:
         request_cancel(parent)
     if parent.parent_id and parent.status in Job.FINISHED:
@@ -267,24 +268,29 @@ def job_task(kind: str, *, queue: str = "cpu", name: str | None = None) -> Calla
 
 
 def enqueue(task, *, params: dict | None = None, user=None, parent: Job | None = None, join=None, then=None,
-            kind: str | None = None, send: bool = True) -> Job:
+            kind: str | None = None, send: bool = True, dataset=None) -> Job:
     """Create a queued Job of ``task`` and send it once the surrounding transaction commits.
 
     ``join``/``then``: tasks for fan-in and continuation (module docstring). ``send=False`` only creates the
-    row, for ``run_now`` in this process (commands with ``--sync``)."""
+    row, for ``run_now`` in this process (commands with ``--sync``). ``dataset`` (a Dataset or its id; default:
+    the parent's) is the dataset the job works on: its members see the job (``Job.objects.visible_to``)."""
+    dataset_id = getattr(dataset, "pk", dataset)
+    if dataset_id is None and parent is not None:
+        dataset_id = parent.dataset_id
     job = Job.objects.create(
         kind=kind or task.kind, task_name=task.name, queue=task.queue_name, params=params or {},
         created_by=user if getattr(user, "is_authenticated", False) else None, parent=parent,
         join_task=join.name if join is not None else "", then_task=then.name if then is not None else "",
+        dataset_id=dataset_id,
     )
     if send:
         transaction.on_commit(lambda: send_job(job))
     return job
 
 
-def _enqueue_name(task_name: str, *, params: dict, user, parent: Job | None) -> Job:
-    """Queue a registered task by name (joins and continuations recorded on a Job)."""
-    return enqueue(current_app.tasks[task_name], params=params, user=user, parent=parent)
+def _enqueue_name(task_name: str, *, params: dict, user, parent: Job | None, dataset=None) -> Job:
+    """Queue a registered task by name (joins and continuations recorded on a Job; they keep its dataset)."""
+    return enqueue(current_app.tasks[task_name], params=params, user=user, parent=parent, dataset=dataset)
 
 
 def run_now(task, job: Job) -> Job:

@@ -37,7 +37,7 @@ def runs(request: HttpRequest) -> HttpResponse:
             messages.error(request, str(exc))
             return redirect("runs")
         return redirect("run-detail", pk=run.pk)
-    image_jobs = Job.objects.filter(kind="images25d").order_by("-created_at")[:5]
+    image_jobs = Job.objects.visible_to(request.user).filter(kind="images25d").order_by("-created_at")[:5]
     return render(request, "inference/training/runs.html",
                   {"runs": visible_runs(request.user), "datasets": datasets, "presets": list(PRESETS),
                    "image_jobs": image_jobs})
