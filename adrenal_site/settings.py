@@ -162,6 +162,8 @@ ADRENAL_MAX_UPLOAD_BYTES = int(os.environ.get("ADRENAL_MAX_UPLOAD_BYTES", 4 * 10
 # Server folders admins may import from through the API (POST /api/datasets/<id>/imports/ {"path"}), separated
 # by ":"; empty turns server-folder imports off. `manage.py import_studies` is not limited.
 ADRENAL_IMPORT_ROOTS = [p for p in os.environ.get("ADRENAL_IMPORT_ROOTS", str(DATA_DIR / "imports")).split(":") if p]
+# a zip upload may expand to 4x ADRENAL_MAX_UPLOAD_BYTES and to at most this many times its own size
+ADRENAL_MAX_ZIP_RATIO = float(os.environ.get("ADRENAL_MAX_ZIP_RATIO", 100))
 # Queue a crop-box proposal job for the scans each import job brings in.
 ADRENAL_AUTO_PROPOSE = env_bool("ADRENAL_AUTO_PROPOSE", True)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2
@@ -194,6 +196,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["adrenal_site.roles.IsClinician"],
+    "DEFAULT_PARSER_CLASSES": [  # JSON nested too deeply is a 400, not a RecursionError
+        "adrenal_site.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 200,

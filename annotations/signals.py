@@ -3,7 +3,19 @@
 - ``boxes_changed(sender=CropBox, series=Series, box=CropBox)``: a crop box of ``series`` was saved (sent by
   ``services.boxes.save_box`` after its transaction). ``inference`` rebuilds that scan's 2.5D images
   (``inference/signals.py``, connected in ``InferenceConfig.ready``).
+
+Received here: ``adrenal_site.jobs.runner.job_ended``: a job's upload (the store's zip import, a prediction
+upload) is removed when the job ends, whatever its outcome (``remove_job_upload``, connected in
+``AnnotationsConfig.ready``).
 """
 from django.dispatch import Signal
 
+from .services.uploads import discard_upload
+
 boxes_changed = Signal()
+
+
+def remove_job_upload(sender=None, job=None, **_) -> None:
+    """Remove the upload and extraction folders of ``job`` (``services.uploads.discard_upload``)."""
+    if job is not None:
+        discard_upload(job.pk, job.params or {})

@@ -9,7 +9,6 @@ The 2.5D images, training, evaluation and verdicts that follow are ``inference.t
 """
 from __future__ import annotations
 
-import shutil
 
 from django.conf import settings
 
@@ -17,10 +16,10 @@ from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import Progress, enqueue, job_task
 from adrenal_site.storage import local_path, location_for_task, resolve_location, storage_name
 
-from .models import Dataset, ImportReport, Volume
+from .models import Dataset, ImportReport, Volume, dataset_of_series
 from .services.importer import import_path
 from .services.proposals import propose_series, scans_of
-from .services.uploads import extract_zip, upload_dir
+from .services.uploads import discard_upload, extract_zip, upload_dir
 from .services.volume_cache import prepare_viewer_data
 
 
@@ -37,7 +36,7 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
     upload = local_path(zip_path) if zip_path else None
     if upload is not None:
         progress(1, "extracting the upload")
-        folder = extract_zip(upload, upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4)
+        folder = extract_zip(upload, upload_dir(job.pk) / "files")
     else:
         folder = resolve_location(path)
     import_path(dataset, folder, labels_csv=resolve_location(labels_csv) if labels_csv else None,
@@ -49,8 +48,7 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
     if imported and propose and settings.ADRENAL_AUTO_PROPOSE:
         start_proposals(series_ids=imported, user=job.created_by)  # every imported scan gets boxes
     if zip_path:  # imported: the volumes are stored, the upload and its extraction are not needed any more
-        shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
-        shutil.rmtree(upload.parent, ignore_errors=True)
+        discard_upload(job.pk, job.params)  # (a failed or cancelled import's: annotations.signals.remove_job_upload)
     return {"report_id": report.pk, **report.counts()}
 
 
@@ -84,7 +82,8 @@ def prepare_viewer(job: Job, series_ids: list[int]) -> dict:
 
 def start_viewer_preparation(series_ids: list[int], *, user=None, send: bool = True) -> Job:
     """Queue the viewer's data preparation for these scans (after commit)."""
-    return enqueue(prepare_viewer, params={"series_ids": sorted(series_ids)}, user=user, send=send)
+    return enqueue(prepare_viewer, params={"series_ids": sorted(series_ids)}, user=user, send=send,
+                   dataset=dataset_of_series(series_ids))
 
 
 def start_import(dataset: Dataset, path: str = "", *, labels_csv: str | None = None, zip_path: str | None = None,
@@ -97,7 +96,7 @@ def start_import(dataset: Dataset, path: str = "", *, labels_csv: str | None = N
               "labels_csv": location_for_task(labels_csv) if labels_csv else None,
               "zip_path": storage_name(zip_path) if zip_path else None,
               "source": str(source)[:1000] if source else "", "propose": propose}
-    return enqueue(import_studies, params=params, user=user, send=send)
+    return enqueue(import_studies, params=params, user=user, send=send, dataset=dataset)
 
 
 def start_proposals(*, dataset: Dataset | None = None, series_ids: list[int] | None = None, masks: str | None = None,
@@ -105,4 +104,5 @@ def start_proposals(*, dataset: Dataset | None = None, series_ids: list[int] | N
     """Queue a proposal job (after commit); ``send=False`` only makes the Job row, to run it in this process."""
     params = {"dataset_id": dataset.pk if dataset else None, "series_ids": list(series_ids or []) or None,
               "masks": location_for_task(masks) if masks else None}
-    return enqueue(propose_crops, params=params, user=user, send=send)
+    return enqueue(propose_crops, params=params, user=user, send=send,
+                   dataset=dataset or dataset_of_series(series_ids or []))

@@ -19,7 +19,7 @@ from .tasks import build_images_job
 def rebuild_images_on_box_change(sender, series: Series, **kwargs) -> None:
     params = rebuild_after_box_change(series)
     if params is not None:
-        enqueue(build_images_job, params=params)
+        enqueue(build_images_job, params=params, dataset=series.study.patient.dataset_id)
 
 
 def connect_to_store() -> None:

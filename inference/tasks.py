@@ -18,17 +18,14 @@ and the box proposals before step 1 are ``annotations.tasks``.
 """
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import JobCancelled, Progress, enqueue, job_task
 from adrenal_site.storage import local_path, storage_name
-from annotations.models import Dataset, Series
-from annotations.services.uploads import check_zip, extract_zip, new_upload_folder, save_stream, upload_dir
+from annotations.models import Dataset, Series, dataset_of_series
+from annotations.services.uploads import discard_upload, extract_zip, receive_upload, upload_dir
 
 from .models import Prediction, ReceivedStudy, TrainingRun
 from .services import demo, evaluation, images, prediction, runs, training
@@ -52,7 +49,8 @@ def build_images_job(job: Job, dataset_id: int | None = None, series_ids: list[i
 def start_images(*, dataset: Dataset | None = None, series_ids: list[int] | None = None,
                  use_proposed: bool = False, user=None) -> Job:
     return enqueue(build_images_job, user=user, params={"dataset_id": dataset.pk if dataset else None,
-                                                        "series_ids": series_ids, "use_proposed": use_proposed})
+                                                        "series_ids": series_ids, "use_proposed": use_proposed},
+                   dataset=dataset or dataset_of_series(series_ids or []))
 
 
 # ------------------------------------------------------------------------------------------- 2. training
@@ -93,7 +91,7 @@ def start_run(dataset: Dataset, preset: str, user=None, overrides: dict | None =
     """Queue a training run: ``train`` → ``train_fold`` × folds → ``train_aggregate``, then ``evaluate``.
     Raises ValueError (unknown preset, no labelled 2.5D images)."""
     with transaction.atomic():
-        job = enqueue(train_run_job, user=user, join=aggregate_run_job, then=evaluate_run_job)
+        job = enqueue(train_run_job, user=user, join=aggregate_run_job, then=evaluate_run_job, dataset=dataset)
         run = runs.create_run(dataset, preset, job, user=user, overrides=overrides, name=name)
         job.params = {"run_id": run.pk}
         job.save(update_fields=["params"])
@@ -115,7 +113,8 @@ def evaluate_run_job(job: Job, run_id: int, objective: str | None = None, top_k:
 
 
 def start_evaluation(run: TrainingRun, objective: str, user=None) -> Job:
-    return enqueue(evaluate_run_job, params={"run_id": run.pk, "objective": objective}, user=user)
+    return enqueue(evaluate_run_job, params={"run_id": run.pk, "objective": objective}, user=user,
+                   dataset=run.dataset_id)
 
 
 # ------------------------------------------------------------------------------------------- 4. verdicts
@@ -141,12 +140,11 @@ def predict_job(job: Job, run_id: int, series_id: int | None = None, path: str |
         study = upload
         if upload.suffix == ".zip":
             progress(2, "extracting the upload")
-            study = extract_zip(upload, upload_dir(job.pk) / "files", settings.ADRENAL_MAX_UPLOAD_BYTES * 4)
+            study = extract_zip(upload, upload_dir(job.pk) / "files")
         return prediction.predict_path(study, run, job=job, user=job.created_by, dataset=dataset, progress=progress,
                                        source=upload.name)
-    finally:
-        shutil.rmtree(upload_dir(job.pk), ignore_errors=True)
-        shutil.rmtree(upload.parent, ignore_errors=True)
+    finally:  # also done on any end of the job (annotations.signals.remove_job_upload): cancel, worker loss
+        discard_upload(job.pk, job.params)
 
 
 def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset_id=None, send: bool = True) -> Job:
@@ -158,26 +156,18 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
     if series_id:
         series = Series.objects.select_related("study__patient__dataset").get(
             pk=int(series_id), study__patient__dataset__in=datasets)
-        run = runs.resolve_run(run_id, series.study.patient.dataset)
-        return enqueue(predict_job, params={"series_id": series.pk, "run_id": run.pk}, user=user, send=send)
+        run = runs.resolve_run(run_id, series.study.patient.dataset, user=user)
+        return enqueue(predict_job, params={"series_id": series.pk, "run_id": run.pk}, user=user, send=send,
+                       dataset=series.study.patient.dataset_id)
     if upload is None:
         raise ValueError("send a series id or a file")
     dataset = datasets.filter(pk=dataset_id).first() if dataset_id else None
     if dataset_id and dataset is None:
         raise ValueError(f"dataset {dataset_id} not found")
-    run = runs.resolve_run(run_id, dataset)
-    folder = new_upload_folder()
-    target = folder / Path(upload.name).name
-    limit = int(settings.ADRENAL_MAX_UPLOAD_BYTES)
-    try:
-        save_stream(upload.chunks(), target, limit)
-        if target.suffix == ".zip":
-            check_zip(target, limit * 4)
-    except Exception:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    run = runs.resolve_run(run_id, dataset, user=user)
+    target = receive_upload(upload)
     params = {"path": storage_name(target), "run_id": run.pk, "dataset_id": dataset.pk if dataset else None}
-    return enqueue(predict_job, params=params, user=user, send=send)
+    return enqueue(predict_job, params=params, user=user, send=send, dataset=dataset)
 
 
 # ------------------------------------------------------------------------------------------- the demo
@@ -199,7 +189,7 @@ def demo_pipeline(job: Job, dataset_id: int, preset: str = "fast", overrides: di
 
 
 def start_demo_pipeline(dataset: Dataset, preset: str = "fast", user=None) -> Job:
-    return enqueue(demo_pipeline, params={"dataset_id": dataset.pk, "preset": preset}, user=user)
+    return enqueue(demo_pipeline, params={"dataset_id": dataset.pk, "preset": preset}, user=user, dataset=dataset)
 
 
 # ------------------------------------------------------------------------------------------- 5. the DICOM node
@@ -227,7 +217,7 @@ def dicom_study_job(job: Job, delivery_id: int) -> dict:
         for series in scans:
             if series.pk not in queued:
                 enqueue(predict_job, params={"series_id": series.pk, "run_id": run.pk}, user=job.created_by,
-                        parent=job)
+                        parent=job, dataset=dataset_of_series([series.pk]))
     progress(95, f"{len(scans)} scan(s) queued for a verdict with run {run.pk}")
     return {"delivery": delivery.pk, "scans": [s.pk for s in scans], "run": run.pk}
 
@@ -273,4 +263,6 @@ def start_dicom_study(delivery: ReceivedStudy, user=None, send: bool = True) -> 
 
 
 def start_dicom_send(prediction_id: int, user=None) -> Job:
-    return enqueue(dicom_send_job, params={"prediction_id": prediction_id}, user=user)
+    dataset = Prediction.objects.filter(pk=prediction_id).values_list("series__study__patient__dataset_id",
+                                                                      flat=True).first()
+    return enqueue(dicom_send_job, params={"prediction_id": prediction_id}, user=user, dataset=dataset)

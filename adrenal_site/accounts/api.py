@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
+
+from adrenal_site.parsers import SafeJSONParser
 
 from .throttle import TokenRateThrottle, seconds_blocked
 
@@ -14,6 +17,7 @@ class ObtainToken(ObtainAuthToken):
 
     permission_classes = [AllowAny]
     throttle_classes = [TokenRateThrottle]
+    parser_classes = [FormParser, MultiPartParser, SafeJSONParser]  # deep JSON is a 400 here too
     public = True  # the one endpoint open to anonymous users (it is the way in)
 
     def post(self, request, *args, **kwargs):

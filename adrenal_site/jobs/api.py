@@ -1,12 +1,12 @@
-"""Jobs through the API: every role may follow jobs it can see; leads cancel."""
+"""Jobs through the API: every role may follow the jobs it can see (``Job.objects.visible_to``: the jobs of
+datasets it is a member of and the ones it started; admins all); leads cancel those same jobs only."""
 from __future__ import annotations
 
-from django.db.models import Q
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from adrenal_site.roles import ADMIN, IsClinician, IsLead, has_role
+from adrenal_site.roles import IsClinician, IsLead
 
 from .models import Job
 from .runner import request_cancel
@@ -14,11 +14,8 @@ from .serializers import JobSerializer
 
 
 def jobs_visible_to(user):
-    """Admins and leads see all jobs; clinicians see the jobs they started."""
-    qs = Job.objects.select_related("created_by")
-    if has_role(user, "lead") or has_role(user, ADMIN):
-        return qs
-    return qs.filter(Q(created_by=user))
+    """``Job.objects.visible_to(user)`` with what the list shows (every list, page and action uses it)."""
+    return Job.objects.visible_to(user).select_related("created_by")
 
 
 class JobList(generics.ListAPIView):
@@ -46,7 +43,7 @@ class JobCancel(APIView):
     serializer_class = JobSerializer
 
     def post(self, request, pk: int):
-        job = generics.get_object_or_404(Job, pk=pk)
+        job = generics.get_object_or_404(jobs_visible_to(request.user), pk=pk)
         if not job.is_active:
             return Response({"detail": f"Job {pk} is already {job.status}."}, status=status.HTTP_409_CONFLICT)
         request_cancel(job)

@@ -9,6 +9,24 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from adrenal_site.roles import ADMIN, has_role
+
+
+class JobQuerySet(models.QuerySet):
+    def visible_to(self, user) -> JobQuerySet:
+        """The jobs ``user`` may see, follow and (with the lead role) cancel: admins every job; anyone else the
+        jobs of the datasets they are a member of (``dataset_id``) and the jobs they started themselves (an
+        upload they submitted). Jobs of no dataset (the DICOM node's deliveries, sends) are admins' and their
+        starter's. Anonymous users see none."""
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        if has_role(user, ADMIN):
+            return self
+        # ``user.datasets``: the membership the study store (annotations.Dataset.members) keeps; read through the
+        # user so this app imports nothing above it
+        member_of = user.datasets.values("pk") if hasattr(user, "datasets") else []
+        return self.filter(models.Q(dataset_id__in=member_of) | models.Q(created_by=user))
+
 
 class Job(models.Model):
     class Status(models.TextChoices):
@@ -49,10 +67,16 @@ class Job(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
+    dataset_id = models.PositiveIntegerField(
+        null=True, blank=True, db_index=True,
+        help_text="The dataset (annotations.Dataset id) the job works on: who may see it (JobQuerySet.visible_to). "
+                  "A plain id: jobs sit below the apps that own datasets.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

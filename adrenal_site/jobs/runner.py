@@ -11,6 +11,9 @@ The one state machine (``Job.Status``, transitions in ``Job.TRANSITIONS``), chan
 - **Continuation.** ``enqueue(..., then=task)`` queues ``task`` with the same params once the job succeeded.
 - **Cancel.** ``request_cancel(job)`` stops a job and its descendants: queued ones at once, running ones at
   their next progress report (``JobCancelled``), a parent waiting for children at once.
+- **End.** Every move into a finished state (succeeded, failed, cancelled, from any path) sends
+  ``job_ended(sender=Job, job=row)`` once the transaction commits: apps clean up after a job there (the store
+  removes the job's upload, ``annotations.services.uploads.discard_upload``).
 
 Tasks must be idempotent: with late acknowledgement a task interrupted by a dying worker is delivered again
 (or re-sent at worker start, see ``signals``).
@@ -30,6 +33,7 @@ from typing import Any
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import close_old_connections, connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from .models import Job
@@ -40,6 +44,8 @@ HEARTBEAT_SECONDS = 20
 STALE_AFTER = timedelta(minutes=10)
 MAX_ATTEMPTS = 3
 JobFn = Callable[..., dict | None]
+
+job_ended = Signal()  # job_ended(sender=Job, job=Job): the job reached a finished state (after commit)
 
 
 class JobCancelled(Exception):
@@ -100,7 +106,15 @@ def _move(job: Job, status: str, **fields: Any) -> bool:
     for key, value in fields.items():
         setattr(job, key, value)
     job.save(update_fields=list(fields))
+    if status in Job.FINISHED:
+        transaction.on_commit(functools.partial(_announce_end, job.pk), robust=True)
     return True
+
+
+def _announce_end(job_id: int) -> None:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is not None:
+        job_ended.send_robust(sender=Job, job=job)
 
 
 def finish(job: Job, status: str, *, message: str = "", error: str = "", result: dict | None = None) -> bool:
@@ -117,7 +131,7 @@ def finish(job: Job, status: str, *, message: str = "", error: str = "", result:
         row = Job.objects.select_for_update().get(pk=job.pk)
         moved = _move(row, status, **fields)
         if moved and status == Job.Status.SUCCEEDED and row.then_task:
-            _enqueue_name(row.then_task, params=row.params, user=row.created_by, parent=None)
+            _enqueue_name(row.then_task, params=row.params, user=row.created_by, parent=None, dataset=row.dataset_id)
     for key in ("status", "message", "error", "result", "progress", "finished_at", "awaiting_children"):
         setattr(job, key, getattr(row, key))
     if moved and row.parent_id:
@@ -153,7 +167,8 @@ def settle(job_id: int) -> None:
                 message = (join.message if join else "") or "done"
                 _move(parent, Job.Status.SUCCEEDED, message=message, result=result)
                 if parent.then_task:
-                    _enqueue_name(parent.then_task, params=parent.params, user=parent.created_by, parent=None)
+                    _enqueue_name(parent.then_task, params=parent.params, user=parent.created_by, parent=None,
+                                  dataset=parent.dataset_id)
     if cancel_siblings:
         request_cancel(parent)
     if parent.parent_id and parent.status in Job.FINISHED:
@@ -253,24 +268,29 @@ def job_task(kind: str, *, queue: str = "cpu", name: str | None = None) -> Calla
 
 
 def enqueue(task, *, params: dict | None = None, user=None, parent: Job | None = None, join=None, then=None,
-            kind: str | None = None, send: bool = True) -> Job:
+            kind: str | None = None, send: bool = True, dataset=None) -> Job:
     """Create a queued Job of ``task`` and send it once the surrounding transaction commits.
 
     ``join``/``then``: tasks for fan-in and continuation (module docstring). ``send=False`` only creates the
-    row, for ``run_now`` in this process (commands with ``--sync``)."""
+    row, for ``run_now`` in this process (commands with ``--sync``). ``dataset`` (a Dataset or its id; default:
+    the parent's) is the dataset the job works on: its members see the job (``Job.objects.visible_to``)."""
+    dataset_id = getattr(dataset, "pk", dataset)
+    if dataset_id is None and parent is not None:
+        dataset_id = parent.dataset_id
     job = Job.objects.create(
         kind=kind or task.kind, task_name=task.name, queue=task.queue_name, params=params or {},
         created_by=user if getattr(user, "is_authenticated", False) else None, parent=parent,
         join_task=join.name if join is not None else "", then_task=then.name if then is not None else "",
+        dataset_id=dataset_id,
     )
     if send:
         transaction.on_commit(lambda: send_job(job))
     return job
 
 
-def _enqueue_name(task_name: str, *, params: dict, user, parent: Job | None) -> Job:
-    """Queue a registered task by name (joins and continuations recorded on a Job)."""
-    return enqueue(current_app.tasks[task_name], params=params, user=user, parent=parent)
+def _enqueue_name(task_name: str, *, params: dict, user, parent: Job | None, dataset=None) -> Job:
+    """Queue a registered task by name (joins and continuations recorded on a Job; they keep its dataset)."""
+    return enqueue(current_app.tasks[task_name], params=params, user=user, parent=parent, dataset=dataset)
 
 
 def run_now(task, job: Job) -> Job:

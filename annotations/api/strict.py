@@ -68,3 +68,52 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class IdField(serializers.IntegerField):
+    """A row id: a whole JSON number, or its decimal digits as text (forms and query strings send text); never a
+    boolean, a fraction, ``1e400`` or a number past the database's integer range."""
+
+    default_error_messages = {"invalid": "expected an id (a whole number)"}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_INT)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        if isinstance(data, str):
+            text = data.strip()
+            if not text.isascii() or not text.isdigit() or len(text) > 12:
+                self.fail("invalid")
+            data = int(text)
+        if not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QueryFloatField(serializers.FloatField):
+    """A finite number from a query string (``?value=0.3``); ``nan``, ``inf`` and ``1e400`` are refused."""
+
+    default_error_messages = {"invalid": "expected a finite number"}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        try:
+            value = float(data)
+        except (TypeError, ValueError, OverflowError):
+            self.fail("invalid")
+        if not math.isfinite(value):
+            self.fail("invalid")
+        return value
+
+
+def query(serializer_class, request, **context):
+    """The validated query parameters of ``request`` through ``serializer_class``; a 400 naming the field
+    otherwise (``ValidationError``)."""
+    s = serializer_class(data=request.query_params.dict(), context=context)
+    s.is_valid(raise_exception=True)
+    return s.validated_data

@@ -2,7 +2,7 @@
 from .boxes import CropBox, CropBoxVersion
 from .datasets import Dataset, Patient, Study
 from .findings import Gland, SideFinding, SideFindingVersion
-from .imaging import Series, SourceInstance, Volume
+from .imaging import Series, SourceInstance, Volume, dataset_of_series
 from .imports import ImportItem, ImportReport
 from .labels import Label
 
@@ -21,4 +21,5 @@ __all__ = [
     "SourceInstance",
     "Study",
     "Volume",
+    "dataset_of_series",
 ]

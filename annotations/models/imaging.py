@@ -103,3 +103,11 @@ class SourceInstance(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "key"], name="uniq_instance_key")]
+
+
+def dataset_of_series(series_ids) -> int | None:
+    """The dataset id of the first of ``series_ids`` (the dataset a job over those scans works on), or None."""
+    ids = list(series_ids or [])
+    if not ids:
+        return None
+    return Series.objects.filter(pk__in=ids).order_by("pk").values_list("study__patient__dataset_id", flat=True).first()

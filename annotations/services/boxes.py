@@ -11,6 +11,7 @@ version, each saved as a new version (nothing is ever deleted), so undo and redo
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,19 @@ class BoxInvalid(ValueError):
         self.message = message
 
 
+def _is_number(v) -> bool:
+    """A real number: int, float or a numpy number, never a bool, a string or a container."""
+    return isinstance(v, (numbers.Real, np.number)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_version(field: str, value) -> None:
+    """A version is a whole number >= 0 (``True`` is not 1, ``5.9`` is not 5); ``BoxInvalid`` otherwise."""
+    if value is None:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise BoxInvalid(field, f"expected a whole number >= 0, not {value!r}"[:200])
+
+
 def max_side_mm() -> float:
     """The longest side a box may have, mm (``settings.ADRENAL_MAX_BOX_SIDE_MM``, default 200)."""
     return float(getattr(settings, "ADRENAL_MAX_BOX_SIDE_MM", MAX_BOX_SIDE_MM))
@@ -59,11 +73,18 @@ def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]
     the volume (its voxel cells, i.e. the voxel centres' extent widened by half a voxel)."""
     lo, hi = [], []
     for name, values, out in (("lps_min", lps_min, lo), ("lps_max", lps_max, hi)):
-        try:
-            out.extend(float(v) for v in values)
-        except (TypeError, ValueError):
-            raise BoxInvalid(name, "expected [x, y, z] in mm") from None
-        if len(out) != 3 or not all(np.isfinite(out)):
+        if isinstance(values, (str, bytes, dict)) or not isinstance(values, (Sequence, np.ndarray)):
+            raise BoxInvalid(name, f"expected a list [x, y, z] of numbers in mm, not {type(values).__name__}")
+        if len(values) != 3:
+            raise BoxInvalid(name, f"expected three numbers [x, y, z] in mm, got {len(values)}")
+        for v in values:
+            if not _is_number(v):
+                raise BoxInvalid(name, f"expected numbers [x, y, z] in mm, not {type(v).__name__} {v!r}"[:200])
+            try:
+                out.append(float(v))
+            except OverflowError:
+                out.append(float("inf"))
+        if not all(np.isfinite(out)):
             raise BoxInvalid(name, "expected three finite numbers [x, y, z] in mm")
     for a in range(3):
         if lo[a] > hi[a]:
@@ -107,6 +128,8 @@ def save_box(
     (``Series.uncovered_sides``) takes that side off the list."""
     if side not in CropBox.Side.values:
         raise ValueError(f"side must be R or L, not {side!r}")
+    _check_version("version", expected_version)
+    _check_version("restore", restored_from)
     box_mm = check_box(series, lps_min, lps_max)
     affine, shape = np.asarray(series.volume.affine, float), series.volume.shape
     vox_min, vox_max = box_to_voxels(affine, shape, box_mm)
@@ -184,6 +207,8 @@ def restore_box(series: Series, side: str, version: int, *, user=None, expected_
                 action: str = CropBoxVersion.Action.RESTORE) -> CropBox:
     """Save the box as it was at ``version`` (its coordinates, status and source) as a new version.
     ``LookupError`` when the box or that version does not exist; ``VersionConflict`` as ``save_box``."""
+    _check_version("restore", version)
+    _check_version("version", expected_version)
     box = CropBox.objects.filter(series=series, side=side).first()
     old = CropBoxVersion.objects.filter(box=box, version=version).first() if box else None
     if old is None:
@@ -195,6 +220,7 @@ def restore_box(series: Series, side: str, version: int, *, user=None, expected_
 
 def undo_box(series: Series, side: str, *, user=None, expected_version: int) -> CropBox:
     """Go back to the state the current one was made from. ``LookupError`` when there is nothing to undo."""
+    _check_version("version", expected_version)
     box = CropBox.objects.filter(series=series, side=side).first()
     if box is not None and box.version != expected_version:
         raise VersionConflict(box)
@@ -207,6 +233,7 @@ def undo_box(series: Series, side: str, *, user=None, expected_version: int) -> 
 
 def redo_box(series: Series, side: str, *, user=None, expected_version: int) -> CropBox:
     """Go forward to the newest edit made from the current state. ``LookupError`` when there is nothing to redo."""
+    _check_version("version", expected_version)
     box = CropBox.objects.filter(series=series, side=side).first()
     if box is not None and box.version != expected_version:
         raise VersionConflict(box)

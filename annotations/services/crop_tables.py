@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,19 @@ class ImportResult:
         return {"imported": self.imported, "failed": self.failed}
 
 
+def _index(row: dict, column: str) -> int:
+    """A voxel index from a crop-table cell: a whole number written as ``12`` or ``12.0``; ValueError naming the
+    column for text, fractions (``5.9`` is not 5), ``nan``, ``inf`` and numbers too large for a volume."""
+    raw = (row.get(column) or "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{column} must be a whole number, not {raw[:40]!r}") from None
+    if not math.isfinite(value) or not value.is_integer() or abs(value) > 2**31:
+        raise ValueError(f"{column} must be a whole number, not {raw[:40]!r}")
+    return int(value)
+
+
 def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, status: str = CropBox.Status.CONFIRMED,
                     user=None) -> ImportResult:
     """Read an original crop table into boxes of the matching series; a bad row is reported, the rest go on."""
@@ -129,10 +143,7 @@ def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, sta
                 affine, shape = grid_of(series, name)
                 size_ijk = list(reversed(shape))
                 for axis, size in zip("xyz", size_ijk):
-                    try:
-                        a, b = int(float(row[f"crop_{axis}_min"])), int(float(row[f"crop_{axis}_max"]))
-                    except (TypeError, ValueError):
-                        raise ValueError(f"crop_{axis}_min/max must be integers") from None
+                    a, b = _index(row, f"crop_{axis}_min"), _index(row, f"crop_{axis}_max")
                     if not 0 <= a < b <= size:
                         raise ValueError(f"crop_{axis} {a}:{b} is empty or outside the volume (0:{size})")
                     lo.append(a)

@@ -1,17 +1,26 @@
-"""Zip uploads: streamed to disk under a size limit, checked, and extracted without leaving their folder."""
+"""Uploads, the one path for the store's zip import and the prediction upload: streamed to disk under
+``ADRENAL_MAX_UPLOAD_BYTES`` (:class:`LimitedUploadHandler` stops reading past it, :func:`receive_upload`
+saves and checks), zips checked before they are queued (:func:`check_zip`: entry count, declared expanded size,
+expansion ratio, no absolute/``..`` paths, no links), extracted only inside the job (:func:`extract_zip`, which
+counts the bytes really written), and removed when the job ends, whether it succeeded, failed or was cancelled
+(:func:`discard_upload`, connected to ``adrenal_site.jobs.runner.job_ended``)."""
 from __future__ import annotations
 
 import shutil
+import stat
 import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
-from adrenal_site.storage import local_path
+from adrenal_site.storage import local_path, resolve_location
 from inference.ml.atomic import atomic_path
 
 MAX_ENTRIES = 200_000
+MAX_RATIO = 100  # default for settings.ADRENAL_MAX_ZIP_RATIO: expanded bytes per archive byte (CT zips: 1-10)
+EXPAND_FACTOR = 4  # an archive may expand to this many times ADRENAL_MAX_UPLOAD_BYTES
 
 
 class UploadRefused(Exception):
@@ -49,9 +58,27 @@ def save_stream(chunks, dest: Path, max_bytes: int) -> int:
     return size
 
 
-def check_zip(path: Path, max_bytes: int) -> list[zipfile.ZipInfo]:
-    """The members of a zip upload; refuses non-zip files, absolute or ``..`` entries, and archives that
-    would expand beyond ``max_bytes``."""
+def max_upload_bytes() -> int:
+    """The largest upload accepted, bytes (``settings.ADRENAL_MAX_UPLOAD_BYTES``)."""
+    return int(settings.ADRENAL_MAX_UPLOAD_BYTES)
+
+
+def max_expanded_bytes() -> int:
+    """The most a zip upload may expand to, bytes (``EXPAND_FACTOR`` x the upload limit)."""
+    return max_upload_bytes() * EXPAND_FACTOR
+
+
+def max_ratio() -> float:
+    return float(getattr(settings, "ADRENAL_MAX_ZIP_RATIO", MAX_RATIO))
+
+
+def check_zip(path: Path, max_bytes: int | None = None, ratio: float | None = None) -> list[zipfile.ZipInfo]:
+    """The members of a zip upload; ``UploadRefused`` (with the reason) for non-zip or damaged files, more
+    than ``MAX_ENTRIES`` entries, absolute or ``..`` entries, symbolic links, archives that declare more than
+    ``max_bytes`` (default :func:`max_expanded_bytes`) expanded, or that expand more than ``ratio`` times
+    their own size (default ``ADRENAL_MAX_ZIP_RATIO``, 100: a zip bomb)."""
+    max_bytes = max_expanded_bytes() if max_bytes is None else max_bytes
+    ratio = max_ratio() if ratio is None else ratio
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as fh:
             head = fh.read(132)
@@ -75,14 +102,24 @@ def check_zip(path: Path, max_bytes: int) -> list[zipfile.ZipInfo]:
             f"the zip has {len(bad)} entr{'y' if len(bad) == 1 else 'ies'} with an absolute path or '..' "
             f"(e.g. {bad[0]!r}); nothing was imported"
         )
+    links = [m.filename for m in members if stat.S_ISLNK(m.external_attr >> 16)]
+    if links:
+        raise UploadRefused(f"the zip has {len(links)} symbolic link(s) (e.g. {links[0]!r}); links are not accepted")
     total = sum(m.file_size for m in members)
     if total > max_bytes:
         raise UploadRefused(f"the zip expands to {total / 1024**2:.0f} MB, over the limit of {max_bytes / 1024**2:.0f} MB")
+    size = max(path.stat().st_size, 1)
+    if total / size > ratio:
+        raise UploadRefused(f"the zip expands {total / size:.0f} times its size ({size / 1024**2:.1f} MB to "
+                            f"{total / 1024**2:.0f} MB), over the limit of {ratio:g} times; refused as a zip bomb")
     return members
 
 
-def extract_zip(path: Path, dest: Path, max_bytes: int) -> Path:
-    """Extract a checked zip into ``dest`` (emptied first, so a rerun extracts the same tree)."""
+def extract_zip(path: Path, dest: Path, max_bytes: int | None = None) -> Path:
+    """Extract a checked zip into ``dest`` (emptied first, so a rerun extracts the same tree); stops with
+    ``UploadRefused`` once more than ``max_bytes`` (default :func:`max_expanded_bytes`) were really written,
+    whatever the entries declare. Run it in the job, never in a web request."""
+    max_bytes = max_expanded_bytes() if max_bytes is None else max_bytes
     members = check_zip(path, max_bytes)
     if dest.exists():
         shutil.rmtree(dest)
@@ -106,12 +143,79 @@ def extract_zip(path: Path, dest: Path, max_bytes: int) -> Path:
     return dest
 
 
+def uploads_root() -> Path:
+    """``uploads/`` of the shared storage on this host."""
+    return local_path("uploads")
+
+
 def new_upload_folder() -> Path:
-    """A fresh folder under ``uploads/`` in the shared storage for one upload (removed by the job that consumes
-    it); jobs refer to what is saved there by its storage name (``adrenal_site.storage.storage_name``)."""
+    """A fresh folder under ``uploads/`` in the shared storage for one upload (removed when the job that consumes
+    it ends); jobs refer to what is saved there by its storage name (``adrenal_site.storage.storage_name``)."""
     folder = local_path(f"uploads/{uuid.uuid4().hex}")
     folder.mkdir(parents=True)
     return folder
+
+
+def limit_request(request) -> None:
+    """Put :class:`LimitedUploadHandler` first on a Django request before its body is read (the store's import
+    page and the prediction API), so an upload over the limit is never written whole; the view then finds
+    ``request.upload_refused`` set."""
+    request.upload_handlers.insert(0, LimitedUploadHandler(request, max_upload_bytes()))
+
+
+def declared_too_large(request) -> str | None:
+    """The refusal for a request whose Content-Length is over the upload limit (plus 1 MB for the form's
+    other fields), else None: checked before the body is read."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return "Content-Length is not a number"
+    if length > max_upload_bytes() + 1024**2:
+        return f"upload of {length / 1024**2:.0f} MB is over the limit of {max_upload_bytes() / 1024**2:.0f} MB"
+    return None
+
+
+def receive_upload(uploaded, *, name: str | None = None, folder: Path | None = None, zip_only: bool = False) -> Path:
+    """Save one uploaded file (a Django ``UploadedFile``) under a fresh upload folder (or ``folder``) as
+    ``name`` (default: the upload's own base name) under the size limit; a ``.zip`` is checked with
+    :func:`check_zip` (nothing is extracted here). Returns the saved path. ``UploadRefused`` with the reason;
+    the folder is removed on refusal."""
+    own = folder is None
+    folder = new_upload_folder() if own else folder
+    target = folder / Path(name or getattr(uploaded, "name", "") or "upload").name
+    try:
+        if zip_only and target.suffix.lower() != ".zip":
+            raise UploadRefused(f"{target.name}: upload a .zip")
+        save_stream(uploaded.chunks(), target, max_upload_bytes())
+        if target.suffix.lower() == ".zip":
+            check_zip(target)
+    except BaseException:
+        if own:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def discard_upload(job_id: int, params: dict) -> list[Path]:
+    """Remove what a job's upload left: its extraction folder (:func:`upload_dir`) and the upload folders of
+    the paths in ``params`` (``zip_path``, ``path``, ``labels_csv``) that lie under ``MEDIA_ROOT/uploads/``
+    (a path elsewhere, e.g. a folder an admin imports from, is never touched). Returns what was removed."""
+    root = uploads_root().resolve()
+    removed = []
+    candidates = [upload_dir(job_id)]
+    for key in ("zip_path", "path", "labels_csv"):
+        value = params.get(key) if isinstance(params, dict) else None
+        if isinstance(value, str) and value:
+            p = resolve_location(value).resolve()  # a storage name (or an absolute path outside the store)
+            if p.is_relative_to(root) and p != root:
+                candidates.append(root / p.relative_to(root).parts[0])  # the upload's own folder
+    for folder in candidates:
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def upload_dir(job_id: int) -> Path:

@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -24,7 +23,7 @@ from adrenal_site.roles import ADMIN, CLINICIAN, has_role, role_required
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series
 from ..services.importer import apply_series_rule
 from ..services.stats import dataset_counts
-from ..services.uploads import LimitedUploadHandler, UploadRefused, check_zip, new_upload_folder, save_stream
+from ..services.uploads import UploadRefused, limit_request, max_upload_bytes, receive_upload
 from ..tasks import start_import
 
 
@@ -95,14 +94,14 @@ def _refuse(request, dataset, form, message: str, status: int = 400) -> HttpResp
 
 
 def _limit() -> int:
-    return int(settings.ADRENAL_MAX_UPLOAD_BYTES)
+    return max_upload_bytes()
 
 
 @role_required(ADMIN)
 @csrf_exempt  # only so the size-limiting upload handler goes in before the body is read; CSRF is checked below
 def dataset_import(request, pk: int):
     """Upload a zip; it is streamed to disk (stopped past the size limit), checked, then imported by a cpu job."""
-    request.upload_handlers.insert(0, LimitedUploadHandler(request, _limit()))
+    limit_request(request)
     return _dataset_import(request, pk)
 
 
@@ -121,21 +120,20 @@ def _dataset_import(request, pk: int):
         return _refuse(request, dataset, UploadForm(), request.upload_refused, status=413)
     if not form.is_valid():
         return _refuse(request, dataset, form, "choose a .zip of the study folders or a .nii/.nii.gz file to upload")
-    folder = new_upload_folder()
     archive = form.cleaned_data["archive"]
-    zip_path = folder / "upload.zip"
     try:
         if archive.name.lower().endswith(NIFTI_SUFFIXES):
-            _nifti_as_zip(archive, zip_path)
+            zip_path = _nifti_as_zip(receive_upload(archive, name=_nifti_name(archive.name)))
         else:
-            save_stream(archive.chunks(), zip_path, _limit())
-        check_zip(zip_path, _limit() * 4)
+            zip_path = receive_upload(archive, name="upload.zip")
         labels_path = None
         if form.cleaned_data.get("labels"):
-            labels_path = folder / "labels.csv"
-            save_stream(form.cleaned_data["labels"].chunks(), labels_path, 16 * 1024**2)
+            try:
+                labels_path = receive_upload(form.cleaned_data["labels"], name="labels.csv", folder=zip_path.parent)
+            except BaseException:
+                shutil.rmtree(zip_path.parent, ignore_errors=True)
+                raise
     except UploadRefused as exc:
-        shutil.rmtree(folder, ignore_errors=True)
         return _refuse(request, dataset, form, f"{archive.name}: {exc}")
     with transaction.atomic():
         job = start_import(dataset, zip_path=str(zip_path), labels_csv=str(labels_path) if labels_path else None,
@@ -145,22 +143,31 @@ def _dataset_import(request, pk: int):
     return redirect("store-import-report", pk=report.pk)
 
 
-def _nifti_as_zip(upload, zip_path: Path) -> None:
-    """A bare NIfTI upload stored as a one-file zip, so it takes the zip path of the import job (extraction in
-    the job, upload removed after); refuses a file that is not a NIfTI-1/2 (gzipped for .nii.gz)."""
-    name = re.sub(r"[^\w.-]+", "_", Path(upload.name).name).lstrip(".") or "scan.nii.gz"
-    raw = zip_path.parent / name
-    save_stream(upload.chunks(), raw, _limit())
+def _nifti_name(name: str) -> str:
+    """A safe base name for an uploaded NIfTI (markup, separators and leading dots replaced)."""
+    return re.sub(r"[^\w.-]+", "_", Path(name).name).lstrip(".") or "scan.nii.gz"
+
+
+def _nifti_as_zip(raw: Path) -> Path:
+    """A bare NIfTI upload (saved by ``receive_upload``) stored as a one-file ``upload.zip`` beside it, so it
+    takes the zip path of the import job (extraction in the job, upload removed after); refuses a file that is
+    not a NIfTI-1/2 (gzipped for .nii.gz) with ``UploadRefused``, removing the upload's folder."""
+    zip_path = raw.parent / "upload.zip"
     try:
-        with (gzip.open(raw, "rb") if name.lower().endswith(".gz") else open(raw, "rb")) as fh:
-            head = fh.read(4)
-    except (OSError, EOFError) as exc:
-        raise UploadRefused(f"not a gzipped NIfTI ({exc})") from exc
-    if len(head) < 4 or {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]}.isdisjoint({348, 540}):
-        raise UploadRefused("not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.write(raw, arcname=name)
+        try:
+            with (gzip.open(raw, "rb") if raw.name.lower().endswith(".gz") else open(raw, "rb")) as fh:
+                head = fh.read(4)
+        except (OSError, EOFError) as exc:
+            raise UploadRefused(f"not a gzipped NIfTI ({exc})") from exc
+        if len(head) < 4 or {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]}.isdisjoint({348, 540}):
+            raise UploadRefused("not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.write(raw, arcname=raw.name)
+    except BaseException:
+        shutil.rmtree(raw.parent, ignore_errors=True)
+        raise
     raw.unlink()
+    return zip_path
 
 
 @role_required(ADMIN)

@@ -12,14 +12,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.roles import IsClinician, IsLead
+from annotations.api.strict import query
 from annotations.models import Series
-from annotations.services.uploads import UploadRefused
+from annotations.services.uploads import UploadRefused, declared_too_large, limit_request
 from inference.ml import metrics as M
 from inference.ml.operating_value import parse_objective
 
 from ..models import Evaluation, Prediction, TrainingRun
 from ..services.evaluation import metrics_at, prevalence_at, reading_aids
 from ..tasks import start_evaluation, submit_prediction
+from .serializers import (CurvesQuery, EvaluationStart, PredictionQuery, PredictionSubmission, PrevalenceQuery,
+                          ThresholdQuery)
 from .runs import visible_runs
 
 SCAN_SORT_KEYS = ("probability", "fraction", "patient", "series_uid", "verdict", "label", "outcome")
@@ -28,18 +31,6 @@ OUTCOME_ORDER = {"fn": 0, "fp": 1, "tp": 2, "tn": 3}
 
 def visible_evaluations(user):
     return Evaluation.objects.visible_to(user).select_related("run")
-
-
-def _float_param(request, name: str, default: float | None = None) -> float:
-    raw = request.query_params.get(name)
-    if raw is None:
-        if default is None:
-            raise ValidationError({name: "required"})
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValidationError({name: f"not a number: {raw!r}"}) from exc
 
 
 def evaluation_summary(ev: Evaluation) -> dict:
@@ -64,7 +55,9 @@ class RunEvaluations(APIView):
 
     def post(self, request, pk: int):
         run = get_object_or_404(visible_runs(request.user), pk=pk)
-        objective = request.data.get("objective") or run.objective or "accuracy"
+        form = EvaluationStart(data=request.data if isinstance(request.data, dict) else {"objective": request.data})
+        form.is_valid(raise_exception=True)
+        objective = form.validated_data.get("objective") or run.objective or "accuracy"
         try:
             objective = str(parse_objective(objective))
         except ValueError as exc:
@@ -135,12 +128,12 @@ class EvaluationThreshold(APIView):
 
     def get(self, request, pk: int):
         ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
-        value = _float_param(request, "value", ev.operating_value)
+        q = query(ThresholdQuery, request, aggregators=list(ev.result.get("aggregators", {})))
+        value = q.get("value", ev.operating_value)
         try:
-            return Response(metrics_at(ev, value, request.query_params.get("level", "scan"),
-                                       request.query_params.get("aggregator", "fraction")))
+            return Response(metrics_at(ev, value, q["level"], q["aggregator"]))
         except ValueError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+            raise ValidationError({"value": str(exc)}) from exc
 
 
 class EvaluationPrevalence(APIView):
@@ -153,11 +146,8 @@ class EvaluationPrevalence(APIView):
 
     def get(self, request, pk: int):
         ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
-        prevalence = _float_param(request, "prevalence", M.DEFAULT_PREVALENCE)
-        value = _float_param(request, "value") if request.query_params.get("value") is not None else None
-        aggregator = request.query_params.get("aggregator") or None
-        if aggregator is not None and aggregator not in ev.result.get("aggregators", {}):
-            raise ValidationError({"aggregator": f"unknown aggregator {aggregator!r}"})
+        q = query(PrevalenceQuery, request, aggregators=list(ev.result.get("aggregators", {})))
+        prevalence, value, aggregator = q.get("prevalence", M.DEFAULT_PREVALENCE), q.get("value"), q.get("aggregator")
         try:
             return Response(prevalence_at(ev, prevalence, value, aggregator))
         except ValueError as exc:
@@ -171,16 +161,11 @@ class EvaluationCurves(APIView):
 
     def get(self, request, pk: int):
         ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
-        level = request.query_params.get("level", "scan")
-        aggregator = request.query_params.get("aggregator", "fraction")
-        if level == "scan":
-            doc = ev.result.get("aggregators", {}).get(aggregator)
-            if doc is None:
-                raise ValidationError({"aggregator": f"unknown aggregator {aggregator!r}"})
-        elif level in ("image", "patient"):
-            doc = ev.result[level]
-        else:
-            raise ValidationError({"level": "image, scan or patient"})
+        q = query(CurvesQuery, request, aggregators=list(ev.result.get("aggregators", {})))
+        level, aggregator = q["level"], q["aggregator"]
+        doc = ev.result.get("aggregators", {}).get(aggregator) if level == "scan" else ev.result.get(level)
+        if not isinstance(doc, dict):
+            raise ValidationError({"level": f"this evaluation has no {level} curves"})
         return Response({"level": level, "aggregator": aggregator, "operating_value": doc.get("operating_value",
                          doc.get("threshold")), "roc": doc.get("roc"), "threshold_curve": doc.get("threshold_curve")})
 
@@ -225,17 +210,35 @@ class PredictionList(APIView):
 
     def get(self, request):
         qs = visible_predictions(request.user)
-        for field in ("series", "run"):
-            if request.query_params.get(field):
-                qs = qs.filter(**{f"{field}_id": request.query_params[field]})
+        for field, value in query(PredictionQuery, request).items():
+            qs = qs.filter(**{f"{field}_id": value})
         return Response([_prediction_doc(p) for p in qs[:500]])
 
+    def initialize_request(self, request, *args, **kwargs):
+        if request.method == "POST":  # before authentication reads the body (CSRF): stop past the size limit
+            limit_request(request)
+        return super().initialize_request(request, *args, **kwargs)
+
     def post(self, request):
+        refused = declared_too_large(request)
+        if not refused:
+            request.data  # noqa: B018 - parsed here, through the size-limiting handler
+            refused = getattr(request._request, "upload_refused", None)
+        if refused:
+            return Response({"file": [refused]}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        if not isinstance(request.data, dict):
+            raise ValidationError({"detail": "expected an object with series, or a multipart file"})
+        form = PredictionSubmission(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
         try:
-            job = submit_prediction(request.user, series_id=request.data.get("series"),
-                                    run_id=request.data.get("run"), upload=request.FILES.get("file"),
-                                    dataset_id=request.data.get("dataset"))
-        except (ValueError, UploadRefused, Series.DoesNotExist, TrainingRun.DoesNotExist) as exc:
+            job = submit_prediction(request.user, series_id=data.get("series"), run_id=data.get("run"),
+                                    upload=data.get("file"), dataset_id=data.get("dataset"))
+        except Series.DoesNotExist as exc:
+            raise ValidationError({"series": f"no scan {data.get('series')} you may see"}) from exc
+        except UploadRefused as exc:
+            raise ValidationError({"file": str(exc)}) from exc
+        except (ValueError, TrainingRun.DoesNotExist) as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 

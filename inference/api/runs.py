@@ -12,7 +12,7 @@ from annotations.models import Dataset
 from ..models import TrainingRun
 from ..services.runs import cancel_run, promote
 from ..tasks import start_run
-from .serializers import TrainingRunSerializer
+from .serializers import RunStartSerializer, TrainingRunSerializer
 
 
 def run_document(run: TrainingRun) -> dict:
@@ -52,13 +52,12 @@ class RunStart(APIView):
     permission_classes = [IsLead]
 
     def post(self, request):
-        dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=request.data.get("dataset"))
-        overrides = request.data.get("overrides") or {}
-        if not isinstance(overrides, dict):
-            return Response({"detail": "overrides must be an object"}, status=400)
+        form = RunStartSerializer(data=request.data if isinstance(request.data, dict) else {"dataset": None})
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=data["dataset"])
         try:
-            run = start_run(dataset, str(request.data.get("preset", "fast")), request.user, overrides,
-                            name=str(request.data.get("name", ""))[:200])
+            run = start_run(dataset, data["preset"], request.user, data["overrides"], name=data["name"])
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=400)
         return Response(run_document(run), status=201)

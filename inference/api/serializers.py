@@ -1,5 +1,8 @@
 from rest_framework import serializers
 
+from annotations.api.strict import IdField, QueryFloatField, StrictCharField
+
+from ..ml.presets import PRESETS
 from ..models import TrainingRun
 
 
@@ -12,3 +15,66 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = ["id", "dataset", "name", "preset", "status", "stage", "config", "pretrained", "version", "promoted",
                   "operating_value", "objective", "created_at", "finished_at"]
+
+
+class PredictionQuery(serializers.Serializer):
+    """``GET /api/predictions/?series=&run=``."""
+
+    series = IdField(required=False)
+    run = IdField(required=False)
+
+
+class PredictionSubmission(serializers.Serializer):
+    """``POST /api/predictions/``: ``series`` (a stored scan) or a multipart ``file`` (NIfTI, or a zip of a
+    DICOM series) with ``dataset``; ``run`` defaults to the dataset's promoted model."""
+
+    series = IdField(required=False, allow_null=True)
+    run = IdField(required=False, allow_null=True)
+    dataset = IdField(required=False, allow_null=True)
+    file = serializers.FileField(required=False, allow_empty_file=False)
+
+
+class RunStartSerializer(serializers.Serializer):
+    """``POST /api/runs/start/``."""
+
+    dataset = IdField()
+    preset = serializers.ChoiceField(choices=list(PRESETS), default="fast")
+    overrides = serializers.DictField(required=False, default=dict)
+    name = StrictCharField(required=False, allow_blank=True, max_length=200, default="")
+
+
+class ThresholdQuery(serializers.Serializer):
+    """``GET /api/evaluations/<id>/threshold/?value=&level=&aggregator=``."""
+
+    value = QueryFloatField(required=False)
+    level = serializers.ChoiceField(choices=["scan", "patient"], default="scan")
+    aggregator = serializers.CharField(default="fraction", max_length=64)
+
+    def validate_aggregator(self, value: str) -> str:
+        known = self.context.get("aggregators")
+        if known is not None and value not in known:
+            raise serializers.ValidationError(f"unknown aggregator {value!r}; one of {', '.join(known) or 'none'}")
+        return value
+
+
+class PrevalenceQuery(serializers.Serializer):
+    """``GET /api/evaluations/<id>/prevalence/?prevalence=&value=&aggregator=`` (aggregator: the run's if absent)."""
+
+    prevalence = QueryFloatField(required=False)
+    value = QueryFloatField(required=False)
+    aggregator = serializers.CharField(required=False, max_length=64)
+
+    def validate_aggregator(self, value: str) -> str:
+        return ThresholdQuery.validate_aggregator(self, value)
+
+
+class CurvesQuery(ThresholdQuery):
+    """``GET /api/evaluations/<id>/curves/?level=image|scan|patient&aggregator=``."""
+
+    level = serializers.ChoiceField(choices=["image", "scan", "patient"], default="scan")
+
+
+class EvaluationStart(serializers.Serializer):
+    """``POST /api/runs/<id>/evaluations/``: ``{"objective": "accuracy" | "youden" | "sensitivity>=0.95"}``."""
+
+    objective = StrictCharField(required=False, allow_blank=True, max_length=32)

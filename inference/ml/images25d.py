@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from .geometry import Box, lps_to_voxel
+from .limits import check_voxels
 from .volume import Volume
 
 HU_WINDOW = (-200.0, 400.0)
@@ -92,6 +93,7 @@ def sample_grid(volume: Volume, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray) 
     arr = volume.array
     nk, nj, ni = arr.shape
     xs, ys, zs = (np.asarray(v, float) for v in (xs, ys, zs))
+    check_voxels((len(zs), len(ys), len(xs)), "resampled crop (planes x rows x columns)")
     if _axis_aligned(volume.affine):
         inv = np.linalg.inv(np.asarray(volume.affine, float))
         fi = inv[0, 0] * xs + inv[0, 3]
@@ -182,6 +184,8 @@ def build_side_images(volume: Volume, box: Box, side: str, config: dict | None =
     z = _centres(box.lps_min[2], box.lps_max[2], cfg["stride_mm"])
     wanted = np.stack([z - step, z, z + step], axis=1)  # [n, 3] the channels' planes
     planes, where = np.unique(np.round(wanted, 4), return_inverse=True)  # shared planes sampled once
+    check_voxels((len(planes), px, px), f"2.5D images of side {side} (planes x rows x columns)")
+    check_voxels((len(z), 3, px, px), f"2.5D images of side {side} (images x channels x rows x columns)")
     xs, ys = _crop_axes(box.centre, px, mm)
     stack = scale_hu(sample_grid(volume, xs, ys, planes))
     if side == "L":
@@ -238,6 +242,7 @@ def build_images(volume: Volume, boxes: dict[str, Box], config: dict | None = No
     n = int(np.floor((hi - lo) / step + 1e-6)) + 1
     if n < 3:
         raise ValueError(f"boxes span {hi - lo:.1f} mm in z: fewer than 3 slices at {step} mm")
+    check_voxels((n, 3, cfg["side_px"], 2 * cfg["side_px"]), "joined 2.5D images (images x channels x rows x columns)")
     z = lo + (hi - lo - (n - 1) * step) / 2 + step * np.arange(n)  # centred in the boxes' extent
     px = cfg["side_px"]
     halves = []

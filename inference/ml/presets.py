@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 AUGMENT_ALL = {"rotation_deg": 15.0, "zoom": 0.1, "contrast": 0.2, "dropout_holes": 4, "dropout_frac": 0.12,
                "invert_p": 0.1}
@@ -53,7 +54,30 @@ def preset_config(name: str, overrides: dict | None = None) -> dict:
     cfg = copy.deepcopy(COMMON) | copy.deepcopy(PRESETS[name]) | {"preset": name}
     for key, value in (overrides or {}).items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            for sub, v in value.items():
+                _check_override(f"{key}.{sub}", cfg[key].get(sub), v)
             cfg[key] = cfg[key] | value
         else:
+            _check_override(str(key), cfg.get(key), value)
             cfg[key] = value
     return cfg
+
+
+def _check_override(key: str, default, value) -> None:
+    """ValueError naming ``key`` when ``value`` is not of the kind its preset default is (a number for a number,
+    finite and within +-1e9; text for text; true/false for a flag). Keys without a default are not checked."""
+    if default is None or isinstance(default, (list, dict)):
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 10**9
+    elif isinstance(default, float):
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and abs(value) <= 1e9)
+    elif isinstance(default, str):
+        ok = isinstance(value, str) and len(value) <= 200
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f"override {key}: expected {type(default).__name__} like {default!r}, not {value!r}"[:300])

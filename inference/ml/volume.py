@@ -10,6 +10,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .geometry import LPS_TO_RAS, Box, box_to_voxels, canonical_index_map, spacing_of
+from .limits import check_voxels
 
 
 @dataclass
@@ -48,8 +49,10 @@ def save_nifti(volume: Volume, path: str | os.PathLike) -> Path:
 
 
 def load_nifti(path: str | os.PathLike, dtype=np.int16) -> Volume:
-    """Read a NIfTI file into a Volume (array ``[k, j, i]``, LPS affine)."""
+    """Read a NIfTI file into a Volume (array ``[k, j, i]``, LPS affine). Raises ``TooManyVoxels`` (a
+    ValueError) before reading data when the header declares more voxels than the cap."""
     img = nib.load(str(path))
+    check_voxels(img.shape, f"NIfTI {Path(path).name}")
     data = np.asanyarray(img.dataobj)
     if dtype is not None:
         data = data.astype(dtype, copy=False)
@@ -89,6 +92,7 @@ def load_nifti_region(path: str | os.PathLike, box: Box, margin_mm: float = 5.0,
     lo, hi = box_to_voxels(affine, shape_kji, box.expanded(margin_mm))
     if any(h < l for l, h in zip(lo, hi)):
         raise ValueError(f"{path}: the box {box.to_dict()} lies outside the volume")
+    check_voxels([h - l + 1 for l, h in zip(lo, hi)], f"region of {Path(path).name}")
     block = np.asanyarray(img.dataobj[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1])
     if dtype is not None:
         block = block.astype(dtype, copy=False)

@@ -11,7 +11,12 @@ from annotations.models import Dataset
 
 class PredictionQuerySet(JobStateQuerySet):
     def visible_to(self, user) -> PredictionQuerySet:
-        return self.filter(series__study__patient__dataset__in=Dataset.objects.visible_to(user))
+        """Verdicts on scans of the datasets ``user`` may see, and the ones ``user`` submitted (an upload lands
+        in a dataset its uploader may not be a member of, e.g. "Submitted studies")."""
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(models.Q(series__study__patient__dataset__in=Dataset.objects.visible_to(user))
+                           | models.Q(created_by=user))
 
 
 class Prediction(JobState, models.Model):

@@ -8,6 +8,7 @@ whole document as an :class:`~inference.models.Evaluation` (the ``evaluate --jso
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -326,9 +327,14 @@ def _int_or_none(value: str) -> int | None:
 def metrics_at(evaluation: Evaluation, value: float, level: str = "scan", aggregator: str = PRIMARY) -> dict:
     """Confusion matrix and metrics of a stored evaluation at another operating value (the slider)."""
     result = evaluation.result
+    if level not in ("scan", "patient"):
+        raise ValueError("level must be scan or patient")
+    if aggregator not in result.get("aggregators", {}):
+        raise ValueError(f"unknown aggregator {aggregator!r}; this evaluation has "
+                         f"{', '.join(result.get('aggregators', {})) or 'none'}")
+    if not math.isfinite(value):
+        raise ValueError(f"the operating value must be a finite number, not {value!r}")
     if level == "scan":
-        if aggregator not in result.get("aggregators", {}):
-            raise ValueError(f"unknown aggregator {aggregator!r}")
         scores = result["aggregators"][aggregator]["scores"]
         y = [lab for _, lab, _ in scores]
         s = [v for v, _, _ in scores]

@@ -70,15 +70,17 @@ def promote(run: TrainingRun) -> None:
     run.promoted = True
 
 
-def resolve_run(run_id: int | str | None = None, dataset: Dataset | None = None) -> TrainingRun:
+def resolve_run(run_id: int | str | None = None, dataset: Dataset | None = None, user=None) -> TrainingRun:
     """The given run, else the dataset's (or any) promoted one; it must have finished and be evaluated.
-    Raises ValueError saying what is missing."""
+    With ``user`` (a request), only runs of datasets the user may see count (``TrainingRun.objects.visible_to``):
+    a clinician of one dataset cannot run another dataset's model. Raises ValueError saying what is missing."""
+    runs = TrainingRun.objects.all() if user is None else TrainingRun.objects.visible_to(user)
     if run_id:
-        run = TrainingRun.objects.filter(pk=int(run_id)).first()
+        run = runs.filter(pk=int(run_id)).first()
         if run is None:
             raise ValueError(f"no training run {run_id}")
     else:
-        run = TrainingRun.objects.filter(promoted=True, **({"dataset": dataset} if dataset else {})).first()
+        run = runs.filter(promoted=True, **({"dataset": dataset} if dataset else {})).first()
         if run is None:
             raise ValueError("no promoted model: promote a run (or name one with --run)")
     if run.status != Job.Status.SUCCEEDED:

@@ -2,6 +2,7 @@
 cancel and promote."""
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,27 +18,43 @@ from ..services.runs import cancel_run, promote
 from ..tasks import start_images, start_run
 
 
+class StartRunForm(forms.Form):
+    dataset = forms.IntegerField(min_value=1, max_value=2**31 - 1)
+    preset = forms.ChoiceField(choices=[(p, p) for p in PRESETS], required=False)
+    epochs = forms.IntegerField(min_value=1, max_value=1000, required=False)
+    name = forms.CharField(max_length=200, required=False)
+
+
+class BuildImagesForm(forms.Form):
+    dataset = forms.IntegerField(min_value=1, max_value=2**31 - 1)
+    use_proposed = forms.BooleanField(required=False)
+
+
+def _form_error(form: forms.Form) -> str:
+    """The first problem of a bound form, naming its field."""
+    field, errors = next(iter(form.errors.items()))
+    return f"{field}: {errors[0]}"
+
+
 @role_required(LEAD)
 def runs(request: HttpRequest) -> HttpResponse:
     """Runs (the model registry) and, for POST, start a run."""
     datasets = Dataset.objects.visible_to(request.user).order_by("name")
     if request.method == "POST":
-        dataset = get_object_or_404(datasets, pk=request.POST.get("dataset"))
-        overrides = {}
-        if request.POST.get("epochs"):
-            try:
-                overrides["epochs"] = max(1, int(request.POST["epochs"]))
-            except ValueError:
-                messages.error(request, "Epochs must be a whole number.")
-                return redirect("runs")
+        form = StartRunForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, _form_error(form))
+            return redirect("runs")
+        data = form.cleaned_data
+        dataset = get_object_or_404(datasets, pk=data["dataset"])
+        overrides = {"epochs": data["epochs"]} if data.get("epochs") else {}
         try:
-            run = start_run(dataset, request.POST.get("preset", "fast"), request.user, overrides,
-                            name=request.POST.get("name", "")[:200])
+            run = start_run(dataset, data.get("preset") or "fast", request.user, overrides, name=data.get("name") or "")
         except ValueError as exc:
             messages.error(request, str(exc))
             return redirect("runs")
         return redirect("run-detail", pk=run.pk)
-    image_jobs = Job.objects.filter(kind="images25d").order_by("-created_at")[:5]
+    image_jobs = Job.objects.visible_to(request.user).filter(kind="images25d").order_by("-created_at")[:5]
     return render(request, "inference/training/runs.html",
                   {"runs": visible_runs(request.user), "datasets": datasets, "presets": list(PRESETS),
                    "image_jobs": image_jobs})
@@ -73,7 +90,11 @@ def run_promote(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def images_build(request: HttpRequest) -> HttpResponse:
     """Queue the 2.5D image job for a dataset (confirmed boxes, or proposed ones when asked)."""
-    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=request.POST.get("dataset"))
-    job = start_images(dataset=dataset, use_proposed=bool(request.POST.get("use_proposed")), user=request.user)
+    form = BuildImagesForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_error(form))
+        return redirect("runs")
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=form.cleaned_data["dataset"])
+    job = start_images(dataset=dataset, use_proposed=form.cleaned_data["use_proposed"], user=request.user)
     messages.info(request, f"Building the 2.5D images of {dataset.name} (job {job.pk}).")
     return redirect("runs")

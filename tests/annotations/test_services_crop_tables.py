@@ -93,7 +93,7 @@ def test_bad_rows_are_reported_and_the_rest_imported(two_scans, tmp_path):
     assert [r["row"] for r in result["imported"]] == [2]
     reasons = {r["row"]: r["reason"] for r in result["failed"]}
     assert "no scan matches" in reasons[3] and "adrenal_LR" in reasons[4]
-    assert "empty or outside" in reasons[5] and "outside the volume" in reasons[6] and "integers" in reasons[7]
+    assert "empty or outside" in reasons[5] and "outside the volume" in reasons[6] and "whole number" in reasons[7]
     assert a.boxes.count() == 1
 
 

@@ -20,6 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from ..geometry import AXIAL_MIN_COS, LPS_TO_RAS, affines_differ_mm, slice_axis_cosine
+from ..limits import check_voxels
 from ..volume import Volume, to_canonical
 from .exclusion import MIN_SLICES
 
@@ -100,6 +101,7 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
         shape = shape[:3]
     if len(shape) != 3:
         raise ValueError(f"not a 3D volume (shape {img.shape})")
+    check_voxels(shape, "NIfTI volume")
     notes, used = _orientation_notes(img, shape)
     source_affine = LPS_TO_RAS @ img.affine
     try:

@@ -5,10 +5,13 @@ endian, deflated), JPEG 2000, JPEG-LS, JPEG lossless and RLE (pylibjpeg, with GD
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut
 
+from ..limits import TooManyVoxels, check_voxels
 from .headers import Frame
 
 HU_MIN, HU_MAX = -32768, 32767
@@ -37,6 +40,11 @@ def read_frames(path) -> tuple[pydicom.Dataset, np.ndarray]:
         _guess_transfer_syntax(ds)
         if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
             raise DecodeError(f"not a greyscale image ({ds.SamplesPerPixel} samples per pixel)")
+        try:  # Rows x Columns x frames from the header, before pixel data is decoded
+            check_voxels((int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("Rows", 0) or 0),
+                          int(ds.get("Columns", 0) or 0)), f"{Path(str(path)).name} (frames x Rows x Columns)")
+        except TooManyVoxels as exc:
+            raise DecodeError(str(exc)) from None
         arr = ds.pixel_array
     except DecodeError:
         raise

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..geometry import affine_from_dicom
+from ..limits import TooManyVoxels, check_voxels
 from ..volume import Volume, to_canonical
 from .exclusion import MIN_SLICES, slice_normal
 from .headers import Frame, InstanceHeader
@@ -78,6 +79,14 @@ def _slices(group: SeriesGroup, normal: np.ndarray) -> list[_Slice]:
     return out
 
 
+def _check_size(shape: tuple[int, ...], what: str) -> None:
+    """SeriesError (naming the shape and the cap) when an array of ``shape`` would exceed the voxel cap."""
+    try:
+        check_voxels(shape, what)
+    except TooManyVoxels as exc:
+        raise SeriesError(str(exc)) from None
+
+
 def _decode_sorted(slices: list[_Slice], shape: tuple[int, int]) -> np.ndarray:
     """Decode every slice, in sorted order, into one int16 HU array ``[k, j, i]`` (one file open at a time)."""
     out = np.empty((len(slices), *shape), np.int16)
@@ -116,6 +125,7 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     slices = _slices(group, normal)
     if len(slices) < min_slices:
         raise SeriesError(f"too short: {len(slices)} slice(s), need at least {min_slices}")
+    _check_size((len(slices), *shape), "DICOM series (slices x Rows x Columns)")
     d = np.array([s.d for s in slices])
     if len(slices) == 1:  # only reachable with min_slices=1: thickness stands in for the step
         step = float(group.first.meta.get("SliceThickness") or 1.0)
@@ -140,6 +150,7 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     notes.extend(plan.notes)
     step = plan.step if plan.resample else float((d[-1] - d[0]) / (len(d) - 1))
     count = int(round((d[-1] - d[0]) / step)) + 1
+    _check_size((count, *shape), f"DICOM series resampled at {step:g} mm (slices x Rows x Columns)")
 
     def aligned(m: int) -> np.ndarray:
         if not tilted:

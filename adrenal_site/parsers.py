@@ -1,0 +1,17 @@
+"""The API's JSON parser: DRF's, with deeply nested documents refused as a 400 (``RecursionError`` otherwise
+escapes DRF's parser as a 500) and numbers too large for a float (``1e400`` parses to infinity) refused where
+they are read (``annotations.api.strict``). NaN and Infinity literals are refused by DRF's strict JSON."""
+from __future__ import annotations
+
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+MAX_DEPTH_MESSAGE = "JSON parse error - the document is nested too deeply"
+
+
+class SafeJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError(MAX_DEPTH_MESSAGE) from None

@@ -1,0 +1,197 @@
+"""One upload path for the store's zip import and the prediction upload: the same size limit, the same zip
+checks (entries, expanded size, expansion ratio, no absolute paths or links), extraction only in the job, and
+the upload removed whenever its job ends (succeeded, failed or cancelled)."""
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.runner import request_cancel, run_now
+from annotations.services import uploads
+from annotations.services.uploads import UploadRefused, check_zip, discard_upload, extract_zip
+from annotations.tasks import import_studies, start_import
+from tests.factories import make_dataset, make_run
+
+
+def write_zip(path: Path, entries: dict[str, bytes], *, compress=zipfile.ZIP_DEFLATED, links=()) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compress) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        for name in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, "/etc/passwd")
+    return path
+
+
+def bomb(path: Path, mb: int = 64) -> Path:
+    """A zip of ``mb`` MB of zeros: ~1000 times smaller than what it expands to."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        with zf.open("zeros.dcm", "w") as fh:
+            block = bytes(1 << 20)
+            for _ in range(mb):
+                fh.write(block)
+    return path
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.ADRENAL_MAX_UPLOAD_BYTES = 100 * 1024**2
+    return Path(settings.MEDIA_ROOT)
+
+
+def upload_files(media: Path) -> list[str]:
+    root = media / "uploads"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def test_a_zip_bomb_is_refused_by_its_ratio(tmp_path, media):
+    path = bomb(tmp_path / "bomb.zip")
+    assert path.stat().st_size < 1024**2
+    with pytest.raises(UploadRefused, match=r"expands \d+ times its size.*zip bomb"):
+        check_zip(path)
+
+
+def test_links_absolute_paths_entry_count_and_declared_size_are_refused(tmp_path, media, settings, monkeypatch):
+    with pytest.raises(UploadRefused, match="symbolic link"):
+        check_zip(write_zip(tmp_path / "link.zip", {"a/ok.dcm": b"x" * 100}, links=["a/evil"]))
+    with pytest.raises(UploadRefused, match="absolute path or '..'"):
+        check_zip(write_zip(tmp_path / "abs.zip", {"/etc/cron.d/x": b"x"}))
+    with pytest.raises(UploadRefused, match="absolute path or '..'"):
+        check_zip(write_zip(tmp_path / "up.zip", {"a/../../x": b"x"}))
+    monkeypatch.setattr(uploads, "MAX_ENTRIES", 5)
+    with pytest.raises(UploadRefused, match="6 entries"):
+        check_zip(write_zip(tmp_path / "many.zip", {f"f{i}": b"x" for i in range(6)}))
+    settings.ADRENAL_MAX_UPLOAD_BYTES = 1000  # expands to at most 4000 bytes
+    with pytest.raises(UploadRefused, match="over the limit of"):
+        check_zip(write_zip(tmp_path / "big.zip", {"a": bytes(range(256)) * 20}, compress=zipfile.ZIP_STORED))
+    with pytest.raises(UploadRefused, match="damaged|not a zip"):
+        (tmp_path / "corrupt.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+        check_zip(tmp_path / "corrupt.zip")
+
+
+def test_extraction_counts_the_bytes_really_written(tmp_path, media):
+    path = write_zip(tmp_path / "ok.zip", {"a/b.dcm": bytes(range(256)) * 40})
+    out = extract_zip(path, tmp_path / "out", max_bytes=100_000)
+    assert (out / "a" / "b.dcm").stat().st_size == 10240
+    with pytest.raises(UploadRefused):
+        extract_zip(path, tmp_path / "out2", max_bytes=5000)
+
+
+def test_discard_removes_only_what_lies_under_uploads(tmp_path, media):
+    own = media / "uploads" / "abc"
+    own.mkdir(parents=True)
+    (own / "upload.zip").write_bytes(b"x")
+    (media / "uploads" / "job-7" / "files").mkdir(parents=True)
+    outside = tmp_path / "admin-folder"
+    outside.mkdir()
+    (outside / "a.dcm").write_bytes(b"x")
+    removed = discard_upload(7, {"zip_path": str(own / "upload.zip"), "path": str(outside)})
+    assert {p.name for p in removed} == {"abc", "job-7"}
+    assert (outside / "a.dcm").exists() and upload_files(media) == []
+
+
+# --- both entry points -------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", ["store", "predict"])
+def test_both_upload_entry_points_refuse_a_bomb_and_keep_nothing(where, tmp_path, media, users, client):
+    ds = make_dataset("up", members=[users["admin"], users["clinician"]])
+    make_run(ds, promoted=True, operating_value=0.5)
+    data = bomb(tmp_path / "b.zip").read_bytes()
+    upload = io.BytesIO(data)
+    upload.name = "study.zip"
+    if where == "store":
+        client.force_login(users["admin"])
+        r = client.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    else:
+        client.force_login(users["clinician"])
+        r = client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+    assert r.status_code == 400 and "zip bomb" in r.content.decode()
+    assert upload_files(media) == [] and not Job.objects.filter(kind__in=["import", "predict"]).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", ["store", "predict"])
+def test_both_upload_entry_points_share_the_size_limit(where, media, settings, users, client):
+    settings.ADRENAL_MAX_UPLOAD_BYTES = 1024**2
+    ds = make_dataset("up", members=[users["admin"], users["clinician"]])
+    make_run(ds, promoted=True, operating_value=0.5)
+    upload = io.BytesIO(bytes(range(256)) * (12 * 1024))  # 3 MB
+    upload.name = "study.nii.gz"
+    if where == "store":
+        client.force_login(users["admin"])
+        upload.name = "study.zip"
+        r = client.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    else:
+        client.force_login(users["clinician"])
+        r = client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+    assert r.status_code == 413 and "the limit of 1 MB" in r.content.decode(), r.content[:300]
+    assert upload_files(media) == [] and not Job.objects.filter(kind__in=["import", "predict"]).exists()
+
+
+@pytest.mark.django_db
+def test_the_prediction_upload_is_not_extracted_in_the_request(tmp_path, media, users, client):
+    ds = make_dataset("up", members=[users["clinician"]])
+    make_run(ds, promoted=True, operating_value=0.5)
+    upload = io.BytesIO(write_zip(tmp_path / "s.zip", {"series/IM1.dcm": bytes(range(256)) * 8}).read_bytes())
+    upload.name = "s.zip"
+    client.force_login(users["clinician"])
+    r = client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+    assert r.status_code == 202, r.content
+    job = Job.objects.get(pk=r.json()["job"])
+    files = upload_files(media)
+    assert len(files) == 2 and files[1].endswith("/s.zip"), files  # the folder and the archive, nothing extracted
+    assert job.params["path"].endswith("s.zip")
+
+
+# --- removed when the job ends -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_cancelled_queued_prediction_removes_its_upload(tmp_path, media, users, client,
+                                                          django_capture_on_commit_callbacks):
+    ds = make_dataset("up", members=[users["clinician"]])
+    make_run(ds, promoted=True, operating_value=0.5)
+    upload = io.BytesIO(write_zip(tmp_path / "s.zip", {"series/IM1.dcm": b"x" * 100}).read_bytes())
+    upload.name = "s.zip"
+    client.force_login(users["clinician"])
+    job = Job.objects.get(pk=client.post("/api/predictions/", {"file": upload, "dataset": ds.pk}).json()["job"])
+    assert upload_files(media)
+    with django_capture_on_commit_callbacks(execute=True):
+        request_cancel(job)
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED and upload_files(media) == []
+
+
+@pytest.mark.django_db(transaction=True)  # run_now closes connections, as a worker does
+def test_a_failed_import_removes_its_upload(tmp_path, media, users):
+    ds = make_dataset("up")
+    folder = media / "uploads" / "u1"
+    folder.mkdir(parents=True)
+    zip_path = write_zip(folder / "upload.zip", {"a/b.dcm": b"x" * 100})
+    job = start_import(ds, zip_path=str(zip_path), send=False)
+    zip_path.write_bytes(b"damaged after it was checked")
+    run_now(import_studies, job)  # the end is announced on commit
+    assert job.status == Job.Status.FAILED and "not a zip archive" in job.message
+    assert upload_files(media) == []
+
+
+@pytest.mark.django_db(transaction=True)  # run_now closes connections, as a worker does
+def test_a_succeeded_import_removes_its_upload(tmp_path, media, users):
+    ds = make_dataset("up")
+    folder = media / "uploads" / "u2"
+    folder.mkdir(parents=True)
+    zip_path = write_zip(folder / "upload.zip", {"notes/readme.txt": b"no DICOM here"})
+    job = start_import(ds, zip_path=str(zip_path), send=False)
+    run_now(import_studies, job)  # the end is announced on commit
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert upload_files(media) == []

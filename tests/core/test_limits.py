@@ -1,0 +1,143 @@
+"""The voxel cap (``inference.ml.limits``) is checked from headers before any array is allocated, in every
+reader and image builder."""
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from inference.ml.dicom import SeriesError, group_series, load_series, read_header, read_nifti_entry, scan_files
+from inference.ml.dicom.pixels import DecodeError, read_frames
+from inference.ml.geometry import Box
+from inference.ml.images25d import build_images, build_side_images
+from inference.ml.limits import TooManyVoxels, check_voxels, max_voxels
+from inference.ml.volume import Volume, load_nifti, load_nifti_region
+from tests.plugins.store import write_ct_series
+
+BIG = (1024, 1024, 256)  # 268 million voxels: 512 MB as int16, 1.7 GB as the float copies a reader makes
+
+
+def bomb_nifti(path: Path, shape=BIG) -> Path:
+    """A small ``.nii.gz`` whose header declares ``shape`` int16 and whose data is all zeros (gzip of
+    zeros: ~0.5 MB for 512 MB), like the probe's upload."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.int16)
+    header.set_qform(np.diag([-1.0, -1.0, 1.0, 1.0]), code=1)
+    header.set_sform(np.diag([-1.0, -1.0, 1.0, 1.0]), code=1)
+    raw = header.binaryblock + b"\0" * 4  # vox_offset 352
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    with open(path, "wb") as fh:
+        fh.write(comp.compress(raw))
+        zeros = bytes(32 << 20)
+        for _ in range(int(np.prod(shape)) * 2 // len(zeros)):
+            fh.write(comp.compress(zeros))
+        fh.write(comp.flush())
+    return path
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory) -> Path:
+    return bomb_nifti(tmp_path_factory.mktemp("bomb") / "bomb.nii.gz")
+
+
+def _peak_mb(fn) -> tuple[Exception, float]:
+    tracemalloc.start()
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - returned to the test
+        caught = exc
+    else:
+        caught = None
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return caught, peak / 1024**2
+
+
+def test_the_probe_file_is_small_and_declares_a_huge_volume(bomb):
+    assert bomb.stat().st_size < 1.5 * 1024**2
+    assert nib.load(str(bomb)).shape == BIG
+    assert check_voxels((512, 512, 100)) == 512 * 512 * 100
+    assert max_voxels() < np.prod(BIG)
+
+
+@pytest.mark.parametrize("reader", [read_nifti_entry, load_nifti], ids=["import", "stored"])
+def test_nifti_readers_refuse_before_allocating(bomb, reader):
+    exc, peak = _peak_mb(lambda: reader(bomb))
+    assert isinstance(exc, ValueError), exc
+    assert "1024 x 1024 x 256" in str(exc) and "over the limit" in str(exc) and "ADRENAL_MAX_VOXELS" in str(exc)
+    assert peak < 20, f"{peak:.0f} MB allocated before refusing"
+
+
+def test_region_reads_are_capped_too(tmp_path, monkeypatch):
+    path = tmp_path / "v.nii.gz"
+    from inference.ml.volume import save_nifti
+
+    save_nifti(Volume(np.zeros((20, 30, 30), np.int16), np.diag([1.0, 1.0, 2.0, 1.0])), path)
+    box = Box((0.0, 0.0, 0.0), (29.0, 29.0, 38.0))
+    assert load_nifti_region(path, box, margin_mm=0).array.size > 0
+    monkeypatch.setenv("ADRENAL_MAX_VOXELS", "1000")
+    with pytest.raises(TooManyVoxels, match="region of v.nii.gz"):
+        load_nifti_region(path, box, margin_mm=0)
+
+
+def test_the_cap_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ADRENAL_MAX_VOXELS", "999")
+    assert max_voxels() == 999
+    with pytest.raises(TooManyVoxels):
+        check_voxels((10, 10, 10))
+    monkeypatch.setenv("ADRENAL_MAX_VOXELS", "not a number")
+    assert max_voxels() == 200_000_000
+
+
+def test_dicom_header_rows_columns_frames_are_checked_before_decoding(tmp_path):
+    folder, _ = write_ct_series(tmp_path / "s", n=3)
+    victim = sorted(folder.iterdir())[0]
+    ds = pydicom.dcmread(victim)
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 65535, 65535, 4  # 17 billion declared voxels, 512 bytes of pixels
+    ds.save_as(victim)
+    exc, peak = _peak_mb(lambda: read_frames(victim))
+    assert isinstance(exc, DecodeError) and "frames x Rows x Columns" in str(exc) and "over the limit" in str(exc)
+    assert peak < 20
+
+
+def test_dicom_series_slices_times_matrix_are_checked_before_stacking(tmp_path, monkeypatch):
+    folder, _ = write_ct_series(tmp_path / "s", n=6, rows=16, cols=16)
+    groups = group_series([read_header(p) for p in scan_files(folder)], folder)
+    monkeypatch.setenv("ADRENAL_MAX_VOXELS", str(5 * 16 * 16))
+    with pytest.raises(SeriesError, match=r"6 x 16 x 16 is 1,536 voxels, over the limit of 1,280"):
+        load_series(groups[0])
+
+
+def test_dicom_resampling_output_is_capped(tmp_path, monkeypatch):
+    # fine slices over a short stretch, then 5 mm: resampled at the finest step over the whole span
+    zs = [0.0, 0.5, 1.0, 1.5, 2.0, 7.0, 12.0, 17.0, 22.0, 27.0, 32.0]
+    folder, _ = write_ct_series(tmp_path / "s", z_positions=zs, rows=8, cols=8)
+    groups = group_series([read_header(p) for p in scan_files(folder)], folder)
+    monkeypatch.setenv("ADRENAL_MAX_VOXELS", str(len(zs) * 64 + 10))  # the slices fit; 65 resampled ones do not
+    with pytest.raises(SeriesError, match="resampled"):
+        load_series(groups[0])
+
+
+def test_image_builders_never_allocate_past_the_cap(monkeypatch):
+    volume = Volume(np.zeros((40, 64, 64), np.int16), np.diag([1.0, 1.0, 3.0, 1.0]))
+    box = Box((10.0, 10.0, 10.0), (50.0, 50.0, 100.0))
+    assert build_side_images(volume, box, "R").images.shape[0] > 0
+    huge = Box((0.0, 0.0, -50_000.0), (60.0, 60.0, 50_000.0))  # 100 m of z: the probe's 3.6 GB request
+    exc, peak = _peak_mb(lambda: build_side_images(volume, huge, "R"))
+    assert isinstance(exc, TooManyVoxels) and "2.5D images of side R" in str(exc)
+    assert peak < 50
+    exc, peak = _peak_mb(lambda: build_images(volume, {"R": huge, "L": huge}))
+    assert isinstance(exc, TooManyVoxels) and "joined 2.5D images" in str(exc)
+    assert peak < 50
+
+
+def test_gzip_of_the_bomb_really_expands(bomb):
+    with gzip.open(bomb, "rb") as fh:
+        assert len(fh.read(1 << 20)) == 1 << 20

@@ -1,0 +1,158 @@
+"""No 500 on malformed input: every write endpoint and every filtered list, enumerated from the URL resolver (new
+endpoints are covered), gets each malformed shape, as an admin (who reaches every view) on dataset A's objects,
+and must answer below 500; refusals of a field name it.
+
+Shapes: huge integers (10**30), 1e400, NaN/"nan", lists where objects belong and objects where lists belong,
+strings where numbers belong, booleans, unknown enum values (an unknown aggregator), ``?series=abc``, corrupt zips,
+deeply nested JSON, an empty body and a wrong content type."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.plugins.security import all_routes, url_for
+
+pytestmark = pytest.mark.django_db
+
+ROUTES = [(r, p) for r, p in all_routes() if p.name not in ("login", "logout", "favicon")]
+
+BAD = [10**30, "1e400", "nan", "abc", True, [[1, 2], {"a": 1}], {"x": {"y": 1}}, None, -1, 0.5]
+RAW_BODIES = [
+    ("application/json", "1e400"), ("application/json", '{"value": NaN, "version": Infinity}'),
+    ("application/json", "[" * 5000 + "]" * 5000), ("application/json", '{"a":' * 3000 + "1" + "}" * 3000),
+    ("application/json", ""), ("application/json", "[]"), ("application/json", '"text"'),
+    ("application/json", "{not json"), ("text/plain", "value=1"), ("application/xml", "<a/>"),
+]
+QUERY_PARAMS = ["series", "run", "dataset", "value", "level", "aggregator", "sort", "outcome", "verdict", "label",
+                "status", "kind", "scans", "q", "z_mm", "page", "format", "objective", "side"]
+QUERY_BAD = ["abc", "1e400", "nan", "-1", str(10**30), "[]", "{}", "\x00", "%"]
+
+
+def base_body(world) -> dict:
+    """Plausible values for every field any endpoint reads; each test mutates one."""
+    return {"series": world.ids["series"], "run": world.objects["run"].pk, "dataset": world.a.pk,
+            "lps_min": [3.0, 3.0, 3.0], "lps_max": [20.0, 20.0, 20.0], "version": 1, "restore": 1,
+            "status": "proposed", "objective": "accuracy", "preset": "tiny", "overrides": {}, "name": "x",
+            "value": "normal", "note": "", "gland": "seen", "lesion_centre_lps": [5.0, 5.0, 5.0],
+            "lesion_diameter_mm": 5.0, "comment": "", "path": "/nonexistent", "labels_csv": "", "description": "",
+            "series_rule": "all", "username": "admin_x", "password": "wrong"}
+
+
+def writable(pattern) -> list[str]:
+    cls = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
+    if cls is None:
+        return ["post"]  # function views: pages with forms
+    return [m for m in ("post", "put", "patch") if hasattr(cls, m)]
+
+
+@pytest.fixture
+def admin_api(two_datasets):
+    api = APIClient()
+    api.force_login(two_datasets.users["admin"])
+    api.raise_request_exception = False  # a crash is a 500 answer to count, not an exception in the test
+    return api
+
+
+def check(problems: list, r, label: str) -> None:
+    if r.status_code >= 500:
+        problems.append(f"{label}: {r.status_code}")
+
+
+def is_api(route: str) -> bool:
+    return route.startswith("api/")
+
+
+def test_every_write_endpoint_survives_malformed_json_fields(two_datasets, admin_api):
+    """API: each field of a plausible body replaced by each bad value, and bodies of the wrong shape. Pages (HTML
+    forms, which send text): every field at once, and each field alone, as a bad string."""
+    world, problems = two_datasets, []
+    base = base_body(world)
+    for route, pattern in ROUTES:
+        url = url_for(route, world)
+        for method in writable(pattern):
+            send = getattr(admin_api, method)
+            if is_api(route):
+                for field in base:
+                    for bad in BAD:
+                        r = send(url, {**base, field: bad}, format="json")
+                        check(problems, r, f"{method.upper()} {url} {field}={bad!r}"[:160])
+                for bad in BAD:  # the whole body of the wrong shape
+                    check(problems, send(url, bad, format="json"), f"{method.upper()} {url} body={bad!r}"[:160])
+                continue
+            for bad in QUERY_BAD:
+                r = send(url, {field: bad for field in base}, format="multipart")
+                check(problems, r, f"{method.upper()} {url} all={bad!r}")
+            for field in base:
+                for bad in ("abc", "1e400", str(10**30)):
+                    r = send(url, {field: bad}, format="multipart")
+                    check(problems, r, f"{method.upper()} {url} {field}={bad!r}")
+    assert not problems, "\n".join(problems[:80])
+
+
+def test_every_write_endpoint_survives_malformed_bodies(two_datasets, admin_api):
+    world, problems = two_datasets, []
+    for route, pattern in ROUTES:
+        url = url_for(route, world)
+        for method in writable(pattern):
+            send = getattr(admin_api, method)
+            for content_type, body in RAW_BODIES:
+                r = send(url, body, content_type=content_type)
+                check(problems, r, f"{method.upper()} {url} {content_type} {body[:30]!r}")
+            for name in ("file", "archive", "labels"):  # a corrupt zip in any file field
+                upload = io.BytesIO(b"PK\x03\x04" + b"\x00" * 64)
+                upload.name = "corrupt.zip"
+                r = send(url, {name: upload, "dataset": str(world.a.pk)}, format="multipart")
+                check(problems, r, f"{method.upper()} {url} corrupt zip in {name}")
+            r = send(url, {"series": "abc", "dataset": "1e400", "run": "nan"}, format="multipart")
+            check(problems, r, f"{method.upper()} {url} form strings")
+    assert not problems, "\n".join(problems[:80])
+
+
+def test_every_get_survives_malformed_query_params(two_datasets, admin_api):
+    """Every URL with every filter at once set to each bad value; API URLs also with each filter alone."""
+    world, problems = two_datasets, []
+    for route, pattern in ROUTES:
+        url = url_for(route, world)
+        for bad in QUERY_BAD:
+            r = admin_api.get(url, {p: bad for p in QUERY_PARAMS})
+            check(problems, r, f"GET {url} all={bad!r}")
+            if not is_api(route) or route in ("api/schema/", "api/docs/"):
+                continue
+            for p in QUERY_PARAMS:
+                r = admin_api.get(url, {p: bad})
+                check(problems, r, f"GET {url}?{p}={bad!r}")
+    assert not problems, "\n".join(problems[:80])
+
+
+@pytest.mark.parametrize("url,params,field", [
+    ("/api/predictions/", {"series": "abc"}, "series"),
+    ("/api/predictions/", {"run": "1e400"}, "run"),
+    ("/api/evaluations/{ev}/threshold/", {"value": "nan"}, "value"),
+    ("/api/evaluations/{ev}/threshold/", {"value": "1e400"}, "value"),
+    ("/api/evaluations/{ev}/curves/", {"aggregator": "median-of-nothing"}, "aggregator"),
+    ("/api/evaluations/{ev}/threshold/", {"aggregator": "median-of-nothing"}, "aggregator"),
+    ("/api/evaluations/{ev}/curves/", {"level": "galaxy"}, "level"),
+])
+def test_bad_query_params_are_400_naming_the_field(two_datasets, admin_api, url, params, field):
+    r = admin_api.get(url.format(ev=two_datasets.ids["evaluations"]), params)
+    assert r.status_code == 400 and field in r.json(), (r.status_code, r.content[:300])
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"series": 10**30}, "series"), ({"series": "abc"}, "series"), ({"series": [1]}, "series"),
+    ({"series": True}, "series"), ({"run": 1e300}, "run"), ({"dataset": {"id": 1}}, "dataset"),
+])
+def test_prediction_submission_names_the_field(two_datasets, admin_api, body, field):
+    r = admin_api.post("/api/predictions/", body, format="json")
+    assert r.status_code == 400 and field in r.json(), (r.status_code, r.content[:300])
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"dataset": 10**30}, "dataset"), ({"dataset": "abc"}, "dataset"), ({"overrides": []}, "overrides"),
+    ({"preset": ["fast"]}, "preset"), ({"name": {"a": 1}}, "name"),
+])
+def test_run_start_names_the_field(two_datasets, admin_api, body, field):
+    r = admin_api.post("/api/runs/start/", {"dataset": two_datasets.a.pk, "preset": "tiny", **body}, format="json")
+    assert r.status_code == 400 and field in r.json(), (r.status_code, r.content[:300])

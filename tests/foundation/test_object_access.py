@@ -1,0 +1,142 @@
+"""Object-level access: every URL pattern of the project (from the resolver, so new ones are covered) x roles,
+on objects of dataset A. Members of dataset B only (clinician and lead) get 403/404 on every URL addressing
+an A object, for every method, and never see A's data in any list or page; A's members and admins do."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from adrenal_site.jobs.models import Job
+from tests.plugins.security import MARKERS, all_routes, has_object, url_for
+
+pytestmark = pytest.mark.django_db
+
+ROUTES = all_routes()
+OUTSIDERS = ("clinician_b", "lead_b")
+PUBLIC = {"login", "logout", "api-token", "favicon"}
+
+
+def rows(response) -> list:
+    data = response.json()
+    return data["results"] if isinstance(data, dict) and "results" in data else data
+
+
+def leaked(response) -> list[str]:
+    body = b"".join(response.streaming_content) if getattr(response, "streaming", False) else response.content
+    text = body.decode("utf-8", "replace")
+    return [m for m in MARKERS if m in text]
+
+
+@pytest.mark.parametrize("role", OUTSIDERS)
+def test_members_of_b_get_nothing_of_a_on_any_url(two_datasets, role):
+    world = two_datasets
+    api = APIClient()
+    api.force_login(world.users[role])
+    problems = []
+    for route, pattern in ROUTES:
+        if pattern.name in PUBLIC:
+            continue  # logging out would end the session the walk uses
+        url = url_for(route, world)
+        for method in ("get", "post", "put", "delete"):
+            r = getattr(api, method)(url, {}, format="json") if method != "get" else api.get(url)
+            if has_object(route):
+                if r.status_code not in (401, 403, 404, 405):
+                    problems.append(f"{method.upper()} {url}: {r.status_code}")
+            elif r.status_code < 500 and leaked(r):
+                problems.append(f"{method.upper()} {url}: {r.status_code} shows {leaked(r)}")
+            elif r.status_code >= 500:
+                problems.append(f"{method.upper()} {url}: {r.status_code}")
+    assert not problems, "\n".join(problems)
+    job = Job.objects.get(pk=world.ids["jobs"])
+    assert job.status == Job.Status.RUNNING and not job.cancel_requested
+
+
+def test_anonymous_users_get_nothing(two_datasets):
+    world, api = two_datasets, APIClient()
+    for route, p in ROUTES:
+        if p.name in PUBLIC:
+            continue
+        url = url_for(route, world)
+        r = api.get(url)
+        assert r.status_code in (301, 302, 401, 403), (url, r.status_code)
+        assert not leaked(r), url
+
+
+@pytest.mark.parametrize("role", ["lead_a", "admin"])
+def test_a_members_and_admins_see_and_cancel_a_jobs(two_datasets, role):
+    world = two_datasets
+    api = APIClient()
+    api.force_login(world.users[role])
+    listed = [j["id"] for j in rows(api.get("/api/jobs/"))]
+    assert world.ids["jobs"] in listed
+    assert api.get(f"/jobs/{world.ids['jobs']}/").status_code == 200
+    assert "alpha-job-message" in api.get("/").content.decode()
+    assert [r["id"] for r in rows(api.get("/api/runs/"))] == [world.objects["run"].pk] or role == "admin"
+    r = api.post(f"/api/jobs/{world.ids['jobs']}/cancel/")
+    assert r.status_code == 202 and Job.objects.get(pk=world.ids["jobs"]).cancel_requested
+
+
+def test_lists_show_only_visible_rows(two_datasets):
+    world = two_datasets
+    api = APIClient()
+    api.force_login(world.users["lead_b"])
+    assert [r["name"] for r in rows(api.get("/api/runs/"))] == ["bravo-run"]
+    assert rows(api.get("/api/jobs/")) == []
+    assert rows(api.get("/api/predictions/")) == []
+    api.force_login(world.users["clinician_a"])
+    assert [p["id"] for p in rows(api.get("/api/predictions/"))] == [world.ids["predictions"]]
+    assert api.get("/api/jobs/").status_code == 200  # clinicians follow their datasets' jobs
+    assert api.post(f"/api/jobs/{world.ids['jobs']}/cancel/").status_code == 403  # leads cancel
+
+
+def test_a_clinician_cannot_run_another_datasets_model(two_datasets):
+    world = two_datasets
+    api = APIClient()
+    api.force_login(world.users["clinician_a"])
+    series, run_b = world.objects["series"], world.objects["run_b"]
+    r = api.post("/api/predictions/", {"series": series.pk, "run": run_b.pk}, format="json")
+    assert r.status_code == 400 and f"no training run {run_b.pk}" in r.json()["detail"]
+    assert not Job.objects.filter(kind="predict", params__run_id=run_b.pk).exists()
+    # B's clinician cannot run A's model on B's scans, nor submit A's scan
+    api.force_login(world.users["clinician_b"])
+    r = api.post("/api/predictions/", {"series": series.pk}, format="json")
+    assert r.status_code in (400, 404)
+    # the dataset's own promoted model is allowed for its members
+    api.force_login(world.users["clinician_a"])
+    r = api.post("/api/predictions/", {"series": series.pk}, format="json")
+    assert r.status_code == 202, r.content
+    job = Job.objects.get(pk=r.json()["job"])
+    assert job.params["run_id"] == world.objects["run"].pk and job.dataset_id == world.a.pk
+
+
+def test_uploaders_open_their_own_submissions(two_datasets):
+    from annotations.models import Dataset
+    from inference.models import Prediction
+    from tests.factories import make_job, make_series
+
+    world = two_datasets
+    submitted = Dataset.objects.create(name="Submitted studies")
+    series = make_series(submitted, "PS1", series_uid="5.5.5.1")
+    user = world.users["clinician_b"]
+    job = make_job("predict", Job.Status.SUCCEEDED, created_by=user)
+    p = Prediction.objects.create(series=series, run=world.objects["run_b"], verdict="normal", job=job,
+                                  created_by=user)
+    api = APIClient()
+    api.force_login(user)
+    assert api.get(f"/api/predictions/{p.pk}/").status_code == 200
+    assert api.get(f"/api/jobs/{job.pk}/").status_code == 200
+    assert api.get(f"/jobs/{job.pk}/").status_code == 200
+    api.force_login(world.users["lead_b"])  # not theirs, not a member
+    assert api.get(f"/api/predictions/{p.pk}/").status_code == 404
+    assert api.get(f"/api/jobs/{job.pk}/").status_code == 404
+
+
+def test_jobs_carry_their_dataset(two_datasets, django_capture_on_commit_callbacks):
+    from annotations.tasks import start_import, start_proposals
+    from inference.tasks import start_evaluation
+
+    world = two_datasets
+    assert start_import(world.a, "/nonexistent", send=False).dataset_id == world.a.pk
+    assert start_proposals(series_ids=[world.ids["series"]], send=False).dataset_id == world.a.pk
+    with django_capture_on_commit_callbacks(execute=False):
+        assert start_evaluation(world.objects["run"], "accuracy").dataset_id == world.a.pk
