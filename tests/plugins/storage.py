@@ -101,6 +101,7 @@ def stage_on_web_host(hosts: TwoHosts, user) -> dict:
     run = _promoted_tiny_model()
     dataset = Dataset.objects.create(name="remote")
     dataset.members.add(user)
+    run.dataset.members.add(user)  # a model of a dataset the submitter belongs to (README: roles)
     scratch = hosts.web.parent / "scratch"
     scratch.mkdir()
     nifti = save_nifti(make_patient(3, abnormal=True, profile="tiny").volume, scratch / "remote-scan.nii.gz")
