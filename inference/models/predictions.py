@@ -11,7 +11,12 @@ from annotations.models import Dataset
 
 class PredictionQuerySet(JobStateQuerySet):
     def visible_to(self, user) -> PredictionQuerySet:
-        return self.filter(series__study__patient__dataset__in=Dataset.objects.visible_to(user))
+        """Verdicts on scans of the datasets ``user`` sees, and on the scans ``user`` submitted."""
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        datasets = Dataset.objects.visible_to(user)
+        return self.filter(models.Q(series__study__patient__dataset__in=datasets) | models.Q(created_by=user)
+                           | models.Q(series__submitted_by=user)).distinct()
 
 
 class Prediction(JobState, models.Model):
