@@ -119,7 +119,13 @@ async function loadScans(evaluationId, sort, outcome) {
     tr.innerHTML = `<td>${s.patient}</td><td class="muted">${s.series_uid}</td><td>${fmt(s.probability)}</td>` +
       `<td>${fmt(s.fraction)}</td><td><span class="badge ${s.verdict}">${s.verdict}</span></td>` +
       `<td><span class="badge ${s.label}">${s.label}</span></td><td>${s.outcome.toUpperCase()}</td>` +
-      `<td>${side("R")}</td><td>${side("L")}</td><td>${(s.flagged_slices_mm || []).join(", ")}</td>`;
+      `<td>${side("R")}</td><td>${side("L")}</td><td>${(s.flagged_slices_mm || []).join(", ")}</td><td class="evidence"></td>`;
+    for (const e of s.evidence || []) { // where the model looked: thumbnails of this run's stored verdict
+      const img = Object.assign(document.createElement("img"), { src: e.url, width: 64, height: 64,
+        className: "evidence-thumb", loading: "lazy", alt: `evidence ${e.side} z ${e.z_mm} mm` });
+      img.title = `${e.side} · z ${e.z_mm} mm · p ${fmt(e.probability)}`;
+      tr.lastElementChild.appendChild(img);
+    }
     if (s.viewer_url) {
       tr.addEventListener("click", () => { window.location.href = s.viewer_url; });
       tr.dataset.href = s.viewer_url;
