@@ -454,8 +454,10 @@ function bootEvidence() {
   evidence = new EvidenceLayer(config.prediction && config.prediction.evidence);
   const toggle = $("evidence-toggle");
   if (!toggle || !evidence.maps.length) return;
-  toggle.addEventListener("change", () => setEvidence(toggle.checked));
+  // the controls give the keyboard back once used (so e, arrows and space act on the viewer again)
+  toggle.addEventListener("change", () => { setEvidence(toggle.checked); toggle.blur(); });
   $("evidence-opacity").addEventListener("input", (e) => setEvidence(evidence.on, Number(e.target.value)));
+  $("evidence-opacity").addEventListener("change", (e) => e.target.blur());
   $("evidence-list").replaceChildren(...evidence.maps.map((m) => {
     const b = document.createElement("button");
     b.className = "vw-small";
