@@ -5,10 +5,12 @@
    queues a rebuild of its scan (``inference.signals``).
 2. ``train`` (cpu) writes the run's start and fans out one ``train_fold`` (gpu) per fold, joined by
    ``train_aggregate`` (gpu) into out-of-fold and test predictions and a model version
-   (``services.training``); then
+   (``services.training``); a joined run first builds or refreshes its 2.5D images in a child
+   ``train_images`` job, whose continuation ``train_folds`` queues the folds; then
 3. ``evaluate`` (cpu) chooses the operating value on out-of-fold scans and scores the test patients
    (``services.evaluation``), and promotes the run when it asked for that (``services.runs.promote``).
-4. ``predict`` (gpu) judges a scan or a submitted study with the promoted model (``services.prediction``).
+4. ``predict`` (gpu) judges a scan or a submitted study with the promoted model (``services.prediction``);
+   ``judge_dataset`` (gpu) judges every scan of a dataset in one job, skipping those judged by the same model.
 5. The DICOM node (``services.dicom_node``): ``dicom_study`` (cpu) imports a study the PACS sent and queues a
    ``predict`` per scan, joined by ``dicom_answer`` (cpu), which makes each verdict's SR and key images and
    sends them to the PACS; ``dicom_send`` (cpu) retries deliveries the listener finds due.
@@ -58,17 +60,52 @@ def start_images(*, dataset: Dataset | None = None, series_ids: list[int] | None
 
 @job_task("train", queue="cpu")
 def train_run_job(job: Job, run_id: int) -> dict:
-    """Save the run's configuration and initial weights once, then queue the fold jobs not queued yet; the job
-    then waits for them and for their join (``train_aggregate``)."""
+    """Save the run's configuration and initial weights once; then queue the fold jobs not queued yet, or, for
+    a joined run, first its ``train_images`` child, whose continuation ``train_folds`` queues them. The job
+    then waits for its children and for their join (``train_aggregate``)."""
     run = TrainingRun.objects.get(pk=run_id)
     training.prepare_run(run)
+    if training.needs_images(run):
+        with transaction.atomic():
+            if not Job.objects.filter(parent=job, kind__in=("images25d", "train_folds")).exists():
+                enqueue(train_images_job, params={"run_id": run.pk}, user=job.created_by, parent=job,
+                        then=train_folds_job)
+        Progress(job)(2.0, "building or refreshing the 2.5D images of the labelled scans")
+        return {"run": run.pk}
+    n = _queue_folds(run, job)
+    Progress(job)(5.0, f"{n} folds queued")
+    return {"run": run.pk}
+
+
+def _queue_folds(run: TrainingRun, parent: Job) -> int:
+    """Queue each fold of ``run`` not queued yet as a child of the run's job ``parent``; returns the count."""
     with transaction.atomic():
         for fold in run.folds.select_for_update().filter(job__isnull=True):
-            fold.job = enqueue(train_fold_job, params={"run_id": run.pk, "fold": fold.fold}, user=job.created_by,
-                               parent=job)
+            fold.job = enqueue(train_fold_job, params={"run_id": run.pk, "fold": fold.fold},
+                               user=parent.created_by, parent=parent)
             fold.save(update_fields=["job"])
-    Progress(job)(5.0, f"{run.folds.count()} folds queued")
-    return {"run": run.pk}
+    return run.folds.count()
+
+
+@job_task("images25d", queue="cpu")
+def train_images_job(job: Job, run_id: int) -> dict:
+    """A joined run's 2.5D images: built where missing, rebuilt where their boxes or crop settings changed,
+    kept where current (``services.training.build_run_images``). Its continuation ``train_folds`` follows."""
+    run = TrainingRun.objects.select_related("dataset").get(pk=run_id)
+    return training.build_run_images(run, progress=Progress(job))
+
+
+@job_task("train_folds", queue="cpu")
+def train_folds_job(job: Job, run_id: int) -> dict:
+    """After ``train_images``: queue the run's folds as children of the run's job (which then joins them)."""
+    run = TrainingRun.objects.select_related("job").get(pk=run_id)
+    if run.job is None:
+        raise ValueError(f"run {run.pk} has no job to queue its folds under")
+    if run.job.cancel_requested:
+        raise JobCancelled(f"run {run.pk} cancelled")
+    n = _queue_folds(run, run.job)
+    Progress(job)(100.0, f"{n} folds queued")
+    return {"run": run.pk, "folds": n}
 
 
 @job_task("train_fold", queue="gpu")
@@ -168,6 +205,29 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
     target = receive_upload(upload)
     params = {"path": storage_name(target), "run_id": run.pk, "dataset_id": dataset.pk if dataset else None}
     return enqueue(predict_job, params=params, user=user, send=send, dataset=dataset)
+
+
+@job_task("judge_dataset", queue="gpu")
+def judge_dataset_job(job: Job, dataset_id: int, run_id: int, force: bool = False) -> dict:
+    """Judge every scan of a dataset with one model, in this one job (``services.prediction.judge_dataset``):
+    scans judged before by the same run are skipped unless ``force``."""
+    dataset = Dataset.objects.get(pk=dataset_id)
+    run = TrainingRun.objects.get(pk=run_id)
+    return prediction.judge_dataset(dataset, run, force=force, job=job, user=job.created_by, progress=Progress(job))
+
+
+def start_judge_dataset(dataset: Dataset, user=None, *, run_id: int | None = None, force: bool = False) -> Job:
+    """Queue "judge every scan of this dataset" with its promoted model (or ``run_id``). One at a time per
+    dataset: while one is queued or running, that job is returned instead of a second. Raises ValueError
+    (no promoted, finished and evaluated model)."""
+    run = runs.resolve_run(run_id, dataset)
+    with transaction.atomic():
+        active = Job.objects.select_for_update().filter(kind="judge_dataset", status__in=Job.ACTIVE,
+                                                        params__dataset_id=dataset.pk).first()
+        if active is not None:
+            return active
+        return enqueue(judge_dataset_job, params={"dataset_id": dataset.pk, "run_id": run.pk, "force": bool(force)},
+                       user=user)
 
 
 # ------------------------------------------------------------------------------------------- the demo

@@ -8,7 +8,9 @@ The one state machine (``Job.Status``, transitions in ``Job.TRANSITIONS``), chan
   returns, the parent stays running (``awaiting_children``) until they finish. ``enqueue(..., join=task)``
   names a task queued as one more child once every other child succeeded (an aggregation step); the parent
   then succeeds with the join's result. A failed child fails its parent and cancels its siblings.
-- **Continuation.** ``enqueue(..., then=task)`` queues ``task`` with the same params once the job succeeded.
+- **Continuation.** ``enqueue(..., then=task)`` queues ``task`` with the same params once the job succeeded;
+  a child's continuation is queued as a child of the same parent (before the parent is settled), so a
+  parent waits for a chain of children (``train`` → ``train_images`` then ``train_folds``).
 - **Cancel.** ``request_cancel(job)`` stops a job and its descendants: queued ones at once, running ones at
   their next progress report (``JobCancelled``), a parent waiting for children at once.
 - **End.** Every move into a finished state (succeeded, failed, cancelled, from any path) sends
@@ -130,8 +132,9 @@ def finish(job: Job, status: str, *, message: str = "", error: str = "", result:
     with transaction.atomic():
         row = Job.objects.select_for_update().get(pk=job.pk)
         moved = _move(row, status, **fields)
-        if moved and status == Job.Status.SUCCEEDED and row.then_task:
-            _enqueue_name(row.then_task, params=row.params, user=row.created_by, parent=None, dataset=row.dataset_id)
+        if moved and status == Job.Status.SUCCEEDED and row.then_task:  # a child's continuation is its sibling
+            _enqueue_name(row.then_task, params=row.params, user=row.created_by, parent=row.parent,
+                          dataset=row.dataset_id)
     for key in ("status", "message", "error", "result", "progress", "finished_at", "awaiting_children"):
         setattr(job, key, getattr(row, key))
     if moved and row.parent_id:
@@ -167,8 +170,8 @@ def settle(job_id: int) -> None:
                 message = (join.message if join else "") or "done"
                 _move(parent, Job.Status.SUCCEEDED, message=message, result=result)
                 if parent.then_task:
-                    _enqueue_name(parent.then_task, params=parent.params, user=parent.created_by, parent=None,
-                                  dataset=parent.dataset_id)
+                    _enqueue_name(parent.then_task, params=parent.params, user=parent.created_by,
+                                  parent=parent.parent, dataset=parent.dataset_id)
     if cancel_siblings:
         request_cancel(parent)
     if parent.parent_id and parent.status in Job.FINISHED:

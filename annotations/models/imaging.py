@@ -1,6 +1,7 @@
 """CT series with the metadata the original study indexed, their HU volumes and source instances."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -51,6 +52,9 @@ class Series(models.Model):
     instance_count = models.PositiveIntegerField(default=0)
     transfer_syntax = models.CharField(max_length=64, blank=True)
     extra = models.JSONField(default=dict, blank=True)
+    submitted_by = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="submitted_series",
+        help_text="Users who submitted this scan for a verdict: they may open it whatever datasets they are in")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -10,7 +10,7 @@ from ..services.findings import MAX_COMMENT_CHARS, findings_of
 from ..services.worklist import FILTERS, worklist_rows
 
 VIEWER_MODULES = [f"frontend/js/{m}.js" for m in (
-    "viewer/main", "viewer/boxes", "viewer/findings", "viewer/geometry", "viewer/overlays", "viewer/panel",
+    "viewer/main", "viewer/boxes", "viewer/evidence", "viewer/findings", "viewer/geometry", "viewer/overlays", "viewer/panel",
     "viewer/strip", "viewer/view", "viewer/volume", "http", "charts")]
 
 

@@ -20,6 +20,7 @@ from inference.ml.operating_value import parse_objective
 
 from ..models import Evaluation, Prediction, TrainingRun
 from ..services.evaluation import metrics_at, prevalence_at, reading_aids
+from ..services.verdicts import model_of, side_findings
 from ..tasks import start_evaluation, submit_prediction
 from .serializers import (CurvesQuery, EvaluationStart, PredictionQuery, PredictionSubmission, PrevalenceQuery,
                           ThresholdQuery)
@@ -83,7 +84,8 @@ class EvaluationDetail(APIView):
 
 class EvaluationScans(APIView):
     """Per-scan verdicts: ``?sort=-probability`` (or ``outcome``: false negatives first), ``?outcome=fn,fp``,
-    ``?verdict=normal``, ``?label=abnormal``. Adds per-side scores of stored predictions where present."""
+    ``?verdict=normal``, ``?label=abnormal``. Adds per-side scores and evidence thumbnails of
+    this run's stored verdicts where present (``evidence``: up to 3 ``{"url", "side", "z_mm", "probability"}``)."""
 
     permission_classes = [IsLead]
 
@@ -103,11 +105,16 @@ class EvaluationScans(APIView):
             scans.sort(key=lambda s: (OUTCOME_ORDER.get(s["outcome"], 9), -s["probability"]), reverse=sort.startswith("-"))
         else:
             scans.sort(key=lambda s: s.get(key), reverse=sort.startswith("-"))
-        sides = {p.series_id: p.sides for p in Prediction.objects.filter(
-            run_id=ev.run_id, series_id__in=[s["series_id"] for s in scans if s.get("series_id")])}
+        stored = {p.series_id: p for p in Prediction.objects.filter(
+            run_id=ev.run_id, series_id__in=[s["series_id"] for s in scans if s.get("series_id")])
+            .order_by("created_at", "pk")}  # the latest verdict of this run per scan
         for s in scans:
-            s["sides"] = s.get("sides") or sides.get(s.get("series_id"), {})
+            p = stored.get(s.get("series_id"))
+            s["sides"] = s.get("sides") or (p.sides if p else {})
             s["viewer_url"] = _viewer_url(s)
+            s["evidence"] = [{"url": f"/api/predictions/{p.pk}/evidence/{n}.png?size=64", "side": e["side"],
+                              "z_mm": e["z_mm"], "probability": e["probability"]}
+                             for n, e in enumerate((p.evidence or [])[:3])] if p else []
         return Response({"evaluation": ev.pk, "operating_value": ev.operating_value, "count": len(scans),
                          "scans": scans})
 
@@ -188,7 +195,7 @@ class RunComparison(APIView):
 
 
 def _prediction_doc(p: Prediction) -> dict:
-    return {
+    return {"findings": side_findings(p), "model": model_of(p),
         "id": p.pk, "series": p.series_id, "series_uid": p.series.series_uid, "run": p.run_id,
         "probability": p.probability, "fraction": p.fraction, "verdict": p.verdict, "reason": p.reason,
         "operating_value": p.operating_value, "sides": p.sides, "flagged_slices_mm": p.flagged_slices_mm,
@@ -198,7 +205,7 @@ def _prediction_doc(p: Prediction) -> dict:
 
 
 def visible_predictions(user):
-    return Prediction.objects.visible_to(user).select_related("series")
+    return Prediction.objects.visible_to(user).select_related("series", "run__dataset")
 
 
 class PredictionList(APIView):

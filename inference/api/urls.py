@@ -1,7 +1,7 @@
 """API routes of 2.5D images, runs, evaluations and predictions (mounted under /api/)."""
 from django.urls import path
 
-from . import dashboard, dicom, runs, schema
+from . import dashboard, dicom, runs, schema, verdicts
 
 schema.describe()  # OpenAPI descriptions of the views without serializers (request bodies, uploads)
 
@@ -21,6 +21,9 @@ urlpatterns = [
     path("evaluations/<int:pk>/curves/", dashboard.EvaluationCurves.as_view(), name="api-evaluation-curves"),
     path("predictions/", dashboard.PredictionList.as_view(), name="api-predictions"),
     path("predictions/<int:pk>/", dashboard.PredictionDetail.as_view(), name="api-prediction"),
+    path("predictions/<int:pk>/evidence/<int:n>.png", verdicts.PredictionEvidence.as_view(),
+         name="api-prediction-evidence"),
+    path("datasets/<int:pk>/judge/", verdicts.DatasetJudge.as_view(), name="api-dataset-judge"),
     path("predictions/<int:pk>/dicom/", dicom.PredictionDicom.as_view(), name="api-prediction-dicom"),
     path("predictions/<int:pk>/dicom/<str:sop_uid>.dcm", dicom.PredictionDicomFile.as_view(),
          name="api-prediction-dicom-file"),

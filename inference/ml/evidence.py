@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .geometry import lps_to_voxel
 from .images25d import SideImages
 
 
@@ -47,3 +48,44 @@ def image_evidence(side: SideImages, index: int, cam: np.ndarray, probability: f
                  "z": round(float(side.z_mm[index]), 2), "shape": [grid_px, grid_px],
                  "values": np.round(_sigmoid(fine), 3).tolist()},
     }
+
+
+def heat_at(ev: dict, xy_mm: np.ndarray) -> np.ndarray:
+    """The evidence map of ``ev`` (:func:`image_evidence`) at LPS points ``xy_mm`` ``(..., 2)`` (x, y) on its
+    plane: bilinear between cell centres, 0 outside the crop (half a cell beyond the outer centres)."""
+    heat = ev["heat"]
+    values = np.asarray(heat["values"], np.float32)
+    rows, cols = values.shape
+    xy = np.asarray(xy_mm, float)
+    c = (xy[..., 0] - heat["x0"]) / heat["dx"]
+    r = (xy[..., 1] - heat["y0"]) / heat["dy"]
+    out = ndimage.map_coordinates(values, [r.ravel(), c.ravel()], order=1, mode="nearest").reshape(r.shape)
+    inside = (r >= -0.5) & (r <= rows - 0.5) & (c >= -0.5) & (c <= cols - 0.5)
+    return np.where(inside, out, 0.0)
+
+
+def evidence_thumbnail(volume, ev: dict, size: int = 96, window: tuple[float, float] = (40.0, 400.0),
+                       alpha: float = 0.55) -> np.ndarray:
+    """An RGB ``uint8 [size, size, 3]`` picture of one evidence map over the CT it was computed on: the axial
+    plane at the map's z over the map's square in-plane extent, drawn as the viewer draws axial slices (patient
+    right on the left, anterior at the top; LPS x grows to the right, y downwards), CT windowed at
+    ``window`` (level, width) HU and the map blended in red-yellow with opacity ``alpha`` x its value.
+    ``volume``: an ``inference.ml.volume.Volume``; LPS -> voxel through ``inference.ml.geometry``."""
+    heat = ev["heat"]
+    rows, cols = heat["shape"]
+    xs = heat["x0"] + np.array([-0.5, cols - 0.5]) * heat["dx"]
+    ys = heat["y0"] + np.array([-0.5, rows - 0.5]) * heat["dy"]
+    gx = np.linspace(xs.min(), xs.max(), size)
+    gy = np.linspace(ys.min(), ys.max(), size)
+    X, Y = np.meshgrid(gx, gy)  # row = y (anterior first), column = x (patient right first)
+    lps = np.stack([X, Y, np.full_like(X, float(heat["z"]))], axis=-1)
+    ijk = lps_to_voxel(volume.affine, lps)
+    ct = ndimage.map_coordinates(np.asarray(volume.array, np.float32), [ijk[..., 2], ijk[..., 1], ijk[..., 0]],
+                                 order=1, mode="constant", cval=-1000.0)
+    level, width = window
+    grey = np.clip((ct - (level - width / 2)) / width, 0.0, 1.0)
+    h = heat_at(ev, np.stack([X, Y], axis=-1))
+    colour = np.stack([np.ones_like(h), np.clip(2 * h - 1, 0, 1), np.zeros_like(h)], axis=-1)  # red -> yellow
+    a = (alpha * h)[..., None]
+    rgb = grey[..., None] * (1 - a) + colour * a
+    return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)

@@ -11,12 +11,12 @@ from annotations.models import Dataset
 
 class PredictionQuerySet(JobStateQuerySet):
     def visible_to(self, user) -> PredictionQuerySet:
-        """Verdicts on scans of the datasets ``user`` may see, and the ones ``user`` submitted (an upload lands
-        in a dataset its uploader may not be a member of, e.g. "Submitted studies")."""
+        """Verdicts on scans of the datasets ``user`` sees, and on the scans ``user`` submitted."""
         if not getattr(user, "is_authenticated", False):
             return self.none()
-        return self.filter(models.Q(series__study__patient__dataset__in=Dataset.objects.visible_to(user))
-                           | models.Q(created_by=user))
+        datasets = Dataset.objects.visible_to(user)
+        return self.filter(models.Q(series__study__patient__dataset__in=datasets) | models.Q(created_by=user)
+                           | models.Q(series__submitted_by=user)).distinct()
 
 
 class Prediction(JobState, models.Model):

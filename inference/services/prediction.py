@@ -162,8 +162,8 @@ def stored_boxes(series) -> dict[str, Box] | None:
 
 def predict_series(series, run: TrainingRun, *, job=None, user=None,
                    progress: Callable[[float, str], None] | None = None) -> Prediction:
-    """Judge an imported series with ``run`` and store the Prediction (one per job: a re-delivered job updates
-    it)."""
+    """Judge an imported series with ``run`` and store the Prediction (one per job and scan: a re-delivered job
+    updates it)."""
     report = progress or no_progress
     report(5, "loading the volume")
     vol_row = getattr(series, "volume", None)
@@ -177,9 +177,9 @@ def predict_series(series, run: TrainingRun, *, job=None, user=None,
                                not_covered_reason=not_covered, uncovered=series.uncovered_sides or {},
                                progress=report)
     fields = outcome.stored_fields(run.operating_value)
-    if job is not None:
+    if job is not None:  # one Prediction per job and scan: a re-delivered job updates it
         prediction, _ = Prediction.objects.update_or_create(
-            job=job, defaults={"series": series, "run": run, "created_by": user, **fields})
+            job=job, series=series, defaults={"run": run, "created_by": user, **fields})
     else:
         prediction = Prediction.objects.create(series=series, run=run, created_by=user, **fields)
     report(100, f"{prediction.get_verdict_display()}" + (f": {prediction.reason}" if prediction.reason else ""))
@@ -220,6 +220,8 @@ def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dat
     if series is None:
         return document(source or str(path), None, Prediction.Verdict.NOT_ASSESSABLE, reason, run.operating_value,
                         {}, [])
+    if getattr(user, "is_authenticated", False):
+        series.submitted_by.add(user)  # the submitter can always open what they submitted
     p = predict_series(series, run, job=job, user=user, progress=progress)
     return document(series.series_uid, p.probability, p.verdict, p.reason, run.operating_value, p.sides,
                     p.flagged_slices_mm, prediction=p.pk, series=series.pk)
@@ -235,3 +237,45 @@ def document(series_uid, probability, verdict_, reason, operating_value, sides, 
         doc["reason"] = reason
     doc.update({k: v for k, v in extra.items() if v is not None})
     return doc
+
+
+# --- every scan of a dataset -----------------------------------------------------------------------------
+
+def judge_dataset(dataset: Dataset, run: TrainingRun, *, force: bool = False, job=None, user=None,
+                  progress: Callable[[float, str], None] | None = None) -> dict:
+    """Judge every scan of ``dataset`` with ``run``, one after another in this job (the ensemble is loaded
+    once), a Prediction stored per scan as it is judged. Idempotent: a scan that already has a verdict of
+    ``run`` is skipped unless ``force`` (a re-delivered job skips what it judged before it died). One scan's
+    error never stops the others: it is reported by series id.
+
+    Returns ``{"run", "dataset", "scans", "judged", "skipped", "verdicts": {verdict: count}, "errors": [...]}``.
+    """
+    report = progress or no_progress
+    scans = list(Series.objects.filter(study__patient__dataset=dataset, is_scan=True)
+                 .select_related("volume", "study__patient__dataset").prefetch_related("boxes").order_by("pk"))
+    done = set(Prediction.objects.filter(run=run, series__in=scans).values_list("series_id", flat=True))
+    if force and job is not None:  # forced: only what this very job judged already is skipped
+        done = set(Prediction.objects.filter(run=run, job=job).values_list("series_id", flat=True))
+    elif force:
+        done = set()
+    out = {"run": run.pk, "dataset": dataset.pk, "scans": len(scans), "judged": 0, "skipped": 0,
+           "verdicts": {}, "errors": []}
+    for i, series in enumerate(scans):
+        lo, hi = 100.0 * i / max(len(scans), 1), 100.0 * (i + 1) / max(len(scans), 1)
+        if series.pk in done:
+            out["skipped"] += 1
+            report(hi, f"scan {i + 1}/{len(scans)}: judged before by run {run.pk}")
+            continue
+        report(lo, f"scan {i + 1}/{len(scans)}: {series.patient.pseudo_id}")
+        try:
+            p = predict_series(series, run, job=job, user=user,
+                               progress=lambda pct, msg="", lo=lo, hi=hi, n=i: report(
+                                   lo + (hi - lo) * pct / 100.0, f"scan {n + 1}/{len(scans)}: {msg}"))
+        except (OSError, ValueError, RuntimeError) as exc:  # one scan's failure is reported, the rest go on
+            out["errors"].append({"series": series.pk, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            continue
+        out["judged"] += 1
+        out["verdicts"][p.verdict] = out["verdicts"].get(p.verdict, 0) + 1
+    counts = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in sorted(out["verdicts"].items())) or "none new"
+    report(100.0, f"{out['judged']} judged ({counts}), {out['skipped']} judged before, {len(out['errors'])} errors")
+    return out

@@ -34,8 +34,8 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
     config = preset_config(preset, overrides)
     labels = None
     if is_gland_run(config) or not image_rows(dataset):
-        # per-gland runs crop what they need from the stored volumes; a joined run builds its images first
-        # (``training.prepare_run``) from the same labelled scans with boxes
+        # per-gland runs crop what they need from the stored volumes; a joined run builds or refreshes its
+        # images first (``training.build_run_images``, the ``train_images`` job) from the same labelled scans
         labels = patient_labels(dataset)
         if not labels:
             raise ValueError(f"dataset {dataset.name!r} has no labelled scans with a stored volume and crop boxes")

@@ -38,15 +38,9 @@ PRED_COLUMNS = ["image_id", "series_id", "series_uid", "patient", "label", "slic
 
 
 def prepare_run(run: TrainingRun) -> None:
-    """Write ``config.json`` and, once, ``init.pt``: one fresh model, the same start for every fold. A joined
-    run (the original layout) first builds the 2.5D images of its labelled scans that have none (confirmed
-    boxes, else proposed; a changed box already queues its scan's rebuild); a per-gland run crops its glands
-    in its fold jobs."""
-    if not is_gland_run(run.config):
-        ids = [g.series_id for g in gland_scans(run.dataset)]
-        missing = Series.objects.filter(pk__in=ids, images25d__isnull=True)
-        if missing.exists():
-            build_many(missing, (run.config or {}).get("image"), use_proposed=True)
+    """Write ``config.json`` and, once, ``init.pt``: one fresh model, the same start for every fold. The 2.5D
+    images a joined run needs are built before its folds by :func:`build_run_images` (the ``train_images``
+    job); a per-gland run crops its glands in its fold jobs."""
     out = run_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "config.json", json.dumps(run.config, indent=1))
@@ -55,6 +49,26 @@ def prepare_run(run: TrainingRun) -> None:
         with atomic.atomic_path(out / "init.pt") as tmp:
             torch.save(model.state_dict(), tmp)
         TrainingRun.objects.filter(pk=run.pk).update(pretrained=used)
+
+
+def needs_images(run: TrainingRun) -> bool:
+    """Whether the run trains on stored 2.5D images (a joined run) that :func:`build_run_images` must make
+    current before its folds; per-gland runs crop from the stored volumes."""
+    return not is_gland_run(run.config)
+
+
+def build_run_images(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
+    """Build or refresh the 2.5D images of the run's labelled scans with boxes (confirmed, else proposed) at
+    the run's crop settings: missing ones are built, ones made from other box versions or settings rebuilt,
+    current ones kept (``services.images.build_many``). Returns its report; raises ValueError when no
+    labelled scan has images afterwards."""
+    ids = [g.series_id for g in gland_scans(run.dataset)]
+    report = build_many(Series.objects.filter(pk__in=ids), (run.config or {}).get("image"), use_proposed=True,
+                        progress=progress)
+    if not image_rows(run.dataset):
+        reasons = "; ".join(f"series {e['series']}: {e['error']}" for e in report["errors"][:5])
+        raise ValueError(f"no labelled 2.5D images in dataset {run.dataset.name!r}" + (f" ({reasons})" if reasons else ""))
+    return report
 
 
 def train_one_fold(run: TrainingRun, fold: int, progress: ProgressFn = no_progress) -> dict:

@@ -17,15 +17,56 @@ def annotate_latest(qs: QuerySet) -> QuerySet:
                        probability=Subquery(latest.values("probability")[:1]))
 
 
-def latest(series: Series) -> dict | None:
-    p = Prediction.objects.filter(series=series).order_by("-created_at", "-pk").first()
-    if p is None:
-        return None
-    return {"id": p.pk, "verdict": p.verdict, "verdict_display": p.get_verdict_display(),
+SIDE_NAMES = {"R": "right", "L": "left"}
+
+
+def side_findings(p: Prediction) -> list[dict]:
+    """Both glands' findings of a verdict, right first: ``{"side", "name", "verdict", "verdict_display",
+    "score", "probability", "flagged_slices_mm", "reason"}``. A side without a score is "not assessable" with
+    the reason: the scan's (not CT, region not covered...) or its gland's own (no 2.5D images from its box).
+    Joined (original) runs have a per-side probability only, from blanking the other half: no per-side
+    verdict."""
+    rows = []
+    for side in ("R", "L"):
+        d = (p.side_details or {}).get(side)
+        row = {"side": side, "name": SIDE_NAMES[side], "score": None, "probability": None, "verdict": None,
+               "verdict_display": "", "flagged_slices_mm": [], "reason": ""}
+        if p.verdict == Prediction.Verdict.NOT_ASSESSABLE:
+            row |= {"verdict": "not_assessable", "verdict_display": "not assessable", "reason": p.reason}
+        elif d:  # a side the scan does not hold carries {"verdict": "not_assessable", "reason": "not assessable: ..."}
+            verdict = d.get("verdict")
+            row |= {"score": d.get("score"), "probability": d.get("probability"), "verdict": verdict,
+                    "verdict_display": (verdict or "").replace("_", " "),
+                    "flagged_slices_mm": d.get("flagged_slices_mm", []), "reason": d.get("reason", "")}
+        elif (p.sides or {}).get(side) is not None:
+            row |= {"probability": p.sides[side], "verdict_display": "no per-side verdict (joined model)"}
+        else:
+            row |= {"verdict": "not_assessable", "verdict_display": "not assessable",
+                    "reason": f"no 2.5D images of the {SIDE_NAMES[side]} gland (its box is outside the scan)"}
+        rows.append(row)
+    return rows
+
+
+def model_of(p: Prediction) -> dict:
+    """The run that made a verdict, as the pages name it."""
+    run = p.run
+    return {"run": run.pk, "name": run.name, "preset": run.preset, "version": run.version,
+            "dataset": run.dataset.name, "operating_value": p.operating_value, "promoted": run.promoted}
+
+
+def verdict_document(p: Prediction) -> dict:
+    """Everything a page shows of one verdict: scores, per-side findings, evidence maps and the model."""
+    return {"id": p.pk, "series": p.series_id, "verdict": p.verdict, "verdict_display": p.get_verdict_display(),
             "probability": p.probability, "reason": p.reason, "sides": p.sides,
             "flagged_slices_mm": p.flagged_slices_mm, "slice_scores": p.slice_scores,
             "operating_value": p.operating_value, "run": p.run_id, "score": p.score,
-            "side_details": p.side_details, "evidence": p.evidence}
+            "side_details": p.side_details, "evidence": p.evidence, "findings": side_findings(p),
+            "model": model_of(p), "created_at": p.created_at.isoformat()}
+
+
+def latest(series: Series) -> dict | None:
+    p = Prediction.objects.filter(series=series).select_related("run__dataset").order_by("-created_at", "-pk").first()
+    return verdict_document(p) if p is not None else None
 
 
 SOURCE = VerdictSource(annotate_latest=annotate_latest, latest=latest)

@@ -4,13 +4,18 @@ from __future__ import annotations
 import csv
 import json
 
+from django.contrib import messages
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from adrenal_site.jobs.models import Job
 
 from adrenal_site.roles import LEAD, role_required
 
 from ..api.dashboard import evaluation_summary
 from ..api.runs import visible_runs
+from ..tasks import start_judge_dataset
 
 
 @role_required(LEAD)
@@ -28,7 +33,24 @@ def compare(request):
 def run_dashboard(request, pk: int):
     run = get_object_or_404(visible_runs(request.user).select_related("dataset"), pk=pk)
     evaluation = run.evaluations.first()
-    return render(request, "inference/dashboard/run.html", {"run": run, "evaluation": evaluation})
+    judge_job = Job.objects.filter(kind="judge_dataset", params__dataset_id=run.dataset_id,
+                                   params__run_id=run.pk).order_by("-pk").first()
+    return render(request, "inference/dashboard/run.html", {"run": run, "evaluation": evaluation,
+                                                            "judge_job": judge_job})
+
+
+@role_required(LEAD)
+@require_POST
+def judge_dataset(request, pk: int):
+    """"Judge every scan of this dataset" with the run (promoted): one job, then back to the dashboard."""
+    run = get_object_or_404(visible_runs(request.user).select_related("dataset"), pk=pk)
+    try:
+        job = start_judge_dataset(run.dataset, request.user, run_id=run.pk, force=bool(request.POST.get("force")))
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, f"judging every scan of {run.dataset.name}: job #{job.pk}")
+    return redirect("run-dashboard", pk=run.pk)
 
 
 def _latest(request, pk: int):

@@ -39,6 +39,22 @@ def test_a_parent_waits_for_its_children_then_joins_and_continues():
     assert then.count() == 1
 
 
+def test_a_childs_continuation_is_its_sibling_and_the_parent_waits_for_it():
+    parent = enqueue(selftest_cpu, params={"steps": 0}, send=False)
+    Job.objects.filter(pk=parent.pk).update(status=Job.Status.RUNNING)
+    parent.refresh_from_db()
+    first = enqueue(selftest_gpu, params={"steps": 0}, parent=parent, send=False, then=selftest_cpu)
+    _returned(parent, {})
+    run_now(selftest_gpu, first)
+    parent.refresh_from_db()
+    then = parent.children.get(task_name=selftest_cpu.name)  # queued in the family, before the parent settled
+    assert first.status == "succeeded" and then.status == "queued" and then.params == first.params
+    assert parent.status == "running" and parent.awaiting_children
+    run_now(selftest_cpu, then)
+    parent.refresh_from_db()
+    assert parent.status == "succeeded"
+
+
 def test_a_failed_child_fails_the_parent_and_cancels_its_siblings():
     parent, (first, second) = _parent_with_children()
     Job.objects.filter(pk=first.pk).update(params={"steps": 0, "fail": True})

@@ -60,18 +60,38 @@ def test_per_gland_run_trains_evaluates_and_judges(db, settings, tmp_path, train
     assert stored.side_details == f["side_details"] and stored.evidence == f["evidence"]
 
 
-def test_a_joined_run_builds_the_images_it_needs(db, settings, tmp_path, training_cohort):
+@pytest.mark.django_db(transaction=True)  # the runner closes connections between jobs
+def test_a_joined_run_builds_the_images_it_needs(settings, tmp_path, training_cohort, monkeypatch):
+    """``train`` → child ``train_images`` (built or refreshed) → its continuation ``train_folds`` queues the folds
+    under the run's job, which waits for them."""
     from adrenal_site.jobs.models import Job
+    from adrenal_site.jobs.runner import run_now
+    from annotations.models import CropBox
     from inference.models import Image25D
-    from inference.services import runs, training
+    from inference.tasks import start_run, train_folds_job, train_images_job, train_run_job
 
     settings.MEDIA_ROOT = tmp_path
+    monkeypatch.setattr("adrenal_site.jobs.runner.send_job", lambda job: None)  # run here, one by one
     ds = training_cohort("joined-ds", n_patients=10, build=False)
-    run = runs.create_run(ds, "tiny", Job.objects.create(kind="train", params={}),
-                          overrides={"image": {"side_px": 16, "pixel_spacing_mm": 2.0}})
+    run = start_run(ds, "tiny", overrides={"image": {"side_px": 16, "pixel_spacing_mm": 2.0}})
     assert not Image25D.objects.exists()  # accepted without images: the run builds them
-    training.prepare_run(run)
+    train = run_now(train_run_job, run.job)
+    assert train.status == "running" and train.awaiting_children and not run.folds.filter(job__isnull=False).exists()
+    images = train.children.get(kind="images25d")
+    assert run_now(train_images_job, images).status == "succeeded"
     assert Image25D.objects.filter(series__study__patient__dataset=ds).values("series").distinct().count() == 10
+    folds = train.children.get(kind="train_folds")  # the continuation, a sibling: the run still waits
+    train.refresh_from_db()
+    assert train.status == "running" and folds.status == "queued"
+    assert run_now(train_folds_job, folds).status == "succeeded"
+    assert run.folds.filter(job__parent=train).count() == len(run.split.folds)
+    train.refresh_from_db()
+    assert train.status == "running" and train.awaiting_children
+    # a second build keeps current images and refreshes a scan whose box moved
+    from inference.services.training import build_run_images
     first = {r.pk for r in Image25D.objects.all()}
-    training.prepare_run(run)  # a re-delivered job builds nothing again
-    assert {r.pk for r in Image25D.objects.all()} == first
+    assert build_run_images(run)["built"] == 0 and {r.pk for r in Image25D.objects.all()} == first
+    box = CropBox.objects.filter(series__study__patient__dataset=ds).order_by("pk").first()
+    CropBox.objects.filter(pk=box.pk).update(version=box.version + 1, lps_max=[v + 4.0 for v in box.lps_max])
+    assert build_run_images(run)["built"] == 1
+    assert Job.objects.filter(kind="train_fold", parent=train).count() == len(run.split.folds)

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +143,7 @@ def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings,
     if layout == "side":
         assert p.side_details["R"]["verdict"] in ("normal", "abnormal")
     page = client_as("admin").get(f"/series/{series.pk}/").content.decode()
-    assert "L: not assessable: " in page
+    assert '<tr data-side="L">' in page and html.escape(p.side_details["L"]["reason"]) in page
     # the DICOM node's report names the side it could not judge
     from inference.services.dicom_node.answers import findings_of
 

@@ -200,10 +200,17 @@ async function loadScans(evaluationId, sort, outcome) {
     tr.dataset.seriesUid = s.series_uid;
     const side = (k) => (s.sides && s.sides[k] !== undefined ? fmt(s.sides[k], 2) : "—");
     const flagged = s.flagged_slices_mm || [];
+    const evidence = cell("td", "", { class: "evidence" });
     tr.append(cell("td", s.patient), cell("td", uidCell(s.series_uid), { class: "muted" }), cell("td", fmt(s.probability)),
       cell("td", fmt(s.fraction)), cell("td", badge(s.verdict)), cell("td", badge(s.label)),
       cell("td", String(s.outcome).toUpperCase()), cell("td", side("R")), cell("td", side("L")),
-      cell("td", compactSlices(flagged), { class: "flagged", title: flagged.join(", ") }));
+      cell("td", compactSlices(flagged), { class: "flagged", title: flagged.join(", ") }), evidence);
+    for (const e of s.evidence || []) { // where the model looked: thumbnails of this run's stored verdict
+      const img = Object.assign(document.createElement("img"), { src: e.url, width: 64, height: 64,
+        className: "evidence-thumb", loading: "lazy", alt: `evidence ${e.side} z ${e.z_mm} mm` });
+      img.title = `${e.side} · z ${e.z_mm} mm · p ${fmt(e.probability)}`;
+      evidence.appendChild(img);
+    }
     if (s.viewer_url) {
       tr.addEventListener("click", () => { window.location.href = s.viewer_url; });
       tr.dataset.href = s.viewer_url;

@@ -2,6 +2,7 @@
 // per-side findings, and offers the reading tools (HU under the cursor, ruler, click-to-navigate, cine, invert,
 // window presets). Every drawing call and pointer event goes through the views' transforms (geometry.js).
 import { BoxStore, DEFAULT_SIZE_MM, SIDES } from "./boxes.js";
+import { EvidenceLayer } from "./evidence.js";
 import { FindingStore } from "./findings.js";
 import { ViewTransform, distanceMm, lpsToVoxel, voxelToLps } from "./geometry.js";
 import { COLOURS, drawBoxes, drawCrosshair, drawLesions, drawLine, drawRulers, hitBox, insideBox } from "./overlays.js";
@@ -35,6 +36,7 @@ let findings = null;
 let panel = null;
 let corner = null;
 let strip = null;
+let evidence = null; // the latest verdict's evidence maps over the axial view (evidence.js)
 let drag = null;
 let preview = null; // {kind: "box", side, box} | {kind: "line", view, a, b, colour, label}
 let frameRequested = false;
@@ -320,6 +322,7 @@ function onWheel(view, e) {
 function overlay(ctx, view) {
   const shown = { ...boxes.boxes };
   if (preview && preview.kind === "box") shown[preview.side] = preview.box;
+  if (evidence) evidence.draw(ctx, view);
   drawBoxes(ctx, view, shown, state.side);
   drawLesions(ctx, view, findings.findings);
   drawRulers(ctx, view, state.rulers);
@@ -348,6 +351,7 @@ const KEYS = [
   ["g", "gland of the selected side: seen → not visualised → absent"],
   ["t", "write a comment for the selected side (Esc leaves the text box)"],
   ["Tab, Enter", "reach a version's restore button in the panel (and the other controls) and use it"],
+  ["e", "evidence: show / hide where the model looked (the verdict's maps, on their axial slices)"],
   ["n", "next unconfirmed scan"],
   ["?, h", "this help"],
 ];
@@ -395,6 +399,7 @@ function onKey(e) {
     boxes.redo(state.side);
   } else if (k === "Delete" || k === "Backspace") { state.rulers.pop(); showRuler(); }
   else if (k === "n" && !ctrl) nextUnconfirmed();
+  else if (k === "e" && !ctrl && evidence) setEvidence(!evidence.on);
   else if (k === "f" && !ctrl) { Object.values(views).forEach((v) => v.t.fit()); renderAll(); }
   else if (k === "+" || k === "=") { view.t.zoomAt(1.2, view.t.cssW / 2, view.t.cssH / 2); renderAll(); }
   else if (k === "-") { view.t.zoomAt(1 / 1.2, view.t.cssW / 2, view.t.cssH / 2); renderAll(); }
@@ -431,6 +436,36 @@ function onConflict(side, current, message, kind = "box") {
   banner.dataset.kind = kind;
   $("conflict-text").textContent = `${side} ${kind}: ${message || "changed by someone else"}`
     + (current && current.updated_by ? ` (by ${current.updated_by})` : "") + ". Reload it, or keep yours?";
+}
+
+// ------------------------------------------------------------------ evidence
+function setEvidence(on, opacity = evidence.opacity) {
+  evidence.on = on;
+  evidence.opacity = Math.max(0, Math.min(1, opacity));
+  const toggle = $("evidence-toggle");
+  if (toggle) toggle.checked = on;
+  const slider = $("evidence-opacity");
+  if (slider) slider.value = String(evidence.opacity);
+  requestRender();
+}
+
+/** The panel's evidence controls: the toggle, the opacity and one button per map that goes to its slice. */
+function bootEvidence() {
+  evidence = new EvidenceLayer(config.prediction && config.prediction.evidence);
+  const toggle = $("evidence-toggle");
+  if (!toggle || !evidence.maps.length) return;
+  // the controls give the keyboard back once used (so e, arrows and space act on the viewer again)
+  toggle.addEventListener("change", () => { setEvidence(toggle.checked); toggle.blur(); });
+  $("evidence-opacity").addEventListener("input", (e) => setEvidence(evidence.on, Number(e.target.value)));
+  $("evidence-opacity").addEventListener("change", (e) => e.target.blur());
+  $("evidence-list").replaceChildren(...evidence.maps.map((m) => {
+    const b = document.createElement("button");
+    b.className = "vw-small";
+    b.textContent = `${m.side} · z ${Number(m.z_mm).toFixed(1)} mm · p ${Number(m.probability).toFixed(2)}`;
+    b.title = "go to this map's slice";
+    b.addEventListener("click", () => { setEvidence(true); setSlice(axialSliceOfZ(m.z_mm)); });
+    return b;
+  }));
 }
 
 // ------------------------------------------------------------------ start
@@ -512,6 +547,7 @@ async function boot() {
     strip = new VerdictStrip($("strip"), config.prediction, [ax.t.sliceMm(0), ax.t.sliceMm(ax.depth - 1)],
       (z) => setSlice(axialSliceOfZ(z)));
   }
+  bootEvidence();
   fillHelp(KEYS);
   $("preset").replaceChildren(...PRESETS.map((p) => Object.assign(document.createElement("option"),
     { value: p.key, textContent: `${p.key} ${p.name}` })), Object.assign(document.createElement("option"),
@@ -551,7 +587,7 @@ async function boot() {
   setSide("R");
   window.viewer = Object.assign(window.viewer || {}, {
     vol, views, boxes, store: boxes, findings, state, shared, setSlice, setWindow, renderAll, setMode, setSide,
-    navigateTo,
+    navigateTo, evidence, setEvidence: (on, opacity) => setEvidence(on, opacity),
     sliceZ: (k) => views.axial.t.sliceMm(k),
     axialSliceOfZ,
     /** Mean and max milliseconds of ``n`` synchronous axial slice changes (all three views redrawn). */

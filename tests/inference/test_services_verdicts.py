@@ -1,0 +1,123 @@
+"""Verdicts in the product, through the services, views and API without a worker (jobs run here, one by one):
+judging every scan of a dataset once per model, a submission followed to its verdict with per-side findings,
+evidence thumbnails, the worklist and viewer showing verdicts, and a submitter opening what they submitted."""
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]  # the runner closes connections
+
+
+@pytest.fixture
+def here(monkeypatch):
+    """Jobs are only queued (nothing sent to a broker); the test runs them with ``run_now``."""
+    monkeypatch.setattr("adrenal_site.jobs.runner.send_job", lambda job: None)
+
+
+def chest_only_volume():
+    from synthetic import make_patient
+
+    return make_patient(9, abnormal=False, profile="tiny", coverage="chest_only").volume
+
+
+def test_judge_every_scan_once_per_model_unless_forced(here, users, gland_model, ct_series, client):
+    from adrenal_site.jobs.runner import run_now
+    from inference.models import Prediction
+    from inference.services.verdicts import side_findings
+    from inference.tasks import judge_dataset_job, start_judge_dataset
+
+    run = gland_model(members=[users["clinician"], users["lead"]])
+    ds = run.dataset
+    a = ct_series(dataset=ds, patient="P001")
+    b = ct_series(dataset=ds, patient="P002", volume=chest_only_volume(), description="chest only")
+    job = start_judge_dataset(ds, users["lead"])
+    assert start_judge_dataset(ds, users["lead"]).pk == job.pk  # one at a time per dataset
+    job = run_now(judge_dataset_job, job)
+    assert job.status == "succeeded", job.error
+    assert job.result["judged"] == 2 and job.result["skipped"] == 0 and not job.result["errors"]
+    assert job.progress == 100.0 and "2 judged" in job.message
+    pa, pb = Prediction.objects.get(series=a, run=run), Prediction.objects.get(series=b, run=run)
+    assert pa.verdict == "abnormal" and set(pa.side_details) == {"R", "L"} and pa.evidence  # every image flagged
+    assert [f["side"] for f in side_findings(pa)] == ["R", "L"]
+    assert all(f["verdict"] == "abnormal" and f["score"] is not None for f in side_findings(pa))
+    assert pb.verdict == "not_assessable" and pb.reason
+    assert all(f["verdict"] == "not_assessable" and f["reason"] == pb.reason for f in side_findings(pb))
+    # again: nothing new; forced: both again
+    again = run_now(judge_dataset_job, start_judge_dataset(ds, users["lead"]))
+    assert again.result["judged"] == 0 and again.result["skipped"] == 2
+    forced = run_now(judge_dataset_job, start_judge_dataset(ds, users["lead"], force=True))
+    assert forced.result["judged"] == 2 and Prediction.objects.filter(series=a, run=run).count() == 2
+    # the worklist's column and the viewer's panel show it
+    client.force_login(users["clinician"])
+    html = client.get(f"/datasets/{ds.pk}/").content.decode()
+    assert 'class="badge abnormal"' in html and 'class="badge not_assessable"' in html
+    html = client.get(f"/series/{a.pk}/").content.decode()
+    assert 'id="verdict-sides"' in html and 'id="evidence-toggle"' in html and f"run #{run.pk}" in html
+    assert html.count('<tr data-side="') == 2
+    html = client.get(f"/series/{b.pk}/").content.decode()
+    assert 'id="verdict-sides"' in html and "not assessable" in html and 'id="evidence-toggle"' not in html
+    # evidence thumbnails: a PNG per map; a map that is not there is a 404, a bad size a 400
+    resp = client.get(f"/api/predictions/{pa.pk}/evidence/0.png?size=64")
+    assert resp.status_code == 200 and resp["Content-Type"] == "image/png"
+    assert b"".join(resp.streaming_content)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get(f"/api/predictions/{pa.pk}/evidence/{len(pa.evidence)}.png").status_code == 404
+    assert client.get(f"/api/predictions/{pa.pk}/evidence/0.png?size=9").status_code == 400
+
+
+def test_judging_a_dataset_through_the_api_and_the_dashboard(here, users, gland_model, client):
+    from adrenal_site.jobs.models import Job
+    from tests.factories import make_dataset
+
+    run = gland_model(members=[users["clinician"], users["lead"]])
+    client.force_login(users["clinician"])
+    assert client.post(f"/api/datasets/{run.dataset.pk}/judge/", {}, content_type="application/json").status_code == 403
+    client.force_login(users["lead"])
+    resp = client.post(f"/api/datasets/{run.dataset.pk}/judge/", {"force": "yes"}, content_type="application/json")
+    assert resp.status_code == 400 and "force" in resp.json()
+    resp = client.post(f"/api/datasets/{run.dataset.pk}/judge/", {}, content_type="application/json")
+    assert resp.status_code == 202 and resp.json()["run"] == run.pk
+    assert Job.objects.get(pk=resp.json()["job"]).kind == "judge_dataset"
+    other = make_dataset("no-model", members=[users["lead"]])
+    resp = client.post(f"/api/datasets/{other.pk}/judge/", {}, content_type="application/json")
+    assert resp.status_code == 400 and "no promoted model" in resp.json()["detail"]
+    # the dashboard's button queues the same job (the one already queued for this dataset)
+    resp = client.post(f"/runs/{run.pk}/judge/")
+    assert resp.status_code == 302 and Job.objects.filter(kind="judge_dataset").count() == 1
+    assert 'id="judge-job"' in client.get(f"/runs/{run.pk}/dashboard/").content.decode()
+
+
+def test_a_submitter_follows_an_upload_to_its_verdict_and_can_always_open_it(here, users, make_user, gland_model,
+                                                                             realct, client):
+    from adrenal_site.jobs.models import Job
+    from adrenal_site.jobs.runner import run_now
+    from inference.models import Prediction
+    from inference.tasks import predict_job
+
+    run = gland_model()  # the clinician is no member of any dataset
+    client.force_login(users["clinician"])
+    resp = client.post("/verdicts/", {})
+    assert resp.status_code == 400 and "send a series id or a file" in resp.content.decode()
+    upload = SimpleUploadedFile("abdomen.nii.gz", realct["example_ct"].read_bytes())
+    resp = client.post("/verdicts/", {"file": upload})
+    assert resp.status_code == 302
+    job = Job.objects.get(kind="predict", created_by=users["clinician"])
+    assert resp["Location"] == f"/verdicts/jobs/{job.pk}/"
+    html = client.get(resp["Location"]).content.decode()
+    assert "data-reload-when-done" in html and 'id="side-findings"' not in html  # followed live until done
+    job = run_now(predict_job, job)
+    assert job.status == "succeeded", job.error
+    p = Prediction.objects.get(job=job)
+    html = client.get(f"/verdicts/jobs/{job.pk}/").content.decode()
+    assert "data-reload-when-done" not in html and 'id="side-findings"' in html
+    assert html.count('<tr data-side="') == 2 and f"run #{run.pk}" in html and "gland test model" in html
+    assert f'/series/{p.series_id}/?z_mm=' in html and f"/api/predictions/{p.pk}/evidence/0.png" in html
+    # listed on the submit page; the scan (in "Submitted studies") opens for its submitter and nobody else
+    listing = client.get("/verdicts/").content.decode()
+    assert f"/verdicts/jobs/{job.pk}/" in listing and "abdomen.nii.gz" in listing
+    assert client.get(f"/series/{p.series_id}/").status_code == 200
+    assert client.get(f"/api/predictions/{p.pk}/").json()["findings"][0]["side"] == "R"
+    client.force_login(make_user("clin2", "clinician"))
+    assert client.get(f"/series/{p.series_id}/").status_code == 404
+    assert client.get(f"/api/predictions/{p.pk}/").status_code == 404
+    assert client.get(f"/verdicts/jobs/{job.pk}/").status_code == 404
