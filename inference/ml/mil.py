@@ -226,7 +226,7 @@ class _Classifier(torch.nn.Module):
 def _pooled_features(model: torch.nn.Module, x: torch.Tensor, device: str, batch: int = 64) -> torch.Tensor:
     model.eval()
     if len(x) == 0:
-        return torch.zeros((0, model.fc.in_features))
+        return torch.zeros((0, getattr(model.fc, "in_features", 1)))
     return torch.cat([model.pooled(model.features(x[i:i + batch].to(device).float())).float()
                       for i in range(0, len(x), batch)]).to(x.device)
 
