@@ -102,11 +102,17 @@ class LocalNet(nn.Module):
     as the max over cells (a lesion is local: averaging over an 84 mm crop drowns it).
 
     ``features(x) -> [B, C, h, w]``; ``pooled(f) = f`` (the head needs the map); ``classify(f) -> [B, 1]`` the
-    max over cells of ``cam(f)``; ``cam(f) -> [B, h, w]`` the logit map itself (its max is the logit)."""
+    max over cells of ``cam(f)``; ``cam(f) -> [B, h, w]`` the logit map itself (its max is the logit).
 
-    def __init__(self, body: nn.Module, channels: int, hidden: int, dropout: float, mean: tuple, std: tuple) -> None:
+    With a frozen backbone (``freeze: backbone``) the trainer computes ``frozen(x)`` once per image and learns
+    ``from_frozen`` (``trainable_parameters``): the head, and the body's blocks from ``tune_from`` on when set
+    (cheap on CPU: those blocks run on 8x8 maps)."""
+
+    def __init__(self, body: nn.Module, channels: int, hidden: int, dropout: float, mean: tuple, std: tuple,
+                 tune_from: int | None = None) -> None:
         super().__init__()
         self.body = body
+        self.tune_from = tune_from
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -114,6 +120,21 @@ class LocalNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body((x - self.mean) / self.std)
+
+    def _tuned_blocks(self) -> list[nn.Module]:
+        return [] if self.tune_from is None else list(self.body.net._blocks[self.tune_from:])
+
+    def frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """What a frozen backbone computes once: the map before the first tuned block (or the whole body)."""
+        return self.body((x - self.mean) / self.std, stop=self.tune_from)
+
+    def from_frozen(self, p: torch.Tensor) -> torch.Tensor:
+        for block in self._tuned_blocks():
+            p = block(p)
+        return self.classify(p)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [*self.fc.parameters(), *(q for b in self._tuned_blocks() for q in b.parameters())]
 
     def pooled(self, f: torch.Tensor) -> torch.Tensor:
         return f
@@ -143,13 +164,14 @@ class _LiteBody(nn.Module):
             net._blocks = net._blocks[:last_block + 1]
             net._conv_head = net._bn1 = net._fc = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.last_block is None:
+    def forward(self, x: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """The map after all blocks (``stop``: before block ``stop``)."""
+        if self.last_block is None and stop is None:
             return self.net.extract_features(x)
         n = self.net
         x = n._swish(n._bn0(n._conv_stem(x)))
-        for block in n._blocks:
-            x = block(x)  # drop-connect is off in eval mode and the frozen backbone is only run in eval mode
+        for block in n._blocks[:stop]:
+            x = block(x)  # no drop-connect (the library only applies it when given a rate)
         return x
 
 
@@ -232,8 +254,11 @@ def _lite(backbone: str, input_px: int | None, source: Path | None, head: dict |
         if not 0 <= last < len(net._blocks):
             raise ValueError(f"head block must be in 0..{len(net._blocks) - 1}, not {last}")
         channels = net._blocks[last]._project_conv.out_channels
+        tune = head.get("tune_from")
+        if tune is not None and not 0 <= int(tune) <= last:
+            raise ValueError(f"head tune_from must be in 0..{last}, not {tune}")
         return LocalNet(_LiteBody(net, last), channels, int(head.get("hidden", 64)), float(head.get("dropout", 0.1)),
-                        LITE_MEAN, LITE_STD)
+                        LITE_MEAN, LITE_STD, None if tune is None else int(tune))
     return PooledNet(_LiteBody(net), channels, dropout, LITE_MEAN, LITE_STD)
 
 

@@ -83,3 +83,20 @@ def test_local_head_cuts_the_backbone_and_its_map_peaks_at_the_logit():
         build_model("efficientnet_lite1", "none", input_px=64, head={"kind": "local", "block": 99})
     with pytest.raises(ValueError, match="Lite backbone"):
         build_model("resnet18", "none", input_px=64, head={"kind": "local"})
+
+
+def test_local_head_tuning_the_last_blocks_splits_the_forward_pass():
+    model, _ = build_model("efficientnet_lite1", "auto", input_px=64, head={"kind": "local", "block": 14,
+                                                                           "hidden": 8, "tune_from": 12})
+    model.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        frozen = model.frozen(x)
+        assert frozen.shape == (2, 112, 4, 4)  # the output of block 11, computed once by the trainer
+        assert torch.allclose(model.from_frozen(frozen), model(x), atol=1e-5)
+    tuned = {id(p) for p in model.trainable_parameters()}
+    names = {n.split(".")[3] if n.startswith("body.net._blocks.") else n.split(".")[0]
+             for n, p in model.named_parameters() if id(p) in tuned}
+    assert names == {"fc", "12", "13", "14"}
+    with pytest.raises(ValueError, match="tune_from"):
+        build_model("efficientnet_lite1", "none", input_px=64, head={"kind": "local", "block": 10, "tune_from": 12})
