@@ -119,15 +119,17 @@ def generate(seed: int, n: int, real_fraction: float, boxes_mode: str, labels_mo
     return samples, meta
 
 
-def cohort(args, seed: int, n: int, image_cfg: dict) -> tuple[list[ScanSample], list[dict]]:
-    key = f"s{seed}-n{n}-r{args.real_fraction}-{args.boxes}-{args.labels}-{json.dumps(image_cfg, sort_keys=True)}"
+def cohort(args, seed: int, n: int, image_cfg: dict, labels: str | None = None) -> tuple[list[ScanSample], list[dict]]:
+    """A generated cohort (cached under ``--cache``); ``labels`` defaults to ``--labels``."""
+    labels = labels or args.labels
+    key = f"s{seed}-n{n}-r{args.real_fraction}-{args.boxes}-{labels}-{json.dumps(image_cfg, sort_keys=True)}"
     cache = Path(args.cache) / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt" if args.cache else None
     if cache and cache.is_file():
         data = torch.load(cache, weights_only=False)
         if data["key"] == key:
             return data["samples"], data["meta"]
     t = time.perf_counter()
-    samples, meta = generate(seed, n, args.real_fraction, args.boxes, args.labels, image_cfg,
+    samples, meta = generate(seed, n, args.real_fraction, args.boxes, labels, image_cfg,
                              REPO / "var" / "fixtures" / "totalsegmentator")
     print(f"cohort seed {seed}: {len(samples)} scans in {time.perf_counter() - t:.0f} s "
           f"({sum(s.label for s in samples)} abnormal; {sum(1 for m in meta if 'skipped' in m)} skipped)", flush=True)
@@ -210,7 +212,8 @@ def main() -> None:
           f"{args.threads} threads; out {out}", flush=True)
 
     train, train_meta = cohort(args, args.train_seed, args.train_patients, cfg["image"])
-    test, test_meta = cohort(args, args.test_seed, args.test_patients, cfg["image"])
+    # the test cohort is judged by its scan and side truth only: the same whatever the training labels
+    test, test_meta = cohort(args, args.test_seed, args.test_patients, cfg["image"], labels="side")
     if args.generate_only:
         return
 

@@ -23,6 +23,8 @@ class Label(models.Model):
         "annotations.Series", null=True, blank=True, on_delete=models.CASCADE, related_name="labels"
     )
     value = models.CharField(max_length=16, choices=Value.choices)
+    side = models.CharField(max_length=4, blank=True, default="",
+                            help_text="Which adrenal is abnormal when known: 'R', 'L', 'RL' or 'none'; '' = not known")
     source = models.CharField(max_length=16, choices=Source.choices)
     note = models.CharField(max_length=300, blank=True)
     is_current = models.BooleanField(default=True, db_index=True)
@@ -36,12 +38,14 @@ class Label(models.Model):
         return f"{self.patient} {self.value} ({self.source})"
 
     @classmethod
-    def assign(cls, patient, value: str, source: str, *, series=None, user=None, note: str = "") -> Label:
-        """Make ``value`` current, keeping earlier labels as history; no-op if already current."""
+    def assign(cls, patient, value: str, source: str, *, series=None, user=None, note: str = "",
+               side: str = "") -> Label:
+        """Make ``value`` (and ``side``: which glands are abnormal, '' when not known) current, keeping earlier
+        labels as history; no-op if both are already current."""
         current = cls.objects.filter(patient=patient, series=series, is_current=True).first()
-        if current and current.value == value:
+        if current and current.value == value and current.side == side:
             return current
         cls.objects.filter(patient=patient, series=series, is_current=True).update(is_current=False)
         return cls.objects.create(
-            patient=patient, series=series, value=value, source=source, created_by=user, note=note
+            patient=patient, series=series, value=value, side=side, source=source, created_by=user, note=note
         )

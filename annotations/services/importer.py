@@ -52,6 +52,7 @@ from inference.ml.dicom import (
 )
 from inference.ml.dicom.headers import content_hash
 from inference.ml.dicom.nifti import NiftiEntry, axis_codes, nifti_stem
+from inference.ml.supervision import parse_sides, side_labels
 from inference.ml.volume import save_nifti
 
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series, SourceInstance, Study, Volume
@@ -407,7 +408,8 @@ def apply_series_rule(dataset: Dataset, studies=None) -> None:
 # -- labels CSV --------------------------------------------------------------------------------------------
 def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None,
                      report: ImportReport | None = None) -> dict[str, int]:
-    """Apply a CSV of labels (columns ``label`` and one of ``patient``, ``study_uid``, ``series_uid``): a row with
+    """Apply a CSV of labels (columns ``label`` and one of ``patient``, ``study_uid``, ``series_uid``, optionally
+    ``side``: which adrenal is abnormal, ``R``, ``L``, ``RL`` or ``none``; empty = not known): a row with
     a patient labels that patient, a row with only a series (or study) UID overrides that series' label.
     ``patient`` matches the source PatientID (through its keyed hash), the file stem of a NIfTI import, the
     pseudonymous id, or the patient folder of the ``{normal,abnormal}/<patient>/`` layout. Unmatched or invalid rows become report items."""
@@ -439,6 +441,17 @@ def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None
                 note(row_no, ImportItem.Status.FAILED, f"label {row.get(fields['label'])!r} is not normal/abnormal")
                 counts["invalid"] += 1
                 continue
+            side = ""
+            if "side" in fields:
+                try:
+                    sides = parse_sides(row.get(fields["side"]))
+                    if sides is not None:
+                        side_labels(1 if value == "abnormal" else 0, sides)  # raises on a contradiction
+                        side = "".join(s for s in "RL" if s in sides) or "none"
+                except ValueError as exc:
+                    note(row_no, ImportItem.Status.FAILED, f"side {row.get(fields['side'])!r}: {exc}")
+                    counts["invalid"] += 1
+                    continue
             targets = _label_targets(dataset, {c: str(row.get(fields[c], "") or "").strip() for c in id_cols})
             if not targets:
                 ids = ", ".join(f"{c}={row.get(fields[c])}" for c in id_cols if row.get(fields[c]))
@@ -446,7 +459,7 @@ def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None
                 counts["unmatched"] += 1
                 continue
             for patient, series in targets:
-                Label.assign(patient, value, Label.Source.CSV, series=series, user=user,
+                Label.assign(patient, value, Label.Source.CSV, series=series, user=user, side=side,
                              note=f"{Path(csv_path).name} row {row_no}")
             counts["applied"] += 1
     return counts

@@ -219,6 +219,8 @@ class _Classifier(torch.nn.Module):
         self.model = model
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.model, "from_frozen"):
+            return self.model.from_frozen(p)
         return self.model.classify(p)
 
 
@@ -226,7 +228,10 @@ class _Classifier(torch.nn.Module):
 def _pooled_features(model: torch.nn.Module, x: torch.Tensor, device: str, batch: int = 64) -> torch.Tensor:
     model.eval()
     if len(x) == 0:
-        return torch.zeros((0, model.fc.in_features))
+        return torch.zeros((0, getattr(model.fc, "in_features", 1)))
+    if hasattr(model, "frozen"):  # a local head: the map before its tuned blocks
+        return torch.cat([model.frozen(x[i:i + batch].to(device).float()).float()
+                          for i in range(0, len(x), batch)]).to(x.device)
     return torch.cat([model.pooled(model.features(x[i:i + batch].to(device).float())).float()
                       for i in range(0, len(x), batch)]).to(x.device)
 
@@ -268,14 +273,15 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
     net, augment = model, config.get("augment", {})
     if config.get("freeze") == "backbone":
         # ImageNet features computed once (eval mode, no augmentation); only the linear unit learns
+        trainable = (model.trainable_parameters() if hasattr(model, "trainable_parameters")
+                     else list(model.fc.parameters()))
         for prm in model.parameters():
             prm.requires_grad_(False)
-        for prm in model.fc.parameters():
+        for prm in trainable:
             prm.requires_grad_(True)
         pool.x, val_pool.x = _pooled_features(model, pool.x, device), _pooled_features(model, val_pool.x, device)
         net, augment = _Classifier(model), {}
-        opt = torch.optim.Adam(model.fc.parameters(), lr=float(config["lr"]),
-                               weight_decay=float(config.get("weight_decay", 0.0)))
+        opt = torch.optim.Adam(trainable, lr=float(config["lr"]), weight_decay=float(config.get("weight_decay", 0.0)))
     w = _unit_weights(units)
     steps = int(cfg["steps_per_epoch"])
     n_pos = max(1, int(round(batch * float(cfg["pos_fraction"]))))

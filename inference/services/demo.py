@@ -13,7 +13,7 @@ from adrenal_site.jobs.runner import no_progress
 from annotations.models import Dataset
 from annotations.services.proposals import propose_series, scans_of
 from inference.ml.images25d import image_config
-from synthetic import make_cohort
+from synthetic import make_cohort, read_ground_truth
 
 from .images import build_series
 
@@ -32,6 +32,26 @@ def ensure_cohort() -> tuple[Path, bool]:
         return out, False
     make_cohort(out, demo_patients(), 0.5, 0, profile="demo")
     return out, True
+
+
+def labels_csv(cohort: Path) -> Path:
+    """``labels.csv`` beside the cohort's ground truth (written when missing): per patient its label and which
+    adrenal is abnormal (``side``: R, L, RL or none, as a lead who read the reports would know it), so the demo's
+    run learns each gland from its own label. Returns its path."""
+    out = cohort / "labels.csv"
+    if out.exists():
+        return out
+    label: dict[str, str] = {}
+    sides: dict[str, set[str]] = {}
+    for row in read_ground_truth(cohort / "ground_truth.csv"):
+        label[row.patient] = row.label
+        sides.setdefault(row.patient, set()).update(les.side for les in row.lesions)
+    lines = ["patient,label,side"]
+    for patient, value in label.items():
+        side = "".join(s for s in "RL" if s in sides[patient])
+        lines.append(f"{patient},{value},{side if value == 'abnormal' else 'none'}")
+    out.write_text("\n".join(lines) + "\n")
+    return out
 
 
 def prepare_images(dataset: Dataset, progress=no_progress) -> dict:

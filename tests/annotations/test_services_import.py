@@ -250,3 +250,23 @@ def test_labels_csv_by_patient_folder_name(store_cohort, tmp_path):
     report = import_path(ds, root, labels_csv=csv_path)
     assert not report.items.filter(reason__contains="nothing in the dataset matches").exists()
     assert all(p.label == "abnormal" for p in Patient.objects.filter(dataset=ds))
+
+
+def test_labels_csv_side_column_gives_per_gland_labels(store_cohort, tmp_path):
+    root, truth = store_cohort  # case00 normal, case01 abnormal, case02 normal, case03 abnormal
+    ds = Dataset.objects.create(name="sides")
+    csv_path = tmp_path / "sides.csv"
+    csv_path.write_text("patient,label,side\ncase00,normal,none\ncase01,abnormal,l\ncase02,normal,L\n"
+                        "case03,abnormal,top\n")
+    report = import_path(ds, root, labels_csv=csv_path)
+    sides = sorted(Label.objects.filter(patient__dataset=ds, is_current=True, source="csv").values_list("value",
+                                                                                                      "side"))
+    assert sides == [("abnormal", "L"), ("normal", "none")]
+    reasons = list(report.items.filter(status="failed").values_list("reason", flat=True))
+    assert any("side 'L'" in r and "normal scan cannot have an abnormal side" in r for r in reasons), reasons
+    assert any("side 'top'" in r and "side must be R, L, RL or none" in r for r in reasons), reasons
+    # the same label with another side is a new current label; the old one stays as history
+    csv_path.write_text("patient,label,side\ncase01,abnormal,RL\n")
+    apply_labels_csv(ds, csv_path)
+    lab = Label.objects.get(patient__dataset=ds, is_current=True, source="csv", value="abnormal")
+    assert lab.side == "RL" and Label.objects.filter(patient=lab.patient, side="L", is_current=False).exists()

