@@ -72,6 +72,33 @@ def make_run(dataset: Dataset, split: DatasetSplit | None = None, *, status: str
     return run
 
 
+def make_promoted_tiny_run(dataset: Dataset, config: dict, *, bias: float | None = None, seed: int = 0,
+                           **fields) -> TrainingRun:
+    """A finished, evaluated, promoted 2-fold run of the tests' small CNN (``tiny_cnn``) with ``config``, each
+    fold's weights saved in the storage (``runs/<id>/fold<k>/best.pt``, where a worker subprocess finds them).
+    ``bias`` sets the output bias of the last linear layer (high: every image flagged); the model's quality
+    is not the tests' to judge. ``fields`` go to the run (default: operating value 0.5, version 1)."""
+    import torch
+
+    from adrenal_site.storage import local_path
+    from inference.ml.networks import build_model
+
+    run = make_run(dataset, make_split(dataset, folds=[[], []]), config=config,
+                   **{"operating_value": 0.5, "objective": "accuracy", "promoted": True, "version": 1, **fields})
+    torch.manual_seed(seed)
+    for fold in run.folds.all():
+        fold.weights = f"runs/{run.pk}/fold{fold.fold}/best.pt"
+        fold.save(update_fields=["weights"])
+        path = local_path(fold.weights)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = build_model("tiny_cnn")[0]
+        if bias is not None:
+            with torch.no_grad():
+                [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].bias.fill_(bias)
+        torch.save(model.state_dict(), path)
+    return run
+
+
 def set_status(record, status: str) -> None:
     """Put a job-backed record (a run, a fold, a prediction) into ``status`` through its job."""
     Job.objects.filter(pk=record.job_id).update(status=status, finished_at=timezone.now()

@@ -94,7 +94,7 @@ def test_a_submitter_follows_an_upload_to_its_verdict_and_can_always_open_it(her
     from inference.models import Prediction
     from inference.tasks import predict_job
 
-    run = gland_model()  # the clinician is no member of any dataset
+    run = gland_model(members=[users["clinician"]])  # the model's dataset; the upload lands outside it
     client.force_login(users["clinician"])
     resp = client.post("/verdicts/", {})
     assert resp.status_code == 400 and "send a series id or a file" in resp.content.decode()

@@ -230,26 +230,10 @@ def promoted_model(settings):
     weights under MEDIA_ROOT where a worker subprocess finds them. Its output bias is set high, so every image
     is voted abnormal: a scan of the adrenal region is "abnormal" with every image flagged (key images to
     send), which is what these tests need from a model; its quality is not theirs to judge."""
-    import torch
+    from tests.factories import make_dataset, make_promoted_tiny_run
 
-    from inference.ml.networks import build_model
-    from tests.factories import make_dataset, make_run, make_split
-
-    ds = make_dataset("node-model")
-    config = {"backbone": "tiny_cnn", "side_px": 48, "slice_mm": 6.0}
-    run = make_run(ds, make_split(ds, folds=[[], []]), config=config, operating_value=0.5, objective="accuracy",
-                   promoted=True, version=1)
-    torch.manual_seed(0)
-    for fold in run.folds.all():
-        fold.weights = f"runs/{run.pk}/fold{fold.fold}/best.pt"
-        fold.save(update_fields=["weights"])
-        path = Path(settings.MEDIA_ROOT) / fold.weights
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model = build_model("tiny_cnn")[0]
-        with torch.no_grad():
-            [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].bias.fill_(4.0)
-        torch.save(model.state_dict(), path)
-    return run
+    return make_promoted_tiny_run(make_dataset("node-model"), {"backbone": "tiny_cnn", "side_px": 48, "slice_mm": 6.0},
+                                  bias=4.0)
 
 
 def dciodvfy(path: Path) -> tuple[list[str], str]:

@@ -66,23 +66,10 @@ def two_hosts(tmp_path, settings):
 
 def _promoted_tiny_model():
     """A finished, evaluated, promoted 2-fold run of the tests' small CNN, its weights in the storage."""
-    import torch
+    from tests.factories import make_dataset, make_promoted_tiny_run
 
-    from adrenal_site.storage import local_path
-    from inference.ml.networks import build_model
-    from tests.factories import make_dataset, make_run, make_split
-
-    ds = make_dataset("storage-model")
-    run = make_run(ds, make_split(ds, folds=[[], []]), config={"backbone": "tiny_cnn", "side_px": 48, "slice_mm": 6.0},
-                   operating_value=0.5, objective="accuracy", promoted=True, version=1)
-    torch.manual_seed(0)
-    for fold in run.folds.all():
-        fold.weights = f"runs/{run.pk}/fold{fold.fold}/best.pt"
-        fold.save(update_fields=["weights"])
-        path = local_path(fold.weights)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(build_model("tiny_cnn")[0].state_dict(), path)
-    return run
+    return make_promoted_tiny_run(make_dataset("storage-model"),
+                                  {"backbone": "tiny_cnn", "side_px": 48, "slice_mm": 6.0})
 
 
 def stage_on_web_host(hosts: TwoHosts, user) -> dict:
