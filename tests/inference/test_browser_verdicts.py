@@ -42,7 +42,7 @@ def test_submit_a_scan_see_the_verdict_per_side_and_toggle_the_evidence(live_ser
                                                                         realct):
     from inference.models import Prediction
 
-    run = gland_model()
+    run = gland_model(members=[users["clinician"]])  # a model of a dataset the clinician belongs to
     page = browser_page
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
