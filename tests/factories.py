@@ -56,7 +56,7 @@ def make_run(dataset: Dataset, split: DatasetSplit | None = None, *, status: str
     """A TrainingRun whose train job is in ``status``, with one FoldRun per fold of the split (their jobs in
     the same state); ``fold_weights`` gives each fold's weights path relative to MEDIA_ROOT."""
     split = split or make_split(dataset)
-    job = make_job("train", status, task_name="inference.tasks.train_run_job")
+    job = make_job("train", status, task_name="inference.tasks.train_run_job", dataset_id=dataset.pk)
     run = TrainingRun.objects.create(dataset=dataset, split=split, preset=preset, config=config or {"preset": preset},
                                      job=job, **fields)
     if not run.artifacts_dir:
@@ -66,7 +66,7 @@ def make_run(dataset: Dataset, split: DatasetSplit | None = None, *, status: str
     job.save(update_fields=["params"])
     for k in range(len(split.folds)):
         fold_job = make_job("train_fold", status, task_name="inference.tasks.train_fold_job", queue="gpu",
-                            parent=job, params={"run_id": run.pk, "fold": k})
+                            parent=job, params={"run_id": run.pk, "fold": k}, dataset_id=dataset.pk)
         weights = fold_weights[k] if fold_weights else ""
         FoldRun.objects.create(run=run, fold=k, job=fold_job, weights=weights, **(fold_fields or {}))
     return run

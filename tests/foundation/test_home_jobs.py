@@ -19,15 +19,15 @@ def test_home_jobs_link_to_their_subject_and_follow_live(client_as, users):
     series = make_series(ds, "P001")
     run = make_run(ds, make_split(ds, ["P001"], [[], []]))
     imp = make_job("import", Job.Status.RUNNING, task_name="annotations.tasks.import_studies",
-                   params={"dataset_id": ds.pk}, progress=40, message="file 3/8")
+                   params={"dataset_id": ds.pk}, progress=40, message="file 3/8", dataset_id=ds.pk)
     report = ImportReport.objects.create(dataset=ds, job=imp, source="cohort.zip")
     predict = make_job("predict", task_name="inference.tasks.predict_job", queue="gpu",
-                       params={"series_id": series.pk, "run_id": run.pk})
+                       params={"series_id": series.pk, "run_id": run.pk}, dataset_id=ds.pk)
     prediction = Prediction.objects.create(series=series, run=run, verdict="normal", job=predict)
-    propose = make_job("propose_crops", params={"dataset_id": None, "series_ids": [series.pk]})
-    images = make_job("images25d", Job.Status.QUEUED, params={"dataset_id": ds.pk})
+    propose = make_job("propose_crops", params={"dataset_id": None, "series_ids": [series.pk]}, dataset_id=ds.pk)
+    images = make_job("images25d", Job.Status.QUEUED, params={"dataset_id": ds.pk}, dataset_id=ds.pk)
     other = make_dataset("not mine")
-    hidden = make_job("images25d", params={"dataset_id": other.pk})
+    hidden = make_job("images25d", params={"dataset_id": other.pk}, dataset_id=other.pk)
     worklist = f'href="/datasets/{ds.pk}/"'
 
     rows = job_rows(client_as("admin").get("/").content.decode())

@@ -7,6 +7,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from adrenal_site.jobs.models import Job
+from annotations.models import Dataset
 from tests.plugins.security import MARKERS, all_routes, has_object, url_for
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +82,9 @@ def test_lists_show_only_visible_rows(two_datasets):
     api = APIClient()
     api.force_login(world.users["lead_b"])
     assert [r["name"] for r in rows(api.get("/api/runs/"))] == ["bravo-run"]
-    assert rows(api.get("/api/jobs/")) == []
+    bravo = Dataset.objects.get(name="bravo").pk
+    assert {Job.objects.get(pk=r["id"]).dataset_id for r in rows(api.get("/api/jobs/"))} <= {bravo}  # B's only
+    assert world.ids["jobs"] not in [r["id"] for r in rows(api.get("/api/jobs/"))]
     assert rows(api.get("/api/predictions/")) == []
     api.force_login(world.users["clinician_a"])
     assert [p["id"] for p in rows(api.get("/api/predictions/"))] == [world.ids["predictions"]]
