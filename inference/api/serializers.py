@@ -74,6 +74,18 @@ class CurvesQuery(ThresholdQuery):
     level = serializers.ChoiceField(choices=["image", "scan", "patient"], default="scan")
 
 
+class JudgeStart(serializers.Serializer):
+    """``POST /api/datasets/<id>/judge/``: ``{"run": id (default: the promoted model), "force": false}``."""
+
+    run = IdField(required=False, allow_null=True)
+    force = serializers.BooleanField(required=False, default=False)
+
+    def validate_force(self, value: bool) -> bool:
+        if not isinstance(self.initial_data.get("force", False), bool):
+            raise serializers.ValidationError("true or false")
+        return value
+
+
 class EvaluationStart(serializers.Serializer):
     """``POST /api/runs/<id>/evaluations/``: ``{"objective": "accuracy" | "youden" | "sensitivity>=0.95"}``."""
 

@@ -15,6 +15,7 @@ from annotations.models import Dataset
 from ..services.evidence import thumbnail_path
 from ..tasks import start_judge_dataset
 from .dashboard import visible_predictions
+from .serializers import JudgeStart
 
 
 class PredictionEvidence(APIView):
@@ -48,11 +49,13 @@ class DatasetJudge(APIView):
 
     def post(self, request, pk: int):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
-        force = request.data.get("force", False)
-        if not isinstance(force, bool):
-            raise ValidationError({"force": "true or false"})
+        if not isinstance(request.data, dict):
+            raise ValidationError({"detail": "send a JSON object such as {\"force\": false}"})
+        form = JudgeStart(data=request.data)
+        form.is_valid(raise_exception=True)
         try:
-            job = start_judge_dataset(dataset, request.user, run_id=request.data.get("run") or None, force=force)
+            job = start_judge_dataset(dataset, request.user, run_id=form.validated_data.get("run"),
+                                      force=form.validated_data["force"])
         except ValueError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response({"job": job.pk, "dataset": dataset.pk, "run": job.params.get("run_id"),
