@@ -8,7 +8,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
 
-from . import dashboard, dicom, runs
+from . import dashboard, dicom, runs, verdicts
+from .serializers import JudgeStart
 
 PREDICTION_UPLOAD = inline_serializer("PredictionUpload", {
     "file": serializers.FileField(help_text="a NIfTI (.nii, .nii.gz) or a .zip of one DICOM series"),
@@ -32,6 +33,7 @@ EVALUATION_START = inline_serializer("EvaluationStart", {
 })
 JSON = OpenApiTypes.OBJECT
 DICOM_FILE = {(200, "application/dicom"): OpenApiTypes.BINARY}
+PNG_FILE = {(200, "image/png"): OpenApiTypes.BINARY}
 ZIP_FILE = {(200, "application/zip"): OpenApiTypes.BINARY}
 
 # view -> {method: extend_schema(...)}
@@ -42,6 +44,9 @@ HINTS = {
     dashboard.EvaluationScans: {"get": extend_schema(responses=JSON)},
     dashboard.EvaluationThreshold: {"get": extend_schema(responses=JSON)},
     dashboard.EvaluationCurves: {"get": extend_schema(responses=JSON)},
+    dashboard.EvaluationPrevalence: {"get": extend_schema(responses=JSON)},
+    verdicts.PredictionEvidence: {"get": extend_schema(responses=PNG_FILE)},
+    verdicts.DatasetJudge: {"post": extend_schema(request=JudgeStart, responses={202: JSON})},
     dashboard.RunComparison: {"get": extend_schema(responses=JSON)},
     dashboard.PredictionDetail: {"get": extend_schema(responses=JSON)},
     dicom.PredictionDicom: {"get": extend_schema(responses=JSON)},

@@ -103,8 +103,11 @@ def test_schema_describes_the_prediction_upload_as_multipart(client_as):
 
 def test_job_errors_reach_non_admins_without_traceback_or_server_paths(client_as, users):
     from adrenal_site.jobs.models import Job
+    from tests.factories import make_dataset
 
+    ds = make_dataset("errors", members=[users["clinician"], users["lead"]])  # both may see the dataset's jobs
     job = Job.objects.create(kind="import", task_name="annotations.tasks.import_studies", status=Job.Status.FAILED,
+                             dataset_id=ds.pk,
                              message=f"FileNotFoundError: [Errno 2] No such file or directory: '{SERVER_PATH}'",
                              error=TRACEBACK, worker="cpu@web-host-7", created_by=users["clinician"],
                              result={"failed": [{"path": SERVER_PATH}]})
