@@ -2,7 +2,10 @@
 the values the API gives for that operating value; a clinician cannot open the dashboards."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser]
 
@@ -70,7 +73,8 @@ def test_reading_aids_render_and_ppv_follows_the_prevalence(live_server, dashboa
     url = f"/api/evaluations/{ev.pk}/prevalence/"
 
     def shown(prevalence: float) -> None:
-        page.wait_for_function(f"document.querySelector('#prevalence-stats').dataset.prevalence == '{prevalence}'")
+        # locator assertions, not wait_for_function: the page runs under the CSP, which forbids eval
+        expect(page.locator("#prevalence-stats")).to_have_attribute("data-prevalence", f"{prevalence}")
 
     try:
         login(page, live_server, "lead", "pw-lead")
@@ -109,13 +113,13 @@ def test_reading_aids_render_and_ppv_follows_the_prevalence(live_server, dashboa
         page.keyboard.press("Home")
         for _ in range(20):
             page.keyboard.press("ArrowRight")
-        page.wait_for_function("document.querySelector('#prevalence-basis').textContent.includes('0.200')")
+        expect(page.locator("#prevalence-basis")).to_contain_text("0.200")
         at_slider = api.get(url, {"prevalence": 0.2, "value": 0.2}).json()
         assert page.inner_text("#prev-ppv") == ("n/a" if at_slider["ppv"] is None else f"{at_slider['ppv']:.3f}")
 
         # a prevalence that is not one says so, and nothing is made up
         page.fill("#prevalence", "150")
-        page.wait_for_function("document.querySelector('#prevalence-error').textContent.length > 0")
+        expect(page.locator("#prevalence-error")).to_have_text(re.compile(r"\S"))
         assert "prevalence" in page.inner_text("#prevalence-error") and page.inner_text("#prev-ppv") == "n/a"
         assert not errors, errors
     finally:
