@@ -120,7 +120,8 @@ class ImportReportDetail(generics.RetrieveAPIView):
 
 
 class PatientLabels(generics.ListCreateAPIView):
-    """A patient's labels, newest first (history included); admins POST ``{"value", "series"?, "note"?}``."""
+    """A patient's labels, newest first (history included); admins POST ``{"value", "side"?, "series"?, "note"?}``
+    (``side``: which adrenal is abnormal, R, L, RL or none; '' = not known)."""
 
     serializer_class = LabelSerializer
     permission_classes = [ReadClinicianWriteAdmin]
@@ -141,6 +142,6 @@ class PatientLabels(generics.ListCreateAPIView):
             return Response({"series": ["not a series of this patient"]}, status=status.HTTP_400_BAD_REQUEST)
         before = Label.objects.filter(patient=patient).count()
         label = Label.assign(patient, data.validated_data["value"], Label.Source.UI, series=series, user=request.user,
-                             note=data.validated_data.get("note", ""))
+                             note=data.validated_data.get("note", ""), side=data.validated_data.get("side", ""))
         changed = Label.objects.filter(patient=patient).count() > before
         return Response(LabelSerializer(label).data, status=status.HTTP_201_CREATED if changed else status.HTTP_200_OK)

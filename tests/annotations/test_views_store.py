@@ -199,6 +199,14 @@ def test_api_datasets_patients_series_labels_imports(client_as, imported, users)
     assert r.status_code == 201 and r.json()["source"] == "ui" and r.json()["created_by"] == "adm"
     r = a.post(f"/api/patients/{pid}/labels/", {"value": flip}, content_type="application/json")
     assert r.status_code == 200  # already current: nothing added
+    # per-side labels: which gland is abnormal, checked against the value
+    r = a.post(f"/api/patients/{pid}/labels/", {"value": "abnormal", "side": "L"}, content_type="application/json")
+    assert r.status_code == 201 and r.json()["side"] == "L"
+    assert rows(a.get(f"/api/patients/{pid}/labels/"))[0]["side"] == "L"
+    for bad in ({"value": "normal", "side": "R"}, {"value": "abnormal", "side": "none"},
+                {"value": "abnormal", "side": "left"}):
+        r = a.post(f"/api/patients/{pid}/labels/", bad, content_type="application/json")
+        assert r.status_code == 400 and "side" in r.json(), bad
     reports = rows(a.get(f"/api/datasets/{ds.pk}/imports/"))
     assert reports[0]["counts"]["imported"] == 4
     detail = a.get(f"/api/imports/{reports[0]['id']}/").json()
