@@ -210,8 +210,10 @@ PRODUCTION = {"SECURE_SSL_REDIRECT": "1", "SECURE_HSTS_SECONDS": "31536000", "SE
 
 
 def production_env(tmp_path, **extra) -> dict:
+    # a production process's environment: not the test session's (the browser plugins set
+    # DJANGO_ALLOW_ASYNC_UNSAFE for the live server, which check --deploy rightly refuses)
     env = {k: v for k, v in os.environ.items()
-           if k not in {"DEBUG", "ADRENAL_LOCAL_SECRET", "DATABASE_URL", *PRODUCTION}}
+           if k not in {"DEBUG", "ADRENAL_LOCAL_SECRET", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", *PRODUCTION}}
     env.update(PRODUCTION, ADRENAL_DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="adrenal_site.settings",
                SECRET_KEY="s3cr3t-" + "x7Qp" * 15, **extra)
     return env
