@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.slow]
 
@@ -59,7 +60,10 @@ def test_submit_a_scan_see_the_verdict_per_side_and_toggle_the_evidence(live_ser
     assert f"run #{run.pk}" in page.inner_text("#model")
     p = Prediction.objects.get(job__created_by=users["clinician"])
     assert p.evidence and set(p.side_details) == {"R", "L"}
-    assert page.evaluate("() => [...document.querySelectorAll('.evidence-thumbs img')].every(i => i.naturalWidth === 128)")
+    thumbs = page.locator(".evidence-thumbs img")
+    assert thumbs.count() > 0
+    for k in range(thumbs.count()):  # each thumbnail loads (it is fetched after the page): a 128 px PNG
+        expect(thumbs.nth(k)).to_have_js_property("naturalWidth", 128, timeout=30_000)
 
     page.click("#open-viewer")
     page.wait_for_function("window.viewer && window.viewer.ready", timeout=60_000)
