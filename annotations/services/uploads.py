@@ -6,8 +6,11 @@ counts the bytes really written), and removed when the job ends, whether it succ
 (:func:`discard_upload`, connected to ``adrenal_site.jobs.runner.job_ended``)."""
 from __future__ import annotations
 
+import gzip
+import re
 import shutil
 import stat
+import struct
 import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -221,3 +224,40 @@ def discard_upload(job_id: int, params: dict) -> list[Path]:
 def upload_dir(job_id: int) -> Path:
     """Where the job ``job_id`` extracts its upload (in the shared storage, on the host that runs it)."""
     return local_path(f"uploads/job-{job_id}")
+
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def receive_nifti_as_zip(uploaded) -> Path:
+    """Save a bare NIfTI upload (``receive_upload``: size limit, fresh folder) and wrap it as a one-file
+    ``upload.zip`` beside it, so it takes the zip path of the import job. Returns the zip's path;
+    ``UploadRefused`` for a file that is not a NIfTI-1/2 (the folder removed)."""
+    return _nifti_as_zip(receive_upload(uploaded, name=_nifti_name(uploaded.name)))
+
+
+def _nifti_name(name: str) -> str:
+    """A safe base name for an uploaded NIfTI (markup, separators and leading dots replaced)."""
+    return re.sub(r"[^\w.-]+", "_", Path(name).name).lstrip(".") or "scan.nii.gz"
+
+
+def _nifti_as_zip(raw: Path) -> Path:
+    """A bare NIfTI upload (saved by ``receive_upload``) stored as a one-file ``upload.zip`` beside it, so it
+    takes the zip path of the import job (extraction in the job, upload removed after); refuses a file that is
+    not a NIfTI-1/2 (gzipped for .nii.gz) with ``UploadRefused``, removing the upload's folder."""
+    zip_path = raw.parent / "upload.zip"
+    try:
+        try:
+            with (gzip.open(raw, "rb") if raw.name.lower().endswith(".gz") else open(raw, "rb")) as fh:
+                head = fh.read(4)
+        except (OSError, EOFError) as exc:
+            raise UploadRefused(f"not a gzipped NIfTI ({exc})") from exc
+        if len(head) < 4 or {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]}.isdisjoint({348, 540}):
+            raise UploadRefused("not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.write(raw, arcname=raw.name)
+    except BaseException:
+        shutil.rmtree(raw.parent, ignore_errors=True)
+        raise
+    raw.unlink()
+    return zip_path

@@ -2,12 +2,7 @@
 progress, the import report, and label editing with history."""
 from __future__ import annotations
 
-import gzip
-import re
 import shutil
-import struct
-import zipfile
-from pathlib import Path
 
 from django import forms
 from django.contrib import messages
@@ -23,7 +18,8 @@ from adrenal_site.roles import ADMIN, CLINICIAN, has_role, role_required
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series
 from ..services.importer import apply_series_rule
 from ..services.stats import dataset_counts
-from ..services.uploads import UploadRefused, limit_request, max_upload_bytes, receive_upload
+from ..services.uploads import (NIFTI_SUFFIXES, UploadRefused, limit_request, max_upload_bytes, receive_nifti_as_zip,
+                               receive_upload)
 from ..tasks import start_import
 
 
@@ -36,7 +32,6 @@ class DatasetForm(forms.ModelForm):
         fields = ["name", "description", "series_rule", "members"]
 
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 class UploadForm(forms.Form):
@@ -123,7 +118,7 @@ def _dataset_import(request, pk: int):
     archive = form.cleaned_data["archive"]
     try:
         if archive.name.lower().endswith(NIFTI_SUFFIXES):
-            zip_path = _nifti_as_zip(receive_upload(archive, name=_nifti_name(archive.name)))
+            zip_path = receive_nifti_as_zip(archive)
         else:
             zip_path = receive_upload(archive, name="upload.zip")
         labels_path = None
@@ -141,33 +136,6 @@ def _dataset_import(request, pk: int):
         report = ImportReport.objects.create(dataset=dataset, job=job, source=archive.name[:1000])
     messages.success(request, f"{archive.name} uploaded; importing as job #{job.pk}.")
     return redirect("store-import-report", pk=report.pk)
-
-
-def _nifti_name(name: str) -> str:
-    """A safe base name for an uploaded NIfTI (markup, separators and leading dots replaced)."""
-    return re.sub(r"[^\w.-]+", "_", Path(name).name).lstrip(".") or "scan.nii.gz"
-
-
-def _nifti_as_zip(raw: Path) -> Path:
-    """A bare NIfTI upload (saved by ``receive_upload``) stored as a one-file ``upload.zip`` beside it, so it
-    takes the zip path of the import job (extraction in the job, upload removed after); refuses a file that is
-    not a NIfTI-1/2 (gzipped for .nii.gz) with ``UploadRefused``, removing the upload's folder."""
-    zip_path = raw.parent / "upload.zip"
-    try:
-        try:
-            with (gzip.open(raw, "rb") if raw.name.lower().endswith(".gz") else open(raw, "rb")) as fh:
-                head = fh.read(4)
-        except (OSError, EOFError) as exc:
-            raise UploadRefused(f"not a gzipped NIfTI ({exc})") from exc
-        if len(head) < 4 or {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]}.isdisjoint({348, 540}):
-            raise UploadRefused("not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
-        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as zf:
-            zf.write(raw, arcname=raw.name)
-    except BaseException:
-        shutil.rmtree(raw.parent, ignore_errors=True)
-        raise
-    raw.unlink()
-    return zip_path
 
 
 @role_required(ADMIN)
