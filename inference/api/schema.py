@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view, inline_seri
 from rest_framework import serializers
 
 from . import dashboard, dicom, runs, verdicts
-from .serializers import JudgeStart
+from .serializers import EvaluationStart, JudgeStart, RunStartSerializer
 
 PREDICTION_UPLOAD = inline_serializer("PredictionUpload", {
     "file": serializers.FileField(help_text="a NIfTI (.nii, .nii.gz) or a .zip of one DICOM series"),
@@ -21,16 +21,6 @@ PREDICTION_OF_SERIES = inline_serializer("PredictionOfSeries", {
     "run": serializers.IntegerField(required=False, help_text="the model; default: the dataset's promoted run"),
 })
 JOB_ACCEPTED = inline_serializer("JobAccepted", {"job": serializers.IntegerField(help_text="follow at /api/jobs/<job>/")})
-RUN_START = inline_serializer("RunStart", {
-    "dataset": serializers.IntegerField(),
-    "preset": serializers.CharField(required=False, help_text="e.g. fast, paper, tiny (default fast)"),
-    "overrides": serializers.DictField(required=False, help_text="configuration values replacing the preset's"),
-    "name": serializers.CharField(required=False, max_length=200),
-})
-EVALUATION_START = inline_serializer("EvaluationStart", {
-    "objective": serializers.CharField(required=False,
-                                       help_text="accuracy, youden or sensitivity>=0.95 (default: the run's)"),
-})
 JSON = OpenApiTypes.OBJECT
 DICOM_FILE = {(200, "application/dicom"): OpenApiTypes.BINARY}
 PNG_FILE = {(200, "image/png"): OpenApiTypes.BINARY}
@@ -39,7 +29,7 @@ ZIP_FILE = {(200, "application/zip"): OpenApiTypes.BINARY}
 # view -> {method: extend_schema(...)}
 HINTS = {
     dashboard.RunEvaluations: {"get": extend_schema(responses=JSON),
-                               "post": extend_schema(request=EVALUATION_START, responses={202: JSON})},
+                               "post": extend_schema(request=EvaluationStart, responses={202: JSON})},
     dashboard.EvaluationDetail: {"get": extend_schema(responses=JSON)},
     dashboard.EvaluationScans: {"get": extend_schema(responses=JSON)},
     dashboard.EvaluationThreshold: {"get": extend_schema(responses=JSON)},
@@ -53,7 +43,7 @@ HINTS = {
     dicom.PredictionDicomFile: {"get": extend_schema(responses=DICOM_FILE)},
     dicom.PredictionDicomZip: {"get": extend_schema(responses=ZIP_FILE)},
     runs.RunDetail: {"get": extend_schema(responses=JSON)},
-    runs.RunStart: {"post": extend_schema(request=RUN_START, responses={201: JSON})},
+    runs.RunStart: {"post": extend_schema(request=RunStartSerializer, responses={201: JSON})},
     runs.RunCancel: {"post": extend_schema(request=None, responses=JSON)},
     runs.RunPromote: {"post": extend_schema(request=None, responses=JSON)},
 }
