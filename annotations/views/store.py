@@ -44,8 +44,18 @@ class UploadForm(forms.Form):
 
 class LabelForm(forms.Form):
     value = forms.ChoiceField(choices=[("normal", "normal"), ("abnormal", "abnormal"), ("inherit", "inherit (series only)")])
+    side = forms.ChoiceField(choices=list(Label.SIDES.items()), required=False)
     series = forms.IntegerField(required=False, widget=forms.HiddenInput)
     note = forms.CharField(required=False, max_length=300)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("value") in Label.Value.values:
+            try:
+                data["side"] = Label.check_side(data["value"], data.get("side"))
+            except ValueError as exc:
+                self.add_error("side", str(exc))
+        return data
 
 
 @role_required(CLINICIAN)
@@ -155,6 +165,7 @@ def import_report(request, pk: int):
 def patient_labels(request, pk: int):
     """The patient's label and per-series overrides with full history; admins change them."""
     patient = get_object_or_404(Patient.objects.filter(dataset__in=Dataset.objects.visible_to(request.user)), pk=pk)
+    status = 200
     if request.method == "POST":
         if not has_role(request.user, ADMIN):
             raise PermissionDenied("Only admins change labels.")
@@ -163,7 +174,7 @@ def patient_labels(request, pk: int):
             series = None
             if form.cleaned_data.get("series"):
                 series = get_object_or_404(Series, pk=form.cleaned_data["series"], study__patient=patient)
-            value, note = form.cleaned_data["value"], form.cleaned_data["note"]
+            value, side, note = form.cleaned_data["value"], form.cleaned_data["side"], form.cleaned_data["note"]
             if value == "inherit":
                 if series is None:
                     messages.error(request, "Only a series override can be removed; a patient needs a label.")
@@ -171,12 +182,20 @@ def patient_labels(request, pk: int):
                     Label.objects.filter(patient=patient, series=series, is_current=True).update(is_current=False)
                     messages.success(request, f"Series {series.pk} now inherits the patient's label.")
             else:
-                Label.assign(patient, value, Label.Source.UI, series=series, user=request.user, note=note)
-                messages.success(request, f"Label set to {value}" + (f" for series {series.pk}" if series else "") + ".")
+                Label.assign(patient, value, Label.Source.UI, series=series, user=request.user, note=note, side=side)
+                messages.success(request, f"Label set to {value}" + (f", side {Label.SIDES[side]}" if side else "")
+                                 + (f" for series {series.pk}" if series else "") + ".")
             return redirect("store-patient-labels", pk=patient.pk)
-        messages.error(request, "Choose normal or abnormal.")
-    series = Series.objects.filter(study__patient=patient).select_related("study", "volume")
-    history = Label.objects.filter(patient=patient).select_related("series", "created_by")
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors)
+                       if "side" in form.errors else "Choose normal or abnormal.")
+        status = 400
+    history = list(Label.objects.filter(patient=patient).select_related("series", "created_by"))
+    current = next((h for h in history if h.is_current and h.series_id is None), None)
+    overrides = {h.series_id: h for h in history if h.is_current and h.series_id is not None}
+    series = list(Series.objects.filter(study__patient=patient).select_related("study", "volume"))
+    for s in series:
+        s.override = overrides.get(s.pk)
     return render(request, "annotations/store/patient_labels.html", {
-        "patient": patient, "series": series, "history": history, "can_edit": has_role(request.user, ADMIN),
-    })
+        "patient": patient, "current": current, "series": series, "history": history,
+        "sides": Label.SIDES.items(), "can_edit": has_role(request.user, ADMIN),
+    }, status=status)
