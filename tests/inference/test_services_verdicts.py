@@ -77,7 +77,8 @@ def test_judging_a_dataset_through_the_api_and_the_dashboard(here, users, gland_
     assert resp.status_code == 400 and "force" in resp.json()
     resp = client.post(f"/api/datasets/{run.dataset.pk}/judge/", {}, content_type="application/json")
     assert resp.status_code == 202 and resp.json()["run"] == run.pk
-    assert Job.objects.get(pk=resp.json()["job"]).kind == "judge_dataset"
+    job = Job.objects.get(pk=resp.json()["job"])
+    assert job.kind == "judge_dataset" and job.dataset_id == run.dataset.pk  # its members see and follow it
     other = make_dataset("no-model", members=[users["lead"]])
     resp = client.post(f"/api/datasets/{other.pk}/judge/", {}, content_type="application/json")
     assert resp.status_code == 400 and "no promoted model" in resp.json()["detail"]
