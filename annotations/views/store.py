@@ -1,5 +1,5 @@
 """Pages of the study store: datasets with counts, dataset create/edit (admins), zip upload import with live
-progress, the import report, and label editing with history."""
+progress, the import report, label editing with history, and "judge every scan of this dataset" (leads)."""
 from __future__ import annotations
 
 import shutil
@@ -12,11 +12,13 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST
 
-from adrenal_site.roles import ADMIN, CLINICIAN, has_role, role_required
+from adrenal_site.roles import ADMIN, CLINICIAN, LEAD, has_role, role_required
 
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series
 from ..services.importer import apply_series_rule
+from ..services import verdicts
 from ..services.stats import dataset_counts
 from ..services.uploads import (NIFTI_SUFFIXES, UploadRefused, limit_request, max_upload_bytes, receive_nifti_as_zip,
                                receive_upload)
@@ -89,7 +91,31 @@ def dataset_detail(request, pk: int):
     imports = dataset.imports.select_related("job")[:20] if has_role(request.user, ADMIN) else []
     return render(request, "annotations/store/dataset_detail.html", {
         "dataset": dataset, "counts": dataset_counts(dataset), "rows": rows, "imports": imports,
+        "judging": verdicts.judging(dataset) if has_role(request.user, LEAD) else None,
     })
+
+
+class JudgeForm(forms.Form):
+    force = forms.BooleanField(required=False)
+
+
+@role_required(LEAD)
+@require_POST
+def dataset_judge(request, pk: int):
+    """"Judge every scan of this dataset" with its promoted model: one job (the API's
+    ``POST /api/datasets/<id>/judge/`` queues the same), then back to the dataset's page."""
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
+    form = JudgeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "force: true or false")
+        return redirect("store-dataset", pk=dataset.pk)
+    try:
+        job = verdicts.start_judging(dataset, request.user, force=form.cleaned_data["force"])
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, f"judging every scan of {dataset.name}: job #{job.pk}")
+    return redirect("store-dataset", pk=dataset.pk)
 
 
 def _refuse(request, dataset, form, message: str, status: int = 400) -> HttpResponse:
