@@ -17,8 +17,8 @@ from django.views.decorators.http import require_POST
 from adrenal_site.roles import ADMIN, CLINICIAN, LEAD, has_role, role_required
 
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series
-from ..services.importer import apply_series_rule
 from ..services import verdicts
+from ..services.importer import apply_series_rule
 from ..services.stats import dataset_counts
 from ..services.uploads import (NIFTI_SUFFIXES, UploadRefused, limit_request, max_upload_bytes, receive_nifti_as_zip,
                                receive_upload)
