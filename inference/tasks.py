@@ -227,7 +227,7 @@ def start_judge_dataset(dataset: Dataset, user=None, *, run_id: int | None = Non
         if active is not None:
             return active
         return enqueue(judge_dataset_job, params={"dataset_id": dataset.pk, "run_id": run.pk, "force": bool(force)},
-                       user=user)
+                       user=user, dataset=dataset)
 
 
 # ------------------------------------------------------------------------------------------- the demo

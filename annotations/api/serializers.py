@@ -59,7 +59,7 @@ class LabelSerializer(serializers.ModelSerializer):
     created_by = serializers.StringRelatedField()
     value = serializers.ChoiceField(choices=Label.Value.choices)
     series = serializers.PrimaryKeyRelatedField(queryset=Series.objects.all(), required=False, allow_null=True)
-    side = serializers.ChoiceField(choices=["", "R", "L", "RL", "none"], required=False, default="",
+    side = serializers.ChoiceField(choices=list(Label.SIDES), required=False, default="",
                                    help_text="which adrenal is abnormal: R, L, RL, none; '' = not known")
 
     class Meta:
@@ -68,11 +68,10 @@ class LabelSerializer(serializers.ModelSerializer):
         read_only_fields = ["source", "is_current", "created_by", "created_at"]
 
     def validate(self, attrs):
-        value, side = attrs.get("value"), attrs.get("side", "")
-        if value == Label.Value.NORMAL and side not in ("", "none"):
-            raise serializers.ValidationError({"side": f"a normal label has no abnormal side (got {side!r})"})
-        if value == Label.Value.ABNORMAL and side == "none":
-            raise serializers.ValidationError({"side": "an abnormal label needs R, L, RL or '' (not known)"})
+        try:
+            Label.check_side(attrs.get("value"), attrs.get("side", ""))
+        except ValueError as exc:
+            raise serializers.ValidationError({"side": str(exc)}) from exc
         return attrs
 
 

@@ -18,6 +18,9 @@ class Label(models.Model):
         CSV = "csv"
         UI = "ui"
 
+    # which adrenal is abnormal: the stored values of ``side`` with what the pages call them
+    SIDES = {"": "side not known", "none": "none", "R": "right", "L": "left", "RL": "both"}
+
     patient = models.ForeignKey("annotations.Patient", on_delete=models.CASCADE, related_name="labels")
     series = models.ForeignKey(
         "annotations.Series", null=True, blank=True, on_delete=models.CASCADE, related_name="labels"
@@ -36,6 +39,24 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"{self.patient} {self.value} ({self.source})"
+
+    @classmethod
+    def check_side(cls, value: str, side: str | None) -> str:
+        """``side`` as stored for a label of ``value``: '' (not known), 'none', 'R', 'L' or 'RL'. Raises
+        ValueError when it is none of these or contradicts ``value`` (a normal label with an abnormal side, an
+        abnormal one with none). The one check of the API and the label page."""
+        side = side or ""
+        if side not in cls.SIDES:
+            raise ValueError(f"side must be R, L, RL, none or '' (not known), not {side!r}")
+        if value == cls.Value.NORMAL and side not in ("", "none"):
+            raise ValueError(f"a normal label has no abnormal side (got {side!r})")
+        if value == cls.Value.ABNORMAL and side == "none":
+            raise ValueError("an abnormal label needs R, L, RL or '' (not known)")
+        return side
+
+    @property
+    def side_display(self) -> str:
+        return self.SIDES.get(self.side, self.side)
 
     @classmethod
     def assign(cls, patient, value: str, source: str, *, series=None, user=None, note: str = "",

@@ -1,6 +1,7 @@
-"""Verdicts for the worklist and the viewer, from whichever app judges scans, without the study store
-importing it: that app registers a :class:`VerdictSource` in its ``AppConfig.ready()`` (``inference`` does,
-with ``inference.services.verdicts.SOURCE``). With none registered, scans have no verdict."""
+"""Verdicts for the worklist and the viewer, and "judge every scan of this dataset" for the store's pages, from
+whichever app judges scans, without the study store importing it: that app registers a :class:`VerdictSource`
+in its ``AppConfig.ready()`` (``inference`` does, in ``inference.signals.connect_to_store``). With none
+registered, scans have no verdict and no dataset can be judged."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,13 +9,20 @@ from dataclasses import dataclass
 
 from django.db.models import CharField, FloatField, QuerySet, Value
 
-from ..models import Series
+from adrenal_site.jobs.models import Job
+
+from ..models import Dataset, Series
 
 
 @dataclass(frozen=True)
 class VerdictSource:
     annotate_latest: Callable[[QuerySet], QuerySet]  # adds ``verdict`` and ``probability`` of the latest verdict
     latest: Callable[[Series], dict | None]  # the latest verdict of one scan, as the viewer shows it
+    # queue "judge every scan of this dataset": (dataset, user, force=) -> the Job; ValueError saying what is missing
+    start_judging: Callable[..., Job] | None = None
+    # what a page needs to offer it: {"model": the model that would judge, or None, "why": why none, "job": the
+    # dataset's latest such Job or None}
+    judging: Callable[[Dataset], dict] | None = None
 
 
 _source: VerdictSource | None = None
@@ -36,3 +44,19 @@ def annotate_latest(qs: QuerySet) -> QuerySet:
 def latest(series: Series) -> dict | None:
     """The latest verdict of ``series`` as a plain dict, or None."""
     return _source.latest(series) if _source is not None else None
+
+
+def judging(dataset: Dataset) -> dict:
+    """``{"model", "why", "job"}``: the model that would judge every scan of ``dataset`` (None, with ``why``,
+    when there is none) and the dataset's latest judging job (or None)."""
+    if _source is None or _source.judging is None:
+        return {"model": None, "why": "no app that judges scans is installed", "job": None}
+    return _source.judging(dataset)
+
+
+def start_judging(dataset: Dataset, user, *, force: bool = False) -> Job:
+    """Queue "judge every scan of ``dataset``" (the API's ``POST /api/datasets/<id>/judge/`` does the same).
+    Raises ValueError saying what is missing."""
+    if _source is None or _source.start_judging is None:
+        raise ValueError("no app that judges scans is installed")
+    return _source.start_judging(dataset, user, force=force)

@@ -1,5 +1,5 @@
 """Pages of the study store: datasets with counts, dataset create/edit (admins), zip upload import with live
-progress, the import report, and label editing with history."""
+progress, the import report, label editing with history, and "judge every scan of this dataset" (leads)."""
 from __future__ import annotations
 
 import shutil
@@ -12,10 +12,12 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST
 
-from adrenal_site.roles import ADMIN, CLINICIAN, has_role, role_required
+from adrenal_site.roles import ADMIN, CLINICIAN, LEAD, has_role, role_required
 
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series
+from ..services import verdicts
 from ..services.importer import apply_series_rule
 from ..services.stats import dataset_counts
 from ..services.uploads import (NIFTI_SUFFIXES, UploadRefused, limit_request, max_upload_bytes, receive_nifti_as_zip,
@@ -44,8 +46,18 @@ class UploadForm(forms.Form):
 
 class LabelForm(forms.Form):
     value = forms.ChoiceField(choices=[("normal", "normal"), ("abnormal", "abnormal"), ("inherit", "inherit (series only)")])
+    side = forms.ChoiceField(choices=list(Label.SIDES.items()), required=False)
     series = forms.IntegerField(required=False, widget=forms.HiddenInput)
     note = forms.CharField(required=False, max_length=300)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("value") in Label.Value.values:
+            try:
+                data["side"] = Label.check_side(data["value"], data.get("side"))
+            except ValueError as exc:
+                self.add_error("side", str(exc))
+        return data
 
 
 @role_required(CLINICIAN)
@@ -79,7 +91,31 @@ def dataset_detail(request, pk: int):
     imports = dataset.imports.select_related("job")[:20] if has_role(request.user, ADMIN) else []
     return render(request, "annotations/store/dataset_detail.html", {
         "dataset": dataset, "counts": dataset_counts(dataset), "rows": rows, "imports": imports,
+        "judging": verdicts.judging(dataset) if has_role(request.user, LEAD) else None,
     })
+
+
+class JudgeForm(forms.Form):
+    force = forms.BooleanField(required=False)
+
+
+@role_required(LEAD)
+@require_POST
+def dataset_judge(request, pk: int):
+    """"Judge every scan of this dataset" with its promoted model: one job (the API's
+    ``POST /api/datasets/<id>/judge/`` queues the same), then back to the dataset's page."""
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
+    form = JudgeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "force: true or false")
+        return redirect("store-dataset", pk=dataset.pk)
+    try:
+        job = verdicts.start_judging(dataset, request.user, force=form.cleaned_data["force"])
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, f"judging every scan of {dataset.name}: job #{job.pk}")
+    return redirect("store-dataset", pk=dataset.pk)
 
 
 def _refuse(request, dataset, form, message: str, status: int = 400) -> HttpResponse:
@@ -155,6 +191,7 @@ def import_report(request, pk: int):
 def patient_labels(request, pk: int):
     """The patient's label and per-series overrides with full history; admins change them."""
     patient = get_object_or_404(Patient.objects.filter(dataset__in=Dataset.objects.visible_to(request.user)), pk=pk)
+    status = 200
     if request.method == "POST":
         if not has_role(request.user, ADMIN):
             raise PermissionDenied("Only admins change labels.")
@@ -163,7 +200,7 @@ def patient_labels(request, pk: int):
             series = None
             if form.cleaned_data.get("series"):
                 series = get_object_or_404(Series, pk=form.cleaned_data["series"], study__patient=patient)
-            value, note = form.cleaned_data["value"], form.cleaned_data["note"]
+            value, side, note = form.cleaned_data["value"], form.cleaned_data["side"], form.cleaned_data["note"]
             if value == "inherit":
                 if series is None:
                     messages.error(request, "Only a series override can be removed; a patient needs a label.")
@@ -171,12 +208,20 @@ def patient_labels(request, pk: int):
                     Label.objects.filter(patient=patient, series=series, is_current=True).update(is_current=False)
                     messages.success(request, f"Series {series.pk} now inherits the patient's label.")
             else:
-                Label.assign(patient, value, Label.Source.UI, series=series, user=request.user, note=note)
-                messages.success(request, f"Label set to {value}" + (f" for series {series.pk}" if series else "") + ".")
+                Label.assign(patient, value, Label.Source.UI, series=series, user=request.user, note=note, side=side)
+                messages.success(request, f"Label set to {value}" + (f", side {Label.SIDES[side]}" if side else "")
+                                 + (f" for series {series.pk}" if series else "") + ".")
             return redirect("store-patient-labels", pk=patient.pk)
-        messages.error(request, "Choose normal or abnormal.")
-    series = Series.objects.filter(study__patient=patient).select_related("study", "volume")
-    history = Label.objects.filter(patient=patient).select_related("series", "created_by")
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors)
+                       if "side" in form.errors else "Choose normal or abnormal.")
+        status = 400
+    history = list(Label.objects.filter(patient=patient).select_related("series", "created_by"))
+    current = next((h for h in history if h.is_current and h.series_id is None), None)
+    overrides = {h.series_id: h for h in history if h.is_current and h.series_id is not None}
+    series = list(Series.objects.filter(study__patient=patient).select_related("study", "volume"))
+    for s in series:
+        s.override = overrides.get(s.pk)
     return render(request, "annotations/store/patient_labels.html", {
-        "patient": patient, "series": series, "history": history, "can_edit": has_role(request.user, ADMIN),
-    })
+        "patient": patient, "current": current, "series": series, "history": history,
+        "sides": Label.SIDES.items(), "can_edit": has_role(request.user, ADMIN),
+    }, status=status)

@@ -29,6 +29,7 @@ from inference.ml.volume import Volume, load_nifti
 from ..models import Evaluation, Prediction, TrainingRun
 from .ensembles import ensemble_for
 from .gland_data import is_gland_run
+from .verdicts import side_findings
 
 
 @dataclass
@@ -213,7 +214,7 @@ def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dat
     """Judge the study at ``path`` (a local path): imported with the store's importer and stored as a
     Prediction. ``source`` names it in the import report and the document (an upload's file name; default: the
     path). Returns the ``predict --json`` document ("not assessable" with the reasons when nothing usable came
-    in)."""
+    in); a side left unjudged (null in ``sides``) has its reason in ``side_reasons``, as the pages give it."""
     if not Path(path).exists():
         raise ValueError(f"{source or path} does not exist")
     series, reason = import_for_prediction(path, dataset, user, source=source)
@@ -224,7 +225,17 @@ def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dat
         series.submitted_by.add(user)  # the submitter can always open what they submitted
     p = predict_series(series, run, job=job, user=user, progress=progress)
     return document(series.series_uid, p.probability, p.verdict, p.reason, run.operating_value, p.sides,
-                    p.flagged_slices_mm, prediction=p.pk, series=series.pk)
+                    p.flagged_slices_mm, prediction=p.pk, series=series.pk, side_reasons=unjudged_sides(p) or None)
+
+
+def unjudged_sides(p: Prediction) -> dict[str, str]:
+    """``{side: reason}`` for each side of a verdict that has no probability, with the reason its findings give
+    (``"not assessable: <note>"`` from ``side_details`` for a side the scan does not hold); empty when both sides
+    were judged or the whole scan was not assessable (then the scan's ``reason`` says why)."""
+    if p.verdict == Prediction.Verdict.NOT_ASSESSABLE:
+        return {}
+    return {f["side"]: f["reason"] for f in side_findings(p)
+            if (p.sides or {}).get(f["side"]) is None and f["reason"]}
 
 
 def document(series_uid, probability, verdict_, reason, operating_value, sides, flagged, **extra) -> dict:

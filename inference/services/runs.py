@@ -18,7 +18,7 @@ from annotations.models import Dataset
 from inference.ml.presets import preset_config
 
 from ..models import FoldRun, TrainingRun
-from .gland_data import is_gland_run, patient_labels
+from .gland_data import is_gland_run, marker_labels, patient_labels
 from .training_data import ensure_split, image_rows
 
 
@@ -42,6 +42,8 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
     split = ensure_split(dataset, seed=int(config["seed"]), test_fraction=float(config["test_fraction"]),
                          n_folds=int(config["n_folds"]), labels=labels)
     config["n_folds"] = len(split.folds)
+    if is_gland_run(config):  # the viewer's lesion markers as they are now: image labels for the marked sides
+        config["lesion_markers"] = marker_labels(dataset, held_out=set(split.test_patients))
     with transaction.atomic():
         run = TrainingRun.objects.create(dataset=dataset, split=split, preset=preset, config=config, name=name,
                                          job=job, created_by=user if getattr(user, "is_authenticated", False) else None)
@@ -102,8 +104,13 @@ def weight_paths(run: TrainingRun) -> list[Path]:
 
 
 def run_summary(run: TrainingRun) -> dict:
-    """The ``train --json`` document."""
-    return {"run": run.pk, "status": run.status,
-            "split": {"test_patients": list(run.split.test_patients), "folds": [list(f) for f in run.split.folds]},
-            "folds": [{"fold": f.fold, "best_epoch": f.best_epoch, "val_loss": f.val_loss}
-                      for f in run.folds.order_by("fold")]}
+    """The ``train --json`` document; ``lesion_markers``: how many sides (of how many scans) trained on image
+    labels from the viewer's lesion markers, and the markers not used with why (per-gland runs)."""
+    doc = {"run": run.pk, "status": run.status,
+           "split": {"test_patients": list(run.split.test_patients), "folds": [list(f) for f in run.split.folds]},
+           "folds": [{"fold": f.fold, "best_epoch": f.best_epoch, "val_loss": f.val_loss}
+                     for f in run.folds.order_by("fold")]}
+    markers = (run.config or {}).get("lesion_markers")
+    if markers is not None:
+        doc["lesion_markers"] = {k: markers.get(k) for k in ("sides", "scans", "unused")}
+    return doc

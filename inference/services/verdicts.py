@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
-from annotations.models import Series
+from adrenal_site.jobs.models import Job
+from annotations.models import Dataset, Series
 from annotations.services.verdicts import VerdictSource
 
 from ..models import Prediction
+from .runs import resolve_run
 
 
 def annotate_latest(qs: QuerySet) -> QuerySet:
@@ -69,4 +71,19 @@ def latest(series: Series) -> dict | None:
     return verdict_document(p) if p is not None else None
 
 
-SOURCE = VerdictSource(annotate_latest=annotate_latest, latest=latest)
+def judging(dataset: Dataset) -> dict:
+    """For the store's dataset page: the promoted model that "judge every scan" would use (``{"run", "name",
+    ...}`` as :func:`model_of` gives it, or None with ``why``) and the dataset's latest ``judge_dataset`` job."""
+    try:
+        run = resolve_run(None, dataset)
+    except ValueError as exc:
+        model, why = None, str(exc)
+    else:
+        model, why = {"run": run.pk, "name": run.name, "preset": run.preset, "version": run.version}, ""
+    job = Job.objects.filter(kind="judge_dataset", params__dataset_id=dataset.pk).order_by("-pk").first()
+    return {"model": model, "why": why, "job": job}
+
+
+# ``start_judging`` (``tasks.start_judge_dataset``) is added where the source is registered: services do not
+# import the tasks that call them
+SOURCE = VerdictSource(annotate_latest=annotate_latest, latest=latest, judging=judging)

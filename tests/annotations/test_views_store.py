@@ -2,6 +2,7 @@
 its report, label editing with history, series with volume info."""
 from __future__ import annotations
 
+import html
 import io
 import zipfile
 from pathlib import Path
@@ -175,6 +176,42 @@ def test_label_editing_with_history(client_as, imported, users):
     c.post(url, {"value": "inherit", "series": series.pk})
     assert series.label == new
     assert Label.objects.filter(patient=patient).count() == 3
+
+
+def test_label_page_sets_the_side_checked_as_the_api_checks_it(client_as, imported):
+    """The label page's side selector (none / right / left / both) stores ``Label.side`` as the API's ``side``
+    does; the same contradictions are refused with the same words, and nothing is stored then."""
+    ds, _ = imported
+    patient = Patient.objects.filter(dataset=ds).first()
+    url = reverse("store-patient-labels", args=[patient.pk])
+    c = client_as("admin")
+    page = c.get(url).content.decode()
+    for v, name in (("", "side not known"), ("none", "none"), ("R", "right"), ("L", "left"), ("RL", "both")):
+        assert f'<option value="{v}">{name}</option>' in page
+    assert c.post(url, {"value": "abnormal", "side": "RL", "note": "both glands"}).status_code == 302
+    label = Label.objects.get(patient=patient, series=None, is_current=True)
+    assert (label.value, label.side, label.source) == ("abnormal", "RL", "ui")
+    page = c.get(url).content.decode()
+    assert 'abnormal side: both' in page and '<td data-side="RL">both</td>' in page
+    assert '<option value="RL" selected>both</option>' in page
+    series = Series.objects.filter(study__patient=patient).first()
+    assert c.post(url, {"value": "normal", "side": "none", "series": series.pk}).status_code == 302
+    assert Label.objects.get(series=series, is_current=True).side == "none"
+    count = Label.objects.count()
+    api = f"/api/patients/{patient.pk}/labels/"
+    for bad in ({"value": "normal", "side": "R"}, {"value": "abnormal", "side": "none"},
+                {"value": "abnormal", "side": "left"}):
+        r = c.post(url, bad)
+        assert r.status_code == 400, bad
+        shown = r.content.decode()
+        if bad["side"] != "left":  # an unknown choice is the form's own refusal; the others are the one check's
+            message = c.post(api, bad, content_type="application/json").json()["side"][0]
+            assert html.escape(message) in shown, (bad, message)
+        else:
+            assert c.post(api, bad, content_type="application/json").status_code == 400
+    assert Label.objects.count() == count
+    label.refresh_from_db()
+    assert label.is_current and label.side == "RL"
 
 
 def test_api_datasets_patients_series_labels_imports(client_as, imported, users):

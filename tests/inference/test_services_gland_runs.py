@@ -95,3 +95,79 @@ def test_a_joined_run_builds_the_images_it_needs(settings, tmp_path, training_co
     CropBox.objects.filter(pk=box.pk).update(version=box.version + 1, lps_max=[v + 4.0 for v in box.lps_max])
     assert build_run_images(run)["built"] == 1
     assert Job.objects.filter(kind="train_fold", parent=train).count() == len(run.split.folds)
+
+
+def test_lesion_markers_from_the_viewer_become_image_labels(db, settings, tmp_path, training_cohort, client_as,
+                                                            users):
+    """Markers saved through the findings API: a marked side that its label calls abnormal trains on image
+    labels (the images meeting the marker's z range abnormal, those clear of it normal) while unmarked scans
+    keep their bag labels; the run records how many sides had marker labels and why the others were not used."""
+    import numpy as np
+
+    from adrenal_site.jobs.models import Job
+    from annotations.models import Patient, Series
+    from inference.ml.supervision import training_units
+    from inference.services import runs, training
+    from inference.services.gland_data import gland_samples
+    from tests.plugins.training import L_BOX, R_BOX
+
+    settings.MEDIA_ROOT = tmp_path
+    ds = training_cohort("marker-ds", n_patients=10, build=False)  # odd patients abnormal, lesion in the R box
+    ds.members.add(users["clinician"])
+    c = client_as("clinician")
+    centre = {"R": [float(v) for v in (np.add(*R_BOX) / 2)], "L": [float(v) for v in (np.add(*L_BOX) / 2)]}
+    series = {p.pseudo_id: Series.objects.get(study__patient=p) for p in Patient.objects.filter(dataset=ds)}
+    for n in (1, 3, 5, 7, 9):  # the lesion marked in the viewer on R; all but P09 labelled "abnormal, right"
+        pid = f"marker-ds-P{n:02d}"
+        r = c.put(f"/api/series/{series[pid].pk}/findings/R/",
+                  {"version": 0, "gland": "seen", "lesion_centre_lps": centre["R"], "lesion_diameter_mm": 14.0},
+                  content_type="application/json")
+        assert r.status_code == 200, r.content
+        if n != 9:
+            r = client_as("admin").post(f"/api/patients/{series[pid].study.patient_id}/labels/",
+                                        {"value": "abnormal", "side": "R"}, content_type="application/json")
+            assert r.status_code == 201 and r.json()["side"] == "R"
+    r = client_as("clinician").put(f"/api/series/{series['marker-ds-P00'].pk}/findings/L/",  # on a normal scan
+                                   {"version": 0, "lesion_centre_lps": centre["L"], "lesion_diameter_mm": 10.0},
+                                   content_type="application/json")
+    assert r.status_code == 200, r.content
+
+    job = Job.objects.create(kind="train", params={})
+    run = runs.create_run(ds, "tiny", job, overrides=GLAND_TINY | {"n_folds": 2})
+    test = set(run.split.test_patients)
+    trained = {f"marker-ds-P{n:02d}" for n in (1, 3, 5, 7)} - test
+    markers = run.config["lesion_markers"]
+    assert markers["sides"] == len(trained) == markers["scans"] and trained, (markers, test)
+    assert set(markers["z_mm"]) == {str(series[p].pk) for p in trained}
+    assert all(v == {"R": [[-7.0, 7.0]]} for v in markers["z_mm"].values())  # centre z 0 ± 7 mm
+    why = {s.study.patient.pseudo_id: u["why"] for u in markers["unused"] for s in [Series.objects.get(pk=u["series"])]}
+    for pid in {f"marker-ds-P{n:02d}" for n in (1, 3, 5, 7)} & test:
+        assert why.pop(pid) == "a test patient: held out from training"
+    for pid, expected in (("marker-ds-P09", "the label does not say which side is abnormal"),
+                          ("marker-ds-P00", "the label calls this side normal")):
+        assert why.pop(pid) == ("a test patient: held out from training" if pid in test else expected)
+    assert not why
+    summary = runs.run_summary(run)
+    assert summary["lesion_markers"] == {k: markers[k] for k in ("sides", "scans", "unused")}
+
+    # the folds' training data: image labels on the marked sides, bag labels everywhere else
+    samples = gland_samples(ds, {p for f in run.split.folds for p in f}, run.config)
+    units = training_units(samples)
+    image_units = [u for u in units if u.kind == "images" and u.label == 1]
+    assert sorted(u.parts[0][0].scan for u in image_units) == sorted(str(series[p].pk) for p in trained)
+    for u in image_units:
+        bag = u.parts[0][0]
+        assert bag.side == "R" and set(np.unique(u.image_labels)) == {0.0, 1.0}
+        z = bag.z_mm[u.parts[0][1]]
+        assert np.all(np.abs(z[u.image_labels == 1]) <= 7.0 + 3.0 + 1e-6)  # the images meeting -7..7 mm
+    unmarked = [s for s in samples if s.scan not in markers["z_mm"]]
+    assert unmarked and all(b.image_labels is None for s in unmarked for b in s.bags.values())
+
+    # and a tiny run trains on them
+    training.prepare_run(run)
+    for k in range(len(run.split.folds)):
+        assert training.train_one_fold(run, k)["best_epoch"] is not None
+    ds.members.add(users["lead"])
+    text = client_as("lead").get(f"/runs/{run.pk}/").content.decode()
+    assert f"{len(trained)} side{'s' if len(trained) != 1 else ''} of {len(trained)} scan" in text
+    assert "the label does not say which side is abnormal" in text or "marker-ds-P09" in test

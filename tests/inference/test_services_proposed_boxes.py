@@ -151,6 +151,32 @@ def test_one_gland_scan_from_proposal_to_verdict(model_run, make_scan, settings,
     assert set(findings.sides) == {"R"} and findings.reason == f"L: {p.side_details['L']['reason']}"
 
 
+def test_predict_json_gives_the_reason_of_an_unjudged_side(model_run, tmp_path):  # noqa: F811
+    """``predict --json`` on a one-gland scan: the side it does not hold is null in ``sides`` and its reason
+    is the stored Prediction's ``side_details`` reason ("not assessable: <note>"); the text line says it too."""
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from inference.ml.volume import save_nifti
+    from inference.models import Prediction
+
+    volume, _ = one_gland_scan()
+    path = save_nifti(volume, tmp_path / "one_gland.nii.gz")
+    out = StringIO()
+    call_command("predict", str(path), "--run", str(model_run.pk), "--json", stdout=out)
+    doc = json.loads(out.getvalue())
+    assert doc["verdict"] in ("normal", "abnormal") and "reason" not in doc, doc
+    p = Prediction.objects.get(pk=doc["prediction"])
+    assert doc["sides"]["L"] is None and doc["sides"]["R"] is not None
+    assert doc["side_reasons"] == {"L": p.side_details["L"]["reason"]}
+    assert doc["side_reasons"]["L"].startswith("not assessable: ") and "outside the field of view" in doc["side_reasons"]["L"]
+    out = StringIO()
+    call_command("predict", str(path), "--run", str(model_run.pk), stdout=out)  # the same scan, judged again
+    assert f"L {p.side_details['L']['reason']}" in out.getvalue()
+
+
 def test_a_rerun_removes_its_own_box_on_a_side_found_outside_but_never_a_persons(make_scan):
     from annotations.models import CropBox
     from annotations.services.boxes import save_box

@@ -77,7 +77,8 @@ def test_judging_a_dataset_through_the_api_and_the_dashboard(here, users, gland_
     assert resp.status_code == 400 and "force" in resp.json()
     resp = client.post(f"/api/datasets/{run.dataset.pk}/judge/", {}, content_type="application/json")
     assert resp.status_code == 202 and resp.json()["run"] == run.pk
-    assert Job.objects.get(pk=resp.json()["job"]).kind == "judge_dataset"
+    job = Job.objects.get(pk=resp.json()["job"])
+    assert job.kind == "judge_dataset" and job.dataset_id == run.dataset.pk  # its members see and follow it
     other = make_dataset("no-model", members=[users["lead"]])
     resp = client.post(f"/api/datasets/{other.pk}/judge/", {}, content_type="application/json")
     assert resp.status_code == 400 and "no promoted model" in resp.json()["detail"]
@@ -85,6 +86,57 @@ def test_judging_a_dataset_through_the_api_and_the_dashboard(here, users, gland_
     resp = client.post(f"/runs/{run.pk}/judge/")
     assert resp.status_code == 302 and Job.objects.filter(kind="judge_dataset").count() == 1
     assert 'id="judge-job"' in client.get(f"/runs/{run.pk}/dashboard/").content.decode()
+
+
+def test_judging_a_dataset_from_the_store_page(here, users, make_user, gland_model, client):
+    """The store's dataset page offers leads "judge every scan" with the promoted model: the same call and
+    permission as ``POST /api/datasets/<id>/judge/`` (one job per dataset at a time, members only, leads only),
+    then follows the job; without a promoted model it says why and queues nothing."""
+    from adrenal_site.jobs.models import Job
+    from tests.factories import make_dataset
+
+    run = gland_model(members=[users["clinician"], users["lead"]])
+    ds = run.dataset
+    page, judge = f"/store/datasets/{ds.pk}/", f"/store/datasets/{ds.pk}/judge/"
+    client.force_login(users["clinician"])
+    assert 'id="judge-form"' not in client.get(page).content.decode()
+    assert client.post(judge).status_code == 403
+    outsider = make_user("lead_elsewhere", "lead")
+    client.force_login(outsider)
+    assert client.post(judge).status_code == 404 and not Job.objects.filter(kind="judge_dataset").exists()
+    client.force_login(users["lead"])
+    html = client.get(page).content.decode()
+    assert 'id="judge-form"' in html and f'action="{judge}"' in html
+    assert f"with the promoted model: run #{run.pk} gland test model" in html and 'id="judge-job"' not in html
+    assert client.get(judge).status_code == 405
+    resp = client.post(judge)
+    assert resp.status_code == 302 and resp["Location"] == page
+    job = Job.objects.get(kind="judge_dataset")
+    assert job.params == {"dataset_id": ds.pk, "run_id": run.pk, "force": False}
+    assert job.created_by == users["lead"] and job.dataset_id == ds.pk  # the dataset's members follow it
+    html = client.get(page).content.decode()
+    assert f"judging every scan of {ds.name}: job #{job.pk}" in html
+    assert f'<p id="judge-job" data-job-id="{job.pk}" data-follow>' in html and "frontend/js/jobs.js" in html
+    # the API's call: the same one job while it is queued
+    resp = client.post(f"/api/datasets/{ds.pk}/judge/", {}, content_type="application/json")
+    assert resp.status_code == 202 and resp.json()["job"] == job.pk
+    assert client.post(judge, {"force": "1"}).status_code == 302 and Job.objects.filter(kind="judge_dataset").count() == 1
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
+    client.post(judge, {"force": "1"})
+    assert Job.objects.filter(kind="judge_dataset").latest("pk").params["force"] is True
+    # a member of the dataset sees the job the lead started
+    other_lead = make_user("lead_two", "lead")
+    ds.members.add(other_lead)
+    client.force_login(other_lead)
+    assert client.get(f"/api/jobs/{job.pk}/").status_code == 200
+    # no promoted model: the page says why; a post queues nothing and says why
+    bare = make_dataset("no-model", members=[users["lead"]])
+    client.force_login(users["lead"])
+    html = client.get(f"/store/datasets/{bare.pk}/").content.decode()
+    assert 'id="judge-form"' not in html and "Judging every scan needs a model: no promoted model" in html
+    resp = client.post(f"/store/datasets/{bare.pk}/judge/", follow=True)
+    assert "no promoted model" in resp.content.decode()
+    assert not Job.objects.filter(kind="judge_dataset", params__dataset_id=bare.pk).exists()
 
 
 def test_a_submitter_follows_an_upload_to_its_verdict_and_can_always_open_it(here, users, make_user, gland_model,

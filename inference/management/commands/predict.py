@@ -1,4 +1,5 @@
-"""``python manage.py predict PATH --run RUN [--json]``: a verdict for a DICOM folder or NIfTI file."""
+"""``python manage.py predict PATH --run RUN [--json]``: a verdict for a DICOM folder or NIfTI file; a side it
+could not judge is null in ``sides`` with its reason in ``side_reasons``."""
 from __future__ import annotations
 
 import json
@@ -31,6 +32,9 @@ class Command(BaseCommand):
         if doc.get("reason"):
             line += f" ({doc['reason']})"
         else:
+            reasons = doc.get("side_reasons", {})
+            sides = " ".join(f"{s} {doc['sides'][s] if doc['sides'][s] is not None else reasons.get(s, 'none')}"
+                             for s in ("R", "L"))
             line += (f", probability {doc['probability']:.3f}, operating value {doc['operating_value']:.3f}, "
-                     f"sides R {doc['sides']['R']} L {doc['sides']['L']}, flagged slices (mm) {doc['flagged_slices_mm']}")
+                     f"sides {sides}, flagged slices (mm) {doc['flagged_slices_mm']}")
         self.stdout.write(line)
