@@ -51,6 +51,9 @@ from inference.ml.training import fresh_model, model_for  # noqa: E402
 from inference.ml.verdict import gland_verdict  # noqa: E402
 
 COVERAGES = ("abdomen", "upper_abdomen", "cap")
+# patient seeds of the lesion detector's pretraining and its check cohort (scripts/pretrain_lesion_net.py): a
+# cohort seed s draws patients s * 1000 + i, so these cohort seeds would test on what the detector learnt from
+RESERVED_SEEDS = ((555, 555), (777, 777))
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -187,6 +190,7 @@ def main() -> None:
     ap.add_argument("--boxes", choices=("proposed", "truth"), default="proposed")
     ap.add_argument("--labels", choices=("side", "scan", "lesion"), default="side")
     ap.add_argument("--preset", default="fast")
+    ap.add_argument("--baseline", default="lite", help="preset trained beside it on the same cohorts ('none': skip)")
     ap.add_argument("--set", action="append", default=[], help="config override key=value (dots for nesting)")
     ap.add_argument("--objective", default="youden")
     ap.add_argument("--folds", type=int, default=5)
@@ -199,24 +203,54 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(max(args.threads, args.parallel))
-    cfg = preset_config(args.preset, _parse_set(args.set))
-    cfg["n_folds"] = args.folds
-    if cfg.get("image", {}).get("layout") != "side":
-        raise SystemExit("this benchmark trains per-gland presets (image.layout = side)")
-    out = Path(args.out or tempfile.mkdtemp(prefix="bench-quality-"))
-    out.mkdir(parents=True, exist_ok=True)
-    mcfg = mil_config(cfg)
-    k = int(mcfg["top_k"])
-    print(f"preset {args.preset}: {cfg['backbone']} {cfg['input_side_px']} px, image {cfg['image']}, "
-          f"epochs {cfg['epochs']}, lr {cfg['lr']}, mil {mcfg}; labels {args.labels}, boxes {args.boxes}; "
-          f"{args.threads} threads; out {out}", flush=True)
-
+    overrides = _parse_set(args.set)
+    cfg = preset_config(args.preset, overrides)
+    for seed in (args.train_seed, args.test_seed):
+        for lo, hi in RESERVED_SEEDS:
+            if lo <= seed <= hi:
+                raise SystemExit(f"seed {seed} is reserved for pretraining (scripts/pretrain_lesion_net.py): "
+                                 f"a cohort from it measures nothing")
+    out_root = Path(args.out or tempfile.mkdtemp(prefix="bench-quality-"))
     train, train_meta = cohort(args, args.train_seed, args.train_patients, cfg["image"])
     # the test cohort is judged by its scan and side truth only: the same whatever the training labels
     test, test_meta = cohort(args, args.test_seed, args.test_patients, cfg["image"], labels="side")
     if args.generate_only:
         return
+    presets = ([args.baseline] if args.baseline not in ("", "none") else []) + [args.preset]
+    results = {}
+    for name in presets:
+        pcfg = preset_config(name, overrides if name == args.preset else None)
+        if pcfg["image"] != cfg["image"]:
+            raise SystemExit(f"preset {name} crops differently from {args.preset}: compare on one cohort only")
+        print(f"\n===== {name} =====", flush=True)
+        results[name] = run_preset(args, name, pcfg, train, train_meta, test, test_meta, out_root / name)
+    print(f"\n===== side by side (train seed {args.train_seed}: {len(train)} scans; test seed {args.test_seed}: "
+          f"{len(test)} scans) =====")
+    print(f"{'preset':<10}{'scan AUC [95% CI]':<26}{'sens':>6}{'spec':>6}{'side AUC':>10}{'train min':>11}")
+    for name, r in results.items():
+        g = r["aggregators"]["sides"]
+        ci = g["auc_ci"] or [float("nan")] * 2
+        print(f"{name:<10}{g['auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]      {g['sensitivity']:6.3f}"
+              f"{g['specificity']:6.3f}{r['side_auc']:10.3f}{r['train_seconds'] / 60:11.1f}")
+    if len(results) == 2:
+        (b_name, b), (o_name, o) = results.items()
+        print(f"scan AUC {o_name} - {b_name}: {o['aggregators']['sides']['auc'] - b['aggregators']['sides']['auc']:+.3f}; "
+              f"training time ratio {b_name}/{o_name}: {b['train_seconds'] / max(o['train_seconds'], 1e-9):.1f}x")
 
+
+def run_preset(args, preset: str, cfg: dict, train: list[ScanSample], train_meta: list[dict], test: list[ScanSample],
+               test_meta: list[dict], out: Path) -> dict:
+    """Train ``preset`` (configuration ``cfg``) on ``train`` by 5 folds, judge ``test``; prints and returns the
+    report."""
+    cfg["n_folds"] = args.folds
+    if cfg.get("image", {}).get("layout") != "side":
+        raise SystemExit("this benchmark trains per-gland presets (image.layout = side)")
+    out.mkdir(parents=True, exist_ok=True)
+    mcfg = mil_config(cfg)
+    k = int(mcfg["top_k"])
+    print(f"preset {preset}: {cfg['backbone']} {cfg['input_side_px']} px, image {cfg['image']}, "
+          f"epochs {cfg['epochs']}, lr {cfg['lr']}, mil {mcfg}; labels {args.labels}, boxes {args.boxes}; "
+          f"{args.threads} threads; out {out}", flush=True)
     # --- training: 5 folds on every training patient, as the app's runs do on their train-val patients
     labels = {s.patient: s.label for s in train}
     split = make_split(labels, test_fraction=0.0, n_folds=args.folds, seed=int(cfg.get("seed", 0)))
@@ -320,6 +354,8 @@ def main() -> None:
     report["verdict_seconds"] = float(np.median(times))
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"report: {out / 'report.json'}")
+    return report
+
 
 
 if __name__ == "__main__":

