@@ -9,7 +9,12 @@ import numpy as np
 from inference.ml.geometry import voxel_to_lps
 from inference.ml.proposals import MAX_BOX_MM, MAX_SIDE_MM, propose, propose_from_landmarks
 from tests.plugins.proposals import make_phantom
-from tests.core.test_proposals_cohorts import MIN_SHARE
+
+# this older cohort (seeds 1000-1015) compares box to box: the truth box runs to the voxels' outer faces (half a
+# 1.5 mm pixel and half a 5 mm slice beyond the voxel centres that the cohort tests check); measured 31/32 glands
+# and 7/8 lesions fully inside (1013 R with its lesion out by 1.1 mm in y). Every gland and lesion voxel on fresh
+# seeds: test_proposals_cohorts.py
+MIN_SHARE = 0.85
 
 N_PATIENTS = 30
 

@@ -37,6 +37,8 @@ class SliceAnatomy:
     found: np.ndarray  # slices where spine bone was seen (not filled in)
     desc: np.ndarray
     weight: np.ndarray
+    cut_at_side: bool = False  # the field of view cuts the trunk at its right or left side (or is tight there)
+    one_side: bool = False  # ... and the cut passes within ``ONE_SIDE_MM`` of the spine: a scan of one side
 
 
 def body_mask(c: Canonical) -> np.ndarray:
@@ -50,7 +52,30 @@ def body_mask(c: Canonical) -> np.ndarray:
     return np.stack([ndimage.binary_fill_holes(s) for s in body])
 
 
-def find_spine(c: Canonical, body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+CUT_SHARE = 0.5  # of body slices reaching the field of view's side edge, for the trunk to count as cut there
+
+
+ONE_SIDE_MM = 40.0  # a cut this close to the spine's centre runs through the vertebra: a scan of one side
+
+
+def _cut_edges(c: Canonical, body: np.ndarray, kk: np.ndarray) -> list[float]:
+    """x (LPS mm) of each side edge of the field of view where it cuts the trunk on most slices (a scan of one
+    side, or a tight field of view): the body then reaches the first or last valid column there."""
+    hits, edges = np.zeros(2), np.zeros(2)
+    for k in kk:
+        cols = np.nonzero(c.valid[k].any(axis=0))[0]
+        bc = np.nonzero(body[k].any(axis=0))[0]
+        hits += (bc[0] <= cols[0], bc[-1] >= cols[-1])
+        edges += (cols[0], cols[-1])
+    x = c.origin[0] + c.step * edges / max(len(kk), 1)
+    return [float(x[e]) for e in range(2) if hits[e] >= CUT_SHARE * len(kk)]
+
+
+def _cut_at_side(c: Canonical, body: np.ndarray, kk: np.ndarray) -> bool:
+    return bool(_cut_edges(c, body, kk))
+
+
+def find_spine(c: Canonical, body: np.ndarray, cut_at_side: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per slice ``(x, y)`` of the vertebral column (LPS mm) and whether it was seen on that slice."""
     nz = c.shape[0]
     xy = np.full((nz, 2), np.nan)
@@ -65,7 +90,12 @@ def find_spine(c: Canonical, body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cj = np.median([np.nonzero(body[k].any(axis=1))[0].mean() for k in kk])
     ci = np.median([np.nonzero(body[k].any(axis=0))[0].mean() for k in kk])
     jj, ii = np.ogrid[: c.shape[1], : c.shape[2]]
-    share = share * np.exp(-0.5 * (((ii - ci) * c.step) / 45.0) ** 2) * np.where(jj >= cj - 20 / c.step, 1.0, 0.3)
+    # ... unless the field of view cuts the trunk at the side (a scan of one side): its centroid is then not the
+    # midline, and the column is found by its extent along z alone
+    if cut_at_side is None:
+        cut_at_side = _cut_at_side(c, body, kk)
+    x_prior = 1.0 if cut_at_side else np.exp(-0.5 * (((ii - ci) * c.step) / 45.0) ** 2)
+    share = share * x_prior * np.where(jj >= cj - 20 / c.step, 1.0, 0.3)
     j0, i0 = np.unravel_index(int(np.argmax(share)), share.shape)
     r = SPINE_RADIUS_MM / c.step
     near = (jj - j0) ** 2 + (ii - i0) ** 2 <= r * r
@@ -117,6 +147,11 @@ def descriptors(c: Canonical, body: np.ndarray, spine_xy: np.ndarray) -> tuple[n
 
 def slice_anatomy(c: Canonical) -> SliceAnatomy:
     body = body_mask(c)
-    spine_xy, found = find_spine(c, body)
+    kk = np.nonzero(body.any(axis=(1, 2)))[0]
+    edges = _cut_edges(c, body, kk) if len(kk) else []
+    spine_xy, found = find_spine(c, body, bool(edges))
     desc, weight = descriptors(c, body, spine_xy)
-    return SliceAnatomy(body=body, spine_xy=spine_xy, found=found, desc=desc, weight=weight)
+    spine_x = float(np.nanmedian(spine_xy[:, 0])) if found.any() else np.nan
+    one_side = any(abs(x - spine_x) <= ONE_SIDE_MM for x in edges)
+    return SliceAnatomy(body=body, spine_xy=spine_xy, found=found, desc=desc, weight=weight,
+                        cut_at_side=bool(edges), one_side=one_side)

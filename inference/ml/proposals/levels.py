@@ -17,6 +17,7 @@ from .canonical import Canonical
 
 Z_SCALES = (0.88, 0.94, 1.0, 1.06, 1.12)
 MIN_OVERLAP_MM = 24.0
+LEVEL_APART_MM = 45.0  # level hypotheses closer than this are one hypothesis
 
 
 @dataclass
@@ -37,10 +38,19 @@ def _feature_weights(weight: np.ndarray) -> np.ndarray:
 def match_slices(scan: Canonical, sa: SliceAnatomy, atlas: Canonical, aa: SliceAnatomy) -> SliceMatch | None:
     """Best ``(offset, scale)`` mapping scan slices onto atlas slices by descriptor distance; None when no slice
     of the scan has a body and spine."""
+    found = match_levels(scan, sa, atlas, aa, n=1)
+    return found[0] if found else None
+
+
+def match_levels(scan: Canonical, sa: SliceAnatomy, atlas: Canonical, aa: SliceAnatomy, n: int = 1,
+                 apart_mm: float = LEVEL_APART_MM) -> list[SliceMatch]:
+    """The ``n`` best level matches, best first, each placing the scan's centre slice at least ``apart_mm``
+    from the others' in the atlas (distinct hypotheses, not neighbours of one minimum); empty when no slice of
+    the scan has a body and spine."""
     ks = np.nonzero(sa.weight.sum(axis=1) > 0)[0]
     ms = np.nonzero(aa.weight.sum(axis=1) > 0)[0]
     if len(ks) == 0 or len(ms) == 0:
-        return None
+        return []
     S, ws = sa.desc[ks].astype(np.float64), sa.weight[ks].astype(np.float64)
     A, wa = aa.desc[ms].astype(np.float64), aa.weight[ms].astype(np.float64)
     fs, fa = _feature_weights(ws), _feature_weights(wa)
@@ -54,7 +64,7 @@ def match_slices(scan: Canonical, sa: SliceAnatomy, atlas: Canonical, aa: SliceA
     zc = (z_scan[0] + z_scan[-1]) / 2
     finite = ~np.isnan(cost)
     cost0 = np.where(finite, cost, 0.0)
-    best = None
+    cands = []  # (mean cost, atlas z of the scan's centre, offset, scale, used, atlas slice per scan slice)
     all_costs = []
     kidx = np.arange(len(ks))[None, :]
     for s in Z_SCALES:
@@ -65,21 +75,30 @@ def match_slices(scan: Canonical, sa: SliceAnatomy, atlas: Canonical, aa: SliceA
         ok = (m >= 0) & (m < len(ms))
         mc = np.clip(m, 0, len(ms) - 1)
         use = ok & finite[kidx, mc]
-        n = use.sum(axis=1)
+        cnt = use.sum(axis=1)
         total = np.where(use, cost0[kidx, mc], 0.0).sum(axis=1)
-        good = n >= need
+        good = cnt >= need
         if not good.any():
             continue
-        mean = np.where(good, total / np.maximum(n, 1), np.inf)
+        mean = np.where(good, total / np.maximum(cnt, 1), np.inf)
         all_costs.extend(mean[good].tolist())
-        i = int(np.argmin(mean))
-        if best is None or mean[i] < best[0]:
-            best = (float(mean[i]), zts[i] - s * zc, s, use[i], mc[i])
-    if best is None:
-        return None
-    c, offset, s, ok, m = best
-    kk = ks[ok]
-    mm = ms[m[ok]]
-    shift = np.nanmedian(aa.spine_xy[mm] - sa.spine_xy[kk], axis=0)
-    return SliceMatch(offset=float(offset), scale=float(s), xy_shift=shift, cost=c,
-                      contrast=float(np.median(all_costs) / max(c, 1e-6)))
+        for i in np.nonzero(good)[0]:
+            cands.append((float(mean[i]), float(zts[i]), float(zts[i] - s * zc), s, use[i], mc[i]))
+    if not cands:
+        return []
+    cands.sort(key=lambda t: t[0])
+    chosen = []
+    for cand in cands:
+        if len(chosen) == n:
+            break
+        if all(abs(cand[1] - c[1]) >= apart_mm for c in chosen):
+            chosen.append(cand)
+    typical = float(np.median(all_costs))
+    out = []
+    for c, _, offset, s, ok, m in chosen:
+        kk = ks[ok]
+        mm = ms[m[ok]]
+        shift = np.nanmedian(aa.spine_xy[mm] - sa.spine_xy[kk], axis=0)
+        out.append(SliceMatch(offset=float(offset), scale=float(s), xy_shift=shift, cost=c,
+                              contrast=typical / max(c, 1e-6)))
+    return out

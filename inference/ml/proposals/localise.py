@@ -15,7 +15,7 @@ from .anatomy import SliceAnatomy
 from .atlas import SIDES, Atlas
 from .canonical import Canonical
 from .ncc import masked_ncc, peak
-from .levels import SliceMatch, match_slices
+from .levels import SliceMatch, match_levels
 
 HU_WINDOW = (-120.0, 80.0)  # fat vs soft tissue; contrast enhancement above 80 HU is clipped away
 PATCH_MM = {"x": (-33.0, 33.0), "y": (-33.0, 33.0), "z": (-48.0, 30.0)}  # about the gland centre
@@ -24,7 +24,14 @@ FINE_PATCH_MM = {"x": (-24.0, 24.0), "y": (-24.0, 24.0), "z": (-33.0, 21.0)}
 FINE_SEARCH_MM = 9.0
 REGION_MM = {"x": (-96.0, 96.0), "y": (-78.0, 60.0), "z": (-66.0, 48.0)}  # about the glands' midpoint
 REGION_SEARCH_MM = 24.0
+LEVEL_HYPOTHESES = 4  # level matches tried per atlas when they are about as good as the best one
+LEVEL_AMBIGUITY = 0.1  # ... within this share of the best level's cost
 MAX_LEVEL_COST = 0.4  # an atlas whose best slice match differs more than this (mean squared class fraction) abstains
+# ... times this when the field of view cuts through the spine (a scan of one side): the cells by the cut are partly
+# seen and the spine's centre is estimated from a cut vertebra, so even the right level costs more (0.34-0.50 on
+# the left halves of seeds 501-520 vs 0.03-0.39 on whole scans); the levels' consensus (``consensus_levels``)
+# guards the rest
+CUT_COST_FACTOR = 1.3
 
 
 @dataclass
@@ -119,18 +126,67 @@ class LevelGuess:
     match: SliceMatch
 
 
-def estimate(scan: Canonical, sa: SliceAnatomy, atlas: Atlas, aa: SliceAnatomy
-             ) -> tuple[list[GlandEstimate], list[LevelGuess]]:
-    """Both glands' estimates from one atlas, and the slice match's guesses (both empty when the scan shows no
-    level of the atlas; a side whose region is not in the field of view has a guess but no estimate)."""
-    match = match_slices(scan, sa, atlas.scan, aa)
-    if match is None or match.cost > MAX_LEVEL_COST:
-        return [], []
-    out, guesses = [], []
+@dataclass
+class LevelHypothesis:
+    """One level of an atlas in the scan: the slice match, how well the atlas' whole region then matches, and
+    the scan z (mm) where that puts the midpoint of the atlas' glands."""
+
+    match: SliceMatch
+    region_ncc: float
+    z: float
+
+
+def level_hypotheses(scan: Canonical, sa: SliceAnatomy, atlas: Atlas, aa: SliceAnatomy) -> list[LevelHypothesis]:
+    """The atlas' plausible levels in the scan, best region match first (empty when the scan shows no level of
+    the atlas). A level match that barely beats another level (a scan of one side, a short slab: little to tell
+    levels apart by) is not trusted alone: every level within ``LEVEL_AMBIGUITY`` of the best one is kept, each
+    with the NCC of the atlas' whole region block-matched there."""
+    max_cost = MAX_LEVEL_COST * (CUT_COST_FACTOR if sa.one_side else 1.0)
+    matches = [m for m in match_levels(scan, sa, atlas.scan, aa, n=LEVEL_HYPOTHESES) if m.cost <= max_cost]
+    matches = [m for m in matches if m.cost <= matches[0].cost * (1 + LEVEL_AMBIGUITY)]
     mid = np.mean([np.mean(atlas.gland_box(s), axis=0) for s in SIDES], axis=0)
-    mid_guess = np.array([mid[0] - match.xy_shift[0], mid[1] - match.xy_shift[1], (mid[2] - match.offset) / match.scale])
-    region = _block_match(scan, atlas.scan, mid, mid_guess, REGION_MM, REGION_SEARCH_MM, factor=2, min_overlap=0.15)
-    region_ncc = region[1] if region is not None else 0.0
+    out = []
+    for match in matches:
+        mid_guess = np.array([mid[0] - match.xy_shift[0], mid[1] - match.xy_shift[1],
+                              (mid[2] - match.offset) / match.scale])
+        region = _block_match(scan, atlas.scan, mid, mid_guess, REGION_MM, REGION_SEARCH_MM, factor=2,
+                              min_overlap=0.15)
+        z = float(mid[2] + region[0][2]) if region is not None else float(mid_guess[2])
+        out.append(LevelHypothesis(match, region[1] if region is not None else 0.0, z))
+    return sorted(out, key=lambda h: -h.region_ncc)
+
+
+AGREE_MM = 20.0  # two atlases' levels whose gland midpoints lie this close in the scan agree
+
+
+def consensus_levels(hypotheses: dict[str, list[LevelHypothesis]]) -> dict[str, LevelHypothesis]:
+    """Per atlas the level to use: the one closest to the level that most atlases support (support of a scan z:
+    the sum over atlases of their best region NCC among levels within ``AGREE_MM`` of it); an atlas with no level
+    there abstains. Each atlas alone may prefer a wrong level of a scan of one side, but the wrong levels scatter
+    while the right ones agree."""
+    every = [h for hs in hypotheses.values() for h in hs]
+    if not every:
+        return {}
+
+    def support(z: float) -> float:
+        return sum(max((h.region_ncc for h in hs if abs(h.z - z) <= AGREE_MM), default=0.0)
+                   for hs in hypotheses.values())
+
+    z_best = max(every, key=lambda h: (support(h.z), h.region_ncc)).z
+    out = {}
+    for name, hs in hypotheses.items():
+        if hs:
+            near = [h for h in hs if abs(h.z - z_best) <= AGREE_MM]
+            if near:
+                out[name] = min(near, key=lambda h: abs(h.z - z_best))
+    return out
+
+
+def estimate(scan: Canonical, atlas: Atlas, level: LevelHypothesis) -> tuple[list[GlandEstimate], list[LevelGuess]]:
+    """Both glands' estimates from one atlas at the given level, and the slice match's guesses (a side whose
+    region is not in the field of view has a guess but no estimate)."""
+    match, region_ncc = level.match, level.region_ncc
+    out, guesses = [], []
     for side in SIDES:
         lo, hi = atlas.gland_box(side)
         ac = (lo + hi) / 2
@@ -150,7 +206,6 @@ def estimate(scan: Canonical, sa: SliceAnatomy, atlas: Atlas, aa: SliceAnatomy
 
 MIN_NCC = 0.2  # below this an atlas' match is noise
 KEEP_WITHIN = 0.12  # atlases within this NCC of the best one vote
-REGION_KEEP_WITHIN = 0.15  # ... among those whose whole region matches within this of the best atlas
 REAL_PREFERENCE = 0.1  # added to real atlases' region NCC when choosing between real and synthetic ones
 
 
@@ -178,10 +233,13 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 
 
 def fuse(estimates: list[GlandEstimate], side: str) -> Fused | None:
-    """Weighted median of the best-matching atlases' boxes (weights: NCC above the voting floor). Atlases are
-    first selected by how well their whole upper-abdominal region matches (Aljabar P. et al., "Multi-atlas based
-    segmentation of brain images: atlas selection and its effect on accuracy", NeuroImage 2009), which keeps
-    atlases of another kind of anatomy (synthetic vs. real) from voting."""
+    """Weighted median of the best-matching atlases' boxes (weights: NCC). The kind of anatomy that votes
+    (synthetic vs. real) is selected by how well the atlases' whole upper-abdominal region matches (Aljabar P. et
+    al., "Multi-atlas based segmentation of brain images: atlas selection and its effect on accuracy", NeuroImage
+    2009); within that kind every atlas within ``KEEP_WITHIN`` of the best gland NCC votes with about equal weight:
+    the NCC of atlases that match about as well says little about which is right, and a median over all of them is
+    steadier than one dominated by the top one or two (measured on synthetic seeds 501-520: the right gland's
+    height was off by up to 26 mm when two atlases chose)."""
     ests = [e for e in estimates if e.side == side and e.ncc >= MIN_NCC]
     if not ests:
         return None
@@ -191,11 +249,9 @@ def fuse(estimates: list[GlandEstimate], side: str) -> Fused | None:
              for k in (True, False)}
     real = kinds[True] >= kinds[False]
     ests = [e for e in ests if e.real == real]
-    best_region = max(e.region_ncc for e in ests)
-    ests = [e for e in ests if e.region_ncc >= best_region - REGION_KEEP_WITHIN]
     best = max(e.ncc for e in ests)
     vote = [e for e in ests if e.ncc >= best - KEEP_WITHIN]
-    w = np.array([e.ncc - (best - KEEP_WITHIN) + 0.02 for e in vote])
+    w = np.array([e.ncc for e in vote])
     centres = np.array([e.centre for e in vote])
     half = np.array([(e.hi - e.lo) / 2 for e in vote])
     c = np.array([_weighted_median(centres[:, d], w) for d in range(3)])
