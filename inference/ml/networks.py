@@ -170,11 +170,13 @@ class LesionNet(nn.Module):
 
     Same interface as :class:`LocalNet`: ``features`` the map before the head, ``pooled(f) = f``, ``cam(f)``
     the logit map ``[B, h, w]`` (its max is the logit), ``frozen``/``from_frozen``/``trainable_parameters`` for
-    ``freeze: backbone`` (the body runs once per image, the 1x1 head learns)."""
+    ``freeze: backbone`` (the body runs once per image, the 1x1 head learns, and the last ``tune_last``
+    convolutions with it: ``head: {"tune_last": 1}``)."""
 
-    def __init__(self, width: int = 24) -> None:
+    def __init__(self, width: int = 24, tune_last: int = 0) -> None:
         super().__init__()
         w = width
+        self.tune_last = int(tune_last)  # how many of the last convolutions ``freeze: backbone`` still tunes
         self.body = nn.Sequential(*_conv(3, w, stride=2), *_conv(w, w), nn.MaxPool2d(2),
                                   *_conv(w, 2 * w), *_conv(2 * w, 2 * w), nn.MaxPool2d(2),
                                   *_conv(2 * w, 3 * w), *_conv(3 * w, 3 * w, dilation=2),
@@ -185,13 +187,18 @@ class LesionNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body((x - 0.4) * 4.0)  # soft tissue near 0: the BN layers then see unit-scale inputs
 
-    frozen = features
+    def _split(self) -> int:
+        return len(self.body) - 3 * self.tune_last  # each convolution is (conv, batch norm, ReLU)
+
+    def frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """What a frozen body computes once: the map before its tuned convolutions (all of it by default)."""
+        return self.body[:self._split()]((x - 0.4) * 4.0)
 
     def from_frozen(self, p: torch.Tensor) -> torch.Tensor:
-        return self.classify(p)
+        return self.classify(self.body[self._split():](p))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return list(self.fc.parameters())
+        return [*self.fc.parameters(), *self.body[self._split():].parameters()]
 
     def pooled(self, f: torch.Tensor) -> torch.Tensor:
         return f
@@ -288,8 +295,11 @@ def lesion_net_weights() -> tuple[Path, str] | None:
     return path, f"adrenal-lesions:{LESION_NET_WEIGHTS}:sha256={_sha256_prefix(str(path))}"
 
 
-def _lesion_net(pretrained: str) -> tuple[nn.Module, str]:
-    model, source, used = LesionNet(), None, ""
+def _lesion_net(pretrained: str, head: dict | None = None) -> tuple[nn.Module, str]:
+    tune = int((head or {}).get("tune_last", 0))
+    if not 0 <= tune <= 7:
+        raise ValueError(f"head tune_last must be in 0..7 (LesionNet has 7 convolutions), not {tune}")
+    model, source, used = LesionNet(tune_last=tune), None, ""
     if pretrained == "auto":
         found = lesion_net_weights()
         if found:
@@ -367,7 +377,7 @@ def build_model(backbone: str, pretrained: str = "none", input_px: int | None = 
     if backbone == "tiny_cnn":
         return TinyCNN(), ""
     if backbone == "lesion_net":
-        return _lesion_net(pretrained)
+        return _lesion_net(pretrained, head)
     source, used = None, ""
     if pretrained == "auto":
         if backbone in LITE:

@@ -139,3 +139,16 @@ def test_lesion_net_map_peaks_at_the_logit_and_freezes_to_its_head():
     assert torch.allclose(cam.amax(dim=(1, 2)), logit, atol=1e-5)
     assert torch.allclose(model.from_frozen(model.frozen(x)).reshape(-1), logit, atol=1e-5)
     assert {id(p) for p in model.trainable_parameters()} == {id(model.fc.weight), id(model.fc.bias)}
+
+
+def test_lesion_net_tunes_its_last_convolutions_when_asked():
+    model, _ = build_model("lesion_net", "auto", head={"tune_last": 1})
+    model.eval()
+    x = torch.rand(2, 3, 120, 120)
+    with torch.no_grad():
+        assert torch.allclose(model.from_frozen(model.frozen(x)).reshape(-1), model(x).reshape(-1), atol=1e-5)
+    tuned = {id(p) for p in model.trainable_parameters()}
+    last_conv = model.body[-3]
+    assert id(last_conv.weight) in tuned and id(model.body[0].weight) not in tuned
+    with pytest.raises(ValueError, match="tune_last"):
+        build_model("lesion_net", "none", head={"tune_last": 9})

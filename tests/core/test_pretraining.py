@@ -37,9 +37,9 @@ def _toy(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_train_dense_learns_a_lesion_from_its_pixels():
     torch.manual_seed(0)
     model = LesionNet(width=8)
-    x, m = _toy(96, 1)
-    history = train_dense(model, x, m, epochs=4, batch=16, seed=0)
-    assert len(history) == 4 and history[-1]["loss"] < history[0]["loss"]
+    x, m = _toy(160, 1)
+    history = train_dense(model, x, m, epochs=6, batch=16, seed=0)
+    assert len(history) == 6 and history[-1]["loss"] < history[0]["loss"]
     tx, tm = _toy(40, 2)
     with torch.no_grad():
         score = model(tx).reshape(-1).numpy()
