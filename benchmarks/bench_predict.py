@@ -12,7 +12,7 @@ Baseline vs ours, same images and weights:
   channels-last, weights kept warm in the worker between scans.
 
 ``--path core`` (the per-gland ``fast`` preset through the Django-free core): the same 512x512x100 series in
-memory; a verdict = CT check, box proposal, per-gland 2.5D images, the 5-fold EfficientNet-Lite1 ensemble on
+memory; a verdict = CT check, box proposal, per-gland 2.5D images, the 5-fold ensemble of the `fast` preset on
 both sides in one batch with evidence maps (``inference.ml.verdict.gland_verdict``), each runtime (eager torch,
 ONNX Runtime) timed warm beside the one-by-one baseline on the same images and weights.
 
@@ -106,7 +106,7 @@ def core_bench(args) -> None:
     paths = []
     for k in range(args.folds):
         torch.manual_seed(k)
-        m, used = model_for(cfg, "auto")  # ImageNet backbone, a random head per fold
+        m, used = model_for(cfg, "auto")  # the preset's pretrained weights (the same for every fold: speed only)
         paths.append(tmp / f"fold{k}" / "best.pt")
         paths[-1].parent.mkdir()
         torch.save(m.state_dict(), paths[-1])

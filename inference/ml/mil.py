@@ -15,9 +15,10 @@ training image is scored (eval mode, no gradients); then
   scored per epoch (the hard ones are the highest of those), which saves most of the scoring pass;
 
 and ``steps_per_epoch`` batches of ``batch_size`` images, a ``pos_fraction`` of them positive, are trained with
-BCE. With ``freeze: backbone`` the ImageNet backbone stays as it is: every image's pooled features are computed
-once (no augmentation) and only the linear unit learns (seconds per epoch on a CPU; fewer parameters than
-positives to fit with a few dozen patients). Adam with cosine decay to ``alpha * lr``; the fold keeps the best-validation-loss epoch (``best.pt``, or
+BCE. With ``freeze: backbone`` the pretrained body stays as it is: every image's features are computed once (no
+augmentation) and only the head learns (and the body's tuned blocks, when the network has them; their batch
+norms keep their pretrained statistics): seconds per epoch on a CPU, few parameters to fit with a few dozen
+patients. Adam with cosine decay to ``alpha * lr``; the fold keeps the best-validation-loss epoch (``best.pt``, or
 the last with ``select: last``), saves ``last.pt`` after every epoch and resumes from it exactly (each epoch
 reseeds from ``(seed, fold, epoch)``), like :func:`inference.ml.training.train_fold`. Validation loss: each
 validation unit pooled by its top-k (a bag) or per image; validation AUC: scans by the rule below.
@@ -217,6 +218,16 @@ class _Classifier(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
+
+    def train(self, mode: bool = True) -> _Classifier:
+        """Training mode for dropout, but every batch norm stays in eval mode: a tuned block keeps the
+        statistics it was pretrained with (MIL batches, a quarter positives and many hard negatives, are not
+        the images it will see)."""
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         if hasattr(self.model, "from_frozen"):

@@ -10,8 +10,9 @@
 - ``tiny_cnn``: a few conv layers for tests (max pooling: its ``cam`` only approximates the logit).
 
 Every model maps ``[B, 3, H, W]`` float in [0, 1] to logits ``[B, 1]`` and has ``features(x) -> [B, C, h, w]``,
-``pooled(f) -> [B, C]``, ``classify(p) -> [B, 1]`` and ``head(f) = classify(pooled(f))`` with ``head(f) == linear(mean over h, w of f)``: the logit map ``cam(f)`` (Zhou et al.
-2016, CAM) then averages exactly to the logit. ``build_model`` says which weights it used ('' = random init).
+``pooled(f)``, ``classify(p) -> [B, 1]`` and ``head(f) = classify(pooled(f))``; the logit map ``cam(f)`` (Zhou et
+al. 2016, CAM) averages exactly to the logit for the global-average-pooling heads (:class:`PooledNet`) and peaks at
+it for the local ones (:class:`LocalNet`, :class:`LesionNet`: the logit is the max over cells). ``build_model`` says which weights it used ('' = random init).
 """
 from __future__ import annotations
 
@@ -188,7 +189,9 @@ class LesionNet(nn.Module):
         return self.body((x - 0.4) * 4.0)  # soft tissue near 0: the BN layers then see unit-scale inputs
 
     def _split(self) -> int:
-        return len(self.body) - 3 * self.tune_last  # each convolution is (conv, batch norm, ReLU)
+        """Index in ``body`` of the first tuned convolution (``len(body)`` when none is tuned)."""
+        convs = [i for i, m in enumerate(self.body) if isinstance(m, nn.Conv2d)]
+        return convs[len(convs) - self.tune_last] if self.tune_last else len(self.body)
 
     def frozen(self, x: torch.Tensor) -> torch.Tensor:
         """What a frozen body computes once: the map before its tuned convolutions (all of it by default)."""
@@ -300,10 +303,15 @@ def _lesion_net(pretrained: str, head: dict | None = None) -> tuple[nn.Module, s
     if not 0 <= tune <= 7:
         raise ValueError(f"head tune_last must be in 0..7 (LesionNet has 7 convolutions), not {tune}")
     model, source, used = LesionNet(tune_last=tune), None, ""
+    unknown = set(head or {}) - {"tune_last"}
+    if unknown:
+        raise ValueError(f"lesion_net takes head.tune_last only, not {', '.join(sorted(unknown))}")
     if pretrained == "auto":
         found = lesion_net_weights()
-        if found:
-            source, used = found
+        if not found:  # a frozen random body would train a head on noise: refuse rather than mislead
+            raise ValueError(f"the pretrained lesion_net weights ({WEIGHTS_DIR / LESION_NET_WEIGHTS}) are missing: "
+                             "reinstall the package or run scripts/pretrain_lesion_net.py")
+        source, used = found
     elif pretrained not in ("", "none", None):
         source, used = Path(pretrained), str(pretrained)
     if source is not None:

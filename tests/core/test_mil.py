@@ -240,3 +240,19 @@ def test_frozen_backbone_with_a_local_head_trains_the_head_only(tmp_path):
     trained = _train_and_check_only_the_head_moved(cfg, model, tmp_path)
     scored = score_scans(trained, _cohort(33, 12), 32, 1)
     assert all(np.isfinite(s["score"]) for s in scored)
+
+
+def test_fast_preset_fine_tunes_the_pretrained_detectors_head_and_exports_to_onnx(tmp_path):
+    """The `fast` path end to end on small images: the shipped LesionNet, its head alone trained by MIL (the
+    batch norms untouched), then the fold in the ONNX ensemble agrees with eager torch."""
+    cfg = preset_config("fast", {"epochs": 2, "input_side_px": 32, "batch_size": 32,
+                                 "mil": {"top_k": 1, "steps_per_epoch": 4}})
+    model, used = fresh_model(cfg)
+    assert used.startswith("adrenal-lesions:lesion_net-v1.pt")
+    trained = _train_and_check_only_the_head_moved(cfg, model, tmp_path)
+    path = tmp_path / "f0" / "best.pt"
+    assert set(torch.load(path, weights_only=True)) == set(trained.state_dict())
+    x = np.random.default_rng(4).random((5, 3, 32, 32)).astype(np.float32)
+    p1, m1 = load_ensemble([path], cfg, device="cpu", runtime="torch").predict_maps(x)
+    p2, m2 = load_ensemble([path], cfg, device="cpu", runtime="onnx").predict_maps(x)
+    assert m1.shape == (5, 4, 4) and np.allclose(p1, p2, atol=1e-4) and np.allclose(m1, m2, atol=1e-3)

@@ -141,14 +141,27 @@ def test_lesion_net_map_peaks_at_the_logit_and_freezes_to_its_head():
     assert {id(p) for p in model.trainable_parameters()} == {id(model.fc.weight), id(model.fc.bias)}
 
 
-def test_lesion_net_tunes_its_last_convolutions_when_asked():
-    model, _ = build_model("lesion_net", "auto", head={"tune_last": 1})
+@pytest.mark.parametrize("tune_last", range(8))
+def test_lesion_net_tunes_exactly_its_last_convolutions(tune_last):
+    model, _ = build_model("lesion_net", "none", head={"tune_last": tune_last})
     model.eval()
     x = torch.rand(2, 3, 120, 120)
     with torch.no_grad():
         assert torch.allclose(model.from_frozen(model.frozen(x)).reshape(-1), model(x).reshape(-1), atol=1e-5)
     tuned = {id(p) for p in model.trainable_parameters()}
-    last_conv = model.body[-3]
-    assert id(last_conv.weight) in tuned and id(model.body[0].weight) not in tuned
+    convs = [m for m in model.body if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 7
+    assert [id(c.weight) in tuned for c in convs] == [False] * (7 - tune_last) + [True] * tune_last
+    assert id(model.fc.weight) in tuned
+
+
+def test_lesion_net_refuses_bad_heads_and_missing_weights(monkeypatch, tmp_path):
+    import inference.ml.networks as N
+
     with pytest.raises(ValueError, match="tune_last"):
         build_model("lesion_net", "none", head={"tune_last": 9})
+    with pytest.raises(ValueError, match="head.tune_last only"):
+        build_model("lesion_net", "none", head={"kind": "local"})
+    monkeypatch.setattr(N, "WEIGHTS_DIR", tmp_path)  # an install without the weights: never a silent random body
+    with pytest.raises(ValueError, match="weights .* are missing"):
+        build_model("lesion_net", "auto")
