@@ -52,8 +52,9 @@ from inference.ml.verdict import gland_verdict  # noqa: E402
 
 COVERAGES = ("abdomen", "upper_abdomen", "cap")
 # patient seeds of the lesion detector's pretraining and its check cohort (scripts/pretrain_lesion_net.py): a
-# cohort seed s draws patients s * 1000 + i, so these cohort seeds would test on what the detector learnt from
-RESERVED_SEEDS = ((555, 555), (777, 777))
+# cohort seed s draws patients s * 1000 + i; a cohort whose patients fall in these ranges would test on what the
+# detector learnt from
+RESERVED_PATIENT_SEEDS = ((555_000, 555_999), (777_000, 777_999))
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -205,11 +206,12 @@ def main() -> None:
     torch.set_num_threads(max(args.threads, args.parallel))
     overrides = _parse_set(args.set)
     cfg = preset_config(args.preset, overrides)
-    for seed in (args.train_seed, args.test_seed):
-        for lo, hi in RESERVED_SEEDS:
-            if lo <= seed <= hi:
-                raise SystemExit(f"seed {seed} is reserved for pretraining (scripts/pretrain_lesion_net.py): "
-                                 f"a cohort from it measures nothing")
+    for seed, n in ((args.train_seed, args.train_patients), (args.test_seed, args.test_patients)):
+        first, last = seed * 1000, seed * 1000 + n - 1
+        for lo, hi in RESERVED_PATIENT_SEEDS:
+            if first <= hi and last >= lo:
+                raise SystemExit(f"cohort seed {seed} ({n} patients) draws patient seeds {lo}-{hi}, reserved for "
+                                 f"the detector's pretraining (scripts/pretrain_lesion_net.py): it would measure nothing")
     out_root = Path(args.out or tempfile.mkdtemp(prefix="bench-quality-"))
     train, train_meta = cohort(args, args.train_seed, args.train_patients, cfg["image"])
     # the test cohort is judged by its scan and side truth only: the same whatever the training labels

@@ -99,7 +99,31 @@ class PooledNet(nn.Module):
         return self.head(self.features(x))
 
 
-class LocalNet(nn.Module):
+class _MaxOverCells(nn.Module):
+    """The local head's scoring, shared by :class:`LocalNet` and :class:`LesionNet`: ``fc`` maps features to a
+    logit per cell, ``pooled(f) = f`` (the head needs the map), ``cam(f) -> [B, h, w]`` the logit map itself and
+    ``classify(f) -> [B, 1]`` its max over cells (after ``drop``)."""
+
+    fc: nn.Module
+    drop: nn.Module
+
+    def pooled(self, f: torch.Tensor) -> torch.Tensor:
+        return f
+
+    def cam(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(f)[:, 0]
+
+    def classify(self, p: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(p)).amax(dim=(2, 3))
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.classify(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class LocalNet(_MaxOverCells):
     """``body`` (an ImageNet backbone cut after an intermediate block: a feature map at stride 8-16 where a
     10 mm lesion still fills a cell), a small 1x1-convolution head giving a logit per cell, and the image's logit
     as the max over cells (a lesion is local: averaging over an 84 mm crop drowns it).
@@ -139,20 +163,6 @@ class LocalNet(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [*self.fc.parameters(), *(q for b in self._tuned_blocks() for q in b.parameters())]
 
-    def pooled(self, f: torch.Tensor) -> torch.Tensor:
-        return f
-
-    def cam(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(f)[:, 0]
-
-    def classify(self, p: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(p)).amax(dim=(2, 3))
-
-    def head(self, f: torch.Tensor) -> torch.Tensor:
-        return self.classify(f)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
@@ -160,7 +170,7 @@ def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Mo
             nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class LesionNet(nn.Module):
+class LesionNet(_MaxOverCells):
     """A small fully convolutional lesion detector for per-gland 2.5D crops (``image.layout = side``).
 
     ``[B, 3, H, W]`` in [0, 1] (HU window [-200, 400]) -> a logit per cell of stride 8 (5.6 mm at 0.7 mm
@@ -203,20 +213,6 @@ class LesionNet(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [*self.fc.parameters(), *self.body[self._split():].parameters()]
 
-    def pooled(self, f: torch.Tensor) -> torch.Tensor:
-        return f
-
-    def cam(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(f)[:, 0]
-
-    def classify(self, p: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(p)).amax(dim=(2, 3))
-
-    def head(self, f: torch.Tensor) -> torch.Tensor:
-        return self.classify(f)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 class _LiteBody(nn.Module):
