@@ -54,9 +54,9 @@ def dense_patient(seed: int, abnormal: bool, image_cfg: dict, *, real: bool = Fa
     images = build_scan_images(scan.volume, prop.boxes, {"image": image_cfg})
     out = DensePatient(seed, int(abnormal), real)
     for side, si in images.items():
-        lesion = scan.masks.get(f"lesion_{side}")
-        if lesion is not None and lesion.any():
-            mask_vol = Volume((-200 + 600 * lesion.astype(np.int16)).astype(np.int16), scan.volume.affine)
+        lesion_mask = scan.masks.get(f"lesion_{side}")
+        if lesion_mask is not None and lesion_mask.any():
+            mask_vol = Volume((-200 + 600 * lesion_mask.astype(np.int16)).astype(np.int16), scan.volume.affine)
             mask = build_scan_images(mask_vol, {side: prop.boxes[side]}, {"image": image_cfg})[side].images[:, 1] > 0.5
         else:
             mask = np.zeros(si.images[:, 1].shape, bool)
