@@ -43,6 +43,7 @@ from inference.ml import operating_value as OV  # noqa: E402
 from inference.ml.ensemble import Ensemble  # noqa: E402
 from inference.ml.images25d import SideImages, build_scan_images  # noqa: E402
 from inference.ml.mil import mil_config, train_fold_mil  # noqa: E402
+from inference.ml.networks import lesion_net_weights  # noqa: E402
 from inference.ml.presets import preset_config  # noqa: E402
 from inference.ml.proposals import propose  # noqa: E402
 from inference.ml.splits import make_split  # noqa: E402
@@ -50,11 +51,12 @@ from inference.ml.supervision import ScanSample  # noqa: E402
 from inference.ml.training import fresh_model, model_for  # noqa: E402
 from inference.ml.verdict import gland_verdict  # noqa: E402
 
-COVERAGES = ("abdomen", "upper_abdomen", "cap")
-# patient seeds of the lesion detector's pretraining and its check cohort (scripts/pretrain_lesion_net.py): a
-# cohort seed s draws patients s * 1000 + i; a cohort whose patients fall in these ranges would test on what the
-# detector learnt from
-RESERVED_PATIENT_SEEDS = ((555_000, 555_999), (777_000, 777_999))
+def reserved_patient_seeds() -> list[tuple[int, int]]:
+    """Patient-seed ranges of the shipped lesion detector's pretraining and check cohorts, read from its card
+    (``weights/lesion_net-v1.json``, written by ``scripts/pretrain_lesion_net.py``): a cohort seed s draws
+    patients s * 1000 + i, and a cohort reaching into these ranges would test on what the detector learnt from."""
+    card = json.loads(lesion_net_weights()[0].with_suffix(".json").read_text())
+    return [(seed * 1000, seed * 1000 + 999) for seed in (card["pretrain_seed"], card["check_seed"])]
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -77,6 +79,7 @@ def generate(seed: int, n: int, real_fraction: float, boxes_mode: str, labels_mo
              fixtures: Path) -> tuple[list[ScanSample], list[dict]]:
     """``n`` patients (half abnormal, shuffled), their per-gland images and what the lead knows."""
     from synthetic import make_patient
+    from synthetic.dense import COVERAGES
     from synthetic.real_base import make_real_patient
 
     rng = np.random.default_rng([seed, 99])
@@ -208,7 +211,7 @@ def main() -> None:
     cfg = preset_config(args.preset, overrides)
     for seed, n in ((args.train_seed, args.train_patients), (args.test_seed, args.test_patients)):
         first, last = seed * 1000, seed * 1000 + n - 1
-        for lo, hi in RESERVED_PATIENT_SEEDS:
+        for lo, hi in reserved_patient_seeds():
             if first <= hi and last >= lo:
                 raise SystemExit(f"cohort seed {seed} ({n} patients) draws patient seeds {lo}-{hi}, reserved for "
                                  f"the detector's pretraining (scripts/pretrain_lesion_net.py): it would measure nothing")
