@@ -34,8 +34,6 @@ class DatasetForm(forms.ModelForm):
         fields = ["name", "description", "series_rule", "members"]
 
 
-
-
 class UploadForm(forms.Form):
     archive = forms.FileField(
         label="Studies", help_text="A .zip of the study folders (any layout; normal/ and abnormal/ folders give "

@@ -49,11 +49,15 @@ def side_findings(p: Prediction) -> list[dict]:
     return rows
 
 
-def model_of(p: Prediction) -> dict:
-    """The run that made a verdict, as the pages name it."""
-    run = p.run
+def run_identity(run) -> dict:
+    """A model (training run) as the pages name it."""
     return {"run": run.pk, "name": run.name, "preset": run.preset, "version": run.version,
-            "dataset": run.dataset.name, "operating_value": p.operating_value, "promoted": run.promoted}
+            "dataset": run.dataset.name, "promoted": run.promoted}
+
+
+def model_of(p: Prediction) -> dict:
+    """The run that made a verdict, as the pages name it, with the operating value the verdict used."""
+    return run_identity(p.run) | {"operating_value": p.operating_value}
 
 
 def verdict_document(p: Prediction) -> dict:
@@ -71,17 +75,24 @@ def latest(series: Series) -> dict | None:
     return verdict_document(p) if p is not None else None
 
 
+def latest_judging_job(dataset_id: int, run_id: int | None = None) -> Job | None:
+    """The newest "judge every scan" job of a dataset (with ``run_id``: of that model), or None."""
+    jobs = Job.objects.filter(kind="judge_dataset", params__dataset_id=dataset_id)
+    if run_id is not None:
+        jobs = jobs.filter(params__run_id=run_id)
+    return jobs.order_by("-pk").first()
+
+
 def judging(dataset: Dataset) -> dict:
-    """For the store's dataset page: the promoted model that "judge every scan" would use (``{"run", "name",
-    ...}`` as :func:`model_of` gives it, or None with ``why``) and the dataset's latest ``judge_dataset`` job."""
+    """For the store's dataset page: the promoted model that "judge every scan" would use (:func:`run_identity`,
+    or None with ``why``) and the dataset's latest ``judge_dataset`` job."""
     try:
         run = resolve_run(None, dataset)
     except ValueError as exc:
         model, why = None, str(exc)
     else:
-        model, why = {"run": run.pk, "name": run.name, "preset": run.preset, "version": run.version}, ""
-    job = Job.objects.filter(kind="judge_dataset", params__dataset_id=dataset.pk).order_by("-pk").first()
-    return {"model": model, "why": why, "job": job}
+        model, why = run_identity(run), ""
+    return {"model": model, "why": why, "job": latest_judging_job(dataset.pk)}
 
 
 # ``start_judging`` (``tasks.start_judge_dataset``) is added where the source is registered: services do not

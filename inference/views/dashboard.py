@@ -9,12 +9,11 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from adrenal_site.jobs.models import Job
-
 from adrenal_site.roles import LEAD, role_required
 
 from ..api.dashboard import evaluation_summary
 from ..api.runs import visible_runs
+from ..services.verdicts import latest_judging_job
 from ..tasks import start_judge_dataset
 
 
@@ -33,8 +32,7 @@ def compare(request):
 def run_dashboard(request, pk: int):
     run = get_object_or_404(visible_runs(request.user).select_related("dataset"), pk=pk)
     evaluation = run.evaluations.first()
-    judge_job = Job.objects.filter(kind="judge_dataset", params__dataset_id=run.dataset_id,
-                                   params__run_id=run.pk).order_by("-pk").first()
+    judge_job = latest_judging_job(run.dataset_id, run.pk)
     return render(request, "inference/dashboard/run.html", {"run": run, "evaluation": evaluation,
                                                             "judge_job": judge_job})
 
