@@ -37,8 +37,7 @@ class SliceAnatomy:
     found: np.ndarray  # slices where spine bone was seen (not filled in)
     desc: np.ndarray
     weight: np.ndarray
-    cut_at_side: bool = False  # the field of view cuts the trunk at its right or left side (or is tight there)
-    one_side: bool = False  # ... and the cut passes within ``ONE_SIDE_MM`` of the spine: a scan of one side
+    one_side: bool = False  # the field of view cuts the trunk within ``ONE_SIDE_MM`` of the spine: a scan of one side
 
 
 def body_mask(c: Canonical) -> np.ndarray:
@@ -53,8 +52,6 @@ def body_mask(c: Canonical) -> np.ndarray:
 
 
 CUT_SHARE = 0.5  # of body slices reaching the field of view's side edge, for the trunk to count as cut there
-
-
 ONE_SIDE_MM = 40.0  # a cut this close to the spine's centre runs through the vertebra: a scan of one side
 
 
@@ -71,12 +68,9 @@ def _cut_edges(c: Canonical, body: np.ndarray, kk: np.ndarray) -> list[float]:
     return [float(x[e]) for e in range(2) if hits[e] >= CUT_SHARE * len(kk)]
 
 
-def _cut_at_side(c: Canonical, body: np.ndarray, kk: np.ndarray) -> bool:
-    return bool(_cut_edges(c, body, kk))
-
-
-def find_spine(c: Canonical, body: np.ndarray, cut_at_side: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per slice ``(x, y)`` of the vertebral column (LPS mm) and whether it was seen on that slice."""
+def find_spine(c: Canonical, body: np.ndarray, cut_at_side: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice ``(x, y)`` of the vertebral column (LPS mm) and whether it was seen on that slice;
+    ``cut_at_side``: the field of view cuts the trunk at its right or left side (:func:`_cut_edges`)."""
     nz = c.shape[0]
     xy = np.full((nz, 2), np.nan)
     found = np.zeros(nz, bool)
@@ -92,8 +86,6 @@ def find_spine(c: Canonical, body: np.ndarray, cut_at_side: bool | None = None) 
     jj, ii = np.ogrid[: c.shape[1], : c.shape[2]]
     # ... unless the field of view cuts the trunk at the side (a scan of one side): its centroid is then not the
     # midline, and the column is found by its extent along z alone
-    if cut_at_side is None:
-        cut_at_side = _cut_at_side(c, body, kk)
     x_prior = 1.0 if cut_at_side else np.exp(-0.5 * (((ii - ci) * c.step) / 45.0) ** 2)
     share = share * x_prior * np.where(jj >= cj - 20 / c.step, 1.0, 0.3)
     j0, i0 = np.unravel_index(int(np.argmax(share)), share.shape)
@@ -153,5 +145,4 @@ def slice_anatomy(c: Canonical) -> SliceAnatomy:
     desc, weight = descriptors(c, body, spine_xy)
     spine_x = float(np.nanmedian(spine_xy[:, 0])) if found.any() else np.nan
     one_side = any(abs(x - spine_x) <= ONE_SIDE_MM for x in edges)
-    return SliceAnatomy(body=body, spine_xy=spine_xy, found=found, desc=desc, weight=weight,
-                        cut_at_side=bool(edges), one_side=one_side)
+    return SliceAnatomy(body=body, spine_xy=spine_xy, found=found, desc=desc, weight=weight, one_side=one_side)

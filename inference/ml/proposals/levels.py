@@ -35,13 +35,6 @@ def _feature_weights(weight: np.ndarray) -> np.ndarray:
     return np.repeat(weight, N_CLASSES, axis=1)
 
 
-def match_slices(scan: Canonical, sa: SliceAnatomy, atlas: Canonical, aa: SliceAnatomy) -> SliceMatch | None:
-    """Best ``(offset, scale)`` mapping scan slices onto atlas slices by descriptor distance; None when no slice
-    of the scan has a body and spine."""
-    found = match_levels(scan, sa, atlas, aa, n=1)
-    return found[0] if found else None
-
-
 def match_levels(scan: Canonical, sa: SliceAnatomy, atlas: Canonical, aa: SliceAnatomy, n: int = 1,
                  apart_mm: float = LEVEL_APART_MM) -> list[SliceMatch]:
     """The ``n`` best level matches, best first, each placing the scan's centre slice at least ``apart_mm``
