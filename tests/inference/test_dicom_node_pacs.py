@@ -252,5 +252,6 @@ def test_killed_listener_and_a_pacs_down_when_results_are_ready(node, realct, tm
     wait_for(lambda: not DicomSend.objects.pending().exists(), 90, 0.5, "the retried deliveries")
     sends = list(DicomSend.objects.all())
     assert len(sends) == 1 + 6 and all(s.delivered_at and s.attempts >= 2 and s.log[-1]["ok"] for s in sends)
-    assert Job.objects.filter(kind="dicom_send", status="succeeded").exists()
+    # the send job records its end just after the last delivery: wait for it rather than race it
+    wait_for(lambda: Job.objects.filter(kind="dicom_send", status="succeeded").exists(), 30, 0.5, "the send job")
     assert len(_results_in(pacs, uid, "SR")) == 1 and len(_results_in(pacs, uid, "OT")) == 1
