@@ -44,10 +44,11 @@ PRESETS: dict[str, dict] = {
     # LesionNet (networks.LesionNet) pretrained on generated cohorts' exact lesion pixels (weights/lesion_net-v1,
     # scripts/pretrain_lesion_net.py: synthetic anatomy only, seeds no benchmark uses), its body frozen, its 1x1
     # head fine-tuned by top-k MIL from the pretrained head (no warm-up: the pretrained scores already pick the
-    # lesion images). bench_model_quality beside `lite` (32 train / 40 test patients): fresh seeds 202 -> 41 scan
-    # AUC 0.925 [0.81, 1.00], per-side 0.943 (lite 0.465, 0.578); development seeds 101 -> 31 0.960, per-side
-    # 0.965 (there head.tune_last=1 gave 0.940); real anatomy only (303 -> 51) 0.667. Targets NOT met: see the
-    # README's "Model quality".
+    # lesion images). bench_model_quality beside `lite` (32 train / 40 test patients), fresh seeds: 707 -> 81 scan
+    # AUC 0.965 [0.91, 1.00], per-side 0.946 (lite 0.530, 0.533); 202 -> 41 0.925 [0.81, 1.00], per-side 0.943
+    # (lite 0.465, 0.578); real anatomy only 606 -> 71 0.718 (lite 0.650). Development seeds 101 -> 31 0.960 (there
+    # head.tune_last=1 gave 0.940; on real 404 -> 61 tune_last 1-3, 3 epochs, select=last, lr=1e-3 were no
+    # better). Targets NOT met: see the README's "Model quality".
     "fast": GLAND_RECIPE | {"backbone": "lesion_net", "epochs": 10, "weight_decay": 1e-4,
                             "mil": GLAND_MIL | {"warmup_epochs": 0}},
     # the ImageNet backbone frozen and cut after block 14 (stride 16: 8x8 cells of 10.5 mm on a 120 px crop), a
