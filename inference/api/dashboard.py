@@ -200,7 +200,7 @@ def _prediction_doc(p: Prediction) -> dict:
         "probability": p.probability, "fraction": p.fraction, "verdict": p.verdict, "reason": p.reason,
         "operating_value": p.operating_value, "sides": p.sides, "flagged_slices_mm": p.flagged_slices_mm,
         "slice_scores": p.slice_scores, "score": p.score, "side_details": p.side_details, "evidence": p.evidence,
-        "job": p.job_id, "created_at": p.created_at,
+        "cautions": p.cautions, "job": p.job_id, "created_at": p.created_at,
     }
 
 

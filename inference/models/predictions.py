@@ -46,6 +46,9 @@ class Prediction(JobState, models.Model):
     evidence = models.JSONField(default=list, blank=True,
                                 help_text="Class-activation maps of the flagged images in LPS mm "
                                           "(inference.ml.evidence.image_evidence), highest first")
+    cautions = models.JSONField(default=list, blank=True,
+                                help_text="Why the verdict is less certain than the model's validation (e.g. a "
+                                          "voxel size outside its training scans)")
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)

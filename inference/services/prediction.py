@@ -20,6 +20,7 @@ from adrenal_site.storage import local_path
 from annotations.models import Dataset, ImportItem, Series
 from annotations.services.importer import import_path
 from inference.ml import assessability, verdict
+from inference.ml.acquisition import acquisition_cautions
 from inference.ml.geometry import Box
 from inference.ml.calibration import Calibrator
 from inference.ml.images25d import build_images, build_scan_images
@@ -29,6 +30,7 @@ from inference.ml.volume import Volume, load_nifti
 from ..models import Evaluation, Prediction, TrainingRun
 from .ensembles import ensemble_for
 from .gland_data import is_gland_run
+from .runs import training_acquisition
 from .verdicts import side_findings
 
 
@@ -41,6 +43,7 @@ class Outcome:
     result: verdict.ScanVerdict | verdict.GlandVerdict | None = None
     timings: dict | None = None
     uncovered: dict[str, str] = field(default_factory=dict)  # sides not judged: what is missing
+    cautions: list[str] = field(default_factory=list)  # why this verdict is less certain than the validation
 
     def fields(self, operating_value: float) -> dict:
         r = self.result
@@ -51,7 +54,7 @@ class Outcome:
             "sides": r.sides if r else {}, "flagged_slices_mm": r.flagged_slices_mm if r else [],
             "slice_scores": r.slice_scores if r else [],
             "score": r.score if gland else None, "side_details": r.side_details if gland else {},
-            "evidence": r.evidence if gland else [],
+            "evidence": r.evidence if gland else [], "cautions": list(self.cautions),
         }
 
     def stored_fields(self, operating_value: float) -> dict:
@@ -81,7 +84,8 @@ def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT
 
     ``boxes``: the sides to judge (None: proposed here); ``uncovered``: sides whose gland is outside the field
     of view, with what is missing (from the proposal when proposed here): those are reported "not assessable:
-    <note>" (``Outcome.stored_fields``) and the scan is judged on the other side."""
+    <note>" (``Outcome.stored_fields``) and the scan is judged on the other side. A verdict on a scan whose
+    voxel size is outside the run's training scans carries ``cautions`` (:mod:`inference.ml.acquisition`)."""
     report = progress or no_progress
     t0 = time.perf_counter()
     reason = assessability.check_ct(volume, modality)
@@ -101,6 +105,8 @@ def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT
     uncovered = {s: uncovered.get(s) or f"no crop box for side {s}" for s in ("R", "L") if s not in boxes}
     outcome = _judge(volume, boxes, run, t0, report)
     outcome.uncovered = uncovered
+    if outcome.verdict != Prediction.Verdict.NOT_ASSESSABLE:
+        outcome.cautions = acquisition_cautions(volume.spacing, training_acquisition(run))
     return outcome
 
 
@@ -225,7 +231,8 @@ def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dat
         series.submitted_by.add(user)  # the submitter can always open what they submitted
     p = predict_series(series, run, job=job, user=user, progress=progress)
     return document(series.series_uid, p.probability, p.verdict, p.reason, run.operating_value, p.sides,
-                    p.flagged_slices_mm, prediction=p.pk, series=series.pk, side_reasons=unjudged_sides(p) or None)
+                    p.flagged_slices_mm, prediction=p.pk, series=series.pk, side_reasons=unjudged_sides(p) or None,
+                    cautions=p.cautions or None)
 
 
 def unjudged_sides(p: Prediction) -> dict[str, str]:

@@ -6,6 +6,7 @@ predictions.csv.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,19 @@ from .training_data import ensure_split, image_rows
 def run_dir(run: TrainingRun) -> Path:
     """The local path of the run's artifacts folder (storage name ``run.artifacts_dir``, ``runs/<id>``)."""
     return local_path(run.artifacts_dir or f"runs/{run.pk}")
+
+
+ACQUISITION_FILE = "acquisition.json"
+
+
+def training_acquisition(run: TrainingRun) -> dict | None:
+    """The voxel-size range of the run's train-val scans (:func:`inference.ml.acquisition.acquisition_range`,
+    written when the run is aggregated), or None for a run without it (made before ranges were recorded, or not
+    aggregated yet)."""
+    path = run_dir(run) / ACQUISITION_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
 
 
 def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides: dict | None = None,

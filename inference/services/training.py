@@ -21,13 +21,14 @@ from django.db.models import Max
 
 from adrenal_site.jobs.runner import no_progress
 from adrenal_site.storage import storage_name
-from annotations.models import Dataset, Series
+from annotations.models import Dataset, Series, Volume
 from inference.ml import atomic
+from inference.ml.acquisition import acquisition_range
 from inference.ml.mil import train_fold_mil
 from inference.ml.training import fresh_model, load_ensemble, train_fold
 
 from ..models import FoldRun, TrainingRun
-from .runs import run_dir
+from .runs import ACQUISITION_FILE, run_dir
 from .gland_data import gland_samples, gland_scans, is_gland_run, scan_sample
 from .images import build_many
 from .training_data import fold_data, image_rows
@@ -143,6 +144,7 @@ def aggregate_run(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
     if is_gland_run(run.config):
         records = _gland_records(run, ensemble, progress)
         _write_predictions(out, records, n, with_side=True)
+        _write_acquisition(out, records)
         return _version(run, len(records), progress)
     fold_of = {p: k for k, f in enumerate(run.split.folds) for p in f}
     test = set(run.split.test_patients)
@@ -165,6 +167,7 @@ def aggregate_run(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
             records.append(rec)
         progress(90.0 * (s + len(chunk)) / max(len(rows), 1), f"predicted {s + len(chunk)}/{len(rows)} images")
     _write_predictions(out, records, n)
+    _write_acquisition(out, records)
     return _version(run, len(records), progress)
 
 
@@ -174,6 +177,14 @@ def _write_predictions(out, records: list[dict], n: int, with_side: bool = False
         w = csv.DictWriter(fh, cols)
         w.writeheader()
         w.writerows(records)
+
+
+def _write_acquisition(out, records: list[dict]) -> None:
+    """``acquisition.json``: the voxel-size range of the train-val scans (what the model was validated on; a
+    verdict outside it carries a caution, ``inference.ml.acquisition``)."""
+    ids = {r["series_id"] for r in records if r["split"] == "trainval"}
+    spacings = Volume.objects.filter(series_id__in=ids).values_list("spacing_mm", flat=True)
+    atomic.write_text(out / ACQUISITION_FILE, json.dumps(acquisition_range(spacings), indent=1))
 
 
 def _version(run: TrainingRun, n_records: int, progress: ProgressFn) -> dict:

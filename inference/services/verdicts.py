@@ -67,7 +67,7 @@ def verdict_document(p: Prediction) -> dict:
             "flagged_slices_mm": p.flagged_slices_mm, "slice_scores": p.slice_scores,
             "operating_value": p.operating_value, "run": p.run_id, "score": p.score,
             "side_details": p.side_details, "evidence": p.evidence, "findings": side_findings(p),
-            "model": model_of(p), "created_at": p.created_at.isoformat()}
+            "cautions": p.cautions, "model": model_of(p), "created_at": p.created_at.isoformat()}
 
 
 def latest(series: Series) -> dict | None:

@@ -4,6 +4,7 @@ evaluation by the run's own rule with calibration, and a verdict with per-side f
 from __future__ import annotations
 
 import csv
+import html
 
 import pytest
 
@@ -15,7 +16,7 @@ GLAND_TINY = {"epochs": 3, "lr": 0.01, "batch_size": 16, "n_folds": 3, "supervis
                         "stride_mm": 3.0}}
 
 
-def test_per_gland_run_trains_evaluates_and_judges(db, settings, tmp_path, training_cohort, realct):
+def test_per_gland_run_trains_evaluates_and_judges(db, settings, tmp_path, training_cohort, realct, client_as):
     from adrenal_site.jobs.models import Job
     from inference.models import Image25D, Prediction
     from inference.services import runs, training
@@ -23,6 +24,7 @@ def test_per_gland_run_trains_evaluates_and_judges(db, settings, tmp_path, train
     from inference.ml.metrics import Bootstrap
     from inference.ml.volume import load_nifti
     from inference.services.prediction import judge_volume
+    from annotations.models import Series
 
     settings.MEDIA_ROOT = tmp_path
     ds = training_cohort("gland-ds", n_patients=15, build=False)
@@ -35,6 +37,11 @@ def test_per_gland_run_trains_evaluates_and_judges(db, settings, tmp_path, train
         r = training.train_one_fold(run, k)
         assert r["best_epoch"] is not None
     assert training.aggregate_run(run)["version"] == 1
+    trained = runs.training_acquisition(run)   # the train-val scans' voxel sizes, as imported
+    spacings = [s.volume.spacing_mm for s in Series.objects.filter(study__patient__dataset=ds, volume__isnull=False)
+                if s.study.patient.pseudo_id not in run.split.test_patients]
+    assert trained["scans"] == len(spacings) and trained["pixel_mm"][1] == pytest.approx(
+        max(max(sp[0], sp[1]) for sp in spacings), abs=1e-3)
     with open(runs.run_dir(run) / "predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["side"] for r in rows} == {"R", "L"} and {r["split"] for r in rows} == {"trainval", "test"}
@@ -55,9 +62,16 @@ def test_per_gland_run_trains_evaluates_and_judges(db, settings, tmp_path, train
     for e in f["evidence"]:
         assert e["side"] in "RL" and len(e["peak_lps"]) == 3 and e["heat"]["shape"][0] == len(e["heat"]["values"])
     series = ds.patients.first().studies.first().series.first()
+    # the real CT's 3 mm pixels are coarser than the generated training scans': the verdict says so
+    assert f["cautions"] and f["cautions"][0].startswith("pixel spacing 3.00 mm is coarser than the model's "
+                                                         "training scans"), f["cautions"]
     stored = Prediction.objects.create(series=series, run=run, **f)  # the new fields store and read back
     stored.refresh_from_db()
     assert stored.side_details == f["side_details"] and stored.evidence == f["evidence"]
+    assert stored.cautions == f["cautions"]
+    page = client_as("admin").get(f"/series/{series.pk}/").content.decode()
+    assert 'id="verdict-cautions"' in page and html.escape(f["cautions"][0]) in page
+    assert client_as("admin").get(f"/api/predictions/{stored.pk}/").json()["cautions"] == f["cautions"]
 
 
 @pytest.mark.django_db(transaction=True)  # the runner closes connections between jobs
