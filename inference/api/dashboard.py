@@ -20,7 +20,7 @@ from inference.ml.operating_value import parse_objective
 
 from ..models import Evaluation, Prediction, TrainingRun
 from ..services.evaluation import metrics_at, prevalence_at, reading_aids
-from ..services.verdicts import model_of, side_findings
+from ..services.verdicts import verdict_document
 from ..tasks import start_evaluation, submit_prediction
 from .serializers import (CurvesQuery, EvaluationStart, PredictionQuery, PredictionSubmission, PrevalenceQuery,
                           ThresholdQuery)
@@ -195,13 +195,10 @@ class RunComparison(APIView):
 
 
 def _prediction_doc(p: Prediction) -> dict:
-    return {"findings": side_findings(p), "model": model_of(p),
-        "id": p.pk, "series": p.series_id, "series_uid": p.series.series_uid, "run": p.run_id,
-        "probability": p.probability, "fraction": p.fraction, "verdict": p.verdict, "reason": p.reason,
-        "operating_value": p.operating_value, "sides": p.sides, "flagged_slices_mm": p.flagged_slices_mm,
-        "slice_scores": p.slice_scores, "score": p.score, "side_details": p.side_details, "evidence": p.evidence,
-        "cautions": p.cautions, "job": p.job_id, "created_at": p.created_at,
-    }
+    """A verdict as the API gives it: the pages' document (:func:`verdict_document`) with the series UID, the
+    image-vote fraction and the job, and ``created_at`` left to DRF's date format."""
+    return verdict_document(p) | {"series_uid": p.series.series_uid, "fraction": p.fraction, "job": p.job_id,
+                                  "created_at": p.created_at}
 
 
 def visible_predictions(user):

@@ -137,15 +137,21 @@ def _gland_records(run: TrainingRun, ensemble, progress: ProgressFn) -> list[dic
 
 def aggregate_run(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
     """Out-of-fold predictions for train-val images and the fold models' predictions on test images, written to
-    ``predictions.csv``; the run gets the dataset's next model version (kept on a rerun)."""
+    ``predictions.csv``, and the train-val scans' voxel-size range (``acquisition.json``); the run gets the
+    dataset's next model version (kept on a rerun)."""
     out = run_dir(run)
     n = len(run.split.folds)
     ensemble = load_ensemble([out / f"fold{k}" / "best.pt" for k in range(n)], run.config)
-    if is_gland_run(run.config):
-        records = _gland_records(run, ensemble, progress)
-        _write_predictions(out, records, n, with_side=True)
-        _write_acquisition(out, records)
-        return _version(run, len(records), progress)
+    gland = is_gland_run(run.config)
+    records = (_gland_records if gland else _joined_records)(run, ensemble, progress)
+    _write_predictions(out, records, n, with_side=gland)
+    _write_acquisition(out, records)
+    return _version(run, len(records), progress)
+
+
+def _joined_records(run: TrainingRun, ensemble, progress: ProgressFn) -> list[dict]:
+    """predictions.csv rows of a joined (original) run: one per stored 2.5D image."""
+    n = len(run.split.folds)
     fold_of = {p: k for k, f in enumerate(run.split.folds) for p in f}
     test = set(run.split.test_patients)
     rows = [r for r in image_rows(run.dataset) if r.patient in test or r.patient in fold_of]
@@ -166,9 +172,7 @@ def aggregate_run(run: TrainingRun, progress: ProgressFn = no_progress) -> dict:
                 rec |= {f"prob_fold{j}": "" for j in range(n)}
             records.append(rec)
         progress(90.0 * (s + len(chunk)) / max(len(rows), 1), f"predicted {s + len(chunk)}/{len(rows)} images")
-    _write_predictions(out, records, n)
-    _write_acquisition(out, records)
-    return _version(run, len(records), progress)
+    return records
 
 
 def _write_predictions(out, records: list[dict], n: int, with_side: bool = False) -> None:
