@@ -128,9 +128,12 @@ function setupReadingAids(doc, evaluationId) {
       $("#prevalence-error").textContent = err.message;
     }
   };
-  input.addEventListener("input", refresh);
-  refresh();
-  return { at(v, agg) { value = v; aggregator = agg; refresh(); } };
+  // the latest request's promise: the page is ready once the PPV/NPV and the PR point it draws are shown
+  let latest = Promise.resolve();
+  const ask = () => { latest = refresh(); };
+  input.addEventListener("input", ask);
+  ask();
+  return { at(v, agg) { value = v; aggregator = agg; ask(); }, settled: () => latest };
 }
 
 function setupThreshold(doc, onValue = () => {}) {
@@ -264,6 +267,7 @@ async function main() {
   setupThreshold(doc, (value, aggregator) => aids.at(value, aggregator));
   renderLearning(doc);
   await setupScans(root.dataset.evaluation);
+  await aids.settled();
   root.dataset.ready = "1";
 }
 
