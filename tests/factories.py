@@ -4,6 +4,8 @@ Real files (CT volumes, DICOM, weights) come from the fixtures in ``tests/plugin
 """
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterable, Sequence
 
 from django.utils import timezone
@@ -73,11 +75,13 @@ def make_run(dataset: Dataset, split: DatasetSplit | None = None, *, status: str
 
 
 def make_promoted_tiny_run(dataset: Dataset, config: dict, *, bias: float | None = None, seed: int = 0,
-                           **fields) -> TrainingRun:
+                           acquisition: dict | None = None, **fields) -> TrainingRun:
     """A finished, evaluated, promoted 2-fold run of the tests' small CNN (``tiny_cnn``) with ``config``, each
     fold's weights saved in the storage (``runs/<id>/fold<k>/best.pt``, where a worker subprocess finds them).
     ``bias`` sets the output bias of the last linear layer (high: every image flagged); the model's quality
-    is not the tests' to judge. ``fields`` go to the run (default: operating value 0.5, version 1)."""
+    is not the tests' to judge. ``acquisition`` is the train-val voxel-size range aggregation would have recorded
+    (``inference.ml.acquisition.acquisition_range``; None: none, as a run made before ranges were recorded).
+    ``fields`` go to the run (default: operating value 0.5, version 1)."""
     import torch
 
     from adrenal_site.storage import local_path
@@ -96,6 +100,11 @@ def make_promoted_tiny_run(dataset: Dataset, config: dict, *, bias: float | None
             with torch.no_grad():
                 [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].bias.fill_(bias)
         torch.save(model.state_dict(), path)
+    if acquisition is not None:
+        from inference.ml.atomic import write_text
+        from inference.services.runs import ACQUISITION_FILE, run_dir
+
+        write_text(run_dir(run) / ACQUISITION_FILE, json.dumps(acquisition))
     return run
 
 

@@ -4,6 +4,7 @@ SCOORD3D in the source frame of reference, model, research-tool statement); key 
 patient-aligned grid and draw the boxes where they are; the Secondary Captures pass dciodvfy."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from inference.ml.acquisition import acquisition_cautions
 from inference.ml.geometry import lps_to_voxel, voxel_to_lps, volume_extent
 from inference.ml.proposals import propose
 from inference.ml.reporting import (
@@ -88,6 +90,32 @@ def test_sr_passes_dciodvfy_and_reads_back_with_highdicom(real):
         assert corners.min(axis=0) == pytest.approx(boxes[side].lps_min)
         assert corners.max(axis=0) == pytest.approx(boxes[side].lps_max)
         assert [p[0, 2] for p in got["polygons"]] == pytest.approx([boxes[side].lps_min[2], boxes[side].lps_max[2]])
+
+
+def test_sr_and_key_images_carry_the_cautions(real):
+    """A verdict on a scan outside the model's validated acquisition range says so in the SR (one comment per
+    caution, read back) and on the key images (a caution line), where a radiologist reads it in the PACS."""
+    source, boxes, volume = real["source"], real["boxes"], real["volume"]
+    caution = acquisition_cautions((3.0, 3.0, 3.0), {"pixel_mm": [0.7, 0.9], "slice_mm": [1.0, 1.5], "scans": 20})
+    assert caution
+    findings = dataclasses.replace(abnormal_findings(boxes), cautions=tuple(caution))
+    path = _save(build_report(source, findings, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+                              device_uid=generate_uid()), real["folder"] / "sr_caution.dcm")
+    errors, output = dciodvfy(path)
+    assert not errors, output
+    report = read_report(pydicom.dcmread(path))
+    assert report["cautions"] == list(caution) and report["verdict"] == "abnormal"
+    plain = build_report(source, abnormal_findings(boxes), sop_instance_uid=generate_uid(),
+                         series_instance_uid=generate_uid(), device_uid=generate_uid())
+    assert read_report(plain)["cautions"] == []
+    z = key_slices(findings, 1)[0]
+    orange = [(_orange(render_axial(volume, z, f).rgb)) for f in (findings, abnormal_findings(boxes))]
+    assert orange[0] > 200 and orange[1] == 0  # the caution line is drawn only with cautions
+
+
+def _orange(rgb: np.ndarray) -> int:
+    rgb = rgb.astype(int)
+    return int(((rgb[..., 0] > 230) & (abs(rgb[..., 1] - 160) < 30) & (rgb[..., 2] < 60)).sum())
 
 
 def test_not_assessable_sr_says_why_without_boxes(real):

@@ -153,6 +153,8 @@ def test_study_routed_from_orthanc_comes_back_with_sr_and_key_images(node, ct_st
         report = read_report(ds)
         assert report["verdict"] == p.verdict and RESEARCH_STATEMENT in report["texts"]
         assert report["model"]["name"].endswith(f"run {promoted_model.pk}") and report["model"]["version"] == "1"
+        assert report["cautions"] == p.cautions  # the verdict's cautions reach the PACS
+        assert p.cautions or p is chest, "the model was trained on finer scans than this 3 mm CT"
         if p is chest:
             assert report["sides"] == {} and f"Reason: {chest.reason}" in report["texts"]
             continue

@@ -94,6 +94,9 @@ def test_findings_read_from_a_prediction(db, settings, tmp_path):
     assert f.sides["R"].box is None and f.flagged_slices_mm == (12.0, 15.0)
     assert f.model.name == f"adrenal-2.5d tiny run {p.run.pk}" and f.model.version == "2"
     assert f.model.parameters == {"backbone": "resnet18", "preset": "fast", "objective": "youden"}
+    assert f.cautions == ()  # a run without a recorded acquisition range gives none
+    p.cautions = ["pixel spacing 3.00 mm is coarser than the model's training scans (0.70-0.90 mm, 20 scans)"]
+    assert answers.findings_of(p).cautions == tuple(p.cautions)
     p.verdict, p.reason, p.sides = "not_assessable", "adrenal region not covered", {}
     f = answers.findings_of(p)
     assert f.sides == {} and f.summary() == "Not assessable: adrenal region not covered"

@@ -229,11 +229,15 @@ def promoted_model(settings):
     """A finished, evaluated, promoted 2-fold run of the tests' small CNN on small crops (quick on CPU), its
     weights under MEDIA_ROOT where a worker subprocess finds them. Its output bias is set high, so every image
     is voted abnormal: a scan of the adrenal region is "abnormal" with every image flagged (key images to
-    send), which is what these tests need from a model; its quality is not theirs to judge."""
+    send), which is what these tests need from a model; its quality is not theirs to judge. It was trained on finer
+    scans than the tests' CT (3 mm voxels), so its verdicts there carry an acquisition caution."""
     from tests.factories import make_dataset, make_promoted_tiny_run
 
     return make_promoted_tiny_run(make_dataset("node-model"), {"backbone": "tiny_cnn", "side_px": 48, "slice_mm": 6.0},
-                                  bias=4.0)
+                                  bias=4.0, acquisition=FINE_SCANS)
+
+
+FINE_SCANS = {"pixel_mm": [0.7, 0.9], "slice_mm": [1.0, 1.5], "scans": 24}  # a run's train-val voxel-size range
 
 
 def dciodvfy(path: Path) -> tuple[list[str], str]:

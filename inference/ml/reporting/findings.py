@@ -44,7 +44,9 @@ class Findings:
     """A verdict on one scan. ``verdict`` is one of ``VERDICTS``; ``reason`` says why a scan is not assessable;
     ``probability`` is the mean image probability, ``fraction`` the fraction of images voted abnormal (the
     score compared with ``operating_value``); ``flagged_slices_mm`` are LPS z of images voted abnormal and
-    ``slice_scores`` ``[(z_mm, probability), ...]``."""
+    ``slice_scores`` ``[(z_mm, probability), ...]``; ``cautions`` are sentences saying where the scan lies outside
+    what the model was validated on (``inference.ml.acquisition.acquisition_cautions``: the verdict stands but is
+    less certain)."""
 
     verdict: str
     reason: str
@@ -55,6 +57,7 @@ class Findings:
     flagged_slices_mm: tuple[float, ...]
     slice_scores: tuple[tuple[float, float], ...]
     model: ModelInfo
+    cautions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

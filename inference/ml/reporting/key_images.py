@@ -16,6 +16,7 @@ WINDOW = (40.0, 400.0)  # abdomen: centre, width (HU)
 MIN_SIDE_PX = 512  # small or coarse scans are upsampled so text and boxes stay legible
 MAX_SIDE_PX = 1024
 COLOURS = {"abnormal": (255, 60, 60), "normal": (80, 220, 120), None: (255, 210, 0)}
+CAUTION_LINE = "CAUTION: scan outside the model's validated acquisition range - see the report"
 
 
 @dataclass
@@ -65,7 +66,8 @@ def render_axial(volume: Volume, z_mm: float, findings: Findings, *, title: str 
                  window: tuple[float, float] = WINDOW) -> KeyImage:
     """The slice at ``z_mm`` windowed to ``window`` (centre, width HU) with each side's crop box drawn where the
     box spans ``z_mm`` (red: the side judged abnormal, green: normal), the side scores, orientation letters,
-    ``title`` and the research-tool statement burned in. No patient identifiers are drawn."""
+    ``title``, a caution line when the findings carry cautions, and the research-tool statement burned in. No
+    patient identifiers are drawn."""
     hu, x0, y0, spacing = resample_axial(volume, z_mm)
     centre, width = window
     grey = np.clip((hu - (centre - width / 2)) / width * 255.0, 0, 255).astype(np.uint8)
@@ -91,6 +93,8 @@ def render_axial(volume: Volume, z_mm: float, findings: Findings, *, title: str 
     lines.append(f"z = {z_mm:.1f} mm; W/L {width:.0f}/{centre:.0f}")
     for n, line in enumerate(lines):
         draw.text((4, 4 + n * (size + 3)), line, fill=(255, 255, 0), font=font)
+    if findings.cautions:
+        draw.text((4, rows - 3 * (size + 2)), CAUTION_LINE, fill=(255, 160, 0), font=small)
     draw.text((4, rows - 2 * (size + 2)), "RESEARCH TOOL - NOT FOR DIAGNOSTIC USE", fill=(255, 255, 0), font=small)
     draw.text((4, rows - (size + 2)), f"{findings.model.name} v{findings.model.version}", fill=(255, 255, 0),
               font=small)

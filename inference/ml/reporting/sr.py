@@ -11,7 +11,8 @@ Content (codes: SNOMED CT and DCM where they exist, private scheme ``99ADRCT`` o
   as an SCOORD3D volume surface (its lowest and highest axial rectangles, in the source series' frame of
   reference, referencing the source series), the side score and its verdict by the same rule;
 - a "Qualitative Evaluations" container with TEXT items: the summary line, the reason when not assessable,
-  and the research-tool statement.
+  one "Caution: ..." comment per caution (the scan lies outside what the model was validated on), and the
+  research-tool statement.
 
 ``read_report(dataset)`` reads those back (for tests and for anyone checking an SR).
 """
@@ -42,6 +43,7 @@ QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
 SUMMARY = codes.DCM.Conclusion
 COMMENT = codes.DCM.Comment
 SERIES_DESCRIPTION = "Adrenal CT AI result (research tool, not for diagnosis)"
+CAUTION_PREFIX = "Caution: "
 
 
 def _verdict_code(verdict: str) -> Code:
@@ -114,6 +116,9 @@ def _texts(findings: Findings) -> hd.sr.ContainerContentItem:
     if findings.reason:
         items.append(hd.sr.TextContentItem(name=COMMENT, value=f"Reason: {findings.reason}"[:1024],
                                            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    for caution in findings.cautions:
+        items.append(hd.sr.TextContentItem(name=COMMENT, value=f"{CAUTION_PREFIX}{caution}"[:1024],
+                                           relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     items.append(hd.sr.TextContentItem(name=COMMENT, value=RESEARCH_STATEMENT,
                                        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     container.ContentSequence = hd.sr.ContentSequence(items)
@@ -160,9 +165,10 @@ def build_report(source: SourceSeries, findings: Findings, *, sop_instance_uid: 
 
 def read_report(dataset: Dataset) -> dict:
     """What an SR made by ``build_report`` says, read back with highdicom: ``{"verdict", "fraction",
-    "operating_value", "probability", "model": {"name", "version"}, "texts": [...], "sides": {"R": {"score",
-    "finding", "polygons" ([N, 3] LPS mm each), "frame_of_reference_uid", "series_uid"}}}``. Raises ValueError
-    (or highdicom's errors) when it is not a TID 1500 report."""
+    "operating_value", "probability", "model": {"name", "version"}, "texts": [...], "cautions": [...] (the
+    "Caution: " comments without that prefix), "sides": {"R": {"score", "finding", "polygons" ([N, 3] LPS mm
+    each), "frame_of_reference_uid", "series_uid"}}}``. Raises ValueError (or highdicom's errors) when it is not a
+    TID 1500 report."""
     sr = hd.sr.Comprehensive3DSR.from_dataset(dataset, copy=True)
     report = hd.sr.MeasurementReport.from_sequence([sr], copy=True)
     out: dict = {"sides": {}, "texts": []}
@@ -196,6 +202,7 @@ def read_report(dataset: Dataset) -> dict:
     for item in sr.ContentSequence:
         if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == QUALITATIVE_EVALUATIONS.value:
             out["texts"] = [str(t.TextValue) for t in item.ContentSequence if t.ValueType == "TEXT"]
+    out["cautions"] = [t[len(CAUTION_PREFIX):] for t in out["texts"] if t.startswith(CAUTION_PREFIX)]
     return out
 
 

@@ -53,7 +53,7 @@ def model_of(run: TrainingRun) -> ModelInfo:
 
 def findings_of(prediction: Prediction) -> Findings:
     """What a Prediction says, for the node: the ONE function reading its fields (verdict, reason, probability,
-    fraction, operating value, per-side scores, flagged slices, slice scores) and the series' crop boxes.
+    fraction, operating value, per-side scores, flagged slices, slice scores, cautions) and the series' crop boxes.
     A side is judged with the project's verdict rule (``verdict_of``) on its score."""
     op = prediction.operating_value
     boxes = {b.side: Box(tuple(b.lps_min), tuple(b.lps_max)) for b in prediction.series.boxes.all()}
@@ -77,7 +77,7 @@ def findings_of(prediction: Prediction) -> Findings:
         fraction=prediction.fraction, operating_value=op, sides=sides,
         flagged_slices_mm=tuple(float(z) for z in prediction.flagged_slices_mm or ()),
         slice_scores=tuple((float(z), float(p)) for z, p in prediction.slice_scores or ()),
-        model=model_of(prediction.run),
+        model=model_of(prediction.run), cautions=tuple(str(c) for c in prediction.cautions or ()),
     )
 
 
