@@ -14,7 +14,8 @@ core here; the app's services call the same functions.)
 
 Prints: training time; on the test cohort the scan AUC with its 95% bootstrap interval (resampled by patient),
 sensitivity/specificity at the out-of-fold operating value (objective ``--objective``), per-side AUC, the
-original image-vote rule and the other aggregators beside the per-gland rule, calibration error before/after,
+original image-vote rule and the other aggregators beside the per-gland rule, sensitivity/specificity at the
+out-of-fold value for the ensemble and for each fold model alone, calibration error before/after,
 and the verdict time per scan (images built, ensemble with evidence maps). Choose a recipe on development
 seeds, report on fresh ones: ``--train-seed``/``--test-seed``.
 
@@ -337,6 +338,32 @@ def run_preset(args, preset: str, cfg: dict, train: list[ScanSample], train_meta
               if yy == 1 and v < choice.operating_value]
     fps = [(p, round(v, 3)) for p, yy, v in zip(sc.patient, y_all, s_all) if yy == 0 and v >= choice.operating_value]
     print(f"missed: {misses}\nfalse positives: {fps}")
+    by_size: dict[str, list[int]] = {}
+    for p, yy, v in zip(sc.patient, y_all, s_all):
+        if yy == 1 and lesions[p]:
+            d = max(les[2] for les in lesions[p])
+            by_size.setdefault("<= 10 mm" if d <= 10 else "10-20 mm" if d <= 20 else "> 20 mm", []).append(
+                int(v >= choice.operating_value))
+    print("sensitivity by largest lesion diameter: " + "; ".join(
+        f"{k} {sum(v)}/{len(v)}" for k, v in sorted(by_size.items(), key=lambda kv: ["<", "1", ">"].index(kv[0][0]))))
+    report["sensitivity_by_size"] = {k: [sum(v), len(v)] for k, v in by_size.items()}
+    # does the operating value transfer worse to the ensemble than to one fold model (the kind it was chosen on)?
+    per_fold = []
+    for m in models:
+        fold_sc = OV.scan_scores(OV.TestImages(image_rows(test, predict_probs(Ensemble([m], cfg, "cpu").predict, test),
+                                                          "test", {})), "sides")
+        fy, fs, _ = fold_sc.arrays()
+        per_fold.append(M.metrics_from_confusion(*M.confusion(fy, fs, choice.operating_value)))
+    ens_at = M.metrics_from_confusion(*M.confusion(y_all, s_all, choice.operating_value))
+    oof_at = choice.oof_metrics
+    print(f"at the OOF value {choice.operating_value:.3f}: sensitivity/specificity out-of-fold "
+          f"{oof_at['sensitivity']:.2f}/{oof_at['specificity']:.2f}; on the test scans, ensemble "
+          f"{ens_at['sensitivity']:.2f}/{ens_at['specificity']:.2f}, each fold model alone "
+          + ", ".join(f"{f['sensitivity']:.2f}/{f['specificity']:.2f}" for f in per_fold))
+    report["operating_value_transfer"] = {"value": choice.operating_value, "oof": [oof_at["sensitivity"],
+                                          oof_at["specificity"]], "ensemble": [ens_at["sensitivity"],
+                                          ens_at["specificity"]], "folds": [[f["sensitivity"], f["specificity"]]
+                                                                            for f in per_fold]}
     # calibration on OOF scan scores
     oof_sc = OV.scan_scores(oof, "sides")
     cal = C.fit(oof_sc.score, oof_sc.label, cfg.get("calibration", "temperature"))

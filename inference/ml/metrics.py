@@ -6,10 +6,11 @@ never a made-up number, so every result is JSON-ready.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score, roc_curve
 
 METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv")
@@ -72,6 +73,40 @@ def predictive_values(sensitivity: float | None, specificity: float | None, prev
     se, sp = float(sensitivity), float(specificity)
     return {"prevalence": p, "ppv": _ratio(se * p, se * p + (1 - sp) * (1 - p)),
             "npv": _ratio(sp * (1 - p), sp * (1 - p) + (1 - se) * p)}
+
+
+LESION_SIZE_EDGES_MM = (10.0, 20.0, 40.0)  # < 10 mm is below the incidentaloma definition (ESE/ENSAT 2016: ≥ 1 cm)
+
+
+def sensitivity_by_size(lesions: Iterable[tuple[float, bool]], edges: Sequence[float] = LESION_SIZE_EDGES_MM,
+                        confidence: float = 0.95) -> list[dict]:
+    """Sensitivity per lesion-size stratum. ``lesions`` are ``(diameter_mm, detected)`` pairs; strata are split
+    at ``edges`` (mm, increasing; a lesion of exactly an edge goes to the stratum above). Returns one dict per
+    stratum, empty ones included: ``{"label": "10–20 mm", "lo_mm", "hi_mm" (None above the last edge),
+    "detected", "total", "sensitivity" (None when empty), "ci": [lo, hi] | None}``, the interval by the Wilson
+    score method (``scipy.stats.binomtest(...).proportion_ci``; Wilson 1927), which stays inside [0, 1] and
+    behaves at the small counts a test split has. Raises ValueError for a diameter that is not a positive
+    finite number."""
+    bounds = [0.0, *map(float, edges), None]
+    counts = [[0, 0] for _ in range(len(bounds) - 1)]
+    for diameter, detected in lesions:
+        d = float(diameter)
+        if not np.isfinite(d) or d <= 0:
+            raise ValueError(f"a lesion diameter must be a positive number of mm, not {diameter!r}")
+        k = int(np.searchsorted(np.asarray(edges, float), d, side="right"))
+        counts[k][0] += bool(detected)
+        counts[k][1] += 1
+    out = []
+    for k, (detected, total) in enumerate(counts):
+        lo, hi = bounds[k], bounds[k + 1]
+        label = f"< {hi:g} mm" if k == 0 else f"\u2265 {lo:g} mm" if hi is None else f"{lo:g}\u2013{hi:g} mm"
+        ci = None
+        if total:
+            interval = binomtest(detected, total).proportion_ci(confidence_level=confidence, method="wilson")
+            ci = [round(float(interval.low), 4), round(float(interval.high), 4)]
+        out.append({"label": label, "lo_mm": lo, "hi_mm": hi, "detected": detected, "total": total,
+                    "sensitivity": detected / total if total else None, "ci": ci})
+    return out
 
 
 def auc(y_true: Sequence, y_score: Sequence, sample_weight: Sequence | None = None) -> float | None:

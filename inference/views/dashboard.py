@@ -13,6 +13,7 @@ from adrenal_site.roles import LEAD, role_required
 
 from ..api.dashboard import evaluation_summary
 from ..api.runs import visible_runs
+from ..services.lesion_sizes import lesion_size_sensitivity
 from ..services.verdicts import latest_judging_job
 from ..tasks import start_judge_dataset
 
@@ -33,8 +34,9 @@ def run_dashboard(request, pk: int):
     run = get_object_or_404(visible_runs(request.user).select_related("dataset"), pk=pk)
     evaluation = run.evaluations.first()
     judge_job = latest_judging_job(run.dataset_id, run.pk)
+    by_size = lesion_size_sensitivity(evaluation) if evaluation else None
     return render(request, "inference/dashboard/run.html", {"run": run, "evaluation": evaluation,
-                                                            "judge_job": judge_job})
+                                                            "judge_job": judge_job, "by_size": by_size})
 
 
 @role_required(LEAD)
@@ -62,7 +64,8 @@ def _latest(request, pk: int):
 @role_required(LEAD)
 def export_json(request, pk: int):
     run, ev = _latest(request, pk)
-    response = HttpResponse(json.dumps({"evaluation": ev.pk, **ev.result}, indent=1), content_type="application/json")
+    doc = {"evaluation": ev.pk, **ev.result, "sensitivity_by_lesion_size": lesion_size_sensitivity(ev)}
+    response = HttpResponse(json.dumps(doc, indent=1), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="run{run.pk}-evaluation{ev.pk}.json"'
     return response
 

@@ -1,6 +1,8 @@
 """Metrics and patient-level bootstrap intervals against hand-worked cases."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,22 @@ def test_predictive_values_at_a_prevalence_hand_worked():
     for bad in (0, 1, -0.1, 1.5, "x", None):
         with pytest.raises(ValueError, match="prevalence"):
             M.predictive_values(0.9, 0.8, bad)
+
+
+def test_sensitivity_by_size_strata_and_wilson_intervals():
+    lesions = [(8.0, False), (9.9, True), (10.0, True), (19.0, True), (25.0, False), (40.0, True), (41.0, True)]
+    strata = M.sensitivity_by_size(lesions)
+    assert [(s["label"], s["detected"], s["total"]) for s in strata] == [
+        ("< 10 mm", 1, 2), ("10–20 mm", 2, 2), ("20–40 mm", 0, 1), ("≥ 40 mm", 2, 2)]  # an edge goes up
+    assert strata[0]["sensitivity"] == 0.5 and strata[2]["sensitivity"] == 0.0
+    # Wilson score interval, 1 of 2: p +- z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n), z = 1.96
+    z, n, p = 1.959964, 2, 0.5
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert strata[0]["ci"] == pytest.approx([centre - half, centre + half], abs=1e-4)
+    assert strata[1]["ci"][1] == 1.0 and 0 < strata[1]["ci"][0] < 1 and strata[2]["ci"][0] == 0.0
+    empty = M.sensitivity_by_size([], edges=(10.0,))
+    assert [(s["label"], s["total"], s["sensitivity"], s["ci"]) for s in empty] == [("< 10 mm", 0, None, None),
+                                                                                   ("≥ 10 mm", 0, None, None)]
+    for bad in (0.0, -3.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive number of mm"):
+            M.sensitivity_by_size([(bad, True)])

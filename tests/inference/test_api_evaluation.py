@@ -118,3 +118,47 @@ def test_start_evaluation_from_api(client_as, make_evaluated_run, users, django_
     assert r.status_code == 202
     job = Job.objects.get(pk=r.json()["job"])
     assert job.kind == "evaluate" and job.params == {"run_id": run.pk, "objective": "youden"} and job.queue == "cpu"
+
+
+def test_sensitivity_by_lesion_size_from_the_markers(client_as, lead_run):
+    """The dashboard and the JSON export show sensitivity per lesion-size stratum over the markers clinicians set
+    on the abnormal test scans (read when the page is, so a marker set after the evaluation counts); a per-gland
+    run credits a lesion only to its own gland's score."""
+    from annotations.models import SideFinding
+    from inference.services.lesion_sizes import lesion_size_sensitivity
+
+    run, ev = lead_run
+    c = client_as("lead")
+    abnormal = [s for s in ev.result["scans"] if s["label"] == "abnormal"]
+    assert len(abnormal) >= 4
+    page = c.get(f"/runs/{run.pk}/dashboard/").content.decode()
+    assert 'id="by-size-none"' in page and f"({len(abnormal)} scans)" in page
+    diameters = [8.0, 15.0, 32.0, 55.0]
+    for scan, d in zip(abnormal, diameters):
+        SideFinding.objects.create(series_id=scan["series_id"], side="R", lesion_centre_lps=[0.0, 0.0, 0.0],
+                                   lesion_diameter_mm=d)
+    by_size = lesion_size_sensitivity(ev)
+    assert by_size["unit"] == "scan" and by_size["marked"] == 4
+    assert by_size["unmarked"]["total"] == len(abnormal) - 4
+    assert [s["label"] for s in by_size["strata"]] == ["< 10 mm", "10–20 mm", "20–40 mm", "≥ 40 mm"]
+    for stratum, scan in zip(by_size["strata"], abnormal):
+        found = scan["verdict"] == "abnormal"
+        assert (stratum["detected"], stratum["total"]) == (int(found), 1)
+        assert stratum["ci"][0] <= stratum["sensitivity"] <= stratum["ci"][1]
+    page = c.get(f"/runs/{run.pk}/dashboard/").content.decode()
+    assert 'id="by-size-table"' in page and 'data-stratum="10–20 mm"' in page and "4 marked lesions" in page
+    doc = c.get(f"/runs/{run.pk}/evaluation.json").json()
+    assert doc["sensitivity_by_lesion_size"]["strata"] == by_size["strata"]
+
+    # a per-gland run: the R lesion of a scan called abnormal for its L gland's score is a miss
+    value = ev.operating_value
+    abnormal[0].update(verdict="abnormal", sides={"R": value - 0.1, "L": value + 0.1})
+    abnormal[1].update(verdict="abnormal", sides={"R": value + 0.05, "L": value - 0.2})
+    ev.result["aggregator"] = "sides"
+    SideFinding.objects.create(series_id=abnormal[0]["series_id"], side="L", lesion_centre_lps=[1.0, 0.0, 0.0],
+                               lesion_diameter_mm=12.0)
+    by_side = lesion_size_sensitivity(ev)
+    assert by_side["unit"] == "side" and by_side["marked"] == 5
+    small, medium = by_side["strata"][0], by_side["strata"][1]
+    assert (small["detected"], small["total"]) == (0, 1)  # R, 8 mm: its own gland's score is below the value
+    assert (medium["detected"], medium["total"]) == (2, 2)  # L 12 mm and R 15 mm: each found by its own gland
