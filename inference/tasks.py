@@ -190,10 +190,10 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
     the job names it by its storage name). ``send=False`` only makes the Job row (``run_now`` or ``send_job``
     later). Raises ValueError, ``UploadRefused`` or ``Series.DoesNotExist``."""
     datasets = Dataset.objects.visible_to(user)
-    if series_id:
-        series = Series.objects.select_related("study__patient__dataset").get(
-            pk=int(series_id), study__patient__dataset__in=datasets)
-        run = runs.resolve_run(run_id, series.study.patient.dataset, user=user)
+    if series_id:  # a scan of the user's datasets, or one they submitted (then judged as an upload would be)
+        series = Series.objects.visible_to(user).select_related("study__patient__dataset").get(pk=int(series_id))
+        own = datasets.filter(pk=series.study.patient.dataset_id).exists()
+        run = runs.resolve_run(run_id, series.study.patient.dataset if own else None, user=user)
         return enqueue(predict_job, params={"series_id": series.pk, "run_id": run.pk}, user=user, send=send,
                        dataset=series.study.patient.dataset_id)
     if upload is None:

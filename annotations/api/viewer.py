@@ -6,7 +6,6 @@ volume answers 400 naming the field (numbers only, min <= max, meeting the volum
 """
 from __future__ import annotations
 
-from django.db.models import Q
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -77,13 +76,8 @@ CONFLICT = inline_serializer("ViewerBoxConflict", {"detail": serializers.CharFie
 
 
 def visible_series(user):
-    """Series of the datasets ``user`` may see, and those ``user`` submitted for a verdict
-    (``Series.submitted_by``: a submitter can always open what they submitted)."""
-    in_datasets = Series.objects.filter(study__patient__dataset__in=Dataset.objects.visible_to(user))
-    if not getattr(user, "is_authenticated", False):
-        return in_datasets
-    mine = Series.objects.filter(submitted_by=user).values("pk")
-    return Series.objects.filter(Q(pk__in=in_datasets.values("pk")) | Q(pk__in=mine))
+    """``Series.objects.visible_to(user)``: the datasets' series and the ones ``user`` submitted."""
+    return Series.objects.visible_to(user)
 
 
 def series_for(user, pk: int) -> Series:

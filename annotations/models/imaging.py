@@ -5,7 +5,18 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from .datasets import Study
+from .datasets import Dataset, Study
+
+
+class SeriesQuerySet(models.QuerySet):
+    def visible_to(self, user) -> SeriesQuerySet:
+        """Series of the datasets ``user`` may see, and those ``user`` submitted for a verdict
+        (``Series.submitted_by``: a submitter can always open what they submitted)."""
+        in_datasets = self.filter(study__patient__dataset__in=Dataset.objects.visible_to(user))
+        if not getattr(user, "is_authenticated", False):
+            return in_datasets
+        mine = Series.submitted_by.through.objects.filter(user=user).values("series_id")
+        return self.filter(models.Q(pk__in=in_datasets.values("pk")) | models.Q(pk__in=mine))
 
 
 class Series(models.Model):
@@ -56,6 +67,8 @@ class Series(models.Model):
         settings.AUTH_USER_MODEL, blank=True, related_name="submitted_series",
         help_text="Users who submitted this scan for a verdict: they may open it whatever datasets they are in")
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SeriesQuerySet.as_manager()
 
     class Meta:
         ordering = ["study", "series_number", "id"]

@@ -17,7 +17,7 @@ from ..models import Dataset, Series
 @dataclass(frozen=True)
 class VerdictSource:
     annotate_latest: Callable[[QuerySet], QuerySet]  # adds ``verdict`` and ``probability`` of the latest verdict
-    latest: Callable[[Series], dict | None]  # the latest verdict of one scan, as the viewer shows it
+    latest: Callable[..., dict | None]  # (series, user=None): the latest verdict of one scan (that user may see)
     # queue "judge every scan of this dataset": (dataset, user, force=) -> the Job; ValueError saying what is missing
     start_judging: Callable[..., Job] | None = None
     # what a page needs to offer it: {"model": the model that would judge, or None, "why": why none, "job": the
@@ -41,9 +41,10 @@ def annotate_latest(qs: QuerySet) -> QuerySet:
     return _source.annotate_latest(qs)
 
 
-def latest(series: Series) -> dict | None:
-    """The latest verdict of ``series`` as a plain dict, or None."""
-    return _source.latest(series) if _source is not None else None
+def latest(series: Series, user=None) -> dict | None:
+    """The latest verdict of ``series`` (with ``user``: the latest one that user may see) as a plain dict, or
+    None."""
+    return _source.latest(series, user) if _source is not None else None
 
 
 def judging(dataset: Dataset) -> dict:

@@ -31,7 +31,7 @@ def viewer(request, pk: int):
     """The CT viewer: axial, coronal and sagittal views, both crop boxes, per-side findings, the latest verdict.
     Everything the page shows from users or DICOM headers travels in the JSON config and is written as text."""
     series = series_for(request.user, pk)
-    prediction = verdicts.latest(series)
+    prediction = verdicts.latest(series, request.user)
     config = {
         "series_id": series.pk,
         "dataset_id": series.dataset.pk,

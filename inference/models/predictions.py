@@ -11,12 +11,13 @@ from annotations.models import Dataset
 
 class PredictionQuerySet(JobStateQuerySet):
     def visible_to(self, user) -> PredictionQuerySet:
-        """Verdicts on scans of the datasets ``user`` sees, and on the scans ``user`` submitted."""
+        """Verdicts on scans of the datasets ``user`` sees, and the verdicts ``user`` asked for. Submitting a scan
+        opens the scan to its submitter, not other people's verdicts on it: two users who upload the same file
+        share one stored series, and neither sees the other's verdict (or learns of the other's model)."""
         if not getattr(user, "is_authenticated", False):
             return self.none()
         datasets = Dataset.objects.visible_to(user)
-        return self.filter(models.Q(series__study__patient__dataset__in=datasets) | models.Q(created_by=user)
-                           | models.Q(series__submitted_by=user)).distinct()
+        return self.filter(models.Q(series__study__patient__dataset__in=datasets) | models.Q(created_by=user))
 
 
 class Prediction(JobState, models.Model):

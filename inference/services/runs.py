@@ -98,7 +98,10 @@ def resolve_run(run_id: int | str | None = None, dataset: Dataset | None = None,
     else:
         run = runs.filter(promoted=True, **({"dataset": dataset} if dataset else {})).first()
         if run is None:
-            raise ValueError("no promoted model: promote a run (or name one with --run)")
+            where = f" for {dataset.name}" if dataset else ""
+            mine = " among the datasets you are a member of" if user is not None else ""
+            raise ValueError(f"no promoted model{where}{mine}: a lead promotes a finished, evaluated run "
+                             "(the run's page, or manage.py promote RUN), or name a run")
     if run.status != Job.Status.SUCCEEDED:
         raise ValueError(f"run {run.pk} is {run.status}; only a finished run gives verdicts")
     if run.operating_value is None:

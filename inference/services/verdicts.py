@@ -70,8 +70,12 @@ def verdict_document(p: Prediction) -> dict:
             "cautions": p.cautions, "model": model_of(p), "created_at": p.created_at.isoformat()}
 
 
-def latest(series: Series) -> dict | None:
-    p = Prediction.objects.filter(series=series).select_related("run__dataset").order_by("-created_at", "-pk").first()
+def latest(series: Series, user=None) -> dict | None:
+    """The newest verdict on ``series`` (with ``user``: the newest one ``user`` may see,
+    ``Prediction.objects.visible_to``), as the viewer shows it; None when there is none."""
+    qs = Prediction.objects.filter(series=series) if user is None else Prediction.objects.visible_to(user).filter(
+        series=series)
+    p = qs.select_related("run__dataset").order_by("-created_at", "-pk").first()
     return verdict_document(p) if p is not None else None
 
 

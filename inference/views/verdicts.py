@@ -13,6 +13,7 @@ from adrenal_site.roles import CLINICIAN, role_required
 from annotations.models import Dataset, Series
 from annotations.services.uploads import UploadRefused
 
+from ..api.serializers import PredictionSubmission
 from ..models import Prediction, TrainingRun
 from ..services.verdicts import verdict_document
 from ..tasks import submit_prediction
@@ -55,13 +56,22 @@ def submit(request: HttpRequest) -> HttpResponse:
     datasets = Dataset.objects.visible_to(request.user).order_by("name")
     error = ""
     if request.method == "POST":
-        try:
-            job = submit_prediction(request.user, series_id=request.POST.get("series") or None,
-                                    upload=request.FILES.get("file"), dataset_id=request.POST.get("dataset") or None)
-        except (ValueError, UploadRefused, Series.DoesNotExist, TrainingRun.DoesNotExist) as exc:
-            error = str(exc) or type(exc).__name__
+        form = PredictionSubmission(data={k: v for k, v in (("series", request.POST.get("series")),
+                                                            ("dataset", request.POST.get("dataset")),
+                                                            ("file", request.FILES.get("file"))) if v})
+        if not form.is_valid():  # the API's own checks, so both answer alike
+            error = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in form.errors.items())
         else:
-            return redirect("verdict-job", pk=job.pk)
+            data = form.validated_data
+            try:
+                job = submit_prediction(request.user, series_id=data.get("series"), upload=data.get("file"),
+                                        dataset_id=data.get("dataset"))
+            except Series.DoesNotExist:
+                error = f"series: no scan {data.get('series')} you may see"
+            except (ValueError, UploadRefused, TrainingRun.DoesNotExist) as exc:
+                error = str(exc) or type(exc).__name__
+            else:
+                return redirect("verdict-job", pk=job.pk)
     selected = request.GET.get("series", "")
     context = {"datasets": datasets, "scans": _scan_choices(request.user), "selected": selected, "error": error,
                "submissions": _submissions(request.user)}

@@ -173,3 +173,25 @@ def test_a_submitter_follows_an_upload_to_its_verdict_and_can_always_open_it(her
     assert client.get(f"/series/{p.series_id}/").status_code == 404
     assert client.get(f"/api/predictions/{p.pk}/").status_code == 404
     assert client.get(f"/verdicts/jobs/{job.pk}/").status_code == 404
+    # the submitter judges their scan again by its id; a malformed id is named, not a Python error
+    resp = client.post("/verdicts/", {"series": "abc"})
+    assert resp.status_code == 400 and "series: expected an id" in resp.content.decode()
+    client.force_login(users["clinician"])
+    resp = client.post("/api/predictions/", {"series": p.series_id}, content_type="application/json")
+    assert resp.status_code == 202, resp.content
+    again = run_now(predict_job, Job.objects.get(pk=resp.json()["job"]))
+    assert again.status == "succeeded", again.error
+    # another user uploads the same file: the one stored scan opens for both, each sees only their own verdicts
+    other = make_user("clin3", "clinician")
+    run.dataset.members.add(other)
+    client.force_login(other)
+    resp = client.post("/verdicts/", {"file": SimpleUploadedFile("same.nii.gz", realct["example_ct"].read_bytes())})
+    theirs = run_now(predict_job, Job.objects.get(kind="predict", created_by=other))
+    q = Prediction.objects.get(job=theirs)
+    assert q.series_id == p.series_id  # deduplicated into one series
+    assert client.get(f"/api/predictions/{p.pk}/").status_code == 404
+    assert client.get(f"/api/predictions/{q.pk}/").status_code == 200
+    assert client.get(f"/series/{q.series_id}/").context["prediction"]["id"] == q.pk  # the viewer shows theirs
+    client.force_login(users["clinician"])
+    assert client.get(f"/api/predictions/{q.pk}/").status_code == 404
+    assert client.get(f"/series/{p.series_id}/").context["prediction"]["id"] == Prediction.objects.get(job=again).pk
