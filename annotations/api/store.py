@@ -11,6 +11,7 @@ from adrenal_site.roles import ADMIN, CLINICIAN, IsAdmin, IsClinician, _RolePerm
 
 from ..models import Dataset, ImportReport, Label, Patient, Series
 from ..services.import_roots import OutsideImportRoots, allowed_import_path
+from ..services.importer import LabelsCsvInvalid, read_labels_csv
 from ..tasks import start_import
 from .serializers import (
     DatasetDetailSerializer,
@@ -106,6 +107,10 @@ class DatasetImports(_InDataset, generics.ListCreateAPIView):
                 return Response({"labels_csv": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
             if not Path(labels).is_file():
                 return Response({"labels_csv": [f"{labels} is not a file"]}, status=status.HTTP_400_BAD_REQUEST)
+            try:
+                read_labels_csv(labels)
+            except LabelsCsvInvalid as exc:
+                return Response({"labels_csv": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         with transaction.atomic():
             job = start_import(dataset, str(path), labels_csv=labels, user=request.user)
             # the folder as the job refers to it: a storage name when it lies in the store

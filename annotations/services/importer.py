@@ -406,13 +406,52 @@ def apply_series_rule(dataset: Dataset, studies=None) -> None:
 
 
 # -- labels CSV --------------------------------------------------------------------------------------------
+MAX_LABEL_ROWS = 100_000  # far more than any dataset's patients and scans; a bigger file is not a labels table
+LABEL_ID_COLUMNS = ("series_uid", "study_uid", "patient", "patient_id")
+
+
+class LabelsCsvInvalid(ValueError):
+    """A labels CSV that cannot be read as a table of labels; the message names the problem (and the line)."""
+
+
+def read_labels_csv(csv_path: str | os.PathLike) -> tuple[dict[str, str], list[tuple[int, dict]]]:
+    """The one reader of a labels CSV: ``(columns, rows)``, ``columns`` mapping each lower-cased header to its
+    spelling in the file and ``rows`` ``[(line number, row dict), ...]``. Raises :class:`LabelsCsvInvalid` naming
+    the problem: unreadable, not UTF-8 text, malformed CSV (with the line), no ``label`` column or no id column,
+    or more than ``MAX_LABEL_ROWS`` rows. Uploads and imports check a file with it before anything is stored,
+    and the import applies what it returns."""
+    name = Path(csv_path).name
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            try:
+                fields = {f.strip().lower(): f for f in (reader.fieldnames or []) if f is not None}
+                if "label" not in fields or not any(c in fields for c in LABEL_ID_COLUMNS):
+                    raise LabelsCsvInvalid(f"labels CSV {name} needs a 'label' column and one of 'patient', "
+                                           "'study_uid', 'series_uid'")
+                rows = []
+                for row in reader:
+                    if len(rows) >= MAX_LABEL_ROWS:
+                        raise LabelsCsvInvalid(f"labels CSV {name} has more than {MAX_LABEL_ROWS} rows")
+                    rows.append((reader.line_num, row))
+            except csv.Error as exc:
+                raise LabelsCsvInvalid(f"labels CSV {name} is malformed at line {reader.line_num + 1}: {exc}") from None
+    except UnicodeDecodeError:
+        raise LabelsCsvInvalid(f"labels CSV {name} is not UTF-8 text (save it as CSV UTF-8)") from None
+    except OSError as exc:
+        raise LabelsCsvInvalid(f"labels CSV {name} unreadable: {exc.strerror or exc}") from None
+    return fields, rows
+
+
 def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None,
                      report: ImportReport | None = None) -> dict[str, int]:
     """Apply a CSV of labels (columns ``label`` and one of ``patient``, ``study_uid``, ``series_uid``, optionally
     ``side``: which adrenal is abnormal, ``R``, ``L``, ``RL`` or ``none``; empty = not known): a row with
     a patient labels that patient, a row with only a series (or study) UID overrides that series' label.
     ``patient`` matches the source PatientID (through its keyed hash), the file stem of a NIfTI import, the
-    pseudonymous id, or the patient folder of the ``{normal,abnormal}/<patient>/`` layout. Unmatched or invalid rows become report items."""
+    pseudonymous id, or the patient folder of the ``{normal,abnormal}/<patient>/`` layout. Unmatched or invalid
+    rows become report items; a file that cannot be read (:func:`read_labels_csv`) becomes one failed item and
+    labels nothing, while the scans imported beside it stay imported."""
     counts = {"applied": 0, "unmatched": 0, "invalid": 0}
 
     def note(row_no: int, status: str, reason: str) -> None:
@@ -421,47 +460,39 @@ def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None
                                       reason=reason[:500])
 
     try:
-        fh = open(csv_path, newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        note(0, ImportItem.Status.FAILED, f"labels CSV unreadable: {exc}")
+        fields, rows = read_labels_csv(csv_path)
+    except LabelsCsvInvalid as exc:
+        note(0, ImportItem.Status.FAILED, str(exc))
         counts["invalid"] += 1
         return counts
-    with fh:
-        reader = csv.DictReader(fh)
-        fields = {f.strip().lower(): f for f in (reader.fieldnames or [])}
-        id_cols = [c for c in ("series_uid", "study_uid", "patient", "patient_id") if c in fields]
-        if "label" not in fields or not id_cols:
-            note(0, ImportItem.Status.FAILED,
-                 "labels CSV needs a 'label' column and one of 'patient', 'study_uid', 'series_uid'")
+    id_cols = [c for c in LABEL_ID_COLUMNS if c in fields]
+    for row_no, row in rows:
+        value = LABEL_ALIASES.get(str(row.get(fields["label"], "")).strip().lower())
+        if value is None:
+            note(row_no, ImportItem.Status.FAILED, f"label {row.get(fields['label'])!r} is not normal/abnormal")
             counts["invalid"] += 1
-            return counts
-        for row_no, row in enumerate(reader, 2):
-            value = LABEL_ALIASES.get(str(row.get(fields["label"], "")).strip().lower())
-            if value is None:
-                note(row_no, ImportItem.Status.FAILED, f"label {row.get(fields['label'])!r} is not normal/abnormal")
+            continue
+        side = ""
+        if "side" in fields:
+            try:
+                sides = parse_sides(row.get(fields["side"]))
+                if sides is not None:
+                    side_labels(1 if value == "abnormal" else 0, sides)  # raises on a contradiction
+                    side = "".join(s for s in "RL" if s in sides) or "none"
+            except ValueError as exc:
+                note(row_no, ImportItem.Status.FAILED, f"side {row.get(fields['side'])!r}: {exc}")
                 counts["invalid"] += 1
                 continue
-            side = ""
-            if "side" in fields:
-                try:
-                    sides = parse_sides(row.get(fields["side"]))
-                    if sides is not None:
-                        side_labels(1 if value == "abnormal" else 0, sides)  # raises on a contradiction
-                        side = "".join(s for s in "RL" if s in sides) or "none"
-                except ValueError as exc:
-                    note(row_no, ImportItem.Status.FAILED, f"side {row.get(fields['side'])!r}: {exc}")
-                    counts["invalid"] += 1
-                    continue
-            targets = _label_targets(dataset, {c: str(row.get(fields[c], "") or "").strip() for c in id_cols})
-            if not targets:
-                ids = ", ".join(f"{c}={row.get(fields[c])}" for c in id_cols if row.get(fields[c]))
-                note(row_no, ImportItem.Status.SKIPPED, f"labels CSV: nothing in the dataset matches {ids}")
-                counts["unmatched"] += 1
-                continue
-            for patient, series in targets:
-                Label.assign(patient, value, Label.Source.CSV, series=series, user=user, side=side,
-                             note=f"{Path(csv_path).name} row {row_no}")
-            counts["applied"] += 1
+        targets = _label_targets(dataset, {c: str(row.get(fields[c], "") or "").strip() for c in id_cols})
+        if not targets:
+            ids = ", ".join(f"{c}={row.get(fields[c])}" for c in id_cols if row.get(fields[c]))
+            note(row_no, ImportItem.Status.SKIPPED, f"labels CSV: nothing in the dataset matches {ids}")
+            counts["unmatched"] += 1
+            continue
+        for patient, series in targets:
+            Label.assign(patient, value, Label.Source.CSV, series=series, user=user, side=side,
+                         note=f"{Path(csv_path).name} row {row_no}")
+        counts["applied"] += 1
     return counts
 
 

@@ -18,7 +18,7 @@ from adrenal_site.roles import ADMIN, CLINICIAN, LEAD, has_role, role_required
 
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series
 from ..services import verdicts
-from ..services.importer import apply_series_rule
+from ..services.importer import LabelsCsvInvalid, apply_series_rule, read_labels_csv
 from ..services.stats import dataset_counts
 from ..services.uploads import (NIFTI_SUFFIXES, UploadRefused, limit_request, max_upload_bytes, receive_nifti_as_zip,
                                receive_upload)
@@ -159,11 +159,14 @@ def _dataset_import(request, pk: int):
         if form.cleaned_data.get("labels"):
             try:
                 labels_path = receive_upload(form.cleaned_data["labels"], name="labels.csv", folder=zip_path.parent)
+                read_labels_csv(labels_path)  # refused now, before an import is queued, when it is no labels table
             except BaseException:
                 shutil.rmtree(zip_path.parent, ignore_errors=True)
                 raise
     except UploadRefused as exc:
         return _refuse(request, dataset, form, f"{archive.name}: {exc}")
+    except LabelsCsvInvalid as exc:
+        return _refuse(request, dataset, form, f"{form.cleaned_data['labels'].name}: {exc}")
     with transaction.atomic():
         job = start_import(dataset, zip_path=str(zip_path), labels_csv=str(labels_path) if labels_path else None,
                            source=archive.name, user=request.user)

@@ -166,6 +166,20 @@ def test_thinnest_rule_at_import_and_labels_csv_override(store_cohort, tmp_path)
     assert patient.label != truth[first]["label"] and patient.labels.count() == 2
 
 
+def test_a_labels_file_that_cannot_be_read_fails_alone_and_the_scans_stay_imported(store_cohort, tmp_path):
+    """The labels step of an import never fails the import: its scans are kept (and go on to box proposals),
+    the file is one failed item naming the problem, and nothing is labelled from it."""
+    root, _ = store_cohort
+    ds = Dataset.objects.create(name="bad-csv")
+    bad = tmp_path / "labels.csv"
+    bad.write_bytes(b"\xff\xfe\x00\x01garbage")
+    report = import_path(ds, root, labels_csv=bad)
+    assert report.counts()["imported"] == 8 and Series.objects.filter(study__patient__dataset=ds).count() >= 8
+    failed = report.items.get(path="labels.csv:0")
+    assert failed.status == "failed" and "is not UTF-8 text" in failed.reason
+    assert not Label.objects.filter(patient__dataset=ds, source="csv").exists()
+
+
 def test_import_interrupted_then_rerun_is_complete_without_duplicates(store_cohort):
     root, _ = store_cohort
     ds = Dataset.objects.create(name="resume")

@@ -104,6 +104,44 @@ def test_non_zip_and_single_dicom_uploads_are_refused(client_as, imported, tmp_p
     assert state() == before
 
 
+BAD_LABELS = [  # one of each way a labels file is no labels table, and what the refusal names
+    (b"\xff\xfe\x00\x01garbage", "is not UTF-8 text"),
+    (b"patient,label\nP1,\"" + b"x" * 200_000 + b"\"\n", "is malformed at line 2"),
+    (b"name,outcome\nP1,abnormal\n", "needs a 'label' column"),
+]
+
+
+def test_an_upload_with_a_labels_file_that_is_no_labels_table_is_refused(client_as, imported):
+    """Checked before anything is queued, so a bad CSV never leaves scans imported but unprocessed."""
+    ds, _ = imported
+    c = client_as("admin")
+    before = state()
+    for content, message in BAD_LABELS:
+        upload, labels = io.BytesIO(zip_bytes({"a/b.bin": b"0"})), io.BytesIO(content)
+        upload.name, labels.name = "x.zip", "labels.csv"
+        r = c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload, "labels": labels})
+        assert r.status_code == 400 and message.replace("'", "&#x27;") in r.content.decode(), message
+    assert state() == before
+
+
+def test_api_and_command_refuse_a_labels_file_that_is_no_labels_table(client_as, db, settings, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    root = tmp_path / "imports"
+    (root / "study").mkdir(parents=True)
+    settings.ADRENAL_IMPORT_ROOTS = [str(root)]
+    ds = Dataset.objects.create(name="bad-labels")
+    for n, (content, message) in enumerate(BAD_LABELS):
+        bad = root / f"labels{n}.csv"
+        bad.write_bytes(content)
+        r = client_as("admin").post(f"/api/datasets/{ds.pk}/imports/", {"path": "study", "labels_csv": str(bad)},
+                                    content_type="application/json")
+        assert r.status_code == 400 and message in r.json()["labels_csv"][0], message
+        with pytest.raises(CommandError, match=message):
+            call_command("import_studies", str(root / "study"), "--dataset", ds.name, "--labels", str(bad), "--sync")
+    assert not ImportReport.objects.filter(dataset=ds).exists()
+
+
 def test_oversized_upload_is_refused(client_as, imported, settings):
     ds, _ = imported
     settings.ADRENAL_MAX_UPLOAD_BYTES = 1000

@@ -14,7 +14,7 @@ from django.db import transaction
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import run_now, wait
 from annotations.models import Dataset, ImportReport
-from annotations.services.importer import report_json
+from annotations.services.importer import LabelsCsvInvalid, read_labels_csv, report_json
 from annotations.tasks import import_studies, start_import
 
 
@@ -39,6 +39,11 @@ class Command(BaseCommand):
         labels = Path(opts["labels"]).resolve() if opts["labels"] else None
         if labels and not labels.is_file():
             raise CommandError(f"labels CSV {labels} does not exist")
+        if labels:
+            try:
+                read_labels_csv(labels)
+            except LabelsCsvInvalid as exc:
+                raise CommandError(str(exc)) from None
         dataset, created = Dataset.objects.get_or_create(name=opts["dataset"])
         if opts["series_rule"] and dataset.series_rule != opts["series_rule"]:
             dataset.series_rule = opts["series_rule"]
