@@ -16,7 +16,7 @@ from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import Progress, enqueue, job_task
 from adrenal_site.storage import local_path, location_for_task, resolve_location, storage_name
 
-from .models import Dataset, ImportReport, Volume, dataset_of_series
+from .models import Dataset, ImportReport, Series, Volume, dataset_of_series
 from .services.importer import import_path
 from .services.proposals import propose_series, scans_of
 from .services.uploads import discard_upload, extract_zip, upload_dir
@@ -43,10 +43,22 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
                 progress=progress.sub(2, 100) if zip_path else progress, user=job.created_by, report=report)
     imported = sorted(set(report.items.filter(status="imported", series__is_scan=True)
                           .values_list("series_id", flat=True)))
-    if imported:
-        start_viewer_preparation(imported, user=job.created_by)
-    if imported and propose and settings.ADRENAL_AUTO_PROPOSE:
-        start_proposals(series_ids=imported, user=job.created_by)  # every imported scan gets boxes
+    # scans found already imported whose boxes were never proposed (an earlier import stopped before it queued
+    # them): importing them again finishes what that import left undone
+    left = set(report.items.filter(status="skipped", series__is_scan=True, series__box_status=Series.BoxStatus.NONE,
+                                   series__boxes__isnull=True).values_list("series_id", flat=True))
+    if left:  # not those a proposal job is still queued or running for
+        for params in Job.objects.filter(kind="propose_crops", status__in=Job.ACTIVE).values_list("params", flat=True):
+            params = params or {}
+            if params.get("series_ids"):
+                left -= set(params["series_ids"])
+            elif params.get("dataset_id") == dataset.pk:
+                left = set()
+    scans = sorted(set(imported) | left)
+    if scans:
+        start_viewer_preparation(scans, user=job.created_by)
+    if scans and propose and settings.ADRENAL_AUTO_PROPOSE:
+        start_proposals(series_ids=scans, user=job.created_by)  # every imported scan gets boxes
     if zip_path:  # imported: the volumes are stored, the upload and its extraction are not needed any more
         discard_upload(job.pk, job.params)  # (a failed or cancelled import's: annotations.signals.remove_job_upload)
     return {"report_id": report.pk, **report.counts()}

@@ -174,7 +174,8 @@ class Importer:
                 return  # imported by this same report before an interruption: its item is already there
             if len(known) == len(keys):
                 self.item(where, ImportItem.Status.SKIPPED,
-                          f"already imported (series #{', #'.join(map(str, sorted(series_ids)))})")
+                          f"already imported (series #{', #'.join(map(str, sorted(series_ids)))})",
+                          series=Series.objects.filter(pk=min(series_ids)).first() if len(series_ids) == 1 else None)
             else:
                 self.item(where, ImportItem.Status.SKIPPED,
                           f"{len(known)} of {len(keys)} instances already imported in series "
@@ -279,7 +280,8 @@ class Importer:
         known = SourceInstance.objects.filter(dataset=self.dataset, key=key).first()
         if known:
             if known.series_id not in self.imported_here:
-                self.item(rel, ImportItem.Status.SKIPPED, f"already imported (series #{known.series_id})")
+                self.item(rel, ImportItem.Status.SKIPPED, f"already imported (series #{known.series_id})",
+                          series=known.series)
             return
         try:
             entry = read_nifti_entry(path)

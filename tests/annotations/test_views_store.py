@@ -194,6 +194,18 @@ def test_zip_upload_imports_as_a_job_and_reports(client_as, users, tmp_path, dja
     again = ImportReport.objects.exclude(pk=report.pk).get()
     run_job(import_studies.job_fn, again.job.pk)
     assert again.counts()["imported"] == 0 and Series.objects.count() == 4
+    scans = sorted(Series.objects.filter(is_scan=True).values_list("pk", flat=True))
+    proposing = Job.objects.filter(kind="propose_crops")
+    assert proposing.count() == 1 and proposing.get().params["series_ids"] == scans  # still queued: not twice
+    # an import that stopped before its scans got boxes (its proposal job lost) is finished by importing again
+    proposing.update(status="failed")
+    upload = io.BytesIO(zip_of_folder(root))
+    upload.name = "cohort.zip"
+    c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    third = ImportReport.objects.exclude(pk__in=[report.pk, again.pk]).get()
+    run_job(import_studies.job_fn, third.job.pk)
+    assert third.counts()["imported"] == 0
+    assert Job.objects.get(kind="propose_crops", status="queued").params["series_ids"] == scans
 
 
 def test_label_editing_with_history(client_as, imported, users):
