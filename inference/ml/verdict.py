@@ -84,8 +84,12 @@ class GlandVerdict:
     """A per-gland model's verdict: ``score`` (raw, max of the sides' top-k means) decides against
     ``operating_value``; ``probability`` is the calibrated score (``calibrator``; the raw score without one).
 
+    ``probability_cutoff`` is the operating value on the probability scale (the calibrated operating value): a
+    clinician reads "abnormal" against the probability shown, so the pages show this cut-off beside it.
+
     ``sides[s]`` is the side's calibrated probability (the app's ``Prediction.sides``); ``side_details[s]``:
-    ``{"score", "probability", "verdict", "flagged_slices_mm", "slice_scores": [[z_mm, p], ...]}``;
+    ``{"score", "probability", "probability_cutoff", "verdict", "flagged_slices_mm", "slice_scores": [[z_mm, p],
+    ...]}``;
     ``evidence``: class-activation maps of the flagged images, highest first (``inference.ml.evidence``);
     ``fraction``: the original image vote over both sides' images, for comparison."""
 
@@ -100,20 +104,25 @@ class GlandVerdict:
     slice_scores: list[list[float]]
     evidence: list[dict] = field(default_factory=list)
     fold_probabilities: list[float] = field(default_factory=list)
+    probability_cutoff: float | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 def gland_verdict(side_images: dict, ensemble, operating_value: float, *, top_k: int = 2, calibrator=None,
-                  evidence: int = 3, flag_at: float = IMAGE_VOTE) -> GlandVerdict:
+                  evidence: int = 3, flag_at: float | None = None) -> GlandVerdict:
     """Judge a scan from ``{"R": SideImages, "L": SideImages}`` (``inference.ml.images25d.build_scan_images``)
     with a per-gland fold ensemble: both sides in one batched pass (maps from the same pass), each side
     scored by the mean of its ``top_k`` highest image probabilities (fold mean), the scan by the max of its
-    sides; abnormal when that reaches ``operating_value``. An image is flagged at probability >= ``flag_at``;
-    ``evidence`` maps (at most; 0 for none) for the highest flagged images. Raises ValueError without images.
+    sides; abnormal when that reaches ``operating_value``. An image is flagged when its probability reaches
+    ``flag_at`` (default: the operating value, so an abnormal side, whose top-k mean reaches it, always has at
+    least one flagged image to show); ``evidence`` maps (at most; 0 for none) for the highest flagged images.
+    Raises ValueError without images.
     """
     cal = calibrator if calibrator is not None else Calibrator()
+    flag_at = float(operating_value) if flag_at is None else float(flag_at)
+    cutoff = round(float(cal([float(operating_value)])[0]), 6)
     sides = [s for s in ("R", "L") if s in side_images and len(side_images[s].images)]
     if not sides:
         raise ValueError("no 2.5D images to judge")
@@ -129,7 +138,7 @@ def gland_verdict(side_images: dict, ensemble, operating_value: float, *, top_k:
         p = mean[cursor:cursor + n]
         scores[s] = side_score(p, top_k)
         prob = float(cal([scores[s]])[0])
-        details[s] = {"score": round(scores[s], 6), "probability": round(prob, 6),
+        details[s] = {"score": round(scores[s], 6), "probability": round(prob, 6), "probability_cutoff": cutoff,
                       "verdict": verdict_of(scores[s], operating_value),
                       "flagged_slices_mm": [round(float(z), 2) for z, q in zip(si.z_mm, p) if q >= flag_at],
                       "slice_scores": [[round(float(z), 2), round(float(q), 4)] for z, q in zip(si.z_mm, p)]}
@@ -147,7 +156,7 @@ def gland_verdict(side_images: dict, ensemble, operating_value: float, *, top_k:
         verdict=verdict_of(score, operating_value), operating_value=float(operating_value),
         sides={s: details[s]["probability"] for s in sides}, side_details=details, flagged_slices_mm=all_z,
         slice_scores=sorted([zp for s in sides for zp in details[s]["slice_scores"]]),
-        evidence=ev,
+        evidence=ev, probability_cutoff=cutoff,
         fold_probabilities=[round(float(np.max([side_score(probs[c0:c0 + len(side_images[s].images), f], top_k)
                                                 for s, c0 in _offsets(side_images, sides)])), 6)
                             for f in range(probs.shape[1])],

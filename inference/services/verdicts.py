@@ -24,20 +24,23 @@ SIDE_NAMES = {"R": "right", "L": "left"}
 
 def side_findings(p: Prediction) -> list[dict]:
     """Both glands' findings of a verdict, right first: ``{"side", "name", "verdict", "verdict_display",
-    "score", "probability", "flagged_slices_mm", "reason"}``. A side without a score is "not assessable" with
+    "score", "probability", "probability_cutoff" (the operating value as a probability: the gland is abnormal
+    from there), "flagged_slices_mm", "reason"}``. A side without a score is "not assessable" with
     the reason: the scan's (not CT, region not covered...) or its gland's own (no 2.5D images from its box).
     Joined (original) runs have a per-side probability only, from blanking the other half: no per-side
     verdict."""
     rows = []
     for side in ("R", "L"):
         d = (p.side_details or {}).get(side)
-        row = {"side": side, "name": SIDE_NAMES[side], "score": None, "probability": None, "verdict": None,
+        row = {"side": side, "name": SIDE_NAMES[side], "score": None, "probability": None,
+               "probability_cutoff": None, "verdict": None,
                "verdict_display": "", "flagged_slices_mm": [], "reason": ""}
         if p.verdict == Prediction.Verdict.NOT_ASSESSABLE:
             row |= {"verdict": "not_assessable", "verdict_display": "not assessable", "reason": p.reason}
         elif d:  # a side the scan does not hold carries {"verdict": "not_assessable", "reason": "not assessable: ..."}
             verdict = d.get("verdict")
-            row |= {"score": d.get("score"), "probability": d.get("probability"), "verdict": verdict,
+            row |= {"score": d.get("score"), "probability": d.get("probability"),
+                    "probability_cutoff": d.get("probability_cutoff"), "verdict": verdict,
                     "verdict_display": (verdict or "").replace("_", " "),
                     "flagged_slices_mm": d.get("flagged_slices_mm", []), "reason": d.get("reason", "")}
         elif (p.sides or {}).get(side) is not None:
@@ -67,7 +70,15 @@ def verdict_document(p: Prediction) -> dict:
             "flagged_slices_mm": p.flagged_slices_mm, "slice_scores": p.slice_scores,
             "operating_value": p.operating_value, "run": p.run_id, "score": p.score,
             "side_details": p.side_details, "evidence": p.evidence, "findings": side_findings(p),
-            "cautions": p.cautions, "model": model_of(p), "created_at": p.created_at.isoformat()}
+            "cautions": p.cautions, "model": model_of(p), "probability_cutoff": probability_cutoff(p),
+            "created_at": p.created_at.isoformat()}
+
+
+def probability_cutoff(p: Prediction) -> float | None:
+    """The verdict's operating value on the probability scale (per-gland runs record it with each side), or None
+    (joined runs, whose probability is not the score the operating value applies to)."""
+    return next((d["probability_cutoff"] for d in (p.side_details or {}).values()
+                 if isinstance(d, dict) and d.get("probability_cutoff") is not None), None)
 
 
 def latest(series: Series, user=None) -> dict | None:

@@ -171,6 +171,15 @@ def test_gland_verdict_sides_flags_and_evidence_in_mm(tmp_path):
     # the peak lies in the left gland's crop (16 px of 4 mm around x=40, y=10) at the flagged image's z
     assert 8 <= ev["peak_lps"][0] <= 72 and -22 <= ev["peak_lps"][1] <= 42 and ev["peak_lps"][2] == 10.0
     assert ev["heat"]["dx"] < 0  # the mirrored side: columns run towards -x
+    # an abnormal gland always shows where: images are flagged from the operating value, and the operating value
+    # is given on the probability scale the pages show (the calibrated cut-off)
+    low = v.side_details["R"]["score"] * 0.999  # the right gland is abnormal at this value
+    cal = Calibrator("temperature", {"a": 0.5, "b": -0.4})
+    w = gland_verdict(sides, ens, operating_value=low, top_k=1, calibrator=cal, evidence=0)
+    right = w.side_details["R"]
+    assert right["verdict"] == "abnormal" and right["flagged_slices_mm"]
+    assert right["probability_cutoff"] == w.probability_cutoff == pytest.approx(float(cal([low])[0]), abs=1e-6)
+    assert right["probability"] >= right["probability_cutoff"]  # the same verdict on either scale
     with pytest.raises(ValueError, match="no 2.5D images"):
         gland_verdict({}, ens, 0.5)
 

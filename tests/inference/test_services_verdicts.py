@@ -163,6 +163,8 @@ def test_a_submitter_follows_an_upload_to_its_verdict_and_can_always_open_it(her
     html = client.get(f"/verdicts/jobs/{job.pk}/").content.decode()
     assert "data-reload-when-done" not in html and 'id="side-findings"' in html
     assert html.count('<tr data-side="') == 2 and f"run #{run.pk}" in html and "gland test model" in html
+    cutoff = p.side_details["R"]["probability_cutoff"]  # each gland's probability shown beside its cut-off
+    assert f"(abnormal from {cutoff:.3f})" in html and f"as a probability {cutoff:.3f}" in html
     assert f'/series/{p.series_id}/?z_mm=' in html and f"/api/predictions/{p.pk}/evidence/0.png" in html
     # listed on the submit page; the scan (in "Submitted studies") opens for its submitter and nobody else
     listing = client.get("/verdicts/").content.decode()
