@@ -20,6 +20,7 @@ and the box proposals before step 1 are ``annotations.tasks``.
 """
 from __future__ import annotations
 
+from pathlib import Path
 
 from django.db import transaction
 
@@ -27,7 +28,14 @@ from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import JobCancelled, Progress, enqueue, job_task
 from adrenal_site.storage import local_path, storage_name
 from annotations.models import Dataset, Series, dataset_of_series
-from annotations.services.uploads import discard_upload, extract_zip, receive_upload, upload_dir
+from annotations.services.uploads import (
+    NIFTI_SUFFIXES,
+    UploadRefused,
+    discard_upload,
+    extract_zip,
+    receive_upload,
+    upload_dir,
+)
 
 from .models import Prediction, ReceivedStudy, TrainingRun
 from .services import demo, evaluation, images, prediction, runs, training
@@ -202,7 +210,10 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
     if dataset_id and dataset is None:
         raise ValueError(f"dataset {dataset_id} not found")
     run = runs.resolve_run(run_id, dataset, user=user)
-    target = receive_upload(upload)
+    name = Path(getattr(upload, "name", "") or "upload").name
+    if not name.lower().endswith((".zip", *NIFTI_SUFFIXES)):
+        raise UploadRefused(f"{name}: upload a .zip of a DICOM series or a NIfTI scan (.nii or .nii.gz)")
+    target = receive_upload(upload)  # the zip or NIfTI checked (check_zip, check_nifti) before anything is queued
     params = {"path": storage_name(target), "run_id": run.pk, "dataset_id": dataset.pk if dataset else None}
     return enqueue(predict_job, params=params, user=user, send=send, dataset=dataset)
 

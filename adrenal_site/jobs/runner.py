@@ -220,7 +220,9 @@ def _returned(job: Job, result: dict | None) -> None:
     if waiting:
         settle(job.pk)
     else:
-        finish(job, Job.Status.SUCCEEDED, message=job.message or "done", result=result or {})
+        # a task that did not report its end leaves a step's message ("extracting the upload"): not what it did
+        finished = job.message if job.message and (job.progress or 0) >= 100 else "done"
+        finish(job, Job.Status.SUCCEEDED, message=finished, result=result or {})
 
 
 def run_job(fn: JobFn, job_id: int, celery_id: str = "", worker: str = "") -> None:

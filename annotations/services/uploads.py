@@ -181,7 +181,7 @@ def declared_too_large(request) -> str | None:
 def receive_upload(uploaded, *, name: str | None = None, folder: Path | None = None, zip_only: bool = False) -> Path:
     """Save one uploaded file (a Django ``UploadedFile``) under a fresh upload folder (or ``folder``) as
     ``name`` (default: the upload's own base name) under the size limit; a ``.zip`` is checked with
-    :func:`check_zip` (nothing is extracted here). Returns the saved path. ``UploadRefused`` with the reason;
+    :func:`check_zip` (nothing is extracted here), a ``.nii``/``.nii.gz`` with :func:`check_nifti`. Returns the saved path. ``UploadRefused`` with the reason;
     the folder is removed on refusal."""
     own = folder is None
     folder = new_upload_folder() if own else folder
@@ -192,6 +192,8 @@ def receive_upload(uploaded, *, name: str | None = None, folder: Path | None = N
         save_stream(uploaded.chunks(), target, max_upload_bytes())
         if target.suffix.lower() == ".zip":
             check_zip(target)
+        elif target.name.lower().endswith(NIFTI_SUFFIXES):
+            check_nifti(target)
     except BaseException:
         if own:
             shutil.rmtree(folder, ignore_errors=True)
@@ -241,19 +243,26 @@ def _nifti_name(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", Path(name).name).lstrip(".") or "scan.nii.gz"
 
 
+def check_nifti(path: Path) -> None:
+    """Refuse (``UploadRefused``) a file that is not a NIfTI-1/2: its header size field (the first 4 bytes, after
+    gunzipping a ``.gz``) must be 348 or 540 in either byte order. Reads 4 bytes; the full header is read by the
+    importer."""
+    try:
+        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as fh:
+            head = fh.read(4)
+    except (OSError, EOFError) as exc:
+        raise UploadRefused(f"not a gzipped NIfTI ({exc})") from exc
+    if len(head) < 4 or {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]}.isdisjoint({348, 540}):
+        raise UploadRefused("not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+
+
 def _nifti_as_zip(raw: Path) -> Path:
     """A bare NIfTI upload (saved by ``receive_upload``) stored as a one-file ``upload.zip`` beside it, so it
     takes the zip path of the import job (extraction in the job, upload removed after); refuses a file that is
     not a NIfTI-1/2 (gzipped for .nii.gz) with ``UploadRefused``, removing the upload's folder."""
     zip_path = raw.parent / "upload.zip"
     try:
-        try:
-            with (gzip.open(raw, "rb") if raw.name.lower().endswith(".gz") else open(raw, "rb")) as fh:
-                head = fh.read(4)
-        except (OSError, EOFError) as exc:
-            raise UploadRefused(f"not a gzipped NIfTI ({exc})") from exc
-        if len(head) < 4 or {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]}.isdisjoint({348, 540}):
-            raise UploadRefused("not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+        check_nifti(raw)
         with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as zf:
             zf.write(raw, arcname=raw.name)
     except BaseException:

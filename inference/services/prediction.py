@@ -225,6 +225,7 @@ def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dat
         raise ValueError(f"{source or path} does not exist")
     series, reason = import_for_prediction(path, dataset, user, source=source)
     if series is None:
+        (progress or no_progress)(100, f"not assessable: {reason}")
         return document(source or str(path), None, Prediction.Verdict.NOT_ASSESSABLE, reason, run.operating_value,
                         {}, [])
     if getattr(user, "is_authenticated", False):

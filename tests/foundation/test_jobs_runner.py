@@ -84,3 +84,16 @@ def test_transitions_out_of_a_finished_state_are_refused():
     assert job.status == "succeeded" and job.message != "late"
     queued = make_job(status=Job.Status.QUEUED)
     assert finish(queued, Job.Status.SUCCEEDED) is False  # a queued job never succeeds without running
+
+
+def test_a_finished_job_says_it_is_done_not_the_step_it_last_reported():
+    """A task that returns without reporting its end must not leave a step's message ("step 2 of 2", "extracting
+    the upload") on a succeeded job; one that reported its end at 100% keeps its own words."""
+    job = run_now(selftest_cpu, enqueue(selftest_cpu, params={"steps": 2, "delay": 0}, send=False))
+    assert job.status == "succeeded" and job.progress == 100 and job.message == "done"
+    ended = make_job("selftest", status="running")
+    Job.objects.filter(pk=ended.pk).update(progress=100, message="3 scans judged")
+    ended.refresh_from_db()
+    _returned(ended, {})
+    ended.refresh_from_db()
+    assert ended.status == "succeeded" and ended.message == "3 scans judged"

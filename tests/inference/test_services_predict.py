@@ -153,3 +153,28 @@ def test_upload_a_nifti_for_a_verdict(model_run, realct, settings, client_as, us
     assert doc["prediction"] == p.pk and p.series.study.patient.dataset == model_run.dataset
     assert p.verdict in ("normal", "abnormal", "not_assessable")
     assert c.get("/api/predictions/", {"series": p.series_id}).json()[0]["id"] == p.pk
+
+
+def test_a_prediction_upload_that_is_no_scan_is_refused_before_anything_is_queued(model_run, client_as, users,
+                                                                                 settings):
+    """The same checks as the store's upload: a file that is neither a zip nor a NIfTI, a NIfTI without a NIfTI
+    header, a corrupt gzip, a zip that is no zip: 400 naming the file and the problem, no job, nothing kept."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from adrenal_site.jobs.models import Job
+
+    model_run.dataset.members.add(users["clinician"])
+    c = client_as("clinician")
+    uploads = Path(settings.MEDIA_ROOT) / "uploads"
+    before = sorted(uploads.rglob("*")) if uploads.exists() else []
+    for name, data, message in [("notes.txt", b"hello", "upload a .zip of a DICOM series or a NIfTI scan"),
+                                ("a.nii", b"ab", "not a NIfTI file"),
+                                ("fake.nii.gz", b"\x1f\x8bnot really gzip", "not a gzipped NIfTI"),
+                                ("scan.nii", b"\x00" * 400, "not a NIfTI file"),
+                                ("study.zip", b"PK not a zip", "not a zip")]:
+        r = c.post("/api/predictions/", {"file": SimpleUploadedFile(name, data), "dataset": model_run.dataset.pk})
+        assert r.status_code == 400 and message in str(r.json()["file"]), (name, r.content)
+        page = c.post("/verdicts/", {"file": SimpleUploadedFile(name, data), "dataset": model_run.dataset.pk})
+        assert page.status_code == 400 and message in page.content.decode(), name
+    assert not Job.objects.filter(kind="predict").exists()
+    assert (sorted(uploads.rglob("*")) if uploads.exists() else []) == before
