@@ -45,7 +45,7 @@ class UploadForm(forms.Form):
 class LabelForm(forms.Form):
     value = forms.ChoiceField(choices=[("normal", "normal"), ("abnormal", "abnormal"), ("inherit", "inherit (series only)")])
     side = forms.ChoiceField(choices=list(Label.SIDES.items()), required=False)
-    series = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    series = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput)
     note = forms.CharField(required=False, max_length=300)
 
     def clean(self):
@@ -213,8 +213,7 @@ def patient_labels(request, pk: int):
                 messages.success(request, f"Label set to {value}" + (f", side {Label.SIDES[side]}" if side else "")
                                  + (f" for series {series.pk}" if series else "") + ".")
             return redirect("store-patient-labels", pk=patient.pk)
-        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors)
-                       if "side" in form.errors else "Choose normal or abnormal.")
+        messages.error(request, "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()))
         status = 400
     history = list(Label.objects.filter(patient=patient).select_related("series", "created_by"))
     current = next((h for h in history if h.is_current and h.series_id is None), None)

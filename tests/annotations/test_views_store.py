@@ -259,6 +259,13 @@ def test_label_page_sets_the_side_checked_as_the_api_checks_it(client_as, import
             assert html.escape(message) in shown, (bad, message)
         else:
             assert c.post(api, bad, content_type="application/json").status_code == 400
+    # every refusal names its own field, not "choose normal or abnormal"
+    for bad, message in (({"value": "normal", "series": "abc"}, "series: Enter a whole number."),
+                         ({"value": "normal", "series": "99999999999999999999"}, "series: Ensure this value"),
+                         ({"value": "normal", "note": "x" * 301}, "note: Ensure this value has at most 300"),
+                         ({"value": "maybe"}, "value: Select a valid choice.")):
+        r = c.post(url, bad)
+        assert r.status_code == 400 and html.escape(message) in r.content.decode(), (bad, message)
     assert Label.objects.count() == count
     label.refresh_from_db()
     assert label.is_current and label.side == "RL"
