@@ -13,11 +13,23 @@
   cut after block 14 with a 1x1-conv local head): the previous CPU preset, kept as the quality benchmark's
   baseline (near chance on unseen cohorts, see below).
 - ``tiny``: a small CNN for tests.
+
+Overrides (``preset_config(name, overrides)``: the API's ``overrides``, ``train --set key=value``, the Models
+page's epochs) are checked against :data:`SETTINGS`, the one table of what a configuration may hold: every key
+must be one the trainer reads (unknown ones are refused, naming close ones), a section (``image``, ``mil``,
+``augment``, ``head``) stays a mapping, and every value has a kind and an allowed range with its reason. Any
+violation is one :class:`ConfigError` (a ValueError) naming the field path (``mil.top_k``) and what is allowed;
+:func:`check_run_overrides` refuses overrides a service run would not honour (a saved split, a setting only the
+other trainer reads).
 """
 from __future__ import annotations
 
 import copy
+import difflib
+import json
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 AUGMENT_ALL = {"rotation_deg": 15.0, "zoom": 0.1, "contrast": 0.2, "dropout_holes": 4, "dropout_frac": 0.12,
                "invert_p": 0.1}
@@ -72,37 +84,363 @@ COMMON = {"seed": 0, "n_folds": 5, "test_fraction": 0.2,
           "image": {"side_px": 120, "pixel_spacing_mm": 0.7, "slice_spacing_mm": 3.0}}
 
 
-def preset_config(name: str, overrides: dict | None = None) -> dict:
-    """The full configuration of a preset with ``overrides`` applied (nested dicts merged)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    cfg = copy.deepcopy(COMMON) | copy.deepcopy(PRESETS[name]) | {"preset": name}
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            for sub, v in value.items():
-                _check_override(f"{key}.{sub}", cfg[key].get(sub), v)
-            cfg[key] = cfg[key] | value
+# --- what a configuration may hold ---------------------------------------------------------------------------
+
+# the networks (networks.BACKBONES; the Lite ones with their block counts): named here so that this module stays
+# free of torch; tests/core/test_presets.py checks them against networks.py and the installed Lite wheel
+LITE_BLOCKS = {"efficientnet_lite0": 16, "efficientnet_lite1": 21, "efficientnet_lite2": 21}
+TORCHVISION_BACKBONES = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "resnet18", "resnet50")
+BACKBONES = (*LITE_BLOCKS, *TORCHVISION_BACKBONES, "tiny_cnn", "lesion_net")
+LESION_NET_CONVS = 7
+
+
+class ConfigError(ValueError):
+    """A training configuration value refused before any run exists: ``field`` is its path (``mil.top_k``), the
+    message names it and says what is allowed and why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {problem}"[:700])
+
+
+def _show(value) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass(frozen=True)
+class Number:
+    """An integer (``kind`` int) or a finite number (``kind`` float: integers too) from ``lo`` to ``hi``
+    (``open_lo``/``open_hi``: that bound excluded), or one of ``also``; None too with ``null``. Never true/false."""
+
+    kind: type
+    lo: float
+    hi: float
+    why: str
+    open_lo: bool = False
+    open_hi: bool = False
+    also: tuple = ()
+    null: bool = False
+
+    def allowed(self) -> str:
+        if self.kind is int:
+            text = f"an integer from {self.lo} to {self.hi}"
         else:
-            _check_override(str(key), cfg.get(key), value)
-            cfg[key] = value
+            text = f"a number in {'(' if self.open_lo else '['}{self.lo:g}, {self.hi:g}{')' if self.open_hi else ']'}"
+        extra = [_show(a) for a in self.also] + (["null"] if self.null else [])
+        return text + (f" or {' or '.join(extra)}" if extra else "")
+
+    def check(self, path: str, value) -> None:
+        if value is None and self.null:
+            return
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (self.kind is int and not isinstance(value, int))):
+            raise ConfigError(path, f"expected {self.allowed()}, not {_show(value)} ({self.why})")
+        if value in self.also:
+            return
+        finite = isinstance(value, int) or math.isfinite(value)  # an int may be too large for a float
+        above = finite and (value > self.lo if self.open_lo else value >= self.lo)
+        below = finite and (value < self.hi if self.open_hi else value <= self.hi)
+        if not (above and below):
+            raise ConfigError(path, f"{_show(value)} is out of range: allowed {self.allowed()} ({self.why})")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values``."""
+
+    values: tuple
+    why: str
+
+    def allowed(self) -> str:
+        return "one of " + ", ".join(_show(v) for v in self.values)
+
+    def check(self, path: str, value) -> None:
+        if not isinstance(value, str) or value not in self.values:
+            raise ConfigError(path, f"expected {self.allowed()}, not {_show(value)} ({self.why})")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """true or false (not 0/1, not text)."""
+
+    why: str
+
+    def allowed(self) -> str:
+        return "true or false"
+
+    def check(self, path: str, value) -> None:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected true or false, not {_show(value)} ({self.why})")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """'auto', 'none' or the path of an existing state-dict file."""
+
+    why: str
+
+    def allowed(self) -> str:
+        return "'auto', 'none' or the path of a weights file"
+
+    def check(self, path: str, value) -> None:
+        if not isinstance(value, str) or not value or len(value) > 500:
+            raise ConfigError(path, f"expected {self.allowed()}, not {_show(value)} ({self.why})")
+        if value not in ("auto", "none") and not Path(value).is_file():
+            raise ConfigError(path, f"no weights file at {_show(value)}: expected {self.allowed()}")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A mapping of named settings (``fields``); a plain value cannot replace it."""
+
+    fields: dict
+    why: str
+
+    def allowed(self) -> str:
+        return "a mapping of " + ", ".join(self.fields)
+
+    def check(self, path: str, value) -> None:
+        if not isinstance(value, dict):
+            example = next(iter(self.fields))
+            raise ConfigError(path, f"a section ({self.why}) cannot be a plain value: give a mapping of its settings "
+                                    f'like {{"{example}": ...}} (or --set {path}.{example}=...), not {_show(value)}')
+        for key, v in value.items():
+            _spec(self.fields, key, f"{path}.{key}", path).check(f"{path}.{key}", v)
+
+
+def _spec(fields: dict, key, path: str, where: str = ""):
+    """The setting ``key`` of ``fields``; ConfigError naming it with close and valid names when unknown."""
+    if isinstance(key, str) and key in fields:
+        return fields[key]
+    if where == "" and key in INTERNAL:
+        raise ConfigError(path, f"cannot be overridden: {INTERNAL[key]}")
+    close = difflib.get_close_matches(str(key), list(fields), n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(f'{where}.{c}' if where else c for c in close)}?)" if close else ""
+    raise ConfigError(path, f"unknown setting{hint}; {'the settings of ' + where if where else 'the settings'} are: "
+                            f"{', '.join(fields)}")
+
+
+# Every setting the trainers, the image builders and the evaluation read, its kind and allowed range, each with
+# the reason for its bounds. ``preset_config`` checks every preset and override against this table.
+SETTINGS: dict = {
+    "seed": Number(int, 0, 2**31 - 1, "seeds the split, the initial weights and the batch order; the saved split "
+                   "keeps it in a 32-bit column"),
+    "n_folds": Number(int, 2, 20, "cross-validation folds: with one, its model would train on no patient; past 20, "
+                      "a fold of this app's cohorts validates on one or two patients"),
+    "test_fraction": Number(float, 0, 1, "the share of patients held out for the test: 0 tests nothing, 1 trains "
+                            "on nothing", open_lo=True, open_hi=True),
+    "backbone": Choice(BACKBONES, "the networks inference/ml/networks.py builds"),
+    "pretrained": Weights("the network's starting weights: 'auto' the shipped or ImageNet ones, 'none' random"),
+    "input_side_px": Number(int, 16, 512, "the network's input square (null: the crop's own size); the networks "
+                            "downsample 16-32x, and crops are at most image.side_px 512", null=True),
+    "batch_size": Number(int, 2, 1024, "images per step: batch norm needs two, as does an MIL batch (a positive "
+                         "and a negative); 1024 crops of 512 px already fill a GPU"),
+    "epochs": Number(int, 1, 1000, "a fold keeps its best epoch, so it needs one; 1000 as the Models page allows"),
+    "lr": Number(float, 0, 1, "Adam's step size: 0 learns nothing, above 1 the weights diverge", open_lo=True),
+    "alpha": Number(float, 0, 1, "the cosine schedule ends at alpha * lr: a fraction of it"),
+    "weight_decay": Number(float, 0, 1, "Adam's L2 penalty per step: at 1 it would erase the weights"),
+    "freeze": Choice(("backbone", "none"), "'backbone': only the head learns, on features computed once"),
+    "supervision": Choice(("mil", "image"), "how the folds learn; it follows image.layout: 'side' crops by MIL, "
+                          "'joined' images by their image labels"),
+    "aggregator": Choice(("fraction", "mean", "topk", "max", "sides"), "the run's own scan rule "
+                         "(operating_value.AGGREGATORS)"),
+    "calibration": Choice(("temperature", "isotonic", "identity"), "the calibration fitted on out-of-fold scores"),
+    "runtime": Choice(("auto", "torch", "onnx"), "what runs verdicts (ensemble.RUNTIMES)"),
+    "amp": Flag("mixed precision on a GPU (per-gland runs)"),
+    "auto_promote": Flag("promote the run once evaluated when its dataset has no promoted model (the demo's run)"),
+    "head": Section({
+        "kind": Choice(("linear", "local"), "'linear': pooled features and one unit; 'local': a 1x1-conv head over "
+                       "an EfficientNet-Lite block's map"),
+        "block": Number(int, 0, max(LITE_BLOCKS.values()) - 1, "the Lite block a local head reads (Lite0 has 16 "
+                        "blocks, Lite1 and Lite2 21)"),
+        "hidden": Number(int, 1, 1024, "the local head's hidden channels"),
+        "dropout": Number(float, 0, 1, "the local head's dropout probability", open_hi=True),
+        "tune_from": Number(int, 0, max(LITE_BLOCKS.values()) - 1, "the first Lite block trained with a local head "
+                            "(null: none), at most head.block", null=True),
+        "tune_last": Number(int, 0, LESION_NET_CONVS, "lesion_net's last convolutions trained with its head (it has "
+                            f"{LESION_NET_CONVS})"),
+    }, "the network's head"),
+    "mil": Section({
+        "top_k": Number(int, 1, 100, "a side's score is the mean of its top-k image probabilities: at least one; "
+                        "a gland spans a few dozen images at most"),
+        "train_k": Number(int, 1, 100, "the images of a positive bag trained on per epoch: at least one"),
+        "warmup_epochs": Number(int, 0, 1000, "epochs that train on every image of a positive bag (as epochs)"),
+        "pos_fraction": Number(float, 0, 1, "the positive share of a batch: a batch needs a positive and a negative",
+                               open_lo=True, open_hi=True),
+        "hard_fraction": Number(float, 0, 1, "the share of a batch's negatives drawn among the hardest"),
+        "hard_pool": Number(float, 0, 1, "the share of scored negatives counted as hard: at least one image",
+                            open_lo=True),
+        "neg_scored": Number(int, 0, 10**6, "negative images scored per epoch (0: every one)"),
+        "steps_per_epoch": Number(int, 1, 10_000, "batches per epoch: at least one"),
+        "select": Choice(("best", "last"), "the epoch a fold keeps: best validation loss or the last"),
+    }, "multiple-instance training of per-gland runs (inference/ml/mil.py)"),
+    "image": Section({
+        "layout": Choice(("joined", "side"), "'side': each gland on its own crop; 'joined': right|left side by side"),
+        "side_px": Number(int, 16, 512, "the crop's side in pixels: 16 is the smallest a network can read; at 512 px "
+                          "(36 cm at 0.7 mm, the whole abdomen) a 6 cm stack of joined images at 0.5 mm slices "
+                          "stays under the default 200 M voxel cap (ADRENAL_MAX_VOXELS)"),
+        "pixel_spacing_mm": Number(float, 0.1, 5.0, "the crop's pixel size: finer than 0.1 mm is beyond any CT; at "
+                                   "5 mm a 10 mm lesion is two pixels"),
+        "slice_spacing_mm": Number(float, 0.5, 10.0, "the gap between an image's three slices (its channels): CT "
+                                   "slices are 0.5-5 mm; past 10 mm a small lesion falls between channels"),
+        "stride_mm": Number(float, 0.5, 30.0, "per-gland images every stride_mm (0: the slice spacing); past 30 mm "
+                            "a gland gets one or two images", also=(0,)),
+    }, "the 2.5D crops (inference/ml/images25d.py)"),
+    "augment": Section({
+        "rotation_deg": Number(float, 0, 180, "random rotation up to +-rotation_deg degrees"),
+        "zoom": Number(float, 0, 0.5, "random scale 1 +- zoom: at 1 an image would shrink to nothing"),
+        "translate_px": Number(float, 0, 64, "random shift up to +-translate_px pixels: 64 moves a 120 px gland crop "
+                               "half out of view"),
+        "contrast": Number(float, 0, 1, "random contrast factor 1 +- contrast: past 1 it inverts"),
+        "brightness": Number(float, 0, 0.5, "random shift of the [0, 1] window (1 = 600 HU): 0.5 is 300 HU"),
+        "noise_sd": Number(float, 0, 0.5, "Gaussian noise up to this SD on the [0, 1] window"),
+        "dropout_holes": Number(int, 0, 16, "cut-outs per image"),
+        "dropout_frac": Number(float, 0, 0.5, "a cut-out's height as a fraction of the image's"),
+        "invert_p": Number(float, 0, 1, "the probability an image is inverted"),
+        "pad": Choice(("zeros", "border", "reflection"), "how a rotated or shifted image is filled (grid_sample)"),
+    }, "training augmentation (inference/ml/augment.py)"),
+}
+# keys a run's configuration holds that no override may set
+INTERNAL = {"preset": "the preset is chosen by its own field (--preset, \"preset\")",
+            "lesion_markers": "the run makes it from the viewer's lesion markers"}
+DEFAULT_POS_FRACTION = 0.25  # mil.DEFAULT_MIL's
+
+
+def preset_config(name: str, overrides: dict | None = None) -> dict:
+    """The full configuration of a preset with ``overrides`` applied (a section's mapping is merged into the
+    preset's; ``"mil.top_k": 1`` is ``{"mil": {"top_k": 1}}``). Raises :class:`ConfigError` (a ValueError)
+    naming the field for an unknown preset or setting, a plain value for a section, or a value of the wrong
+    kind or out of its range (:data:`SETTINGS`)."""
+    if name not in PRESETS:
+        raise ConfigError("preset", f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    given = expand_overrides(overrides)
+    cfg = copy.deepcopy(COMMON) | copy.deepcopy(PRESETS[name]) | {"preset": name}
+    for key, value in given.items():
+        spec = _spec(SETTINGS, key, key)
+        spec.check(key, value)
+        cfg[key] = ((cfg.get(key) or {}) | copy.deepcopy(value)) if isinstance(spec, Section) else copy.deepcopy(value)
+    check_config(cfg, _given_paths(given))
     return cfg
 
 
-def _check_override(key: str, default, value) -> None:
-    """ValueError naming ``key`` when ``value`` is not of the kind its preset default is (a number for a number,
-    finite and within +-1e9; text for text; true/false for a flag). Keys without a default are not checked."""
-    if default is None or isinstance(default, (list, dict)):
-        return
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 10**9
-    elif isinstance(default, float):
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-              and abs(value) <= 1e9)
-    elif isinstance(default, str):
-        ok = isinstance(value, str) and len(value) <= 200
+def expand_overrides(overrides: dict | None) -> dict:
+    """``overrides`` with dotted names made nested (``{"mil.top_k": 1}`` -> ``{"mil": {"top_k": 1}}``).
+    ConfigError for something other than a mapping of names, or a setting given twice."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ConfigError("overrides", f"expected a mapping of settings, not {_show(overrides)}")
+    out: dict = {}
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not all(key.split(".")) or key.count(".") > 1:
+            raise ConfigError("overrides", f"a setting is named by text, 'name' or 'section.name', not {_show(key)}")
+        section, dot, sub = key.partition(".")
+        if dot:
+            section_value, value = out.get(section, {}), {sub: value}
+        else:
+            section_value = out.get(section)
+        if section in out:
+            if not (isinstance(section_value, dict) and isinstance(value, dict)) or set(section_value) & set(value):
+                raise ConfigError(key, "given twice")
+            value = section_value | value
+        out[section] = value
+    return out
+
+
+def _given_paths(given: dict) -> frozenset[str]:
+    """Every path the overrides set: ``key``, and ``key.sub`` for each setting of a given section."""
+    paths = set(given)
+    for key, value in given.items():
+        if isinstance(value, dict):
+            paths |= {f"{key}.{sub}" for sub in value}
+    return frozenset(paths)
+
+
+def _named(given: frozenset[str], *paths: str) -> str:
+    """The first of ``paths`` the overrides set (itself or a setting under it), else the first: the field a
+    problem between settings is reported on."""
+    for p in paths:
+        if p in given or any(g.startswith(p + ".") for g in given):
+            return p
+    return paths[0]
+
+
+def check_config(cfg: dict, given: frozenset[str] = frozenset()) -> None:
+    """ConfigError unless every setting of ``cfg`` is known and allowed (:data:`SETTINGS`) and the settings fit
+    together (a head the backbone has, supervision as the layout trains, a batch with a negative image).
+    ``given``: the paths the overrides set, which problems between settings are reported on."""
+    for key, value in cfg.items():
+        if key == "preset" and value in PRESETS:
+            continue
+        _spec(SETTINGS, key, key).check(key, value)
+    backbone, head = cfg.get("backbone", "efficientnet_b1"), cfg.get("head") or {}
+    if head and backbone == "tiny_cnn":
+        raise ConfigError(_named(given, "head", "backbone"), "tiny_cnn has no head to configure")
+    if head and backbone == "lesion_net":
+        other = [k for k in head if k != "tune_last"]
+        if other:
+            raise ConfigError(_named(given, f"head.{other[0]}", "backbone"), "lesion_net takes head.tune_last only")
+    elif "tune_last" in head:
+        raise ConfigError(_named(given, "head.tune_last", "backbone"), f"only lesion_net has head.tune_last, not "
+                                                                       f"{backbone}")
+    elif head.get("kind") == "local":
+        if backbone not in LITE_BLOCKS:
+            raise ConfigError(_named(given, "head.kind", "backbone"),
+                              f"a local head needs an EfficientNet-Lite backbone ({', '.join(LITE_BLOCKS)}), "
+                              f"not {backbone}")
+        block, n = head.get("block", 14), LITE_BLOCKS[backbone]
+        if block >= n:
+            raise ConfigError(_named(given, "head.block", "backbone"),
+                              f"{backbone} has blocks 0 to {n - 1}, not {block}")
+        if head.get("tune_from") is not None and head["tune_from"] > block:
+            raise ConfigError("head.tune_from", f"must be from 0 to head.block ({block}), not {head['tune_from']}")
     else:
-        ok = True
-    if not ok:
-        raise ValueError(f"override {key}: expected {type(default).__name__} like {default!r}, not {value!r}"[:300])
+        local_only = [k for k in ("block", "hidden", "dropout", "tune_from") if f"head.{k}" in given]
+        if local_only:
+            raise ConfigError(f"head.{local_only[0]}", "only a local head (head.kind 'local') reads it")
+    layout = (cfg.get("image") or {}).get("layout", "joined")
+    if cfg.get("supervision") is not None and (cfg["supervision"] == "mil") != (layout == "side"):
+        raise ConfigError(_named(given, "supervision", "image.layout"),
+                          f"supervision {cfg['supervision']!r} does not go with image.layout {layout!r}: per-gland "
+                          "crops ('side') train by MIL ('mil'), joined images by their image labels ('image')")
+    if "mil" in cfg:
+        batch, pos = cfg["batch_size"], cfg["mil"].get("pos_fraction", DEFAULT_POS_FRACTION)
+        if batch - max(1, round(batch * pos)) < 1:
+            raise ConfigError(_named(given, "mil.pos_fraction", "batch_size"),
+                              f"a batch of {batch} with a positive share of {pos:g} has no negative image")
+
+
+# settings only the per-gland (MIL) trainer reads: a joined run would record them unused (mil.top_k excepted:
+# the evaluation's 'sides' rule reads it for every run)
+GLAND_ONLY = ("freeze", "weight_decay", "amp", "mil", "image.stride_mm")
+
+
+def check_run_overrides(config: dict, overrides: dict | None, split: dict | None = None) -> None:
+    """ConfigError for an override a training run of ``config`` would not honour, rather than record a value that
+    was not used: ``test_fraction`` or ``n_folds`` other than the dataset's saved ``split`` (``{"seed",
+    "test_fraction", "n_folds"}``: every run of a dataset uses it, so runs compare on the same test patients); a
+    setting only per-gland runs read (:data:`GLAND_ONLY`) on a joined run; ``augment`` on a per-gland run with a
+    frozen backbone (its features are computed once, unaugmented)."""
+    given = _given_paths(expand_overrides(overrides))
+    if split is not None:
+        for key in ("test_fraction", "n_folds"):
+            if key in given and not math.isclose(float(config[key]), float(split[key])):
+                raise ConfigError(key, f"{_show(config[key])} would not be used: the dataset's split is saved (test "
+                                       f"fraction {split['test_fraction']:g}, {split['n_folds']} folds, seed "
+                                       f"{split['seed']}) and every run of it uses that split, so that runs are "
+                                       "compared on the same test patients")
+    if (config.get("image") or {}).get("layout", "joined") != "side":
+        unused = sorted(p for p in given if p != "mil.top_k" and p != "mil"
+                        and any(p == g or p.startswith(g + ".") for g in GLAND_ONLY))
+        if unused:
+            raise ConfigError(unused[0], "would not be used: only per-gland runs (image.layout 'side') read it, and "
+                                         "this run joins both glands in one image")
+    elif config.get("freeze") == "backbone":
+        unused = sorted(p for p in given if p.startswith("augment.")) or sorted({"augment"} & given)
+        if unused:
+            raise ConfigError(unused[0], "would not be used: with freeze 'backbone' a per-gland run computes each "
+                                         "image's features once, unaugmented (set freeze 'none' to augment)")
