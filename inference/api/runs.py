@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from adrenal_site.roles import IsLead
 from annotations.models import Dataset
 
+from ..ml.presets import ConfigError
 from ..models import TrainingRun
 from ..services.runs import cancel_run, promote
 from ..tasks import start_run
@@ -47,7 +48,9 @@ class RunDetail(APIView):
 
 
 class RunStart(APIView):
-    """POST ``{"dataset": id, "preset": "fast", "overrides": {...}, "name": ""}`` -> the new run (201)."""
+    """POST ``{"dataset": id, "preset": "fast", "overrides": {...}, "name": ""}`` -> the new run (201). An override
+    the preset does not allow or the run would not honour is a 400 ``{"overrides": ["mil.top_k: ..."]}`` naming
+    its field (``presets.ConfigError``), and nothing is created."""
 
     permission_classes = [IsLead]
 
@@ -58,6 +61,8 @@ class RunStart(APIView):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=data["dataset"])
         try:
             run = start_run(dataset, data["preset"], request.user, data["overrides"], name=data["name"])
+        except ConfigError as exc:
+            return Response({"overrides": [str(exc)]}, status=400)
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=400)
         return Response(run_document(run), status=201)

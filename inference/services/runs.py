@@ -16,9 +16,9 @@ from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import request_cancel
 from adrenal_site.storage import local_path
 from annotations.models import Dataset
-from inference.ml.presets import preset_config
+from inference.ml.presets import check_run_overrides, preset_config
 
-from ..models import FoldRun, TrainingRun
+from ..models import DatasetSplit, FoldRun, TrainingRun
 from .gland_data import is_gland_run, marker_labels, patient_labels
 from .training_data import ensure_split, image_rows
 
@@ -44,8 +44,13 @@ def training_acquisition(run: TrainingRun) -> dict | None:
 def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides: dict | None = None,
                name: str = "") -> TrainingRun:
     """A TrainingRun (with its split, made on first use, and one FoldRun per fold) done by ``job``.
-    Raises ValueError for an unknown preset or a dataset without labelled 2.5D images."""
+    Raises ValueError for a dataset without labelled 2.5D images, and its subclass ``presets.ConfigError``, naming
+    the field, for an unknown preset, an override the preset does not allow (``preset_config``) or one the run
+    would not honour (``check_run_overrides``: e.g. a test fraction other than the dataset's saved split's)."""
     config = preset_config(preset, overrides)
+    saved = DatasetSplit.objects.filter(dataset=dataset).first()  # else made below from the config's settings
+    check_run_overrides(config, overrides, split=None if saved is None else {
+        "seed": saved.seed, "test_fraction": saved.test_fraction, "n_folds": len(saved.folds)})
     labels = None
     if is_gland_run(config) or not image_rows(dataset):
         # per-gland runs crop what they need from the stored volumes; a joined run builds or refreshes its
@@ -55,7 +60,8 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
             raise ValueError(f"dataset {dataset.name!r} has no labelled scans with a stored volume and crop boxes")
     split = ensure_split(dataset, seed=int(config["seed"]), test_fraction=float(config["test_fraction"]),
                          n_folds=int(config["n_folds"]), labels=labels)
-    config["n_folds"] = len(split.folds)
+    # the run records the split it uses (made earlier, perhaps with other settings), not the preset's defaults
+    config["n_folds"], config["test_fraction"] = len(split.folds), split.test_fraction
     if is_gland_run(config):  # the viewer's lesion markers as they are now: image labels for the marked sides
         config["lesion_markers"] = marker_labels(dataset, held_out=set(split.test_patients))
     with transaction.atomic():

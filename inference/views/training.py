@@ -13,7 +13,7 @@ from adrenal_site.roles import LEAD, role_required
 from annotations.models import Dataset
 
 from ..api.runs import run_document, visible_runs
-from ..ml.presets import PRESETS
+from ..ml.presets import PRESETS, SETTINGS
 from ..services.runs import cancel_run, promote
 from ..tasks import start_images, start_run
 
@@ -21,7 +21,7 @@ from ..tasks import start_images, start_run
 class StartRunForm(forms.Form):
     dataset = forms.IntegerField(min_value=1, max_value=2**31 - 1)
     preset = forms.ChoiceField(choices=[(p, p) for p in PRESETS], required=False)
-    epochs = forms.IntegerField(min_value=1, max_value=1000, required=False)
+    epochs = forms.IntegerField(min_value=SETTINGS["epochs"].lo, max_value=SETTINGS["epochs"].hi, required=False)
     name = forms.CharField(max_length=200, required=False)
 
 
@@ -57,6 +57,7 @@ def runs(request: HttpRequest) -> HttpResponse:
     image_jobs = Job.objects.visible_to(request.user).filter(kind="images25d").order_by("-created_at")[:5]
     return render(request, "inference/training/runs.html",
                   {"runs": visible_runs(request.user), "datasets": datasets, "presets": list(PRESETS),
+                   "epochs_range": SETTINGS["epochs"],
                    "image_jobs": image_jobs})
 
 

@@ -1,4 +1,7 @@
-"""``manage.py train --dataset NAME --preset fast|lite|paper|tiny [--wait] [--json]``: start a training run."""
+"""``manage.py train --dataset NAME --preset fast|lite|paper|tiny [--set KEY=JSON ...] [--wait] [--json]``: start a
+training run. ``--set`` overrides a setting (``epochs=3``, ``mil.top_k=1``, ``image={"side_px": 96}``); one the
+preset does not allow or the run would not honour stops the command with the message naming its field
+(``inference.ml.presets.ConfigError``), and nothing is created."""
 from __future__ import annotations
 
 import json
@@ -20,7 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", required=True)
         parser.add_argument("--preset", default="fast", choices=list(PRESETS))
         parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                            help="override a configuration value, e.g. --set epochs=2")
+                            help="override a configuration value (JSON, else text), e.g. --set epochs=2 "
+                                 "--set mil.top_k=1; see inference/ml/presets.py SETTINGS for keys and ranges")
         parser.add_argument("--wait", action="store_true", help="wait until the run finishes")
         parser.add_argument("--timeout", type=float, default=24 * 3600)
         parser.add_argument("--json", action="store_true")
@@ -31,7 +35,10 @@ class Command(BaseCommand):
             raise CommandError(f"no dataset named {opts['dataset']!r}")
         overrides = {}
         for item in opts["set"]:
-            key, _, value = item.partition("=")
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise CommandError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=3")
+            key = key.strip()
             try:
                 overrides[key] = json.loads(value)
             except json.JSONDecodeError:
