@@ -151,11 +151,23 @@ def threshold_curve(y_true: Sequence, y_score: Sequence, thresholds: Sequence[fl
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """Settings of a patient-level bootstrap."""
+    """Settings of a patient-level bootstrap: ``n`` replicates (1 to ``MAX_BOOTSTRAP``), ``seed`` (>= 0) and the
+    interval's ``level`` (0-1). ValueError names a setting outside those (``evaluate --bootstrap -5``)."""
 
     n: int = 1000
     seed: int = 0
     level: float = 0.95
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or not 1 <= self.n <= MAX_BOOTSTRAP:
+            raise ValueError(f"bootstrap replicates must be a whole number from 1 to {MAX_BOOTSTRAP}, not {self.n!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"bootstrap seed must be a whole number from 0 to {2**32 - 1}, not {self.seed!r}")
+        if not 0 < float(self.level) < 1:
+            raise ValueError(f"interval level must be between 0 and 1, not {self.level!r}")
+
+
+MAX_BOOTSTRAP = 100_000  # replicates: far past where intervals settle; more only costs time and memory
 
 
 def _percentile_ci(values: np.ndarray, level: float) -> list[float] | None:

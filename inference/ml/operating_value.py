@@ -247,8 +247,12 @@ class Objective:
         return f"sensitivity>={self.target:g}" if self.name == "sensitivity" else self.name
 
 
+MIN_TARGET_SENSITIVITY = 0.5
+
+
 def parse_objective(text: str | Objective) -> Objective:
-    """``accuracy`` (the original), ``youden``, or a target sensitivity: ``sensitivity>=0.95``."""
+    """``accuracy`` (the original), ``youden``, or a target sensitivity: ``sensitivity>=0.95`` (or ``sens:95``, a
+    percent). ValueError names an unknown objective or a target outside 0.5-1 (50-100%)."""
     if isinstance(text, Objective):
         return text
     t = str(text).strip().lower().replace(" ", "")
@@ -256,11 +260,16 @@ def parse_objective(text: str | Objective) -> Objective:
         return Objective(t)
     m = re.fullmatch(r"(?:sensitivity|sens)(?:>=|:|=)?([0-9.]+)", t)
     if m:
-        target = float(m.group(1))
-        if target > 1:
-            target /= 100.0
-        if not 0 < target <= 1:
-            raise ValueError(f"target sensitivity must be in (0, 1], not {m.group(1)}")
+        try:
+            target = float(m.group(1))
+        except ValueError:
+            raise ValueError(f"target sensitivity {m.group(1)!r} is not a number") from None
+        if 1 < target <= 100:
+            target /= 100.0  # a percent: sens:90
+        if not MIN_TARGET_SENSITIVITY <= target <= 1:
+            raise ValueError(f"target sensitivity {m.group(1)} is outside {MIN_TARGET_SENSITIVITY:g}-1 (or "
+                             f"{MIN_TARGET_SENSITIVITY:.0%}-100%): a lower target would call most abnormal scans "
+                             "normal; give a fraction (0.95) or a percent (95)")
         return Objective("sensitivity", target)
     raise ValueError(f"unknown objective {text!r}; use accuracy, youden or sensitivity>=0.95")
 

@@ -18,6 +18,7 @@ from django.db import transaction
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import no_progress
 from adrenal_site.storage import local_path
 from inference.ml import calibration as C
@@ -93,6 +94,10 @@ def evaluate_run(
     """Evaluate ``run`` on its test patients, store an Evaluation (done by ``job``, if any) and set the run's
     operating value."""
     report = progress
+    if run.status in (Job.Status.FAILED, Job.Status.CANCELLED):
+        raise ValueError(f"run {run.pk} {run.status}: only a finished run can be evaluated")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top-k must be a whole number of at least 1, not {top_k!r}")
     boot = boot or M.Bootstrap(n=getattr(settings, "EVALUATION_BOOTSTRAP", 1000), seed=0)
     objective = str(OV.parse_objective(objective or run.objective or "accuracy"))
     rows = OV.read_predictions_csv(predictions_path(run))

@@ -127,6 +127,20 @@ def test_evaluate_command_errors(make_evaluated_run):
     run.save()
     with pytest.raises(CommandError, match="has no predictions"):
         call_command("evaluate", str(run.pk))
+    # every bad setting is named, not a numpy or Python error
+    for args, message in ((["--bootstrap", "-5"], "bootstrap replicates must be a whole number from 1"),
+                          (["--bootstrap", "10000000"], "bootstrap replicates must be a whole number from 1"),
+                          (["--seed", "-1"], "bootstrap seed must be"),
+                          (["--top-k", "0"], "top-k must be a whole number of at least 1"),
+                          (["--objective", "sensitivity>=2"], "target sensitivity 2 is outside 0.5-1"),
+                          (["--objective", "sensitivity>=1.5.2"], "unknown objective|is not a number")):
+        with pytest.raises(CommandError, match=message):
+            call_command("evaluate", str(run.pk), *args)
+    from tests.factories import set_status
+
+    set_status(run, "failed")
+    with pytest.raises(CommandError, match=f"run {run.pk} failed: only a finished run can be evaluated"):
+        call_command("evaluate", str(run.pk))
 
 
 def test_test_rows_must_be_the_splits_test_patients(make_evaluated_run):

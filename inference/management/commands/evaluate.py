@@ -27,8 +27,8 @@ class Command(BaseCommand):
         if run is None:
             raise CommandError(f"no training run {opts['run']}")
         try:
-            evaluation = evaluate_run(run, opts["objective"], top_k=opts["top_k"],
-                                      boot=Bootstrap(n=opts["bootstrap"], seed=opts["seed"]))
+            boot = Bootstrap(n=opts["bootstrap"], seed=opts["seed"])
+            evaluation = evaluate_run(run, opts["objective"], top_k=opts["top_k"], boot=boot)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         doc = cli_document(evaluation)
