@@ -321,6 +321,8 @@ class Importer:
                 self.item(rel, ImportItem.Status.FAILED, f"malformed DICOM header ({type(exc).__name__}: {exc})")
             if n % 200 == 0:
                 self.progress(min(15.0, n / 200), f"read {n} files")
+        if not headers and not niftis and not self.report.items.exists():
+            self.item(self.root.name or ".", ImportItem.Status.SKIPPED, "no files found: nothing to import")
         groups = group_series(headers, self.root)
         total = max(1, len(groups) + len(niftis))
         self.progress(20, f"{len(headers)} DICOM files in {len(groups)} series, {len(niftis)} NIfTI files")

@@ -76,8 +76,8 @@ def max_ratio() -> float:
 
 
 def check_zip(path: Path, max_bytes: int | None = None, ratio: float | None = None) -> list[zipfile.ZipInfo]:
-    """The members of a zip upload; ``UploadRefused`` (with the reason) for non-zip or damaged files, more
-    than ``MAX_ENTRIES`` entries, absolute or ``..`` entries, symbolic links, archives that declare more than
+    """The members of a zip upload; ``UploadRefused`` (with the reason) for non-zip or damaged files, a zip
+    without a non-empty file, more than ``MAX_ENTRIES`` entries, absolute or ``..`` entries, symbolic links, archives that declare more than
     ``max_bytes`` (default :func:`max_expanded_bytes`) expanded, or that expand more than ``ratio`` times
     their own size (default ``ADRENAL_MAX_ZIP_RATIO``, 100: a zip bomb)."""
     max_bytes = max_expanded_bytes() if max_bytes is None else max_bytes
@@ -94,6 +94,8 @@ def check_zip(path: Path, max_bytes: int | None = None, ratio: float | None = No
         raise UploadRefused(f"the zip archive is damaged: {exc}") from exc
     if len(members) > MAX_ENTRIES:
         raise UploadRefused(f"the zip has {len(members)} entries (limit {MAX_ENTRIES})")
+    if not any(not m.is_dir() and m.file_size > 0 for m in members):
+        raise UploadRefused("the zip holds no files (only folders or empty files); nothing to import")
     bad = []
     for m in members:
         name = m.filename.replace("\\", "/")

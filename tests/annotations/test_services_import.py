@@ -180,6 +180,13 @@ def test_a_labels_file_that_cannot_be_read_fails_alone_and_the_scans_stay_import
     assert not Label.objects.filter(patient__dataset=ds, source="csv").exists()
 
 
+def test_a_folder_without_files_says_there_was_nothing_to_import(tmp_path):
+    ds = Dataset.objects.create(name="empty")
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    report = import_path(ds, tmp_path / "empty")
+    assert [(i.status, i.reason) for i in report.items.all()] == [("skipped", "no files found: nothing to import")]
+
+
 def test_import_interrupted_then_rerun_is_complete_without_duplicates(store_cohort):
     root, _ = store_cohort
     ds = Dataset.objects.create(name="resume")

@@ -101,6 +101,11 @@ def test_non_zip_and_single_dicom_uploads_are_refused(client_as, imported, tmp_p
     upload.name = "one.dcm"
     r = c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
     assert r.status_code == 400 and "a single DICOM file" in r.content.decode()
+    for entries in ({}, {"empty/": b"", "empty/nothing.dcm": b""}):  # no file with content: nothing to import
+        upload = io.BytesIO(zip_bytes(entries))
+        upload.name = "empty.zip"
+        r = c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+        assert r.status_code == 400 and "the zip holds no files" in r.content.decode()
     assert state() == before
 
 
