@@ -87,6 +87,7 @@ class JudgeStart(serializers.Serializer):
 
 
 class EvaluationStart(serializers.Serializer):
-    """``POST /api/runs/<id>/evaluations/``: ``{"objective": "accuracy" | "youden" | "sensitivity>=0.95"}``."""
+    """``POST /api/runs/<id>/evaluations/``: ``{"objective": "accuracy" | "youden" | "sensitivity>=0.95" |
+    "specificity>=0.9"}``."""
 
     objective = StrictCharField(required=False, allow_blank=True, max_length=32)

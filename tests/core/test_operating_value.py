@@ -47,6 +47,11 @@ def test_objectives_parse():
     assert str(OV.parse_objective("accuracy")) == "accuracy"
     assert OV.parse_objective("sensitivity>=0.95").target == pytest.approx(0.95)
     assert OV.parse_objective("sens:90").target == pytest.approx(0.9)
+    assert str(OV.parse_objective("spec:90")) == "specificity>=0.9"
+    assert OV.parse_objective("specificity>=0.95") == OV.Objective("specificity", 0.95)
+    for bad in ("specificity>=0.2", "sens:2", "spec>=101", "sensitivity>=1.2.3"):
+        with pytest.raises(ValueError, match="outside 0.5-1|not a number"):
+            OV.parse_objective(bad)
     with pytest.raises(ValueError, match="unknown objective"):
         OV.parse_objective("f1")
 
@@ -81,6 +86,12 @@ def test_choice_by_objective_hand_worked():
     assert sens.operating_value == pytest.approx(0.3) and sens.oof_metrics["sensitivity"] == 1.0
     # sensitivity >= 0.6 -> two of three suffice: highest value is 0.65
     assert OV.choose_operating_value(oof, "sensitivity>=0.6").operating_value == pytest.approx(0.65)
+    # specificity >= 0.95 -> all three normal called normal: the lowest such value is 0.65 (0.5 must be < t)
+    spec = OV.choose_operating_value(oof, "specificity>=0.95")
+    assert spec.operating_value == pytest.approx(0.65) and spec.oof_metrics["specificity"] == 1.0
+    assert spec.oof_metrics["sensitivity"] == pytest.approx(2 / 3) and spec.objective == "specificity>=0.95"
+    # specificity >= 0.6 -> two of three normals suffice: the lowest value is 0.3 (n1, n2 below it)
+    assert OV.choose_operating_value(oof, "specificity>=0.6").operating_value == pytest.approx(0.3)
     # another aggregator is chosen on its own scale
     assert OV.choose_operating_value(oof, "accuracy", aggregator="max").aggregator == "max"
 

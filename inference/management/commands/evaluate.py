@@ -1,4 +1,4 @@
-"""``python manage.py evaluate RUN [--objective accuracy|youden|sensitivity>=0.95] [--json]``."""
+"""``python manage.py evaluate RUN [--objective accuracy|youden|sensitivity>=0.95|specificity>=0.9] [--json]``."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("run", type=int, help="TrainingRun id")
         parser.add_argument("--objective", default=None,
-                            help="accuracy (the original), youden, or sensitivity>=0.95; default: the run's, else accuracy")
+                            help="accuracy (the original), youden, sensitivity>=0.95 or specificity>=0.9; default: the run's, "
+                                 "else accuracy")
         parser.add_argument("--top-k", type=int, default=5, help="k of the top-k mean aggregator")
         parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
         parser.add_argument("--seed", type=int, default=0)
