@@ -203,7 +203,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # ?limit= (1.., above api_params.MAX_PAGE_SIZE = 1000 read as 1000) and ?offset= (0..2**31-1); else a 400 naming it
+    "DEFAULT_PAGINATION_CLASS": "adrenal_site.api_params.Pagination",
     "PAGE_SIZE": 200,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {"token": os.environ.get("ADRENAL_TOKEN_RATE", "30/min")},  # POST /api/auth/token/

@@ -7,7 +7,7 @@ import math
 
 from rest_framework import serializers
 
-MAX_INT = 2**31 - 1
+from adrenal_site.api_params import MAX_INT  # the one bound of ids and integers from requests
 
 
 class StrictFloatField(serializers.FloatField):

@@ -9,10 +9,11 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from adrenal_site.api_params import int_param
 from adrenal_site.roles import IsClinician, IsLead
 from annotations.models import Dataset
 
-from ..services.evidence import thumbnail_path
+from ..services.evidence import THUMB_PX, thumbnail_path
 from ..tasks import start_judge_dataset
 from .dashboard import visible_predictions
 from .serializers import JudgeStart
@@ -25,10 +26,7 @@ class PredictionEvidence(APIView):
 
     def get(self, request, pk: int, n: int):
         p = get_object_or_404(visible_predictions(request.user).select_related("series__volume"), pk=pk)
-        try:
-            size = int(request.query_params.get("size", 96))
-        except ValueError as exc:
-            raise ValidationError({"size": "a whole number of px"}) from exc
+        size = int_param(request, "size", 96, min_value=THUMB_PX[0], max_value=THUMB_PX[1])
         try:
             path = thumbnail_path(p, n, size)
         except IndexError as exc:

@@ -164,3 +164,72 @@ def test_a_nul_in_any_query_parameter_is_a_400_naming_it(two_datasets, admin_api
         r = admin_api.get(url)
         assert r.status_code == 400, (url, r.status_code)
     assert "not allowed" in str(admin_api.get("/api/jobs/?kind=a%00b").json()["kind"])
+
+
+# ---------------------------------------------------------------- integers from the request: bounded, never a 500
+
+def paginated_lists(world) -> list[str]:
+    """Every API list that pages its results (DRF's ListModelMixin), from the resolver: new lists are covered."""
+    from rest_framework.mixins import ListModelMixin
+
+    urls = []
+    for route, pattern in ROUTES:
+        cls = getattr(pattern.callback, "cls", None)
+        if is_api(route) and cls is not None and issubclass(cls, ListModelMixin):
+            urls.append(url_for(route, world))
+    return urls
+
+
+HUGE = "999999999999999999999"  # past 64 bits: SQLite 'datatype mismatch', PostgreSQL 'bigint out of range'
+
+
+def test_every_paged_list_bounds_limit_and_offset(two_datasets, admin_api):
+    """?limit= past the largest page is read as the largest page (README: 1000); a limit or offset that is not a
+    whole number in range is a 400 naming it; neither reaches the database as a 500 (it did, for every list)."""
+    world = two_datasets
+    urls = paginated_lists(world)
+    a = world.a.pk
+    assert {"/api/datasets/", "/api/jobs/", "/api/runs/", f"/api/datasets/{a}/series/",
+            f"/api/datasets/{a}/patients/", f"/api/datasets/{a}/imports/"} <= set(urls), urls
+    problems = []
+    for url in urls:
+        for limit in (HUGE, str(2**63), "9" * 5000):
+            r = admin_api.get(url, {"limit": limit})
+            if r.status_code != 200 or "results" not in r.json():
+                problems.append(f"{url}?limit={limit[:25]}: {r.status_code}")
+        for name, bad in [("limit", "abc"), ("limit", "0"), ("limit", "-1"), ("limit", "1.5"), ("limit", "1_0"),
+                          ("offset", HUGE), ("offset", str(2**31)), ("offset", "-1"), ("offset", "abc")]:
+            r = admin_api.get(url, {name: bad})
+            if r.status_code != 400 or name not in r.json():
+                problems.append(f"{url}?{name}={bad}: {r.status_code} {r.content[:120]!r}")
+        page = admin_api.get(url, {"limit": "1", "offset": "0"}).json()
+        if len(page["results"]) > 1:
+            problems.append(f"{url}?limit=1: {len(page['results'])} results")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_largest_page_is_the_documented_maximum(rf):
+    from rest_framework.request import Request
+
+    from adrenal_site.api_params import MAX_PAGE_SIZE, Pagination
+
+    assert MAX_PAGE_SIZE == 1000  # README says so
+    for limit, read in [("5", 5), ("1000", 1000), ("1001", 1000), (HUGE, 1000), ("", 200)]:
+        assert Pagination().get_limit(Request(rf.get("/", {"limit": limit}))) == read, limit
+
+
+def test_ids_in_the_path_past_the_database_range_are_404(two_datasets, admin_api):
+    """Every ``<int:...>`` of every API route at 2**63 and 10**21: Django's lookups answer "no such row" on
+    SQLite and PostgreSQL alike, so it is a JSON 404 (405 where the route has no GET), never a 500."""
+    import re
+
+    problems = []
+    for route, _ in ROUTES:
+        if not is_api(route) or "<int:" not in route:
+            continue
+        for big in (str(2**63), HUGE):
+            url = url_for(re.sub(r"<int:\w+>", big, route), two_datasets)
+            r = admin_api.get(url)
+            if r.status_code not in (404, 405) or "json" not in r.get("Content-Type", ""):
+                problems.append(f"GET {url}: {r.status_code} {r.get('Content-Type')}")
+    assert not problems, "\n".join(problems)
