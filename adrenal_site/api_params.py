@@ -1,6 +1,7 @@
-"""Query parameters of the API, read one way: a whole number (``int_param``), and the pagination every list
-uses (``Pagination``). A value that is not what the parameter takes is a 400 whose body names the parameter,
-never a 500 and never silently ignored.
+"""Query parameters of the API, read one way: a whole number (``int_param``), one of a few values
+(``choice_param``) or a comma-separated set of them (``choices_param``), and the pagination every list uses
+(``Pagination``). A value that is not what the parameter takes is a 400 whose body names the parameter (and, for
+an enumerated one, the values it takes), never a 500 and never silently ignored.
 
 Integers are bounded to ``MAX_INT`` (2**31 - 1) before anything reaches the database: SQLite and PostgreSQL
 refuse numbers past 64 bits (``datatype mismatch``, ``bigint out of range``), and no list of this app comes near
@@ -43,6 +44,33 @@ def int_param(request, name: str, default: int | None = None, *, min_value: int 
     if text is None or text.strip() == "":
         return default
     return parse_int(text, name, min_value=min_value, max_value=max_value)
+
+
+def _unknown(name: str, value: str, choices) -> None:
+    _refuse(name, f"unknown value {value[:40]!r}; one of {', '.join(choices)}")
+
+
+def choice_param(request, name: str, choices, default: str | None = None) -> str | None:
+    """``?name=`` as one of ``choices``; ``default`` when absent or empty; 400 naming the choices otherwise."""
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return default
+    if value not in choices:
+        _unknown(name, value, choices)
+    return value
+
+
+def choices_param(request, name: str, choices) -> set[str] | None:
+    """``?name=a,b`` as a set of ``choices`` (None when absent or empty); 400 naming the choices when any part
+    is not one of them."""
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    wanted = {part.strip() for part in value.split(",") if part.strip()}
+    for part in sorted(wanted):
+        if part not in choices:
+            _unknown(name, part, choices)
+    return wanted or None
 
 
 class Pagination(LimitOffsetPagination):

@@ -6,10 +6,11 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from adrenal_site.api_params import choice_param
 from adrenal_site.roles import IsClinician, IsLead
 
 from .models import Job
-from .runner import request_cancel
+from .runner import JOB_KINDS, request_cancel
 from .serializers import JobSerializer
 
 
@@ -19,13 +20,17 @@ def jobs_visible_to(user):
 
 
 class JobList(generics.ListAPIView):
+    """Jobs you may see, newest first: ``?kind=`` (one of the kinds the tasks declare, e.g. import, train,
+    predict) and ``?status=`` (queued, running, succeeded, failed, cancelled); another value is a 400 naming
+    the parameter and the values it takes."""
+
     serializer_class = JobSerializer
     permission_classes = [IsClinician]
 
     def get_queryset(self):
         qs = jobs_visible_to(self.request.user)
-        for field in ("kind", "status"):
-            if value := self.request.query_params.get(field):
+        for field, choices in (("kind", sorted(JOB_KINDS)), ("status", Job.Status.values)):
+            if value := choice_param(self.request, field, choices):
                 qs = qs.filter(**{field: value})
         return qs
 

@@ -251,10 +251,14 @@ def run_job(fn: JobFn, job_id: int, celery_id: str = "", worker: str = "") -> No
 
 # ----------------------------------------------------------------------------------- tasks and queueing
 
+JOB_KINDS: set[str] = set()  # every ``Job.kind`` a task declares (``?kind=`` of the jobs API takes these)
+
+
 def job_task(kind: str, *, queue: str = "cpu", name: str | None = None) -> Callable[[JobFn], Any]:
     """Turn ``fn(job, **params)`` into a late-acknowledged Celery task on ``queue``; jobs it runs are of
-    ``kind`` (``Job.kind``). The task (named ``name``, default ``module.function``) keeps ``fn`` as
-    ``.job_fn`` (``run_now`` runs it in this process)."""
+    ``kind`` (``Job.kind``, recorded in ``JOB_KINDS``). The task (named ``name``, default ``module.function``)
+    keeps ``fn`` as ``.job_fn`` (``run_now`` runs it in this process)."""
+    JOB_KINDS.add(kind)
 
     def decorate(fn: JobFn):
         task_name = name or f"{fn.__module__}.{fn.__name__}"

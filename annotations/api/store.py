@@ -7,6 +7,7 @@ from rest_framework import generics, status
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 
+from adrenal_site.api_params import choice_param
 from adrenal_site.roles import ADMIN, CLINICIAN, IsAdmin, IsClinician, _RolePermission, has_role
 
 from ..models import Dataset, ImportReport, Label, Patient, Series
@@ -67,14 +68,15 @@ class DatasetPatients(_InDataset, generics.ListAPIView):
 
 class DatasetSeries(_InDataset, generics.ListAPIView):
     """Series of a dataset with their volume (file, shape [k,j,i], spacing [i,j,k], affine voxel->LPS).
-    ``?scans=1`` lists only scans."""
+    ``?scans=1`` (or ``true``) lists only scans; ``0``/``false`` (the default) every series; another value is
+    a 400 naming ``scans``."""
 
     serializer_class = SeriesSerializer
     permission_classes = [IsClinician]
 
     def get_queryset(self):
         qs = Series.objects.filter(study__patient__dataset=self.dataset()).select_related("study__patient", "volume")
-        if self.request.query_params.get("scans") in ("1", "true"):
+        if choice_param(self.request, "scans", ("1", "true", "0", "false")) in ("1", "true"):
             qs = qs.filter(is_scan=True, volume__isnull=False)
         return qs.order_by("study__patient__pseudo_id", "id")
 

@@ -15,6 +15,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from adrenal_site.api_params import choice_param
 from adrenal_site.roles import IsClinician
 
 from ..models import CropBox, Dataset, Series
@@ -30,7 +31,7 @@ from ..services.boxes import (
     undo_box,
 )
 from ..services.volume_cache import ensure_slab, ensure_volume_cache, slab_plan
-from ..services.worklist import next_unconfirmed, series_info, worklist_rows
+from ..services.worklist import FILTER_CHOICES, next_unconfirmed, series_info, worklist_rows
 from .strict import StrictIntegerField, lps_point
 
 SIDES = ("R", "L")
@@ -87,13 +88,18 @@ def series_for(user, pk: int) -> Series:
 # ---------------------------------------------------------------- worklist
 
 class Worklist(APIView):
-    """``GET``: the dataset's scans with label, box status and latest verdict; counts; next unconfirmed."""
+    """``GET``: the dataset's scans with label, box status and latest verdict; counts; next unconfirmed.
+    Filters: ``?status=`` (box status: none, proposed, confirmed, not_covered), ``?verdict=`` (normal, abnormal,
+    not_assessable, none), ``?label=`` (normal, abnormal, none), ``?q=`` (text in the patient id or series);
+    another value of an enumerated filter is a 400 naming it and the values it takes."""
 
     permission_classes = [IsClinician]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
+        for name, choices in FILTER_CHOICES.items():
+            choice_param(request, name, choices)
         return Response(worklist_rows(dataset, request.query_params.dict()))
 
 

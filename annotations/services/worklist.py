@@ -7,13 +7,17 @@ from ..models import Dataset, Gland, Label, Series
 from . import verdicts
 
 FILTERS = ("status", "verdict", "label", "q")
+# The values each enumerated filter takes ("none": no verdict / no label yet); ``q`` is free text.
+FILTER_CHOICES = {"status": tuple(Series.BoxStatus.values), "verdict": ("normal", "abnormal", "not_assessable", "none"),
+                  "label": ("normal", "abnormal", "none")}
 
 
 def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
     """Rows of a dataset's scans (label, box status, latest verdict), counts, and the first unconfirmed scan.
 
     ``filters``: ``status`` (box status), ``verdict`` (normal/abnormal/not_assessable/none), ``label``
-    (normal/abnormal/none), ``q`` (text in patient id or series description). Counts are over all scans.
+    (normal/abnormal/none): ``FILTER_CHOICES``, which the API checks first; ``q`` (text in patient id or series
+    description). Counts are over all scans.
     """
     filters = {k: v for k, v in (filters or {}).items() if k in FILTERS and v}
     current = Label.objects.filter(is_current=True)  # Meta ordering: newest first, as Series.label reads it

@@ -7,7 +7,7 @@ from ..api.viewer import boxes_json, series_for, volume_header
 from ..models import Dataset, Gland, Series
 from ..services import verdicts
 from ..services.findings import MAX_COMMENT_CHARS, findings_of
-from ..services.worklist import FILTERS, worklist_rows
+from ..services.worklist import FILTER_CHOICES, FILTERS, worklist_rows
 
 VIEWER_MODULES = [f"frontend/js/{m}.js" for m in (
     "viewer/main", "viewer/boxes", "viewer/evidence", "viewer/findings", "viewer/geometry", "viewer/overlays", "viewer/panel",
@@ -21,8 +21,8 @@ def worklist(request, pk: int):
     data = worklist_rows(dataset, request.GET.dict())
     return render(request, "annotations/worklist.html", {
         "dataset": dataset, "data": data, "filters": data["filters"],
-        "statuses": Series.BoxStatus.choices, "verdicts": ["normal", "abnormal", "not_assessable", "none"],
-        "labels": ["normal", "abnormal", "none"], "filter_names": FILTERS,
+        "statuses": Series.BoxStatus.choices, "verdicts": FILTER_CHOICES["verdict"],
+        "labels": FILTER_CHOICES["label"], "filter_names": FILTERS,
     })
 
 

@@ -11,6 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from adrenal_site.api_params import choices_param
 from adrenal_site.roles import IsClinician, IsLead
 from annotations.api.strict import query
 from annotations.models import Series
@@ -28,6 +29,7 @@ from .runs import visible_runs
 
 SCAN_SORT_KEYS = ("probability", "fraction", "patient", "series_uid", "verdict", "label", "outcome")
 OUTCOME_ORDER = {"fn": 0, "fp": 1, "tp": 2, "tn": 3}
+SCAN_FILTERS = {"outcome": tuple(OUTCOME_ORDER), "verdict": ("normal", "abnormal"), "label": ("normal", "abnormal")}
 
 
 def visible_evaluations(user):
@@ -83,24 +85,25 @@ class EvaluationDetail(APIView):
 
 
 class EvaluationScans(APIView):
-    """Per-scan verdicts: ``?sort=-probability`` (or ``outcome``: false negatives first), ``?outcome=fn,fp``,
-    ``?verdict=normal``, ``?label=abnormal``. Adds per-side scores and evidence thumbnails of
-    this run's stored verdicts where present (``evidence``: up to 3 ``{"url", "side", "z_mm", "probability"}``)."""
+    """Per-scan verdicts: ``?sort=-probability`` (or ``outcome``: false negatives first), ``?outcome=fn,fp``
+    (fn, fp, tp, tn), ``?verdict=normal`` and ``?label=abnormal`` (normal, abnormal; each a comma-separated set);
+    an unknown value is a 400 naming the parameter and the values it takes. Adds per-side scores and evidence
+    thumbnails of this run's stored verdicts where present (``evidence``: up to 3 ``{"url", "side", "z_mm", "probability"}``)."""
 
     permission_classes = [IsLead]
 
     def get(self, request, pk: int):
         ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
         scans = [dict(s) for s in ev.result.get("scans", [])]
-        for field in ("outcome", "verdict", "label"):
-            wanted = request.query_params.get(field)
-            if wanted:
-                keep = set(wanted.split(","))
+        for field, choices in SCAN_FILTERS.items():
+            keep = choices_param(request, field, choices)
+            if keep:
                 scans = [s for s in scans if s.get(field) in keep]
-        sort = request.query_params.get("sort", "outcome")
-        key = sort.lstrip("-")
+        sort = request.query_params.get("sort") or "outcome"
+        key = sort.removeprefix("-")
         if key not in SCAN_SORT_KEYS:
-            raise ValidationError({"sort": f"one of {', '.join(SCAN_SORT_KEYS)} (prefix - for descending)"})
+            keys = ", ".join(SCAN_SORT_KEYS)
+            raise ValidationError({"sort": [f"unknown value {sort[:40]!r}; one of {keys} (prefix - for descending)"]})
         if key == "outcome":
             scans.sort(key=lambda s: (OUTCOME_ORDER.get(s["outcome"], 9), -s["probability"]), reverse=sort.startswith("-"))
         else:

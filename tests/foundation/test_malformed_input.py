@@ -233,3 +233,50 @@ def test_ids_in_the_path_past_the_database_range_are_404(two_datasets, admin_api
             if r.status_code not in (404, 405) or "json" not in r.get("Content-Type", ""):
                 problems.append(f"GET {url}: {r.status_code} {r.get('Content-Type')}")
     assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- enumerated filters: an unknown value is a 400
+
+SCANS = "/api/evaluations/{ev}/scans/"
+
+
+@pytest.mark.parametrize("url,param,allowed", [
+    ("/api/datasets/{a}/worklist/", "status", ["none", "proposed", "confirmed", "not_covered"]),
+    ("/api/datasets/{a}/worklist/", "verdict", ["normal", "abnormal", "not_assessable", "none"]),
+    ("/api/datasets/{a}/worklist/", "label", ["normal", "abnormal", "none"]),
+    (SCANS, "outcome", ["fn", "fp", "tp", "tn"]),
+    (SCANS, "verdict", ["normal", "abnormal"]),
+    (SCANS, "label", ["normal", "abnormal"]),
+    (SCANS, "sort", ["probability", "outcome", "-probability"]),
+    ("/api/jobs/", "status", ["queued", "running", "succeeded", "failed", "cancelled"]),
+    ("/api/jobs/", "kind", ["import", "train", "predict"]),
+    ("/api/datasets/{a}/series/", "scans", ["1", "true", "0", "false"]),
+])
+def test_an_unknown_filter_value_is_a_400_naming_the_parameter_and_its_values(two_datasets, admin_api, url, param,
+                                                                               allowed):
+    """Once ``?status=zzz`` of the worklist and ``?outcome=zzz`` of an evaluation answered an empty 200 (and
+    ``?scans=zzz`` every series) while a bad ``sort`` was a 400: every enumerated filter now refuses alike."""
+    comma_list = url == SCANS and param != "sort"  # ?outcome=fn,fp
+    url = url.format(a=two_datasets.a.pk, ev=two_datasets.ids["evaluations"])
+    for bad in ("zzz", "ZZZ") + ((f"{allowed[0]},zzz",) if comma_list else ()):
+        r = admin_api.get(url, {param: bad})
+        assert r.status_code == 400, (url, param, bad, r.status_code)
+        message = " ".join(r.json()[param])
+        assert "zzz" in message.lower() and all(v.lstrip("-") in message for v in allowed), message
+    for good in allowed:
+        assert admin_api.get(url, {param: good}).status_code == 200, (url, param, good)
+
+
+def test_known_filter_values_still_filter(two_datasets, admin_api):
+    world = two_datasets
+    rows = admin_api.get(f"/api/datasets/{world.a.pk}/worklist/", {"status": "proposed"}).json()["rows"]
+    assert rows and {r["box_status"] for r in rows} == {"proposed"}
+    scans = admin_api.get(f"/api/evaluations/{world.ids['evaluations']}/scans/").json()["scans"]
+    outcomes = {s["outcome"] for s in scans}
+    some = min(outcomes)
+    picked = admin_api.get(f"/api/evaluations/{world.ids['evaluations']}/scans/", {"outcome": some}).json()["scans"]
+    assert picked and {s["outcome"] for s in picked} == {some}
+    jobs = admin_api.get("/api/jobs/", {"kind": "import", "status": "running"}).json()["results"]
+    assert [j["id"] for j in jobs] == [world.objects["job"].pk]
+    series = admin_api.get(f"/api/datasets/{world.a.pk}/series/", {"scans": "1"}).json()["results"]
+    assert [s["id"] for s in series] == [world.ids["series"]]
