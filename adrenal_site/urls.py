@@ -1,4 +1,5 @@
-"""Top-level URL configuration: pages of each app, the API under /api/, schema and docs."""
+"""Top-level URL configuration: pages of each app, the API under /api/ (its index at /api/), schema and docs.
+Errors Django answers itself (no such path, a server error) are JSON under /api/, the site's pages elsewhere."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
@@ -8,11 +9,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from adrenal_site.accounts.api import ObtainToken
 from adrenal_site.accounts.views import ThrottledLoginView
+from adrenal_site.api_root import ApiRoot
 from adrenal_site.csp import csp_extend
 from adrenal_site.jobs import api as jobs_api
 from adrenal_site.jobs import views as jobs_views
 
 api_patterns = [
+    path("", ApiRoot.as_view(), name="api-root"),
     path("", include("annotations.api.urls")),
     path("", include("inference.api.urls")),
     path("jobs/", jobs_api.JobList.as_view(), name="api-job-list"),
@@ -37,3 +40,8 @@ urlpatterns = [
     path("", include("annotations.urls")),
     path("", include("inference.urls")),
 ]
+
+handler400 = "adrenal_site.api_root.bad_request"
+handler403 = "adrenal_site.api_root.permission_denied"
+handler404 = "adrenal_site.api_root.not_found"
+handler500 = "adrenal_site.api_root.server_error"

@@ -1,0 +1,78 @@
+"""``GET /api/``, the API's index, and the JSON answers of the API for paths that do not exist.
+
+The index follows DRF's convention for an API root (``DefaultRouter``'s ``APIRootView`` takes the default
+permission classes): it is part of the API, so like every other endpoint it answers 401 to an anonymous request
+(with ``WWW-Authenticate: Token``; README and the docs name ``POST /api/auth/token/``) and 403 to a user without a
+role. A signed-in user gets links to the collections their role may list, the token endpoint, the schema and the
+docs. Django answers a path no pattern matches with its HTML 404 page; under ``/api/`` that is JSON instead,
+in DRF's shape (``{"detail": ...}``), and so are Django's own 400, 403 and 500 answers there (DRF's views
+answer their errors in JSON themselves; these are what happens outside them)."""
+from __future__ import annotations
+
+from django.http import JsonResponse
+from django.views import defaults
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from .roles import LEAD, IsClinician, has_role
+
+API_PREFIX = "/api/"
+
+# (key, URL name, role needed to list it) in the order the index shows them
+COLLECTIONS = (
+    ("datasets", "api-dataset-list", None),
+    ("predictions", "api-predictions", None),
+    ("jobs", "api-job-list", None),
+    ("runs", "api-run-list", LEAD),
+    ("runs_compare", "api-run-compare", LEAD),
+)
+ABOUT = (("auth_token", "api-token"), ("schema", "api-schema"), ("docs", "api-docs"), ("redoc", "api-redoc"))
+
+
+class ApiRoot(APIView):
+    """Links to the collections your role may list (datasets, predictions, jobs; leads also runs and the
+    run comparison), the token endpoint, the OpenAPI schema and the docs."""
+
+    permission_classes = [IsClinician]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        links = {key: reverse(name, request=request) for key, name, role in COLLECTIONS
+                 if role is None or has_role(request.user, role)}
+        return Response(links | {key: reverse(name, request=request) for key, name in ABOUT})
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def not_found(request, exception=None):
+    """``handler404``: JSON under /api/, the site's page elsewhere."""
+    if _is_api(request):
+        return JsonResponse({"detail": f"Nothing at {request.path[:200]}; see {API_PREFIX} for the API's index."},
+                            status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """``handler400`` (e.g. a query string of more than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` fields)."""
+    if _is_api(request):
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    """``handler403``."""
+    if _is_api(request):
+        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def server_error(request):
+    """``handler500``."""
+    if _is_api(request):
+        return JsonResponse({"detail": "Server error."}, status=500)
+    return defaults.server_error(request)
