@@ -69,12 +69,18 @@ class RunStart(APIView):
 
 
 class RunCancel(APIView):
+    """Stop a queued or running run (its job and every fold job, through the runner's one cancel path): 202 with
+    the run, which reads cancelled once its jobs stop. A run that has finished answers 409 naming its state, as
+    ``POST /api/jobs/<id>/cancel/`` does for a finished job."""
+
     permission_classes = [IsLead]
 
     def post(self, request, pk: int):
         run = get_object_or_404(visible_runs(request.user), pk=pk)
+        if not run.is_active:
+            return Response({"detail": f"Run {pk} is already {run.status}."}, status=409)
         cancel_run(run)
-        return Response(run_document(visible_runs(request.user).get(pk=pk)))
+        return Response(run_document(visible_runs(request.user).get(pk=pk)), status=202)
 
 
 class RunPromote(APIView):

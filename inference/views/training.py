@@ -70,7 +70,11 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(LEAD)
 @require_POST
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    cancel_run(get_object_or_404(visible_runs(request.user), pk=pk))
+    run = get_object_or_404(visible_runs(request.user), pk=pk)
+    if not run.is_active:  # as the API's 409: nothing to stop
+        messages.warning(request, f"Run {pk} is already {run.status}.")
+        return redirect("run-detail", pk=pk)
+    cancel_run(run)
     messages.info(request, f"Run {pk} cancelled.")
     return redirect("run-detail", pk=pk)
 

@@ -63,6 +63,28 @@ def test_api_start_promote_and_roles(cohort, client_as, users, django_capture_on
     assert c.get(f"/api/runs/{run.pk}/").status_code in (401, 403)
 
 
+def test_api_cancel_of_a_finished_run_is_409_as_for_a_job(cohort, client_as, django_capture_on_commit_callbacks):
+    """Cancelling a run that already finished answered 200 and did nothing, while the jobs API answers 409 for a
+    finished job: both now say 409 naming the state; a live run's cancel is 202, as a job's."""
+    from inference.tasks import start_run
+
+    c = client_as("lead")
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_run(cohort, "tiny")
+    r = c.post(f"/api/runs/{run.pk}/cancel/")
+    assert r.status_code == 202 and r.json()["status"] == "cancelled"
+    again = c.post(f"/api/runs/{run.pk}/cancel/")
+    assert again.status_code == 409 and again.json()["detail"] == f"Run {run.pk} is already cancelled."
+    job = c.post(f"/api/jobs/{run.job_id}/cancel/")
+    assert job.status_code == 409 and "cancelled" in job.json()["detail"]
+    set_status(run, "succeeded")
+    done = c.post(f"/api/runs/{run.pk}/cancel/")
+    assert done.status_code == 409 and "succeeded" in done.json()["detail"]
+    assert TrainingRun.objects.get(pk=run.pk).status == "succeeded"
+    page = c.post(reverse("run-cancel", args=[run.pk]), follow=True)  # the page says so too
+    assert b"already succeeded" in page.content
+
+
 def test_lead_of_another_dataset_does_not_see_the_run(cohort, make_user, client, django_capture_on_commit_callbacks):
     from inference.tasks import start_run
 
