@@ -314,8 +314,8 @@ def choose_operating_value(
     value still reaching it (the most specific one); when only a one-class value reaches it, the separating
     value with the highest sensitivity (then specificity) is taken instead. A target specificity takes the lowest
     value still reaching it (the most sensitive one), likewise falling back to the most specific separating value.
-    Measured on 7 development cohort pairs (README, "Model quality"), a specificity target chosen out-of-fold held
-    on the test scans (specificity >= 0.90 in all 7 at a 0.90 target), where Youden's J fell to 0.70.
+    Measured on 7 development and 3 fresh cohort pairs (README, "Model quality"), a 0.90 specificity target chosen
+    out-of-fold held on every test cohort, where Youden's value fell to 0.65-0.70; it costs sensitivity.
     """
     if not isinstance(oof, OutOfFold):
         raise TypeError("choose_operating_value takes OutOfFold predictions only (built from train-val rows)")
