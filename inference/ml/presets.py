@@ -17,19 +17,17 @@
 Overrides (``preset_config(name, overrides)``: the API's ``overrides``, ``train --set key=value``, the Models
 page's epochs) are checked against :data:`SETTINGS`, the one table of what a configuration may hold: every key
 must be one the trainer reads (unknown ones are refused, naming close ones), a section (``image``, ``mil``,
-``augment``, ``head``) stays a mapping, and every value has a kind and an allowed range with its reason. Any
-violation is one :class:`ConfigError` (a ValueError) naming the field path (``mil.top_k``) and what is allowed;
+``augment``, ``head``) stays a mapping, and every value has a kind and an allowed range with its reason (the
+kinds and their checks: :mod:`inference.ml.settings_fields`). Any violation is one :class:`ConfigError` (a ValueError) naming the field path (``mil.top_k``) and what is allowed;
 :func:`check_run_overrides` refuses overrides a service run would not honour (a saved split, a setting only the
 other trainer reads).
 """
 from __future__ import annotations
 
 import copy
-import difflib
-import json
 import math
-from dataclasses import dataclass
-from pathlib import Path
+
+from .settings_fields import Choice, ConfigError, Flag, Number, Section, Weights, show, spec
 
 AUGMENT_ALL = {"rotation_deg": 15.0, "zoom": 0.1, "contrast": 0.2, "dropout_holes": 4, "dropout_frac": 0.12,
                "invert_p": 0.1}
@@ -92,136 +90,6 @@ LITE_BLOCKS = {"efficientnet_lite0": 16, "efficientnet_lite1": 21, "efficientnet
 TORCHVISION_BACKBONES = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "resnet18", "resnet50")
 BACKBONES = (*LITE_BLOCKS, *TORCHVISION_BACKBONES, "tiny_cnn", "lesion_net")
 LESION_NET_CONVS = 7
-
-
-class ConfigError(ValueError):
-    """A training configuration value refused before any run exists: ``field`` is its path (``mil.top_k``), the
-    message names it and says what is allowed and why."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {problem}"[:700])
-
-
-def _show(value) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-@dataclass(frozen=True)
-class Number:
-    """An integer (``kind`` int) or a finite number (``kind`` float: integers too) from ``lo`` to ``hi``
-    (``open_lo``/``open_hi``: that bound excluded), or one of ``also``; None too with ``null``. Never true/false."""
-
-    kind: type
-    lo: float
-    hi: float
-    why: str
-    open_lo: bool = False
-    open_hi: bool = False
-    also: tuple = ()
-    null: bool = False
-
-    def allowed(self) -> str:
-        if self.kind is int:
-            text = f"an integer from {self.lo} to {self.hi}"
-        else:
-            text = f"a number in {'(' if self.open_lo else '['}{self.lo:g}, {self.hi:g}{')' if self.open_hi else ']'}"
-        extra = [_show(a) for a in self.also] + (["null"] if self.null else [])
-        return text + (f" or {' or '.join(extra)}" if extra else "")
-
-    def check(self, path: str, value) -> None:
-        if value is None and self.null:
-            return
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or (self.kind is int and not isinstance(value, int))):
-            raise ConfigError(path, f"expected {self.allowed()}, not {_show(value)} ({self.why})")
-        if value in self.also:
-            return
-        finite = isinstance(value, int) or math.isfinite(value)  # an int may be too large for a float
-        above = finite and (value > self.lo if self.open_lo else value >= self.lo)
-        below = finite and (value < self.hi if self.open_hi else value <= self.hi)
-        if not (above and below):
-            raise ConfigError(path, f"{_show(value)} is out of range: allowed {self.allowed()} ({self.why})")
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of ``values``."""
-
-    values: tuple
-    why: str
-
-    def allowed(self) -> str:
-        return "one of " + ", ".join(_show(v) for v in self.values)
-
-    def check(self, path: str, value) -> None:
-        if not isinstance(value, str) or value not in self.values:
-            raise ConfigError(path, f"expected {self.allowed()}, not {_show(value)} ({self.why})")
-
-
-@dataclass(frozen=True)
-class Flag:
-    """true or false (not 0/1, not text)."""
-
-    why: str
-
-    def allowed(self) -> str:
-        return "true or false"
-
-    def check(self, path: str, value) -> None:
-        if not isinstance(value, bool):
-            raise ConfigError(path, f"expected true or false, not {_show(value)} ({self.why})")
-
-
-@dataclass(frozen=True)
-class Weights:
-    """'auto', 'none' or the path of an existing state-dict file."""
-
-    why: str
-
-    def allowed(self) -> str:
-        return "'auto', 'none' or the path of a weights file"
-
-    def check(self, path: str, value) -> None:
-        if not isinstance(value, str) or not value or len(value) > 500:
-            raise ConfigError(path, f"expected {self.allowed()}, not {_show(value)} ({self.why})")
-        if value not in ("auto", "none") and not Path(value).is_file():
-            raise ConfigError(path, f"no weights file at {_show(value)}: expected {self.allowed()}")
-
-
-@dataclass(frozen=True)
-class Section:
-    """A mapping of named settings (``fields``); a plain value cannot replace it."""
-
-    fields: dict
-    why: str
-
-    def allowed(self) -> str:
-        return "a mapping of " + ", ".join(self.fields)
-
-    def check(self, path: str, value) -> None:
-        if not isinstance(value, dict):
-            example = next(iter(self.fields))
-            raise ConfigError(path, f"a section ({self.why}) cannot be a plain value: give a mapping of its settings "
-                                    f'like {{"{example}": ...}} (or --set {path}.{example}=...), not {_show(value)}')
-        for key, v in value.items():
-            _spec(self.fields, key, f"{path}.{key}", path).check(f"{path}.{key}", v)
-
-
-def _spec(fields: dict, key, path: str, where: str = ""):
-    """The setting ``key`` of ``fields``; ConfigError naming it with close and valid names when unknown."""
-    if isinstance(key, str) and key in fields:
-        return fields[key]
-    if where == "" and key in INTERNAL:
-        raise ConfigError(path, f"cannot be overridden: {INTERNAL[key]}")
-    close = difflib.get_close_matches(str(key), list(fields), n=3, cutoff=0.6)
-    hint = f" (did you mean {' or '.join(f'{where}.{c}' if where else c for c in close)}?)" if close else ""
-    raise ConfigError(path, f"unknown setting{hint}; {'the settings of ' + where if where else 'the settings'} are: "
-                            f"{', '.join(fields)}")
 
 
 # Every setting the trainers, the image builders and the evaluation read, its kind and allowed range, each with
@@ -320,9 +188,9 @@ def preset_config(name: str, overrides: dict | None = None) -> dict:
     given = expand_overrides(overrides)
     cfg = copy.deepcopy(COMMON) | copy.deepcopy(PRESETS[name]) | {"preset": name}
     for key, value in given.items():
-        spec = _spec(SETTINGS, key, key)
-        spec.check(key, value)
-        cfg[key] = ((cfg.get(key) or {}) | copy.deepcopy(value)) if isinstance(spec, Section) else copy.deepcopy(value)
+        field = spec(SETTINGS, key, key, internal=INTERNAL)
+        field.check(key, value)
+        cfg[key] = ((cfg.get(key) or {}) | copy.deepcopy(value)) if isinstance(field, Section) else copy.deepcopy(value)
     check_config(cfg, _given_paths(given))
     return cfg
 
@@ -333,11 +201,11 @@ def expand_overrides(overrides: dict | None) -> dict:
     if overrides is None:
         return {}
     if not isinstance(overrides, dict):
-        raise ConfigError("overrides", f"expected a mapping of settings, not {_show(overrides)}")
+        raise ConfigError("overrides", f"expected a mapping of settings, not {show(overrides)}")
     out: dict = {}
     for key, value in overrides.items():
         if not isinstance(key, str) or not all(key.split(".")) or key.count(".") > 1:
-            raise ConfigError("overrides", f"a setting is named by text, 'name' or 'section.name', not {_show(key)}")
+            raise ConfigError("overrides", f"a setting is named by text, 'name' or 'section.name', not {show(key)}")
         section, dot, sub = key.partition(".")
         if dot:
             section_value, value = out.get(section, {}), {sub: value}
@@ -376,7 +244,7 @@ def check_config(cfg: dict, given: frozenset[str] = frozenset()) -> None:
     for key, value in cfg.items():
         if key == "preset" and value in PRESETS:
             continue
-        _spec(SETTINGS, key, key).check(key, value)
+        spec(SETTINGS, key, key, internal=INTERNAL).check(key, value)
     backbone, head = cfg.get("backbone", "efficientnet_b1"), cfg.get("head") or {}
     if head and backbone == "tiny_cnn":
         raise ConfigError(_named(given, "head", "backbone"), "tiny_cnn has no head to configure")
@@ -429,7 +297,7 @@ def check_run_overrides(config: dict, overrides: dict | None, split: dict | None
     if split is not None:
         for key in ("test_fraction", "n_folds"):
             if key in given and not math.isclose(float(config[key]), float(split[key])):
-                raise ConfigError(key, f"{_show(config[key])} would not be used: the dataset's split is saved (test "
+                raise ConfigError(key, f"{show(config[key])} would not be used: the dataset's split is saved (test "
                                        f"fraction {split['test_fraction']:g}, {split['n_folds']} folds, seed "
                                        f"{split['seed']}) and every run of it uses that split, so that runs are "
                                        "compared on the same test patients")
