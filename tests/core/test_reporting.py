@@ -118,6 +118,15 @@ def _orange(rgb: np.ndarray) -> int:
     return int(((rgb[..., 0] > 230) & (abs(rgb[..., 1] - 160) < 30) & (rgb[..., 2] < 60)).sum())
 
 
+def test_a_per_gland_verdict_reports_the_score_its_operating_value_applies_to(real):
+    findings = dataclasses.replace(abnormal_findings(real["boxes"]), score=0.42)
+    assert "scan score 0.42 (operating value 0.40)" in findings.summary() and "fraction" not in findings.summary()
+    report = read_report(build_report(real["source"], findings, sop_instance_uid=generate_uid(),
+                                      series_instance_uid=generate_uid(), device_uid=generate_uid()))
+    assert report["score"] == pytest.approx(0.42) and report["fraction"] == 0.5
+    assert "scan score 0.42" in report["texts"][0]
+
+
 def test_not_assessable_sr_says_why_without_boxes(real):
     findings = Findings("not_assessable", "adrenal region not covered (no lung bases)", None, None, 0.4, {}, (), (),
                         MODEL)

@@ -15,9 +15,10 @@ RESEARCH_STATEMENT = ("Research tool, not a medical device: this result is not f
 
 @dataclass(frozen=True)
 class SideFinding:
-    """One adrenal side: ``score`` (the ensemble's fraction of images voted abnormal with the other side
-    blanked, 0-1), ``abnormal`` (that score judged by the verdict rule; None without a score) and the crop
-    ``box`` the images were cut from (None when the scan had none)."""
+    """One adrenal side: ``score`` (0-1: a per-gland model's score of that gland, the top-k mean of its image
+    probabilities; a joined model's fraction of images voted abnormal with the other side blanked), ``abnormal``
+    (that side's verdict; None without a score) and the crop ``box`` the images were cut from (None when the scan
+    had none)."""
 
     side: str  # "R" or "L"
     score: float | None
@@ -46,7 +47,8 @@ class Findings:
     score compared with ``operating_value``); ``flagged_slices_mm`` are LPS z of images voted abnormal and
     ``slice_scores`` ``[(z_mm, probability), ...]``; ``cautions`` are sentences saying where the scan lies outside
     what the model was validated on (``inference.ml.acquisition.acquisition_cautions``: the verdict stands but is
-    less certain)."""
+    less certain). ``score`` is set for per-gland models, whose operating value applies to the scan score (the
+    max of the glands' top-k mean image probabilities), not to ``fraction``."""
 
     verdict: str
     reason: str
@@ -58,6 +60,7 @@ class Findings:
     slice_scores: tuple[tuple[float, float], ...]
     model: ModelInfo
     cautions: tuple[str, ...] = ()
+    score: float | None = None  # per-gland runs: the scan score the operating value applies to (max of the glands')
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -72,7 +75,9 @@ class Findings:
         if self.verdict == "not_assessable":
             return f"Not assessable: {self.reason or 'no reason given'}"
         parts = [f"{self.verdict_text.capitalize()}"]
-        if self.fraction is not None and self.operating_value is not None:
+        if self.score is not None and self.operating_value is not None:
+            parts.append(f"scan score {self.score:.2f} (operating value {self.operating_value:.2f})")
+        elif self.fraction is not None and self.operating_value is not None:
             parts.append(f"fraction of images voted abnormal {self.fraction:.2f} (operating value "
                          f"{self.operating_value:.2f})")
         if self.probability is not None:

@@ -5,8 +5,9 @@ Content (codes: SNOMED CT and DCM where they exist, private scheme ``99ADRCT`` o
 
 - observation context: the device (name, model and version of the classifier);
 - measurement group "scan verdict" (TID 1501) on the adrenal glands: qualitative evaluation *Adrenal lesion
-  verdict* = Abnormal / Normal (SNOMED CT) / Not assessable, measurements *fraction of images voted abnormal*, *operating value*,
-  *mean image probability*, and the algorithm identification (model name, version, parameters);
+  verdict* = Abnormal / Normal (SNOMED CT) / Not assessable, measurements *scan score* (per-gland models: what the
+  operating value applies to), *fraction of images voted abnormal*, *operating value*, *mean image probability*,
+  and the algorithm identification (model name, version, parameters);
 - one measurement group per side with a crop box (TID 1411, finding site adrenal gland + laterality): the box
   as an SCOORD3D volume surface (its lowest and highest axial rectangles, in the source series' frame of
   reference, referencing the source series), the side score and its verdict by the same rule;
@@ -33,7 +34,8 @@ SCHEME = "99ADRCT"
 FRACTION = Code("FRAC", SCHEME, "Fraction of 2.5D images voted abnormal")
 OPERATING_VALUE = Code("OPV", SCHEME, "Operating value")
 PROBABILITY = Code("PROB", SCHEME, "Mean image probability of an adrenal lesion")
-SIDE_SCORE = Code("SIDE", SCHEME, "Side score (fraction voted abnormal, other side blanked)")
+SIDE_SCORE = Code("SIDE", SCHEME, "Side score (the gland's own score)")
+SCAN_SCORE = Code("SCORE", SCHEME, "Scan score (max over the glands of their top-k mean)")
 NOT_ASSESSABLE = Code("NA", SCHEME, "Not assessable")
 VERDICT = Code("VERDICT", SCHEME, "Adrenal lesion verdict")
 SIDE_VERDICT = Code("SIDEVERDICT", SCHEME, "Adrenal lesion verdict of this side")
@@ -62,6 +64,8 @@ def _number(name: Code, value: float, algorithm) -> hd.sr.Measurement:
 
 def _scan_group(findings: Findings, source: SourceSeries, algorithm) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     measurements = []
+    if findings.score is not None:
+        measurements.append(_number(SCAN_SCORE, findings.score, algorithm))
     if findings.fraction is not None:
         measurements.append(_number(FRACTION, findings.fraction, algorithm))
     if findings.operating_value is not None:
@@ -165,8 +169,8 @@ def build_report(source: SourceSeries, findings: Findings, *, sop_instance_uid: 
 
 def read_report(dataset: Dataset) -> dict:
     """What an SR made by ``build_report`` says, read back with highdicom: ``{"verdict", "fraction",
-    "operating_value", "probability", "model": {"name", "version"}, "texts": [...], "cautions": [...] (the
-    "Caution: " comments without that prefix), "sides": {"R": {"score", "finding", "polygons" ([N, 3] LPS mm
+    "operating_value", "probability", "score" (per-gland models), "model": {"name", "version"}, "texts": [...],
+    "cautions": [...] (the "Caution: " comments without that prefix), "sides": {"R": {"score", "finding", "polygons" ([N, 3] LPS mm
     each), "frame_of_reference_uid", "series_uid"}}}``. Raises ValueError (or highdicom's errors) when it is not a
     TID 1500 report."""
     sr = hd.sr.Comprehensive3DSR.from_dataset(dataset, copy=True)
@@ -177,7 +181,7 @@ def read_report(dataset: Dataset) -> dict:
             out["verdict"] = _verdict_of_code(ev.value)
         for m in group.get_measurements():
             key = {FRACTION.value: "fraction", OPERATING_VALUE.value: "operating_value",
-                   PROBABILITY.value: "probability"}.get(m.name.value)
+                   PROBABILITY.value: "probability", SCAN_SCORE.value: "score"}.get(m.name.value)
             if key:
                 out[key] = float(m.value)
     names = hd.sr.utils.find_content_items(sr, name=codes.DCM.AlgorithmName, recursive=True)

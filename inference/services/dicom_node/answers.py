@@ -78,6 +78,7 @@ def findings_of(prediction: Prediction) -> Findings:
         flagged_slices_mm=tuple(float(z) for z in prediction.flagged_slices_mm or ()),
         slice_scores=tuple((float(z), float(p)) for z, p in prediction.slice_scores or ()),
         model=model_of(prediction.run), cautions=tuple(str(c) for c in prediction.cautions or ()),
+        score=prediction.score,
     )
 
 
