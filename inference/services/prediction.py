@@ -31,7 +31,7 @@ from ..models import Evaluation, Prediction, TrainingRun
 from .ensembles import ensemble_for
 from .gland_data import is_gland_run
 from .runs import training_acquisition
-from .verdicts import side_findings
+from .verdicts import probability_cutoff, side_findings
 
 
 @dataclass
@@ -233,7 +233,7 @@ def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dat
     p = predict_series(series, run, job=job, user=user, progress=progress)
     return document(series.series_uid, p.probability, p.verdict, p.reason, run.operating_value, p.sides,
                     p.flagged_slices_mm, prediction=p.pk, series=series.pk, side_reasons=unjudged_sides(p) or None,
-                    cautions=p.cautions or None)
+                    cautions=p.cautions or None, score=p.score, probability_cutoff=probability_cutoff(p))
 
 
 def unjudged_sides(p: Prediction) -> dict[str, str]:

@@ -165,6 +165,8 @@ def test_a_submitter_follows_an_upload_to_its_verdict_and_can_always_open_it(her
     assert html.count('<tr data-side="') == 2 and f"run #{run.pk}" in html and "gland test model" in html
     cutoff = p.side_details["R"]["probability_cutoff"]  # each gland's probability shown beside its cut-off
     assert f"(abnormal from {cutoff:.3f})" in html and f"as a probability {cutoff:.3f}" in html
+    # the predict document (predict --json, the job's result) gives the score the operating value applies to
+    assert job.result["score"] == p.score and job.result["probability_cutoff"] == cutoff
     assert f'/series/{p.series_id}/?z_mm=' in html and f"/api/predictions/{p.pk}/evidence/0.png" in html
     # listed on the submit page; the scan (in "Submitted studies") opens for its submitter and nobody else
     listing = client.get("/verdicts/").content.decode()
