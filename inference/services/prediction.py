@@ -30,7 +30,7 @@ from inference.ml.volume import Volume, load_nifti
 from ..models import Evaluation, Prediction, TrainingRun
 from .ensembles import ensemble_for
 from .gland_data import is_gland_run
-from .runs import training_acquisition
+from .runs import scan_contrast, training_acquisition
 from .verdicts import probability_cutoff, side_findings
 
 
@@ -78,14 +78,15 @@ def side_not_assessable(note: str) -> dict:
 
 def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT",
                  boxes: dict[str, Box] | None = None, not_covered_reason: str = "",
-                 uncovered: dict[str, str] | None = None,
+                 uncovered: dict[str, str] | None = None, contrast: bool | None = None,
                  progress: Callable[[float, str], None] | None = None) -> Outcome:
     """Assess, build the 2.5D images, run the ensemble; "not assessable" with the reason when it cannot.
 
     ``boxes``: the sides to judge (None: proposed here); ``uncovered``: sides whose gland is outside the field
     of view, with what is missing (from the proposal when proposed here): those are reported "not assessable:
     <note>" (``Outcome.stored_fields``) and the scan is judged on the other side. A verdict on a scan whose
-    voxel size is outside the run's training scans carries ``cautions`` (:mod:`inference.ml.acquisition`)."""
+    voxel size is outside the run's training scans, or whose header records a contrast agent (``contrast``: True,
+    False, None for unknown) unlike every training scan's, carries ``cautions`` (:mod:`inference.ml.acquisition`)."""
     report = progress or no_progress
     t0 = time.perf_counter()
     reason = assessability.check_ct(volume, modality)
@@ -106,7 +107,7 @@ def judge_volume(volume: Volume, run: TrainingRun, *, modality: str | None = "CT
     outcome = _judge(volume, boxes, run, t0, report)
     outcome.uncovered = uncovered
     if outcome.verdict != Prediction.Verdict.NOT_ASSESSABLE:
-        outcome.cautions = acquisition_cautions(volume.spacing, training_acquisition(run))
+        outcome.cautions = acquisition_cautions(volume.spacing, training_acquisition(run), contrast=contrast)
     return outcome
 
 
@@ -182,7 +183,7 @@ def predict_series(series, run: TrainingRun, *, job=None, user=None,
             if series.box_status == Series.BoxStatus.NOT_COVERED else ""
         outcome = judge_volume(volume, run, modality=series.modality or "CT", boxes=stored_boxes(series),
                                not_covered_reason=not_covered, uncovered=series.uncovered_sides or {},
-                               progress=report)
+                               contrast=scan_contrast(series), progress=report)
     fields = outcome.stored_fields(run.operating_value)
     if job is not None:  # one Prediction per job and scan: a re-delivered job updates it
         prediction, _ = Prediction.objects.update_or_create(

@@ -16,6 +16,7 @@ from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import request_cancel
 from adrenal_site.storage import local_path
 from annotations.models import Dataset
+from inference.ml.acquisition import contrast_of
 from inference.ml.presets import check_run_overrides, preset_config
 
 from ..models import DatasetSplit, FoldRun, TrainingRun
@@ -29,6 +30,12 @@ def run_dir(run: TrainingRun) -> Path:
 
 
 ACQUISITION_FILE = "acquisition.json"
+
+
+def scan_contrast(series) -> bool | None:
+    """Whether the series' DICOM header records a contrast agent (``inference.ml.acquisition.contrast_of``); None
+    for a scan imported from NIfTI (no header to tell)."""
+    return contrast_of(series.contrast_agent, (series.extra or {}).get("source") != "nifti")
 
 
 def training_acquisition(run: TrainingRun) -> dict | None:

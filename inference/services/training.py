@@ -28,7 +28,7 @@ from inference.ml.mil import train_fold_mil
 from inference.ml.training import fresh_model, load_ensemble, train_fold
 
 from ..models import FoldRun, TrainingRun
-from .runs import ACQUISITION_FILE, run_dir
+from .runs import ACQUISITION_FILE, run_dir, scan_contrast
 from .gland_data import gland_samples, gland_scans, is_gland_run, scan_sample
 from .images import build_many
 from .training_data import fold_data, image_rows
@@ -184,11 +184,13 @@ def _write_predictions(out, records: list[dict], n: int, with_side: bool = False
 
 
 def _write_acquisition(out, records: list[dict]) -> None:
-    """``acquisition.json``: the voxel-size range of the train-val scans (what the model was validated on; a
-    verdict outside it carries a caution, ``inference.ml.acquisition``)."""
+    """``acquisition.json``: the voxel-size range of the train-val scans and how many record a contrast agent
+    (what the model was validated on; a verdict outside it carries a caution, ``inference.ml.acquisition``)."""
     ids = {r["series_id"] for r in records if r["split"] == "trainval"}
-    spacings = Volume.objects.filter(series_id__in=ids).values_list("spacing_mm", flat=True)
-    atomic.write_text(out / ACQUISITION_FILE, json.dumps(acquisition_range(spacings), indent=1))
+    volumes = Volume.objects.filter(series_id__in=ids).select_related("series")
+    spacings = [v.spacing_mm for v in volumes]
+    contrast = [scan_contrast(v.series) for v in volumes]
+    atomic.write_text(out / ACQUISITION_FILE, json.dumps(acquisition_range(spacings, contrast), indent=1))
 
 
 def _version(run: TrainingRun, n_records: int, progress: ProgressFn) -> dict:

@@ -72,6 +72,16 @@ def test_per_gland_run_trains_evaluates_and_judges(db, settings, tmp_path, train
     page = client_as("admin").get(f"/series/{series.pk}/").content.decode()
     assert 'id="verdict-cautions"' in page and html.escape(f["cautions"][0]) in page
     assert client_as("admin").get(f"/api/predictions/{stored.pk}/").json()["cautions"] == f["cautions"]
+    # whether a contrast agent was given, as the training scans' DICOM headers record it (these record none): a
+    # scan whose header names an agent is judged with a caution saying the model never saw one
+    assert trained["contrast"] == {"recorded": 0, "none": trained["scans"], "unknown": 0}
+    enhanced = Series.objects.filter(study__patient__dataset=ds).exclude(pk=series.pk).first()
+    Series.objects.filter(pk=enhanced.pk).update(contrast_agent="IODINATED")
+    enhanced.refresh_from_db()
+    assert runs.scan_contrast(enhanced) is True and runs.scan_contrast(series) is False
+    judged = judge_volume(load_nifti(realct["example_ct"]), run, contrast=runs.scan_contrast(enhanced))
+    assert any("records a contrast agent and none of the model's 12 training scans" in c for c in judged.cautions)
+    assert not any("contrast" in c for c in judge_volume(load_nifti(realct["example_ct"]), run).cautions)
 
 
 @pytest.mark.django_db(transaction=True)  # the runner closes connections between jobs
