@@ -27,6 +27,7 @@ import hmac
 import logging
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -96,6 +97,21 @@ def layout_of(rel_path: str) -> Layout:
     return Layout()
 
 
+def nifti_patient(rel_path: str, stem: str, layout: Layout, stem_shared: bool) -> tuple[str, str]:
+    """``(raw patient id, study key)`` of a NIfTI file (a NIfTI carries no patient): the patient folder of the
+    ``{normal,abnormal}/<patient>/`` layout; else, when several files of the import share this file's name (the
+    ``<patient>/ct.nii.gz`` layout of TotalSegmentator's dataset), the folder holding it; else the file's name, one
+    patient per file (``case007.nii.gz``). The study key is the file's name, with its folder when names repeat."""
+    parent = Path(rel_path).parent.name
+    if layout.patient:
+        raw_id = f"folder:{layout.patient}"
+    elif stem_shared and parent:
+        raw_id = f"folder:{parent}"
+    else:
+        raw_id = stem
+    return raw_id, f"nifti:{stem}" if not (stem_shared and parent) else f"nifti:{parent}/{stem}"
+
+
 def _date(value) -> date | None:
     s = str(value or "").strip()
     if len(s) >= 8 and s[:8].isdigit():
@@ -129,6 +145,7 @@ class Importer:
         self.dataset, self.root, self.report, self.user = dataset, root, report, user
         self.progress = progress or (lambda p, m="": None)
         self.touched_studies: set[int] = set()
+        self.shared_stems: set[str] = set()  # NIfTI file stems that several files of this import carry
         self.imported_here = set(
             report.items.filter(status=ImportItem.Status.IMPORTED).values_list("series_id", flat=True)
         )
@@ -291,10 +308,10 @@ class Importer:
         volume = entry.volume
         layout = layout_of(rel)
         stem = nifti_stem(path)
-        raw_id = f"folder:{layout.patient}" if layout.patient else stem
+        raw_id, study_key = nifti_patient(rel, stem, layout, stem in self.shared_stems)
         k, j, i = volume.shape
         self.store(
-            raw_id=raw_id, layout=layout, study_key=f"nifti:{stem}", series_key=key, uid_source="nifti", where=rel,
+            raw_id=raw_id, layout=layout, study_key=study_key, series_key=key, uid_source="nifti", where=rel,
             volume=volume, resampled=False, notes="; ".join(entry.notes), instances=[(key, rel)],
             study_fields={"description": f"NIfTI {stem}"[:200]},
             series_fields={"modality": "CT", "series_description": stem[:200], "instance_count": 1,
@@ -338,6 +355,8 @@ class Importer:
                 log.exception("import of %s failed", group.describe())
                 self.item(group.describe(), ImportItem.Status.FAILED, f"{type(exc).__name__}: {exc}")
             self.progress(20 + 75 * n / total, f"series {n}/{len(groups)}")
+        stems = Counter(nifti_stem(path) for path in niftis)
+        self.shared_stems = {stem for stem, count in stems.items() if count > 1}
         for n, path in enumerate(niftis, len(groups) + 1):
             try:
                 self.import_nifti(path)

@@ -231,6 +231,29 @@ def test_nifti_entry_point_with_labels_csv(realct, tmp_path):
     assert statuses(import_path(ds, src)) == {"imported": 0, "skipped": 1, "failed": 0}
 
 
+def test_nifti_files_of_the_same_name_in_patient_folders_are_different_patients(realct, tmp_path):
+    """TotalSegmentator's dataset layout, <patient>/ct.nii.gz: the folder is the patient (the file name is the
+    same for all); files with names of their own stay one patient each, and a labels CSV names either."""
+    import nibabel as nib
+
+    src = tmp_path / "cohort"
+    img = nib.load(realct["example_ct_sm"])
+    data = np.asarray(img.dataobj)
+    for n, folder in enumerate(("s0001", "s0002")):
+        (src / folder).mkdir(parents=True)
+        changed = data.copy()
+        changed[0, 0, 0] = n  # another file's content
+        nib.save(nib.Nifti1Image(changed, img.affine, img.header), src / folder / "ct.nii.gz")
+    shutil.copy(realct["example_ct_sm"], src / "case9.nii.gz")
+    (tmp_path / "labels.csv").write_text("patient,label\ns0001,abnormal\ns0002,normal\ncase9,abnormal\n")
+    ds = Dataset.objects.create(name="folders")
+    report = import_path(ds, src, labels_csv=tmp_path / "labels.csv")
+    assert statuses(report) == {"imported": 3, "skipped": 0, "failed": 0}
+    assert Patient.objects.filter(dataset=ds).count() == 3 and Study.objects.filter(patient__dataset=ds).count() == 3
+    assert sorted(s.label for s in Series.objects.filter(study__patient__dataset=ds)) == ["abnormal", "abnormal",
+                                                                                         "normal"]
+
+
 @pytest.mark.django_db(transaction=True)  # the job runner closes and reopens connections
 def test_command_json_shape(store_cohort):
     root, truth = store_cohort
