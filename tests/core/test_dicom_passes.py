@@ -381,6 +381,25 @@ def test_nifti_without_an_axial_axis_is_refused_and_qform_sform_disagreement_not
     np.testing.assert_allclose(entry.volume.affine, to_canonical(Volume(ref.array, LPS_TO_RAS @ img.affine))[0].affine)
 
 
+def test_nifti_whose_left_and_right_cannot_be_told_is_refused(tmp_path):
+    """No qform and no sform (orientation unknown), or a qform and sform of different orientations (readers differ
+    in which they take): refused, since every verdict here is per side."""
+    ref = reference_volume()
+    bare = nib.Nifti1Image(ref.array.transpose(2, 1, 0).copy(), None)  # no affine: both codes 0
+    nib.save(bare, tmp_path / "bare.nii.gz")
+    assert int(nib.load(tmp_path / "bare.nii.gz").header["sform_code"]) == 0
+    with pytest.raises(ValueError, match="neither qform nor sform .* which side is the patient's left"):
+        read_nifti_entry(tmp_path / "bare.nii.gz")
+    flipped = nib.Nifti1Image(ref.array.transpose(2, 1, 0).copy(), LPS_TO_RAS @ ref.affine)
+    mirror = flipped.affine.copy()
+    mirror[0, :] *= -1  # the qform says the first axis runs the other way: left and right swapped
+    flipped.header.set_qform(mirror, code=1)
+    flipped.header.set_sform(flipped.affine, code=1)
+    nib.save(flipped, tmp_path / "flipped.nii.gz")
+    with pytest.raises(ValueError, match=r"qform \(\w+\) and sform \(\w+\) give different orientations"):
+        read_nifti_entry(tmp_path / "flipped.nii.gz")
+
+
 def test_prone_dicom_series_lands_on_the_same_canonical_axes(tmp_path):
     """Orientation -1,0,0 / 0,-1,0 (prone): rows run right-to-left and columns anterior; stored canonical."""
     zs = [2.0 * k for k in range(5)]

@@ -6,9 +6,10 @@ every file is put on the store's canonical axes at import (``volume.to_canonical
 only, values untouched; the same grid a standard axial DICOM series gets), then refused like a DICOM series
 when it has fewer than ``MIN_SLICES`` axial slices or no axis near the patient's z axis.
 
-Orientation: the sform when its code is set, else the qform, else nibabel's fallback (as nibabel and
-``nib.load(...).affine``); a qform and sform that are both set and place the grid's corners more than
-``QFORM_SFORM_TOLERANCE_MM`` apart are noted, as is a file with neither.
+Orientation: the sform when its code is set, else the qform (as nibabel and ``nib.load(...).affine``); a qform
+and sform that are both set and place the grid's corners more than ``QFORM_SFORM_TOLERANCE_MM`` apart are noted.
+A file with neither, or whose qform and sform give different orientations (tools differ in which they read, so
+one of them would swap left and right), is refused: this project judges each gland on its side.
 """
 from __future__ import annotations
 
@@ -74,9 +75,15 @@ def _orientation_notes(img, shape_ijk) -> tuple[list[str], str]:
     elif q_code > 0:
         used = "qform"
     else:
-        return ["NIfTI has neither qform nor sform: orientation assumed from the voxel sizes (nibabel's default)"], "none"
+        raise ValueError("NIfTI has neither qform nor sform (both codes 0): its orientation, which side is the "
+                         "patient's left included, is unknown; set the qform or sform and import it again")
     notes = []
     if q_code > 0 and s_code > 0:
+        q_axes = axis_codes(LPS_TO_RAS @ header.get_qform())
+        s_axes = axis_codes(LPS_TO_RAS @ header.get_sform())
+        if q_axes != s_axes:  # tools differ in which they read (nibabel the sform, others the qform)
+            raise ValueError(f"NIfTI qform ({q_axes}) and sform ({s_axes}) give different orientations: readers that "
+                             "take the other one would swap the patient's sides; make them agree and import it again")
         diff = affines_differ_mm(header.get_qform(), header.get_sform(), shape_ijk)
         if diff > QFORM_SFORM_TOLERANCE_MM:
             notes.append(
@@ -90,8 +97,9 @@ def _orientation_notes(img, shape_ijk) -> tuple[list[str], str]:
 def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -> NiftiEntry:
     """A 3D NIfTI file as an int16 HU volume on the store's canonical axes, with its notes.
 
-    Raises ValueError with the reason when unusable: unreadable, not 3D, singular affine, no voxel axis within
-    ``acos(AXIAL_MIN_COS)`` of the patient's z axis, or fewer than ``min_slices`` axial slices."""
+    Raises ValueError with the reason when unusable: unreadable, not 3D, no qform or sform, a qform and sform of
+    different orientations, singular affine, no voxel axis within ``acos(AXIAL_MIN_COS)`` of the patient's z axis,
+    or fewer than ``min_slices`` axial slices."""
     try:
         img = nib.load(str(path))
     except Exception as exc:  # noqa: BLE001
