@@ -174,6 +174,16 @@ def test_empty_scan_is_not_covered():
     assert result.status == "not_covered" and "no body" in result.reason
 
 
+def test_a_scan_not_in_hounsfield_units_is_not_covered_for_that_reason(realct):
+    """The real CT stored without its rescale (air at 0, as a series missing RescaleIntercept is): the proposer
+    says the values are not Hounsfield units instead of blaming the field of view ("no lungs ... pelvis only?")."""
+    ct = load_nifti(realct["example_ct_sm"])
+    raw = Volume((ct.array.astype(np.int32) + 1024).clip(0, 32767).astype(np.int16), ct.affine)
+    result = propose(raw)
+    assert result.status == "not_covered" and "not Hounsfield units" in result.reason, result.reason
+    assert "no air in Hounsfield units (values from 0 to" in result.reason
+
+
 # --- leave-one-out ----------------------------------------------------------------------------------------------
 
 DICOM_SOURCE = "totalsegmentator:example_ct_dicom"

@@ -8,6 +8,7 @@ missing; the scan is "not_covered" only when neither gland is in the field of vi
 """
 from __future__ import annotations
 
+from ..assessability import hounsfield_reason
 from ..volume import Volume
 from .atlas_boxes import MAX_SIDE_MM, propose_from_atlases
 from .landmark_boxes import MAX_BOX_MM, propose_from_landmarks
@@ -16,7 +17,13 @@ from .result import Proposal, SideProposal
 
 
 def propose(volume: Volume, exclude_sources: tuple[str, ...] = ()) -> Proposal:
-    """Both boxes for a CT volume (``atlas_boxes.propose_from_atlases``)."""
+    """Both boxes for a CT volume (``atlas_boxes.propose_from_atlases``); "not covered" with the reason when the
+    volume's values are not Hounsfield units (``assessability.hounsfield_reason``: no air below -500 HU, as when a
+    series' rescale is missing), instead of a localisation failure that would blame the field of view."""
+    reason = hounsfield_reason(volume)
+    if reason:
+        return Proposal.not_covered(f"{reason}: the glands cannot be located in values that are not Hounsfield "
+                                    "units (a missing or wrong rescale slope/intercept?)")
     return propose_from_atlases(volume, exclude_sources=exclude_sources)
 
 
