@@ -2,7 +2,7 @@
 from .boxes import CropBox, CropBoxVersion
 from .datasets import Dataset, Patient, Study
 from .findings import Gland, SideFinding, SideFindingVersion
-from .imaging import Series, SourceInstance, Volume, dataset_of_series
+from .imaging import Series, SourceInstance, Volume, dataset_of_series, split_notes
 from .imports import ImportItem, ImportReport
 from .labels import Label
 
@@ -22,4 +22,5 @@ __all__ = [
     "Study",
     "Volume",
     "dataset_of_series",
+    "split_notes",
 ]

@@ -102,12 +102,41 @@ class Volume(models.Model):
     spacing_mm = models.JSONField(help_text="[i, j, k] spacing in mm: column, row, slice")
     affine = models.JSONField(help_text="4x4 voxel (i, j, k) -> LPS mm")
     resampled = models.BooleanField(default=False, help_text="Irregular spacing or tilt was resampled")
-    notes = models.CharField(max_length=300, blank=True)
+    notes = models.TextField(blank=True, help_text="What import did or found (reorientation, qform/sform, gantry "
+                             "tilt, missing or uneven slices, passes), '; '-joined; kept whole")
     preview = models.FileField(upload_to="previews/", max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return f"volume of {self.series_id} {self.shape}"
+
+    @property
+    def note_list(self) -> list[str]:
+        """``notes`` one note apiece (see ``split_notes``)."""
+        return split_notes(self.notes)
+
+
+def split_notes(notes: str | None) -> list[str]:
+    """A volume's ``"; "``-joined notes as a list, one note apiece. A ``"; "`` inside a pair of parentheses belongs
+    to its note (``"put on the store's LPS axes (flipped i; no interpolation)"`` is one note); a parenthesis left
+    open (a note cut short with "...") holds nothing together."""
+    text = notes or ""
+    inside = [0] * (len(text) + 1)  # +1 at each matched "(", -1 after its ")": a running sum > 0 is inside
+    opened = []
+    for n, ch in enumerate(text):
+        if ch == "(":
+            opened.append(n)
+        elif ch == ")" and opened:
+            inside[opened.pop()] += 1
+            inside[n + 1] -= 1
+    out, depth, start = [], 0, 0
+    for n, ch in enumerate(text):
+        depth += inside[n]
+        if ch == ";" and depth == 0 and text[n + 1:n + 2] == " ":
+            out.append(text[start:n])
+            start = n + 2
+    out.append(text[start:])
+    return [s.strip() for s in out if s.strip()]
 
 
 class SourceInstance(models.Model):

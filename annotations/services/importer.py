@@ -273,7 +273,7 @@ class Importer:
                 "file": rel_file, "shape": list(volume.shape),
                 "spacing_mm": [round(float(s), 6) for s in volume.spacing],
                 "affine": [[float(v) for v in row] for row in volume.affine],
-                "resampled": resampled, "notes": notes[:300],
+                "resampled": resampled, "notes": notes,
             })
             SourceInstance.objects.bulk_create(
                 [SourceInstance(dataset=self.dataset, series=series, key=k[:200], path=p[:1000]) for k, p in instances]
