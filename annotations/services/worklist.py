@@ -1,9 +1,9 @@
 """The worklist: a dataset's scans with label, box status and latest verdict, counts and filters."""
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch
 
-from ..models import Dataset, Gland, Label, Series
+from ..models import Dataset, Gland, Label, Series, split_notes
 from . import verdicts
 
 FILTERS = ("status", "verdict", "label", "q")
@@ -13,7 +13,8 @@ FILTER_CHOICES = {"status": tuple(Series.BoxStatus.values), "verdict": ("normal"
 
 
 def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
-    """Rows of a dataset's scans (label, box status, latest verdict), counts, and the first unconfirmed scan.
+    """Rows of a dataset's scans (label, box status, latest verdict, the volume's geometry notes as a list),
+    counts, and the first unconfirmed scan.
 
     ``filters``: ``status`` (box status), ``verdict`` (normal/abnormal/not_assessable/none), ``label``
     (normal/abnormal/none): ``FILTER_CHOICES``, which the API checks first; ``q`` (text in patient id or series
@@ -28,6 +29,7 @@ def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
                           Prefetch("labels", queryset=current, to_attr="current_labels"),
                           Prefetch("study__patient__labels", queryset=current.filter(series__isnull=True),
                                    to_attr="current_labels"))
+        .annotate(volume_notes=F("volume__notes"))
         .order_by("study__patient__pseudo_id", "study_id", "series_number", "id")
     )
     qs = verdicts.annotate_latest(qs)
@@ -43,6 +45,7 @@ def worklist_rows(dataset: Dataset, filters: dict | None = None) -> dict:
             "verdict": s.verdict, "probability": s.probability, "url": f"/series/{s.pk}/",
             "findings": findings_summary(s.findings.all()),
             "box_sides": box_sides_summary(s),
+            "geometry_notes": split_notes(s.volume_notes),
         }
         counts["total"] += 1
         counts[s.box_status] += 1

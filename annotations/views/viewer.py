@@ -44,7 +44,9 @@ def viewer(request, pk: int):
         "prediction": prediction,
         "user": request.user.username,
     }
+    notes = series.volume.note_list if hasattr(series, "volume") else []
     return render(request, "annotations/viewer.html", {"series": series, "config": config, "prediction": prediction,
+                                                       "geometry_notes": notes,
                                                        "sides": [("R", "patient right"), ("L", "patient left")],
                                                        "modules": VIEWER_MODULES})
 

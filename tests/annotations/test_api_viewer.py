@@ -360,3 +360,58 @@ def test_volume_slabs_are_the_volume_and_are_prepared_at_import(ct_series, users
     prep = run_now(prepare_viewer, prep)
     assert prep.status == "succeeded" and len(prep.result["prepared"]) == 2
     assert all(viewer_data_ready(v) for v in volumes) and all((slab_dir(v) / "slab-0000.i16.gz").exists() for v in volumes)
+
+
+def test_geometry_notes_are_kept_whole_and_shown_as_text_in_the_viewer_and_worklist(realct, users, client, tmp_path,
+                                                                                     monkeypatch, db):
+    """A volume's notes (reorientation, qform/sform, tilt, spacing) reach the reader: the viewer's side panel lists
+    them one apiece and the worklist row carries a 'notes' badge with them in its title, all as text (markup in a
+    note is escaped). Import keeps notes longer than 300 characters whole: the last one is often the one about
+    left/right."""
+    import shutil
+
+    from annotations.models import Dataset, Series
+    from annotations.services import importer
+
+    long_note = "variable slice increment (" + ", ".join(f"{s:.2f} mm x{n}" for s, n in
+                                                         zip([1.0, 1.25, 2.5, 5.0] * 8, range(2, 34))) + ")"
+    markup = 'qform and sform disagree <script>alert("x")</script> & <b>bold</b>'
+    lps = "put on the store's LPS axes (flipped i; no interpolation)"
+    read = importer.read_nifti_entry
+
+    def with_notes(path, **kw):
+        entry = read(path, **kw)
+        entry.notes[:] = [long_note, markup, lps]
+        return entry
+
+    monkeypatch.setattr(importer, "read_nifti_entry", with_notes)
+    src = tmp_path / "nifti"
+    src.mkdir()
+    shutil.copy(realct["example_ct_sm"], src / "case1.nii.gz")
+    ds = Dataset.objects.create(name="notes")
+    ds.members.add(users["clinician"])
+    importer.import_path(ds, src)
+    series = Series.objects.get(study__patient__dataset=ds)
+    assert len(series.volume.notes) > 300 and series.volume.notes.endswith(lps)
+    assert series.volume.note_list == [long_note, markup, lps]
+
+    client.force_login(users["clinician"])
+    page = client.get(f"/series/{series.pk}/").content.decode()
+    panel = re.search(r'<section class="vw-geometry-notes" id="geometry-notes".*?</section>', page, re.S).group(0)
+    assert "<h3>Geometry notes</h3>" in panel
+    items = re.findall(r"<li>(.*?)</li>", panel, re.S)
+    assert items == [long_note, 'qform and sform disagree &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; '
+                                '&lt;b&gt;bold&lt;/b&gt;', "put on the store&#x27;s LPS axes (flipped i; no interpolation)"]
+    assert "<script>alert" not in page and "<b>bold" not in page
+
+    rows = client.get(f"/api/datasets/{ds.pk}/worklist/").json()["rows"]
+    assert rows[0]["geometry_notes"] == [long_note, markup, lps]
+    worklist = client.get(f"/datasets/{ds.pk}/").content.decode()
+    badge = re.search(r'<span class="badge notes geometry-notes" title="([^"]*)">notes</span>', worklist).group(1)
+    assert badge.startswith("Geometry notes: variable slice increment") and "&lt;script&gt;" in badge
+    assert "<script>alert" not in worklist
+
+    # a scan without notes shows neither
+    type(series.volume).objects.filter(pk=series.volume.pk).update(notes="")
+    assert 'id="geometry-notes"' not in client.get(f"/series/{series.pk}/").content.decode()
+    assert "badge notes" not in client.get(f"/datasets/{ds.pk}/").content.decode()
