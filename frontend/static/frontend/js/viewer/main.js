@@ -333,7 +333,7 @@ function overlay(ctx, view) {
 // ------------------------------------------------------------------ keyboard
 // the help overlay, from this list (onKey below does what it says)
 const KEYS = [
-  ["wheel, ↑ ↓", "previous / next slice of the view under the pointer (PgUp/PgDn: 10, Home/End: first/last)"],
+  ["wheel, ↑ ↓", "previous (wheel up, ↑) / next (wheel down, ↓) slice of the view under the pointer (PgUp/PgDn: 10, Home/End: first/last)"],
   ["click", "navigate: the other views go to that point"],
   ["drag", "window / level (Shift-drag, right- or middle-drag: pan; Ctrl-wheel, + −: zoom; f: fit)"],
   ["1 … 6", PRESETS.map((p) => `${p.key} ${p.name} ${p.width}/${p.level}`).join(" · ")],
@@ -372,7 +372,8 @@ function onKey(e) {
   const view = state.active || views.axial;
   const ctrl = e.ctrlKey || e.metaKey;
   if (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown") {
-    const step = (k === "ArrowUp" || k === "PageUp" ? 1 : -1) * (k.startsWith("Page") ? 10 : 1);
+    // as the wheel (onWheel) and OHIF: down (wheel down, ↓, PgDn) is the next image, up the previous one
+    const step = (k === "ArrowDown" || k === "PageDown" ? 1 : -1) * (k.startsWith("Page") ? 10 : 1);
     stepSlice(view, step);
   } else if (k === "Home") setSlice(0, view);
   else if (k === "End") setSlice(view.depth - 1, view);
