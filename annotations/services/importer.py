@@ -131,11 +131,12 @@ def _float(value) -> float | None:
 
 def source_grid(name: str, entry: NiftiEntry) -> dict:
     """The NIfTI file's own voxel grid, kept so tables that index the file (crop tables) still find their voxels
-    after the volume was put on the store's canonical axes: ``file_ijk = to_source @ store_ijk``."""
+    after the volume was put on the store's canonical axes: ``file_ijk = to_source @ store_ijk`` (integers, or
+    floats when oblique file axes were resampled)."""
     return {"file": name, "axes": axis_codes(entry.source_affine_lps), "affine_source": entry.affine_source,
             "shape_ijk": list(entry.source_shape_ijk),
             "affine_lps": [[float(v) for v in row] for row in entry.source_affine_lps],
-            "to_source": [[int(v) for v in row] for row in entry.to_source]}
+            "to_source": [[int(v) if float(v).is_integer() else float(v) for v in row] for row in entry.to_source]}
 
 
 class Importer:
@@ -312,7 +313,7 @@ class Importer:
         k, j, i = volume.shape
         self.store(
             raw_id=raw_id, layout=layout, study_key=study_key, series_key=key, uid_source="nifti", where=rel,
-            volume=volume, resampled=False, notes="; ".join(entry.notes), instances=[(key, rel)],
+            volume=volume, resampled=entry.resampled, notes="; ".join(entry.notes), instances=[(key, rel)],
             study_fields={"description": f"NIfTI {stem}"[:200]},
             series_fields={"modality": "CT", "series_description": stem[:200], "instance_count": 1,
                            "slice_spacing_mm": round(float(volume.spacing[2]), 4),

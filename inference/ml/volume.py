@@ -1,4 +1,9 @@
-"""A CT volume in Hounsfield units with its LPS affine, and its NIfTI storage (written atomically)."""
+"""A CT volume in Hounsfield units with its LPS affine, and its NIfTI storage (written atomically).
+
+The store keeps every scan on LPS-aligned voxel axes (``to_store_grid``): permuted and flipped when its axes
+already are patient axes (no interpolation), resampled when they are oblique (a gantry-tilted DICOM series, a
+rotated NIfTI), so every consumer (viewer, proposals, crops, 2.5D images) may read a voxel row as a patient axis.
+"""
 from __future__ import annotations
 
 import os
@@ -7,9 +12,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import SimpleITK as sitk
 
 from .atomic import atomic_path
-from .geometry import LPS_TO_RAS, Box, box_to_voxels, canonical_index_map, spacing_of
+from .geometry import LPS_TO_RAS, Box, box_to_voxels, canonical_index_map, spacing_of, volume_extent
 from .limits import check_voxels
 
 
@@ -79,6 +85,76 @@ def to_canonical(volume: Volume) -> tuple[Volume, np.ndarray]:
         data = np.flip(data, axis=flips)
     array = np.ascontiguousarray(data.transpose(2, 1, 0))
     return Volume(array, np.asarray(volume.affine, float) @ t), t
+
+
+OBLIQUE_TOLERANCE = 1e-3  # largest sine between a voxel axis and its nearest patient axis stored without resampling
+OUTSIDE_HU = -1024  # resampling fill outside the scanned field of view (air)
+_RESAMPLE_CHUNK_VOXELS = 16_000_000  # output voxels resampled per slab (64 MB of float32)
+
+
+def obliquity(affine: np.ndarray) -> float:
+    """The sine of the largest angle between a voxel axis and the patient axis nearest to it: 0 when the voxel
+    axes are LPS axes (up to order and sign)."""
+    d = np.asarray(affine, float)[:3, :3]
+    norms = np.linalg.norm(d, axis=0)
+    if np.any(norms < 1e-9):
+        raise ValueError("singular affine: voxel axes do not span 3D space")
+    nearest = np.abs(d / norms).max(axis=0)
+    return float(np.sqrt(np.clip(1.0 - nearest ** 2, 0.0, None)).max())
+
+
+def resample_to_lps(volume: Volume) -> Volume:
+    """The volume resampled (SimpleITK, linear, ``OUTSIDE_HU`` outside the field of view) onto an LPS-aligned grid
+    (i -> L, j -> P, k -> S) covering the box of its voxel centres: x and y at the finer of its two in-plane
+    spacings, z at its slice spacing (the spacing of the voxel axis nearest to z). The output size is checked
+    against the voxel cap (``TooManyVoxels``, a ValueError) before anything is allocated."""
+    affine = np.asarray(volume.affine, float)
+    t = canonical_index_map(affine, volume.shape[::-1])  # raises for a singular affine
+    source_of = [int(np.flatnonzero(t[:3, w])[0]) for w in range(3)]  # patient axis -> nearest voxel axis
+    spacing = spacing_of(affine)
+    inplane = float(min(spacing[source_of[0]], spacing[source_of[1]]))
+    step = np.array([inplane, inplane, float(spacing[source_of[2]])])
+    ext = volume_extent(affine, volume.shape)
+    lo, hi = np.asarray(ext.lps_min), np.asarray(ext.lps_max)
+    size = (np.ceil((hi - lo) / step - 1e-6).astype(int) + 1).tolist()  # x, y, z: the last centre at or past hi
+    check_voxels(size[::-1], "volume resampled from an oblique grid onto LPS axes (slices x rows x columns)")
+    src = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    src.SetSpacing(tuple(float(s) for s in spacing))
+    src.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
+    src.SetDirection(tuple(float(v) for v in (affine[:3, :3] / spacing[None, :]).ravel()))
+    out = np.empty(size[::-1], np.int16)
+    chunk = max(1, _RESAMPLE_CHUNK_VOXELS // (size[0] * size[1]))
+    for z0 in range(0, size[2], chunk):
+        n = min(chunk, size[2] - z0)
+        ref = sitk.Image([size[0], size[1], n], sitk.sitkFloat32)
+        ref.SetSpacing(tuple(float(s) for s in step))
+        ref.SetOrigin(tuple(float(v) for v in (lo + [0.0, 0.0, z0 * step[2]])))
+        slab = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, float(OUTSIDE_HU), sitk.sitkFloat32)
+        out[z0:z0 + n] = np.clip(np.rint(sitk.GetArrayFromImage(slab)), -32768, 32767)
+    new_affine = np.diag([*step, 1.0])
+    new_affine[:3, 3] = lo
+    return Volume(out, new_affine)
+
+
+def to_store_grid(volume: Volume) -> tuple[Volume, np.ndarray, str]:
+    """The volume on the store's LPS-aligned axes: ``(volume, T, note)``.
+
+    Axes within ``OBLIQUE_TOLERANCE`` of patient axes: ``to_canonical`` (permutation and flips, values untouched;
+    the input itself when already canonical), ``T`` its integer map and ``note`` empty. Oblique axes (gantry
+    tilt, a rotated NIfTI): ``resample_to_lps``, ``T`` the float 4x4 with ``input_ijk = T @ store_ijk`` and
+    ``note`` saying it was resampled and by how many degrees the axes were off. Raises ValueError for a singular
+    affine, ``TooManyVoxels`` when the resampled grid would exceed the voxel cap."""
+    sine = obliquity(volume.affine)
+    if sine <= OBLIQUE_TOLERANCE:
+        canonical, t = to_canonical(volume)
+        return canonical, t, ""
+    resampled = resample_to_lps(volume)
+    t = np.linalg.inv(np.asarray(volume.affine, float)) @ resampled.affine
+    s = resampled.spacing
+    note = (f"resampled from an oblique grid (voxel axes up to {np.degrees(np.arcsin(min(sine, 1.0))):.1f} deg off "
+            f"the patient axes) onto LPS axes at {s[0]:.3g} x {s[1]:.3g} x {s[2]:.3g} mm (linear, "
+            f"{OUTSIDE_HU} HU outside the scanned field)")
+    return resampled, t, note
 
 
 def load_nifti_region(path: str | os.PathLike, box: Box, margin_mm: float = 5.0, dtype=np.int16) -> Volume:

@@ -2,9 +2,10 @@
 
 A NIfTI may store its voxels in any axis order (RAS, LPS, slice axis first, flipped axes, any permutation);
 consumers of the store (proposals, the viewer, the 2.5D builder) read axial slices on the first array axis. So
-every file is put on the store's canonical axes at import (``volume.to_canonical``: axis permutation and flips
-only, values untouched; the same grid a standard axial DICOM series gets), then refused like a DICOM series
-when it has fewer than ``MIN_SLICES`` axial slices or no axis near the patient's z axis.
+every file is put on the store's canonical axes at import (``volume.to_store_grid``: axis permutation and flips
+only, values untouched; the same grid a standard axial DICOM series gets; a file whose axes are oblique, e.g.
+rotated in its sform, is resampled onto LPS axes, linear, and noted), then refused like a DICOM series when it
+has fewer than ``MIN_SLICES`` axial slices or no axis near the patient's z axis.
 
 Orientation: the sform when its code is set, else the qform (as nibabel and ``nib.load(...).affine``); a qform
 and sform that are both set and place the grid's corners more than ``QFORM_SFORM_TOLERANCE_MM`` apart are noted.
@@ -20,9 +21,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..geometry import AXIAL_MIN_COS, LPS_TO_RAS, affines_differ_mm, slice_axis_cosine
+from ..geometry import AXIAL_MIN_COS, LPS_TO_RAS, affines_differ_mm, canonical_index_map, slice_axis_cosine
 from ..limits import check_voxels
-from ..volume import Volume, to_canonical
+from ..volume import Volume, to_store_grid
 from .exclusion import MIN_SLICES
 
 QFORM_SFORM_TOLERANCE_MM = 0.1
@@ -36,7 +37,8 @@ class NiftiEntry:
     ``volume``: int16 HU on the canonical axes (array ``[k, j, i]``, affine voxel -> LPS mm); ``notes``: what was
     done or found (reorientation, qform/sform disagreement), for the scan's notes; ``source_shape_ijk`` and
     ``source_affine_lps``: the file's own grid; ``to_source``: integer 4x4 with
-    ``file_ijk = to_source @ canonical_ijk`` (identity when the file already was canonical)."""
+    ``file_ijk = to_source @ canonical_ijk`` (identity when the file already was canonical; a float 4x4 when
+    oblique file axes were resampled, ``resampled``)."""
 
     volume: Volume
     notes: list[str] = field(default_factory=list)
@@ -44,6 +46,7 @@ class NiftiEntry:
     source_affine_lps: np.ndarray = field(default_factory=lambda: np.eye(4))
     to_source: np.ndarray = field(default_factory=lambda: np.eye(4, dtype=int))
     affine_source: str = "sform"  # "sform", "qform" or "none"
+    resampled: bool = False  # oblique file axes, resampled onto LPS axes (``volume.to_store_grid``)
 
 
 def is_nifti(path: str | os.PathLike) -> bool:
@@ -119,22 +122,25 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
     if not np.issubdtype(data.dtype, np.integer):
         data = np.rint(data)
     array = np.ascontiguousarray(np.clip(data, -32768, 32767).astype(np.int16).transpose(2, 1, 0))
-    try:
-        volume, to_source = to_canonical(Volume(array, source_affine))
+    try:  # the slice axis (the voxel axis nearest to z) is judged before any resampling
+        cos = slice_axis_cosine(source_affine @ canonical_index_map(source_affine, shape))
     except ValueError as exc:
         raise ValueError(f"unusable NIfTI orientation: {exc}") from exc
-    cos = slice_axis_cosine(volume.affine)
     if cos < AXIAL_MIN_COS:
         raise ValueError(f"non-axial volume: no voxel axis within {np.degrees(np.arccos(AXIAL_MIN_COS)):.0f} deg of "
                          f"the patient's z axis (closest {np.degrees(np.arccos(min(cos, 1.0))):.0f} deg)")
+    volume, to_source, oblique_note = to_store_grid(Volume(array, source_affine))
     if volume.shape[0] < min_slices:
         raise ValueError(f"too short for 2.5D images: {volume.shape[0]} axial slice(s), need at least {min_slices} "
                          f"(file axes {axis_codes(source_affine)}, shape {tuple(int(s) for s in shape)})")
     codes = axis_codes(source_affine)
-    if not np.array_equal(to_source, np.eye(4, dtype=int)):
+    if oblique_note:
+        notes.insert(0, f"{oblique_note} (file axes {codes}, shape {tuple(int(s) for s in shape)})")
+    elif not np.array_equal(to_source, np.eye(4, dtype=int)):
         notes.insert(0, f"reoriented from file axes {codes} (shape {tuple(int(s) for s in shape)}) to the store's "
                         f"LPS axes, axial slices first (no interpolation)")
-    return NiftiEntry(volume, notes, tuple(int(s) for s in shape), source_affine, to_source, used)
+    return NiftiEntry(volume, notes, tuple(int(s) for s in shape), source_affine, to_source, used,
+                      bool(oblique_note))
 
 
 def load_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -> Volume:

@@ -5,8 +5,11 @@ Slices are sorted by position along the slice normal (row x column direction cos
 (regular, one missing slice, variable increment, uneven; duplicates and larger gaps refused) is
 ``spacing.plan_spacing``'s. Gantry tilt (slice origins drifting in-plane, more than 0.1 pixel over the series):
 every slice is shifted in-plane (linear) onto an orthogonal grid, uncovered voxels set to -1024 HU
-(``resampled``). Last, the volume is put on the store's canonical axes (``volume.to_canonical``: i -> L,
+(``resampled``). Last, the volume is put on the store's canonical axes (``volume.to_store_grid``: i -> L,
 j -> P, k -> S, by flips and permutation only), as NIfTI imports are; a standard axial series is already there.
+A grid whose axes are still oblique (a tilted gantry's slices, once made orthogonal, lie tilted about x) is
+resampled onto LPS axes there (linear, noted with its angle, ``resampled``), so the store never holds an oblique
+affine.
 The pass's own note (how its series was split, odd instances excluded) leads the notes.
 """
 from __future__ import annotations
@@ -20,7 +23,7 @@ from scipy import ndimage
 
 from ..geometry import affine_from_dicom
 from ..limits import TooManyVoxels, check_voxels
-from ..volume import Volume, to_canonical
+from ..volume import Volume, to_store_grid
 from .exclusion import MIN_SLICES, slice_normal
 from .headers import Frame, InstanceHeader
 from .pixels import DecodeError, read_frames, to_hu
@@ -106,8 +109,13 @@ def _decode_sorted(slices: list[_Slice], shape: tuple[int, int]) -> np.ndarray:
 
 def _finish(group: SeriesGroup, volume: Volume, resampled: bool, notes: list[str], step: float, tilt: float,
             spacing: str) -> LoadedSeries:
-    canonical, t = to_canonical(volume)
-    if not np.array_equal(t, np.eye(4, dtype=int)):
+    try:
+        canonical, t, oblique_note = to_store_grid(volume)
+    except TooManyVoxels as exc:
+        raise SeriesError(str(exc)) from None
+    if oblique_note:
+        notes, resampled = notes + [oblique_note], True
+    elif not np.array_equal(t, np.eye(4, dtype=int)):
         flipped = [a for a, w in zip("ijk", range(3)) if t[:3, w].sum() < 0]
         notes = notes + [f"put on the store's LPS axes ({'flipped ' + ', '.join(flipped) if flipped else 'axes permuted'};"
                          f" no interpolation)"]
