@@ -194,7 +194,7 @@ def test_duplicate_positions_are_refused(tmp_path):
         load_dir(folder)
 
 
-def test_gantry_tilt_is_shifted_onto_an_orthogonal_grid(tmp_path):
+def test_gantry_tilt_is_resampled_onto_lps_axes(tmp_path):
     n, size = 5, 12
     values = np.zeros((n, size, size), np.uint16) + 24  # -1000 HU
     # each slice origin moves +0.8 mm (one row) in y: one fixed point appears one row earlier per slice
@@ -205,9 +205,13 @@ def test_gantry_tilt_is_shifted_onto_an_orthogonal_grid(tmp_path):
     _, loaded = load_dir(folder)
     assert loaded.resampled and "gantry tilt" in loaded.notes and loaded.tilt_deg == pytest.approx(21.8, abs=0.1)
     vol = loaded.volume
-    assert np.allclose(vol.affine[:3, 2], [0, 0, 2.0])  # orthogonal slice axis
-    # the bright point is at LPS y = -60 + 0.8*k + 0.8*(6-k) = -55.2 on every slice: row 6 after correction
-    assert all(vol.array[k, 6, 4] == 1000 for k in range(n))
+    np.testing.assert_allclose(vol.affine[:3, :3], np.diag(vol.spacing), atol=1e-9)  # stored on LPS axes
+    # the bright point is at LPS x = -50 + 4 * 0.7, y = -60 + 0.8*k + 0.8*(6-k) = -55.2 on every slice (2 mm apart)
+    for k in range(n):
+        kk = int(round(lps_to_voxel(vol.affine, [-47.2, -55.2, vol.affine[2, 3] + 2.0 * k])[2]))
+        j, i = np.unravel_index(np.argmax(vol.array[kk]), vol.array[kk].shape)
+        x, y, _ = voxel_to_lps(vol.affine, [i, j, kk])
+        assert vol.array[kk, j, i] > 0 and abs(x + 47.2) <= 0.7 and abs(y + 55.2) <= 0.8, (k, x, y)
 
 
 def test_exclusions_have_reasons(tmp_path):

@@ -4,8 +4,9 @@ the reason.
 Slices are sorted by position along the slice normal (row x column direction cosines); the spacing policy
 (regular, one missing slice, variable increment, uneven; duplicates and larger gaps refused) is
 ``spacing.plan_spacing``'s. Gantry tilt (slice origins drifting in-plane, more than 0.1 pixel over the series):
-every slice is shifted in-plane (linear) onto an orthogonal grid, uncovered voxels set to -1024 HU
-(``resampled``). Last, the volume is put on the store's canonical axes (``volume.to_store_grid``: i -> L,
+with regular table steps the slices form one sheared grid, resampled straight onto the store's LPS axes (one
+linear interpolation, ``volume.to_store_grid``); otherwise every slice is shifted in-plane (linear) onto an
+orthogonal grid first, uncovered voxels set to -1024 HU (``resampled``). Last, the volume is put on the store's canonical axes (``volume.to_store_grid``: i -> L,
 j -> P, k -> S, by flips and permutation only), as NIfTI imports are; a standard axial series is already there.
 A grid whose axes are still oblique (a tilted gantry's slices, once made orthogonal, lie tilted about x) is
 resampled onto LPS axes there (linear, noted with its angle, ``resampled``), so the store never holds an oblique
@@ -23,7 +24,7 @@ from scipy import ndimage
 
 from ..geometry import affine_from_dicom
 from ..limits import TooManyVoxels, check_voxels
-from ..volume import Volume, to_store_grid
+from ..volume import OBLIQUE_TOLERANCE, Volume, obliquity, to_store_grid
 from .exclusion import MIN_SLICES, slice_normal
 from .headers import Frame, InstanceHeader
 from .pixels import DecodeError, read_frames, to_hu
@@ -152,6 +153,17 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     if not plan.resample and not tilted:
         affine = affine_from_dicom(positions[0], orientation, spacing, plan.step * normal)
         return _finish(group, Volume(stack, affine), False, [], plan.step, 0.0, plan.kind)
+    if tilted and not plan.resample:
+        # regular table steps: the slices are one sheared grid (slice m at positions[0] + m * table step); the
+        # store's LPS grid is resampled from it in one interpolation (``_finish``), covering every slice whole
+        table_step = (positions[-1] - positions[0]) / (len(d) - 1)
+        sheared = affine_from_dicom(positions[0], orientation, spacing, table_step)
+        off = positions - positions[0] - np.outer(np.arange(len(d)), table_step)
+        if (max(np.abs(off @ row_dir).max() / spacing[1], np.abs(off @ col_dir).max() / spacing[0]) <= TILT_MAX_DRIFT_PX
+                and obliquity(sheared) > OBLIQUE_TOLERANCE):
+            notes = [f"gantry tilt {tilt_deg:.1f} deg: the sheared slice grid"]
+            return _finish(group, Volume(stack, sheared), True, notes, float(np.linalg.norm(table_step)), tilt_deg,
+                           plan.kind)
     notes = []
     if tilted:
         notes.append(f"gantry tilt {tilt_deg:.1f} deg: slices shifted onto an orthogonal grid")
