@@ -70,7 +70,8 @@ def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]
     """The box ``[x, y, z]`` mm (LPS) if it can be a box of ``series``' volume, else ``BoxInvalid``.
 
     Checks: three finite numbers each; min <= max on every axis; every side <= ``max_side_mm()``; the box meets
-    the volume (its voxel cells, i.e. the voxel centres' extent widened by half a voxel)."""
+    the volume (its voxel cells, i.e. the voxel centres' extent widened by half a voxel). The box returned is
+    clipped to those cells: a box drawn past the first or last slice holds only what was scanned."""
     lo, hi = [], []
     for name, values, out in (("lps_min", lps_min, lo), ("lps_max", lps_max, hi)):
         if isinstance(values, (str, bytes, dict)) or not isinstance(values, (Sequence, np.ndarray)):
@@ -99,6 +100,9 @@ def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]
         if hi[a] < extent.lps_min[a] or lo[a] > extent.lps_max[a]:
             raise BoxInvalid("lps_min", f"the box does not meet the volume: its {AXES[a]} range {lo[a]:g}..{hi[a]:g} mm "
                                         f"is outside the volume's {extent.lps_min[a]:.1f}..{extent.lps_max[a]:.1f} mm")
+    # what lies outside the scanned volume is cut off, as proposed boxes are: a box holds what the scan holds
+    lo = [max(v, float(e)) for v, e in zip(lo, extent.lps_min)]
+    hi = [min(v, float(e)) for v, e in zip(hi, extent.lps_max)]
     return Box(tuple(lo), tuple(hi))
 
 

@@ -91,3 +91,11 @@ def test_crop_table_cells_are_whole_numbers(series, cells, words):
         assert len(result.imported) == 1 and not result.failed
     else:
         assert not result.imported and words in result.failed[0]["reason"], result.failed
+
+
+def test_a_box_drawn_past_the_scan_is_cut_to_what_was_scanned(series):
+    """Voxel cells run -1..63 mm in x and y and -1.5..58.5 mm in z; a box drawn 50 mm past the first and last
+    slice keeps only the scanned part, as a proposed box does."""
+    box = save_box(series, "R", [10.0, -30.0, -50.0], [40.0, 40.0, 110.0])
+    assert list(box.lps_min) == [10.0, -1.0, -1.5] and list(box.lps_max) == [40.0, 40.0, 58.5]
+    assert list(check_box(series, GOOD_MIN, GOOD_MAX).lps_max) == GOOD_MAX  # a box inside is unchanged
