@@ -188,6 +188,26 @@ def test_one_missing_slice_is_interpolated_more_are_refused(tmp_path):
         load_dir(folder)
 
 
+def test_geometry_that_is_not_numbers_is_named_as_such(tmp_path):
+    """A NaN in ImagePositionPatient (or no PixelSpacing) is refused naming the element, not a numpy error."""
+    folder, _ = write_ct_series(tmp_path / "nan", z_positions=[0, 2, 4, 6], rows=8, cols=8)
+    files = sorted(scan_files(folder))
+    ds = pydicom.dcmread(files[1])
+    ds.ImagePositionPatient = ["nan", "nan", "nan"]
+    ds.save_as(files[1])
+    assert read_header(files[1]).frames[0].position is None
+    group = group_series([read_header(p) for p in scan_files(folder)], folder)
+    with pytest.raises(SeriesError, match=r"ImagePositionPatient missing or not numbers for frame 0 of"):
+        load_series(group[0])
+    folder, _ = write_ct_series(tmp_path / "nospacing", z_positions=[0, 2, 4, 6], rows=8, cols=8)
+    for f in scan_files(folder):
+        ds = pydicom.dcmread(f)
+        del ds.PixelSpacing
+        ds.save_as(f)
+    with pytest.raises(SeriesError, match=r"^PixelSpacing missing or not numbers: geometry unknown"):
+        load_dir(folder)
+
+
 def test_duplicate_positions_are_refused(tmp_path):
     folder, _ = write_ct_series(tmp_path / "s", z_positions=[0, 2, 2, 4])
     with pytest.raises(SeriesError, match="duplicate slice positions"):

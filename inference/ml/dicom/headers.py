@@ -6,6 +6,7 @@ the dataset's copy only), else ``sha1:<hash of the file's bytes>``.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,11 +71,13 @@ class InstanceHeader:
 
 
 def _floats(value, n: int) -> tuple[float, ...] | None:
+    """``n`` finite numbers from a multi-valued element, or None (absent, too few or many, or not numbers: NaN and
+    infinity included, so a header with ``nan`` is refused as missing geometry, not a numpy error later)."""
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
-    return out if len(out) == n else None
+    return out if len(out) == n and all(math.isfinite(v) for v in out) else None
 
 
 def _plain(value) -> Any:

@@ -60,7 +60,9 @@ class _Slice:
 def _check_geometry(group: SeriesGroup) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
     first = group.first
     if first.orientation is None or first.pixel_spacing is None:
-        raise SeriesError("missing ImageOrientationPatient or PixelSpacing: geometry unknown")
+        which = [name for name, v in (("ImageOrientationPatient", first.orientation),
+                                      ("PixelSpacing", first.pixel_spacing)) if v is None]
+        raise SeriesError(f"{' and '.join(which)} missing or not numbers: geometry unknown")
     o = np.asarray(first.orientation)
     for h in group.instances[1:]:
         if h.orientation is None or np.abs(np.asarray(h.orientation) - o).max() > 1e-3:
@@ -77,7 +79,7 @@ def _slices(group: SeriesGroup, normal: np.ndarray) -> list[_Slice]:
     for h in group.instances:
         for f, frame in enumerate(h.frames):
             if frame.position is None:
-                raise SeriesError(f"no ImagePositionPatient for frame {f} of {h.path.name}")
+                raise SeriesError(f"ImagePositionPatient missing or not numbers for frame {f} of {h.path.name}")
             out.append(_Slice(h, f, frame, float(np.dot(frame.position, normal))))
     out.sort(key=lambda s: s.d)
     return out
