@@ -415,3 +415,13 @@ def test_prone_dicom_series_lands_on_the_same_canonical_axes(tmp_path):
     expected = origin + np.array([-0.7 * 7, -0.8 * 4, 0.0])  # column 7, row 4 of the file
     k, j, i = np.argwhere(v.array == 3000 - 1024)[0]  # stored 3000 = 1976 HU
     np.testing.assert_allclose(voxel_to_lps(v.affine, [i, j, 0])[:2], expected[:2], atol=1e-6)
+
+
+def test_nifti_voxels_that_are_not_numbers_are_stored_as_air_and_noted(tmp_path):
+    ref = reference_volume()
+    data = ref.array.transpose(2, 1, 0).astype(np.float32)
+    data[1, 2, 3], data[2, 2, 3] = np.nan, np.inf
+    nib.save(nib.Nifti1Image(data, LPS_TO_RAS @ ref.affine), tmp_path / "nan.nii.gz")
+    entry = read_nifti_entry(tmp_path / "nan.nii.gz")
+    assert entry.volume.array[3, 2, 1] == -1024 and entry.volume.array[3, 2, 2] == -1024
+    assert "2 voxel(s) not a number (NaN or infinity) stored as -1024 HU" in entry.notes

@@ -120,6 +120,10 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt data
         raise ValueError(f"unreadable NIfTI data ({type(exc).__name__}: {exc})") from exc
     if not np.issubdtype(data.dtype, np.integer):
+        bad = ~np.isfinite(data)
+        if bad.any():  # NaN has no integer value: stored as air, and said so
+            notes.append(f"{int(bad.sum())} voxel(s) not a number (NaN or infinity) stored as -1024 HU")
+            data = np.where(bad, -1024.0, data)
         data = np.rint(data)
     array = np.ascontiguousarray(np.clip(data, -32768, 32767).astype(np.int16).transpose(2, 1, 0))
     try:  # the slice axis (the voxel axis nearest to z) is judged before any resampling
