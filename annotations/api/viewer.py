@@ -76,13 +76,11 @@ class RestoreIn(VersionIn):
 CONFLICT = inline_serializer("ViewerBoxConflict", {"detail": serializers.CharField(), "current": BOX_OUT})
 
 
-def visible_series(user):
-    """``Series.objects.visible_to(user)``: the datasets' series and the ones ``user`` submitted."""
-    return Series.objects.visible_to(user)
-
-
 def series_for(user, pk: int) -> Series:
-    return get_object_or_404(visible_series(user).select_related("volume", "study__patient__dataset"), pk=pk)
+    """The series ``pk`` if ``user`` may open it (``Series.objects.visible_to``: their datasets' scans and the
+    ones they submitted), else 404."""
+    return get_object_or_404(Series.objects.visible_to(user).select_related("volume", "study__patient__dataset"),
+                             pk=pk)
 
 
 # ---------------------------------------------------------------- worklist
