@@ -18,6 +18,9 @@ class ImportReport(models.Model):
         return {s: self.items.filter(status=s).count() for s in ImportItem.Status.values}
 
 
+MAX_REASON_CHARS = 5000  # whole notes (passes, exclusions, tilt, reorientation) fit; a runaway message does not
+
+
 class ImportItem(models.Model):
     class Status(models.TextChoices):
         IMPORTED = "imported"
@@ -27,7 +30,8 @@ class ImportItem(models.Model):
     report = models.ForeignKey(ImportReport, on_delete=models.CASCADE, related_name="items")
     path = models.CharField(max_length=1000)
     status = models.CharField(max_length=16, choices=Status.choices)
-    reason = models.CharField(max_length=500, blank=True)
+    reason = models.TextField(blank=True, help_text=f"why, with the scan's notes; at most {MAX_REASON_CHARS} "
+                                                    "characters")
     series = models.ForeignKey("annotations.Series", null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:

@@ -57,6 +57,7 @@ from inference.ml.supervision import parse_sides, side_labels
 from inference.ml.volume import save_nifti
 
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series, SourceInstance, Study, Volume
+from ..models.imports import MAX_REASON_CHARS
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]
@@ -153,8 +154,8 @@ class Importer:
 
     # -- report items ------------------------------------------------------------------------------------
     def item(self, path: str, status: str, reason: str = "", series: Series | None = None) -> None:
-        ImportItem.objects.create(report=self.report, path=path[:1000], status=status, reason=reason[:500],
-                                  series=series)
+        ImportItem.objects.create(report=self.report, path=path[:1000], status=status,
+                                  reason=reason[:MAX_REASON_CHARS], series=series)
 
     # -- patients and studies --------------------------------------------------------------------------
     def patient_for(self, raw_id: str) -> Patient:
@@ -481,7 +482,7 @@ def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None
     def note(row_no: int, status: str, reason: str) -> None:
         if report is not None:
             ImportItem.objects.create(report=report, path=f"{Path(csv_path).name}:{row_no}", status=status,
-                                      reason=reason[:500])
+                                      reason=reason[:MAX_REASON_CHARS])
 
     try:
         fields, rows = read_labels_csv(csv_path)

@@ -180,6 +180,21 @@ def test_a_labels_file_that_cannot_be_read_fails_alone_and_the_scans_stay_import
     assert not Label.objects.filter(patient__dataset=ds, source="csv").exists()
 
 
+def test_a_report_item_keeps_its_whole_reason(store_cohort, tmp_path):
+    """Reasons are no longer cut at 500 characters (a scan's notes can run longer); a runaway one stops at
+    MAX_REASON_CHARS."""
+    from annotations.models.imports import MAX_REASON_CHARS
+
+    root, _ = store_cohort
+    ds = Dataset.objects.create(name="long-reasons")
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"patient,label\nP1,{'x' * 600}\nP2,{'y' * 9000}\n")
+    report = import_path(ds, root, labels_csv=labels)
+    reasons = [i.reason for i in report.items.filter(path__startswith="labels.csv:")]
+    assert len(reasons[0]) > 600 and reasons[0].endswith("is not normal/abnormal")
+    assert len(reasons[1]) == MAX_REASON_CHARS
+
+
 def test_a_folder_without_files_says_there_was_nothing_to_import(tmp_path):
     ds = Dataset.objects.create(name="empty")
     (tmp_path / "empty" / "sub").mkdir(parents=True)
