@@ -404,21 +404,26 @@ def test_reading_tools_hu_ruler_navigation_cine_invert_presets_overlay_and_strip
     # scroll and keys; presets on 1-5 (and 6); invert flips the grey of every pixel
     ox, oy = origin(page, "axial")
     page.mouse.move(ox + 100, oy + 100)
-    # wheel down, ArrowDown and PageDown go the same way (the next image, k + 1), wheel up, ArrowUp and PageUp
-    # the other (as in OHIF)
+    # wheel down, ArrowDown and PageDown go the same way, to the next image in a PACS's order: on the axial view
+    # towards the feet (k - 1 on the store's LPS axes); wheel up, ArrowUp and PageUp the other way
     assert 12 <= k < nk - 12
     page.mouse.wheel(0, 100)
-    page.wait_for_function(f"window.viewer.shared.position[2] === {k + 1}")
+    page.wait_for_function(f"window.viewer.shared.position[2] === {k - 1}")
     page.keyboard.press("ArrowDown")
-    assert page.evaluate("window.viewer.shared.position[2]") == k + 2
+    assert page.evaluate("window.viewer.shared.position[2]") == k - 2
     page.keyboard.press("PageDown")
-    assert page.evaluate("window.viewer.shared.position[2]") == k + 12
+    assert page.evaluate("window.viewer.shared.position[2]") == k - 12
     page.keyboard.press("PageUp")
-    assert page.evaluate("window.viewer.shared.position[2]") == k + 2
+    assert page.evaluate("window.viewer.shared.position[2]") == k - 2
     page.keyboard.press("ArrowUp")
-    assert page.evaluate("window.viewer.shared.position[2]") == k + 1
+    assert page.evaluate("window.viewer.shared.position[2]") == k - 1
     page.mouse.wheel(0, -100)
     page.wait_for_function(f"window.viewer.shared.position[2] === {k}")
+    page.keyboard.press("Home")  # the first image: the most superior axial slice
+    assert page.evaluate("window.viewer.shared.position[2]") == nk - 1
+    page.keyboard.press("End")
+    assert page.evaluate("window.viewer.shared.position[2]") == 0
+    page.evaluate(f"window.viewer.setSlice({k})")  # back where the checks below read the image
     presets = {"1": (40, 400), "2": (40, 350), "3": (30, 150), "4": (400, 1800), "5": (-600, 1500), "6": (100, 600)}
     for key, wl in presets.items():
         page.keyboard.press(key)

@@ -92,7 +92,16 @@ function setSlice(index, view = views.axial) {
   return performance.now() - t0;
 }
 
-function stepSlice(view, step) { setSlice(view.index + step, view); }
+/** The index step of one image "down" (wheel down, ↓, PgDn: the next image) in the order a PACS lists each plane:
+ * axial head to feet, coronal front to back, sagittal right to left; from the slices' own mm, so any storage
+ * direction reads the same. */
+function downStep(view) {
+  const towards = view.t.sliceMm(Math.min(1, view.depth - 1)) - view.t.sliceMm(0); // mm per index along LPS
+  const inferiorFirst = view === views.axial ? -1 : 1; // axial: down is towards the feet (-z in LPS)
+  return (towards >= 0 ? 1 : -1) * inferiorFirst;
+}
+
+function stepSlice(view, step) { setSlice(view.index + step * downStep(view), view); }
 
 /** Centre every view on voxel (i, j, k) (click-to-navigate); the clicked view keeps its own slice. */
 function navigateTo(ijk, from = null) {
@@ -333,7 +342,7 @@ function overlay(ctx, view) {
 // ------------------------------------------------------------------ keyboard
 // the help overlay, from this list (onKey below does what it says)
 const KEYS = [
-  ["wheel, ↑ ↓", "previous (wheel up, ↑) / next (wheel down, ↓) slice of the view under the pointer (PgUp/PgDn: 10, Home/End: first/last)"],
+  ["wheel, ↑ ↓", "previous (wheel up, ↑) / next (wheel down, ↓) image of the view under the pointer, in a PACS's order: axial head to feet, coronal front to back, sagittal right to left (PgUp/PgDn: 10, Home/End: first/last)"],
   ["click", "navigate: the other views go to that point"],
   ["drag", "window / level (Shift-drag, right- or middle-drag: pan; Ctrl-wheel, + −: zoom; f: fit)"],
   ["1 … 6", PRESETS.map((p) => `${p.key} ${p.name} ${p.width}/${p.level}`).join(" · ")],
@@ -372,11 +381,11 @@ function onKey(e) {
   const view = state.active || views.axial;
   const ctrl = e.ctrlKey || e.metaKey;
   if (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown") {
-    // as the wheel (onWheel) and OHIF: down (wheel down, ↓, PgDn) is the next image, up the previous one
+    // as the wheel (onWheel): down (wheel down, ↓, PgDn) is the next image (downStep), up the previous one
     const step = (k === "ArrowDown" || k === "PageDown" ? 1 : -1) * (k.startsWith("Page") ? 10 : 1);
     stepSlice(view, step);
-  } else if (k === "Home") setSlice(0, view);
-  else if (k === "End") setSlice(view.depth - 1, view);
+  } else if (k === "Home") setSlice(downStep(view) > 0 ? 0 : view.depth - 1, view); // the first image
+  else if (k === "End") setSlice(downStep(view) > 0 ? view.depth - 1 : 0, view); // the last
   else if (!ctrl && PRESETS.some((p) => p.key === k)) {
     const p = PRESETS.find((q) => q.key === k);
     setWindow(p.level, p.width);
