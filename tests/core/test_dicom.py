@@ -249,6 +249,14 @@ def test_exclusions_have_reasons(tmp_path):
     assert reasons["mr"] == "non-CT modality MR"
     assert reasons["sc"].startswith("secondary capture")
     assert reasons["short"].startswith("too short for 2.5D images: 2 slice(s)")
+    for element in ("ImageOrientationPatient", "PixelSpacing"):  # missing geometry is one kind: skipped, named
+        folder, _ = write_ct_series(tmp_path / element, n=4)
+        for f in scan_files(folder):
+            ds = pydicom.dcmread(f)
+            delattr(ds, element)
+            ds.save_as(f)
+        (group,) = group_series([read_header(p) for p in scan_files(folder)], folder)
+        assert exclusion_reason(group) == f"{element} missing or not numbers: geometry unknown"
 
 
 def test_jpeg_lossless_and_jpeg2000_decode_like_the_references(realct):

@@ -44,8 +44,10 @@ def exclusion_reason(group: SeriesGroup, min_slices: int = MIN_SLICES) -> str | 
         return "dose report image"
     if not h.has_pixels or not h.rows or not h.columns:
         return "no pixel data"
-    if h.orientation is None:
-        return "no ImageOrientationPatient: geometry unknown"
+    if h.orientation is None or h.pixel_spacing is None:  # the same kind: a series without its geometry
+        which = [n for n, v in (("ImageOrientationPatient", h.orientation), ("PixelSpacing", h.pixel_spacing))
+                 if v is None]
+        return f"{' and '.join(which)} missing or not numbers: geometry unknown"
     if abs(slice_normal(h.orientation)[2]) < AXIAL_MIN_COS:
         return "non-axial series (slice normal {:.2f} {:.2f} {:.2f})".format(*slice_normal(h.orientation))
     if group.frame_count < min_slices:
