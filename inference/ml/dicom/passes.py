@@ -287,7 +287,7 @@ def _odd_reason(h: InstanceHeader, ref: InstanceHeader, kept: int, group: Series
     text = f"odd instance {h.path.name} excluded: {why}"
     if what:
         text += f"; {what}"
-    return f"{text}; the series' other {kept} images are imported"
+    return f"{text}; the series' other {kept} images go on without it"  # (imported if the rest is usable)
 
 
 def _summary(parts: list[_Part]) -> str:
