@@ -11,7 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from adrenal_site.api_params import choices_param
+from adrenal_site.api_params import Pagination, choices_param
 from adrenal_site.roles import IsClinician, IsLead
 from annotations.api.strict import query
 from annotations.models import Series
@@ -208,6 +208,9 @@ def visible_predictions(user):
     return Prediction.objects.visible_to(user).select_related("series", "run__dataset")
 
 
+PREDICTIONS_PAGE = 500
+
+
 class PredictionList(APIView):
     """GET verdicts (``?series=``, ``?run=``); POST a study for a verdict with a promoted model:
     ``{"series": id}`` for a scan already imported, or a multipart ``file`` (NIfTI, or a zip of a DICOM
@@ -216,10 +219,15 @@ class PredictionList(APIView):
     permission_classes = [IsClinician]
 
     def get(self, request):
+        """A list, newest first: ``?limit=`` (1 to ``MAX_PAGE_SIZE``, default 500; more is read as the maximum) and
+        ``?offset=`` as every list of the API takes them (400 naming a bad one)."""
         qs = visible_predictions(request.user)
         for field, value in query(PredictionQuery, request).items():
             qs = qs.filter(**{f"{field}_id": value})
-        return Response([_prediction_doc(p) for p in qs[:500]])
+        paging = Pagination()
+        paging.default_limit = PREDICTIONS_PAGE
+        limit, offset = paging.get_limit(request), paging.get_offset(request)
+        return Response([_prediction_doc(p) for p in qs[offset:offset + limit]])
 
     def initialize_request(self, request, *args, **kwargs):
         if request.method == "POST":  # before authentication reads the body (CSRF): stop past the size limit

@@ -208,6 +208,15 @@ def test_every_paged_list_bounds_limit_and_offset(two_datasets, admin_api):
     assert not problems, "\n".join(problems)
 
 
+def test_the_predictions_list_takes_limit_and_offset_like_every_list(two_datasets, admin_api):
+    """``/api/predictions/`` answers a bare list (newest first), bounded and checked by the same ``Pagination``."""
+    for name, bad in [("limit", "abc"), ("limit", "0"), ("offset", "-1"), ("offset", HUGE)]:
+        r = admin_api.get("/api/predictions/", {name: bad})
+        assert r.status_code == 400 and name in r.json(), (name, bad, r.content[:120])
+    assert admin_api.get("/api/predictions/", {"limit": HUGE}).status_code == 200
+    assert isinstance(admin_api.get("/api/predictions/", {"limit": "1", "offset": "0"}).json(), list)
+
+
 def test_the_largest_page_is_the_documented_maximum(rf):
     from rest_framework.request import Request
 
