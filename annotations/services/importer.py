@@ -101,9 +101,11 @@ def layout_of(rel_path: str) -> Layout:
 def nifti_patient(rel_path: str, stem: str, layout: Layout, stem_shared: bool) -> tuple[str, str]:
     """``(raw patient id, study key)`` of a NIfTI file (a NIfTI carries no patient): the patient folder of the
     ``{normal,abnormal}/<patient>/`` layout; else, when several files of the import share this file's name (the
-    ``<patient>/ct.nii.gz`` layout of TotalSegmentator's dataset), the folder holding it; else the file's name, one
+    ``<patient>/ct.nii.gz`` layout of TotalSegmentator's dataset), the folder holding it (its path in the import,
+    so ``a/s1`` and ``b/s1`` are two patients); else the file's name, one
     patient per file (``case007.nii.gz``). The study key is the file's name, with its folder when names repeat."""
-    parent = Path(rel_path).parent.name
+    folder = Path(rel_path).parent.as_posix()
+    parent = "" if folder == "." else folder  # the folder's path in the import: a/s1 and b/s1 differ
     if layout.patient:
         raw_id = f"folder:{layout.patient}"
     elif stem_shared and parent:
@@ -148,6 +150,7 @@ class Importer:
         self.progress = progress or (lambda p, m="": None)
         self.touched_studies: set[int] = set()
         self.shared_stems: set[str] = set()  # NIfTI file stems that several files of this import carry
+        self.nifti_patient_by_content = False  # each distinct NIfTI its own patient (``import_path``)
         self.imported_here = set(
             report.items.filter(status=ImportItem.Status.IMPORTED).values_list("series_id", flat=True)
         )
@@ -310,7 +313,10 @@ class Importer:
         volume = entry.volume
         layout = layout_of(rel)
         stem = nifti_stem(path)
-        raw_id, study_key = nifti_patient(rel, stem, layout, stem in self.shared_stems)
+        if self.nifti_patient_by_content:
+            raw_id, study_key = f"file:{key}", f"nifti:{key}"
+        else:
+            raw_id, study_key = nifti_patient(rel, stem, layout, stem in self.shared_stems)
         k, j, i = volume.shape
         self.store(
             raw_id=raw_id, layout=layout, study_key=study_key, series_key=key, uid_source="nifti", where=rel,
@@ -377,10 +383,12 @@ class Importer:
 
 def import_path(dataset: Dataset, path: str | os.PathLike, *, labels_csv: str | os.PathLike | None = None,
                 progress: ProgressFn | None = None, user=None, report: ImportReport | None = None,
-                source: str = "") -> ImportReport:
+                source: str = "", nifti_patient_by_content: bool = False) -> ImportReport:
     """Import every DICOM series and NIfTI file under ``path`` (a local path) into ``dataset``; see the module
     docstring. A new report records ``source`` (e.g. an upload's file name), else ``path`` as a storage name
-    when it is under the storage root (``adrenal_site.storage``), else as given.
+    when it is under the storage root (``adrenal_site.storage``), else as given. ``nifti_patient_by_content``:
+    each distinct NIfTI file is a patient of its own (files submitted for a verdict, whose names say nothing about
+    the patient: two users' ``ct.nii.gz`` are not one patient), instead of its name or folder.
 
     Passing the ``report`` of an interrupted run resumes it (its skipped/failed items are rebuilt)."""
     root = Path(path)
@@ -395,7 +403,9 @@ def import_path(dataset: Dataset, path: str | os.PathLike, *, labels_csv: str | 
         return report
     with warnings.catch_warnings():  # pydicom warns about every quirk; the report says what matters
         warnings.simplefilter("ignore")
-        return Importer(dataset, root, report, progress, user).run(Path(labels_csv) if labels_csv else None)
+        importer = Importer(dataset, root, report, progress, user)
+        importer.nifti_patient_by_content = nifti_patient_by_content
+        return importer.run(Path(labels_csv) if labels_csv else None)
 
 
 # -- the per-dataset series rule ---------------------------------------------------------------------------

@@ -201,7 +201,7 @@ def import_for_prediction(path: str | Path, dataset: Dataset | None = None, user
     """``(series, "")``: the scan at ``path`` (a local path) imported by the store's importer (into ``dataset``,
     else "Submitted studies"; its report records ``source``), or ``(None, reasons)`` when nothing usable came in."""
     dataset = dataset or Dataset.objects.get_or_create(name="Submitted studies")[0]
-    report = import_path(dataset, path, user=user, progress=progress, source=source)
+    report = import_path(dataset, path, user=user, progress=progress, source=source, nifti_patient_by_content=True)
     items = list(report.items.all())
     for item in items:
         if item.status == ImportItem.Status.IMPORTED and item.series_id:

@@ -267,6 +267,16 @@ def test_nifti_files_of_the_same_name_in_patient_folders_are_different_patients(
     assert Patient.objects.filter(dataset=ds).count() == 3 and Study.objects.filter(patient__dataset=ds).count() == 3
     assert sorted(s.label for s in Series.objects.filter(study__patient__dataset=ds)) == ["abnormal", "abnormal",
                                                                                          "normal"]
+    # the folder's path, not its last name: a/s1 and b/s1 are two patients
+    deep = tmp_path / "deep"
+    for n, folder in enumerate(("a/s1", "b/s1")):
+        (deep / folder).mkdir(parents=True)
+        changed = data.copy()
+        changed[0, 0, 1] = 10 + n
+        nib.save(nib.Nifti1Image(changed, img.affine, img.header), deep / folder / "ct.nii.gz")
+    other = Dataset.objects.create(name="deep")
+    assert statuses(import_path(other, deep)) == {"imported": 2, "skipped": 0, "failed": 0}
+    assert Patient.objects.filter(dataset=other).count() == 2
 
 
 @pytest.mark.django_db(transaction=True)  # the job runner closes and reopens connections

@@ -178,3 +178,27 @@ def test_a_prediction_upload_that_is_no_scan_is_refused_before_anything_is_queue
         assert page.status_code == 400 and message in page.content.decode(), name
     assert not Job.objects.filter(kind="predict").exists()
     assert (sorted(uploads.rglob("*")) if uploads.exists() else []) == before
+
+
+def test_files_submitted_for_a_verdict_are_a_patient_each_whatever_their_name(db, realct, tmp_path):
+    """Two users' different ``ct.nii.gz`` are two patients of "Submitted studies" (the name says nothing about
+    the patient there); the same file again is the same scan."""
+    import nibabel as nib
+    import numpy as np
+
+    from inference.services.prediction import import_for_prediction
+
+    img = nib.load(realct["example_ct_sm"])
+    series = []
+    for n in range(2):
+        folder = tmp_path / f"upload{n}"
+        folder.mkdir()
+        data = np.asarray(img.dataobj).copy()
+        data[0, 0, 0] = n
+        nib.save(nib.Nifti1Image(data, img.affine, img.header), folder / "ct.nii.gz")
+        s, reason = import_for_prediction(folder, source="ct.nii.gz")
+        assert s is not None, reason
+        series.append(s)
+    assert series[0].study.patient_id != series[1].study.patient_id
+    again, _ = import_for_prediction(tmp_path / "upload1", source="ct.nii.gz")
+    assert again.pk == series[1].pk
