@@ -92,8 +92,8 @@ def save_finding(
     Fields left out keep their current value (a new record starts from gland seen, no lesion, no comment); pass
     ``lesion_centre_lps=None, lesion_diameter_mm=None`` to clear the marker. ``expected_version``: the version
     edited (0: none yet; None skips the check); a mismatch raises ``VersionConflict``. ``FindingInvalid`` for
-    an unknown gland value, half a lesion marker, a centre outside the volume, a diameter not in (0, 200] mm, or
-    a comment over 2000 characters."""
+    an unknown gland value, a lesion marker on a gland marked absent, half a lesion marker, a centre outside the
+    volume, a diameter not in (0, 200] mm, or a comment over 2000 characters."""
     if side not in CropBox.Side.values:
         raise FindingInvalid("side", "must be R or L")
     if not hasattr(series, "volume"):
@@ -111,6 +111,9 @@ def save_finding(
         centre = finding.lesion_centre_lps if lesion_centre_lps is UNSET else lesion_centre_lps
         diameter = finding.lesion_diameter_mm if lesion_diameter_mm is UNSET else lesion_diameter_mm
         centre, diameter = _check_lesion(series, centre, diameter)
+        if new_gland == Gland.ABSENT and diameter is not None:  # no gland, no adrenal lesion to mark on it
+            raise FindingInvalid("gland", "a gland marked absent cannot carry a lesion marker: clear the marker, or "
+                                          "mark the gland seen or not visualised (a mass can hide the gland)")
         text = finding.comment if comment is UNSET else comment
         if not isinstance(text, str):
             raise FindingInvalid("comment", "must be text")

@@ -262,19 +262,22 @@ def parse_objective(text: str | Objective) -> Objective:
     t = str(text).strip().lower().replace(" ", "")
     if t in ("accuracy", "youden"):
         return Objective(t)
-    m = re.fullmatch(r"(sensitivity|sens|specificity|spec)(?:>=|:|=)?([0-9.]+)", t)
+    m = re.fullmatch(r"(sensitivity|sens|specificity|spec)(?:>=|:|=)?([0-9.]+)(%?)", t)
     if m:
         name = "sensitivity" if m.group(1).startswith("sens") else "specificity"
         try:
             target = float(m.group(2))
         except ValueError:
             raise ValueError(f"target {name} {m.group(2)!r} is not a number") from None
-        if 1 < target <= 100:
-            target /= 100.0  # a percent: sens:90
-        if not MIN_TARGET <= target <= 1:
-            raise ValueError(f"target {name} {m.group(2)} is outside {MIN_TARGET:g}-1 (or {MIN_TARGET:.0%}-100%): a "
-                             f"lower target would call most {'abnormal' if name == 'sensitivity' else 'normal'} "
-                             "scans wrongly; give a fraction (0.9) or a percent (90)")
+        if m.group(3) or 1 < target <= 100:
+            target /= 100.0  # a percent: sens:90, spec>=90%
+        if target > 1:
+            raise ValueError(f"target {name} {m.group(2)}{m.group(3)} is above 100%: give a fraction (0.9) or a "
+                             "percent (90)")
+        if target < MIN_TARGET:
+            raise ValueError(f"target {name} {m.group(2)}{m.group(3)} is outside {MIN_TARGET:g}-1 (or "
+                             f"{MIN_TARGET:.0%}-100%): a lower target would call most "
+                             f"{'abnormal' if name == 'sensitivity' else 'normal'} scans wrongly")
         return Objective(name, target)
     raise ValueError(f"unknown objective {text!r}; use accuracy, youden, sensitivity>=0.95 or specificity>=0.9")
 

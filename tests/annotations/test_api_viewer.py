@@ -265,6 +265,8 @@ def test_side_findings_are_versioned_checked_exported_and_handed_to_the_model(ct
     assert r["version"] == 1 and r["gland"] == "seen" and r["lesion_diameter_mm"] == 18.5
     assert r["comment"] == "<b>lipid-poor</b> nodule, 35 HU" and r["updated_by"] == "clin"  # stored as given
     assert put_finding("L", version=0, gland="absent", comment="left adrenalectomy 2019").json()["version"] == 1
+    r = put_finding("L", version=1, lesion_centre_lps=[35, -175, 175], lesion_diameter_mm=12.0)
+    assert r.status_code == 400 and "gland marked absent cannot carry a lesion marker" in str(r.json())
     # stale versions, half markers, centres outside the volume, bad diameters and non-text are refused
     assert put_finding("R", version=0, comment="again").status_code == 409
     assert put_finding("R", version=0, comment="again").json()["current"]["version"] == 1

@@ -49,8 +49,12 @@ def test_objectives_parse():
     assert OV.parse_objective("sens:90").target == pytest.approx(0.9)
     assert str(OV.parse_objective("spec:90")) == "specificity>=0.9"
     assert OV.parse_objective("specificity>=0.95") == OV.Objective("specificity", 0.95)
-    for bad in ("specificity>=0.2", "sens:2", "spec>=101", "sensitivity>=1.2.3"):
+    assert OV.parse_objective("specificity>=90%") == OV.Objective("specificity", 0.9)
+    for bad in ("specificity>=0.2", "sens:2", "sensitivity>=1.2.3", "spec>=40%"):
         with pytest.raises(ValueError, match="outside 0.5-1|not a number"):
+            OV.parse_objective(bad)
+    for bad in ("spec>=101", "specificity>=101%"):
+        with pytest.raises(ValueError, match="is above 100%"):
             OV.parse_objective(bad)
     with pytest.raises(ValueError, match="unknown objective"):
         OV.parse_objective("f1")
