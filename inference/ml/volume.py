@@ -103,6 +103,18 @@ def obliquity(affine: np.ndarray) -> float:
     return float(np.sqrt(np.clip(1.0 - nearest ** 2, 0.0, None)).max())
 
 
+def sitk_image(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """``array`` ``[k, j, i]`` as a SimpleITK image placed by its voxel -> LPS mm ``affine`` (spacing, origin and
+    direction cosines; SimpleITK's physical space is LPS as ours): the one conversion to SimpleITK."""
+    affine = np.asarray(affine, float)
+    spacing = spacing_of(affine)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    img.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
+    img.SetDirection(tuple(float(v) for v in (affine[:3, :3] / spacing[None, :]).ravel()))
+    return img
+
+
 def resample_to_lps(volume: Volume) -> Volume:
     """The volume resampled (SimpleITK, linear, ``OUTSIDE_HU`` outside the field of view) onto an LPS-aligned grid
     (i -> L, j -> P, k -> S) covering the box of its voxel centres: x and y at the finer of its two in-plane
@@ -118,10 +130,7 @@ def resample_to_lps(volume: Volume) -> Volume:
     lo, hi = np.asarray(ext.lps_min), np.asarray(ext.lps_max)
     size = (np.ceil((hi - lo) / step - 1e-6).astype(int) + 1).tolist()  # x, y, z: the last centre at or past hi
     check_voxels(size[::-1], "volume resampled from an oblique grid onto LPS axes (slices x rows x columns)")
-    src = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
-    src.SetSpacing(tuple(float(s) for s in spacing))
-    src.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
-    src.SetDirection(tuple(float(v) for v in (affine[:3, :3] / spacing[None, :]).ravel()))
+    src = sitk_image(volume.array, affine)
     out = np.empty(size[::-1], np.int16)
     chunk = max(1, _RESAMPLE_CHUNK_VOXELS // (size[0] * size[1]))
     for z0 in range(0, size[2], chunk):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import volume_extent
-from ..volume import Volume
+from ..geometry import spacing_of, volume_extent
+from ..volume import Volume, sitk_image
 
 STEP_MM = 3.0
 OUTSIDE_HU = -3000.0  # resampling fill for points outside the field of view (below any CT value)
@@ -73,16 +73,12 @@ def _block_average(array: np.ndarray, factors_kji: np.ndarray) -> np.ndarray:
 def to_sitk(volume: Volume, step_mm: float = STEP_MM) -> sitk.Image:
     """The volume as a SimpleITK image with its real geometry, block-averaged towards ``step_mm``."""
     affine = np.asarray(volume.affine, float)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)  # i, j, k
-    factors = np.maximum(1, np.floor(step_mm / (2 * spacing))).astype(int)  # i, j, k
+    factors = np.maximum(1, np.floor(step_mm / (2 * spacing_of(affine)))).astype(int)  # i, j, k
     arr = _block_average(np.asarray(volume.array), factors[::-1])
-    # block of f voxels: its centre is (f - 1) / 2 voxels along the axis from the first one
-    origin = affine[:3, 3] + affine[:3, :3] @ ((factors - 1) / 2.0)
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing(tuple(float(s) for s in spacing * factors))
-    img.SetOrigin(tuple(float(v) for v in origin))
-    img.SetDirection(tuple(float(v) for v in (affine[:3, :3] / spacing[None, :]).ravel()))
-    return img
+    block = affine.copy()  # one voxel per block of f: f times as long, centred (f - 1) / 2 voxels from the first
+    block[:3, :3] = affine[:3, :3] * factors[None, :]
+    block[:3, 3] = affine[:3, 3] + affine[:3, :3] @ ((factors - 1) / 2.0)
+    return sitk_image(arr, block)
 
 
 def canonical(volume: Volume, step_mm: float = STEP_MM) -> Canonical:
