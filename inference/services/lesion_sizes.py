@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from annotations.services.findings import dataset_lesion_markers
 from inference.ml import metrics as M
+from inference.ml.verdict import verdict_of
 
 from ..models import Evaluation
 
@@ -39,7 +40,8 @@ def lesion_size_sensitivity(evaluation: Evaluation) -> dict:
             continue
         for side, marker in marked.items():
             score = (scan.get("sides") or {}).get(side)
-            found = score >= value if per_side and score is not None else scan.get("verdict") == "abnormal"
-            lesions.append((marker.diameter_mm, bool(found)))
+            found = verdict_of(score, value) if per_side and score is not None else scan.get("verdict")
+            found = found == "abnormal"
+            lesions.append((marker.diameter_mm, found))
     return {"operating_value": value, "unit": "side" if per_side else "scan",
             "strata": M.sensitivity_by_size(lesions), "marked": len(lesions), "unmarked": unmarked}
