@@ -189,7 +189,8 @@ class RunComparison(APIView):
         groups: dict[int, dict] = {}
         for run in visible_runs(request.user).select_related("dataset", "split").prefetch_related("evaluations"):
             ev = run.evaluations.first()
-            g = groups.setdefault(run.split_id, {"split": run.split_id, "dataset": run.dataset.name,
+            g = groups.setdefault(run.split_id, {"split": run.split_id, "split_version": run.split.version,
+                                                 "dataset": run.dataset.name,
                                                  "test_patients": len(run.split.test_patients or []), "runs": []})
             g["runs"].append({"run": run.pk, "name": run.name, "preset": run.preset, "status": run.status,
                               "version": run.version, "promoted": run.promoted,

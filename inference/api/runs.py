@@ -11,7 +11,7 @@ from annotations.models import Dataset
 
 from ..ml.presets import ConfigError
 from ..models import TrainingRun
-from ..services.runs import cancel_run, promote
+from ..services.runs import cancel_run, promote, split_document
 from ..tasks import start_run
 from .serializers import RunStartSerializer, TrainingRunSerializer
 
@@ -21,7 +21,7 @@ def run_document(run: TrainingRun) -> dict:
     doc = TrainingRunSerializer(run).data
     doc |= {"dataset_name": run.dataset.name, "folds_done": run.folds_done, "job": run.job_id,
             "artifacts_dir": run.artifacts_dir,
-            "split": {"test_patients": run.split.test_patients, "folds": run.split.folds},
+            "split": split_document(run.split),
             "folds": [{"fold": f.fold, "status": f.status, "epoch": f.epoch, "best_epoch": f.best_epoch,
                        "val_loss": f.val_loss, "history": f.history, "job": f.job_id}
                       for f in run.folds.select_related("job", "run__job").order_by("fold")]}

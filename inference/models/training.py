@@ -26,17 +26,29 @@ class EvaluationQuerySet(JobStateQuerySet):
 
 
 class DatasetSplit(models.Model):
-    """A dataset's patient-grouped, label-stratified test split and cross-validation folds.
+    """A version of a dataset's patient-grouped, label-stratified test split and cross-validation folds.
 
-    Persisted once per dataset so later runs are compared on the same test patients.
+    Made on a dataset's first run; a run started when labelled patients outside it exist makes the next version,
+    which keeps every patient where it was and adds the new ones (``inference.ml.splits.extend_split``), so later
+    runs learn from them, no test patient ever trains, and each run keeps the version it used. Rows are never
+    changed once made.
     """
 
-    dataset = models.OneToOneField("annotations.Dataset", on_delete=models.CASCADE, related_name="split")
+    dataset = models.ForeignKey("annotations.Dataset", on_delete=models.CASCADE, related_name="splits")
+    version = models.PositiveIntegerField(default=1, help_text="1 for the dataset's first split, then one more per extension")
     seed = models.IntegerField(default=0)
     test_fraction = models.FloatField(default=0.2)
     test_patients = models.JSONField(help_text="pseudo ids")
     folds = models.JSONField(help_text="list of lists of validation patient pseudo ids")
     created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "version"], name="one_split_per_version")]
+        ordering = ["dataset", "version"]
+
+    @property
+    def n_patients(self) -> int:
+        return len(self.test_patients or []) + sum(len(f) for f in self.folds or [])
 
 
 class TrainingRun(JobState, models.Model):

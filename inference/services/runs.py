@@ -21,7 +21,7 @@ from inference.ml.presets import check_run_overrides, preset_config
 
 from ..models import DatasetSplit, FoldRun, TrainingRun
 from .gland_data import is_gland_run, marker_labels, patient_labels
-from .training_data import ensure_split, image_rows
+from .training_data import ensure_split, image_rows, latest_split
 
 
 def run_dir(run: TrainingRun) -> Path:
@@ -55,16 +55,18 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
     the field, for an unknown preset, an override the preset does not allow (``preset_config``) or one the run
     would not honour (``check_run_overrides``: e.g. a test fraction other than the dataset's saved split's)."""
     config = preset_config(preset, overrides)
-    saved = DatasetSplit.objects.filter(dataset=dataset).first()  # else made below from the config's settings
+    saved = latest_split(dataset)  # else made below from the config's settings
     check_run_overrides(config, overrides, split=None if saved is None else {
         "seed": saved.seed, "test_fraction": saved.test_fraction, "n_folds": len(saved.folds)})
-    labels = None
-    if is_gland_run(config) or not image_rows(dataset):
-        # per-gland runs crop what they need from the stored volumes; a joined run builds or refreshes its
-        # images first (``training.build_run_images``, the ``train_images`` job) from the same labelled scans
-        labels = patient_labels(dataset)
-        if not labels:
-            raise ValueError(f"dataset {dataset.name!r} has no labelled scans with a stored volume and crop boxes")
+    # per-gland runs crop what they need from the stored volumes; a joined run builds or refreshes its images
+    # first (``training.build_run_images``, the ``train_images`` job) from the same labelled scans, so both split
+    # the patients labelled now (plus, for a joined run, any with stored images only)
+    labels = patient_labels(dataset)
+    if not is_gland_run(config):
+        for r in image_rows(dataset):
+            labels[r.patient] = max(labels.get(r.patient, 0), r.label)
+    if not labels:
+        raise ValueError(f"dataset {dataset.name!r} has no labelled scans with a stored volume and crop boxes")
     split = ensure_split(dataset, seed=int(config["seed"]), test_fraction=float(config["test_fraction"]),
                          n_folds=int(config["n_folds"]), labels=labels)
     # the run records the split it uses (made earlier, perhaps with other settings), not the preset's defaults
@@ -133,11 +135,17 @@ def weight_paths(run: TrainingRun) -> list[Path]:
     return paths
 
 
+def split_document(split: DatasetSplit) -> dict:
+    """``{"version", "test_patients", "folds"}``: the split version a run used (pseudo ids)."""
+    return {"version": split.version, "test_patients": list(split.test_patients),
+            "folds": [list(f) for f in split.folds]}
+
+
 def run_summary(run: TrainingRun) -> dict:
     """The ``train --json`` document; ``lesion_markers``: how many sides (of how many scans) trained on image
     labels from the viewer's lesion markers, and the markers not used with why (per-gland runs)."""
     doc = {"run": run.pk, "status": run.status,
-           "split": {"test_patients": list(run.split.test_patients), "folds": [list(f) for f in run.split.folds]},
+           "split": split_document(run.split),
            "folds": [{"fold": f.fold, "best_epoch": f.best_epoch, "val_loss": f.val_loss}
                      for f in run.folds.order_by("fold")]}
     markers = (run.config or {}).get("lesion_markers")

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from adrenal_site.storage import local_path
 from annotations.models import Dataset, Label, Series
-from inference.ml.splits import make_split
+from inference.ml.splits import Split, extend_split, make_split
 from inference.ml.training import FoldData
 
 from ..models import DatasetSplit, Image25D, TrainingRun
@@ -57,19 +57,34 @@ def image_rows(dataset: Dataset) -> list[ImageRow]:
 
 def ensure_split(dataset: Dataset, *, seed: int = 0, test_fraction: float = 0.2, n_folds: int = 5,
                  labels: dict[str, int] | None = None) -> DatasetSplit:
-    """The dataset's persisted split; made once from its labelled patients that have 2.5D images (or from
-    ``labels``, ``{patient: 0|1}``, when given: a per-gland run's usable patients)."""
+    """The dataset's split for a new run: its latest version when that holds every usable labelled patient, else the
+    next version (the latest extended by the patients it lacks, ``inference.ml.splits.extend_split``: nobody moves);
+    the first is made with ``seed``, ``test_fraction`` and ``n_folds``, later versions keep the first's.
+
+    ``labels``: ``{patient: 0|1}``, the patients a run can use (default: those with stored 2.5D images)."""
     with transaction.atomic():
         Dataset.objects.select_for_update().get(pk=dataset.pk)
-        split = DatasetSplit.objects.filter(dataset=dataset).first()
-        if split is not None:
-            return split
+        latest = latest_split(dataset)
         patient_label: dict[str, int] = dict(labels or {})
         for r in ([] if labels is not None else image_rows(dataset)):
             patient_label[r.patient] = max(patient_label.get(r.patient, 0), r.label)
-        s = make_split(patient_label, test_fraction=test_fraction, n_folds=n_folds, seed=seed)
-        return DatasetSplit.objects.create(dataset=dataset, seed=seed, test_fraction=test_fraction,
-                                           test_patients=s.test_patients, folds=s.folds)
+        if latest is None:
+            s = make_split(patient_label, test_fraction=test_fraction, n_folds=n_folds, seed=seed)
+            return DatasetSplit.objects.create(dataset=dataset, seed=seed, test_fraction=test_fraction,
+                                               test_patients=s.test_patients, folds=s.folds)
+        old = Split(list(latest.test_patients), [list(f) for f in latest.folds])
+        placed = set(old.test_patients) | set(old.trainval())
+        if not set(patient_label) - placed:
+            return latest
+        s = extend_split(old, patient_label, test_fraction=latest.test_fraction, seed=latest.seed)
+        return DatasetSplit.objects.create(dataset=dataset, version=latest.version + 1, seed=latest.seed,
+                                           test_fraction=latest.test_fraction, test_patients=s.test_patients,
+                                           folds=s.folds)
+
+
+def latest_split(dataset: Dataset) -> DatasetSplit | None:
+    """The dataset's newest split version, or None before its first run."""
+    return DatasetSplit.objects.filter(dataset=dataset).order_by("-version").first()
 
 
 def fold_data(run: TrainingRun, fold: int) -> FoldData:

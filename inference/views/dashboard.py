@@ -24,6 +24,7 @@ def compare(request):
     for run in visible_runs(request.user).select_related("dataset", "split").prefetch_related("evaluations"):
         ev = run.evaluations.first()
         g = groups.setdefault(run.split_id, {"dataset": run.dataset.name, "split": run.split_id,
+                                             "split_version": run.split.version,
                                              "test_patients": len(run.split.test_patients or []), "rows": []})
         g["rows"].append({"run": run, "ev": evaluation_summary(ev) if ev else None})
     return render(request, "inference/dashboard/compare.html", {"groups": list(groups.values())})

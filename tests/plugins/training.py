@@ -32,14 +32,23 @@ def synthetic_volume(seed: int, abnormal: bool):
 
 def make_cohort(name: str, n_patients: int, media_root: Path, build: bool = True, seed: int = 0):
     """Dataset, patients (alternating labels), one scan each with volume and confirmed boxes, built images."""
+    from annotations.models import Dataset
+
+    ds = Dataset.objects.create(name=name)
+    add_patients(ds, range(n_patients), media_root, build, seed)
+    return ds
+
+
+def add_patients(ds, numbers, media_root: Path, build: bool = True, seed: int = 0) -> None:
+    """Patients ``<dataset>-P<n>`` for each n of ``numbers`` (abnormal when n is odd), as ``make_cohort`` makes them."""
     from annotations.services.boxes import save_box
-    from annotations.models import Dataset, Label, Patient, Series, Study
+    from annotations.models import Label, Patient, Series, Study
     from annotations.models import Volume as VolumeRow
     from inference.ml.volume import save_nifti
     from inference.services.images import build_series
 
-    ds = Dataset.objects.create(name=name)
-    for n in range(n_patients):
+    name = ds.name
+    for n in numbers:
         abnormal = n % 2 == 1
         p = Patient.objects.create(dataset=ds, pseudo_id=f"{name}-P{n:02d}")
         Label.assign(p, "abnormal" if abnormal else "normal", "ui")
@@ -54,7 +63,6 @@ def make_cohort(name: str, n_patients: int, media_root: Path, build: bool = True
         save_box(se, "L", *L_BOX, status="confirmed")
         if build:
             build_series(se, TEST_IMAGE)
-    return ds
 
 
 @pytest.fixture

@@ -1,0 +1,71 @@
+"""The dataset's split grows with the dataset: patients labelled after a run join the next run's split version,
+nobody already split moves (a test patient never trains), and earlier runs keep the version they used."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.plugins.training import add_patients
+
+GLAND = {"n_folds": 3, "supervision": "mil", "aggregator": "sides",
+         "image": {"layout": "side", "side_px": 16, "pixel_spacing_mm": 2.0, "slice_spacing_mm": 3.0,
+                   "stride_mm": 3.0}}
+
+
+def _run(ds, overrides=GLAND):
+    from adrenal_site.jobs.models import Job
+    from inference.services import runs
+
+    return runs.create_run(ds, "tiny", Job.objects.create(kind="train", params={}), overrides=overrides)
+
+
+def test_patients_labelled_after_a_run_join_the_next_runs_split(db, settings, tmp_path, training_cohort, client_as,
+                                                                 users):
+    from inference.services.runs import run_summary
+
+    settings.MEDIA_ROOT = tmp_path
+    ds = training_cohort("grow-ds", n_patients=10, build=False)
+    first = _run(ds)
+    v1 = first.split
+    assert v1.version == 1 and v1.n_patients == 10 and len(v1.test_patients) == 2
+    assert _run(ds).split_id == v1.pk  # nothing new: the same version
+
+    add_patients(ds, range(10, 20), Path(tmp_path))
+    second = _run(ds)
+    v2 = second.split
+    assert v2.version == 2 and v2.n_patients == 20 and v2.seed == v1.seed and v2.test_fraction == v1.test_fraction
+    assert set(v1.test_patients) <= set(v2.test_patients) and len(v2.test_patients) == 4  # 20% of each label
+    assert all(set(old) <= set(new) for old, new in zip(v1.folds, v2.folds))
+    new_test = [p for p in v2.test_patients if p not in v1.test_patients]
+    assert sorted(int(p[-2:]) % 2 for p in new_test) == [0, 1]  # stratified: one normal, one abnormal
+    first.refresh_from_db()
+    assert first.split_id == v1.pk and run_summary(first)["split"]["version"] == 1
+    assert run_summary(second)["split"]["version"] == 2
+
+    # a joined run (2.5D images) uses the same versions: nobody new, nothing made
+    assert _run(ds, {"n_folds": 3, "image": {"side_px": 16, "pixel_spacing_mm": 2.0}}).split_id == v2.pk
+    ds.members.add(users["lead"])
+    client = client_as("lead")
+    page = client.get(f"/runs/{second.pk}/").content.decode()
+    assert "Split version 2 of this dataset (20 patients" in page
+    doc = client.get(f"/api/runs/{second.pk}/").json()
+    assert doc["split"]["version"] == 2 and sorted(doc["split"]["test_patients"]) == sorted(v2.test_patients)
+
+
+def test_extend_split_keeps_everyone_and_stratifies_the_new():
+    from inference.ml.splits import extend_split, make_split
+
+    labels = {f"P{i:03d}": int(i % 3 == 0) for i in range(30)}
+    s = make_split(labels, n_folds=5, seed=3)
+    more = {**labels, **{f"Q{i:03d}": int(i % 3 == 0) for i in range(30)}}
+    t = extend_split(s, more, test_fraction=0.2, seed=3)
+    assert t == extend_split(s, more, test_fraction=0.2, seed=3)
+    assert set(s.test_patients) <= set(t.test_patients)
+    assert all(set(a) <= set(b) for a, b in zip(s.folds, t.folds))
+    placed = t.test_patients + t.trainval()
+    assert sorted(placed) == sorted(more) and len(placed) == len(set(placed))
+    for label in (0, 1):
+        n = sum(v == label for v in more.values())
+        assert sum(more[p] == label for p in t.test_patients) == round(0.2 * n)
+        per_fold = [sum(more[p] == label for p in f) for f in t.folds]
+        assert max(per_fold) - min(per_fold) <= 1
+    assert extend_split(s, labels, seed=3) == s  # nothing new: the same split
