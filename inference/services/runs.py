@@ -20,7 +20,7 @@ from inference.ml.acquisition import contrast_of
 from inference.ml.presets import check_run_overrides, preset_config
 
 from ..models import DatasetSplit, FoldRun, TrainingRun
-from .gland_data import is_gland_run, marker_labels, patient_labels
+from .gland_data import is_gland_run, left_out_scans, marker_labels, patient_labels
 from .training_data import ensure_split, image_rows, latest_split
 
 
@@ -71,6 +71,7 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
                          n_folds=int(config["n_folds"]), labels=labels)
     # the run records the split it uses (made earlier, perhaps with other settings), not the preset's defaults
     config["n_folds"], config["test_fraction"] = len(split.folds), split.test_fraction
+    config["left_out"] = left_out_scans(dataset)  # labelled scans this run cannot use, and why
     if is_gland_run(config):  # the viewer's lesion markers as they are now: image labels for the marked sides
         config["lesion_markers"] = marker_labels(dataset, held_out=set(split.test_patients))
     with transaction.atomic():
@@ -148,6 +149,7 @@ def run_summary(run: TrainingRun) -> dict:
            "split": split_document(run.split),
            "folds": [{"fold": f.fold, "best_epoch": f.best_epoch, "val_loss": f.val_loss}
                      for f in run.folds.order_by("fold")]}
+    doc["left_out"] = (run.config or {}).get("left_out", [])
     markers = (run.config or {}).get("lesion_markers")
     if markers is not None:
         doc["lesion_markers"] = {k: markers.get(k) for k in ("sides", "scans", "unused")}

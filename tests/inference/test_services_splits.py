@@ -69,3 +69,21 @@ def test_extend_split_keeps_everyone_and_stratifies_the_new():
         per_fold = [sum(more[p] == label for p in f) for f in t.folds]
         assert max(per_fold) - min(per_fold) <= 1
     assert extend_split(s, labels, seed=3) == s  # nothing new: the same split
+
+
+def test_a_run_names_the_labelled_scans_it_left_out(db, settings, tmp_path, training_cohort, client_as, users):
+    from annotations.models import CropBox, Series
+    from inference.services.runs import run_summary
+
+    settings.MEDIA_ROOT = tmp_path
+    ds = training_cohort("left-out-ds", n_patients=10, build=False)
+    boxless = Series.objects.get(study__patient__pseudo_id="left-out-ds-P03")
+    CropBox.objects.filter(series=boxless).delete()
+    run = _run(ds)
+    assert all("left-out-ds-P03" not in f for f in run.split.folds + [run.split.test_patients])
+    out = run_summary(run)["left_out"]
+    assert out == [{"series": boxless.pk, "patient": "left-out-ds-P03",
+                    "why": "no crop box on either side (proposals pending, failed or not covered)"}]
+    ds.members.add(users["lead"])
+    page = client_as("lead").get(f"/runs/{run.pk}/").content.decode()
+    assert "Left out of this run: 1 labelled scan" in page and "left-out-ds-P03 series" in page

@@ -33,7 +33,7 @@ def test_tiny_run_on_worker_ends_with_artifacts_and_oof_predictions(celery_worke
     doc = json.loads(out.getvalue())
     run = _run(doc["run"])
     assert doc["status"] == run.status == "succeeded", Path(celery_worker_proc.log).read_text()[-3000:]
-    assert set(doc) == {"run", "status", "split", "folds"}
+    assert set(doc) == {"run", "status", "split", "folds", "left_out"} and doc["left_out"] == []
     assert doc["split"] == {"version": 1, "test_patients": run.split.test_patients, "folds": run.split.folds}
     assert [f["fold"] for f in doc["folds"]] == [0, 1, 2, 3, 4]
     assert all(f["best_epoch"] in (1, 2, 3) and f["val_loss"] > 0 for f in doc["folds"])
