@@ -184,6 +184,9 @@ def predict_series(series, run: TrainingRun, *, job=None, user=None,
         outcome = judge_volume(volume, run, modality=series.modality or "CT", boxes=stored_boxes(series),
                                not_covered_reason=not_covered, uncovered=series.uncovered_sides or {},
                                contrast=scan_contrast(series), progress=report)
+    caution = in_sample_caution(series, run)
+    if caution and outcome.verdict != Prediction.Verdict.NOT_ASSESSABLE:
+        outcome.cautions.append(caution)
     fields = outcome.stored_fields(run.operating_value)
     if job is not None:  # one Prediction per job and scan: a re-delivered job updates it
         prediction, _ = Prediction.objects.update_or_create(
@@ -192,6 +195,18 @@ def predict_series(series, run: TrainingRun, *, job=None, user=None,
         prediction = Prediction.objects.create(series=series, run=run, created_by=user, **fields)
     report(100, f"{prediction.get_verdict_display()}" + (f": {prediction.reason}" if prediction.reason else ""))
     return prediction
+
+
+def in_sample_caution(series, run: TrainingRun) -> str:
+    """A caution for a verdict on a scan whose patient is one of ``run``'s training (train-val) patients: the model
+    learnt from it, so the verdict says nothing about how it does on new patients; "" otherwise (the run's test
+    patients and every other scan are out of sample)."""
+    patient = series.study.patient
+    if patient.dataset_id != run.dataset_id or patient.pseudo_id not in {p for f in run.split.folds for p in f}:
+        return ""
+    return (f"in-sample: patient {patient.pseudo_id} was one of the {run.split.n_patients - len(run.split.test_patients)}"
+            f" patients model run {run.pk} trained on, so this verdict does not show how the model does on new "
+            "patients (its test patients and new scans do)")
 
 
 # --- reading a path (the command, uploads) ---------------------------------------------------------------

@@ -202,3 +202,22 @@ def test_files_submitted_for_a_verdict_are_a_patient_each_whatever_their_name(db
     assert series[0].study.patient_id != series[1].study.patient_id
     again, _ = import_for_prediction(tmp_path / "upload1", source="ct.nii.gz")
     assert again.pk == series[1].pk
+
+
+def test_a_verdict_on_a_training_patient_says_it_is_in_sample(model_run, realct, settings, client_as, users):
+    """A lead who judges a whole dataset gets verdicts on the model's own training patients: each carries a
+    caution saying so (in the pages, the API and the SR), so nobody reads them as the model's accuracy."""
+    from inference.services.prediction import predict_series
+
+    trained = _imported_series(model_run, Path(realct["example_ct"]), settings)
+    held_out = _imported_series(model_run, Path(realct["example_ct"]), settings)
+    split = model_run.split
+    split.folds, split.test_patients = [[trained.study.patient.pseudo_id], []], [held_out.study.patient.pseudo_id]
+    split.save()
+    model_run.refresh_from_db()
+    p = predict_series(trained, model_run)
+    assert p.verdict in ("normal", "abnormal")
+    assert [c for c in p.cautions if c.startswith("in-sample: patient NEW0 was one of the 1 patients model run")]
+    assert not [c for c in predict_series(held_out, model_run).cautions if c.startswith("in-sample")]
+    model_run.dataset.members.add(users["clinician"])
+    assert any(c.startswith("in-sample") for c in client_as("clinician").get(f"/api/predictions/{p.pk}/").json()["cautions"])
