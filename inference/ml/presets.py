@@ -174,7 +174,8 @@ SETTINGS: dict = {
 }
 # keys a run's configuration holds that no override may set
 INTERNAL = {"preset": "the preset is chosen by its own field (--preset, \"preset\")",
-            "lesion_markers": "the run makes it from the viewer's lesion markers"}
+            "lesion_markers": "the run makes it from the viewer's lesion markers",
+            "left_out": "the run lists the labelled scans it cannot use"}
 DEFAULT_POS_FRACTION = 0.25  # mil.DEFAULT_MIL's
 
 

@@ -64,6 +64,7 @@ def test_the_overrides_the_tests_and_benchmarks_use_still_work():
     ({"image.side": 96}, "image.side", "did you mean image.side_px"),
     ({"preset": "paper"}, "preset", "cannot be overridden"),
     ({"lesion_markers": {}}, "lesion_markers", "cannot be overridden"),
+    ({"left_out": []}, "left_out", "cannot be overridden"),
 ])
 def test_an_unknown_key_is_refused_naming_it_and_close_ones(overrides, field, says):
     err = refused("fast", overrides)
