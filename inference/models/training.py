@@ -56,7 +56,7 @@ class TrainingRun(JobState, models.Model):
     Its state is its ``train`` job's."""
 
     dataset = models.ForeignKey("annotations.Dataset", on_delete=models.CASCADE, related_name="runs")
-    split = models.ForeignKey(DatasetSplit, on_delete=models.PROTECT, related_name="runs")
+    split = models.ForeignKey(DatasetSplit, on_delete=models.RESTRICT, related_name="runs")  # with its dataset only
     name = models.CharField(max_length=200, blank=True)
     preset = models.CharField(max_length=32)
     config = models.JSONField(help_text="The full configuration, stored with the run")

@@ -87,3 +87,26 @@ def test_a_run_names_the_labelled_scans_it_left_out(db, settings, tmp_path, trai
     ds.members.add(users["lead"])
     page = client_as("lead").get(f"/runs/{run.pk}/").content.decode()
     assert "Left out of this run: 1 labelled scan" in page and "left-out-ds-P03 series" in page
+
+
+def test_an_admin_deletes_a_dataset_with_runs_but_no_split_goes_alone(db, client_as):
+    """Runs hold their split (a split a run used cannot be deleted on its own), yet deleting the dataset in the
+    admin takes its runs and splits with it, after the admin's confirmation page lists them."""
+    import pytest
+    from django.db.models import RestrictedError
+
+    from annotations.models import Dataset
+    from inference.models import DatasetSplit, TrainingRun
+    from tests.factories import make_dataset, make_run, make_split
+
+    ds = make_dataset("doomed-ds")
+    split = make_split(ds, folds=[[], []])
+    run = make_run(ds, split)
+    with pytest.raises(RestrictedError):
+        split.delete()
+    admin = client_as("admin")
+    page = admin.get(f"/admin/annotations/dataset/{ds.pk}/delete/").content.decode()
+    assert "Are you sure" in page and f"run {run.pk}" in page
+    assert admin.post(f"/admin/annotations/dataset/{ds.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not Dataset.objects.filter(pk=ds.pk).exists()
+    assert not TrainingRun.objects.filter(pk=run.pk).exists() and not DatasetSplit.objects.filter(pk=split.pk).exists()
