@@ -29,7 +29,7 @@ class Prediction(JobState, models.Model):
         NOT_ASSESSABLE = "not_assessable", "not assessable"
 
     series = models.ForeignKey("annotations.Series", on_delete=models.CASCADE, related_name="predictions")
-    run = models.ForeignKey("inference.TrainingRun", on_delete=models.CASCADE, related_name="predictions")
+    run = models.ForeignKey("inference.TrainingRun", on_delete=models.RESTRICT, related_name="predictions")  # a run is not deleted under verdicts that stay
     probability = models.FloatField(null=True, blank=True)
     fraction = models.FloatField(null=True, blank=True, help_text="Fraction of 2.5D images voted abnormal")
     operating_value = models.FloatField(null=True, blank=True)

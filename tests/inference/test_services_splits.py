@@ -110,3 +110,25 @@ def test_an_admin_deletes_a_dataset_with_runs_but_no_split_goes_alone(db, client
     assert admin.post(f"/admin/annotations/dataset/{ds.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not Dataset.objects.filter(pk=ds.pk).exists()
     assert not TrainingRun.objects.filter(pk=run.pk).exists() and not DatasetSplit.objects.filter(pk=split.pk).exists()
+
+
+def test_a_model_is_not_deleted_from_under_verdicts_that_stay(db, client_as):
+    """Deleting a dataset takes the verdicts on its own scans with it, but not those its model gave on scans of
+    other datasets (submitted studies): the admin refuses, naming them, and nothing is deleted."""
+    from annotations.models import Dataset
+    from inference.models import Prediction, TrainingRun
+    from tests.factories import make_dataset, make_run, make_series, make_split
+
+    ds = make_dataset("model-ds")
+    run = make_run(ds, make_split(ds, folds=[[], []]))
+    own = Prediction.objects.create(series=make_series(ds, "P1"), run=run, verdict="normal")
+    other = Prediction.objects.create(series=make_series(make_dataset("Submitted studies"), "S1"), run=run,
+                                      verdict="abnormal")
+    admin = client_as("admin")
+    page = admin.get(f"/admin/annotations/dataset/{ds.pk}/delete/").content.decode()
+    assert "protected" in page and "Are you sure" not in page
+    admin.post(f"/admin/annotations/dataset/{ds.pk}/delete/", {"post": "yes"})
+    assert Dataset.objects.filter(pk=ds.pk).exists() and Prediction.objects.filter(pk__in=[own.pk, other.pk]).count() == 2
+    other.delete()
+    assert admin.post(f"/admin/annotations/dataset/{ds.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not TrainingRun.objects.filter(pk=run.pk).exists() and not Prediction.objects.filter(pk=own.pk).exists()
