@@ -6,7 +6,9 @@ permission classes): it is part of the API, so like every other endpoint it answ
 role. A signed-in user gets links to the collections their role may list, the token endpoint, the schema and the
 docs. Django answers a path no pattern matches with its HTML 404 page; under ``/api/`` that is JSON instead,
 in DRF's shape (``{"detail": ...}``), and so are Django's own 400, 403 and 500 answers there (DRF's views
-answer their errors in JSON themselves; these are what happens outside them)."""
+answer their errors in JSON themselves; these are what happens outside them). ``exception_handler`` is DRF's,
+plus a stored file that cannot be read (``inference.ml.volume.UnreadableVolume``): a JSON 500 naming the file
+and what to do, not the generic one."""
 from __future__ import annotations
 
 from django.http import JsonResponse
@@ -16,6 +18,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from inference.ml.volume import UnreadableVolume
 
 from .roles import LEAD, IsClinician, has_role
 
@@ -76,3 +81,10 @@ def server_error(request):
     if _is_api(request):
         return JsonResponse({"detail": "Server error."}, status=500)
     return defaults.server_error(request)
+
+
+def exception_handler(exc, context):
+    """DRF's ``EXCEPTION_HANDLER``: DRF's answers, and a JSON 500 whose detail names a damaged stored file."""
+    if isinstance(exc, UnreadableVolume):
+        return Response({"detail": str(exc)}, status=500)
+    return drf_exception_handler(exc, context)

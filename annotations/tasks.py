@@ -86,8 +86,8 @@ def prepare_viewer(job: Job, series_ids: list[int]) -> dict:
         try:
             prepare_viewer_data(volume)
             done.append(volume.series_id)
-        except (OSError, ValueError) as exc:
-            failed.append({"series": volume.series_id, "error": str(exc)[:300]})
+        except Exception as exc:  # noqa: BLE001 - a scan that cannot be read (a corrupt stored file too) is reported
+            failed.append({"series": volume.series_id, "error": f"{type(exc).__name__}: {exc}"[:300]})
         progress(100 * (n + 1) / len(volumes), f"viewer data of {n + 1}/{len(volumes)} scans")
     return {"prepared": done, "failed": failed}
 

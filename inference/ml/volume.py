@@ -7,6 +7,8 @@ rotated NIfTI), so every consumer (viewer, proposals, crops, 2.5D images) may re
 from __future__ import annotations
 
 import os
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import SimpleITK as sitk
 
 from .atomic import atomic_path
 from .geometry import LPS_TO_RAS, Box, box_to_voxels, canonical_index_map, spacing_of, volume_extent
-from .limits import check_voxels
+from .limits import TooManyVoxels, check_voxels
 
 
 @dataclass
@@ -54,12 +56,32 @@ def save_nifti(volume: Volume, path: str | os.PathLike) -> Path:
     return path
 
 
+class UnreadableVolume(ValueError):
+    """A NIfTI file that is there but cannot be read: not NIfTI, truncated, or its compression corrupt."""
+
+
+@contextmanager
+def _reading(path: str | os.PathLike):
+    """Reading ``path``: nibabel's, gzip's and numpy's errors on a damaged file become one UnreadableVolume naming
+    the file (a missing file stays FileNotFoundError, too many voxels TooManyVoxels)."""
+    try:
+        yield
+    except (FileNotFoundError, TooManyVoxels):
+        raise
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, ValueError) as exc:
+        why = str(exc).replace(str(Path(path).parent) + os.sep, "")  # the file's name, not where it lies
+        raise UnreadableVolume(f"the stored file {Path(path).name} cannot be read ({type(exc).__name__}: {why}); "
+                               "re-import the scan") from exc
+
+
 def load_nifti(path: str | os.PathLike, dtype=np.int16) -> Volume:
     """Read a NIfTI file into a Volume (array ``[k, j, i]``, LPS affine). Raises ``TooManyVoxels`` (a
-    ValueError) before reading data when the header declares more voxels than the cap."""
-    img = nib.load(str(path))
-    check_voxels(img.shape, f"NIfTI {Path(path).name}")
-    data = np.asanyarray(img.dataobj)
+    ValueError) before reading data when the header declares more voxels than the cap, ``UnreadableVolume`` (a
+    ValueError) for a damaged file, FileNotFoundError for a missing one."""
+    with _reading(path):
+        img = nib.load(str(path))
+        check_voxels(img.shape, f"NIfTI {Path(path).name}")
+        data = np.asanyarray(img.dataobj)
     if dtype is not None:
         data = data.astype(dtype, copy=False)
     return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), LPS_TO_RAS @ img.affine)
@@ -170,15 +192,17 @@ def load_nifti_region(path: str | os.PathLike, box: Box, margin_mm: float = 5.0,
     """Only the voxels of a NIfTI file inside ``box`` (LPS mm) grown by ``margin_mm``: a Volume whose affine
     places the sub-block where it lies. An uncompressed ``.nii`` is memory-mapped (only those bytes are
     read); a ``.nii.gz`` is decompressed up to the block's last slice. Raises ValueError when the box misses
-    the volume."""
-    img = nib.load(str(path))
+    the volume, ``UnreadableVolume`` (a ValueError) for a damaged file."""
+    with _reading(path):
+        img = nib.load(str(path))
     affine = LPS_TO_RAS @ img.affine
     shape_kji = tuple(int(s) for s in img.shape[:3][::-1])
     lo, hi = box_to_voxels(affine, shape_kji, box.expanded(margin_mm))
     if any(h < l for l, h in zip(lo, hi)):
         raise ValueError(f"{path}: the box {box.to_dict()} lies outside the volume")
     check_voxels([h - l + 1 for l, h in zip(lo, hi)], f"region of {Path(path).name}")
-    block = np.asanyarray(img.dataobj[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1])
+    with _reading(path):
+        block = np.asanyarray(img.dataobj[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1])
     if dtype is not None:
         block = block.astype(dtype, copy=False)
     sub = affine.copy()

@@ -8,6 +8,7 @@ A scan of one gland is judged on that gland; the other side is reported in ``sid
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from adrenal_site.jobs.runner import no_progress
+from adrenal_site.jobs.runner import JobCancelled, no_progress
 from adrenal_site.storage import local_path
 from annotations.models import Dataset, ImportItem, Series
 from annotations.services.importer import import_path
@@ -32,6 +33,8 @@ from .ensembles import ensemble_for
 from .gland_data import is_gland_run
 from .runs import scan_contrast, training_acquisition
 from .verdicts import probability_cutoff, side_findings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -306,7 +309,10 @@ def judge_dataset(dataset: Dataset, run: TrainingRun, *, force: bool = False, jo
             p = predict_series(series, run, job=job, user=user,
                                progress=lambda pct, msg="", lo=lo, hi=hi, n=i: report(
                                    lo + (hi - lo) * pct / 100.0, f"scan {n + 1}/{len(scans)}: {msg}"))
-        except (OSError, ValueError, RuntimeError) as exc:  # one scan's failure is reported, the rest go on
+        except JobCancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one scan's failure (a corrupt stored volume too) is reported, the rest go on
+            log.exception("judging series %s", series.pk)
             out["errors"].append({"series": series.pk, "error": f"{type(exc).__name__}: {exc}"[:300]})
             continue
         out["judged"] += 1

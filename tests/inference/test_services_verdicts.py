@@ -199,3 +199,33 @@ def test_a_submitter_follows_an_upload_to_its_verdict_and_can_always_open_it(her
     client.force_login(users["clinician"])
     assert client.get(f"/api/predictions/{q.pk}/").status_code == 404
     assert client.get(f"/series/{p.series_id}/").context["prediction"]["id"] == Prediction.objects.get(job=again).pk
+
+
+def test_a_corrupt_stored_volume_is_one_scans_error_in_a_batch(here, users, gland_model, ct_series, client):
+    """A stored volume that can no longer be read (a truncated or overwritten file) is reported naming its scan
+    by every batch that meets it, judging a dataset and preparing the viewer's data, and the rest go on; the
+    viewer's API answers with the reason instead of a server error."""
+    from adrenal_site.jobs.runner import run_now
+    from adrenal_site.storage import local_path
+    from annotations.tasks import prepare_viewer, start_viewer_preparation
+    from inference.models import Prediction
+    from inference.tasks import judge_dataset_job, start_judge_dataset
+
+    run = gland_model(members=[users["clinician"], users["lead"]])
+    ds = run.dataset
+    good = ct_series(dataset=ds, patient="P001")
+    bad = ct_series(dataset=ds, patient="P002")
+    local_path(bad.volume.file.name).write_bytes(b"\x00garbage, not a gzip stream" * 10)
+    job = run_now(judge_dataset_job, start_judge_dataset(ds, users["lead"]))
+    assert job.status == "succeeded", job.error
+    assert job.result["judged"] == 1 and [e["series"] for e in job.result["errors"]] == [bad.pk]
+    assert "gzip" in job.result["errors"][0]["error"] and Prediction.objects.filter(series=good, run=run).exists()
+    prep = run_now(prepare_viewer, start_viewer_preparation([good.pk, bad.pk], send=False))
+    assert prep.status == "succeeded", prep.error
+    assert prep.result["prepared"] == [good.pk] and [f["series"] for f in prep.result["failed"]] == [bad.pk]
+    client.force_login(users["clinician"])
+    assert client.get(f"/series/{bad.pk}/").status_code == 200 and client.get(f"/api/series/{bad.pk}/volume/").status_code == 200
+    for url in (f"/api/series/{bad.pk}/volume/slabs/0/", f"/api/series/{bad.pk}/volume/data/"):
+        r = client.get(url)
+        detail = r.json()["detail"]
+        assert r.status_code == 500 and "cannot be read" in detail and "re-import" in detail and "/media/" not in detail

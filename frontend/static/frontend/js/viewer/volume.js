@@ -60,7 +60,11 @@ export function streamVolume(header, { firstK = 0, parallel = 4, onSlab = () => 
   const sliceLen = volume.nj * volume.ni;
   async function fetchSlab(n, pending = null) {
     const response = await (pending || get(n));
-    if (!response.ok) throw new Error(`volume slab ${n}: HTTP ${response.status}`);
+    if (!response.ok) {
+      let detail = "";
+      try { detail = (await response.json()).detail || ""; } catch { /* not JSON */ }
+      throw new Error(`volume slab ${n}: ${detail || `HTTP ${response.status}`}`);
+    }
     const k0 = n * slices;
     const k1 = Math.min(volume.nk, k0 + slices);
     const buffer = await response.arrayBuffer();
