@@ -13,6 +13,7 @@ from adrenal_site.roles import LEAD, role_required
 
 from ..api.dashboard import evaluation_summary
 from ..api.runs import visible_runs
+from ..services.label_changes import label_changes
 from ..services.lesion_sizes import lesion_size_sensitivity
 from ..services.verdicts import latest_judging_job
 from ..tasks import start_judge_dataset
@@ -36,8 +37,10 @@ def run_dashboard(request, pk: int):
     evaluation = run.evaluations.first()
     judge_job = latest_judging_job(run.dataset_id, run.pk)
     by_size = lesion_size_sensitivity(evaluation) if evaluation else None
+    changed = label_changes(evaluation) if evaluation else []
     return render(request, "inference/dashboard/run.html", {"run": run, "evaluation": evaluation,
-                                                            "judge_job": judge_job, "by_size": by_size})
+                                                            "judge_job": judge_job, "by_size": by_size,
+                                                            "label_changes": changed})
 
 
 @role_required(LEAD)
@@ -65,7 +68,8 @@ def _latest(request, pk: int):
 @role_required(LEAD)
 def export_json(request, pk: int):
     run, ev = _latest(request, pk)
-    doc = {"evaluation": ev.pk, **ev.result, "sensitivity_by_lesion_size": lesion_size_sensitivity(ev)}
+    doc = {"evaluation": ev.pk, **ev.result, "sensitivity_by_lesion_size": lesion_size_sensitivity(ev),
+           "label_changes": label_changes(ev)}
     response = HttpResponse(json.dumps(doc, indent=1), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="run{run.pk}-evaluation{ev.pk}.json"'
     return response

@@ -162,3 +162,21 @@ def test_sensitivity_by_lesion_size_from_the_markers(client_as, lead_run):
     small, medium = by_side["strata"][0], by_side["strata"][1]
     assert (small["detected"], small["total"]) == (0, 1)  # R, 8 mm: its own gland's score is below the value
     assert (medium["detected"], medium["total"]) == (2, 2)  # L 12 mm and R 15 mm: each found by its own gland
+
+
+def test_labels_changed_after_the_evaluation_are_named_on_the_dashboard(client_as, lead_run):
+    """A clinician corrects a test patient's label after the run: the dashboard and the JSON export name the scan
+    and say the figures still use the old labels; nothing is said while the labels are the run's."""
+    from annotations.models import Label, Patient
+
+    run, ev = lead_run
+    c = client_as("lead")
+    assert 'id="label-changes"' not in c.get(f"/runs/{run.pk}/dashboard/").content.decode()
+    assert c.get(f"/runs/{run.pk}/evaluation.json").json()["label_changes"] == []
+    scan = next(s for s in ev.result["scans"] if s["label"] == "normal")
+    Label.assign(Patient.objects.get(dataset=run.dataset, pseudo_id=scan["patient"]), "abnormal", "ui")
+    page = c.get(f"/runs/{run.pk}/dashboard/").content.decode()
+    assert 'id="label-changes"' in page and f"{scan['patient']}: normal → abnormal" in page
+    assert "start a new run" in page
+    assert c.get(f"/runs/{run.pk}/evaluation.json").json()["label_changes"] == [
+        {"series_id": scan["series_id"], "patient": scan["patient"], "was": "normal", "now": "abnormal"}]

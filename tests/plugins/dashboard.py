@@ -52,7 +52,7 @@ def make_evaluated_run(db, settings, tmp_path):
 
     def make(n_patients: int = 30, *, evaluate: bool = True, members=(), name: str = "eval-ds", seed: int = 0,
              objective: str = "accuracy", split=None):
-        from annotations.models import Dataset, Patient, Series, Study
+        from annotations.models import Dataset, Label, Patient, Series, Study
         from inference.models import DatasetSplit, FoldRun
         from tests.factories import make_run
 
@@ -68,6 +68,7 @@ def make_evaluated_run(db, settings, tmp_path):
                                                      defaults={"modality": "CT", "series_description": "abdomen"})
             patients.append(pid)
             labels[pid] = i % 2
+            Label.assign(patient, "abnormal" if i % 2 else "normal", "ui")  # the store's, as the run saw them
             series_by_patient[pid] = [series]
         if split is None:
             test = [p for i, p in enumerate(patients) if i % 3 == 0]
