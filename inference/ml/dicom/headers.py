@@ -15,6 +15,8 @@ from typing import Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from ..limits import TooManyVoxels, check_voxels
+
 # SOP classes that never hold a CT image series.
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -32,6 +34,10 @@ META_KEYWORDS = (
 
 class NotDicom(Exception):
     """The file is not a DICOM file (or not readable as one)."""
+
+
+class BadHeader(ValueError):
+    """A DICOM header whose values contradict each other or the file (a frame count the file cannot hold)."""
 
 
 @dataclass
@@ -122,12 +128,39 @@ def _has_pixels(ds: pydicom.Dataset) -> bool:
     return bool(ds.get("Rows")) and bool(ds.get("Columns"))
 
 
-def _frames(ds: pydicom.Dataset) -> tuple[list[Frame], tuple | None, tuple | None]:
-    """Per-frame positions and rescale, with orientation and pixel spacing (classic or enhanced)."""
+def _frame_count(ds: pydicom.Dataset, file_size: int) -> int:
+    """NumberOfFrames, checked before one frame is listed: the header's frames x Rows x Columns within the voxel
+    cap (``limits.check_voxels``), no more frames than the file has bytes for (each frame takes at least a byte,
+    an encapsulated one at least its 8-byte item header), and, for enhanced objects, one per-frame functional group
+    per frame. A 2 KB edit of a header claimed 50 million frames and cost the worker 6 GB and minutes; now it is
+    a BadHeader naming the numbers."""
     try:
         n = max(1, int(ds.get("NumberOfFrames", 1) or 1))
     except (TypeError, ValueError):
         n = 1
+    if n == 1:
+        return 1
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    try:
+        check_voxels((n, rows, cols), "NumberOfFrames x Rows x Columns")
+    except TooManyVoxels as exc:
+        raise BadHeader(str(exc)) from None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) != n:
+        raise BadHeader(f"NumberOfFrames {n} but {len(per_frame)} per-frame functional group(s)")
+    ts = str(getattr(ds.get("file_meta", None), "TransferSyntaxUID", "") or "")
+    encapsulated = bool(ts) and pydicom.uid.UID(ts).is_encapsulated
+    per_frame_bytes = 8 if encapsulated else max(1, rows * cols * int(ds.get("SamplesPerPixel", 1) or 1)
+                                                 * int(ds.get("BitsAllocated", 16) or 16) // 8)
+    if n * per_frame_bytes > file_size:
+        raise BadHeader(f"NumberOfFrames {n} needs at least {n * per_frame_bytes:,} bytes of pixel data, "
+                        f"the file has {file_size:,}")
+    return n
+
+
+def _frames(ds: pydicom.Dataset, file_size: int) -> tuple[list[Frame], tuple | None, tuple | None]:
+    """Per-frame positions and rescale, with orientation and pixel spacing (classic or enhanced)."""
+    n = _frame_count(ds, file_size)
     shared = ds.get("SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None or shared is not None:
@@ -169,7 +202,8 @@ def content_hash(path: Path) -> str:
 
 
 def read_header(path: str | os.PathLike) -> InstanceHeader:
-    """The header of one file; raises NotDicom for files that are not DICOM."""
+    """The header of one file; raises NotDicom for files that are not DICOM, BadHeader for a header the file
+    contradicts (a frame count it cannot hold)."""
     path = Path(path)
     ds = _read(path)
     meta_uid = str(getattr(ds.get("file_meta", None) or pydicom.Dataset(), "MediaStorageSOPInstanceUID", "") or "")
@@ -183,7 +217,7 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
     sop_class = str(ds.get("SOPClassUID", "") or "").strip()
     if not sop_class and ds.get("file_meta") is not None:
         sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "").strip()
-    frames, orientation, spacing = _frames(ds)
+    frames, orientation, spacing = _frames(ds, path.stat().st_size)
     ts = ""
     if ds.get("file_meta") is not None:
         ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")

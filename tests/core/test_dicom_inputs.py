@@ -1,0 +1,97 @@
+"""Real-world DICOM and NIfTI inputs that once gave wrong HU, lost data or cost the worker gigabytes, each
+made from the real TotalSegmentator JPEG 2000 series (20 slices, 512x512) written out in another form: a
+header claiming more frames than its file holds, stored values that are not HU (RescaleType), pixel padding,
+two images sharing one SOP Instance UID, patient names in ISO 2022 character sets going back to the PACS, and
+scaled NIfTI data read at the cost of an int16 volume."""
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from inference.ml.dicom import group_series, load_series, read_header, scan_files
+from inference.ml.dicom.headers import BadHeader
+
+AIR = -1024
+
+
+@pytest.fixture(scope="module")
+def real_series(realct, tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The real series decompressed to explicit VR little endian (so headers and pixels can be edited), with
+    the HU volume and affine it loads to."""
+    folder = tmp_path_factory.mktemp("real_ele")
+    for p in sorted(realct["example_ct_dicom"].iterdir()):
+        ds = pydicom.dcmread(p)
+        ds.decompress()
+        ds.save_as(folder / f"{p.name}.dcm", enforce_file_format=True)
+    volume = _load(folder).volume
+    return folder, volume.array, volume.affine
+
+
+def _groups(folder: Path):
+    return group_series([read_header(p) for p in scan_files(folder)], folder)
+
+
+def _load(folder: Path):
+    groups = _groups(folder)
+    assert len(groups) == 1, [g.describe() for g in groups]
+    return load_series(groups[0])
+
+
+def _edited(src: Path, dst: Path, edit) -> Path:
+    """A copy of the series with ``edit(ds, index)`` applied to every file (sorted by name = by position)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(sorted(src.iterdir())):
+        ds = pydicom.dcmread(p)
+        edit(ds, i)
+        ds.save_as(dst / p.name)
+    return dst
+
+
+# -- a header's frame count is checked before frames are listed ----------------------------------------------
+@pytest.mark.parametrize("frames", [50_000_000, 700])
+def test_a_frame_count_the_file_cannot_hold_fails_that_file_fast(real_series, tmp_path, frames):
+    src, expected, _ = real_series
+
+    def edit(ds, i):
+        if i == 5:
+            ds.NumberOfFrames = frames
+
+    folder = _edited(src, tmp_path / "s", edit)
+    bad = sorted(folder.iterdir())[5]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BadHeader, match="NumberOfFrames"):
+        read_header(bad)
+    # 50 million frames listed one by one took 6 GB and 78 s; refused from the header, nothing grows
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB
+    good = [read_header(p) for p in sorted(folder.iterdir()) if p != bad]
+    loaded = load_series(group_series(good, folder)[0])  # the rest of the series goes on without it
+    assert loaded.volume.shape == expected.shape and "one missing slice" in loaded.notes
+
+
+def test_enhanced_ct_frame_count_must_match_its_functional_groups(real_series, tmp_path):
+    import highdicom as hd
+
+    src, expected, affine = real_series
+    legacy = []
+    for p in sorted(src.iterdir()):
+        ds = pydicom.dcmread(p)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID  # blank in the anonymised series
+        legacy.append(ds)
+    mf = hd.legacy.LegacyConvertedEnhancedCTImage(legacy_datasets=legacy, series_instance_uid=hd.UID(),
+                                                  series_number=9, sop_instance_uid=hd.UID(), instance_number=1)
+    (tmp_path / "ok").mkdir()
+    mf.save_as(tmp_path / "ok" / "mf.dcm")
+    loaded = _load(tmp_path / "ok")
+    assert np.array_equal(loaded.volume.array, expected)
+    np.testing.assert_allclose(loaded.volume.affine, affine, atol=1e-4)
+    mf.NumberOfFrames = 700
+    (tmp_path / "bad").mkdir()
+    mf.save_as(tmp_path / "bad" / "mf.dcm")
+    with pytest.raises(BadHeader, match="NumberOfFrames 700 but 20 per-frame functional group"):
+        read_header(tmp_path / "bad" / "mf.dcm")
