@@ -95,3 +95,29 @@ def test_enhanced_ct_frame_count_must_match_its_functional_groups(real_series, t
     mf.save_as(tmp_path / "bad" / "mf.dcm")
     with pytest.raises(BadHeader, match="NumberOfFrames 700 but 20 per-frame functional group"):
         read_header(tmp_path / "bad" / "mf.dcm")
+
+
+# -- values that are not HU are not stored as HU -------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["+ee", "+eb"])  # JPEG extended 12-bit, JPEG baseline 8-bit
+def test_a_lossy_dcmtk_copy_whose_values_are_not_hu_is_skipped_naming_rescale_type(real_series, tmp_path, mode):
+    """dcmcjpeg's lossy modes rescale the CT's values into the JPEG's range and write RescaleType US with
+    intercept 0: stored as HU they were 1024-2065 HU off (air at about +1000); now the series is skipped saying
+    why. A lossless copy (JPEG-LS near-lossless within 2 HU) stays HU."""
+    from inference.ml.dicom import exclusion_reason
+
+    src, _, _ = real_series
+    out = tmp_path / "lossy"
+    out.mkdir()
+    for p in sorted(src.iterdir()):
+        subprocess.run(["dcmcjpeg", mode, str(p), str(out / p.name)], check=True, capture_output=True)
+    assert pydicom.dcmread(next(out.iterdir()), stop_before_pixels=True).RescaleType == "US"
+    (group,) = _groups(out)
+    reason = exclusion_reason(group)
+    assert reason and reason.startswith("stored values are not Hounsfield units (RescaleType US)"), reason
+    near = tmp_path / "jls"
+    near.mkdir()
+    for p in sorted(src.iterdir()):
+        subprocess.run(["dcmcjpls", "+en", str(p), str(near / p.name)], check=True, capture_output=True)
+    (group,) = _groups(near)
+    assert exclusion_reason(group) is None
+    assert np.abs(load_series(group).volume.array.astype(int) - real_series[1]).max() <= 2

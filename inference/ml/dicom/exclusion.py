@@ -52,4 +52,8 @@ def exclusion_reason(group: SeriesGroup, min_slices: int = MIN_SLICES) -> str | 
         return "non-axial series (slice normal {:.2f} {:.2f} {:.2f})".format(*slice_normal(h.orientation))
     if group.frame_count < min_slices:
         return f"too short for 2.5D images: {group.frame_count} slice(s), need at least {min_slices}"
+    other_units = sorted({i.value_units for i in group.instances} - {"", "HU"})
+    if other_units:  # e.g. dcmtk's lossy JPEG: values rescaled into 0-4095 and RescaleType US
+        return (f"stored values are not Hounsfield units (RescaleType {', '.join(other_units)}): a derived map or a "
+                "rescaled copy (dcmtk's lossy JPEG writes US); import the original series")
     return None

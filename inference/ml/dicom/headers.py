@@ -70,6 +70,8 @@ class InstanceHeader:
     has_pixels: bool
     frames: list[Frame] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    # What RescaleType (or the Modality LUT's type) says the rescaled values are; "" when absent (= HU for CT).
+    value_units: str = ""
 
     @property
     def is_multiframe(self) -> bool:
@@ -193,6 +195,25 @@ def _frames(ds: pydicom.Dataset, file_size: int) -> tuple[list[Frame], tuple | N
     return frames, _floats(ds.get("ImageOrientationPatient"), 6), _floats(ds.get("PixelSpacing"), 2)
 
 
+def _value_units(ds: pydicom.Dataset) -> str:
+    """RescaleType of the image (top level, or an enhanced object's Pixel Value Transformation functional group),
+    else the Modality LUT's ModalityLUTType: what the rescaled values are. CT values are HU unless it says
+    otherwise: dcmtk's lossy JPEG compression rescales a CT's values into the 8- or 12-bit range and writes
+    RescaleType US (unspecified) with intercept 0."""
+    def units(item) -> str:
+        return str(item.get("RescaleType", "") or "").strip().upper() if item is not None else ""
+
+    found = units(ds)
+    for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        groups = ds.get(seq)
+        if not found and groups:
+            transform = groups[0].get("PixelValueTransformationSequence")
+            found = units(transform[0]) if transform else ""
+    if not found and ds.get("ModalityLUTSequence"):
+        found = str(ds.ModalityLUTSequence[0].get("ModalityLUTType", "") or "").strip().upper()
+    return found
+
+
 def content_hash(path: Path) -> str:
     h = hashlib.sha1()
     with open(path, "rb") as fh:
@@ -261,4 +282,5 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
         has_pixels=_has_pixels(ds),
         frames=frames,
         meta=meta,
+        value_units=_value_units(ds),
     )
