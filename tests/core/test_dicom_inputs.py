@@ -121,3 +121,30 @@ def test_a_lossy_dcmtk_copy_whose_values_are_not_hu_is_skipped_naming_rescale_ty
     (group,) = _groups(near)
     assert exclusion_reason(group) is None
     assert np.abs(load_series(group).volume.array.astype(int) - real_series[1]).max() <= 2
+
+
+# -- pixel padding is air ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("signed, padding, bits_stored", [(False, 0xF830, 16), (True, -2000, 16), (False, 0xF830, 12)])
+def test_pixel_padding_is_stored_as_air_and_noted(real_series, tmp_path, signed, padding, bits_stored):
+    """Outside the reconstruction circle scanners store PixelPaddingValue: unsigned 0xF830 became +32767 HU (a
+    white band of 'bone' around the patient), signed -2000 was kept as -2000 HU. Padding is air, noted; every
+    other voxel keeps its HU (with BitsStored 12 the value is compared as the decoder cuts it)."""
+    src, expected, _ = real_series
+    yy, xx = np.mgrid[:512, :512]
+    outside = (yy - 255.5) ** 2 + (xx - 255.5) ** 2 > 250 ** 2
+
+    def edit(ds, i):
+        stored = ds.pixel_array.astype(np.int32)  # HU + 1024
+        if signed:
+            stored = stored - 1024
+            ds.PixelRepresentation, ds.RescaleIntercept = 1, 0
+        stored[outside] = padding
+        ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+        ds.add_new(0x00280120, "SS" if signed else "US", padding)
+        ds.PixelData = stored.astype(np.int16 if signed else np.uint16).tobytes()
+
+    loaded = _load(_edited(src, tmp_path / "s", edit))
+    hu = loaded.volume.array
+    assert (hu[:, outside] == AIR).all()
+    assert np.array_equal(hu[:, ~outside], expected[:, ~outside])
+    assert f"{int(outside.sum()) * 20:,} padding pixel(s) (PixelPaddingValue) stored as -1024 HU" in loaded.notes

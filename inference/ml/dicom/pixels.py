@@ -15,6 +15,7 @@ from ..limits import TooManyVoxels, check_voxels
 from .headers import Frame
 
 HU_MIN, HU_MAX = -32768, 32767
+PADDING_HU = -1024  # pixel padding is stored as air, as voxels outside a resampled scan are
 
 
 class DecodeError(Exception):
@@ -35,6 +36,12 @@ def _guess_transfer_syntax(ds: pydicom.Dataset) -> None:
 
 def read_frames(path) -> tuple[pydicom.Dataset, np.ndarray]:
     """The full dataset and its stored pixel values as ``[frames, rows, columns]``."""
+    ds, arr, _ = read_frames_padded(path)
+    return ds, arr
+
+
+def read_frames_padded(path) -> tuple[pydicom.Dataset, np.ndarray, np.ndarray | None]:
+    """``read_frames`` and where its pixels are padding (``padding_mask``), or None."""
     try:
         ds = pydicom.dcmread(path, force=True)
         _guess_transfer_syntax(ds)
@@ -58,17 +65,56 @@ def read_frames(path) -> tuple[pydicom.Dataset, np.ndarray]:
         arr = arr[None]
     if arr.ndim != 3:
         raise DecodeError(f"not a greyscale image (pixel array of shape {arr.shape})")
-    return ds, arr
+    return ds, arr, padding_mask(ds, arr)
 
 
-def to_hu(ds: pydicom.Dataset, raw: np.ndarray, frame: Frame) -> np.ndarray:
-    """One frame's stored values as int16 HU (rounded, clipped to the int16 range)."""
+def _fits(value: int, ds: pydicom.Dataset) -> bool:
+    """Whether ``value`` is a stored value of BitsStored bits (signed or not), as the decoder gives them."""
+    bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 16) or 16)
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        return -(1 << (bits - 1)) <= value < 1 << (bits - 1)
+    return 0 <= value < 1 << bits
+
+
+def padding_mask(ds: pydicom.Dataset, arr: np.ndarray) -> np.ndarray | None:
+    """Where the decoded ``arr`` holds pixel padding (PixelPaddingValue, or the range up to
+    PixelPaddingRangeLimit): the scanner's "no data here" outside the reconstructed circle; None when there is
+    none. Its stored value is often far from air: unsigned 0xF830 rescaled to +62512 HU (a white band of
+    'bone'), signed -2000 HU. A padding value in the bits above BitsStored (0xF830 with 12 bits stored) is
+    looked for in the undecoded container values, as the decoder clears those bits and would make it collide
+    with real data (0x830)."""
+    values = [ds.get("PixelPaddingValue"), ds.get("PixelPaddingRangeLimit")]
+    values = [int(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not values or "PixelPaddingValue" not in ds:
+        return None
+    low, high = min(values), max(values)
+    if all(_fits(v, ds) for v in (low, high)):
+        source = arr
+    elif ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        return None  # a codec keeps BitsStored bits only: such a padding value cannot occur
+    else:
+        ds.pixel_array_options(correct_unused_bits=False)
+        source = ds.pixel_array.reshape(arr.shape)
+        if int(ds.get("PixelRepresentation", 0) or 0) == 0:
+            source = source.astype(np.uint16 if source.itemsize <= 2 else np.uint32, copy=False)
+    mask = (source >= low) & (source <= high)
+    return mask if mask.any() else None
+
+
+def to_hu(ds: pydicom.Dataset, raw: np.ndarray, frame: Frame, padded: np.ndarray | None = None
+          ) -> tuple[np.ndarray, int]:
+    """One frame's stored values as int16 HU (rounded, clipped to the int16 range), and how many of its pixels
+    were padding (``padded``, this frame's part of ``padding_mask``), stored as air (-1024 HU, what the store puts
+    wherever the scan has no data)."""
     if "ModalityLUTSequence" in ds:
         values = np.asarray(apply_modality_lut(raw, ds), np.float32)
-        return np.clip(np.rint(values), HU_MIN, HU_MAX).astype(np.int16)
-    slope, intercept = frame.slope, frame.intercept
-    if slope == 1.0 and float(intercept).is_integer():
-        values = raw.astype(np.int32) + int(intercept)
-        return np.clip(values, HU_MIN, HU_MAX).astype(np.int16)
-    values = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    return np.clip(np.rint(values), HU_MIN, HU_MAX).astype(np.int16)
+        hu = np.clip(np.rint(values), HU_MIN, HU_MAX).astype(np.int16)
+    elif frame.slope == 1.0 and float(frame.intercept).is_integer():
+        hu = np.clip(raw.astype(np.int32) + int(frame.intercept), HU_MIN, HU_MAX).astype(np.int16)
+    else:
+        values = raw.astype(np.float32) * np.float32(frame.slope) + np.float32(frame.intercept)
+        hu = np.clip(np.rint(values), HU_MIN, HU_MAX).astype(np.int16)
+    if padded is None or not padded.any():
+        return hu, 0
+    hu[padded] = PADDING_HU
+    return hu, int(padded.sum())

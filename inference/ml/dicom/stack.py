@@ -27,7 +27,7 @@ from ..limits import TooManyVoxels, check_voxels
 from ..volume import OBLIQUE_TOLERANCE, Volume, obliquity, to_store_grid
 from .exclusion import MIN_SLICES, slice_normal
 from .headers import Frame, InstanceHeader
-from .pixels import DecodeError, read_frames, to_hu
+from .pixels import PADDING_HU, DecodeError, read_frames_padded, to_hu
 from .series_group import SeriesGroup
 from .spacing import MAX_GAP_FACTOR, SeriesError, plan_spacing
 
@@ -93,20 +93,25 @@ def _check_size(shape: tuple[int, ...], what: str) -> None:
         raise SeriesError(str(exc)) from None
 
 
-def _decode_sorted(slices: list[_Slice], shape: tuple[int, int]) -> np.ndarray:
-    """Decode every slice, in sorted order, into one int16 HU array ``[k, j, i]`` (one file open at a time)."""
+def _decode_sorted(slices: list[_Slice], shape: tuple[int, int], notes: list[str]) -> np.ndarray:
+    """Decode every slice, in sorted order, into one int16 HU array ``[k, j, i]`` (one file open at a time);
+    pixel padding becomes air, with a note of how much there was."""
     out = np.empty((len(slices), *shape), np.int16)
-    cache_path, ds, arr = None, None, None
+    padded = 0
+    cache_path, ds, arr, pad = None, None, None, None
     for k, s in enumerate(slices):
         if s.header.path != cache_path:
             try:
-                ds, arr = read_frames(s.header.path)
+                ds, arr, pad = read_frames_padded(s.header.path)
             except DecodeError as exc:
                 raise SeriesError(f"{s.header.path.name}: {exc}") from exc
             cache_path = s.header.path
         if s.index >= arr.shape[0] or arr.shape[1:] != shape:
             raise SeriesError(f"{s.header.path.name}: pixel data shape {arr.shape} does not match the header")
-        out[k] = to_hu(ds, arr[s.index], s.frame)
+        out[k], n = to_hu(ds, arr[s.index], s.frame, None if pad is None else pad[s.index])
+        padded += n
+    if padded:
+        notes.append(f"{padded:,} padding pixel(s) (PixelPaddingValue) stored as {PADDING_HU} HU")
     return out
 
 
@@ -140,9 +145,10 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     d = np.array([s.d for s in slices])
     if len(slices) == 1:  # only reachable with min_slices=1: thickness stands in for the step
         step = float(group.first.meta.get("SliceThickness") or 1.0)
-        stack = _decode_sorted(slices, shape)
+        decode_notes = ["single slice"]
+        stack = _decode_sorted(slices, shape, decode_notes)
         affine = affine_from_dicom(slices[0].frame.position, orientation, spacing, step * normal)
-        return _finish(group, Volume(stack, affine), False, ["single slice"], step, 0.0, "single")
+        return _finish(group, Volume(stack, affine), False, decode_notes, step, 0.0, "single")
     plan = plan_spacing(d)
     positions = np.array([s.frame.position for s in slices], float)
     row_dir, col_dir = orientation[:3], orientation[3:6]
@@ -151,10 +157,11 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     drift_j = inplane @ col_dir / spacing[0]
     tilted = bool(max(np.abs(drift_i).max(), np.abs(drift_j).max()) > TILT_MAX_DRIFT_PX)
     tilt_deg = math.degrees(math.atan2(float(np.linalg.norm(inplane[-1])), float(d[-1] - d[0])))
-    stack = _decode_sorted(slices, shape)
+    decode_notes: list[str] = []
+    stack = _decode_sorted(slices, shape, decode_notes)
     if not plan.resample and not tilted:
         affine = affine_from_dicom(positions[0], orientation, spacing, plan.step * normal)
-        return _finish(group, Volume(stack, affine), False, [], plan.step, 0.0, plan.kind)
+        return _finish(group, Volume(stack, affine), False, decode_notes, plan.step, 0.0, plan.kind)
     if tilted and not plan.resample:
         # regular table steps: the slices are one sheared grid (slice m at positions[0] + m * table step); the
         # store's LPS grid is resampled from it in one interpolation (``_finish``), covering every slice whole
@@ -163,13 +170,14 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
         off = positions - positions[0] - np.outer(np.arange(len(d)), table_step)
         if (max(np.abs(off @ row_dir).max() / spacing[1], np.abs(off @ col_dir).max() / spacing[0]) <= TILT_MAX_DRIFT_PX
                 and obliquity(sheared) > OBLIQUE_TOLERANCE):
-            notes = [f"gantry tilt {tilt_deg:.1f} deg: the sheared slice grid"]
+            notes = [f"gantry tilt {tilt_deg:.1f} deg: the sheared slice grid", *decode_notes]
             return _finish(group, Volume(stack, sheared), True, notes, float(np.linalg.norm(table_step)), tilt_deg,
                            plan.kind)
     notes = []
     if tilted:
         notes.append(f"gantry tilt {tilt_deg:.1f} deg: slices shifted onto an orthogonal grid")
     notes.extend(plan.notes)
+    notes.extend(decode_notes)
     step = plan.step if plan.resample else float((d[-1] - d[0]) / (len(d) - 1))
     count = int(round((d[-1] - d[0]) / step)) + 1
     _check_size((count, *shape), f"DICOM series resampled at {step:g} mm (slices x Rows x Columns)")
