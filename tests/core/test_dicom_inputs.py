@@ -148,3 +148,35 @@ def test_pixel_padding_is_stored_as_air_and_noted(real_series, tmp_path, signed,
     assert (hu[:, outside] == AIR).all()
     assert np.array_equal(hu[:, ~outside], expected[:, ~outside])
     assert f"{int(outside.sum()) * 20:,} padding pixel(s) (PixelPaddingValue) stored as -1024 HU" in loaded.notes
+
+
+# -- two images under one SOP Instance UID are two images ---------------------------------------------------------
+def _shared_uid(src: Path, dst: Path, *, copy_too: bool = False) -> Path:
+    uid = {}
+
+    def edit(ds, i):
+        if i == 9:
+            uid["v"] = ds.SOPInstanceUID
+        if i == 10:  # slice 10, 2 mm from slice 9, given slice 9's UID
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid["v"]
+
+    folder = _edited(src, dst, edit)
+    if copy_too:  # and a true copy of slice 9 beside it: that one is a duplicate
+        nine = sorted(folder.iterdir())[9]
+        (folder / f"zz-copy-{nine.name}").write_bytes(nine.read_bytes())
+    return folder
+
+
+def test_two_images_sharing_a_sop_instance_uid_are_both_kept(real_series, tmp_path):
+    """Slice 10 given slice 9's UID was dropped as a 'duplicate' and interpolated from its neighbours (up to
+    341 HU off); an image at another position is another image: kept, keyed by its content, noted."""
+    src, expected, affine = real_series
+    folder = _shared_uid(src, tmp_path / "s", copy_too=True)
+    (group,) = _groups(folder)
+    assert len(group.instances) == 20 and len(group.duplicates) == 1
+    assert group.duplicates[0][0].path.name.startswith("zz-copy-")
+    assert len({h.key for h in group.instances}) == 20
+    loaded = load_series(group)
+    assert np.array_equal(loaded.volume.array, expected) and not loaded.resampled
+    np.testing.assert_allclose(loaded.volume.affine, affine, atol=1e-4)
+    assert "shares SOP Instance UID" in loaded.notes and "both kept" in loaded.notes

@@ -13,7 +13,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from .headers import InstanceHeader
+from .headers import InstanceHeader, content_hash
 from .passes import split_passes
 from .series_group import SeriesGroup
 
@@ -35,6 +35,15 @@ def _rel(path: Path, root: Path | None) -> str:
         except ValueError:
             pass
     return str(path)
+
+
+def _same_place(a: InstanceHeader, b: InstanceHeader) -> bool:
+    """Two headers under one instance key describe the same image: same frames at the same positions."""
+    pa, pb = [f.position for f in a.frames], [f.position for f in b.frames]
+    if len(pa) != len(pb) or (a.rows, a.columns) != (b.rows, b.columns):
+        return False
+    return all(x == y or (x is not None and y is not None and max(abs(u - v) for u, v in zip(x, y)) < 1e-3)
+               for x, y in zip(pa, pb))
 
 
 def group_series(headers: list[InstanceHeader], root: str | os.PathLike | None = None, *,
@@ -62,9 +71,20 @@ def group_series(headers: list[InstanceHeader], root: str | os.PathLike | None =
         group = groups.get(key)
         if group is None:
             group = groups[key] = SeriesGroup(key, source, study_key, study_source, folder)
-        if h.key in seen[key]:  # the same instance twice (a copy in another folder)
-            group.duplicates.append((h, seen[key][h.key]))
-            continue
+        if h.key in seen[key]:
+            kept = seen[key][h.key]
+            if _same_place(h, kept):  # the same instance twice (a copy in another folder, a resend)
+                group.duplicates.append((h, kept))
+                continue
+            # another image under the same UID (a broken anonymiser or a UID generator's collision): both are
+            # kept, this one keyed by its content as an instance without a UID is, so no slice is lost
+            old_key = h.key
+            h.key, h.key_source = f"sha1:{content_hash(h.path)}", "content-hash"
+            group.notes.append(f"{h.path.name} shares SOP Instance UID {old_key} with {kept.path.name} at another "
+                               f"position: both kept, {h.path.name} keyed by its content")
+            if h.key in seen[key]:
+                group.duplicates.append((h, seen[key][h.key]))
+                continue
         seen[key][h.key] = h
         group.instances.append(h)
     out = list(groups.values())

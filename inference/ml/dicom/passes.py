@@ -370,6 +370,7 @@ def split_passes(group: SeriesGroup, min_slices: int = MIN_SLICES) -> list[Serie
             study_uid_source=group.study_uid_source, folder=group.folder, instances=part.instances,
             duplicates=[d for d in group.duplicates if d[1].key in kept], parent_key=group.key, pass_label=label,
             pass_note=note, excluded=[],
+            notes=[m for m in group.notes if any(m.startswith(f"{h.path.name} ") for h in part.instances)],
         ))
     if excluded:
         target = next((g for g in out if g.frame_count >= min_slices), out[0])

@@ -21,6 +21,8 @@ class SeriesGroup:
     pass_note: str = ""  # how the series was split, for the report and the scan's notes
     # Odd instances left out of this series (another orientation, matrix size or image type): (header, reason).
     excluded: list[tuple[InstanceHeader, str]] = field(default_factory=list)
+    # What grouping had to decide about its instances (two images under one SOP Instance UID), for the notes.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def first(self) -> InstanceHeader:

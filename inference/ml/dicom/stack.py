@@ -127,6 +127,7 @@ def _finish(group: SeriesGroup, volume: Volume, resampled: bool, notes: list[str
         flipped = [a for a, w in zip("ijk", range(3)) if t[:3, w].sum() < 0]
         notes = notes + [f"put on the store's LPS axes ({'flipped ' + ', '.join(flipped) if flipped else 'axes permuted'};"
                          f" no interpolation)"]
+    notes = group.notes + notes
     if group.pass_note:
         notes = [group.pass_note] + notes
     return LoadedSeries(canonical, resampled, "; ".join(notes), float(step), tilt, spacing)
