@@ -191,3 +191,38 @@ def test_secondary_capture_passes_dciodvfy_and_references_its_slice(real):
     assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == nearest.sop_instance_uid
     assert np.array_equal(ds.pixel_array, image.rgb)
     assert key_slices(findings, 3) == sorted(key_slices(findings, 3), reverse=True) and len(key_slices(findings, 3)) == 3
+
+
+@pytest.mark.parametrize("charset, name", [
+    (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),  # Japanese with code extensions
+    (["", "ISO 2022 IR 149"], "Hong^Gildong=洪^吉洞"),  # Korean, which highdicom's list lacks
+    ("GB18030", "王^小明"),
+    ("ISO-IR 100", "Muller^Zoe"),  # misspelt
+])
+def test_results_for_a_study_in_any_character_set_are_written_in_utf8(real, tmp_path, charset, name):
+    """The source's SpecificCharacterSet went into the SR and key images as it was: highdicom refused the code
+    extensions' empty first value and misspellings (ValueError), so a Japanese study never got its answer. The
+    results carry the same names in UTF-8 and pass dciodvfy."""
+    import io
+
+    header = pydicom.Dataset()
+    header.update(real["source"].header)
+    header.SpecificCharacterSet = charset
+    header.PatientName = name
+    buffer = io.BytesIO()
+    header.save_as(buffer, implicit_vr=False, little_endian=True)  # as the PACS encodes it, read back
+    buffer.seek(0)
+    encoded = pydicom.dcmread(buffer, force=True)
+    source = SourceSeries(encoded, real["source"].images)
+    findings = abnormal_findings(real["boxes"])
+    sr = build_report(source, findings, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+                      device_uid=generate_uid())
+    image = render_axial(real["volume"], key_slices(findings, 1)[0], findings)
+    sc = build_key_image(source, image, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+                         instance_number=1)
+    for ds, stem in ((sr, "sr"), (sc, "sc")):
+        path = _save(ds, tmp_path / f"{stem}.dcm")
+        errors, output = dciodvfy(path)
+        assert not errors, output
+        back = pydicom.dcmread(path)
+        assert back.SpecificCharacterSet == "ISO_IR 192" and str(back.PatientName) == name

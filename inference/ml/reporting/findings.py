@@ -2,6 +2,7 @@
 boxes (LPS mm), the model, and the source series the result refers to (its headers and instances)."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
@@ -105,6 +106,9 @@ class SourceSeries:
     header: Dataset
     images: tuple[SourceImage, ...]
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "header", utf8_header(self.header))
+
     @property
     def study_uid(self) -> str:
         return str(self.header.StudyInstanceUID)
@@ -138,6 +142,22 @@ class SourceSeries:
             ds.Modality = self.header.get("Modality", "CT")
             out.append(ds)
         return out
+
+
+RESULT_CHARACTER_SET = "ISO_IR 192"  # UTF-8: every result is written in it, whatever its source used
+
+
+def utf8_header(header: Dataset) -> Dataset:
+    """A copy of ``header`` with its text decoded (pydicom, by the source's SpecificCharacterSet) and its
+    SpecificCharacterSet UTF-8, so the results copy names that encode in any script. Copied as it was, a Japanese
+    study's ``\\ISO 2022 IR 87`` (an empty first value: code extensions) or a misspelt ``ISO-IR 100`` made
+    highdicom refuse to build the SR and the key images, and the PACS never got its answer."""
+    if str(header.get("SpecificCharacterSet", "") or "") == RESULT_CHARACTER_SET:
+        return header
+    out = copy.deepcopy(header)
+    out.decode()  # an unknown character set is read as the default repertoire (pydicom warns)
+    out.SpecificCharacterSet = RESULT_CHARACTER_SET
+    return out
 
 
 # Patient and general study attributes a result copies from its source (so it files into the same study).
