@@ -180,3 +180,57 @@ def test_two_images_sharing_a_sop_instance_uid_are_both_kept(real_series, tmp_pa
     assert np.array_equal(loaded.volume.array, expected) and not loaded.resampled
     np.testing.assert_allclose(loaded.volume.affine, affine, atol=1e-4)
     assert "shares SOP Instance UID" in loaded.notes and "both kept" in loaded.notes
+
+
+# -- scaled or float NIfTI is read at the cost of its int16 volume ------------------------------------------------
+def test_scaled_nifti_is_read_slab_by_slab_with_the_same_hu(realct, tmp_path):
+    """The real CT tiled to 512x512x200 and stored as dcm2niix writes unsigned series (uint16, scl_inter -1024)
+    and as float32: nibabel gives float64, and converting it whole took about 20 bytes a voxel (3.1 GB for
+    512x512x600); slab by slab the reader stays under 8 bytes a voxel (int16 result, its canonical copy, one
+    slab) and every voxel keeps its HU."""
+    import nibabel as nib
+
+    from inference.ml.dicom.nifti import read_nifti_entry
+
+    ct = nib.load(realct["example_ct"])
+    hu = np.asanyarray(ct.dataobj).astype(np.int32)
+    big = np.tile(hu, (5, 6, 2))[:512, :512, :200]
+    affine = np.diag([0.8, 0.8, 1.5, 1.0])
+    paths = {}
+    for kind in ("uint16", "float32"):
+        data = (big + 1024).clip(0, 4095).astype(np.uint16) if kind == "uint16" else big.astype(np.float32) + 0.25
+        img = nib.Nifti1Image(data, affine)
+        img.set_qform(affine, 1)
+        img.set_sform(affine, 1)
+        if kind == "uint16":
+            img.header.set_slope_inter(1.0, -1024.0)
+        paths[kind] = tmp_path / f"{kind}.nii.gz"
+        nib.save(img, paths[kind])
+    def canonical(values: np.ndarray) -> np.ndarray:  # what the store holds for an int16 file of these values
+        img = nib.Nifti1Image(values.astype(np.int16), affine)
+        img.set_qform(affine, 1)
+        img.set_sform(affine, 1)
+        nib.save(img, tmp_path / "int16.nii.gz")
+        return read_nifti_entry(tmp_path / "int16.nii.gz").volume.array
+
+    expected = {"uint16": canonical(np.clip(big, -1024, 3071)),
+                "float32": canonical(np.rint(big.astype(np.float32) + 0.25))}
+    for kind, path in paths.items():
+        script = (  # VmHWM: this process' peak (ru_maxrss would carry pytest's own across the exec)
+            "import numpy as np\n"
+            "from inference.ml.dicom.nifti import read_nifti_entry\n"
+            "def peak():\n"
+            "    line = [x for x in open('/proc/self/status') if x.startswith('VmHWM')][0]\n"
+            "    return int(line.split()[1])\n"
+            "before = peak()\n"
+            f"e = read_nifti_entry({str(path)!r})\n"
+            "grown = peak() - before\n"
+            f"np.save({str(tmp_path / kind)!r} + '.npy', e.volume.array)\n"
+            "print(grown * 1024 / e.volume.array.size)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[2])
+        bytes_per_voxel = float(out.stdout.strip().splitlines()[-1])
+        assert bytes_per_voxel < 8, (kind, bytes_per_voxel)
+        got = np.load(tmp_path / f"{kind}.npy")
+        assert np.array_equal(got, expected[kind]), kind
