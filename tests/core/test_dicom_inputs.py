@@ -234,3 +234,20 @@ def test_scaled_nifti_is_read_slab_by_slab_with_the_same_hu(realct, tmp_path):
         assert bytes_per_voxel < 8, (kind, bytes_per_voxel)
         got = np.load(tmp_path / f"{kind}.npy")
         assert np.array_equal(got, expected[kind]), kind
+
+
+# -- a file that starts at "DICM" ----------------------------------------------------------------------------------
+def test_files_that_start_at_dicm_without_the_preamble_are_read(realct, real_series, tmp_path):
+    """Some writers leave the 128-byte preamble out and start at the "DICM" prefix: every such file was 'not a
+    DICOM file (no DICOM preamble and no image tags)'. Read as if the preamble were there, the real JPEG 2000
+    series gives the same volume."""
+    _, expected, affine = real_series
+    folder = tmp_path / "nopreamble"
+    folder.mkdir()
+    for p in sorted(realct["example_ct_dicom"].iterdir()):
+        data = p.read_bytes()
+        assert data[128:132] == b"DICM"
+        (folder / p.name).write_bytes(data[128:])
+    loaded = _load(folder)
+    assert np.array_equal(loaded.volume.array, expected)
+    np.testing.assert_allclose(loaded.volume.affine, affine, atol=1e-4)

@@ -6,6 +6,7 @@ the dataset's copy only), else ``sha1:<hash of the file's bytes>``.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -101,9 +102,67 @@ def _plain(value) -> Any:
     return str(value).strip()
 
 
+class _Preambled(io.RawIOBase):
+    """A file that starts at "DICM" (its writer left the 128-byte preamble out) read as if the preamble were
+    there, so pydicom finds the prefix and the file meta where the standard puts them."""
+
+    PREAMBLE = 128
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._fh = open(path, "rb")
+        self._size = os.fstat(self._fh.fileno()).st_size + self.PREAMBLE
+        self._pos = 0
+        self.name = str(path)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        self._fh.seek(max(0, self._pos - self.PREAMBLE))
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        n = 0
+        if self._pos < self.PREAMBLE:
+            n = min(len(view), self.PREAMBLE - self._pos)
+            view[:n] = bytes(n)
+            self._pos += n
+            self._fh.seek(0)
+        if n < len(view):
+            got = self._fh.readinto(view[n:]) or 0
+            self._pos += got
+            n += got
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def open_dicom(path: Path, **kwargs) -> pydicom.Dataset:
+    """``pydicom.dcmread`` of a file with its preamble, or of one that starts at "DICM" without it (read as if
+    it had one; before, such a file was 'not a DICOM file'). Other files as ``dcmread`` treats them."""
+    with open(path, "rb") as fh:
+        starts_with_prefix = fh.read(4) == b"DICM"
+    if not starts_with_prefix:
+        return pydicom.dcmread(path, **kwargs)
+    with _Preambled(path) as fh:
+        return pydicom.dcmread(io.BufferedReader(fh), **kwargs)
+
+
 def _read(path: Path) -> pydicom.Dataset:
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return open_dicom(path, stop_before_pixels=True)
     except InvalidDicomError:
         pass
     except Exception as exc:  # noqa: BLE001 - any parser failure means an unusable file

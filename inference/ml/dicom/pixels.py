@@ -12,7 +12,7 @@ import pydicom
 from pydicom.pixels import apply_modality_lut
 
 from ..limits import TooManyVoxels, check_voxels
-from .headers import Frame
+from .headers import Frame, open_dicom
 
 HU_MIN, HU_MAX = -32768, 32767
 PADDING_HU = -1024  # pixel padding is stored as air, as voxels outside a resampled scan are
@@ -43,7 +43,7 @@ def read_frames(path) -> tuple[pydicom.Dataset, np.ndarray]:
 def read_frames_padded(path) -> tuple[pydicom.Dataset, np.ndarray, np.ndarray | None]:
     """``read_frames`` and where its pixels are padding (``padding_mask``), or None."""
     try:
-        ds = pydicom.dcmread(path, force=True)
+        ds = open_dicom(Path(path), force=True)
         _guess_transfer_syntax(ds)
         if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
             raise DecodeError(f"not a greyscale image ({ds.SamplesPerPixel} samples per pixel)")
