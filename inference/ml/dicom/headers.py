@@ -79,7 +79,7 @@ class InstanceHeader:
         return len(self.frames) > 1
 
 
-def _floats(value, n: int) -> tuple[float, ...] | None:
+def finite_numbers(value, n: int) -> tuple[float, ...] | None:
     """``n`` finite numbers from a multi-valued element, or None (absent, too few or many, or not numbers: NaN and
     infinity included, so a header with ``nan`` is refused as missing geometry, not a numpy error later)."""
     try:
@@ -87,6 +87,19 @@ def _floats(value, n: int) -> tuple[float, ...] | None:
     except (TypeError, ValueError):
         return None
     return out if len(out) == n and all(math.isfinite(v) for v in out) else None
+
+
+def instance_number(ds: pydicom.Dataset) -> int | None:
+    """InstanceNumber as an integer, or None when absent or not a whole number (an IS of '1.5' or 'abc' is
+    kept by pydicom as text with a warning)."""
+    try:
+        value = ds.get("InstanceNumber")
+        if value in (None, ""):
+            return None
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def _plain(value) -> Any:
@@ -237,21 +250,21 @@ def _frames(ds: pydicom.Dataset, file_size: int) -> tuple[list[Frame], tuple | N
         orientation = spacing = None
         for f in range(n):
             item = per_frame[f] if per_frame is not None and f < len(per_frame) else None
-            pos = _floats(pick(item, "PlanePositionSequence", "ImagePositionPatient"), 3)
+            pos = finite_numbers(pick(item, "PlanePositionSequence", "ImagePositionPatient"), 3)
             slope = pick(item, "PixelValueTransformationSequence", "RescaleSlope")
             intercept = pick(item, "PixelValueTransformationSequence", "RescaleIntercept")
             if orientation is None:
-                orientation = _floats(pick(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+                orientation = finite_numbers(pick(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
             if spacing is None:
-                spacing = _floats(pick(item, "PixelMeasuresSequence", "PixelSpacing"), 2)
+                spacing = finite_numbers(pick(item, "PixelMeasuresSequence", "PixelSpacing"), 2)
             frames.append(Frame(pos, float(slope if slope is not None else ds.get("RescaleSlope", 1) or 1),
                                 float(intercept if intercept is not None else ds.get("RescaleIntercept", 0) or 0)))
         return frames, orientation, spacing
-    pos = _floats(ds.get("ImagePositionPatient"), 3)
+    pos = finite_numbers(ds.get("ImagePositionPatient"), 3)
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
     frames = [Frame(pos if f == 0 else None, slope, intercept) for f in range(n)]
-    return frames, _floats(ds.get("ImageOrientationPatient"), 6), _floats(ds.get("PixelSpacing"), 2)
+    return frames, finite_numbers(ds.get("ImageOrientationPatient"), 6), finite_numbers(ds.get("PixelSpacing"), 2)
 
 
 def _value_units(ds: pydicom.Dataset) -> str:
@@ -314,10 +327,6 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
             meta["SliceThickness"] = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness)
         except Exception:  # noqa: BLE001
             pass
-    try:
-        instance_number = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") not in (None, "") else None
-    except (TypeError, ValueError):
-        instance_number = None
     image_type = ds.get("ImageType") or ()
     if isinstance(image_type, str):
         image_type = image_type.split("\\")
@@ -336,7 +345,7 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
         pixel_spacing=spacing,
         rows=int(ds.get("Rows", 0) or 0),
         columns=int(ds.get("Columns", 0) or 0),
-        instance_number=instance_number,
+        instance_number=instance_number(ds),
         transfer_syntax=ts,
         has_pixels=_has_pixels(ds),
         frames=frames,

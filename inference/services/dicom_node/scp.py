@@ -36,6 +36,8 @@ from pydicom.uid import (
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
+from inference.ml.dicom.headers import finite_numbers, instance_number
+
 from ...models import ReceivedInstance, ReceivedStudy
 from . import spool
 from .config import Peer
@@ -62,11 +64,12 @@ def parse_store(event) -> dict | int:
     if not all(fields.values()):
         log.warning("C-STORE refused: instance without Study/Series/SOP Instance UID")
         return CANNOT_UNDERSTAND
-    position, number = ds.get("ImagePositionPatient"), ds.get("InstanceNumber")
+    # bookkeeping only, read as the importer reads them: a position or number that is not one (NaN, 'abc',
+    # '1.5') is None here and the importer's business later, never a refused instance the PACS retries
+    position = finite_numbers(ds.get("ImagePositionPatient"), 3)
     fields.update(sop_class_uid=str(event.context.abstract_syntax), transfer_syntax=str(event.context.transfer_syntax),
-                  data=event.encoded_dataset(include_meta=True),
-                  instance_number=int(number) if number not in (None, "") else None,
-                  position=[float(v) for v in position] if position else None)
+                  data=event.encoded_dataset(include_meta=True), instance_number=instance_number(ds),
+                  position=list(position) if position else None)
     return fields
 
 
