@@ -251,3 +251,25 @@ def test_files_that_start_at_dicm_without_the_preamble_are_read(realct, real_ser
     loaded = _load(folder)
     assert np.array_equal(loaded.volume.array, expected)
     np.testing.assert_allclose(loaded.volume.affine, affine, atol=1e-4)
+
+
+# -- a file cut short says so ----------------------------------------------------------------------------------------
+def test_files_cut_short_are_named_as_truncated(realct, tmp_path):
+    """pydicom stops quietly where a file ends: one cut after its file meta was grouped as a series of its own and
+    skipped as 'non-CT modality (none)', one cut inside its JPEG 2000 data failed its series with 'cannot decode
+    pixel data (AttributeError: The dataset has no 'Pixel Data' ...)'. Both now say the file ends early."""
+    from inference.ml.dicom import SeriesError
+
+    src = sorted(realct["example_ct_dicom"].iterdir())
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for i, p in enumerate(src):
+        data = p.read_bytes()
+        (folder / p.name).write_bytes(data[:300] if i == 3 else data[:-20_000] if i == 7 else data)
+    with pytest.raises(BadHeader, match=r"no data set after the file meta: the file ends at byte 300 \(truncated\?\)"):
+        read_header(folder / src[3].name)
+    headers = [read_header(p) for p in sorted(folder.iterdir()) if p.name != src[3].name]
+    (group,) = group_series(headers, folder)
+    with pytest.raises(SeriesError, match=rf"{src[7].name}: no pixel data: the file ends at byte [\d,]+ before its "
+                                          r"image \(truncated\?\)"):
+        load_series(group)

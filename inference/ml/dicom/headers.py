@@ -299,6 +299,9 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
     contradicts (a frame count it cannot hold)."""
     path = Path(path)
     ds = _read(path)
+    if len(ds) == 0:  # pydicom stops quietly at the end of a file cut short
+        raise BadHeader(f"no data set after the file meta: the file ends at byte {path.stat().st_size:,} "
+                        "(truncated?)")
     meta_uid = str(getattr(ds.get("file_meta", None) or pydicom.Dataset(), "MediaStorageSOPInstanceUID", "") or "")
     sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
     if sop_uid:

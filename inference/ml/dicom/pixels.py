@@ -52,6 +52,9 @@ def read_frames_padded(path) -> tuple[pydicom.Dataset, np.ndarray, np.ndarray | 
                           int(ds.get("Columns", 0) or 0)), f"{Path(str(path)).name} (frames x Rows x Columns)")
         except TooManyVoxels as exc:
             raise DecodeError(str(exc)) from None
+        if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise DecodeError(f"no pixel data: the file ends at byte {Path(str(path)).stat().st_size:,} before its "
+                              "image (truncated?)")
         arr = ds.pixel_array
     except DecodeError:
         raise
