@@ -189,11 +189,22 @@ class Importer:
             self.item(_rel(dropped.path, self.root), ImportItem.Status.SKIPPED,
                       f"duplicate of {_rel(kept.path, self.root)} (same SOP Instance UID {dropped.key})")
         keys = [h.key for h in group.instances]
-        known = dict(SourceInstance.objects.filter(dataset=self.dataset, key__in=keys).values_list("key", "series_id"))
+        rows = SourceInstance.objects.filter(dataset=self.dataset, key__in=keys).values_list("key", "series_id", "path")
+        known = {key: series for key, series, _ in rows}
         if known:
             series_ids = {v for v in known.values() if v}
             if series_ids & self.imported_here:
-                return  # imported by this same report before an interruption: its item is already there
+                paths = {_rel(h.path, self.root) for h in group.instances}
+                if all(path in paths for _, _, path in rows):
+                    return  # these files, imported by this same report before an interruption: their item is there
+                # the same instances in another folder of this import (a second copy of a study, or other files
+                # reusing its UIDs): said, not left out of the report
+                elsewhere = sorted({str(Path(path).parent) for _, _, path in rows if path not in paths})
+                self.item(where, ImportItem.Status.SKIPPED,
+                          f"{len(known)} of {len(keys)} instances have the SOP Instance UIDs of series "
+                          f"#{', #'.join(map(str, sorted(series_ids)))} imported from {', '.join(elsewhere)[:300]} in "
+                          "this import: a copy (or files reusing its UIDs), not imported again")
+                return
             if len(known) == len(keys):
                 self.item(where, ImportItem.Status.SKIPPED,
                           f"already imported (series #{', #'.join(map(str, sorted(series_ids)))})",

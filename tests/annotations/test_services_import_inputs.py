@@ -42,3 +42,21 @@ def test_two_images_sharing_a_uid_are_imported_once_each_and_reimport_adds_nothi
     again = import_path(dataset, folder)
     assert again.counts() == {"imported": 0, "skipped": 1, "failed": 0}
     assert Series.objects.filter(study__patient__dataset=dataset).count() == 1
+
+
+def test_a_second_copy_of_a_series_in_the_same_import_is_reported_not_left_out(realct, tmp_path):
+    """The real series in a/ and again in b/ (blank Series UIDs: two series by folder, the same SOP Instance
+    UIDs): b/ had no report item at all, as if it were a resumed import's own files. Now it is a skipped item
+    naming the folder it was imported from; a resumed import of the same files still adds no item."""
+    import shutil
+
+    for name in ("a", "b"):
+        shutil.copytree(realct["example_ct_dicom"], tmp_path / "two" / name)
+    dataset = Dataset.objects.create(name="copies")
+    report = import_path(dataset, tmp_path / "two")
+    assert report.counts() == {"imported": 1, "skipped": 1, "failed": 0}
+    skipped = report.items.get(status="skipped")
+    assert skipped.path.startswith("b ") and "20 of 20 instances have the SOP Instance UIDs of series" in skipped.reason
+    assert "imported from a in this import" in skipped.reason
+    resumed = import_path(dataset, tmp_path / "two", report=report)  # a re-delivered job resumes: nothing new
+    assert resumed.counts() == {"imported": 1, "skipped": 1, "failed": 0}
