@@ -273,3 +273,18 @@ def test_files_cut_short_are_named_as_truncated(realct, tmp_path):
     with pytest.raises(SeriesError, match=rf"{src[7].name}: no pixel data: the file ends at byte [\d,]+ before its "
                                           r"image \(truncated\?\)"):
         load_series(group)
+
+
+def test_nul_characters_inside_text_values_are_dropped(real_series, tmp_path):
+    """A NUL byte inside a text value (a vendor's padding) was kept ('ABD\\x00M'); PostgreSQL refuses NUL in text,
+    so the series failed there with 'A string literal cannot contain NUL'. Headers keep text without it."""
+    src, _, _ = real_series
+    path = tmp_path / "nul.dcm"
+    ds = pydicom.dcmread(sorted(src.iterdir())[0])
+    ds.SeriesDescription, ds.SeriesInstanceUID = "ABDOMEN", "1.2.3.4"
+    ds.save_as(path)
+    data = path.read_bytes()
+    assert data.count(b"ABDOMEN ") == 1 and data.count(b"1.2.3.4\x00") == 1
+    path.write_bytes(data.replace(b"ABDOMEN ", b"ABD\x00M\x00EN").replace(b"1.2.3.4\x00", b"1.2\x00.3.4"))
+    header = read_header(path)
+    assert header.meta["SeriesDescription"] == "ABDMEN" and header.series_uid == "1.2.3.4"

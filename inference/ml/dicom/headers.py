@@ -102,6 +102,11 @@ def instance_number(ds: pydicom.Dataset) -> int | None:
     return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
+def _text(value) -> str:
+    """An identifier's text without surrounding spaces or NUL bytes (PostgreSQL text cannot hold NUL)."""
+    return str(value).replace("\x00", "").strip()
+
+
 def _plain(value) -> Any:
     """A JSON-friendly copy of a header value."""
     if value is None:
@@ -112,7 +117,7 @@ def _plain(value) -> Any:
         return value
     if isinstance(value, (pydicom.valuerep.DSfloat, pydicom.valuerep.IS)):
         return float(value)
-    return str(value).strip()
+    return _text(value)
 
 
 class _Preambled(io.RawIOBase):
@@ -303,14 +308,14 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
         raise BadHeader(f"no data set after the file meta: the file ends at byte {path.stat().st_size:,} "
                         "(truncated?)")
     meta_uid = str(getattr(ds.get("file_meta", None) or pydicom.Dataset(), "MediaStorageSOPInstanceUID", "") or "")
-    sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+    sop_uid = _text(ds.get("SOPInstanceUID", "") or "")
     if sop_uid:
         key, key_source = sop_uid, "dicom"
     elif meta_uid.strip():
         key, key_source = meta_uid.strip(), "file-meta"
     else:
         key, key_source = f"sha1:{content_hash(path)}", "content-hash"
-    sop_class = str(ds.get("SOPClassUID", "") or "").strip()
+    sop_class = _text(ds.get("SOPClassUID", "") or "")
     if not sop_class and ds.get("file_meta") is not None:
         sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "").strip()
     frames, orientation, spacing = _frames(ds, path.stat().st_size)
@@ -338,10 +343,10 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
         key=key,
         key_source=key_source,
         sop_class=sop_class,
-        series_uid=str(ds.get("SeriesInstanceUID", "") or "").strip(),
-        study_uid=str(ds.get("StudyInstanceUID", "") or "").strip(),
-        patient_id=str(ds.get("PatientID", "") or "").strip(),
-        frame_of_reference=str(ds.get("FrameOfReferenceUID", "") or "").strip(),
+        series_uid=_text(ds.get("SeriesInstanceUID", "") or ""),
+        study_uid=_text(ds.get("StudyInstanceUID", "") or ""),
+        patient_id=_text(ds.get("PatientID", "") or ""),
+        frame_of_reference=_text(ds.get("FrameOfReferenceUID", "") or ""),
         modality=str(ds.get("Modality", "") or "").strip().upper(),
         image_type=tuple(str(t).strip().upper() for t in image_type),
         orientation=orientation,
