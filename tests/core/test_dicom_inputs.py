@@ -74,7 +74,7 @@ def test_a_frame_count_the_file_cannot_hold_fails_that_file_fast(real_series, tm
     assert loaded.volume.shape == expected.shape and "one missing slice" in loaded.notes
 
 
-def test_enhanced_ct_frame_count_must_match_its_functional_groups(real_series, tmp_path):
+def test_enhanced_ct_frame_count_and_per_frame_geometry_are_checked(real_series, tmp_path):
     import highdicom as hd
 
     src, expected, affine = real_series
@@ -95,6 +95,21 @@ def test_enhanced_ct_frame_count_must_match_its_functional_groups(real_series, t
     mf.save_as(tmp_path / "bad" / "mf.dcm")
     with pytest.raises(BadHeader, match="NumberOfFrames 700 but 20 per-frame functional group"):
         read_header(tmp_path / "bad" / "mf.dcm")
+    mf.NumberOfFrames = 20
+    # a frame of another plane or pixel size was stacked as an axial slice of the first frame's size
+    for f, group, keyword, value in ((5, "PlaneOrientationSequence", "ImageOrientationPatient", [1, 0, 0, 0, 0, -1]),
+                                     (7, "PixelMeasuresSequence", "PixelSpacing", [2.0, 2.0])):
+        odd = pydicom.Dataset()
+        setattr(odd, keyword, value)
+        saved = mf.PerFrameFunctionalGroupsSequence[f].get(group)
+        setattr(mf.PerFrameFunctionalGroupsSequence[f], group, [odd])
+        mf.save_as(tmp_path / "bad" / "mf.dcm")
+        with pytest.raises(BadHeader, match=rf"frame {f + 1} of 20 has another {keyword} .* than frame 1"):
+            read_header(tmp_path / "bad" / "mf.dcm")
+        if saved is None:
+            del mf.PerFrameFunctionalGroupsSequence[f][group]
+        else:
+            setattr(mf.PerFrameFunctionalGroupsSequence[f], group, saved)
 
 
 # -- values that are not HU are not stored as HU -------------------------------------------------------------

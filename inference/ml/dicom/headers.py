@@ -207,6 +207,10 @@ def _has_pixels(ds: pydicom.Dataset) -> bool:
     return bool(ds.get("Rows")) and bool(ds.get("Columns"))
 
 
+def _fmt(values) -> str:
+    return "missing" if values is None else "\\".join(f"{v:g}" for v in values)
+
+
 def _frame_count(ds: pydicom.Dataset, file_size: int) -> int:
     """NumberOfFrames, checked before one frame is listed: the header's frames x Rows x Columns within the voxel
     cap (``limits.check_voxels``), no more frames than the file has bytes for (each frame takes at least a byte,
@@ -258,10 +262,16 @@ def _frames(ds: pydicom.Dataset, file_size: int) -> tuple[list[Frame], tuple | N
             pos = finite_numbers(pick(item, "PlanePositionSequence", "ImagePositionPatient"), 3)
             slope = pick(item, "PixelValueTransformationSequence", "RescaleSlope")
             intercept = pick(item, "PixelValueTransformationSequence", "RescaleIntercept")
-            if orientation is None:
-                orientation = finite_numbers(pick(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
-            if spacing is None:
-                spacing = finite_numbers(pick(item, "PixelMeasuresSequence", "PixelSpacing"), 2)
+            frame_orientation = finite_numbers(pick(item, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+            frame_spacing = finite_numbers(pick(item, "PixelMeasuresSequence", "PixelSpacing"), 2)
+            if f == 0:
+                orientation, spacing = frame_orientation, frame_spacing
+            else:  # one stack: a frame of another plane or pixel size would be stacked as if it were not
+                for name, first, this in (("ImageOrientationPatient", orientation, frame_orientation),
+                                          ("PixelSpacing", spacing, frame_spacing)):
+                    if first is not None and (this is None or max(abs(a - b) for a, b in zip(first, this)) > 1e-3):
+                        raise BadHeader(f"frame {f + 1} of {n} has another {name} ({_fmt(this)}) than frame 1 "
+                                        f"({_fmt(first)}): frames of one multi-frame image are read as one stack")
             frames.append(Frame(pos, float(slope if slope is not None else ds.get("RescaleSlope", 1) or 1),
                                 float(intercept if intercept is not None else ds.get("RescaleIntercept", 0) or 0)))
         return frames, orientation, spacing
