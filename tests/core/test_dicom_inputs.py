@@ -303,3 +303,25 @@ def test_nul_characters_inside_text_values_are_dropped(real_series, tmp_path):
     path.write_bytes(data.replace(b"ABDOMEN ", b"ABD\x00M\x00EN").replace(b"1.2.3.4\x00", b"1.2\x00.3.4"))
     header = read_header(path)
     assert header.meta["SeriesDescription"] == "ABDMEN" and header.series_uid == "1.2.3.4"
+
+
+# -- numbers that are no image plane -----------------------------------------------------------------------------
+@pytest.mark.parametrize("keyword, value, shown", [
+    ("PixelSpacing", [-0.9765625, -0.9765625], "PixelSpacing -0.976562\\-0.976562 is not two positive numbers"),
+    ("PixelSpacing", [0, 0], "PixelSpacing 0\\0 is not two positive numbers"),
+    ("ImageOrientationPatient", [0, 0, 0, 0, 0, 0], "ImageOrientationPatient 0\\0\\0\\0\\0\\0 is not two unit, perp"),
+    ("ImageOrientationPatient", [2, 0, 0, 0, 2, 0], "ImageOrientationPatient 2\\0\\0\\0\\2\\0 is not two unit, perp"),
+    ("ImageOrientationPatient", [1, 0, 0, 1, 0, 0], "ImageOrientationPatient 1\\0\\0\\1\\0\\0 is not two unit, perp"),
+])
+def test_geometry_numbers_that_are_no_image_plane_are_named(real_series, tmp_path, keyword, value, shown):
+    """A negative PixelSpacing was read as flips (the stored image mirrored, left and right swapped), a zero one
+    raised 'singular affine' from deep in the stacking, a zero orientation read 'non-axial (slice normal 0.00 0.00
+    0.00)' and a doubled one made the scan twice its size in mm. Each is skipped naming the element."""
+    from inference.ml.dicom import SeriesError, exclusion_reason
+
+    src, _, _ = real_series
+    folder = _edited(src, tmp_path / "s", lambda ds, i: setattr(ds, keyword, value))
+    (group,) = _groups(folder)
+    assert exclusion_reason(group).startswith(shown) and exclusion_reason(group).endswith(": geometry unknown")
+    with pytest.raises(SeriesError, match="geometry unknown"):
+        load_series(group)

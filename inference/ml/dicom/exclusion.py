@@ -18,6 +18,29 @@ _NON_IMAGE_SOP = {
 }
 
 
+DIRECTION_TOLERANCE = 0.01  # |length - 1| and |row . column| allowed in ImageOrientationPatient (rounding)
+
+
+def _values(values) -> str:
+    return "\\".join(f"{v:g}" for v in values)
+
+
+def geometry_problem(orientation, pixel_spacing) -> str | None:
+    """Why numeric ImageOrientationPatient and PixelSpacing are no image plane, or None: the orientation must be
+    two unit, perpendicular direction cosines and the spacing two positive numbers. A negative spacing flipped the
+    stored image (left and right swapped), a zero one raised 'singular affine' from deep in the stacking, and a
+    zero or doubled orientation was 'non-axial (slice normal 0.00 0.00 0.00)' or twice the size in mm."""
+    if orientation is not None:
+        row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float)
+        if (abs(np.linalg.norm(row) - 1) > DIRECTION_TOLERANCE or abs(np.linalg.norm(col) - 1) > DIRECTION_TOLERANCE
+                or abs(float(row @ col)) > DIRECTION_TOLERANCE):
+            return (f"ImageOrientationPatient {_values(orientation)} is not two unit, "
+                    "perpendicular direction cosines: geometry unknown")
+    if pixel_spacing is not None and min(pixel_spacing) <= 0:
+        return f"PixelSpacing {_values(pixel_spacing)} is not two positive numbers: geometry unknown"
+    return None
+
+
 def slice_normal(orientation) -> np.ndarray:
     o = np.asarray(orientation, float)
     n = np.cross(o[:3], o[3:6])
@@ -48,6 +71,9 @@ def exclusion_reason(group: SeriesGroup, min_slices: int = MIN_SLICES) -> str | 
         which = [n for n, v in (("ImageOrientationPatient", h.orientation), ("PixelSpacing", h.pixel_spacing))
                  if v is None]
         return f"{' and '.join(which)} missing or not numbers: geometry unknown"
+    problem = geometry_problem(h.orientation, h.pixel_spacing)
+    if problem:
+        return problem
     if abs(slice_normal(h.orientation)[2]) < AXIAL_MIN_COS:
         return "non-axial series (slice normal {:.2f} {:.2f} {:.2f})".format(*slice_normal(h.orientation))
     if group.frame_count < min_slices:

@@ -25,7 +25,7 @@ from scipy import ndimage
 from ..geometry import affine_from_dicom
 from ..limits import TooManyVoxels, check_voxels
 from ..volume import OBLIQUE_TOLERANCE, Volume, obliquity, to_store_grid
-from .exclusion import MIN_SLICES, slice_normal
+from .exclusion import MIN_SLICES, geometry_problem, slice_normal
 from .headers import Frame, InstanceHeader
 from .pixels import PADDING_HU, DecodeError, read_frames_padded, to_hu
 from .series_group import SeriesGroup
@@ -63,6 +63,9 @@ def _check_geometry(group: SeriesGroup) -> tuple[np.ndarray, tuple[float, float]
         which = [name for name, v in (("ImageOrientationPatient", first.orientation),
                                       ("PixelSpacing", first.pixel_spacing)) if v is None]
         raise SeriesError(f"{' and '.join(which)} missing or not numbers: geometry unknown")
+    problem = geometry_problem(first.orientation, first.pixel_spacing)
+    if problem:
+        raise SeriesError(problem)
     o = np.asarray(first.orientation)
     for h in group.instances[1:]:
         if h.orientation is None or np.abs(np.asarray(h.orientation) - o).max() > 1e-3:
