@@ -325,3 +325,25 @@ def test_geometry_numbers_that_are_no_image_plane_are_named(real_series, tmp_pat
     assert exclusion_reason(group).startswith(shown) and exclusion_reason(group).endswith(": geometry unknown")
     with pytest.raises(SeriesError, match="geometry unknown"):
         load_series(group)
+
+
+@pytest.mark.parametrize("kind", ["rgb", "complex"])
+def test_rgb_or_complex_nifti_is_refused_as_not_greyscale(realct, tmp_path, kind):
+    """An RGB NIfTI failed with 'unreadable NIfTI data (TypeError: ufunc 'isfinite' not supported ...)' and a
+    complex one was stored from its real part with no note; both are refused as DICOM RGB 'CT' is."""
+    import nibabel as nib
+
+    from inference.ml.dicom.nifti import read_nifti_entry
+
+    ct = nib.load(realct["example_ct_sm"])
+    hu = np.asanyarray(ct.dataobj)
+    if kind == "rgb":
+        data = np.zeros(hu.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+        data["R"] = data["G"] = data["B"] = np.clip((hu + 1024) // 16, 0, 255)
+    else:
+        data = hu.astype(np.complex64)
+    img = nib.Nifti1Image(data, ct.affine)
+    img.set_qform(ct.affine, 1)
+    nib.save(img, tmp_path / f"{kind}.nii.gz")
+    with pytest.raises(ValueError, match=r"not a greyscale volume: voxels of type .* \(RGB or complex data hold no HU\)"):
+        read_nifti_entry(tmp_path / f"{kind}.nii.gz")

@@ -139,6 +139,10 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
     if len(shape) != 3:
         raise ValueError(f"not a 3D volume (shape {img.shape})")
     check_voxels(shape, "NIfTI volume")
+    stored = img.get_data_dtype()
+    if stored.fields is not None or stored.kind not in "biuf":  # RGB(A) records, complex numbers
+        raise ValueError(f"not a greyscale volume: voxels of type {stored.names or stored} (RGB or complex data "
+                         "hold no HU)")
     notes, used = _orientation_notes(img, shape)
     source_affine = LPS_TO_RAS @ img.affine
     try:
