@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adrenal_site.spreadsheet import SafeDictWriter
 from inference.ml.geometry import Box, box_to_voxels, voxels_to_box
 
 from ..models import CropBox, Series, SideFinding
@@ -249,7 +250,11 @@ def mm_json(series_qs) -> dict:
     return {"series": out}
 
 
-def write_csv(rows: list[dict], columns: list[str], out) -> None:
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+def write_csv(rows: list[dict], columns: list[str], out, *, spreadsheet: bool = True) -> None:
+    """Rows as CSV. ``spreadsheet`` (the mm table, read by people): text cells that a spreadsheet would take for a
+    formula (a comment ``-ve``, a dataset ``=...``) are written as text (``adrenal_site.spreadsheet``); the original
+    table is read back by code (``import_original``, the study's notebook) and is written verbatim."""
+    kind = SafeDictWriter if spreadsheet else csv.DictWriter
+    writer = kind(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

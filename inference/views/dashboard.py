@@ -1,7 +1,6 @@
 """Lead dashboards: runs compared on the same test patients, a run's evaluation page, exports."""
 from __future__ import annotations
 
-import csv
 import json
 
 from django.contrib import messages
@@ -10,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from adrenal_site.roles import LEAD, role_required
+from adrenal_site.spreadsheet import SafeWriter
 
 from ..api.dashboard import evaluation_summary
 from ..api.runs import visible_runs
@@ -81,7 +81,7 @@ def export_csv(request, pk: int):
     run, ev = _latest(request, pk)
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="run{run.pk}-evaluation{ev.pk}.csv"'
-    w = csv.writer(response)
+    w = SafeWriter(response)  # text a spreadsheet would take for a formula ("-40.0 -35.0") stays text
     w.writerow(["run", run.pk, "evaluation", ev.pk, "objective", ev.objective, "operating_value", ev.operating_value])
     w.writerow(["level", "metric", "value", "ci_low", "ci_high"])
     for level in ("image", "scan", "patient"):

@@ -128,3 +128,36 @@ def test_mm_exports(two_scans, tmp_path):
     entry = {s["id"]: s for s in doc["series"]}
     assert entry[a.pk]["boxes"]["L"]["lps_min"] == CropBox.objects.get(series=a, side="L").lps_min
     assert entry[b.pk]["status"] == "not_covered" and entry[b.pk]["boxes"] == {}
+
+
+@pytest.mark.django_db
+def test_mm_csv_opens_in_a_spreadsheet_as_written(two_scans, tmp_path):
+    """Text a spreadsheet would take for a formula (a comment "-ve", "+ contrast", "=HYPERLINK(..)", a dataset
+    named "@risk") is written with a leading apostrophe; negative coordinates stay numbers; the original table,
+    read back by code, is verbatim and still imports."""
+    from annotations.models import Dataset
+    from annotations.services.findings import save_finding
+
+    a, b = two_scans
+    Dataset.objects.filter(name="crops").update(name="@risk")
+    call_command("import_crops", str(write_table(tmp_path / "c.csv", ROWS[:2])), stdout=StringIO())
+    save_finding(a, "R", comment="-ve for a mass, line\nbreak")
+    save_finding(a, "L", comment='=HYPERLINK("http://evil.example","x")', lesion_centre_lps=[20.0, -180.0, 170.0],
+                 lesion_diameter_mm=11.0)
+    save_finding(b, "L", comment="+ contrast, résumé <b>bold</b>")
+    out = StringIO()
+    call_command("export_crops", "--dataset", "@risk", stdout=out)
+    rows = list(csv.DictReader(StringIO(out.getvalue())))
+    by_side = {(r["series_uid"], r["side"]): r for r in rows}
+    assert by_side[(a.series_uid, "R")]["comment"] == "'-ve for a mass, line\nbreak"
+    assert by_side[(a.series_uid, "L")]["comment"] == "'=HYPERLINK(\"http://evil.example\",\"x\")"
+    assert by_side[(b.series_uid, "L")]["comment"] == "'+ contrast, résumé <b>bold</b>"
+    assert {r["dataset"] for r in rows} == {"'@risk"}
+    left = by_side[(a.series_uid, "L")]
+    assert float(left["lesion_y_mm"]) == -180.0 and left["lesion_y_mm"] == "-180.0"  # a number, not guarded
+    assert float(left["y_min_mm"]) < 0 and not left["y_min_mm"].startswith("'")
+    assert all(not v.startswith(("=", "+", "-", "@")) or float(v) == float(v) for r in rows for v in r.values())
+
+    original = tmp_path / "orig.csv"
+    call_command("export_crops", "--dataset", "@risk", "--format", "original", "--output", str(original))
+    assert "'" not in original.read_text()

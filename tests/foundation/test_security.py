@@ -242,3 +242,15 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     assert out.returncode == 0, out.stderr
     found = set(re.findall(r"\(([\w.]+\.[EW]\d+)\)", out.stdout + out.stderr))
     assert found <= DOCUMENTED, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("value, cell", [
+    ("=HYPERLINK(\"http://x\",\"y\")", "'=HYPERLINK(\"http://x\",\"y\")"), ("+ contrast", "'+ contrast"),
+    ("-ve", "'-ve"), ("@SUM(A1)", "'@SUM(A1)"), ("\t=1", "'\t=1"), ("\r=1", "'\r=1"), ("-40.0 -35.0", "'-40.0 -35.0"),
+    ("-40.0", "-40.0"), ("+3", "+3"), (-12.5, -12.5), (None, None), ("P0a1", "P0a1"), ("a=b", "a=b"), ("", ""),
+    ("-inf", "'-inf"), ("-nan", "'-nan"),
+])
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text(value, cell):
+    from adrenal_site.spreadsheet import safe_cell
+
+    assert safe_cell(value) == cell

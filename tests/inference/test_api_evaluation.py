@@ -180,3 +180,22 @@ def test_labels_changed_after_the_evaluation_are_named_on_the_dashboard(client_a
     assert "start a new run" in page
     assert c.get(f"/runs/{run.pk}/evaluation.json").json()["label_changes"] == [
         {"series_id": scan["series_id"], "patient": scan["patient"], "was": "normal", "now": "abnormal"}]
+
+
+def test_csv_export_opens_in_a_spreadsheet_as_written(client_as, lead_run):
+    """Flagged slices below z = 0 ("-40.0 -35.0") would open in a spreadsheet as the formula -40 - 35 = -75: text
+    starting like a formula is written with a leading apostrophe; a lone number stays a number."""
+    run, ev = lead_run
+    result = dict(ev.result)
+    scans = [dict(s) for s in result["scans"]]
+    scans[0]["flagged_slices_mm"] = [-40.0, -35.0]
+    scans[1]["flagged_slices_mm"] = [-40.0]
+    scans[2]["patient"] = "=1+1"
+    result["scans"] = scans
+    ev.result = result
+    ev.save(update_fields=["result"])
+    rows = list(csv.reader(io.StringIO(client_as("lead").get(f"/runs/{run.pk}/evaluation.csv").content.decode())))
+    by_uid = {r[0]: r for r in rows if r and r[0].startswith("1.2.826")}
+    assert by_uid[scans[0]["series_uid"]][-1] == "'-40.0 -35.0"
+    assert by_uid[scans[1]["series_uid"]][-1] == "-40.0"
+    assert by_uid[scans[2]["series_uid"]][2] == "'=1+1"

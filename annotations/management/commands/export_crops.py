@@ -3,7 +3,8 @@
 ``csv``: every box in LPS mm with voxel range, status, source, version, who and when, and its side's findings
 (gland seen / not visualised / absent, lesion marker centre and diameter in mm, comment; a side with findings
 but no box is a row too; series "not covered" as rows without a side); ``json``: the same per series;
-``original``: the original study's crop table (boxes only).
+``original``: the original study's crop table (boxes only). The ``csv`` table's text cells that a spreadsheet would
+read as a formula (``=``, ``+``, ``-``, ``@`` first) start with ``'``; ``original`` is written verbatim, for code.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class Command(BaseCommand):
             if opts["format"] == "json":
                 out.write(json.dumps(mm_json(qs), indent=2) + "\n")
             elif opts["format"] == "original":
-                write_csv(original_rows(qs), ORIGINAL_COLUMNS, out)
+                write_csv(original_rows(qs), ORIGINAL_COLUMNS, out, spreadsheet=False)
             else:
                 write_csv(mm_rows(qs), MM_COLUMNS, out)
         finally:
