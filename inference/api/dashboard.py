@@ -27,7 +27,7 @@ from .serializers import (CurvesQuery, EvaluationStart, PredictionQuery, Predict
                           ThresholdQuery)
 from .runs import visible_runs
 
-SCAN_SORT_KEYS = ("probability", "fraction", "patient", "series_uid", "verdict", "label", "outcome")
+SCAN_SORT_KEYS = ("score", "probability", "fraction", "patient", "series_uid", "verdict", "label", "outcome")
 OUTCOME_ORDER = {"fn": 0, "fp": 1, "tp": 2, "tn": 3}
 SCAN_FILTERS = {"outcome": tuple(OUTCOME_ORDER), "verdict": ("normal", "abnormal"), "label": ("normal", "abnormal")}
 
@@ -85,7 +85,8 @@ class EvaluationDetail(APIView):
 
 
 class EvaluationScans(APIView):
-    """Per-scan verdicts: ``?sort=-probability`` (or ``outcome``: false negatives first), ``?outcome=fn,fp``
+    """Per-scan verdicts: ``?sort=-score`` (the value compared with the operating value; or ``probability``,
+    ``fraction``, ``outcome``: false negatives first, each by score), ``?outcome=fn,fp``
     (fn, fp, tp, tn), ``?verdict=normal`` and ``?label=abnormal`` (normal, abnormal; each a comma-separated set);
     an unknown value is a 400 naming the parameter and the values it takes. Adds per-side scores and evidence
     thumbnails of this run's stored verdicts where present (``evidence``: up to 3 ``{"url", "side", "z_mm", "probability"}``)."""
@@ -105,7 +106,8 @@ class EvaluationScans(APIView):
             keys = ", ".join(SCAN_SORT_KEYS)
             raise ValidationError({"sort": [f"unknown value {sort[:40]!r}; one of {keys} (prefix - for descending)"]})
         if key == "outcome":
-            scans.sort(key=lambda s: (OUTCOME_ORDER.get(s["outcome"], 9), -s["probability"]), reverse=sort.startswith("-"))
+            scans.sort(key=lambda s: (OUTCOME_ORDER.get(s["outcome"], 9), -s.get("score", s["probability"])),
+                       reverse=sort.startswith("-"))
         else:
             scans.sort(key=lambda s: s.get(key), reverse=sort.startswith("-"))
         stored = {p.series_id: p for p in Prediction.objects.filter(

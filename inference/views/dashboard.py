@@ -82,7 +82,8 @@ def export_csv(request, pk: int):
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="run{run.pk}-evaluation{ev.pk}.csv"'
     w = SafeWriter(response)  # text a spreadsheet would take for a formula ("-40.0 -35.0") stays text
-    w.writerow(["run", run.pk, "evaluation", ev.pk, "objective", ev.objective, "operating_value", ev.operating_value])
+    w.writerow(["run", run.pk, "evaluation", ev.pk, "objective", ev.objective, "operating_value", ev.operating_value,
+                "aggregator", ev.result.get("aggregator", "")])
     w.writerow(["level", "metric", "value", "ci_low", "ci_high"])
     for level in ("image", "scan", "patient"):
         d = ev.result[level]
@@ -92,9 +93,13 @@ def export_csv(request, pk: int):
         (tn, fp), (fn, tp) = d["confusion"]
         w.writerow([level, "confusion tn/fp/fn/tp", f"{tn}/{fp}/{fn}/{tp}", "", ""])
     w.writerow([])
-    w.writerow(["series_uid", "series_id", "patient", "probability", "fraction", "verdict", "label", "outcome",
-                "flagged_slices_mm"])
+    # score: what the verdict compared with the operating value (the aggregator's scan score; for "sides" the
+    # higher gland's, score_R and score_L), beside the mean image probability and the fraction voted abnormal
+    w.writerow(["series_uid", "series_id", "patient", "probability", "fraction", "score", "score_R", "score_L",
+                "verdict", "label", "outcome", "flagged_slices_mm"])
     for s in ev.result["scans"]:
+        sides = s.get("sides") or {}
         w.writerow([s["series_uid"], s.get("series_id"), s.get("patient"), s["probability"], s["fraction"],
-                    s["verdict"], s["label"], s.get("outcome"), " ".join(map(str, s.get("flagged_slices_mm", [])))])
+                    s.get("score"), sides.get("R"), sides.get("L"), s["verdict"], s["label"], s.get("outcome"),
+                    " ".join(map(str, s.get("flagged_slices_mm", [])))])
     return response

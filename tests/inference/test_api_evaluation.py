@@ -199,3 +199,32 @@ def test_csv_export_opens_in_a_spreadsheet_as_written(client_as, lead_run):
     assert by_uid[scans[0]["series_uid"]][-1] == "'-40.0 -35.0"
     assert by_uid[scans[1]["series_uid"]][-1] == "-40.0"
     assert by_uid[scans[2]["series_uid"]][2] == "'=1+1"
+
+
+def test_csv_and_page_give_the_score_each_verdict_compared(client_as, lead_run):
+    """The CSV's scan rows carry the score the verdict compared with the operating value (and per-side scores):
+    a per-gland run's scan read 'probability 0.05, abnormal' at operating value 0.33 with no column saying why."""
+    run, ev = lead_run
+    result = dict(ev.result)
+    scans = [dict(s) for s in result["scans"]]
+    scans[0]["sides"] = {"R": 0.0115, "L": 0.5553}
+    result["scans"] = scans
+    ev.result = result
+    ev.save(update_fields=["result"])
+    c = client_as("lead")
+    rows = list(csv.reader(io.StringIO(c.get(f"/runs/{run.pk}/evaluation.csv").content.decode())))
+    assert rows[0][-2:] == ["aggregator", ev.result["aggregator"]]
+    header = next(r for r in rows if r and r[0] == "series_uid")
+    table = [dict(zip(header, r)) for r in rows[rows.index(header) + 1:]]
+    assert len(table) == len(scans)
+    by_uid = {s["series_uid"]: s for s in scans}
+    for row in table:
+        s = by_uid[row["series_uid"]]
+        assert float(row["score"]) == s["score"]
+        assert row["verdict"] == ("abnormal" if float(row["score"]) >= ev.operating_value else "normal")
+    first = next(r for r in table if r["series_uid"] == scans[0]["series_uid"])
+    assert (first["score_R"], first["score_L"]) == ("0.0115", "0.5553")
+    listed = c.get(f"/api/evaluations/{ev.pk}/scans/", {"sort": "-score"}).json()["scans"]
+    assert [s["score"] for s in listed] == sorted((s["score"] for s in scans), reverse=True)
+    page = c.get(f"/runs/{run.pk}/dashboard/").content.decode()
+    assert 'data-sort="score"' in page

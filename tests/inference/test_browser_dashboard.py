@@ -53,6 +53,11 @@ def test_lead_moves_the_threshold_slider(live_server, dashboard_chromium, make_e
         first = page.locator("#scans tbody tr").first
         assert first.get_attribute("data-href").startswith("/series/")
         assert page.locator("#scans tbody tr").count() == 10
+        # each row shows the score its verdict compared with the operating value
+        for row in api.get(f"/api/evaluations/{ev.pk}/scans/").json()["scans"]:
+            tr = page.locator(f"#scans tbody tr[data-series-uid='{row['series_uid']}']")
+            assert tr.locator("td.score").inner_text() == f"{row['score']:.3f}"
+            assert (row["score"] >= ev.operating_value) == (row["verdict"] == "abnormal")
         assert page.locator("#metrics tbody tr[data-metric='auc'] td[data-level='scan']").inner_text().count("[") == 1
         assert not errors, errors
     finally:

@@ -204,7 +204,8 @@ async function loadScans(evaluationId, sort, outcome) {
     const side = (k) => (s.sides && s.sides[k] !== undefined ? fmt(s.sides[k], 2) : "—");
     const flagged = s.flagged_slices_mm || [];
     const evidence = cell("td", "", { class: "evidence" });
-    tr.append(cell("td", s.patient), cell("td", uidCell(s.series_uid), { class: "muted" }), cell("td", fmt(s.probability)),
+    tr.append(cell("td", s.patient), cell("td", uidCell(s.series_uid), { class: "muted" }),
+      cell("td", fmt(s.score), { class: "score" }), cell("td", fmt(s.probability)),
       cell("td", fmt(s.fraction)), cell("td", badge(s.verdict)), cell("td", badge(s.label)),
       cell("td", String(s.outcome).toUpperCase()), cell("td", side("R")), cell("td", side("L")),
       cell("td", compactSlices(flagged), { class: "flagged", title: flagged.join(", ") }), evidence);
