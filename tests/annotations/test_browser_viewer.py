@@ -585,6 +585,48 @@ def test_a_second_editor_gets_409_and_can_reload(live_server, browser_page, brow
     assert [v.version for v in box.versions.all()] == [5, 4, 3, 2, 1]  # every state kept
 
 
+def test_an_edit_made_after_the_session_ended_is_kept_and_saved_after_signing_in_again(
+        live_server, browser_page, browser_login, ct_series, users):
+    """The session ends mid-edit (expiry, signing out in another tab): the box moved and the comment typed are not
+    dropped or reset to the stored ones; the page says so in words and saves both once signed in again."""
+    from annotations.services.boxes import save_box
+
+    page = browser_page
+    series = ct_series(members=[users["clinician"]])
+    save_box(series, "R", *R_BOX, source="landmarks")
+    browser_login(page, "clin")
+    open_viewer(page, live_server, series, "?z_mm=175")
+    geo = Geometry(page, series.volume.affine)
+    page.context.clear_cookies()  # the session has ended
+    centre = geo.screen_of("axial", geo.on_slice("axial", -35.0, -175.0))
+    drag(page, "axial", centre, geo.screen_of("axial", geo.on_slice("axial", -25.0, -175.0)))
+    page.fill("#comment-R", "small nodule, 8 mm")
+    page.locator("#comment-R").blur()
+    page.locator("#signed-out").wait_for(state="visible")
+    page.wait_for_function("(document.getElementById('signed-out').dataset.what || '').split(',').length === 2")
+    text = page.locator("#signed-out").inner_text()
+    assert "session has ended" in text and "R box" in text and "R findings" in text, text
+    assert "credentials" not in text
+    page.evaluate("Promise.all([window.viewer.store.saving.R, window.viewer.findings.saving.R])")
+    assert page.input_value("#comment-R") == "small nodule, 8 mm"  # kept in the panel, not reset
+    assert page.evaluate("window.viewer.store.boxes.R.dirty")
+    assert page.evaluate("window.viewer.store.boxes.R.lps_min[0]") == pytest.approx(-50.0, abs=0.6)
+    box = series.boxes.get(side="R")
+    assert box.version == 1 and not series.findings.exists()  # nothing reached the server
+    shot(page, "viewer-signed-out")
+    # signing in again in another tab, then "Save my edits"
+    other = page.context.new_page()
+    browser_login(other, "clin")
+    other.close()
+    page.click("#signed-out-retry")
+    page.wait_for_function("!window.viewer.store.boxes.R.dirty && window.viewer.store.boxes.R.version === 2")
+    page.evaluate("Promise.all([window.viewer.store.saving.R, window.viewer.findings.saving.R])")
+    box.refresh_from_db()
+    assert box.version == 2 and box.lps_min[0] == pytest.approx(-50.0, abs=0.6)
+    assert series.findings.get(side="R").comment == "small nodule, 8 mm"
+    assert page.locator("#signed-out").is_hidden()
+
+
 def test_clinician_cannot_open_another_dataset(live_server, browser_page, browser_login, ct_series, users):
     page = browser_page
     theirs = ct_series(name="other-team", members=[users["lead"]])

@@ -4,6 +4,9 @@ export function csrfToken() {
   return m ? decodeURIComponent(m[1]) : "";
 }
 
+// The API's answer when the session has ended (signed out, expired): an edit answered so is kept, not dropped.
+export const SIGNED_OUT = 401;
+
 // fetch with JSON; resolves to {status, ok, data} whatever the status (the caller decides, e.g. 409).
 export async function request(method, url, body, { keepalive = false } = {}) {
   const response = await fetch(url, {

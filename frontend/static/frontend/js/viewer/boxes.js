@@ -1,7 +1,7 @@
 // Crop boxes of one series: local state, autosave through the API with versions, confirm, undo/redo through the
 // whole history, restore of any version, the version list, and 409 handling.
 
-import { request } from "../http.js";
+import { SIGNED_OUT, request } from "../http.js";
 
 // a save started as the page closes still reaches the server
 const api = (method, url, body) => request(method, url, body, { keepalive: method !== "GET" });
@@ -16,8 +16,9 @@ function message(data, status) {
 }
 
 export class BoxStore {
-  /** ``onChange()`` redraws; ``onConflict(side, current, message)`` offers to reload; ``onStatus(text)``. */
-  constructor(seriesId, initial, { onChange, onConflict, onStatus }) {
+  /** ``onChange()`` redraws; ``onConflict(side, current, message)`` offers to reload; ``onStatus(text)``;
+   * ``onSignedOut(side, kind)`` when a save found the session ended (the edit stays, unsaved, for ``retry``). */
+  constructor(seriesId, initial, { onChange, onConflict, onStatus, onSignedOut = () => {} }) {
     this.seriesId = seriesId;
     this.boxes = { R: null, L: null };
     this.history = { R: [], L: [] };
@@ -28,6 +29,7 @@ export class BoxStore {
     this.onChange = onChange;
     this.onConflict = onConflict;
     this.onStatus = onStatus;
+    this.onSignedOut = onSignedOut;
     this.timers = {};
     this.saving = { R: Promise.resolve(), L: Promise.resolve() };
     this.conflict = { R: null, L: null };
@@ -75,6 +77,10 @@ export class BoxStore {
       } else if (status === 409) {
         this.conflict[side] = data.current;
         this.onConflict(side, data.current, data.detail);
+      } else if (status === SIGNED_OUT) {
+        // the session ended: the edit is kept (dirty) and saved by retry() once signed in again
+        this.onStatus(`${side}: not saved — signed out`);
+        this.onSignedOut(side, "box");
       } else {
         // refused (e.g. 400: the server names the field): the box goes back to what is stored
         this.onStatus(`${side}: not saved — ${message(data, status)}`);
@@ -84,6 +90,9 @@ export class BoxStore {
     });
     return this.saving[side];
   }
+
+  /** Save every box an ended session left unsaved. */
+  retry() { return Promise.all(SIDES.filter((s) => this.boxes[s] && this.boxes[s].dirty).map((s) => this.save(s))); }
 
   /** Re-read one side's box from the server. */
   async refresh(side) {

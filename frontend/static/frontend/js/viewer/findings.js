@@ -1,6 +1,6 @@
 // Per-side findings of one series (gland seen / not visualised / absent, lesion marker, comment): saved through
 // the API with versions (409 handling as for boxes), their version list and restore.
-import { request } from "../http.js";
+import { SIGNED_OUT, request } from "../http.js";
 import { SIDES } from "./boxes.js";
 
 const api = (method, url, body) => request(method, url, body, { keepalive: method !== "GET" });
@@ -13,15 +13,17 @@ function message(data, status) {
 
 export class FindingStore {
   /** ``initial``: {R: finding | null, L: ...}; callbacks as BoxStore's. */
-  constructor(seriesId, initial, { onChange, onConflict, onStatus }) {
+  constructor(seriesId, initial, { onChange, onConflict, onStatus, onSignedOut = () => {} }) {
     this.seriesId = seriesId;
     this.findings = { R: initial.R ? { ...initial.R } : null, L: initial.L ? { ...initial.L } : null };
     this.history = { R: [], L: [] };
     this.conflict = { R: null, L: null };
     this.pending = { R: null, L: null }; // the patch a conflict interrupted
+    this.unsent = { R: null, L: null }; // changes an ended session refused, shown and sent again by retry()
     this.saving = { R: Promise.resolve(), L: Promise.resolve() };
     this.onChange = onChange;
     this.onConflict = onConflict;
+    this.onSignedOut = onSignedOut;
     this.onStatus = onStatus;
   }
 
@@ -29,15 +31,19 @@ export class FindingStore {
     return `/api/series/${this.seriesId}/findings/${side}/${action ? action + "/" : ""}`;
   }
 
-  /** The current findings of a side, with defaults when none were recorded. */
+  /** The current findings of a side (with changes not yet saved), with defaults when none were recorded. */
   of(side) {
-    return this.findings[side] || { side, gland: "seen", lesion_centre_lps: null, lesion_diameter_mm: null, comment: "", version: 0 };
+    const stored = this.findings[side] || { side, gland: "seen", lesion_centre_lps: null, lesion_diameter_mm: null, comment: "", version: 0 };
+    return this.unsent[side] ? { ...stored, ...this.unsent[side] } : stored;
   }
 
   /** Save a change (``patch``: any of gland, lesion_centre_lps, lesion_diameter_mm, comment) as a new version. */
   update(side, patch) {
     this.saving[side] = this.saving[side].then(async () => {
       if (this.conflict[side]) return;
+      const unsent = this.unsent[side];
+      this.unsent[side] = null; // sent now, with this patch on top
+      patch = { ...(unsent || {}), ...patch };
       const { status, data } = await api("PUT", this.url(side), { ...patch, version: this.of(side).version });
       if (status === 200) {
         this.findings[side] = data;
@@ -47,6 +53,11 @@ export class FindingStore {
         this.conflict[side] = data.current;
         this.pending[side] = patch;
         this.onConflict(side, data.current, data.detail, "findings");
+      } else if (status === SIGNED_OUT) {
+        // the session ended: the change is kept (shown in the panel) and sent again by retry()
+        this.unsent[side] = { ...(this.unsent[side] || {}), ...patch };
+        this.onStatus(`${side} findings: not saved — signed out`);
+        this.onSignedOut(side, "findings");
       } else {
         this.onStatus(`${side} findings: not saved — ${message(data, status)}`);
       }
@@ -58,6 +69,9 @@ export class FindingStore {
   setLesion(side, centre, diameter) {
     return this.update(side, { lesion_centre_lps: centre, lesion_diameter_mm: diameter });
   }
+
+  /** Send again the changes an ended session refused. */
+  retry() { return Promise.all(SIDES.filter((s) => this.unsent[s]).map((s) => this.update(s, {}))); }
 
   clearLesion(side) { return this.setLesion(side, null, null); }
 

@@ -448,6 +448,26 @@ function onConflict(side, current, message, kind = "box") {
     + (current && current.updated_by ? ` (by ${current.updated_by})` : "") + ". Reload it, or keep yours?";
 }
 
+/** A save found the session ended: say so in words, keep the edit, save it again once signed in (the button, or
+ * coming back to this tab). */
+function onSignedOut(side, kind = "box") {
+  const banner = $("signed-out");
+  const what = `${side} ${kind === "box" ? "box" : "findings"}`;
+  const pending = new Set((banner.dataset.what || "").split(",").filter(Boolean)).add(what);
+  banner.dataset.what = [...pending].join(",");
+  $("signed-out-text").textContent = `Your session has ended, so your edit (${[...pending].join(", ")}) is not saved; `
+    + "it is kept on this page.";
+  banner.hidden = false;
+}
+
+function retrySignedOut() {
+  const banner = $("signed-out");
+  if (banner.hidden) return Promise.resolve();
+  banner.hidden = true;
+  banner.dataset.what = "";
+  return Promise.all([boxes.retry(), findings.retry()]);
+}
+
 // ------------------------------------------------------------------ evidence
 function setEvidence(on, opacity = evidence.opacity) {
   evidence.on = on;
@@ -529,8 +549,9 @@ async function boot() {
     },
   });
   vol = stream.volume;
-  boxes = new BoxStore(config.series_id, config.boxes, { onChange: onStoreChange, onConflict, onStatus: status });
-  findings = new FindingStore(config.series_id, config.findings, { onChange: onStoreChange, onConflict, onStatus: status });
+  boxes = new BoxStore(config.series_id, config.boxes, { onChange: onStoreChange, onConflict, onStatus: status, onSignedOut });
+  findings = new FindingStore(config.series_id, config.findings, { onChange: onStoreChange, onConflict, onStatus: status,
+    onSignedOut });
   corner = new CornerOverlay(header.series);
   for (const plane of ["axial", "coronal", "sagittal"]) {
     const view = new SliceView($(plane), vol, plane, shared, { onResize: () => requestRender() });
@@ -592,6 +613,8 @@ async function boot() {
     $("conflict").hidden = true;
   });
   window.addEventListener("beforeunload", () => { boxes.save("R"); boxes.save("L"); });
+  $("signed-out-retry").addEventListener("click", retrySignedOut);
+  window.addEventListener("focus", () => retrySignedOut()); // back from signing in in another tab
   setWindow(40, 400, false);
   setMode("select");
   setSide("R");
