@@ -143,3 +143,35 @@ def test_clinician_cannot_open_the_dashboards(live_server, dashboard_chromium, m
         assert page.locator("#op-slider").count() == 0
     finally:
         context.close()
+
+
+def test_a_run_whose_test_scans_are_one_class_says_so_instead_of_empty_charts(live_server, dashboard_chromium,
+                                                                             make_evaluated_run, users):
+    """Test patients all normal: no AUC, no sensitivity; the ROC says why it is not drawn (as the reliability
+    diagram does), rather than an empty chart with a legend; the page has no errors."""
+    from annotations.models import Dataset
+    from inference.models import DatasetSplit
+
+    patients = [f"P{i:03d}" for i in range(12)]
+    test = ["P000", "P002", "P004"]  # even patients are normal
+    rest = [p for p in patients if p not in test]
+    ds = Dataset.objects.create(name="eval-ds")
+    split = DatasetSplit.objects.create(dataset=ds, test_patients=test, folds=[rest[k::5] for k in range(5)])
+    run, ev = make_evaluated_run(12, members=[users["lead"]], split=split)
+    assert ev.result["scan"]["auc"] is None and ev.result["scan"]["confusion"][1] == [0, 0]
+    context = dashboard_chromium.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        login(page, live_server, "lead", "pw-lead")
+        page.goto(f"{live_server.url}/runs/{run.pk}/dashboard/")
+        page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+        note = page.inner_text("#roc-note")
+        assert note == "no scan or image ROC: the test scans and images need both classes (normal and abnormal)", note
+        assert page.locator("#roc-chart svg").count() == 0
+        assert "both classes" in page.inner_text("#reliability-chart")
+        assert page.inner_text("#live-sensitivity") == "n/a"
+        assert not errors, errors
+    finally:
+        context.close()

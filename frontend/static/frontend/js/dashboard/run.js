@@ -163,9 +163,19 @@ function setupThreshold(doc, onValue = () => {}) {
     thresholdChart = lineChart($("#threshold-chart"), ["sensitivity", "specificity", "accuracy", "ppv", "npv"].map((m) => ({
       label: m, points: curve.map((p) => [p.threshold, p[m]]),
     })), { xDomain: [0, 1], yDomain: [0, 1], xLabel: `operating value (${select.value})`, yLabel: "metric" });
+    // an ROC needs both classes: a level whose test set has one is named, not drawn as an empty chart
     const rocSeries = [{ label: `scan (${select.value})`, points: agg.roc.fpr.map((x, i) => [x, agg.roc.tpr[i]]) },
       { label: "image", points: doc.image.roc.fpr.map((x, i) => [x, doc.image.roc.tpr[i]]), dash: "4 2" }];
-    lineChart($("#roc-chart"), rocSeries, { xDomain: [0, 1], yDomain: [0, 1], xLabel: "1 - specificity", yLabel: "sensitivity", diagonal: true });
+    const drawn = rocSeries.filter((r) => r.points.length);
+    const missing = rocSeries.filter((r) => !r.points.length).map((r) => r.label.split(" ")[0]);
+    const rocNote = missing.length ? `no ${missing.join(" or ")} ROC: the test `
+      + `${missing.map((m) => `${m}s`).join(" and ")} need both classes (normal and abnormal)` : "";
+    if (drawn.length) {
+      lineChart($("#roc-chart"), drawn, { xDomain: [0, 1], yDomain: [0, 1], xLabel: "1 - specificity", yLabel: "sensitivity", diagonal: true });
+    } else {
+      $("#roc-chart").replaceChildren();
+    }
+    $("#roc-note").textContent = rocNote;
     update();
   };
   const toChosen = () => { value = doc.aggregators[select.value].operating_value; slider.value = value; };
