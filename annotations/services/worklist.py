@@ -95,7 +95,8 @@ def _matches(row: dict, f: dict) -> bool:
         return False
     if "label" in f and (row["label"] or "none") != f["label"]:
         return False
-    if "q" in f and f["q"].lower() not in f"{row['patient']} {row['series']}".lower():
+    # the text a reader has: the pseudonym, the series description, or the Series UID (the run dashboard copies it)
+    if "q" in f and f["q"].strip().lower() not in f"{row['patient']} {row['series']} {row['series_uid']}".lower():
         return False
     return True
 

@@ -123,6 +123,10 @@ def test_worklist_rows_filters_counts_and_next_unconfirmed(ct_series, users, cli
     assert [r["id"] for r in rows] == [a.pk]
     rows = client.get(f"/api/datasets/{a.dataset.pk}/worklist/?verdict=none").json()["rows"]
     assert [r["id"] for r in rows] == [a.pk, c.pk]
+    # ?q= finds a scan by the Series UID the run dashboard's copy button gives (pasted with a stray space too)
+    for q in (b.series_uid, f" {b.series_uid} ", "p002"):
+        rows = client.get(f"/api/datasets/{a.dataset.pk}/worklist/", {"q": q}).json()["rows"]
+        assert [r["id"] for r in rows] == [b.pk], q
     assert client.get(f"/api/series/{a.pk}/next-unconfirmed/").json()["series_id"] == b.pk
     assert client.get(f"/api/series/{b.pk}/next-unconfirmed/").json() == {"series_id": None, "url": None,
                                                                            "remaining": 0}
