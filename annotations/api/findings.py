@@ -81,7 +81,7 @@ class FindingSide(APIView):
         except FindingInvalid as exc:
             raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
-            return conflict_response(exc, finding_json)
+            return conflict_response(exc, finding_json, request.user)
         return Response(finding_json(finding))
 
 
@@ -115,7 +115,7 @@ class FindingRestore(APIView):
         except FindingInvalid as exc:
             raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
-            return conflict_response(exc, finding_json)
+            return conflict_response(exc, finding_json, request.user)
         return Response(finding_json(finding))
 
 

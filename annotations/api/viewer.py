@@ -219,18 +219,23 @@ def _side(side: str) -> str:
     return side
 
 
-def conflict_response(exc: VersionConflict, as_json) -> Response:
-    """409 with the record as it is now (``as_json`` renders it)."""
+def conflict_response(exc: VersionConflict, as_json, user=None) -> Response:
+    """409 with the record as it is now (``as_json`` renders it) and who changed it, in words: ``user`` (the one
+    asking) saving over their own newer version has it open in another tab or window, not 'someone else'."""
     record = exc.record
-    return Response(
-        {"detail": f"This was changed by someone else (now version {record.version if record else 0}).",
-         "current": as_json(record)},
-        status=status.HTTP_409_CONFLICT,
-    )
+    version = record.version if record else 0
+    by = getattr(record, "updated_by", None) if record else None
+    if by is not None and user is not None and by.pk == user.pk:
+        detail = f"You changed this in another tab or window (now version {version})."
+    elif by is not None:
+        detail = f"This was changed by {by.username} (now version {version})."
+    else:
+        detail = f"This was changed meanwhile (now version {version})."
+    return Response({"detail": detail, "current": as_json(record)}, status=status.HTTP_409_CONFLICT)
 
 
-def _conflict(exc: VersionConflict) -> Response:
-    return conflict_response(exc, box_json)
+def _conflict(exc: VersionConflict, user) -> Response:
+    return conflict_response(exc, box_json, user)
 
 
 def valid(serializer_class, request) -> dict:
@@ -279,7 +284,7 @@ class BoxSide(APIView):
         except BoxInvalid as exc:
             raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
-            return _conflict(exc)
+            return _conflict(exc, request.user)
         return Response(box_json(box))
 
 
@@ -300,7 +305,7 @@ class BoxConfirm(APIView):
         except BoxInvalid as exc:
             raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
-            return _conflict(exc)
+            return _conflict(exc, request.user)
         return Response(box_json(box))
 
 
@@ -318,7 +323,7 @@ class _BoxStep(APIView):
         except LookupError as exc:
             return Response({"detail": str(exc)}, status=400)
         except VersionConflict as exc:
-            return _conflict(exc)
+            return _conflict(exc, request.user)
         return Response(box_json(box))
 
 
@@ -351,7 +356,7 @@ class BoxRestore(APIView):
         except LookupError as exc:
             raise ValidationError({"restore": [str(exc)]})
         except VersionConflict as exc:
-            return _conflict(exc)
+            return _conflict(exc, request.user)
         return Response(box_json(box))
 
 

@@ -66,6 +66,13 @@ def test_box_versions_conflicts_confirm_undo_history(ct_series, users, client):
     resp = put(client, series, "R", [-50, -190, 160], [-20, -160, 190], 0)
     assert resp.status_code == 409 and resp.json()["current"]["version"] == 1
     assert resp.json()["current"]["lps_min"] == lo
+    # ... and says who, in words: the same reader in another tab is not "someone else"
+    assert resp.json()["detail"] == "You changed this in another tab or window (now version 1)."
+    client.force_login(users["lead"])
+    series.dataset.members.add(users["lead"])
+    resp = put(client, series, "R", [-50, -190, 160], [-20, -160, 190], 0)
+    assert resp.json()["detail"] == "This was changed by clin (now version 1)."
+    client.force_login(users["clinician"])
     # bad input names the problem
     assert "lps_min" in put(client, series, "R", [1, 2], hi, 1).json()
     assert "version" in client.put(f"/api/series/{series.pk}/boxes/R/", json.dumps({"lps_min": lo, "lps_max": hi}),
@@ -274,6 +281,8 @@ def test_side_findings_are_versioned_checked_exported_and_handed_to_the_model(ct
     # stale versions, half markers, centres outside the volume, bad diameters and non-text are refused
     assert put_finding("R", version=0, comment="again").status_code == 409
     assert put_finding("R", version=0, comment="again").json()["current"]["version"] == 1
+    assert put_finding("R", version=0, comment="again").json()["detail"] == (
+        "You changed this in another tab or window (now version 1).")
     for body, field in (({"lesion_centre_lps": [-35, -175, 175], "lesion_diameter_mm": None}, "lesion_diameter_mm"),
                         ({"lesion_centre_lps": None}, "lesion_centre_lps"),
                         ({"lesion_centre_lps": [900, -175, 175]}, "lesion_centre_lps"),

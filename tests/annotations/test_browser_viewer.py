@@ -562,8 +562,8 @@ def test_a_second_editor_gets_409_and_can_reload(live_server, browser_page, brow
     centre = geo.screen_of("axial", geo.on_slice("axial", -35.0, -175.0))
     drag(page, "axial", centre, (centre[0] + 20, centre[1]))
     page.locator("#conflict").wait_for(state="visible")
-    assert "changed by someone else" in page.locator("#conflict-text").inner_text()
-    assert "lead" in page.locator("#conflict-text").inner_text()
+    assert page.locator("#conflict-text").inner_text() == (
+        "R box: This was changed by lead (now version 2). Reload it, or keep yours?")
     box = series.boxes.get(side="R")
     assert box.version == 2 and box.lps_min == [-70, -200, 150]  # nothing overwritten silently
     shot(page, "viewer-conflict")

@@ -444,8 +444,8 @@ function onConflict(side, current, message, kind = "box") {
   banner.hidden = false;
   banner.dataset.side = side;
   banner.dataset.kind = kind;
-  $("conflict-text").textContent = `${side} ${kind}: ${message || "changed by someone else"}`
-    + (current && current.updated_by ? ` (by ${current.updated_by})` : "") + ". Reload it, or keep yours?";
+  // the server says who changed it, in words (you in another tab, or another reader)
+  $("conflict-text").textContent = `${side} ${kind}: ${message || "changed meanwhile."} Reload it, or keep yours?`;
 }
 
 /** A save found the session ended: say so in words, keep the edit, save it again once signed in (the button, or
