@@ -175,3 +175,35 @@ def test_a_run_whose_test_scans_are_one_class_says_so_instead_of_empty_charts(li
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_an_interval_of_no_width_from_two_test_patients_is_marked_not_certainty(live_server, dashboard_chromium,
+                                                                                make_evaluated_run, users):
+    """One abnormal and one normal test patient: every bootstrap resample gives sensitivity 1 (or specificity 0),
+    an interval [1.00, 1.00] a lead could read as certainty; it is marked † and the page says what it comes from."""
+    from annotations.models import Dataset
+    from inference.models import DatasetSplit
+
+    patients = [f"P{i:03d}" for i in range(12)]
+    test = ["P000", "P001"]  # one normal, one abnormal
+    rest = [p for p in patients if p not in test]
+    ds = Dataset.objects.create(name="eval-ds")
+    split = DatasetSplit.objects.create(dataset=ds, test_patients=test, folds=[rest[k::5] for k in range(5)])
+    run, ev = make_evaluated_run(12, members=[users["lead"]], split=split)
+    points = [m for m in ("sensitivity", "specificity", "accuracy", "auc")
+              if ev.result["scan"][f"{m}_ci"] and ev.result["scan"][f"{m}_ci"][0] == ev.result["scan"][f"{m}_ci"][1]]
+    assert points, ev.result["scan"]
+    context = dashboard_chromium.new_context()
+    page = context.new_page()
+    try:
+        login(page, live_server, "lead", "pw-lead")
+        page.goto(f"{live_server.url}/runs/{run.pk}/dashboard/")
+        page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+        for m in points:
+            shown = page.locator(f"#metrics tbody tr[data-metric='{m}'] td[data-level='scan']").inner_text()
+            assert shown.endswith("]†"), (m, shown)
+        note = page.inner_text("#ci-note")
+        assert note.startswith("† Every bootstrap resample gave the same value") and "not certainty" in note
+        assert "1 abnormal test patient and 1 normal test patient" in note, note
+    finally:
+        context.close()

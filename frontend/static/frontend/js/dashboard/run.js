@@ -9,7 +9,10 @@ import { compactSlices, uidCell } from "../compact.js";
 
 const METRICS = ["auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv"];
 const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "n/a" : Number(v).toFixed(d));
-const ci = (c) => (c ? ` [${fmt(c[0], 2)}, ${fmt(c[1], 2)}]` : "");
+// an interval of no width (every bootstrap resample gave the same value: few test patients, each right or each
+// wrong) is marked †, and the page says what it means: it is not certainty
+const pointInterval = (c) => Boolean(c) && c[0] === c[1];
+const ci = (c) => (c ? ` [${fmt(c[0], 2)}, ${fmt(c[1], 2)}]${pointInterval(c) ? "\u2020" : ""}` : "");
 const $ = (sel) => document.querySelector(sel);
 
 // Same rule as inference.ml.metrics: a scan is abnormal when its score >= the operating value.
@@ -55,6 +58,12 @@ function renderMetrics(doc) {
     ...["image", "scan", "patient"].map((lvl) => cell("td", JSON.stringify(doc[lvl].confusion))));
   body.appendChild(tr);
   $("#n-test").textContent = `${doc.test_patients.length} / ${doc.scans.length}`;
+  const point = ["image", "scan", "patient"].some((lvl) => METRICS.some((m) => pointInterval(doc[lvl][`${m}_ci`])));
+  const p = doc.patient;
+  const plural = (n, word) => `${n} ${word} test patient${n === 1 ? "" : "s"}`;
+  $("#ci-note").textContent = point ? `\u2020 Every bootstrap resample gave the same value, so this interval shows no `
+    + `uncertainty; it is not certainty: it comes from ${plural(p.positives, "abnormal")} and `
+    + `${plural(p.negatives, "normal")}, each called right (or each wrong).` : "";
 }
 
 function renderAggregators(doc) {
