@@ -27,8 +27,20 @@ def compare(request):
         g = groups.setdefault(run.split_id, {"dataset": run.dataset.name, "split": run.split_id,
                                              "split_version": run.split.version,
                                              "test_patients": len(run.split.test_patients or []), "rows": []})
-        g["rows"].append({"run": run, "ev": evaluation_summary(ev) if ev else None})
-    return render(request, "inference/dashboard/compare.html", {"groups": list(groups.values())})
+        summary = evaluation_summary(ev) if ev else None
+        cells = []
+        if summary:  # value, interval and whether the interval has no width (every resample gave one value)
+            for m in COMPARED:
+                interval = summary["scan"].get(f"{m}_ci")
+                cells.append({"metric": m, "value": summary["scan"].get(m), "ci": interval,
+                              "point": bool(interval) and interval[0] == interval[1]})
+        g["rows"].append({"run": run, "ev": summary, "cells": cells})
+    groups_list = list(groups.values())
+    point = any(c["point"] for g in groups_list for r in g["rows"] for c in r["cells"])
+    return render(request, "inference/dashboard/compare.html", {"groups": groups_list, "point_interval": point})
+
+
+COMPARED = ("auc", "accuracy", "sensitivity", "specificity")
 
 
 @role_required(LEAD)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 
@@ -228,3 +229,18 @@ def test_csv_and_page_give_the_score_each_verdict_compared(client_as, lead_run):
     assert [s["score"] for s in listed] == sorted((s["score"] for s in scans), reverse=True)
     page = c.get(f"/runs/{run.pk}/dashboard/").content.decode()
     assert 'data-sort="score"' in page
+
+
+def test_compare_page_names_each_runs_rule_and_marks_intervals_of_no_width(client_as, lead_run):
+    """The compare page said every run used 'fraction of images voted abnormal' (a per-gland run uses 'sides');
+    it names each run's rule, and an interval every resample agreed on is marked † with its note."""
+    run, ev = lead_run
+    result = dict(ev.result)
+    result["scan"] = dict(result["scan"], sensitivity=1.0, sensitivity_ci=[1.0, 1.0])
+    ev.result = result
+    ev.save(update_fields=["result"])
+    page = client_as("lead").get("/runs/compare/").content.decode()
+    row = page.split(f'data-run="{run.pk}"')[1].split("</tr>")[0]
+    assert f"<td>{ev.aggregator}</td>" in row
+    assert re.search(r'data-metric="sensitivity">1\.000 <span class="muted ci">\[1\.00, 1\.00\]†', row), row
+    assert "original rule (fraction" not in page and 'id="ci-note"' in page

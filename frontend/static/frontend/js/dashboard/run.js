@@ -58,7 +58,8 @@ function renderMetrics(doc) {
     ...["image", "scan", "patient"].map((lvl) => cell("td", JSON.stringify(doc[lvl].confusion))));
   body.appendChild(tr);
   $("#n-test").textContent = `${doc.test_patients.length} / ${doc.scans.length}`;
-  const point = ["image", "scan", "patient"].some((lvl) => METRICS.some((m) => pointInterval(doc[lvl][`${m}_ci`])));
+  const tables = [doc.image, doc.scan, doc.patient, ...Object.values(doc.aggregators || {})]; // the metrics and aggregators
+  const point = tables.some((t) => METRICS.some((m) => pointInterval(t[`${m}_ci`])));
   const p = doc.patient;
   const plural = (n, word) => `${n} ${word} test patient${n === 1 ? "" : "s"}`;
   $("#ci-note").textContent = point ? `\u2020 Every bootstrap resample gave the same value, so this interval shows no `
