@@ -204,6 +204,6 @@ def test_an_interval_of_no_width_from_two_test_patients_is_marked_not_certainty(
             assert shown.endswith("]†"), (m, shown)
         note = page.inner_text("#ci-note")
         assert note.startswith("† Every bootstrap resample gave the same value") and "not certainty" in note
-        assert "1 abnormal test patient and 1 normal test patient" in note, note
+        assert "resampling 1 abnormal test patient and 1 normal test patient cannot move it" in note, note
     finally:
         context.close()

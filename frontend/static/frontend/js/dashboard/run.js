@@ -9,8 +9,8 @@ import { compactSlices, uidCell } from "../compact.js";
 
 const METRICS = ["auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv"];
 const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "n/a" : Number(v).toFixed(d));
-// an interval of no width (every bootstrap resample gave the same value: few test patients, each right or each
-// wrong) is marked †, and the page says what it means: it is not certainty
+// an interval of no width (every bootstrap resample gave the same value: few test patients, or all alike) is
+// marked †, and the page says what it means: it is not certainty
 const pointInterval = (c) => Boolean(c) && c[0] === c[1];
 const ci = (c) => (c ? ` [${fmt(c[0], 2)}, ${fmt(c[1], 2)}]${pointInterval(c) ? "\u2020" : ""}` : "");
 const $ = (sel) => document.querySelector(sel);
@@ -63,8 +63,8 @@ function renderMetrics(doc) {
   const p = doc.patient;
   const plural = (n, word) => `${n} ${word} test patient${n === 1 ? "" : "s"}`;
   $("#ci-note").textContent = point ? `\u2020 Every bootstrap resample gave the same value, so this interval shows no `
-    + `uncertainty; it is not certainty: it comes from ${plural(p.positives, "abnormal")} and `
-    + `${plural(p.negatives, "normal")}, each called right (or each wrong).` : "";
+    + `uncertainty; it is not certainty: resampling ${plural(p.positives, "abnormal")} and `
+    + `${plural(p.negatives, "normal")} cannot move it (too few, or all alike).` : "";
 }
 
 function renderAggregators(doc) {
