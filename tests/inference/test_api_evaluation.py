@@ -229,6 +229,8 @@ def test_csv_and_page_give_the_score_each_verdict_compared(client_as, lead_run):
     assert [s["score"] for s in listed] == sorted((s["score"] for s in scans), reverse=True)
     page = c.get(f"/runs/{run.pk}/dashboard/").content.decode()
     assert 'data-sort="score"' in page
+    # the mean image probability is named as such: a verdict's 'probability' is the calibrated scan probability
+    assert '>Mean image p</th>' in page and ">Probability</th>" not in page
 
 
 def test_compare_page_names_each_runs_rule_and_marks_intervals_of_no_width(client_as, lead_run):
