@@ -26,7 +26,7 @@ from ..services.findings import (
     save_finding,
 )
 from .strict import StrictCharField, StrictFloatField, StrictIntegerField, lps_point
-from .viewer import RestoreIn, conflict_response, series_for, valid
+from .viewer import RestoreIn, conflict_response, record_response, series_for, valid
 
 SIDES = ("R", "L")
 
@@ -68,7 +68,7 @@ class FindingSide(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="series_finding_side_retrieve")
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
-        return Response(finding_json(series.findings.filter(side=_side(side)).first()))
+        return record_response(finding_json(series.findings.filter(side=_side(side)).first()))
 
     @extend_schema(request=FindingEdit, responses=OpenApiTypes.OBJECT)
     def put(self, request, pk: int, side: str):
@@ -82,7 +82,7 @@ class FindingSide(APIView):
             raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
             return conflict_response(exc, finding_json, request.user)
-        return Response(finding_json(finding))
+        return record_response(finding_json(finding))
 
 
 class FindingHistory(APIView):
@@ -116,7 +116,7 @@ class FindingRestore(APIView):
             raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
             return conflict_response(exc, finding_json, request.user)
-        return Response(finding_json(finding))
+        return record_response(finding_json(finding))
 
 
 class DatasetFindings(APIView):

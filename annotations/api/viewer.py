@@ -6,7 +6,7 @@ volume answers 400 naming the field (numbers only, min <= max, meeting the volum
 """
 from __future__ import annotations
 
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -219,6 +219,14 @@ def _side(side: str) -> str:
     return side
 
 
+def record_response(data: dict | None) -> Response | HttpResponse:
+    """A box's or side's findings as JSON: ``null`` (not an empty body) where there is none, so every client can
+    parse the answer."""
+    if data is None:
+        return HttpResponse(b"null", content_type="application/json")
+    return Response(data)
+
+
 def conflict_response(exc: VersionConflict, as_json, user=None) -> Response:
     """409 with the record as it is now (``as_json`` renders it) and who changed it, in words: ``user`` (the one
     asking) saving over their own newer version has it open in another tab or window, not 'someone else'."""
@@ -270,7 +278,7 @@ class BoxSide(APIView):
     @extend_schema(responses={200: BOX_OUT}, operation_id="series_box_side_retrieve")
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
-        return Response(box_json(series.boxes.filter(side=_side(side)).first()))
+        return record_response(box_json(series.boxes.filter(side=_side(side)).first()))
 
     @extend_schema(request=BoxEdit, responses={200: BOX_OUT, 400: OpenApiTypes.OBJECT, 409: CONFLICT})
     def put(self, request, pk: int, side: str):
@@ -285,7 +293,7 @@ class BoxSide(APIView):
             raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
             return _conflict(exc, request.user)
-        return Response(box_json(box))
+        return record_response(box_json(box))
 
 
 class BoxConfirm(APIView):
@@ -306,7 +314,7 @@ class BoxConfirm(APIView):
             raise ValidationError({exc.field: [exc.message]})
         except VersionConflict as exc:
             return _conflict(exc, request.user)
-        return Response(box_json(box))
+        return record_response(box_json(box))
 
 
 class _BoxStep(APIView):
@@ -324,7 +332,7 @@ class _BoxStep(APIView):
             return Response({"detail": str(exc)}, status=400)
         except VersionConflict as exc:
             return _conflict(exc, request.user)
-        return Response(box_json(box))
+        return record_response(box_json(box))
 
 
 class BoxUndo(_BoxStep):
@@ -357,7 +365,7 @@ class BoxRestore(APIView):
             raise ValidationError({"restore": [str(exc)]})
         except VersionConflict as exc:
             return _conflict(exc, request.user)
-        return Response(box_json(box))
+        return record_response(box_json(box))
 
 
 class BoxHistory(APIView):

@@ -269,6 +269,10 @@ def test_side_findings_are_versioned_checked_exported_and_handed_to_the_model(ct
     def put_finding(side, **body):
         return client.put(f"{url}{side}/", json.dumps(body), content_type="application/json")
 
+    # no findings and no left box yet: a JSON null, not an empty body a client cannot parse
+    for what in ("findings", "boxes"):
+        resp = client.get(f"/api/series/{series.pk}/{what}/L/")
+        assert resp.status_code == 200 and resp["Content-Type"] == "application/json" and resp.json() is None
     resp = put_finding("R", version=0, lesion_centre_lps=[-35, -175, 175], lesion_diameter_mm=18.5,
                        comment="<b>lipid-poor</b> nodule, 35 HU")
     assert resp.status_code == 200, resp.content
