@@ -602,10 +602,11 @@ def test_an_edit_made_after_the_session_ended_is_kept_and_saved_after_signing_in
     drag(page, "axial", centre, geo.screen_of("axial", geo.on_slice("axial", -25.0, -175.0)))
     page.fill("#comment-R", "small nodule, 8 mm")
     page.locator("#comment-R").blur()
+    page.keyboard.press("c")  # confirm: refused too, and done once signed in again
     page.locator("#signed-out").wait_for(state="visible")
-    page.wait_for_function("(document.getElementById('signed-out').dataset.what || '').split(',').length === 2")
+    page.wait_for_function("(document.getElementById('signed-out').dataset.what || '').split(',').length === 3")
     text = page.locator("#signed-out").inner_text()
-    assert "session has ended" in text and "R box" in text and "R findings" in text, text
+    assert "session has ended" in text and all(w in text for w in ("R box", "R findings", "R confirm")), text
     assert "credentials" not in text
     page.evaluate("Promise.all([window.viewer.store.saving.R, window.viewer.findings.saving.R])")
     assert page.input_value("#comment-R") == "small nodule, 8 mm"  # kept in the panel, not reset
@@ -619,10 +620,10 @@ def test_an_edit_made_after_the_session_ended_is_kept_and_saved_after_signing_in
     browser_login(other, "clin")
     other.close()
     page.click("#signed-out-retry")
-    page.wait_for_function("!window.viewer.store.boxes.R.dirty && window.viewer.store.boxes.R.version === 2")
+    page.wait_for_function("!window.viewer.store.boxes.R.dirty && window.viewer.store.boxes.R.version === 3")
     page.evaluate("Promise.all([window.viewer.store.saving.R, window.viewer.findings.saving.R])")
     box.refresh_from_db()
-    assert box.version == 2 and box.lps_min[0] == pytest.approx(-50.0, abs=0.6)
+    assert box.version == 3 and box.status == "confirmed" and box.lps_min[0] == pytest.approx(-50.0, abs=0.6)
     assert series.findings.get(side="R").comment == "small nodule, 8 mm"
     assert page.locator("#signed-out").is_hidden()
 

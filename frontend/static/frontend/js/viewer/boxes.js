@@ -8,6 +8,7 @@ const api = (method, url, body) => request(method, url, body, { keepalive: metho
 
 export const DEFAULT_SIZE_MM = 72; // in-plane default: the original 120 px at 0.6 mm
 export const SIDES = ["R", "L"];
+const DONE = { confirm: "confirmed", undo: "undone", redo: "redone", restore: "restored" };
 
 function message(data, status) {
   if (!data) return `HTTP ${status}`;
@@ -30,6 +31,7 @@ export class BoxStore {
     this.onConflict = onConflict;
     this.onStatus = onStatus;
     this.onSignedOut = onSignedOut;
+    this.unsentAction = { R: null, L: null }; // [action, extra] an ended session refused
     this.timers = {};
     this.saving = { R: Promise.resolve(), L: Promise.resolve() };
     this.conflict = { R: null, L: null };
@@ -91,8 +93,15 @@ export class BoxStore {
     return this.saving[side];
   }
 
-  /** Save every box an ended session left unsaved. */
-  retry() { return Promise.all(SIDES.filter((s) => this.boxes[s] && this.boxes[s].dirty).map((s) => this.save(s))); }
+  /** Save every box an ended session left unsaved, then do the actions (confirm, undo, ...) it refused. */
+  retry() {
+    return Promise.all(SIDES.map(async (s) => {
+      if (this.boxes[s] && this.boxes[s].dirty) await this.save(s);
+      const pending = this.unsentAction[s];
+      this.unsentAction[s] = null;
+      if (pending) await this._post(s, ...pending);
+    }));
+  }
 
   /** Re-read one side's box from the server. */
   async refresh(side) {
@@ -133,13 +142,17 @@ export class BoxStore {
     let ok = false;
     if (status === 200) {
       this.boxes[side] = { ...data };
-      const what = { confirm: "confirmed", undo: "undone", redo: "redone", restore: "restored" }[action];
-      this.onStatus(`${side}: ${what} (version ${data.version})`);
+      this.onStatus(`${side}: ${DONE[action]} (version ${data.version})`);
       this.loadHistory(side);
       ok = true;
     } else if (status === 409) {
       this.conflict[side] = data.current;
       this.onConflict(side, data.current, data.detail);
+    } else if (status === SIGNED_OUT) {
+      // the session ended: the action is kept and done by retry() once signed in again
+      this.unsentAction[side] = [action, extra];
+      this.onStatus(`${side}: not ${DONE[action]} — signed out`);
+      this.onSignedOut(side, action);
     } else {
       this.onStatus(`${side}: ${message(data, status)}`);
     }

@@ -452,7 +452,7 @@ function onConflict(side, current, message, kind = "box") {
  * coming back to this tab). */
 function onSignedOut(side, kind = "box") {
   const banner = $("signed-out");
-  const what = `${side} ${kind === "box" ? "box" : "findings"}`;
+  const what = `${side} ${kind}`; // "R box", "R findings", "R confirm", "R undo"...
   const pending = new Set((banner.dataset.what || "").split(",").filter(Boolean)).add(what);
   banner.dataset.what = [...pending].join(",");
   $("signed-out-text").textContent = `Your session has ended, so your edit (${[...pending].join(", ")}) is not saved; `
