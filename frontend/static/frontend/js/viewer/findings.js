@@ -20,6 +20,7 @@ export class FindingStore {
     this.conflict = { R: null, L: null };
     this.pending = { R: null, L: null }; // the patch a conflict interrupted
     this.unsent = { R: null, L: null }; // changes an ended session refused, shown and sent again by retry()
+    this.unsentRestore = { R: null, L: null }; // a restore it refused
     this.saving = { R: Promise.resolve(), L: Promise.resolve() };
     this.onChange = onChange;
     this.onConflict = onConflict;
@@ -71,7 +72,14 @@ export class FindingStore {
   }
 
   /** Send again the changes an ended session refused. */
-  retry() { return Promise.all(SIDES.filter((s) => this.unsent[s]).map((s) => this.update(s, {}))); }
+  retry() {
+    return Promise.all(SIDES.map(async (s) => {
+      if (this.unsent[s]) await this.update(s, {});
+      const version = this.unsentRestore[s];
+      this.unsentRestore[s] = null;
+      if (version) await this.restore(s, version);
+    }));
+  }
 
   clearLesion(side) { return this.setLesion(side, null, null); }
 
@@ -101,6 +109,10 @@ export class FindingStore {
     } else if (status === 409) {
       this.conflict[side] = data.current;
       this.onConflict(side, data.current, data.detail, "findings");
+    } else if (status === SIGNED_OUT) {
+      this.unsentRestore[side] = version; // done by retry() once signed in again
+      this.onStatus(`${side} findings: not restored — signed out`);
+      this.onSignedOut(side, "findings restore");
     } else {
       this.onStatus(`${side} findings: ${message(data, status)}`);
     }
