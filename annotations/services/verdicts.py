@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db.models import CharField, FloatField, QuerySet, Value
+from django.db.models import CharField, FloatField, JSONField, QuerySet, Value
 
 from adrenal_site.jobs.models import Job
 
@@ -16,7 +16,7 @@ from ..models import Dataset, Series
 
 @dataclass(frozen=True)
 class VerdictSource:
-    annotate_latest: Callable[[QuerySet], QuerySet]  # adds ``verdict`` and ``probability`` of the latest verdict
+    annotate_latest: Callable[[QuerySet], QuerySet]  # adds ``verdict``, ``probability``, ``verdict_cautions`` (latest)
     latest: Callable[..., dict | None]  # (series, user=None): the latest verdict of one scan (that user may see)
     # queue "judge every scan of this dataset": (dataset, user, force=) -> the Job; ValueError saying what is missing
     start_judging: Callable[..., Job] | None = None
@@ -34,10 +34,12 @@ def register(source: VerdictSource) -> None:
 
 
 def annotate_latest(qs: QuerySet) -> QuerySet:
-    """``qs`` (of Series) with ``verdict`` and ``probability`` of each scan's latest verdict (None if none)."""
+    """``qs`` (of Series) with ``verdict``, ``probability`` and ``verdict_cautions`` of each scan's latest verdict
+    (None if none)."""
     if _source is None:
         return qs.annotate(verdict=Value(None, output_field=CharField()),
-                           probability=Value(None, output_field=FloatField()))
+                           probability=Value(None, output_field=FloatField()),
+                           verdict_cautions=Value(None, output_field=JSONField()))
     return _source.annotate_latest(qs)
 
 

@@ -13,10 +13,11 @@ from .runs import resolve_run
 
 
 def annotate_latest(qs: QuerySet) -> QuerySet:
-    """Series rows with ``verdict`` and ``probability`` of their latest Prediction."""
+    """Series rows with ``verdict``, ``probability`` and ``verdict_cautions`` of their latest Prediction."""
     latest = Prediction.objects.filter(series=OuterRef("pk")).order_by("-created_at", "-pk")
     return qs.annotate(verdict=Subquery(latest.values("verdict")[:1]),
-                       probability=Subquery(latest.values("probability")[:1]))
+                       probability=Subquery(latest.values("probability")[:1]),
+                       verdict_cautions=Subquery(latest.values("cautions")[:1]))
 
 
 SIDE_NAMES = {"R": "right", "L": "left"}

@@ -112,7 +112,9 @@ def test_worklist_rows_filters_counts_and_next_unconfirmed(ct_series, users, cli
         save_box(a, side, lo, hi, status="confirmed")
         save_box(b, side, lo, hi)
     mark_not_covered(c, "field of view ends above the kidneys")
-    make_prediction(b, "abnormal", 0.8)
+    p = make_prediction(b, "abnormal", 0.8)
+    p.cautions = ["the model (run #1) was trained on this patient's scans <b>x</b>"]
+    p.save(update_fields=["cautions"])
     from annotations.models import Label
 
     Label.objects.create(patient=a.patient, value="normal", source="csv")
@@ -125,6 +127,11 @@ def test_worklist_rows_filters_counts_and_next_unconfirmed(ct_series, users, cli
     assert data["counts"] == {"total": 3, "none": 0, "proposed": 1, "confirmed": 1, "not_covered": 1}
     assert [r["patient"] for r in data["rows"]] == ["P001", "P002", "P003"]
     assert data["rows"][1]["verdict"] == "abnormal" and data["rows"][0]["verdict"] is None
+    # a verdict's cautions reach the worklist row (a badge with them in its title, as text)
+    assert data["rows"][1]["verdict_cautions"] == p.cautions and data["rows"][0]["verdict_cautions"] == []
+    page = client.get(f"/datasets/{a.dataset.pk}/").content.decode()
+    assert ('title="Caution: the model (run #1) was trained on this patient&#x27;s scans &lt;b&gt;x&lt;/b&gt;">caution'
+            in page)
     assert data["next_unconfirmed"] == b.pk
     rows = client.get(f"/api/datasets/{a.dataset.pk}/worklist/?status=confirmed").json()["rows"]
     assert [r["id"] for r in rows] == [a.pk]
