@@ -15,8 +15,8 @@ export function shortUid(uid, max = 20, head = 8, tail = 6) {
 
 /**
  * Flagged slice positions (mm, any order) as runs of neighbouring slices: [40, 41, …, 47, 52] ->
- * "9 slices: 40–47, 52". Neighbours are slices one spacing apart (the smallest gap in the list); at most
- * ``maxRuns`` runs are written, then "…".
+ * "9 slices: 40 to 47, 52" ("to", not a dash, so "−120 to −114" reads as a range below 0). Neighbours are slices
+ * one spacing apart (the smallest gap in the list); at most ``maxRuns`` runs are written, then "…".
  */
 export function compactSlices(values, maxRuns = 3) {
   const v = [...new Set((values || []).map(Number).filter(Number.isFinite))].sort((a, b) => a - b);
@@ -29,7 +29,7 @@ export function compactSlices(values, maxRuns = 3) {
     if (last && x - last[1] <= step * 1.01 + 1e-6) last[1] = x;
     else runs.push([x, x]);
   }
-  const text = runs.slice(0, maxRuns).map(([a, b]) => (a === b ? num(a) : `${num(a)}\u2013${num(b)}`)).join(", ");
+  const text = runs.slice(0, maxRuns).map(([a, b]) => (a === b ? num(a) : `${num(a)} to ${num(b)}`)).join(", ");
   return `${v.length} slice${v.length === 1 ? "" : "s"}: ${text}${runs.length > maxRuns ? "\u2026" : ""}`;
 }
 
