@@ -188,16 +188,26 @@ class RunComparison(APIView):
     permission_classes = [IsLead]
 
     def get(self, request):
-        groups: dict[int, dict] = {}
-        for run in visible_runs(request.user).select_related("dataset", "split").prefetch_related("evaluations"):
-            ev = run.evaluations.first()
-            g = groups.setdefault(run.split_id, {"split": run.split_id, "split_version": run.split.version,
-                                                 "dataset": run.dataset.name,
-                                                 "test_patients": len(run.split.test_patients or []), "runs": []})
-            g["runs"].append({"run": run.pk, "name": run.name, "preset": run.preset, "status": run.status,
-                              "version": run.version, "promoted": run.promoted,
-                              "evaluation": evaluation_summary(ev) if ev else None})
-        return Response(list(groups.values()))
+        out = []
+        for g in comparison_groups(request.user):
+            entries = g.pop("entries")
+            out.append(g | {"runs": [{"run": run.pk, "name": run.name, "preset": run.preset, "status": run.status,
+                                      "version": run.version, "promoted": run.promoted, "evaluation": summary}
+                                     for run, summary in entries]})
+        return Response(out)
+
+
+def comparison_groups(user) -> list[dict]:
+    """The visible runs grouped by the split version they were evaluated on: ``[{"split", "split_version",
+    "dataset", "test_patients", "entries": [(run, latest evaluation's summary or None)]}]`` (the page and the API)."""
+    groups: dict[int, dict] = {}
+    for run in visible_runs(user).select_related("dataset", "split").prefetch_related("evaluations"):
+        ev = run.evaluations.first()
+        g = groups.setdefault(run.split_id, {"split": run.split_id, "split_version": run.split.version,
+                                             "dataset": run.dataset.name,
+                                             "test_patients": len(run.split.test_patients or []), "entries": []})
+        g["entries"].append((run, evaluation_summary(ev) if ev else None))
+    return list(groups.values())
 
 
 def _prediction_doc(p: Prediction) -> dict:

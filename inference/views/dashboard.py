@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from adrenal_site.roles import LEAD, role_required
 from adrenal_site.spreadsheet import SafeWriter
 
-from ..api.dashboard import evaluation_summary
+from ..api.dashboard import comparison_groups
 from ..api.runs import visible_runs
 from ..services.label_changes import label_changes
 from ..services.lesion_sizes import lesion_size_sensitivity
@@ -21,21 +21,17 @@ from ..tasks import start_judge_dataset
 
 @role_required(LEAD)
 def compare(request):
-    groups: dict[int, dict] = {}
-    for run in visible_runs(request.user).select_related("dataset", "split").prefetch_related("evaluations"):
-        ev = run.evaluations.first()
-        g = groups.setdefault(run.split_id, {"dataset": run.dataset.name, "split": run.split_id,
-                                             "split_version": run.split.version,
-                                             "test_patients": len(run.split.test_patients or []), "rows": []})
-        summary = evaluation_summary(ev) if ev else None
-        cells = []
-        if summary:  # value, interval and whether the interval has no width (every resample gave one value)
-            for m in COMPARED:
-                interval = summary["scan"].get(f"{m}_ci")
-                cells.append({"metric": m, "value": summary["scan"].get(m), "ci": interval,
-                              "point": bool(interval) and interval[0] == interval[1]})
-        g["rows"].append({"run": run, "ev": summary, "cells": cells})
-    groups_list = list(groups.values())
+    groups_list = comparison_groups(request.user)
+    for g in groups_list:
+        g["rows"] = []
+        for run, summary in g.pop("entries"):
+            cells = []
+            if summary:  # value, interval and whether the interval has no width (every resample gave one value)
+                for m in COMPARED:
+                    interval = summary["scan"].get(f"{m}_ci")
+                    cells.append({"metric": m, "value": summary["scan"].get(m), "ci": interval,
+                                  "point": bool(interval) and interval[0] == interval[1]})
+            g["rows"].append({"run": run, "ev": summary, "cells": cells})
     point = any(c["point"] for g in groups_list for r in g["rows"] for c in r["cells"])
     return render(request, "inference/dashboard/compare.html", {"groups": groups_list, "point_interval": point})
 
