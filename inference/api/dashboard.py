@@ -20,7 +20,7 @@ from inference.ml import metrics as M
 from inference.ml.operating_value import parse_objective
 
 from ..models import Evaluation, Prediction, TrainingRun
-from ..services.evaluation import metrics_at, prevalence_at, reading_aids
+from ..services.evaluation import metrics_at, prevalence_at, reading_aids, run_aggregator
 from ..services.verdicts import verdict_document
 from ..tasks import start_evaluation, submit_prediction
 from .serializers import (CurvesQuery, EvaluationStart, PredictionQuery, PredictionSubmission, PrevalenceQuery,
@@ -134,16 +134,19 @@ def _viewer_url(scan: dict) -> str | None:
 
 
 class EvaluationThreshold(APIView):
-    """Confusion matrix and metrics at ``?value=`` (``&level=scan|patient&aggregator=fraction``)."""
+    """Confusion matrix and metrics at ``?value=`` (default: the aggregator's operating value) of
+    ``&level=scan|patient&aggregator=`` (default: the run's scan rule, ``sides`` for a per-gland run)."""
 
     permission_classes = [IsLead]
 
     def get(self, request, pk: int):
         ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
         q = query(ThresholdQuery, request, aggregators=list(ev.result.get("aggregators", {})))
-        value = q.get("value", ev.operating_value)
+        aggregator = q.get("aggregator") or run_aggregator(ev)
+        value = q.get("value", ev.result.get("aggregators", {}).get(aggregator, {}).get("operating_value",
+                                                                                      ev.operating_value))
         try:
-            return Response(metrics_at(ev, value, q["level"], q["aggregator"]))
+            return Response(metrics_at(ev, value, q["level"], aggregator))
         except ValueError as exc:
             raise ValidationError({"value": str(exc)}) from exc
 
@@ -167,14 +170,14 @@ class EvaluationPrevalence(APIView):
 
 
 class EvaluationCurves(APIView):
-    """ROC and threshold curve of one level: ``?level=image|scan|patient&aggregator=fraction``."""
+    """ROC and threshold curve of one level: ``?level=image|scan|patient&aggregator=`` (default: the run's)."""
 
     permission_classes = [IsLead]
 
     def get(self, request, pk: int):
         ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
         q = query(CurvesQuery, request, aggregators=list(ev.result.get("aggregators", {})))
-        level, aggregator = q["level"], q["aggregator"]
+        level, aggregator = q["level"], q.get("aggregator") or run_aggregator(ev)
         doc = ev.result.get("aggregators", {}).get(aggregator) if level == "scan" else ev.result.get(level)
         if not isinstance(doc, dict):
             raise ValidationError({"level": f"this evaluation has no {level} curves"})

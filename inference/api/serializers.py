@@ -44,11 +44,11 @@ class RunStartSerializer(serializers.Serializer):
 
 
 class ThresholdQuery(serializers.Serializer):
-    """``GET /api/evaluations/<id>/threshold/?value=&level=&aggregator=``."""
+    """``GET /api/evaluations/<id>/threshold/?value=&level=&aggregator=`` (aggregator: the run's if absent)."""
 
     value = QueryFloatField(required=False)
     level = serializers.ChoiceField(choices=["scan", "patient"], default="scan")
-    aggregator = serializers.CharField(default="fraction", max_length=64)
+    aggregator = serializers.CharField(required=False, max_length=64)
 
     def validate_aggregator(self, value: str) -> str:
         known = self.context.get("aggregators")

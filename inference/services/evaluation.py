@@ -242,13 +242,19 @@ def reading_aids(result: dict, prevalence: float = M.DEFAULT_PREVALENCE) -> dict
     return out
 
 
+def run_aggregator(evaluation: Evaluation) -> str:
+    """The scan rule the run's verdicts and chosen operating value use (``sides`` for a per-gland run): what the
+    threshold, curves and prevalence answers read when no aggregator is asked for."""
+    return evaluation.result.get("aggregator", PRIMARY)
+
+
 def prevalence_at(evaluation: Evaluation, prevalence: float, value: float | None = None,
                   aggregator: str | None = None) -> dict:
     """Sensitivity and specificity of the test scans at ``value`` (default: the chosen operating value) and the
     PPV/NPV they give at ``prevalence`` (``inference.ml.metrics.predictive_values``). ValueError names a bad
     prevalence or aggregator."""
     result = evaluation.result
-    agg = aggregator or result.get("aggregator", PRIMARY)
+    agg = aggregator or run_aggregator(evaluation)
     chosen = result.get("aggregators", {}).get(agg)
     if chosen is None:
         raise ValueError(f"unknown aggregator {agg!r}")

@@ -30,6 +30,32 @@ def test_evaluation_detail_and_threshold(client_as, lead_run):
     assert groups[0]["runs"][0]["evaluation"]["id"] == ev.pk
 
 
+def test_threshold_and_curves_default_to_the_runs_rule(client_as, lead_run):
+    """Without ``aggregator`` the threshold and curves answers read the run's own scan rule (``sides`` for a
+    per-gland run) at its operating value, as the dashboard and the prevalence answer do; before, they read the
+    image-vote fraction, at the run's rule's operating value when no value was given."""
+    from inference.services.evaluation import metrics_at
+
+    _, ev = lead_run
+    result = dict(ev.result)
+    result["aggregator"] = "max"  # a run whose rule is not the image vote
+    value = result["aggregators"]["max"]["operating_value"]
+    result["operating_value"] = value
+    ev.result, ev.operating_value = result, value
+    ev.save(update_fields=["result", "operating_value"])
+    c = client_as("lead")
+    at = c.get(f"/api/evaluations/{ev.pk}/threshold/").json()
+    assert at["aggregator"] == "max" and at["operating_value"] == value
+    assert at["confusion"] == metrics_at(ev, value, "scan", "max")["confusion"]
+    assert c.get(f"/api/evaluations/{ev.pk}/threshold/", {"value": 0.3}).json()["aggregator"] == "max"
+    fraction = c.get(f"/api/evaluations/{ev.pk}/threshold/", {"aggregator": "fraction"}).json()
+    assert fraction["aggregator"] == "fraction"
+    assert fraction["operating_value"] == result["aggregators"]["fraction"]["operating_value"]
+    curves = c.get(f"/api/evaluations/{ev.pk}/curves/").json()
+    assert curves["aggregator"] == "max" and curves["operating_value"] == value
+    assert c.get(f"/api/evaluations/{ev.pk}/prevalence/").json()["aggregator"] == "max"
+
+
 def test_reading_aids_and_prevalence(client_as, lead_run, users):
     from inference.ml import metrics as M
 
