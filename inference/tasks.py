@@ -202,8 +202,9 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
         series = Series.objects.visible_to(user).select_related("study__patient__dataset").get(pk=int(series_id))
         own = datasets.filter(pk=series.study.patient.dataset_id).exists()
         run = runs.resolve_run(run_id, series.study.patient.dataset if own else None, user=user)
+        # a scan the user sees only as its submitter gives a job of no dataset: theirs, not the dataset's members'
         return enqueue(predict_job, params={"series_id": series.pk, "run_id": run.pk}, user=user, send=send,
-                       dataset=series.study.patient.dataset_id)
+                       dataset=series.study.patient.dataset_id if own else None)
     if upload is None:
         raise ValueError("send a series id or a file")
     dataset = datasets.filter(pk=dataset_id).first() if dataset_id else None

@@ -15,9 +15,10 @@ from adrenal_site.roles import ADMIN, has_role
 class JobQuerySet(models.QuerySet):
     def visible_to(self, user) -> JobQuerySet:
         """The jobs ``user`` may see, follow and (with the lead role) cancel: admins every job; anyone else the
-        jobs of the datasets they are a member of (``dataset_id``) and the jobs they started themselves (an
-        upload they submitted). Jobs of no dataset (the DICOM node's deliveries, sends) are admins' and their
-        starter's. Anonymous users see none."""
+        jobs of the datasets they are a member of (``dataset_id``) and the jobs of no dataset they started
+        themselves (an upload they submitted). A job of a dataset is its members' only: one removed from the
+        dataset no longer sees (or cancels) the runs, evaluations and verdicts they started there. Jobs of no
+        dataset (the DICOM node's deliveries, sends) are admins' and their starter's. Anonymous users see none."""
         if not getattr(user, "is_authenticated", False):
             return self.none()
         if has_role(user, ADMIN):
@@ -25,7 +26,7 @@ class JobQuerySet(models.QuerySet):
         # ``user.datasets``: the membership the study store (annotations.Dataset.members) keeps; read through the
         # user so this app imports nothing above it
         member_of = user.datasets.values("pk") if hasattr(user, "datasets") else []
-        return self.filter(models.Q(dataset_id__in=member_of) | models.Q(created_by=user))
+        return self.filter(models.Q(dataset_id__in=member_of) | models.Q(created_by=user, dataset_id__isnull=True))
 
 
 class Job(models.Model):

@@ -6,18 +6,22 @@ from django.db import models
 from django.utils import timezone
 
 from adrenal_site.jobs.models import JobState, JobStateQuerySet
-from annotations.models import Dataset
+from annotations.models import Dataset, Series
 
 
 class PredictionQuerySet(JobStateQuerySet):
     def visible_to(self, user) -> PredictionQuerySet:
-        """Verdicts on scans of the datasets ``user`` sees, and the verdicts ``user`` asked for. Submitting a scan
-        opens the scan to its submitter, not other people's verdicts on it: two users who upload the same file
-        share one stored series, and neither sees the other's verdict (or learns of the other's model)."""
+        """Verdicts on scans of the datasets ``user`` sees, and the verdicts ``user`` asked for on scans they
+        submitted (``Series.submitted_by``). Submitting a scan opens the scan to its submitter, not other people's
+        verdicts on it: two users who upload the same file share one stored series, and neither sees the other's
+        verdict (or learns of the other's model). A verdict asked for on a dataset's scan is the dataset's: one
+        removed from the dataset no longer sees it."""
         if not getattr(user, "is_authenticated", False):
             return self.none()
         datasets = Dataset.objects.visible_to(user)
-        return self.filter(models.Q(series__study__patient__dataset__in=datasets) | models.Q(created_by=user))
+        submitted = Series.submitted_by.through.objects.filter(user=user).values("series_id")
+        return self.filter(models.Q(series__study__patient__dataset__in=datasets)
+                           | models.Q(created_by=user, series_id__in=submitted))
 
 
 class Prediction(JobState, models.Model):

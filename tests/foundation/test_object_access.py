@@ -121,6 +121,7 @@ def test_uploaders_open_their_own_submissions(two_datasets):
     submitted = Dataset.objects.create(name="Submitted studies")
     series = make_series(submitted, "PS1", series_uid="5.5.5.1")
     user = world.users["clinician_b"]
+    series.submitted_by.add(user)  # as the upload records it
     job = make_job("predict", Job.Status.SUCCEEDED, created_by=user)
     p = Prediction.objects.create(series=series, run=world.objects["run_b"], verdict="normal", job=job,
                                   created_by=user)
@@ -132,6 +133,33 @@ def test_uploaders_open_their_own_submissions(two_datasets):
     api.force_login(world.users["lead_b"])  # not theirs, not a member
     assert api.get(f"/api/predictions/{p.pk}/").status_code == 404
     assert api.get(f"/api/jobs/{job.pk}/").status_code == 404
+
+
+def test_removed_members_lose_the_jobs_and_verdicts_they_started_there(two_datasets):
+    """A lead and a clinician of A removed from A (still signed in) no longer see, follow or cancel the jobs they
+    started on A, nor the verdict the clinician asked for on A's scan, in the API or the pages: before, both kept
+    them (an import job to cancel, the verdict's scores) because jobs and verdicts were also their starter's."""
+    world = two_datasets
+    lead, clinician = world.users["lead_a"], world.users["clinician_a"]
+    job = Job.objects.get(pk=world.ids["jobs"])
+    pjob = Job.objects.get(kind="predict", dataset_id=world.a.pk)
+    assert job.created_by == lead and pjob.created_by == clinician
+    api = APIClient()
+    api.force_login(lead)
+    assert api.get(f"/api/jobs/{job.pk}/").status_code == 200
+    world.a.members.remove(lead, clinician)
+    assert api.get(f"/api/jobs/{job.pk}/").status_code == 404
+    assert job.pk not in [r["id"] for r in rows(api.get("/api/jobs/"))]
+    assert api.get(f"/jobs/{job.pk}/").status_code == 404
+    assert "alpha-job-message" not in api.get("/").content.decode()
+    assert api.post(f"/api/jobs/{job.pk}/cancel/").status_code == 404
+    assert not Job.objects.get(pk=job.pk).cancel_requested
+    api.force_login(clinician)
+    assert rows(api.get("/api/predictions/")) == []
+    assert api.get(f"/api/predictions/{world.ids['predictions']}/").status_code == 404
+    assert api.get(f"/api/jobs/{pjob.pk}/").status_code == 404
+    assert api.get(f"/verdicts/jobs/{pjob.pk}/").status_code == 404
+    assert "alpha-verdict-reason" not in api.get("/verdicts/").content.decode()
 
 
 def test_jobs_carry_their_dataset(two_datasets, django_capture_on_commit_callbacks):
