@@ -495,8 +495,9 @@ def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None
     ``side``: which adrenal is abnormal, ``R``, ``L``, ``RL`` or ``none``; empty = not known): a row with
     a patient labels that patient, a row with only a series (or study) UID overrides that series' label.
     ``patient`` matches the source PatientID (through its keyed hash), the file stem of a NIfTI import, the
-    pseudonymous id, or the patient folder of the ``{normal,abnormal}/<patient>/`` layout. Unmatched or invalid
-    rows become report items; a file that cannot be read (:func:`read_labels_csv`) becomes one failed item and
+    pseudonymous id, or the patient folder of the ``{normal,abnormal}/<patient>/`` layout; a name that matches
+    several patients (the same folder name in an earlier import into the dataset) labels the one of this import
+    (``report``'s), else it is a failed item naming them. Unmatched or invalid rows become report items; a file that cannot be read (:func:`read_labels_csv`) becomes one failed item and
     labels nothing, while the scans imported beside it stay imported."""
     counts = {"applied": 0, "unmatched": 0, "invalid": 0}
 
@@ -512,6 +513,8 @@ def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None
         counts["invalid"] += 1
         return counts
     id_cols = [c for c in LABEL_ID_COLUMNS if c in fields]
+    this_import = set() if report is None else set(Patient.objects.filter(
+        studies__series__importitem__report=report).values_list("pk", flat=True))
     for row_no, row in rows:
         value = LABEL_ALIASES.get(str(row.get(fields["label"], "")).strip().lower())
         if value is None:
@@ -529,7 +532,19 @@ def apply_labels_csv(dataset: Dataset, csv_path: str | os.PathLike, *, user=None
                 note(row_no, ImportItem.Status.FAILED, f"side {row.get(fields['side'])!r}: {exc}")
                 counts["invalid"] += 1
                 continue
-        targets = _label_targets(dataset, {c: str(row.get(fields[c], "") or "").strip() for c in id_cols})
+        ids = {c: str(row.get(fields[c], "") or "").strip() for c in id_cols}
+        targets = _label_targets(dataset, ids)
+        if len({p.pk for p, _ in targets}) > 1 and (ids.get("patient") or ids.get("patient_id")):
+            # one name, several patients (the same folder name in an earlier import into this dataset): the
+            # patients of this import, else none, never every patient of that name
+            ours = [(p, s) for p, s in targets if p.pk in this_import] if this_import else []
+            if len(ours) != 1:
+                named = ", ".join(sorted(p.pseudo_id for p, _ in targets))
+                note(row_no, ImportItem.Status.FAILED, f"labels CSV: patient {ids.get('patient') or ids.get('patient_id')!r} "
+                     f"matches {len(targets)} patients of the dataset ({named}); name one by its pseudonymous id")
+                counts["invalid"] += 1
+                continue
+            targets = ours
         if not targets:
             ids = ", ".join(f"{c}={row.get(fields[c])}" for c in id_cols if row.get(fields[c]))
             note(row_no, ImportItem.Status.SKIPPED, f"labels CSV: nothing in the dataset matches {ids}")

@@ -321,6 +321,38 @@ def test_labels_csv_by_patient_folder_name(store_cohort, tmp_path):
     assert all(p.label == "abnormal" for p in Patient.objects.filter(dataset=ds))
 
 
+def test_labels_csv_of_a_second_import_labels_its_own_patient_not_an_earlier_namesake(tmp_path):
+    """A second batch whose patient folders reuse the first batch's names ('p1'): its labels CSV labels the
+    patient it imports, not the earlier patient of that name too. Before, the row 'p1,abnormal,L' matched both
+    by folder and silently turned the first batch's normal patient abnormal (a test patient of a run)."""
+    ds = Dataset.objects.create(name="batches")
+    write_ct_series(tmp_path / "a" / "normal" / "p1" / "s1", n=4, patient_id="X1")
+    write_ct_series(tmp_path / "b" / "abnormal" / "p1" / "s2", n=4, patient_id="X2", seed=4)
+    import_path(ds, tmp_path / "a")
+    first = Patient.objects.get(dataset=ds)
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("patient,label,side\np1,abnormal,L\n")
+    report = import_path(ds, tmp_path / "b", labels_csv=csv_path)
+    second = Patient.objects.exclude(pk=first.pk).get(dataset=ds)
+    assert (first.label, first.labels.count()) == ("normal", 1)
+    lab = Label.objects.get(patient=second, is_current=True)
+    assert (lab.value, lab.side, lab.source) == ("abnormal", "L", "csv")
+    assert not report.items.filter(status="failed").exists()
+    # outside an import (or when none of the namesakes is the import's) the name is ambiguous: refused, named
+    csv_path.write_text("patient,label\np1,normal\n")
+    assert apply_labels_csv(ds, csv_path)["invalid"] == 1
+    assert Label.objects.get(patient=second, is_current=True).value == "abnormal"
+    write_ct_series(tmp_path / "c" / "normal" / "p2" / "s3", n=4, patient_id="X3", seed=7)
+    report = import_path(ds, tmp_path / "c", labels_csv=csv_path)  # an import of neither p1
+    reason = report.items.get(status="failed").reason
+    assert "matches 2 patients" in reason and first.pseudo_id in reason and second.pseudo_id in reason
+    assert Label.objects.get(patient=second, is_current=True).value == "abnormal"
+    # re-importing the first batch with its CSV labels that batch's p1
+    csv_path.write_text("patient,label\np1,abnormal\n")
+    report = import_path(ds, tmp_path / "a", labels_csv=csv_path)
+    assert Patient.objects.get(pk=first.pk).label == "abnormal" and not report.items.filter(status="failed").exists()
+
+
 def test_labels_csv_side_column_gives_per_gland_labels(store_cohort, tmp_path):
     root, truth = store_cohort  # case00 normal, case01 abnormal, case02 normal, case03 abnormal
     ds = Dataset.objects.create(name="sides")
