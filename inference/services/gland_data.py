@@ -19,7 +19,7 @@ from annotations.services.findings import dataset_lesion_markers
 from inference.ml.geometry import Box
 from inference.ml.images25d import build_scan_images, image_config, region_needed
 from inference.ml.supervision import ScanSample, side_labels
-from inference.ml.volume import load_nifti_region
+from inference.ml.volume import UnreadableVolume, load_nifti_region
 
 LABEL_VALUE = {"normal": 0, "abnormal": 1}
 
@@ -136,9 +136,13 @@ def _marker_unused(scan: GlandScan, side: str, lo: float, hi: float) -> str:
 
 def scan_sample(scan: GlandScan, config: dict) -> ScanSample:
     """One scan's per-gland images (float16) and what is known about them, with image labels on the sides that
-    the run's ``lesion_markers`` give z ranges for. Raises ValueError for a bad box or a volume the boxes miss."""
+    the run's ``lesion_markers`` give z ranges for. Raises ValueError for a bad box or a volume the boxes miss,
+    ``UnreadableVolume`` naming the scan and its patient for a stored file that cannot be read."""
     region = region_needed(scan.boxes, config)
-    volume = load_nifti_region(scan.volume_path, region, margin_mm=3.0)
+    try:
+        volume = load_nifti_region(scan.volume_path, region, margin_mm=3.0)
+    except UnreadableVolume as exc:  # the fold's failure names the scan, not only a stored file's hashed name
+        raise UnreadableVolume(f"scan #{scan.series_id} of patient {scan.patient}: {exc}") from exc
     sides = build_scan_images(volume, scan.boxes, config)
     for si in sides.values():
         si.images = si.images.astype("float16")
