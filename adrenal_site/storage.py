@@ -20,6 +20,7 @@ local path outside the root.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path, PurePosixPath
 
 from django.core.exceptions import SuspiciousFileOperation
@@ -80,3 +81,23 @@ def resolve_location(location: str | os.PathLike) -> Path:
     an absolute path taken as is."""
     text = os.fspath(location)
     return Path(text) if Path(text).is_absolute() else local_path(text)
+
+
+def discard_stored(*names: str, unless_used_by=()) -> None:
+    """Remove the stored files or folders ``names`` (storage names; '' and missing ones skipped), except a name
+    that a row of ``unless_used_by`` (querysets of ``{"name": ..}`` lookups, as ``(queryset, field)``) still holds.
+    The one way a deleted row's files go (``post_delete`` receivers queue it on commit): a patient, series, run or
+    verdict deleted in the admin leaves no CT, image or weights behind."""
+    for name in names:
+        if not name:
+            continue
+        if any(qs.filter(**{field: name}).exists() for qs, field in unless_used_by):
+            continue
+        try:
+            path = local_path(name)
+        except StorageNameError:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

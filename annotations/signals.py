@@ -6,11 +6,15 @@
 
 Received here: ``adrenal_site.jobs.runner.job_ended``: a job's upload (the store's zip import, a prediction
 upload) is removed when the job ends, whatever its outcome (``remove_job_upload``, connected in
-``AnnotationsConfig.ready``).
+``AnnotationsConfig.ready``); ``post_delete`` of a ``Volume`` (its series, patient or dataset deleted, in the
+admin or in code): its stored NIfTI and viewer copies are removed once the deletion commits
+(``remove_volume_files``).
 """
+from django.db import transaction
 from django.dispatch import Signal
 
 from .services.uploads import discard_upload
+from .services.volume_cache import discard_volume_files
 
 boxes_changed = Signal()
 
@@ -19,3 +23,10 @@ def remove_job_upload(sender=None, job=None, **_) -> None:
     """Remove the upload and extraction folders of ``job`` (``services.uploads.discard_upload``)."""
     if job is not None:
         discard_upload(job.pk, job.params or {})
+
+
+def remove_volume_files(sender=None, instance=None, **_) -> None:
+    """Remove a deleted volume's files when its deletion commits (``services.volume_cache.discard_volume_files``)."""
+    if instance is not None:
+        pk, name = instance.pk, instance.file.name
+        transaction.on_commit(lambda: discard_volume_files(pk, name))

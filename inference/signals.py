@@ -3,17 +3,25 @@ from ``InferenceConfig.ready``):
 
 - a changed crop box (``annotations.signals.boxes_changed``) rebuilds its scan's 2.5D images;
 - the worklist and the viewer read verdicts from ``services.verdicts.SOURCE``, and the store's dataset page
-  offers "judge every scan of this dataset" through it (``tasks.start_judge_dataset``, as the API does).
+  offers "judge every scan of this dataset" through it (``tasks.start_judge_dataset``, as the API does);
+- a deleted 2.5D image, run or verdict (its series, patient or dataset deleted, or the run itself, in the admin
+  or in code) takes its files with it once the deletion commits: the image and its thumbnail, the run's
+  ``runs/<id>/`` artifacts (weights, predictions), the verdict's evidence thumbnails (``remove_files``).
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
+from django.db import transaction
+from django.db.models.signals import post_delete
+
 from adrenal_site.jobs.runner import enqueue
+from adrenal_site.storage import discard_stored
 from annotations.models import Series
 from annotations.services import verdicts as store_verdicts
 from annotations.signals import boxes_changed
 
+from .models import Image25D, Prediction, TrainingRun
 from .services.images import rebuild_after_box_change
 from .services.verdicts import SOURCE
 from .tasks import build_images_job, start_judge_dataset
@@ -25,6 +33,20 @@ def rebuild_images_on_box_change(sender, series: Series, **kwargs) -> None:
         enqueue(build_images_job, params=params, dataset=series.study.patient.dataset_id)
 
 
+def remove_files(sender, instance, **kwargs) -> None:
+    """A deleted Image25D, TrainingRun or Prediction's files (``adrenal_site.storage.discard_stored``), on commit."""
+    if isinstance(instance, Image25D):  # a rebuild to the same names (same boxes) keeps them: its rows hold them
+        file, thumbnail = instance.file.name, instance.thumbnail.name
+        transaction.on_commit(lambda: None if Image25D.objects.filter(file=file).exists()
+                              else discard_stored(file, thumbnail))
+        return
+    name = (instance.artifacts_dir or f"runs/{instance.pk}") if isinstance(instance, TrainingRun) \
+        else f"evidence/{instance.pk}"
+    transaction.on_commit(lambda: discard_stored(name))
+
+
 def connect_to_store() -> None:
     boxes_changed.connect(rebuild_images_on_box_change, dispatch_uid="inference-rebuild-images")
+    for model in (Image25D, TrainingRun, Prediction):
+        post_delete.connect(remove_files, sender=model, dispatch_uid=f"inference-remove-files-{model.__name__}")
     store_verdicts.register(replace(SOURCE, start_judging=start_judge_dataset))

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from adrenal_site.storage import local_path
+from adrenal_site.storage import discard_stored, local_path, storage_name
+from annotations.models import Volume
 from inference.ml.atomic import atomic_path
 from inference.ml.volume import load_nifti
 
@@ -130,3 +131,13 @@ def ensure_slab(volume, n: int) -> Path:
     if not viewer_data_ready(volume):
         prepare_viewer_data(volume)
     return slab_path(volume, n)
+
+
+def discard_volume_files(volume_pk: int, name: str) -> None:
+    """Remove a deleted volume's stored NIfTI ``name`` (unless another volume row holds it) and every viewer copy
+    of it (slabs, the whole-volume file, its lock file)."""
+    discard_stored(name, unless_used_by=[(Volume.objects.all(), "file")])
+    root = local_path("viewer")
+    if root.is_dir():
+        for old in [*root.glob(f"volume-{volume_pk}-*"), root / f"volume-{volume_pk}.lock"]:
+            discard_stored(storage_name(old))

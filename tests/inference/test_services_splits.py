@@ -132,3 +132,45 @@ def test_a_model_is_not_deleted_from_under_verdicts_that_stay(db, client_as):
     other.delete()
     assert admin.post(f"/admin/annotations/dataset/{ds.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not TrainingRun.objects.filter(pk=run.pk).exists() and not Prediction.objects.filter(pk=own.pk).exists()
+
+
+def test_what_an_admin_deletes_takes_its_files_with_it(ct_series, settings, client_as, tmp_path):
+    """Deleting a patient in the admin removes its CT from disk (the stored volume, the viewer's slabs, its 2.5D
+    images, its verdicts' evidence thumbnails), and deleting a run its weights folder; another patient's files
+    stay. Before, the rows went and every file stayed under MEDIA_ROOT (the demo's deleted patient's volume,
+    images25d/16/ and viewer/volume-16-… were all still there)."""
+    from annotations.services.volume_cache import prepare_viewer_data
+    from inference.models import Image25D, Prediction
+    from tests.factories import make_run, make_split
+
+    settings.MEDIA_ROOT = root = tmp_path / "media"
+    gone, kept = ct_series(patient="P-gone"), ct_series(patient="P-kept")
+    ds = gone.study.patient.dataset
+    for s in (gone, kept):
+        prepare_viewer_data(s.volume)
+        folder = root / "images25d" / str(s.pk) / "k"
+        folder.mkdir(parents=True)
+        (folder / "0000.npy").write_bytes(b"npy")
+        (folder / "0000.png").write_bytes(b"png")
+        Image25D.objects.create(series=s, slice_index=0, z_mm=0.0, boxes_version="k",
+                                file=f"images25d/{s.pk}/k/0000.npy", thumbnail=f"images25d/{s.pk}/k/0000.png")
+    run = make_run(ds, make_split(ds, folds=[[], []]))
+    (root / run.artifacts_dir / "fold0").mkdir(parents=True)
+    (root / run.artifacts_dir / "fold0" / "best.pt").write_bytes(b"weights")
+    verdict = Prediction.objects.create(series=gone, run=run, verdict="normal")
+    (root / "evidence" / str(verdict.pk)).mkdir(parents=True)
+    (root / "evidence" / str(verdict.pk) / "0-96.png").write_bytes(b"png")
+    files = {s.pk: [root / s.volume.file.name, root / "images25d" / str(s.pk) / "k" / "0000.npy",
+                    root / "images25d" / str(s.pk) / "k" / "0000.png"] for s in (gone, kept)}
+    viewer = {s.pk: list((root / "viewer").glob(f"volume-{s.volume.pk}-*")) for s in (gone, kept)}
+    assert all(p.exists() for ps in files.values() for p in ps) and viewer[gone.pk] and viewer[kept.pk]
+
+    admin = client_as("admin")
+    patient = gone.study.patient
+    assert admin.post(f"/admin/annotations/patient/{patient.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not any(p.exists() for p in files[gone.pk] + viewer[gone.pk])
+    assert not (root / "evidence" / str(verdict.pk)).exists()
+    assert all(p.exists() for p in files[kept.pk] + viewer[kept.pk])  # another patient's stay
+    assert (root / run.artifacts_dir / "fold0" / "best.pt").exists()  # the run is not the patient's
+    assert admin.post(f"/admin/inference/trainingrun/{run.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not (root / run.artifacts_dir).exists()
