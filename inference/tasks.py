@@ -228,15 +228,29 @@ def judge_dataset_job(job: Job, dataset_id: int, run_id: int, force: bool = Fals
     return prediction.judge_dataset(dataset, run, force=force, job=job, user=job.created_by, progress=Progress(job))
 
 
+class JudgingBusy(ValueError):
+    """Another model's (or a non-forced) "judge every scan" job is queued or running for the dataset."""
+
+    def __init__(self, message: str, job: Job):
+        super().__init__(message)
+        self.job = job
+
+
 def start_judge_dataset(dataset: Dataset, user=None, *, run_id: int | None = None, force: bool = False) -> Job:
     """Queue "judge every scan of this dataset" with its promoted model (or ``run_id``). One at a time per
-    dataset: while one is queued or running, that job is returned instead of a second. Raises ValueError
+    dataset: while one is queued or running, that job is returned instead of a second when it does what was
+    asked (the same model, forced if ``force``); otherwise :class:`JudgingBusy` names it. Raises ValueError
     (no promoted, finished and evaluated model)."""
     run = runs.resolve_run(run_id, dataset)
     with transaction.atomic():
         active = Job.objects.select_for_update().filter(kind="judge_dataset", status__in=Job.ACTIVE,
                                                         params__dataset_id=dataset.pk).first()
         if active is not None:
+            if active.params.get("run_id") != run.pk or (force and not active.params.get("force")):
+                forced = ", forced" if active.params.get("force") else ""
+                raise JudgingBusy(f"job #{active.pk} is already judging every scan of {dataset.name} with model run "
+                                  f"{active.params.get('run_id')}{forced} ({active.status}); wait for it or cancel "
+                                  f"it, then ask again for run {run.pk}{' with force' if force else ''}", active)
             return active
         return enqueue(judge_dataset_job, params={"dataset_id": dataset.pk, "run_id": run.pk, "force": bool(force)},
                        user=user, dataset=dataset)

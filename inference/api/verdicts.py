@@ -14,7 +14,7 @@ from adrenal_site.roles import IsClinician, IsLead
 from annotations.models import Dataset
 
 from ..services.evidence import THUMB_PX, thumbnail_path
-from ..tasks import start_judge_dataset
+from ..tasks import JudgingBusy, start_judge_dataset
 from .dashboard import visible_predictions
 from .serializers import JudgeStart
 
@@ -41,7 +41,8 @@ class PredictionEvidence(APIView):
 class DatasetJudge(APIView):
     """POST ``{"force": false, "run": id}``: judge every scan of the dataset with its promoted model (or
     ``run``) in one job; scans that model judged before are skipped unless ``force``. 202 with the job (the
-    one already queued or running for this dataset, if any); 400 naming what is missing."""
+    one already queued or running for this dataset when it does the same); 409 naming the job queued or running
+    for this dataset with another model (or not forced when ``force`` is asked); 400 naming what is missing."""
 
     permission_classes = [IsLead]
 
@@ -54,6 +55,8 @@ class DatasetJudge(APIView):
         try:
             job = start_judge_dataset(dataset, request.user, run_id=form.validated_data.get("run"),
                                       force=form.validated_data["force"])
+        except JudgingBusy as exc:
+            return Response({"detail": str(exc), "job": exc.job.pk}, status=status.HTTP_409_CONFLICT)
         except ValueError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response({"job": job.pk, "dataset": dataset.pk, "run": job.params.get("run_id"),

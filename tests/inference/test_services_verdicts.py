@@ -86,6 +86,21 @@ def test_judging_a_dataset_through_the_api_and_the_dashboard(here, users, gland_
     resp = client.post(f"/runs/{run.pk}/judge/")
     assert resp.status_code == 302 and Job.objects.filter(kind="judge_dataset").count() == 1
     assert 'id="judge-job"' in client.get(f"/runs/{run.pk}/dashboard/").content.decode()
+    # asking for another model, or for force, while that job is queued is refused naming it, not answered 202
+    # with the job of the other model (before: {"job": #, "run": <the promoted run>} for a request naming run 2)
+    from tests.factories import make_run
+
+    second = make_run(run.dataset, run.split, config=dict(run.config), operating_value=0.5, version=2)
+    url = f"/api/datasets/{run.dataset.pk}/judge/"
+    for body in ({"run": second.pk}, {"force": True}):
+        resp = client.post(url, body, content_type="application/json")
+        assert resp.status_code == 409 and resp.json()["job"] == job.pk, (body, resp.content)
+        assert f"job #{job.pk} is already judging every scan" in resp.json()["detail"]
+        assert f"with model run {run.pk}" in resp.json()["detail"]
+    assert client.post(url, {"run": run.pk}, content_type="application/json").json()["job"] == job.pk
+    resp = client.post(f"/runs/{second.pk}/judge/", follow=True)
+    assert f"job #{job.pk} is already judging" in resp.content.decode()
+    assert Job.objects.filter(kind="judge_dataset").count() == 1
 
 
 def test_judging_a_dataset_from_the_store_page(here, users, make_user, gland_model, client):
