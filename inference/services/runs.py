@@ -93,9 +93,12 @@ def cancel_run(run: TrainingRun) -> None:
 
 
 def promote(run: TrainingRun) -> None:
-    """Make a finished run the dataset's model for inference (one promoted run per dataset)."""
+    """Make a finished, evaluated run the dataset's model for inference (one promoted run per dataset). Raises
+    ValueError for a run that has not finished or has no operating value yet (every verdict would refuse it)."""
     if run.status != Job.Status.SUCCEEDED:
         raise ValueError(f"run {run.pk} is {run.status}; only a finished run can be promoted")
+    if run.operating_value is None:
+        raise ValueError(f"run {run.pk} has no operating value yet: evaluate it first")
     with transaction.atomic():
         TrainingRun.objects.filter(dataset=run.dataset, promoted=True).exclude(pk=run.pk).update(promoted=False)
         TrainingRun.objects.filter(pk=run.pk).update(promoted=True)

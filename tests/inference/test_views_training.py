@@ -54,6 +54,13 @@ def test_api_start_promote_and_roles(cohort, client_as, users, django_capture_on
     assert bad.status_code == 400 and "huge" in str(bad.json()["preset"])  # 400 naming the field
     set_status(run, "succeeded")
     TrainingRun.objects.filter(pk=run.pk).update(version=1)
+    # finished but not evaluated: refused as the command refuses it (every verdict would refuse the run); before,
+    # the API and the run page promoted it and the DICOM node's and "judge every scan"'s verdicts then failed
+    r = c.post(f"/api/runs/{run.pk}/promote/")
+    assert r.status_code == 409 and "evaluate it first" in r.json()["detail"]
+    assert c.post(reverse("run-promote", args=[run.pk])).status_code == 302
+    assert not TrainingRun.objects.get(pk=run.pk).promoted
+    TrainingRun.objects.filter(pk=run.pk).update(operating_value=0.5)
     assert c.post(f"/api/runs/{run.pk}/promote/").json()["promoted"] is True
     assert b"promoted" in c.get(reverse("runs")).content
     clin = client_as("clinician")

@@ -17,8 +17,6 @@ class Command(BaseCommand):
         run = TrainingRun.objects.filter(pk=opts["run"]).first()
         if run is None:
             raise CommandError(f"no training run {opts['run']}")
-        if run.operating_value is None:
-            raise CommandError(f"run {run.pk} has no operating value yet: evaluate it first")
         try:
             promote(run)
         except ValueError as exc:
