@@ -207,6 +207,12 @@ def test_labels_changed_after_the_evaluation_are_named_on_the_dashboard(client_a
     assert "start a new run" in page
     assert c.get(f"/runs/{run.pk}/evaluation.json").json()["label_changes"] == [
         {"series_id": scan["series_id"], "patient": scan["patient"], "was": "normal", "now": "abnormal"}]
+    # a test patient deleted from the store since reads 'deleted', not 'unlabelled' (its label was not removed)
+    gone = next(s for s in ev.result["scans"] if s["patient"] != scan["patient"])
+    Patient.objects.filter(dataset=run.dataset, pseudo_id=gone["patient"]).delete()
+    changes = c.get(f"/runs/{run.pk}/evaluation.json").json()["label_changes"]
+    assert {"series_id": gone["series_id"], "patient": gone["patient"], "was": gone["label"], "now": "deleted"} in changes
+    assert f"{gone['patient']}: {gone['label']} → deleted" in c.get(f"/runs/{run.pk}/dashboard/").content.decode()
 
 
 def test_csv_export_opens_in_a_spreadsheet_as_written(client_as, lead_run):
