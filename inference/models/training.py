@@ -61,7 +61,9 @@ class TrainingRun(JobState, models.Model):
     preset = models.CharField(max_length=32)
     config = models.JSONField(help_text="The full configuration, stored with the run")
     pretrained = models.CharField(max_length=200, blank=True, help_text="ImageNet weights file used, or '' (random)")
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    # PROTECT: a run's state is its job's, so deleting the job (the admin's job list) would leave a finished,
+    # promoted model reading "queued" and refused by every verdict; delete the run first
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                             help_text="The train job: fans out the folds, joins them in the aggregation")
     artifacts_dir = models.CharField(max_length=300, blank=True, help_text="Relative to MEDIA_ROOT")
     operating_value = models.FloatField(null=True, blank=True)
@@ -106,7 +108,7 @@ class FoldRun(JobState, models.Model):
     val_loss = models.FloatField(null=True, blank=True, help_text="Best validation loss")
     history = models.JSONField(default=list, blank=True, help_text="Per-epoch losses and metrics")
     weights = models.CharField(max_length=300, blank=True, help_text="Best weights, relative to MEDIA_ROOT")
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.PROTECT, related_name="+")  # as the run's
 
     class Meta:
         ordering = ["run", "fold"]

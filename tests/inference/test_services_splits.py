@@ -174,3 +174,29 @@ def test_what_an_admin_deletes_takes_its_files_with_it(ct_series, settings, clie
     assert (root / run.artifacts_dir / "fold0" / "best.pt").exists()  # the run is not the patient's
     assert admin.post(f"/admin/inference/trainingrun/{run.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not (root / run.artifacts_dir).exists()
+
+
+def test_the_admin_does_not_delete_a_runs_job_from_under_it(db, client_as):
+    """A run's state is its train job's: deleting that job in the admin's job list turned a finished, promoted run
+    into a 'queued' one that every verdict refused ('run N is queued; only a finished run gives verdicts') and
+    that could not be cancelled. The admin refuses, naming the run; once the run is deleted its jobs may go."""
+    from adrenal_site.jobs.models import Job
+    from inference.models import TrainingRun
+    from inference.services.runs import resolve_run
+    from tests.factories import make_dataset, make_run, make_split
+
+    ds = make_dataset("kept-jobs-ds")
+    run = make_run(ds, make_split(ds, folds=[[], []]), operating_value=0.5, promoted=True)
+    fold_job = run.folds.first().job
+    fold_job.parent = run.job
+    fold_job.save(update_fields=["parent"])
+    admin = client_as("admin")
+    for job in (run.job, fold_job):
+        page = admin.get(f"/admin/jobs/job/{job.pk}/delete/").content.decode()
+        assert "protected" in page and "Are you sure" not in page, job
+        admin.post(f"/admin/jobs/job/{job.pk}/delete/", {"post": "yes"})
+        assert Job.objects.filter(pk=job.pk).exists()
+    assert resolve_run(None, ds).pk == run.pk and TrainingRun.objects.get(pk=run.pk).status == "succeeded"
+    assert admin.post(f"/admin/inference/trainingrun/{run.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert admin.post(f"/admin/jobs/job/{run.job_id}/delete/", {"post": "yes"}).status_code == 302
+    assert not Job.objects.filter(pk__in=[run.job_id, fold_job.pk]).exists()
