@@ -61,7 +61,11 @@ def import_studies(job: Job, dataset_id: int, path: str = "", labels_csv: str | 
         start_proposals(series_ids=scans, user=job.created_by)  # every imported scan gets boxes
     if zip_path:  # imported: the volumes are stored, the upload and its extraction are not needed any more
         discard_upload(job.pk, job.params)  # (a failed or cancelled import's: annotations.signals.remove_job_upload)
-    return {"report_id": report.pk, **report.counts()}
+    counts = report.counts()
+    rest = f"{counts['skipped']} skipped, {counts['failed']} failed"
+    progress(100, f"{counts['imported']} series imported, {rest}" if counts["imported"]
+             else f"nothing imported: {rest} (the import report gives each reason)")
+    return {"report_id": report.pk, **counts}
 
 
 @job_task("propose_crops", queue="cpu")

@@ -379,6 +379,7 @@ def test_volume_slabs_are_the_volume_and_are_prepared_at_import(ct_series, users
     with django_capture_on_commit_callbacks(execute=False):
         job = run_now(import_studies, start_import(ds, str(root), send=False, propose=False))
     assert job.status == "succeeded", job.error
+    assert job.message.startswith("2 series imported, ") and job.message.endswith(" 0 failed"), job.message
     prep = Job.objects.get(kind="prepare_viewer")
     volumes = Volume.objects.filter(series__study__patient__dataset=ds)
     assert sorted(prep.params["series_ids"]) == sorted(v.series_id for v in volumes) and len(volumes) == 2

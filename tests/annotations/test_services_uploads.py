@@ -194,4 +194,6 @@ def test_a_succeeded_import_removes_its_upload(tmp_path, media, users):
     job = start_import(ds, zip_path=str(zip_path), send=False)
     run_now(import_studies, job)  # the end is announced on commit
     assert job.status == Job.Status.SUCCEEDED, job.error
+    # the job says it brought nothing in (an admin reading "succeeded" alone would think it had)
+    assert job.message == "nothing imported: 1 skipped, 0 failed (the import report gives each reason)"
     assert upload_files(media) == []
