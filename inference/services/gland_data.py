@@ -52,43 +52,40 @@ def _boxes(series: Series) -> dict[str, Box]:
 
 def gland_scans(dataset: Dataset) -> list[GlandScan]:
     """The dataset's labelled scans that have a stored volume and a box on at least one side."""
-    return [g for g, _ in _labelled_scans(dataset) if g is not None]
+    return labelled_scans(dataset)[0]
 
 
-def left_out_scans(dataset: Dataset) -> list[dict]:
-    """The dataset's labelled scans a run cannot use, ``[{"series", "patient", "why"}]`` (no stored volume; no
-    crop box on either side: proposals pending, failed or not covered), so a run can say what it left out."""
-    return [why for g, why in _labelled_scans(dataset) if g is None]
-
-
-def _labelled_scans(dataset: Dataset):
-    """``(GlandScan, None)`` for each usable labelled scan, ``(None, {"series", "patient", "why"})`` for the others."""
+def labelled_scans(dataset: Dataset) -> tuple[list[GlandScan], list[dict]]:
+    """The dataset's labelled scans in one pass: ``(usable, left_out)``, the scans a run can use
+    (:func:`gland_scans`) and ``[{"series", "patient", "why"}]`` for those it cannot (no stored volume; no crop box
+    on either side: proposals pending, failed or not covered), so a run can say what it left out."""
     labels = Label.objects.filter(patient__dataset=dataset, is_current=True)
     by_patient = {l.patient_id: l for l in labels if l.series_id is None}
     by_series = {l.series_id: l for l in labels if l.series_id is not None}
     qs = (Series.objects.filter(study__patient__dataset=dataset, is_scan=True)
           .select_related("study__patient", "volume").prefetch_related("boxes").order_by("pk"))
+    usable, left_out = [], []
     for s in qs:
         label = by_series.get(s.pk) or by_patient.get(s.study.patient_id)
         if label is None or label.value not in LABEL_VALUE:
             continue
         patient = s.study.patient.pseudo_id
-        if not getattr(s, "volume", None) or not s.volume.file:
-            yield None, {"series": s.pk, "patient": patient, "why": "no stored volume"}
-            continue
         boxes = _boxes(s)
-        if not boxes:
-            yield None, {"series": s.pk, "patient": patient,
-                         "why": "no crop box on either side (proposals pending, failed or not covered)"}
-            continue
-        yield GlandScan(s.pk, s.series_uid, patient, LABEL_VALUE[label.value], (getattr(label, "side", "") or None),
-                        boxes, local_path(s.volume.file.name)), None
+        if not getattr(s, "volume", None) or not s.volume.file:
+            left_out.append({"series": s.pk, "patient": patient, "why": "no stored volume"})
+        elif not boxes:
+            left_out.append({"series": s.pk, "patient": patient,
+                             "why": "no crop box on either side (proposals pending, failed or not covered)"})
+        else:
+            usable.append(GlandScan(s.pk, s.series_uid, patient, LABEL_VALUE[label.value],
+                                    (getattr(label, "side", "") or None), boxes, local_path(s.volume.file.name)))
+    return usable, left_out
 
 
-def patient_labels(dataset: Dataset) -> dict[str, int]:
-    """``{patient: 0|1}`` (abnormal when any scan is) over the scans a gland run can use."""
+def patient_labels(scans: list[GlandScan]) -> dict[str, int]:
+    """``{patient: 0|1}`` (abnormal when any scan is) over ``scans`` (:func:`gland_scans`)."""
     out: dict[str, int] = {}
-    for g in gland_scans(dataset):
+    for g in scans:
         out[g.patient] = max(out.get(g.patient, 0), g.label)
     return out
 

@@ -20,7 +20,7 @@ from inference.ml.acquisition import contrast_of
 from inference.ml.presets import check_run_overrides, preset_config
 
 from ..models import DatasetSplit, FoldRun, TrainingRun
-from .gland_data import is_gland_run, left_out_scans, marker_labels, patient_labels
+from .gland_data import is_gland_run, labelled_scans, marker_labels, patient_labels
 from .training_data import ensure_split, image_rows, latest_split
 
 
@@ -59,9 +59,10 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
     check_run_overrides(config, overrides, split=None if saved is None else {
         "seed": saved.seed, "test_fraction": saved.test_fraction, "n_folds": len(saved.folds)})
     # per-gland runs crop what they need from the stored volumes; a joined run builds or refreshes its images
-    # first (``training.build_run_images``, the ``train_images`` job) from the same labelled scans, so both split
-    # the patients labelled now (plus, for a joined run, any with stored images only)
-    labels = patient_labels(dataset)
+    # first (``training.build_run_images``, an images25d job) from the same labelled scans, so both split the
+    # patients labelled now (plus, for a joined run, any with stored images only)
+    usable, left_out = labelled_scans(dataset)
+    labels = patient_labels(usable)
     if not is_gland_run(config):
         for r in image_rows(dataset):
             labels[r.patient] = max(labels.get(r.patient, 0), r.label)
@@ -71,7 +72,7 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
                          n_folds=int(config["n_folds"]), labels=labels)
     # the run records the split it uses (made earlier, perhaps with other settings), not the preset's defaults
     config["n_folds"], config["test_fraction"] = len(split.folds), split.test_fraction
-    config["left_out"] = left_out_scans(dataset)  # labelled scans this run cannot use, and why
+    config["left_out"] = left_out  # labelled scans this run cannot use, and why
     if is_gland_run(config):  # the viewer's lesion markers as they are now: image labels for the marked sides
         config["lesion_markers"] = marker_labels(dataset, held_out=set(split.test_patients))
     with transaction.atomic():
