@@ -57,7 +57,8 @@ def reserved_patient_seeds() -> list[tuple[int, int]]:
     (``weights/lesion_net-v1.json``, written by ``scripts/pretrain_lesion_net.py``): a cohort seed s draws
     patients s * 1000 + i, and a cohort reaching into these ranges would test on what the detector learnt from."""
     card = json.loads(lesion_net_weights()[0].with_suffix(".json").read_text())
-    return [(seed * 1000, seed * 1000 + 999) for seed in (card["pretrain_seed"], card["check_seed"])]
+    seeds = (card["pretrain_seed"], card["check_seed"], card.get("dicom_seed"))
+    return [(seed * 1000, seed * 1000 + 999) for seed in seeds if seed is not None]
 
 
 def _parse_set(items: list[str]) -> dict:

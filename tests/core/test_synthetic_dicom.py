@@ -165,6 +165,34 @@ def test_lesions_in_the_real_example_ct(tmp_path, realct):
     assert vol.shape == load_nifti(realct["example_ct_sm"]).shape
 
 
+def test_lesions_in_the_second_real_patient(realct):
+    """The example DICOM series' patient (the detector's pretraining may use it): its mask, stored with its rows
+    flipped against the series, lands on the gland (soft tissue in fat at 1 mm, the aorta enhanced beside it in
+    the portal venous copies); a lesion grows from the right gland; copies differ in phase and voxel size."""
+    from scipy import ndimage
+
+    from synthetic.real_base import make_dicom_patient
+
+    seen = set()
+    for seed in range(8):
+        s = make_dicom_patient(seed, abnormal=seed % 2 == 0, fixtures_dir=realct["seg_dir"],
+                               lesion={"diameter_mm": 20} if seed % 2 == 0 else None)
+        seen.add((s.acquisition.phase, round(float(s.volume.spacing[0]), 2), round(float(s.volume.spacing[2]), 2)))
+        gm = s.masks["gland_R"]
+        assert gm.any() and "gland_L" not in s.masks and s.truth.glands["L"] is None
+        if s.volume.spacing[0] < 1 and not s.truth.lesions:
+            hu = s.volume.array[gm]
+            assert -60 < np.median(hu) < 110, np.median(hu)   # the gland, not the fat or air a flipped mask hits
+        for les in s.truth.lesions:
+            assert les.side == "R"
+            lm = s.masks["lesion_R"]
+            assert (ndimage.binary_dilation(lm, structure=np.ones((3, 3, 3))) & gm).any()
+            assert s.truth.glands["R"].contains(les.box.centre)
+    assert len({p for p, _, _ in seen}) == 2 and len(seen) >= 3
+    with pytest.raises(ValueError, match="right adrenal only"):
+        make_dicom_patient(0, abnormal=True, fixtures_dir=realct["seg_dir"], lesion={"side": "L"})
+
+
 def read_series_pydicom(folder: Path) -> Volume:
     """A reference reader: sort by position along the slice normal, apply rescale."""
     dss = [pydicom.dcmread(p) for p in sorted(Path(folder).iterdir()) if p.is_file()]
