@@ -15,4 +15,4 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel selected jobs")
     def cancel(self, request, queryset):
         for job in queryset:
-            request_cancel(job)
+            request_cancel(job, by=request.user)

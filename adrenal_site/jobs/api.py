@@ -51,6 +51,6 @@ class JobCancel(APIView):
         job = generics.get_object_or_404(jobs_visible_to(request.user), pk=pk)
         if not job.is_active:
             return Response({"detail": f"Job {pk} is already {job.status}."}, status=status.HTTP_409_CONFLICT)
-        request_cancel(job)
+        request_cancel(job, by=request.user)
         job.refresh_from_db()
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

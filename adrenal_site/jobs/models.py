@@ -58,6 +58,9 @@ class Job(models.Model):
     worker = models.CharField(max_length=200, blank=True, help_text="Hostname of the worker running it")
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Who asked to cancel it (empty: the system, e.g. a sibling failed)")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     join_task = models.CharField(max_length=200, blank=True,
                                  help_text="Task queued as a last child once every child succeeded (fan-in)")

@@ -159,8 +159,9 @@ def settle(job_id: int) -> None:
             _move(parent, Job.Status.FAILED, message=message, error=c.error or message)
             cancel_siblings = True
         elif parent.awaiting_children and all(c.status in Job.FINISHED for c in children):
-            if any(c.status == Job.Status.CANCELLED for c in children):
-                _move(parent, Job.Status.CANCELLED, message="cancelled")
+            cancelled = [c for c in children if c.status == Job.Status.CANCELLED]
+            if cancelled:
+                _move(parent, Job.Status.CANCELLED, message=cancelled[0].message or "cancelled")
             elif parent.join_task and not any(c.task_name == parent.join_task for c in children):
                 _enqueue_name(parent.join_task, params=parent.params, user=parent.created_by, parent=parent)
                 Job.objects.filter(pk=parent.pk).update(message="joining its children's results")
@@ -187,7 +188,7 @@ def _claim(job_id: int, celery_id: str, worker: str) -> Job | None:
         if job.status == Job.Status.RUNNING and job.awaiting_children:
             return None  # its own work was done: a re-delivery must not redo the fan-out
         if job.cancel_requested:
-            _move(job, Job.Status.CANCELLED, message="cancelled before start")
+            _move(job, Job.Status.CANCELLED, message=cancel_message(job, "cancelled before start"))
             claimed = None
         else:
             job.attempts += 1
@@ -236,7 +237,8 @@ def run_job(fn: JobFn, job_id: int, celery_id: str = "", worker: str = "") -> No
     try:
         result = fn(job, **job.params)
     except JobCancelled:
-        finish(job, Job.Status.CANCELLED, message="cancelled")
+        job.refresh_from_db(fields=["cancelled_by"])
+        finish(job, Job.Status.CANCELLED, message=cancel_message(job))
     except SoftTimeLimitExceeded:
         finish(job, Job.Status.FAILED, message="time limit exceeded", error="The job ran past its time limit.")
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
@@ -316,19 +318,27 @@ def send_job(job: Job) -> None:
     job.celery_id = result.id
 
 
-def request_cancel(job: Job) -> None:
+def cancel_message(job: Job, what: str = "cancelled") -> str:
+    """``what`` and who asked for it ("cancelled by alice"), as the job's message says it."""
+    user = job.cancelled_by if job.cancelled_by_id else None
+    return f"{what} by {user.get_username()}" if user else what
+
+
+def request_cancel(job: Job, by=None) -> None:
     """Ask a job and its descendants to stop: queued ones are cancelled at once, running ones at their next
-    progress report, a parent whose own work is done (waiting for children) at once."""
+    progress report, a parent whose own work is done (waiting for children) at once. ``by``: the user who asked
+    (kept on each job not already asked to stop, and named in its message); None for the system."""
     ids, frontier = [job.pk], [job.pk]
     while frontier:
         frontier = list(Job.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
         ids += frontier
-    Job.objects.filter(pk__in=ids).update(cancel_requested=True)
+    by = by if getattr(by, "is_authenticated", False) else None
+    Job.objects.filter(pk__in=ids, cancel_requested=False).update(cancel_requested=True, cancelled_by=by)
     for pk in ids:
         with transaction.atomic():
             row = Job.objects.select_for_update().get(pk=pk)
             if row.status == Job.Status.QUEUED or (row.status == Job.Status.RUNNING and row.awaiting_children):
-                _move(row, Job.Status.CANCELLED, message="cancelled")
+                _move(row, Job.Status.CANCELLED, message=cancel_message(row))
     job.refresh_from_db()
 
 

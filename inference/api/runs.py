@@ -79,7 +79,7 @@ class RunCancel(APIView):
         run = get_object_or_404(visible_runs(request.user), pk=pk)
         if not run.is_active:
             return Response({"detail": f"Run {pk} is already {run.status}."}, status=409)
-        cancel_run(run)
+        cancel_run(run, by=request.user)
         return Response(run_document(visible_runs(request.user).get(pk=pk)), status=202)
 
 

@@ -86,10 +86,11 @@ def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides:
     return run
 
 
-def cancel_run(run: TrainingRun) -> None:
-    """Stop a run: its job and every fold job are cancelled (the runner's one cancel path)."""
+def cancel_run(run: TrainingRun, by=None) -> None:
+    """Stop a run: its job and every fold job are cancelled (the runner's one cancel path); ``by`` the user who
+    asked, named in the jobs' messages."""
     if run.job_id and run.is_active:
-        request_cancel(run.job)
+        request_cancel(run.job, by=by)
     run.refresh_from_db()
 
 

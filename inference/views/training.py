@@ -74,7 +74,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     if not run.is_active:  # as the API's 409: nothing to stop
         messages.warning(request, f"Run {pk} is already {run.status}.")
         return redirect("run-detail", pk=pk)
-    cancel_run(run)
+    cancel_run(run, by=request.user)
     messages.info(request, f"Run {pk} cancelled.")
     return redirect("run-detail", pk=pk)
 

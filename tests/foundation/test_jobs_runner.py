@@ -77,6 +77,42 @@ def test_cancel_stops_the_tree_at_once_where_nothing_runs():
     assert statuses[running.pk] == "running" and Job.objects.get(pk=running.pk).cancel_requested  # stops at its next report
 
 
+def test_a_cancelled_job_says_who_cancelled_it(django_user_model):
+    """The message names the user who asked, on the queued jobs stopped at once, on a running one stopped at its
+    next report, and on a job claimed after the request; a second request keeps the first asker."""
+    from adrenal_site.jobs.runner import Progress, run_job
+
+    alice = django_user_model.objects.create_user("alice")
+    bob = django_user_model.objects.create_user("bob")
+    parent, (first, second) = _parent_with_children()
+    request_cancel(parent, by=alice)
+    request_cancel(parent, by=bob)
+    for job in (parent, first, second):
+        job.refresh_from_db()
+        assert job.status == "cancelled" and job.message == "cancelled by alice" and job.cancelled_by == alice
+
+    def stops_when_asked(job, **params):
+        request_cancel(job, by=bob)  # as the lead's request arriving while it runs
+        Progress(job)(50, "working")
+        return {}
+
+    running = enqueue(selftest_cpu, params={"steps": 0}, send=False)
+    run_job(stops_when_asked, running.pk)
+    running.refresh_from_db()
+    assert running.status == "cancelled" and running.message == "cancelled by bob"
+
+    late = enqueue(selftest_cpu, params={"steps": 0}, send=False)
+    Job.objects.filter(pk=late.pk).update(cancel_requested=True, cancelled_by=bob)
+    run_now(selftest_cpu, late)
+    late.refresh_from_db()
+    assert late.status == "cancelled" and late.message == "cancelled before start by bob"
+
+    system = enqueue(selftest_cpu, params={"steps": 0}, send=False)
+    request_cancel(system)
+    system.refresh_from_db()
+    assert system.message == "cancelled" and system.cancelled_by is None
+
+
 def test_transitions_out_of_a_finished_state_are_refused():
     job = make_job(status=Job.Status.SUCCEEDED)
     assert finish(job, Job.Status.FAILED, message="late") is False

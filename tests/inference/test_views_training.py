@@ -38,6 +38,9 @@ def test_lead_starts_run_from_form_sees_page_and_cancels(cohort, client_as, djan
     run.refresh_from_db()
     assert run.status == "cancelled" and Job.objects.get(pk=run.job_id).status == "cancelled"
     assert {f.status for f in FoldRun.objects.filter(run=run)} == {"cancelled"}
+    lead = Job.objects.get(pk=run.job_id).cancelled_by
+    assert lead is not None and Job.objects.get(pk=run.job_id).message == f"cancelled by {lead.username}"
+    assert f"cancelled by {lead.username}".encode() in c.get(reverse("run-detail", args=[run.pk])).content
     # promoting an unfinished run is refused with a reason
     r = c.post(f"/api/runs/{run.pk}/promote/")
     assert r.status_code == 409 and "only a finished run" in r.json()["detail"]
@@ -80,6 +83,7 @@ def test_api_cancel_of_a_finished_run_is_409_as_for_a_job(cohort, client_as, dja
         run = start_run(cohort, "tiny")
     r = c.post(f"/api/runs/{run.pk}/cancel/")
     assert r.status_code == 202 and r.json()["status"] == "cancelled"
+    assert Job.objects.get(pk=run.job_id).message.startswith("cancelled by ")
     again = c.post(f"/api/runs/{run.pk}/cancel/")
     assert again.status_code == 409 and again.json()["detail"] == f"Run {run.pk} is already cancelled."
     job = c.post(f"/api/jobs/{run.job_id}/cancel/")
