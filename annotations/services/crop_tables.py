@@ -117,9 +117,16 @@ def _index(row: dict, column: str) -> int:
     return int(value)
 
 
+def _same_box(box: CropBox, other: Box, tol_mm: float = 1e-3) -> bool:
+    """Whether a stored box has ``other``'s corners (mm, within ``tol_mm``)."""
+    return bool(np.allclose(box.lps_min, other.lps_min, atol=tol_mm) and np.allclose(box.lps_max, other.lps_max, atol=tol_mm))
+
+
 def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, status: str = CropBox.Status.CONFIRMED,
                     user=None) -> ImportResult:
-    """Read an original crop table into boxes of the matching series; a bad row is reported, the rest go on."""
+    """Read an original crop table into boxes of the matching series; a bad row is reported, the rest go on. A row
+    whose box is already stored as it says (same corners, same status) is reported ``unchanged`` and writes no new
+    version, so importing a table again is idempotent."""
     result = ImportResult()
     handle = open(source, newline="", encoding="utf-8-sig") if isinstance(source, (str, os.PathLike)) else source
     with handle:
@@ -150,9 +157,15 @@ def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, sta
                     lo.append(a)
                     hi.append(b - 1)  # exclusive max -> last voxel
                 box = voxels_to_box(affine, lo, hi)
+                current = CropBox.objects.filter(series=series, side=side).first()
+                if current is not None and current.status == status and _same_box(current, box):
+                    # importing the same table again changes nothing: no new version, no image rebuild
+                    result.imported.append({"row": n, "filename_nii": name, "series_id": series.pk, "side": side,
+                                            "version": current.version, "unchanged": True})
+                    continue
                 saved = save_box(series, side, box.lps_min, box.lps_max, status=status, source="csv", user=user)
                 result.imported.append({"row": n, "filename_nii": name, "series_id": series.pk, "side": side,
-                                        "version": saved.version})
+                                        "version": saved.version, "unchanged": False})
             except (ValueError, KeyError) as exc:
                 result.failed.append({"row": n, "filename_nii": name, "reason": str(exc)})
     return result

@@ -48,6 +48,11 @@ def test_original_table_round_trip(two_scans, tmp_path):
     assert len(result["imported"]) == 3 and result["failed"] == []
     assert CropBox.objects.get(series=a, side="R").status == "confirmed"
     assert CropBox.objects.get(series=b, side="L").source == "csv"
+    versions = {(bx.series_id, bx.side): bx.version for bx in CropBox.objects.all()}
+    again = StringIO()
+    call_command("import_crops", str(table), "--dataset", "crops", stdout=again)  # the same table once more
+    assert again.getvalue().startswith("0 box(es) imported, 3 already as the table says, 0 row(s) failed")
+    assert {(bx.series_id, bx.side): bx.version for bx in CropBox.objects.all()} == versions
 
     out = StringIO()
     call_command("export_crops", "--dataset", "crops", "--format", "original", stdout=out)

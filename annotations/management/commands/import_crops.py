@@ -40,6 +40,8 @@ class Command(BaseCommand):
         if opts["json"]:
             self.stdout.write(json.dumps(result.to_dict(), indent=2))
             return
-        self.stdout.write(f"{len(result.imported)} box(es) imported, {len(result.failed)} row(s) failed")
+        unchanged = sum(1 for r in result.imported if r.get("unchanged"))
+        self.stdout.write(f"{len(result.imported) - unchanged} box(es) imported, {unchanged} already as the table "
+                          f"says, {len(result.failed)} row(s) failed")
         for f in result.failed:
             self.stdout.write(f"  row {f['row']} {f['filename_nii']}: {f['reason']}")
