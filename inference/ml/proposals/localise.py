@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .anatomy import SliceAnatomy
-from .atlas import SIDES, Atlas
+from .atlas import Atlas
 from .canonical import Canonical
 from .ncc import masked_ncc, peak
 from .levels import SliceMatch, match_levels
@@ -46,10 +46,19 @@ class GlandEstimate:
     match: SliceMatch
     region_ncc: float = 0.0  # the atlas' whole upper-abdominal region against the scan's (atlas selection)
     real: bool = True  # made from a patient's CT (False: from the synthetic generator)
+    # the gland's place (LPS mm box) when the atlas' field of view cuts its gland (``Atlas.gland_extent``): ``lo``
+    # and ``hi`` are the seen part moved (``lo`` minus the atlas gland's ``lo`` is the translation), this is what
+    # the estimate claims
+    extent: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def box(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.extent if self.extent is not None else (self.lo, self.hi)
 
     @property
     def centre(self) -> np.ndarray:
-        return (self.lo + self.hi) / 2
+        lo, hi = self.box
+        return (lo + hi) / 2
 
 
 def _window(hu: np.ndarray) -> np.ndarray:
@@ -144,7 +153,9 @@ def level_hypotheses(scan: Canonical, sa: SliceAnatomy, atlas: Atlas, aa: SliceA
     max_cost = MAX_LEVEL_COST * (CUT_COST_FACTOR if sa.one_side else 1.0)
     matches = [m for m in match_levels(scan, sa, atlas.scan, aa, n=LEVEL_HYPOTHESES) if m.cost <= max_cost]
     matches = [m for m in matches if m.cost <= matches[0].cost * (1 + LEVEL_AMBIGUITY)]
-    mid = np.mean([np.mean(atlas.gland_box(s), axis=0) for s in SIDES], axis=0)
+    if not atlas.sides:
+        return []
+    mid = np.mean([np.mean(atlas.gland_box(s), axis=0) for s in atlas.sides], axis=0)
     out = []
     for match in matches:
         mid_guess = np.array([mid[0] - match.xy_shift[0], mid[1] - match.xy_shift[1],
@@ -184,15 +195,17 @@ def consensus_levels(hypotheses: dict[str, list[LevelHypothesis]]) -> dict[str, 
 
 def estimate(scan: Canonical, atlas: Atlas, level: LevelHypothesis) -> tuple[list[GlandEstimate], list[LevelGuess]]:
     """Both glands' estimates from one atlas at the given level, and the slice match's guesses (a side whose
-    region is not in the field of view has a guess but no estimate)."""
+    region is not in the field of view has a guess but no estimate; a side the atlas does not show has neither)."""
     match, region_ncc = level.match, level.region_ncc
     out, guesses = [], []
-    for side in SIDES:
+    for side in atlas.sides:
         lo, hi = atlas.gland_box(side)
+        elo, ehi = atlas.gland_extent(side)
+        cut = bool(np.any(elo != lo) or np.any(ehi != hi))
         ac = (lo + hi) / 2
         # the slice match's inverse: atlas z -> scan z, atlas xy -> scan xy
         guess = np.array([ac[0] - match.xy_shift[0], ac[1] - match.xy_shift[1], (ac[2] - match.offset) / match.scale])
-        guesses.append(LevelGuess(atlas.name, side, lo - ac + guess, hi - ac + guess, match))
+        guesses.append(LevelGuess(atlas.name, side, elo - ac + guess, ehi - ac + guess, match))
         coarse = _block_match(scan, atlas.scan, ac, guess, PATCH_MM, SEARCH_MM, factor=2)
         if coarse is None:
             continue
@@ -200,7 +213,8 @@ def estimate(scan: Canonical, atlas: Atlas, level: LevelHypothesis) -> tuple[lis
         fine = _block_match(scan, atlas.scan, ac, ac + d, FINE_PATCH_MM, FINE_SEARCH_MM)
         if fine is not None:
             d, value = fine
-        out.append(GlandEstimate(atlas.name, side, lo + d, hi + d, value, match, region_ncc, atlas.real))
+        out.append(GlandEstimate(atlas.name, side, lo + d, hi + d, value, match, region_ncc, atlas.real,
+                                 (elo + d, ehi + d) if cut else None))
     return out, guesses
 
 
@@ -253,7 +267,7 @@ def fuse(estimates: list[GlandEstimate], side: str) -> Fused | None:
     vote = [e for e in ests if e.ncc >= best - KEEP_WITHIN]
     w = np.array([e.ncc for e in vote])
     centres = np.array([e.centre for e in vote])
-    half = np.array([(e.hi - e.lo) / 2 for e in vote])
+    half = np.array([(e.box[1] - e.box[0]) / 2 for e in vote])
     c = np.array([_weighted_median(centres[:, d], w) for d in range(3)])
     h = np.array([_weighted_median(half[:, d], w) for d in range(3)])
     spread = np.sqrt(np.average((centres - c) ** 2, axis=0, weights=w)) if len(vote) > 1 else np.full(3, np.nan)
