@@ -9,7 +9,8 @@ Scans (each held in memory as an int16 Volume; loading is timed apart):
   which no atlas was made from.
 Per scan: seconds for each proposer (best of ``--repeats``), box sides (mm), whether every gland (and lesion)
 voxel is inside, and the ratio of times. Also, on example_ct, the atlas proposer without the atlas made from it
-(leave-one-out: only the synthetic atlases remain).
+(leave-one-out: the DICOM patient's atlas, right gland only, and the synthetic ones remain), and on the DICOM
+series without the atlas made from it.
 
 Usage: ``python benchmarks/bench_proposals.py [--repeats 2] [--threads 2] [--seeds 3400-3405]``
 """
@@ -106,8 +107,11 @@ def main() -> None:
           f"landmarks {np.mean(totals['base']):.2f}; ratio atlas/landmarks "
           f"{np.mean(totals['ours']) / np.mean(totals['base']):.1f}x; loading the clinical NIfTI (both): {load_s:.2f} s")
     loo, t_loo = timed(lambda v: propose(v, exclude_sources=("totalsegmentator:example_ct",)), ct)
-    print(f"example_ct without its own atlas (leave-one-out, synthetic atlases only): {t_loo:.2f} s, "
-          f"{describe(loo, cases[0][2])} {loo.reason[:80]}")
+    print(f"example_ct without its own atlas (leave-one-out: the DICOM patient's and the synthetic atlases): "
+          f"{t_loo:.2f} s, {describe(loo, cases[0][2])} {loo.reason[:80]}"
+          + "".join(f"; {s}: {p.note[:60]}" for s, p in loo.sides.items() if p.status != "proposed"))
+    loo, t_loo = timed(lambda v: propose(v, exclude_sources=("totalsegmentator:example_ct_dicom",)), dicom)
+    print(f"example_ct_dicom without its own atlas (leave-one-out): {t_loo:.2f} s, {describe(loo, cases[1][2])}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,12 @@
 - ``tsx-example-ct``: the TotalSegmentator example CT (``example_ct.nii.gz``, 3 mm) with its adrenal masks
   (``example_seg_fast_force_split.nii.gz``, labels 8 right, 9 left), from the TotalSegmentator 2.18.0 source
   distribution (Apache-2.0; Wasserthal J. et al., Radiology: AI 2023). Fetched by ``scripts/fetch_fixtures.py``.
+- ``tsx-example-ct-dicom``: a second patient, the TotalSegmentator example DICOM series (``example_ct_dicom/``,
+  20 JPEG 2000 slices, 0.98 x 0.98 x 2 mm, portal venous: a 40 mm slab through the top of the right adrenal, no
+  lung bases, no kidneys) with its multilabel mask (``example_seg_dicom.nii.gz``, label 8 right adrenal; it holds
+  no left adrenal, so this atlas votes for the right gland only), from the same source distribution (Apache-2.0).
+  The series is read with the app's DICOM reader; the mask's rows are stored flipped relative to the series, so
+  its voxels are placed by its own affine (voxel -> LPS), never by index.
 - ``synthetic-<seed>``: patients of the ``synthetic`` generator (chest-abdomen-pelvis, no lesion, noiseless,
   1.5 mm pixels, 3 mm slices) with their rendered gland masks. The seeds (``SYNTHETIC_SEEDS``) are used by no
   test and no reported validation cohort.
@@ -68,6 +74,22 @@ def totalsegmentator_atlas(fixtures: dict) -> Atlas:
                   "files": "example_ct.nii.gz, example_seg_fast_force_split.nii.gz (8 right, 9 left)"})
 
 
+def dicom_atlas(fixtures: dict) -> Atlas:
+    from inference.ml.dicom.grouping import group_series
+    from inference.ml.dicom.headers import read_header
+    from inference.ml.dicom.scan import scan_files
+    from inference.ml.dicom.stack import load_series
+
+    headers = [read_header(p) for p in scan_files(fixtures["example_ct_dicom"])]
+    ct = load_series(group_series(headers)[0]).volume
+    seg = load_nifti(Path(fixtures["seg_dir"]) / "example_seg_dicom.nii.gz", dtype=np.uint8)
+    points = {"R": cell_points(seg.affine, seg.array == 8), "L": np.zeros((0, 3), np.float32)}
+    return Atlas("tsx-example-ct-dicom", crop_to_body(canonical(ct)), points,
+                 {"source": "totalsegmentator:example_ct_dicom",
+                  "licence": "Apache-2.0 (TotalSegmentator 2.18.0 sdist)",
+                  "files": "example_ct_dicom/ (20 slices), example_seg_dicom.nii.gz (8 right; no left adrenal)"})
+
+
 def synthetic_atlas(seed: int, phase: str) -> Atlas:
     from synthetic import make_patient
 
@@ -87,7 +109,7 @@ def main() -> None:
     import fetch_fixtures
 
     fetch_fixtures.main()
-    atlases = [totalsegmentator_atlas(fetch_fixtures.paths())]
+    atlases = [totalsegmentator_atlas(fetch_fixtures.paths()), dicom_atlas(fetch_fixtures.paths())]
     atlases += [synthetic_atlas(seed, phase) for seed, phase in zip(SYNTHETIC_SEEDS, PHASES)]
     for a in atlases:
         path = save_atlas(a, args.out / f"{a.name}.npz")

@@ -2,15 +2,17 @@
 the files as stored and after flips, axis permutations, shifts and resampling; a pelvis-only field of view flagged;
 boxes from user-supplied masks.
 
-Leakage. ``propose`` matches atlases: one real (tsx-example-ct, made from example_ct with its masks) and four
-synthetic. example_ct and example_ct_sm are that atlas' patient, so on them these are checks of geometry (any
-storage order, spacing and table position must give the same anatomy in mm), not of anatomy the atlases never saw.
-example_ct_dicom (label 8 = right adrenal) is the leave-one-out check: no atlas is made from its patient
-(``test_dicom_patient_is_no_atlas_patient`` checks that by image similarity, so an atlas added from it later
-fails there), and ``test_leave_one_out_real_ct`` proposes on it as stored, flipped and permuted with every atlas
-of that patient left out. With its own atlas left out, example_ct itself is not boxed yet (only the synthetic
-atlases remain, and their anatomy differs from a real abdomen's): ``test_example_ct_leave_one_out_is_turned_away_with_its_reason``
-checks it is turned away with that reason rather than boxed wrongly."""
+Leakage. ``propose`` matches atlases: two real ones (tsx-example-ct, made from example_ct with its masks, and
+tsx-example-ct-dicom, made from the DICOM series with its right adrenal: a 40 mm slab, one gland) and four
+synthetic. On a real scan with every atlas in, its own patient's atlas takes part, so those are checks of geometry
+(any storage order, spacing and table position must give the same anatomy in mm), not of anatomy the atlases never
+saw. The leave-one-out checks leave that patient's atlas out by its source name: example_ct and example_ct_sm are
+then boxed by the DICOM patient's atlas (right gland) and the synthetic ones (left gland), the DICOM series by the
+example CT's atlas; ``test_dicom_patient_is_its_atlas_patient_and_excluding_its_source_leaves_none`` checks by
+image similarity that what remains holds no atlas of the DICOM patient. Known limit (README, 'Crop-box
+proposals'): the left gland of the example CT has no real atlas once its own is left out (the DICOM patient's mask
+has no left adrenal), so example_ct's left side is "not located" and example_ct_sm's left box, from the synthetic
+atlases, misses part of the gland (``test_example_ct_sm_leave_one_out_left_gland``, an expected failure)."""
 from __future__ import annotations
 
 import numpy as np
@@ -188,7 +190,7 @@ def test_a_scan_not_in_hounsfield_units_is_not_covered_for_that_reason(realct):
 
 DICOM_SOURCE = "totalsegmentator:example_ct_dicom"
 SAME_PATIENT_NCC = 0.7  # measured: example_ct resampled to 0.78x0.78x1.5 mm and moved, against its atlas: 0.93;
-# the DICOM slab against that atlas 0.42, against the synthetic atlases 0.38-0.40
+# the DICOM slab against its own atlas 0.95, against the example CT's 0.52, against the synthetic atlases 0.46-0.48
 
 
 def best_match_anywhere(volume: Volume, atlas) -> float:
@@ -205,15 +207,53 @@ def best_match_anywhere(volume: Volume, atlas) -> float:
     return float(peak(masked_ncc(np.pad(f, pad, constant_values=-120.0), np.pad(fm, pad), t, tm, min_overlap=0.5))[1])
 
 
-def test_dicom_patient_is_no_atlas_patient(dicom_scan):
-    """The DICOM series' patient matches no shipped real atlas as well as a patient matches his own atlas."""
+def test_dicom_patient_is_its_atlas_patient_and_excluding_its_source_leaves_none(dicom_scan):
+    """The DICOM series' patient matches the atlas made from it as a patient matches his own atlas, and no other
+    real atlas so well: leaving out ``DICOM_SOURCE`` leaves no atlas of that patient (the leave-one-out tests below
+    are fair)."""
     from inference.ml.proposals.atlas import shipped_atlases
 
     volume, _ = dicom_scan
-    real = [a for a in shipped_atlases() if a.real]
-    assert real and DICOM_SOURCE not in {a.source for a in real}
-    for atlas in real:
-        assert best_match_anywhere(volume, atlas) < SAME_PATIENT_NCC, atlas.name
+    real = {a.source: a for a in shipped_atlases() if a.real}
+    assert DICOM_SOURCE in real and "totalsegmentator:example_ct" in real
+    assert best_match_anywhere(volume, real[DICOM_SOURCE]) >= SAME_PATIENT_NCC
+    rest = shipped_atlases(exclude_sources=(DICOM_SOURCE,))
+    assert DICOM_SOURCE not in {a.source for a in rest} and len(rest) == len(shipped_atlases()) - 1
+    for atlas in rest:
+        if atlas.real:
+            assert best_match_anywhere(volume, atlas) < SAME_PATIENT_NCC, atlas.name
+
+
+def test_dicom_atlas_shows_one_gland_cut_by_its_slab():
+    """The DICOM patient's atlas holds the right gland only (its mask has no left adrenal), and the slab's first
+    slice cuts that gland: its estimates claim the gland down to ``FULL_GLAND_MM``, not the seen top alone."""
+    from inference.ml.proposals.atlas import FULL_GLAND_MM, shipped_atlases
+
+    atlas = next(a for a in shipped_atlases() if a.source == DICOM_SOURCE)
+    assert atlas.sides == ("R",) and atlas.points["L"].shape == (0, 3)
+    with pytest.raises(ValueError):
+        atlas.gland_box("L")
+    assert atlas.cut("R") == (True, False)
+    lo, hi = atlas.gland_box("R")
+    elo, ehi = atlas.gland_extent("R")
+    assert ehi[2] == hi[2] and ehi[2] - elo[2] == pytest.approx(FULL_GLAND_MM)
+    np.testing.assert_array_equal(elo[:2], lo[:2])
+    for other in shipped_atlases(exclude_sources=(DICOM_SOURCE,)):  # whole glands: boxes unchanged
+        for side in other.sides:
+            assert other.cut(side) == (False, False), (other.name, side)
+
+
+def test_an_atlas_of_one_gland_votes_for_that_side_only(dicom_scan):
+    """With the DICOM patient's atlas alone, its scan gets the right box and the left side no vote ("not
+    located"), not an error."""
+    from inference.ml.proposals import propose_from_atlases
+    from inference.ml.proposals.atlas import shipped_atlases
+
+    volume, seg = dicom_scan
+    atlas = next(a for a in shipped_atlases() if a.source == DICOM_SOURCE)
+    result = propose_from_atlases(volume, atlases=[atlas])
+    assert_covers(result, seg, sides={"R": 8}, min_voxels=500)
+    assert result.sides["L"].status == "not_covered" and "no atlas level matches" in result.sides["L"].note
 
 
 LOO_COPIES = ("as stored", "flip k and i", "permute to i, k, j")
@@ -229,13 +269,40 @@ def test_leave_one_out_real_ct(dicom_scan, copy):
     assert_covers(result, make(seg), sides={"R": 8}, min_voxels=500)
 
 
-def test_example_ct_leave_one_out_is_turned_away_with_its_reason(real_scans):
-    """With its own atlas left out only the synthetic atlases remain, and they do not locate a real abdomen's
-    glands (README, 'Crop-box proposals': a second real atlas is needed). What matters for trust: the scan is
-    turned away with a reason naming what failed, never given boxes somewhere else."""
+def test_leave_one_out_by_source_is_the_pool_without_that_atlas(dicom_scan):
+    """Excluding the DICOM patient's source gives exactly the boxes of the other atlases (nothing of that patient
+    is used), and they hold its right adrenal as they did before its atlas was added."""
+    from inference.ml.proposals import propose_from_atlases
+    from inference.ml.proposals.atlas import shipped_atlases
+
+    volume, seg = dicom_scan
+    by_name = propose(volume, exclude_sources=(DICOM_SOURCE,))
+    explicit = propose_from_atlases(volume, atlases=[a for a in shipped_atlases() if a.source != DICOM_SOURCE])
+    assert by_name.to_dict() == explicit.to_dict()
+    assert_covers(by_name, seg, sides={"R": 8}, min_voxels=500)
+
+
+@pytest.mark.parametrize("name", ["example_ct", "example_ct_sm"])
+def test_example_ct_leave_one_out_right_gland(real_scans, name):
+    """With its own atlas left out, the example CT's right adrenal is boxed by the other real patient's atlas (the
+    DICOM slab): every voxel inside a box of at most 70 mm a side."""
+    volume, seg = real_scans[name]
+    result = propose(volume, exclude_sources=("totalsegmentator:example_ct",))
+    assert_covers(result, seg, sides={"R": 8})
+
+
+def test_example_ct_leave_one_out_left_gland_is_turned_away_with_its_reason(real_scans):
+    """No real atlas left shows a left gland, and the synthetic atlases' levels do not match this real abdomen:
+    the left side is turned away with a reason naming what failed, never given a box somewhere else."""
     volume, _ = real_scans["example_ct"]
     result = propose(volume, exclude_sources=("totalsegmentator:example_ct",))
-    assert result.status == "not_covered" and not result.boxes
-    for side in ("R", "L"):
-        assert "no atlas level matches" in result.sides[side].note
+    assert result.sides["L"].status == "not_covered" and "L" not in result.boxes
+    assert "no atlas level matches" in result.sides["L"].note
 
+
+@pytest.mark.xfail(strict=True, reason="left gland boxed by the synthetic atlases only (no real atlas shows a left "
+                   "gland once example_ct's is left out): 63% of its voxels inside (README, 'Crop-box proposals')")
+def test_example_ct_sm_leave_one_out_left_gland(real_scans):
+    volume, seg = real_scans["example_ct_sm"]
+    result = propose(volume, exclude_sources=("totalsegmentator:example_ct",))
+    assert_covers(result, seg, sides={"L": 9})
