@@ -20,7 +20,9 @@ and the verdict time per scan (images built, ensemble with evidence maps). Choos
 seeds, report on fresh ones: ``--train-seed``/``--test-seed``.
 
 Usage: ``python benchmarks/bench_model_quality.py [--train-patients 40] [--test-patients 40] [--train-seed 11]
-[--test-seed 12] [--preset fast] [--set epochs=6] [--threads 2] [--out DIR] [--cache DIR]``
+[--test-seed 12] [--preset fast] [--set epochs=6] [--baseline lite] [--baseline-set key=value] [--threads 2]
+[--out DIR] [--cache DIR]``. ``--baseline fast --baseline-set pretrained=FILE`` sets the same preset from other
+weights beside it (e.g. an earlier lesion detector)
 """
 from __future__ import annotations
 
@@ -198,6 +200,9 @@ def main() -> None:
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--baseline", default="lite", help="preset trained beside it on the same cohorts ('none': skip)")
     ap.add_argument("--set", action="append", default=[], help="config override key=value (dots for nesting)")
+    ap.add_argument("--baseline-set", action="append", default=[],
+                    help="override for the baseline only (e.g. --baseline fast --baseline-set pretrained=FILE: the "
+                         "same preset from other weights)")
     ap.add_argument("--objective", default="youden")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per fold (the app's default: 1)")
@@ -223,21 +228,24 @@ def main() -> None:
     test, test_meta = cohort(args, args.test_seed, args.test_patients, cfg["image"], labels="side")
     if args.generate_only:
         return
-    presets = ([args.baseline] if args.baseline not in ("", "none") else []) + [args.preset]
+    runs = [(args.preset, args.preset, overrides)]
+    if args.baseline not in ("", "none"):
+        label = args.baseline if args.baseline != args.preset else f"{args.baseline}:base"
+        runs.insert(0, (label, args.baseline, _parse_set(args.baseline_set) or None))
     results = {}
-    for name in presets:
-        pcfg = preset_config(name, overrides if name == args.preset else None)
+    for label, name, over in runs:
+        pcfg = preset_config(name, over)
         if pcfg["image"] != cfg["image"]:
             raise SystemExit(f"preset {name} crops differently from {args.preset}: compare on one cohort only")
-        print(f"\n===== {name} =====", flush=True)
-        results[name] = run_preset(args, name, pcfg, train, train_meta, test, test_meta, out_root / name)
+        print(f"\n===== {label} =====", flush=True)
+        results[label] = run_preset(args, name, pcfg, train, train_meta, test, test_meta, out_root / label.replace(":", "-"))
     print(f"\n===== side by side (train seed {args.train_seed}: {len(train)} scans; test seed {args.test_seed}: "
           f"{len(test)} scans) =====")
-    print(f"{'preset':<10}{'scan AUC [95% CI]':<26}{'sens':>6}{'spec':>6}{'side AUC':>10}{'train min':>11}")
+    print(f"{'preset':<12}{'scan AUC [95% CI]':<26}{'sens':>6}{'spec':>6}{'side AUC':>10}{'train min':>11}")
     for name, r in results.items():
         g = r["aggregators"]["sides"]
         ci = g["auc_ci"] or [float("nan")] * 2
-        print(f"{name:<10}{g['auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]      {g['sensitivity']:6.3f}"
+        print(f"{name:<12}{g['auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]      {g['sensitivity']:6.3f}"
               f"{g['specificity']:6.3f}{r['side_auc']:10.3f}{r['train_seconds'] / 60:11.1f}")
     if len(results) == 2:
         (b_name, b), (o_name, o) = results.items()
