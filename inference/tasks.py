@@ -26,6 +26,7 @@ from django.db import transaction
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import JobCancelled, Progress, enqueue, job_task
+from adrenal_site.locking import lock
 from adrenal_site.storage import local_path, storage_name
 from annotations.models import Dataset, Series, dataset_of_series
 from annotations.services.uploads import (
@@ -243,6 +244,7 @@ def start_judge_dataset(dataset: Dataset, user=None, *, run_id: int | None = Non
     (no promoted, finished and evaluated model)."""
     run = runs.resolve_run(run_id, dataset)
     with transaction.atomic():
+        lock(Dataset, dataset.pk)  # no active job to lock yet: two clicks at once must not both queue one
         active = Job.objects.select_for_update().filter(kind="judge_dataset", status__in=Job.ACTIVE,
                                                         params__dataset_id=dataset.pk).first()
         if active is not None:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
+
+from adrenal_site.locking import lock
 
 
 class Label(models.Model):
@@ -62,11 +64,14 @@ class Label(models.Model):
     def assign(cls, patient, value: str, source: str, *, series=None, user=None, note: str = "",
                side: str = "") -> Label:
         """Make ``value`` (and ``side``: which glands are abnormal, '' when not known) current, keeping earlier
-        labels as history; no-op if both are already current."""
-        current = cls.objects.filter(patient=patient, series=series, is_current=True).first()
-        if current and current.value == value and current.side == side:
-            return current
-        cls.objects.filter(patient=patient, series=series, is_current=True).update(is_current=False)
-        return cls.objects.create(
-            patient=patient, series=series, value=value, side=side, source=source, created_by=user, note=note
-        )
+        labels as history; no-op if both are already current. Under the patient's row lock, so two edits at
+        once leave one current label (the later one), not two."""
+        with transaction.atomic():
+            lock(type(patient), patient.pk)
+            current = cls.objects.filter(patient=patient, series=series, is_current=True).first()
+            if current and current.value == value and current.side == side:
+                return current
+            cls.objects.filter(patient=patient, series=series, is_current=True).update(is_current=False)
+            return cls.objects.create(
+                patient=patient, series=series, value=value, side=side, source=source, created_by=user, note=note
+            )

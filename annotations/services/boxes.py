@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from adrenal_site.locking import lock
 from inference.ml.geometry import Box, box_to_voxels, volume_extent
 
 from ..models import CropBox, CropBoxVersion, Series
@@ -138,6 +139,7 @@ def save_box(
     affine, shape = np.asarray(series.volume.affine, float), series.volume.shape
     vox_min, vox_max = box_to_voxels(affine, shape, box_mm)
     with transaction.atomic():
+        lock(Series, series.pk)  # the first box of a side has no row to lock: two first saves at once wait here
         box = CropBox.objects.select_for_update().filter(series=series, side=side).first()
         current = box.version if box else 0
         if expected_version is not None and expected_version != current:

@@ -13,6 +13,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from adrenal_site.locking import lock
 from inference.ml.geometry import volume_extent
 
 from ..models import CropBox, Gland, Series, SideFinding, SideFindingVersion
@@ -99,6 +100,7 @@ def save_finding(
     if not hasattr(series, "volume"):
         raise FindingInvalid("series", "this series has no volume yet")
     with transaction.atomic():
+        lock(Series, series.pk)  # the first findings of a side have no row to lock (as ``save_box``)
         finding = SideFinding.objects.select_for_update().filter(series=series, side=side).first()
         current = finding.version if finding else 0
         if expected_version is not None and expected_version != current:

@@ -14,6 +14,7 @@ from django.db import transaction
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import request_cancel
+from adrenal_site.locking import lock
 from adrenal_site.storage import local_path
 from annotations.models import Dataset
 from inference.ml.acquisition import contrast_of
@@ -102,6 +103,7 @@ def promote(run: TrainingRun) -> None:
     if run.operating_value is None:
         raise ValueError(f"run {run.pk} has no operating value yet: evaluate it first")
     with transaction.atomic():
+        lock(Dataset, run.dataset_id)  # two promotes of one dataset's runs at once: the second waits, then wins
         TrainingRun.objects.filter(dataset=run.dataset, promoted=True).exclude(pk=run.pk).update(promoted=False)
         TrainingRun.objects.filter(pk=run.pk).update(promoted=True)
     run.promoted = True

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from adrenal_site.jobs.runner import no_progress
+from adrenal_site.locking import lock
 from adrenal_site.storage import storage_name
 from annotations.models import Dataset, Series, Volume
 from inference.ml import atomic
@@ -195,7 +196,7 @@ def _write_acquisition(out, records: list[dict]) -> None:
 
 def _version(run: TrainingRun, n_records: int, progress: ProgressFn) -> dict:
     with transaction.atomic():
-        Dataset.objects.select_for_update().get(pk=run.dataset_id)
+        lock(Dataset, run.dataset_id)
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if run.version is None:
             top = TrainingRun.objects.filter(dataset_id=run.dataset_id).aggregate(v=Max("version"))["v"] or 0

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from django.db import transaction
 
+from adrenal_site.locking import lock
 from adrenal_site.storage import local_path
 from annotations.models import Dataset, Label, Series
 from inference.ml.splits import Split, extend_split, make_split
@@ -63,7 +64,7 @@ def ensure_split(dataset: Dataset, *, seed: int = 0, test_fraction: float = 0.2,
 
     ``labels``: ``{patient: 0|1}``, the patients a run can use (default: those with stored 2.5D images)."""
     with transaction.atomic():
-        Dataset.objects.select_for_update().get(pk=dataset.pk)
+        lock(Dataset, dataset.pk)
         latest = latest_split(dataset)
         patient_label: dict[str, int] = dict(labels or {})
         for r in ([] if labels is not None else image_rows(dataset)):
