@@ -150,7 +150,7 @@ def start_run(dataset: Dataset, preset: str, user=None, overrides: dict | None =
 @job_task("evaluate", queue="cpu")
 def evaluate_run_job(job: Job, run_id: int, objective: str | None = None, top_k: int = 5) -> dict:
     """Evaluate a finished run; promote it when it asked for that (the demo's run) and none is promoted.
-    A re-delivered job adds one more Evaluation row of the same (seeded) result."""
+    Idempotent: the Evaluation is keyed by this job, so a re-delivery rewrites it (the same seeded result)."""
     run = TrainingRun.objects.get(pk=run_id)
     result = evaluation.evaluate_run(run, objective, top_k=top_k, progress=Progress(job), job=job)
     if run.config.get("auto_promote") and not TrainingRun.objects.filter(dataset=run.dataset, promoted=True).exists():

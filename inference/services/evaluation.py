@@ -91,8 +91,8 @@ def evaluate_run(
     progress: Callable[[float, str], None] = no_progress,
     job=None,
 ) -> Evaluation:
-    """Evaluate ``run`` on its test patients, store an Evaluation (done by ``job``, if any) and set the run's
-    operating value."""
+    """Evaluate ``run`` on its test patients, store an Evaluation (done by ``job``, if any: one per job, so a job
+    delivered again replaces its own) and set the run's operating value."""
     report = progress
     if run.status in (Job.Status.FAILED, Job.Status.CANCELLED):
         raise ValueError(f"run {run.pk} {run.status}: only a finished run can be evaluated")
@@ -153,10 +153,12 @@ def evaluate_run(
         "learning_curves": learning_curves(run),
     }
     result["reading_aids"] = reading_aids(result)
+    fields = {"run": run, "objective": objective, "aggregator": primary, "operating_value": value, "result": result}
     with transaction.atomic():
-        evaluation = Evaluation.objects.create(
-            run=run, job=job, objective=objective, aggregator=primary, operating_value=value, result=result
-        )
+        if job is None:  # ``manage.py evaluate``: each call is an evaluation of its own
+            evaluation = Evaluation.objects.create(job=None, **fields)
+        else:  # keyed by its job: a re-delivered ``evaluate`` job rewrites its evaluation, it adds no second one
+            evaluation, _ = Evaluation.objects.update_or_create(job=job, defaults=fields)
         TrainingRun.objects.filter(pk=run.pk).update(operating_value=value, objective=objective)
         run.operating_value, run.objective = value, objective
     report(100, f"operating value {value:.3f} ({objective})")

@@ -169,6 +169,26 @@ def test_evaluation_job_function(make_evaluated_run, users):
     assert ev.objective == "youden" and ev.run_id == run.pk
 
 
+def test_a_redelivered_evaluation_job_stores_one_evaluation(make_evaluated_run):
+    """Late acknowledgement delivers an ``evaluate`` job again when its worker died after the evaluation was
+    stored but before the job ended: the second run of the task rewrites the job's evaluation, it adds none.
+    (It added a second row of the same result: the run's page and ``runs/compare`` listed the run twice.)"""
+    from adrenal_site.jobs.models import Job
+    from inference.models import Evaluation
+    from inference.services.evaluation import evaluate_run
+    from inference.tasks import evaluate_run_job
+
+    run, _ = make_evaluated_run(12, evaluate=False)
+    job = Job.objects.create(kind="evaluate", task_name=evaluate_run_job.name, status="running",
+                             params={"run_id": run.pk, "objective": "youden"})
+    first = evaluate_run_job.job_fn(job, **job.params)
+    again = evaluate_run_job.job_fn(job, **job.params)  # the re-delivered task
+    assert again["evaluation"] == first["evaluation"]
+    assert list(Evaluation.objects.filter(run=run).values_list("pk", flat=True)) == [first["evaluation"]]
+    evaluate_run(run)  # outside a job (``manage.py evaluate``): an evaluation of its own
+    assert Evaluation.objects.filter(run=run).count() == 2
+
+
 def test_side_scores_from_stored_images(make_evaluated_run, settings):
     """With the run's weights and the test scans' 2.5D images stored, each scan gets R and L scores."""
     from pathlib import Path
