@@ -18,8 +18,10 @@ from django.db import transaction
 
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import no_progress
+from adrenal_site.locking import lock
 from adrenal_site.storage import local_path
 from annotations.models import CropBox, Series
+from inference.ml import atomic
 from inference.ml.geometry import Box
 from inference.ml.images25d import build_images, image_config, thumbnail_png
 from inference.ml.volume import load_nifti
@@ -44,20 +46,25 @@ def version_key(boxes: dict, image_cfg: dict) -> str:
     return hashlib.sha1(json.dumps([parts, image_cfg], sort_keys=True).encode()).hexdigest()[:40]
 
 
+def _inputs(series, image_cfg: dict, use_proposed: bool) -> tuple[dict, dict, str]:
+    """``(boxes, uncovered sides, version key)`` the scan's images are built from now."""
+    boxes = boxes_for(series, use_proposed)
+    uncovered = {s: n for s, n in (series.uncovered_sides or {}).items() if s not in boxes}
+    return boxes, uncovered, version_key(boxes, {**image_cfg, **({"uncovered": sorted(uncovered)} if uncovered else {})})
+
+
 def build_series(series, image_cfg: dict, use_proposed: bool = False) -> dict:
     """Build (or keep) one scan's images; returns ``{"series", "images", "built"|"skipped"|"error"}``.
 
     Each side needs a box, or its gland found outside the field of view (``Series.uncovered_sides``: a scan of
     one gland); an uncovered side's half of the joined image is blank. The images span the boxes' z range."""
-    boxes = boxes_for(series, use_proposed)
-    uncovered = {s: n for s, n in (series.uncovered_sides or {}).items() if s not in boxes}
+    boxes, uncovered, key = _inputs(series, image_cfg, use_proposed)
     if not boxes or set(boxes) | set(uncovered) != {"R", "L"}:
         kind = "proposed or confirmed" if use_proposed else "confirmed"
         return {"series": series.pk, "error": f"needs {kind} boxes on both sides, or one side and the other "
                                               f"outside the field of view (has {sorted(boxes) or 'none'})"}
     if not hasattr(series, "volume"):
         return {"series": series.pk, "error": "no stored volume"}
-    key = version_key(boxes, {**image_cfg, **({"uncovered": sorted(uncovered)} if uncovered else {})})
     existing = list(Image25D.objects.filter(series=series))
     if existing and all(r.boxes_version == key and local_path(r.file.name).is_file() for r in existing):
         return {"series": series.pk, "images": len(existing), "skipped": True}
@@ -68,14 +75,25 @@ def build_series(series, image_cfg: dict, use_proposed: bool = False) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for n, (img, zz) in enumerate(zip(images, z)):
-        np.save(folder / f"{n:04d}.npy", img.astype(np.float16))
-        thumbnail_png(img, folder / f"{n:04d}.png")
+        # atomically: another job of the same boxes may write this folder too while a fold reads it
+        with atomic.atomic_path(folder / f"{n:04d}.npy") as tmp:
+            np.save(tmp, img.astype(np.float16))
+        with atomic.atomic_path(folder / f"{n:04d}.png") as tmp:
+            thumbnail_png(img, tmp)
         rows.append(Image25D(series=series, slice_index=n, z_mm=float(zz), boxes_version=key,
                              file=f"{name}/{n:04d}.npy", thumbnail=f"{name}/{n:04d}.png"))
     with transaction.atomic():
-        old_files = {Path(r.file.name).parent for r in Image25D.objects.select_for_update().filter(series=series)}
-        Image25D.objects.filter(series=series).delete()
-        Image25D.objects.bulk_create(rows)
+        lock(Series, series.pk)  # box saves take it too: the boxes cannot change between this check and the commit
+        stale = _inputs(Series.objects.get(pk=series.pk), image_cfg, use_proposed)[2] != key
+        if not stale:
+            old_files = {Path(r.file.name).parent for r in Image25D.objects.filter(series=series)}
+            Image25D.objects.filter(series=series).delete()
+            Image25D.objects.bulk_create(rows)
+    if stale:  # the boxes changed while this job built: the job their change queued builds (or built) theirs
+        if not Image25D.objects.filter(file__startswith=f"{name}/").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        return {"series": series.pk, "error": "its boxes changed while its images were built; not stored (the "
+                                              "rebuild the change queued makes them)"}
     for d in old_files - {Path(name)}:
         shutil.rmtree(local_path(d), ignore_errors=True)
     return {"series": series.pk, "images": len(rows), "built": True}

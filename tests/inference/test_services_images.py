@@ -102,3 +102,48 @@ def test_image_job_stores_rows_is_idempotent_and_rebuilds_on_box_change(db, sett
     series.boxes.all().delete()
     r4 = build_images_job.job_fn(job, dataset_id=ds.pk, image={"side_px": 16, "pixel_spacing_mm": 2.0})
     assert len(r4["errors"]) == 1 and "boxes on both sides" in r4["errors"][0]["error"] and r4["skipped"] == 1
+
+
+def test_a_build_overtaken_by_a_box_edit_does_not_replace_the_newer_images(db, settings, tmp_path, monkeypatch):
+    """Two image jobs of one scan (a box moved while the first was building: the move queues the second): the
+    second, from the new box, finishes first; the first then must not put its images of the old box back (it
+    did, and deleted the newer ones' folder: the scan's images no longer matched its boxes)."""
+    from adrenal_site.storage import local_path
+    from annotations.models import Volume as VolumeRow
+    from annotations.services.boxes import save_box
+    from inference.ml.volume import save_nifti
+    from inference.models import Image25D
+    from inference.services import images as svc
+    from tests.factories import make_dataset, make_series
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.ADRENAL_AUTO_REBUILD_IMAGES = False
+    series = make_series(make_dataset("img-race"), "P001")
+    affine = np.eye(4)
+    save_nifti(Volume(np.zeros((40, 40, 40), np.int16), affine), local_path("volumes/v.nii.gz"))
+    VolumeRow.objects.create(series=series, file="volumes/v.nii.gz", shape=[40, 40, 40], spacing_mm=[1.0] * 3,
+                             affine=affine.tolist())
+    for side, x in (("R", 2.0), ("L", 22.0)):
+        save_box(series, side, [x, 5, 5], [x + 12, 20, 20], status="confirmed")
+    cfg = {"side_px": 16, "slice_spacing_mm": 5.0}
+    real_build = svc.build_images
+    overtaken = []
+
+    def build_then_overtaken(*args, **kwargs):
+        out = real_build(*args, **kwargs)
+        if not overtaken:  # while this (first) job builds, the box moves and the second job builds and commits
+            overtaken.append(save_box(series, "R", [3.0, 5, 5], [15.0, 20, 20], status="confirmed"))
+            fresh = type(series).objects.select_related("volume").get(pk=series.pk)
+            assert svc.build_series(fresh, cfg).get("built")
+        return out
+
+    monkeypatch.setattr(svc, "build_images", build_then_overtaken)
+    first = svc.build_series(type(series).objects.select_related("volume").get(pk=series.pk), cfg)
+    assert "error" in first and "changed" in first["error"], first
+    current = svc.version_key(svc.boxes_for(series), cfg)
+    rows = list(Image25D.objects.filter(series=series))
+    assert rows and {r.boxes_version for r in rows} == {current}
+    assert all(local_path(r.file.name).is_file() for r in rows)
+    # the overtaken build's files are gone; no half-written temporary file is left
+    assert sorted(p.name for p in local_path(f"images25d/{series.pk}").iterdir()) == [rows[0].file.name.split("/")[-2]]
+    assert not list(local_path("images25d").rglob(".tmp-*"))
