@@ -40,9 +40,24 @@ def _secret_key() -> str:
         )
     key_file = DATA_DIR / "secret_key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+        # the web server and the workers start together on a fresh data folder: the first to link its complete
+        # file wins and everyone reads that one (a plain write let a second process read it empty or replace it)
+        tmp = key_file.with_name(f".secret_key.{os.getpid()}")
+        tmp.write_text(secrets.token_urlsafe(50))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = key_file.read_text().strip()
+    if len(key) < 32:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{key_file} holds no usable key ({len(key)} characters): delete it to have a new "
+                                   "one generated (signed-in users will have to sign in again)")
+    return key
 
 
 SECRET_KEY = _secret_key()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_text
 from .augment import augment_batch
 from .ensemble import Ensemble, load_ensemble  # noqa: F401 - the fold ensemble lives there
 from .networks import model_for, to_input  # noqa: F401 - re-exported for callers
@@ -144,7 +144,7 @@ def train_fold(config: dict, init_path: str | os.PathLike, data: FoldData, out_d
             _atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "best.pt")
         _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "history": history, "best": best,
                       "epoch": epoch + 1}, last)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        write_text(out / "history.json", json.dumps(history, indent=1))
         if on_epoch:
             on_epoch(entry, history)
     model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))

@@ -59,6 +59,24 @@ def test_secret_key_required_when_debug_off_without_local_opt_in(tmp_path):
     assert len((tmp_path / "secret_key").read_text()) > 40
 
 
+def test_processes_starting_together_keep_one_secret_key(tmp_path):
+    """The web server and the workers start together on a fresh data folder (make run): all of them read the one
+    key the first process kept, never an empty or a second one, and no temporary file is left."""
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    env.update(ADRENAL_DATA_DIR=str(tmp_path), ADRENAL_LOCAL_SECRET="1", DJANGO_SETTINGS_MODULE="adrenal_site.settings")
+    code = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    keys = {p.communicate(timeout=120)[0].strip().splitlines()[-1] for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert keys == {(tmp_path / "secret_key").read_text().strip()} and len(keys.pop()) > 40
+    assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir() if "secret" in p.name] == ["secret_key"]
+    (tmp_path / "secret_key").write_text("")  # as a crash in the middle of writing it left it
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "holds no usable key (0 characters): delete it" in out.stderr
+
+
 def test_live_database_is_the_configured_one(db):
     from django.db import connection
 
