@@ -3,9 +3,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from adrenal_site.locking import lock
+
+
+CURRENT_TWICE = ("this patient (or series) already has a current label: change the label on the patient's page, "
+                 "which keeps the earlier one as history, or save this one as not current")
 
 
 class Label(models.Model):
@@ -38,6 +43,14 @@ class Label(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # one current label per patient (and per series, for a series' own label), whatever code writes them;
+        # ``assign`` serialises its own writes under the patient's row lock
+        constraints = [
+            models.UniqueConstraint(fields=["patient"], condition=Q(is_current=True, series__isnull=True),
+                                    name="one_current_patient_label", violation_error_message=CURRENT_TWICE),
+            models.UniqueConstraint(fields=["patient", "series"], condition=Q(is_current=True, series__isnull=False),
+                                    name="one_current_series_label", violation_error_message=CURRENT_TWICE),
+        ]
 
     def __str__(self) -> str:
         return f"{self.patient} {self.value} ({self.source})"

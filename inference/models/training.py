@@ -77,6 +77,11 @@ class TrainingRun(JobState, models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # one promoted model per dataset, whatever code writes it (``promote`` also locks the dataset's row)
+        constraints = [models.UniqueConstraint(
+            fields=["dataset"], condition=models.Q(promoted=True), name="one_promoted_run_per_dataset",
+            violation_error_message="another run of this dataset is promoted: promote this one from its run page, "
+                                    "which unpromotes the other")]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.preset}, {self.status})"
