@@ -476,6 +476,49 @@ def test_reading_tools_hu_ruler_navigation_cine_invert_presets_overlay_and_strip
     assert not page.locator("#help").is_visible()
 
 
+def test_the_strip_of_a_per_gland_verdict_reads_out_each_gland_and_draws_its_flag_line(
+        live_server, browser_page, browser_login, ct_series, users):
+    """A per-gland verdict scores both glands' images at the same z. The strip merged them into one list: at a slice
+    where L scored 0.90 and R 0.10 it read "here 0.10" (the first of two equal-z entries) and drew one bar over the
+    other; its line and legend said 0.5 while such a verdict flags images from the operating value (0.35 here), so a
+    flagged R image of 0.40 was coloured "image < 0.5". Now: both glands read out, a bar half each, the line at the
+    operating value."""
+    from tests.annotations.test_api_viewer import make_prediction
+
+    page = browser_page
+    series = boxed_series(ct_series, users)
+    p = make_prediction(series, "abnormal", 0.8)
+    p.operating_value = 0.35
+    p.side_details = {
+        "R": {"score": 0.3, "probability": 0.3, "probability_cutoff": 0.35, "verdict": "normal",
+              "flagged_slices_mm": [247.3], "slice_scores": [[247.3, 0.4], [250.3, 0.1]]},
+        "L": {"score": 0.9, "probability": 0.9, "probability_cutoff": 0.35, "verdict": "abnormal",
+              "flagged_slices_mm": [250.3], "slice_scores": [[247.3, 0.2], [250.3, 0.9]]}}
+    p.slice_scores = sorted(sc for d in p.side_details.values() for sc in d["slice_scores"])  # as gland_verdict does
+    p.flagged_slices_mm = [247.3, 250.3]
+    p.save()
+    browser_login(page, "clin")
+    open_viewer(page, live_server, series)
+    strip = page.locator("#strip")
+    page.evaluate("window.viewer.setSlice(window.viewer.axialSliceOfZ(250.3))")
+    assert "here R 0.10 · L 0.90" in strip.inner_text()
+    assert strip.get_attribute("data-current-score") == "0.9"
+    assert (strip.get_attribute("data-current-score-r"), strip.get_attribute("data-current-score-l")) == ("0.1", "0.9")
+    page.evaluate("window.viewer.setSlice(window.viewer.axialSliceOfZ(247.3))")
+    assert "here R 0.40 · L 0.20" in strip.inner_text()
+    # the line images are flagged from, and each gland's own flags and bars
+    assert float(strip.locator(".strip-threshold").get_attribute("data-value")) == pytest.approx(0.35)
+    assert strip.locator("text", has_text="image ≥ 0.35").count() == 1 and strip.locator("text", has_text="R above, L below").count() == 1
+    flags = {(f.get_attribute("data-side"), float(f.get_attribute("data-z"))) for f in strip.locator(".strip-flag").all()}
+    assert flags == {("R", 247.3), ("L", 250.3)}
+    bars = {(b.get_attribute("data-side"), float(b.get_attribute("data-z"))): b for b in strip.locator(".strip-bar").all()}
+    assert len(bars) == 4 and bars[("R", 247.3)].get_attribute("fill") == bars[("L", 250.3)].get_attribute("fill") != \
+        bars[("R", 250.3)].get_attribute("fill")  # R 0.40 is over the 0.35 line, as flagged
+    r_bar, l_bar = bars[("R", 250.3)].bounding_box(), bars[("L", 250.3)].bounding_box()
+    assert r_bar["y"] + r_bar["height"] == pytest.approx(l_bar["y"], abs=0.5)  # R above L, not drawn over it
+    shot(page, "viewer-strip-per-gland")
+
+
 def test_findings_gland_lesion_marker_and_comment_are_saved_and_shown_as_text(
         live_server, browser_page, browser_login, ct_series, users):
     page = browser_page

@@ -1,11 +1,40 @@
 // The verdict strip beside the axial view: per-slice scores of the latest prediction along z (superior at the
-// top, as the coronal and sagittal views), with a z axis in mm, a score axis with the image vote threshold
-// (0.5), flagged slices marked, the current slice and its score, and a legend. A click goes to that slice.
+// top, as the coronal and sagittal views), with a z axis in mm, a score axis with the line images are flagged
+// from, flagged slices marked, the current slice and its score, and a legend. A click goes to that slice.
+// A per-gland verdict scores each gland's images apart (side_details[s].slice_scores, at the same z): the strip
+// keeps them apart, R in the upper half of each slice's bar and L in the lower, reads out both ("here R 0.12 ·
+// L 0.91"), and draws the line at the operating value, where such a verdict flags an image
+// (inference/ml/verdict.py: gland_verdict). A joined verdict has one score per slice and votes at 0.5.
 import { svgEl } from "../charts.js";
 
-const VOTE = 0.5; // an image is voted abnormal at probability >= 0.5
+const VOTE = 0.5; // a joined verdict's image is voted abnormal at probability >= 0.5
 const COLOUR = { high: "#e5533d", low: "#6fbf73", flag: "#ff4fa3", current: "#ffeb3b" };
-const M = { l: 40, r: 8, t: 34, b: 92 }; // margins: z labels left; score axis and legend below
+const M = { l: 40, r: 8, t: 34, b: 106 }; // margins: z labels left; score axis and legend below
+
+const byZ = (scores) => (scores || []).map(([z, p]) => [Number(z), Number(p)]).sort((a, b) => a[0] - b[0]);
+
+/** What the strip draws of a verdict: ``{series: [{side, scores: [[z, p], ...] by z, flagged: [z]}], threshold,
+ * perGland}``: one series per judged gland for a per-gland verdict (its images flagged from the operating
+ * value), else the scan's own scores (flagged from the 0.5 image vote). */
+export function stripSeries(prediction) {
+  const details = prediction.side_details || {};
+  const sides = ["R", "L"].filter((s) => details[s] && Array.isArray(details[s].slice_scores) && details[s].slice_scores.length);
+  if (sides.length && prediction.operating_value !== null && prediction.operating_value !== undefined) {
+    return { perGland: true, threshold: Number(prediction.operating_value),
+      series: sides.map((s) => ({ side: s, scores: byZ(details[s].slice_scores), flagged: (details[s].flagged_slices_mm || []).map(Number) })) };
+  }
+  return { perGland: false, threshold: VOTE,
+    series: [{ side: null, scores: byZ(prediction.slice_scores), flagged: (prediction.flagged_slices_mm || []).map(Number) }] };
+}
+
+/** The score of the slice nearest ``z`` in ``scores`` (by z; within half their spacing), or null. */
+export function scoreNear(scores, z) {
+  if (!scores.length) return null;
+  let best = scores[0];
+  for (const s of scores) if (Math.abs(s[0] - z) < Math.abs(best[0] - z)) best = s;
+  const step = scores.length > 1 ? (scores[scores.length - 1][0] - scores[0][0]) / (scores.length - 1) : 3;
+  return Math.abs(best[0] - z) <= Math.abs(step) / 2 + 1e-6 ? best : null;
+}
 
 function niceStep(range, target) {
   const raw = range / Math.max(target, 1);
@@ -16,8 +45,7 @@ export class VerdictStrip {
   /** ``zRange`` [inferior, superior] mm of the volume; ``onPick(z)`` when the strip is clicked. */
   constructor(container, prediction, zRange, onPick) {
     this.container = container;
-    this.scores = (prediction.slice_scores || []).map(([z, p]) => [Number(z), Number(p)]).sort((a, b) => a[0] - b[0]);
-    this.flagged = (prediction.flagged_slices_mm || []).map(Number);
+    Object.assign(this, stripSeries(prediction)); // series, threshold, perGland
     this.zlo = Math.min(...zRange);
     this.zhi = Math.max(...zRange);
     this.onPick = onPick;
@@ -43,14 +71,8 @@ export class VerdictStrip {
 
   xOf(p) { return M.l + p * (this.W - M.l - M.r); }
 
-  /** The score of the slice nearest ``z`` (within half the scores' spacing), or null. */
-  scoreAt(z) {
-    if (!this.scores.length) return null;
-    let best = this.scores[0];
-    for (const s of this.scores) if (Math.abs(s[0] - z) < Math.abs(best[0] - z)) best = s;
-    const step = this.scores.length > 1 ? (this.scores[this.scores.length - 1][0] - this.scores[0][0]) / (this.scores.length - 1) : 3;
-    return Math.abs(best[0] - z) <= Math.abs(step) / 2 + 1e-6 ? best : null;
-  }
+  /** Each series' score at the slice nearest ``z``: ``[{side, score: [z, p] | null}]``. */
+  scoresAt(z) { return this.series.map((s) => ({ side: s.side, score: scoreNear(s.scores, z) })); }
 
   draw() {
     const W = this.W;
@@ -75,34 +97,45 @@ export class VerdictStrip {
       text(M.l - 5, y + 3, `${Math.round(z)}`, { "text-anchor": "end" });
     }
     text(2, H - M.b + 12, "z mm", { fill: "#999" });
-    // bars
-    const n = Math.max(this.scores.length, 1);
-    const bar = Math.max(1.5, Math.min(8, ((H - M.t - M.b) / n) * 0.8));
-    const flagged = new Set(this.flagged.map((z) => z.toFixed(2)));
-    for (const [z, p] of this.scores) {
-      const y = this.yOf(z);
-      svgEl("rect", { x: M.l + 1, y: y - bar / 2, width: Math.max(1, this.xOf(p) - M.l - 1), height: bar,
-        fill: p >= VOTE ? COLOUR.high : COLOUR.low }, svg);
-      if (flagged.has(z.toFixed(2))) {
-        svgEl("path", { d: `M${W - 1},${y - 4} L${W - 7},${y} L${W - 1},${y + 4} Z`, fill: COLOUR.flag,
-          class: "strip-flag", "data-z": z }, svg);
+    // bars: one per slice, split between the glands of a per-gland verdict (R upper half, L lower)
+    const n = Math.max(...this.series.map((s) => s.scores.length), 1);
+    const bar = Math.max(1.5 * this.series.length, Math.min(8, ((H - M.t - M.b) / n) * 0.8));
+    const part = bar / this.series.length;
+    const cut = this.threshold;
+    this.series.forEach((s, i) => {
+      const flagged = new Set(s.flagged.map((z) => z.toFixed(2)));
+      for (const [z, p] of s.scores) {
+        const y = this.yOf(z) - bar / 2 + i * part;
+        svgEl("rect", { x: M.l + 1, y, width: Math.max(1, this.xOf(p) - M.l - 1), height: part,
+          fill: p >= cut ? COLOUR.high : COLOUR.low, class: "strip-bar", "data-side": s.side || "", "data-z": z, "data-p": p }, svg);
+        if (flagged.has(z.toFixed(2))) {
+          const yc = y + part / 2;
+          svgEl("path", { d: `M${W - 1},${yc - 4} L${W - 7},${yc} L${W - 1},${yc + 4} Z`, fill: COLOUR.flag,
+            class: "strip-flag", "data-z": z, "data-side": s.side || "" }, svg);
+        }
       }
-    }
-    // score axis with the vote threshold
+    });
+    // score axis with the line images are flagged from
     const yAxis = H - M.b;
+    const cutText = this.perGland ? cut.toFixed(2) : "0.5";
     svgEl("line", { x1: M.l, y1: yAxis, x2: W - M.r, y2: yAxis, stroke: "#777" }, svg);
-    for (const p of [0, VOTE, 1]) {
+    for (const p of [0, cut, 1]) {
       svgEl("line", { x1: this.xOf(p), y1: yAxis, x2: this.xOf(p), y2: yAxis + 3, stroke: "#777" }, svg);
-      text(this.xOf(p), yAxis + 13, p === VOTE ? "0.5" : String(p), { "text-anchor": "middle" });
+      text(this.xOf(p), yAxis + 13, p === cut ? cutText : String(p), { "text-anchor": "middle" });
     }
-    svgEl("line", { x1: this.xOf(VOTE), y1: M.t, x2: this.xOf(VOTE), y2: yAxis, stroke: "#aaa", "stroke-dasharray": "2 3" }, svg);
+    svgEl("line", { x1: this.xOf(cut), y1: M.t, x2: this.xOf(cut), y2: yAxis, stroke: "#aaa", "stroke-dasharray": "2 3",
+      class: "strip-threshold", "data-value": cut }, svg);
     // legend
-    const legend = [[COLOUR.high, "rect", "image ≥ 0.5"], [COLOUR.low, "rect", "image < 0.5"],
+    const legend = [[COLOUR.high, "rect", `image ≥ ${cutText}`], [COLOUR.low, "rect", `image < ${cutText}`],
       [COLOUR.flag, "flag", "flagged slice"], [COLOUR.current, "line", "this slice"]];
+    if (this.series.length > 1) legend.push(["#ccc", "halves", "R above, L below"]);
     legend.forEach(([colour, kind, label], i) => {
       const y = yAxis + 28 + i * 14;
       if (kind === "rect") svgEl("rect", { x: 4, y: y - 7, width: 10, height: 7, fill: colour }, svg);
-      else if (kind === "flag") svgEl("path", { d: `M14,${y - 8} L6,${y - 4} L14,${y} Z`, fill: colour }, svg);
+      else if (kind === "halves") {
+        svgEl("rect", { x: 4, y: y - 8, width: 10, height: 3.5, fill: "#ccc" }, svg);
+        svgEl("rect", { x: 4, y: y - 3.5, width: 10, height: 3.5, fill: "#888" }, svg);
+      } else if (kind === "flag") svgEl("path", { d: `M14,${y - 8} L6,${y - 4} L14,${y} Z`, fill: colour }, svg);
       else svgEl("line", { x1: 3, y1: y - 4, x2: 15, y2: y - 4, stroke: colour, "stroke-width": 2 }, svg);
       text(19, y, label, { class: "strip-legend" });
     });
@@ -116,8 +149,12 @@ export class VerdictStrip {
     const y = this.yOf(z);
     this.marker.setAttribute("y1", y);
     this.marker.setAttribute("y2", y);
-    const s = this.scoreAt(z);
-    this.readout.textContent = s ? `here ${s[1].toFixed(2)}` : "here —";
-    this.container.dataset.currentScore = s ? String(s[1]) : "";
+    const at = this.scoresAt(z);
+    const fmt = (s) => (s.score ? s.score[1].toFixed(2) : "—");
+    this.readout.textContent = this.perGland ? `here ${at.map((s) => `${s.side} ${fmt(s)}`).join(" · ")}` : `here ${fmt(at[0])}`;
+    // the highest score here (the one a verdict reads), and each gland's
+    const here = at.filter((s) => s.score).map((s) => s.score[1]);
+    this.container.dataset.currentScore = here.length ? String(Math.max(...here)) : "";
+    for (const s of at) if (s.side) this.container.dataset[`currentScore${s.side}`] = s.score ? String(s.score[1]) : "";
   }
 }
