@@ -76,6 +76,28 @@ def _check_lesion(series: Series, centre, diameter) -> tuple[list[float] | None,
     return c, d
 
 
+SIDE_NAMES = {"R": "right", "L": "left"}
+
+
+def _check_lesion_side(series: Series, side: str, centre: list[float]) -> None:
+    """A marker for ``side`` whose centre lies in the other gland's box and not in its own is refused: the reader
+    had the other side selected (the viewer opens on R), and a marker stored on the wrong side would credit the
+    wrong gland (lesion labels, sensitivity by lesion size). Scans without the other side's box are not checked."""
+    other = "L" if side == "R" else "R"
+    boxes = {b.side: b for b in CropBox.objects.filter(series=series) if b.lps_min and b.lps_max}
+    c = np.asarray(centre, float)
+
+    def inside(box) -> bool:
+        return box is not None and bool(np.all(c >= np.asarray(box.lps_min) - 1e-3)
+                                        and np.all(c <= np.asarray(box.lps_max) + 1e-3))
+
+    if inside(boxes.get(other)) and not inside(boxes.get(side)):
+        raise FindingInvalid(
+            "lesion_centre_lps",
+            f"the lesion centre lies in the {other} ({SIDE_NAMES[other]}) gland's box, not the {side} box: it was not "
+            f"stored as a {SIDE_NAMES[side]} lesion; select {other} (key {other.lower()}) and mark it there")
+
+
 def save_finding(
     series: Series,
     side: str,
@@ -94,7 +116,8 @@ def save_finding(
     ``lesion_centre_lps=None, lesion_diameter_mm=None`` to clear the marker. ``expected_version``: the version
     edited (0: none yet; None skips the check); a mismatch raises ``VersionConflict``. ``FindingInvalid`` for
     an unknown gland value, a lesion marker on a gland marked absent, half a lesion marker, a centre outside the
-    volume, a diameter not in (0, 200] mm, or a comment over 2000 characters."""
+    volume, a new centre inside the other side's box and not this side's (``_check_lesion_side``), a diameter not
+    in (0, 200] mm, or a comment over 2000 characters."""
     if side not in CropBox.Side.values:
         raise FindingInvalid("side", "must be R or L")
     if not hasattr(series, "volume"):
@@ -113,6 +136,8 @@ def save_finding(
         centre = finding.lesion_centre_lps if lesion_centre_lps is UNSET else lesion_centre_lps
         diameter = finding.lesion_diameter_mm if lesion_diameter_mm is UNSET else lesion_diameter_mm
         centre, diameter = _check_lesion(series, centre, diameter)
+        if centre is not None and centre != finding.lesion_centre_lps:  # a marker placed or moved now
+            _check_lesion_side(series, side, centre)
         if new_gland == Gland.ABSENT and diameter is not None:  # no gland, no adrenal lesion to mark on it
             raise FindingInvalid("gland", "a gland marked absent cannot carry a lesion marker: clear the marker, or "
                                           "mark the gland seen or not visualised (a mass can hide the gland)")

@@ -9,6 +9,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from inference.ml.geometry import Box, box_to_voxels
 from inference.ml.volume import load_nifti
@@ -442,3 +443,35 @@ def test_geometry_notes_are_kept_whole_and_shown_as_text_in_the_viewer_and_workl
     type(series.volume).objects.filter(pk=series.volume.pk).update(notes="")
     assert 'id="geometry-notes"' not in client.get(f"/series/{series.pk}/").content.decode()
     assert "badge notes" not in client.get(f"/datasets/{ds.pk}/").content.decode()
+
+
+def test_a_lesion_marker_inside_the_other_glands_box_is_refused_naming_that_side(ct_series, users, client):
+    """The viewer opens with R selected: an `x` drag across the left gland's lesion was stored as the R lesion (and
+    credited to the right gland by lesion labels and the sensitivity by size). A centre in the other side's box
+    and not in its own is refused, for every writer (save_finding); the right side still takes its own marker."""
+    from annotations.services.boxes import save_box
+    from annotations.services.findings import FindingInvalid, save_finding
+
+    series = ct_series(members=[users["clinician"]])
+    save_box(series, "R", [-60, -200, 150], [-10, -150, 200], status="confirmed")
+    save_box(series, "L", [10, -200, 150], [60, -150, 200], status="confirmed")
+    client.force_login(users["clinician"])
+    url = f"/api/series/{series.pk}/findings/"
+
+    def put_finding(side, **body):
+        return client.put(f"{url}{side}/", json.dumps(body), content_type="application/json")
+
+    resp = put_finding("R", version=0, lesion_centre_lps=[35, -175, 175], lesion_diameter_mm=18.0)
+    assert resp.status_code == 400, resp.content
+    message = " ".join(resp.json()["lesion_centre_lps"])
+    assert "L (left) gland's box" in message and "select L" in message
+    assert client.get(f"{url}R/").json() is None  # nothing stored on the wrong side
+    with pytest.raises(FindingInvalid, match="L \\(left\\) gland's box"):
+        save_finding(series, "R", lesion_centre_lps=[35, -175, 175], lesion_diameter_mm=18.0)
+    # on its own side, or outside both boxes, a marker is stored
+    assert put_finding("L", version=0, lesion_centre_lps=[35, -175, 175], lesion_diameter_mm=18.0).status_code == 200
+    assert put_finding("R", version=0, lesion_centre_lps=[-35, -175, 175], lesion_diameter_mm=12.0).status_code == 200
+    assert put_finding("R", version=1, lesion_centre_lps=[0, -175, 175], lesion_diameter_mm=12.0).status_code == 200
+    # a marker already stored is not re-judged when only the comment changes (boxes may move after marking)
+    save_box(series, "L", [-10, -200, 150], [60, -150, 200], status="confirmed")
+    assert put_finding("R", version=2, comment="midline mass").status_code == 200
