@@ -519,6 +519,40 @@ def test_the_strip_of_a_per_gland_verdict_reads_out_each_gland_and_draws_its_fla
     shot(page, "viewer-strip-per-gland")
 
 
+def test_brackets_set_the_lowest_and_highest_slice_and_refuse_to_turn_the_box_over(
+        live_server, browser_page, browser_login, ct_series, users):
+    """`[` on a slice above the box's top made the old top the lowest slice and this slice the highest (BoxStore.set
+    orders the corners): the box jumped onto the slices above the gland and "saved (version 2)". Now `[` / `]` on
+    the far side of the other edge change nothing and say which key sets that edge."""
+    page = browser_page
+    series = boxed_series(ct_series, users)  # R box z 150..200 mm
+    browser_login(page, "clin")
+    open_viewer(page, live_server, series)
+
+    def at(z):
+        page.evaluate(f"window.viewer.setSlice(window.viewer.axialSliceOfZ({z}))")
+        return page.evaluate("window.viewer.sliceZ(window.viewer.views.axial.index)")
+
+    def r_box():
+        wait_saved(page)
+        return api_box(page, live_server, series, "R")
+
+    z_low = at(170)
+    page.keyboard.press("[")
+    box = r_box()
+    assert (box["lps_min"][2], box["lps_max"][2]) == pytest.approx((z_low, 200.0)) and box["version"] == 2
+    z_above = at(215)
+    page.keyboard.press("[")  # above the top: refused, nothing saved
+    assert "not changed" in page.locator("#save-status").inner_text() and "] sets the highest" in page.locator("#save-status").inner_text()
+    assert page.evaluate("window.viewer.store.boxes.R.dirty") in (False, None) and r_box()["version"] == 2
+    page.keyboard.press("]")
+    box = r_box()
+    assert (box["lps_min"][2], box["lps_max"][2]) == pytest.approx((z_low, z_above)) and box["version"] == 3
+    at(160)
+    page.keyboard.press("]")  # below the bottom: refused
+    assert "[ sets the lowest" in page.locator("#save-status").inner_text() and r_box()["version"] == 3
+
+
 def test_findings_gland_lesion_marker_and_comment_are_saved_and_shown_as_text(
         live_server, browser_page, browser_login, ct_series, users):
     page = browser_page

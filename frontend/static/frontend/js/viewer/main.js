@@ -179,6 +179,14 @@ function markZ(which) {
   const z = views.axial.t.sliceMm(views.axial.index);
   const lo = [...box.lps_min];
   const hi = [...box.lps_max];
+  // a lowest slice at or above the top (or a highest at or below the bottom) would turn the box over onto the
+  // slices beyond it, away from the gland: refused, saying which key does what was probably meant
+  if (which === "min" ? z >= hi[2] : z <= lo[2]) {
+    const edge = which === "min" ? `at or above its highest slice (z ${hi[2].toFixed(1)} mm); ] sets the highest`
+      : `at or below its lowest slice (z ${lo[2].toFixed(1)} mm); [ sets the lowest`;
+    status(`${state.side}: not changed — this slice (z ${z.toFixed(1)} mm) is ${edge}`);
+    return;
+  }
   if (which === "min") lo[2] = z; else hi[2] = z;
   boxes.set(state.side, lo, hi);
 }
@@ -351,7 +359,7 @@ const KEYS = [
   ["r, l", "select the patient-right / patient-left side (box and findings)"],
   ["s, Esc", "select mode: drag a box's body to move it, an edge or handle to resize it; Esc leaves any mode"],
   ["d", "draw a new box for the selected side on any view (drag; a click places 72×72 mm)"],
-  ["[ , ]", "the current axial slice becomes the box's lowest (inferior) / highest (superior) slice"],
+  ["[ , ]", "the current axial slice becomes the box's lowest (inferior) / highest (superior) slice (not past its other edge)"],
   ["c, Shift-C", "confirm this box / both boxes"],
   ["u, Ctrl-Z", "undo: back to the box's previous state (repeat to go further back)"],
   ["Shift-U, Ctrl-Y", "redo (also Ctrl-Shift-Z)"],
