@@ -17,7 +17,8 @@ from ..models import Dataset, Series
 @dataclass(frozen=True)
 class VerdictSource:
     annotate_latest: Callable[[QuerySet], QuerySet]  # adds ``verdict``, ``probability``, ``verdict_cautions`` (latest)
-    latest: Callable[..., dict | None]  # (series, user=None): the latest verdict of one scan (that user may see)
+    # (series, user=None, prediction=None): the latest verdict of one scan (that user may see), or that one
+    latest: Callable[..., dict | None]
     # queue "judge every scan of this dataset": (dataset, user, force=) -> the Job; ValueError saying what is missing
     start_judging: Callable[..., Job] | None = None
     # what a page needs to offer it: {"model": the model that would judge, or None, "why": why none, "job": the
@@ -43,10 +44,11 @@ def annotate_latest(qs: QuerySet) -> QuerySet:
     return _source.annotate_latest(qs)
 
 
-def latest(series: Series, user=None) -> dict | None:
+def latest(series: Series, user=None, prediction: int | None = None) -> dict | None:
     """The latest verdict of ``series`` (with ``user``: the latest one that user may see) as a plain dict, or
-    None."""
-    return _source.latest(series, user) if _source is not None else None
+    None; with ``prediction`` (an id), that verdict if it is one of them (``is_latest`` False when a newer one
+    exists)."""
+    return _source.latest(series, user, prediction) if _source is not None else None
 
 
 def judging(dataset: Dataset) -> dict:

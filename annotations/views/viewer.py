@@ -31,7 +31,9 @@ def viewer(request, pk: int):
     """The CT viewer: axial, coronal and sagittal views, both crop boxes, per-side findings, the latest verdict.
     Everything the page shows from users or DICOM headers travels in the JSON config and is written as text."""
     series = series_for(request.user, pk)
-    prediction = verdicts.latest(series, request.user)
+    # ?verdict=<id>: the verdict a verdict page links from (one the user may see on this scan), else the latest
+    wanted = request.GET.get("verdict", "")
+    prediction = verdicts.latest(series, request.user, int(wanted) if wanted.isdigit() and len(wanted) < 10 else None)
     config = {
         "series_id": series.pk,
         "dataset_id": series.dataset.pk,

@@ -82,13 +82,17 @@ def probability_cutoff(p: Prediction) -> float | None:
                  if isinstance(d, dict) and d.get("probability_cutoff") is not None), None)
 
 
-def latest(series: Series, user=None) -> dict | None:
+def latest(series: Series, user=None, prediction: int | None = None) -> dict | None:
     """The newest verdict on ``series`` (with ``user``: the newest one ``user`` may see,
-    ``Prediction.objects.visible_to``), as the viewer shows it; None when there is none."""
+    ``Prediction.objects.visible_to``), as the viewer shows it; None when there is none. With ``prediction`` (an
+    id): that verdict when it is one of those (a verdict page's link into the viewer shows the verdict it came
+    from), else the newest. ``is_latest`` says whether the verdict returned is the newest one."""
     qs = Prediction.objects.filter(series=series) if user is None else Prediction.objects.visible_to(user).filter(
         series=series)
-    p = qs.select_related("run__dataset").order_by("-created_at", "-pk").first()
-    return verdict_document(p) if p is not None else None
+    qs = qs.select_related("run__dataset").order_by("-created_at", "-pk")
+    newest = qs.first()
+    p = (qs.filter(pk=prediction).first() if prediction is not None else None) or newest
+    return verdict_document(p) | {"is_latest": p.pk == newest.pk} if p is not None else None
 
 
 def latest_judging_job(dataset_id: int, run_id: int | None = None) -> Job | None:

@@ -475,3 +475,40 @@ def test_a_lesion_marker_inside_the_other_glands_box_is_refused_naming_that_side
     # a marker already stored is not re-judged when only the comment changes (boxes may move after marking)
     save_box(series, "L", [-10, -200, 150], [60, -150, 200], status="confirmed")
     assert put_finding("R", version=2, comment="midline mass").status_code == 200
+
+
+def test_a_verdict_pages_link_opens_the_viewer_on_that_verdict_not_a_newer_one(ct_series, users, client):
+    """The verdict page's "Open in the viewer" went to /series/<id>/?z_mm=..., and the viewer always shows the scan's
+    latest verdict: following an older verdict (another model, judged again since) showed the newer one's verdict,
+    per-side findings, strip and evidence under the older one's slice, with nothing to say so. The link now carries
+    ?verdict=<id>; the viewer shows that verdict when the user may see it on this scan (saying a newer one exists),
+    else the latest."""
+    from adrenal_site.jobs.models import Job
+    from inference.models import Prediction
+
+    series = ct_series(members=[users["clinician"]])
+    old = make_prediction(series, "abnormal", 0.8)
+    job = Job.objects.create(kind="predict", task_name="inference.tasks.predict_job", created_by=users["clinician"],
+                             status="succeeded", params={"series_id": series.pk})
+    Prediction.objects.filter(pk=old.pk).update(job=job)
+    new = make_prediction(series, "normal", 0.1)
+    client.force_login(users["clinician"])
+    html = client.get(f"/verdicts/jobs/{job.pk}/").content.decode()
+    link = re.search(r'id="open-viewer" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert link.startswith(f"/series/{series.pk}/?verdict={old.pk}&z_mm=250.3"), link
+
+    def shown(url):
+        page = client.get(url)
+        assert page.status_code == 200
+        config = json.loads(re.search(rb'id="viewer-config"[^>]*>(.*?)</script>', page.content, re.S).group(1))
+        return config["prediction"], page.content.decode()
+
+    p, html = shown(link)
+    assert (p["id"], p["verdict"], p["is_latest"]) == (old.pk, "abnormal", False)
+    assert 'id="verdict-not-latest"' in html and "Verdict: <strong>Abnormal" in html
+    p, html = shown(f"/series/{series.pk}/")
+    assert (p["id"], p["verdict"], p["is_latest"]) == (new.pk, "normal", True) and "verdict-not-latest" not in html
+    # a verdict of another scan, one that does not exist, or no number: the latest, as before
+    other = make_prediction(ct_series(members=[users["clinician"]], patient="P002"), "abnormal", 0.9)
+    for query in (f"?verdict={other.pk}", "?verdict=999999", "?verdict=x", "?verdict=99999999999999999999"):
+        assert shown(f"/series/{series.pk}/{query}")[0]["id"] == new.pk, query

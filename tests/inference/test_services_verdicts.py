@@ -182,7 +182,7 @@ def test_a_submitter_follows_an_upload_to_its_verdict_and_can_always_open_it(her
     assert f"(abnormal from {cutoff:.3f})" in html and f"as a probability {cutoff:.3f}" in html
     # the predict document (predict --json, the job's result) gives the score the operating value applies to
     assert job.result["score"] == p.score and job.result["probability_cutoff"] == cutoff
-    assert f'/series/{p.series_id}/?z_mm=' in html and f"/api/predictions/{p.pk}/evidence/0.png" in html
+    assert f'/series/{p.series_id}/?verdict={p.pk}&amp;z_mm=' in html and f"/api/predictions/{p.pk}/evidence/0.png" in html
     # listed on the submit page; the scan (in "Submitted studies") opens for its submitter and nobody else
     listing = client.get("/verdicts/").content.decode()
     assert f"/verdicts/jobs/{job.pk}/" in listing and "abdomen.nii.gz" in listing
