@@ -21,8 +21,19 @@ DEMO_DATASET = "Demo"
 DEMO_USERS = ("clinician", "lead", "admin")
 
 
+DEMO_PATIENTS = (10, 500)  # 5 folds and a 20% test split need both labels in the test and a patient per fold
+
+
 def demo_patients() -> int:
-    return int(os.environ.get("ADRENAL_DEMO_PATIENTS", "16"))
+    """``ADRENAL_DEMO_PATIENTS`` (default 16). Raises ValueError naming the setting and its range for a value
+    that is not a whole number in :data:`DEMO_PATIENTS` (fewer leave a fold empty: the demo's run would fail
+    in the background, where nobody reads it; more take minutes per hundred to generate)."""
+    raw = os.environ.get("ADRENAL_DEMO_PATIENTS", "16").strip()
+    lo, hi = DEMO_PATIENTS
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise ValueError(f"ADRENAL_DEMO_PATIENTS must be a whole number from {lo} to {hi} (the demo's run splits its "
+                         f"patients into 5 folds and a 20% test set), not {raw[:20]!r}")
+    return int(raw)
 
 
 def ensure_cohort() -> tuple[Path, bool]:

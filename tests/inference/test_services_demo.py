@@ -99,3 +99,18 @@ def test_demo_labels_carry_each_patients_abnormal_glands(imported_demo, syntheti
                       for p, sides in truth.items())
     assert any(v == ("abnormal", "R") or v == ("abnormal", "L") for v in expected)
     assert sorted(got.values()) == expected
+
+
+@pytest.mark.parametrize("value", ["6", "abc", "-3", "100000"])
+def test_a_demo_size_its_run_cannot_split_is_refused_before_anything_is_stored(db, monkeypatch, value):
+    """``ADRENAL_DEMO_PATIENTS=6`` left a 5-fold run with an empty fold: the demo pipeline failed in the
+    background with the reason in the worker's log only. ``load_demo`` (make run) now stops at once naming the
+    setting and its range, and stores nothing."""
+    from django.core.management import CommandError, call_command
+
+    from annotations.models import Dataset
+
+    monkeypatch.setenv("ADRENAL_DEMO_PATIENTS", value)
+    with pytest.raises(CommandError, match=r"ADRENAL_DEMO_PATIENTS must be a whole number from 10 to 500"):
+        call_command("load_demo")
+    assert not Dataset.objects.exists()

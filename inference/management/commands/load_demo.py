@@ -4,7 +4,7 @@ that is evaluated and promoted)."""
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from adrenal_site.jobs.runner import run_now
@@ -21,7 +21,11 @@ class Command(BaseCommand):
         if Dataset.objects.exists():
             self.stdout.write("demo data: the database already has datasets; loading nothing")
             return
-        self.stdout.write(f"demo data: the synthetic cohort ({demo_patients()} patients) ...")
+        try:
+            patients = demo_patients()
+        except ValueError as exc:  # before anything is stored: make run stops here with the reason
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"demo data: the synthetic cohort ({patients} patients) ...")
         out, generated = ensure_cohort()
         self.stdout.write(f"demo data: {'generated' if generated else 'found'} {out}")
         dataset = Dataset.objects.create(name=DEMO_DATASET, description="Synthetic demo cohort (generated)")
