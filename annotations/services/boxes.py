@@ -107,6 +107,24 @@ def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]
     return Box(tuple(lo), tuple(hi))
 
 
+SIDE_NAMES = {"R": "right", "L": "left"}
+
+
+def _check_box_side(series: Series, side: str, box: Box) -> None:
+    """A box for ``side`` drawn over the other gland's box (each one's centre inside the other) is refused: the
+    reader had the other side selected (the viewer opens on R), and a box stored on the wrong side would train
+    and judge the wrong gland. Glands lie 60 mm or more apart, so two boxes of one scan never sit on each other."""
+    other = CropBox.objects.filter(series=series, side="L" if side == "R" else "R").first()
+    if other is None or not other.lps_min or not other.lps_max:
+        return
+    theirs = Box(tuple(other.lps_min), tuple(other.lps_max))
+    if theirs.contains(np.asarray([box.centre]))[0] and box.contains(np.asarray([theirs.centre]))[0]:
+        raise BoxInvalid("lps_min", f"the box lies on the {other.side} ({SIDE_NAMES[other.side]}) gland's box: it was "
+                                    f"not stored as the {SIDE_NAMES[side]} box; select {other.side} "
+                                    f"(key {other.side.lower()}) to change that box, or draw this one on the "
+                                    f"{SIDE_NAMES[side]} gland")
+
+
 def save_box(
     series: Series,
     side: str,
@@ -148,6 +166,10 @@ def save_box(
             box = CropBox(series=series, side=side, version=0)
         elif expected_version is None and box.status == CropBox.Status.CONFIRMED and status == CropBox.Status.PROPOSED:
             return box
+        moved = box.pk is None or not (np.allclose(box.lps_min, box_mm.lps_min, atol=1e-3)
+                                        and np.allclose(box.lps_max, box_mm.lps_max, atol=1e-3))
+        if moved:
+            _check_box_side(series, side, box_mm)
         current_state = _state_of(box) if box.pk else None
         was_confirmed = box.pk is not None and box.status == CropBox.Status.CONFIRMED
         box.lps_min, box.lps_max = list(box_mm.lps_min), list(box_mm.lps_max)

@@ -477,6 +477,32 @@ def test_a_lesion_marker_inside_the_other_glands_box_is_refused_naming_that_side
     assert put_finding("R", version=2, comment="midline mass").status_code == 200
 
 
+def test_a_box_drawn_over_the_other_glands_box_is_refused_naming_that_side(ct_series, users, client):
+    """As for lesion markers: with R selected (the viewer's start), a box drawn over the left gland's box was stored
+    as the right box, so the run would crop the left gland twice and never the right one. A box whose centre lies
+    in the other side's box, that box's centre in it, is refused for every writer (save_box); moving a side's own
+    box, and boxes that merely touch, are stored."""
+    from annotations.services.boxes import BoxInvalid, save_box
+
+    series = ct_series(members=[users["clinician"]])
+    save_box(series, "L", [10, -200, 150], [60, -150, 200], status="confirmed")
+    client.force_login(users["clinician"])
+
+    def put_box(side, lo, hi, version):
+        return client.put(f"/api/series/{series.pk}/boxes/{side}/", json.dumps(
+            {"lps_min": lo, "lps_max": hi, "version": version, "status": "confirmed"}), content_type="application/json")
+
+    resp = put_box("R", [12, -195, 155], [58, -152, 198], 0)
+    assert resp.status_code == 400, resp.content
+    assert "L (left) gland's box" in resp.content.decode() and "select L" in resp.content.decode()
+    assert client.get(f"/api/series/{series.pk}/boxes/R/").json() is None
+    with pytest.raises(BoxInvalid, match="L \\(left\\) gland's box"):
+        save_box(series, "R", [5, -205, 145], [65, -145, 205], source="csv")
+    assert put_box("L", [12, -195, 155], [58, -152, 198], 1).status_code == 200  # its own box moves freely
+    assert put_box("R", [-60, -200, 150], [-10, -150, 200], 0).status_code == 200
+    assert put_box("R", [-40, -200, 150], [12, -150, 200], 1).status_code == 200  # overlapping the edge only
+
+
 def test_a_verdict_pages_link_opens_the_viewer_on_that_verdict_not_a_newer_one(ct_series, users, client):
     """The verdict page's "Open in the viewer" went to /series/<id>/?z_mm=..., and the viewer always shows the scan's
     latest verdict: following an older verdict (another model, judged again since) showed the newer one's verdict,
