@@ -2,11 +2,13 @@
 datasets it is a member of and the ones it started; admins all); leads cancel those same jobs only."""
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.api_params import choice_param
+from adrenal_site.api_schema import DETAIL
 from adrenal_site.roles import IsClinician, IsLead
 
 from .models import Job
@@ -47,6 +49,7 @@ class JobCancel(APIView):
     permission_classes = [IsLead]
     serializer_class = JobSerializer
 
+    @extend_schema(request=None, responses={202: JobSerializer, 409: DETAIL})
     def post(self, request, pk: int):
         job = generics.get_object_or_404(jobs_visible_to(request.user), pk=pk)
         if not job.is_active:

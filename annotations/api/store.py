@@ -3,11 +3,13 @@ from pathlib import Path
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 
 from adrenal_site.api_params import choice_param
+from adrenal_site.api_schema import JSON
 from adrenal_site.roles import ADMIN, CLINICIAN, IsAdmin, IsClinician, _RolePermission, has_role
 
 from ..models import Dataset, ImportReport, Label, Patient, Series
@@ -81,6 +83,8 @@ class DatasetSeries(_InDataset, generics.ListAPIView):
         return qs.order_by("study__patient__pseudo_id", "id")
 
 
+@extend_schema_view(post=extend_schema(request=StartImportSerializer,
+                                        responses={202: ImportReportSerializer, 400: JSON}))
 class DatasetImports(_InDataset, generics.ListCreateAPIView):
     """Import reports of a dataset; POST ``{"path", "labels_csv"}`` starts an import of a server folder
     inside ``ADRENAL_IMPORT_ROOTS`` (400 naming the roots otherwise)."""
@@ -126,6 +130,9 @@ class ImportReportDetail(generics.RetrieveAPIView):
     queryset = ImportReport.objects.select_related("job").prefetch_related("items")
 
 
+@extend_schema_view(post=extend_schema(responses={201: LabelSerializer, 200: LabelSerializer, 400: JSON},
+                                        description="201 with the new current label; 200 with the current label "
+                                                    "when it already says this (nothing is added)"))
 class PatientLabels(generics.ListCreateAPIView):
     """A patient's labels, newest first (history included); admins POST ``{"value", "side"?, "series"?, "note"?}``
     (``side``: which adrenal is abnormal, R, L, RL or none; '' = not known)."""

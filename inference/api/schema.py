@@ -8,6 +8,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
 
+from adrenal_site.api_schema import DETAIL, JSON, JSON_LIST
+
 from . import dashboard, dicom, runs, verdicts
 from .serializers import EvaluationStart, JudgeStart, RunStartSerializer
 
@@ -21,7 +23,6 @@ PREDICTION_OF_SERIES = inline_serializer("PredictionOfSeries", {
     "run": serializers.IntegerField(required=False, help_text="the model; default: the dataset's promoted run"),
 })
 JOB_ACCEPTED = inline_serializer("JobAccepted", {"job": serializers.IntegerField(help_text="follow at /api/jobs/<job>/")})
-JSON = OpenApiTypes.OBJECT
 DICOM_FILE = {(200, "application/dicom"): OpenApiTypes.BINARY}
 PNG_FILE = {(200, "image/png"): OpenApiTypes.BINARY}
 ZIP_FILE = {(200, "application/zip"): OpenApiTypes.BINARY}
@@ -44,12 +45,12 @@ HINTS = {
     dicom.PredictionDicomZip: {"get": extend_schema(responses=ZIP_FILE)},
     runs.RunDetail: {"get": extend_schema(responses=JSON)},
     runs.RunStart: {"post": extend_schema(request=RunStartSerializer, responses={201: JSON})},
-    runs.RunCancel: {"post": extend_schema(request=None, responses=JSON)},
-    runs.RunPromote: {"post": extend_schema(request=None, responses=JSON)},
+    runs.RunCancel: {"post": extend_schema(request=None, responses={202: JSON, 409: DETAIL})},
+    runs.RunPromote: {"post": extend_schema(request=None, responses={200: JSON, 409: DETAIL})},
 }
 ALWAYS = {
     dashboard.PredictionList: {
-        "get": extend_schema(operation_id="predictions_list", responses=JSON),
+        "get": extend_schema(operation_id="predictions_list", responses={200: JSON_LIST}),
         "post": extend_schema(request={"multipart/form-data": PREDICTION_UPLOAD, "application/json": PREDICTION_OF_SERIES},
                               responses={202: JOB_ACCEPTED}),
     },

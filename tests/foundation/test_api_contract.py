@@ -1,0 +1,92 @@
+"""The API's answers against its own OpenAPI schema (``/api/schema/``, drf-spectacular), as a client generated
+from the schema reads them: the status code of an answer is one the schema documents for that operation, and the
+body's shape (a list or an object; a named component's fields) is the documented one. Probe F found writes
+whose schema said 200 or 201 while they answer 202 (or 200 for a label that changed nothing), an import whose
+documented answer was its request body, and a list documented as an object.
+
+``assert_documented`` is the one check; each test drives real answers through it."""
+from __future__ import annotations
+
+import pytest
+
+from adrenal_site.jobs.models import Job
+from annotations.models import Label
+from tests.factories import make_dataset, make_job, make_run, make_series
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def schema(client_as):
+    return client_as("admin").get("/api/schema/?format=json").json()
+
+
+def _resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def assert_documented(schema: dict, method: str, template: str, response) -> None:
+    """``response`` (to ``method`` on the path ``template`` as the schema spells it) has a status the schema
+    documents, and its JSON body the documented shape: an array or an object, and for a named component exactly
+    its properties."""
+    op = schema["paths"][template][method.lower()]
+    code = str(response.status_code)
+    assert code in op["responses"], (f"{method} {template} answered {code}; the schema documents "
+                                     f"{sorted(op['responses'])}")
+    content = op["responses"][code].get("content", {})
+    if "application/json" not in content:
+        return
+    documented = content["application/json"]["schema"]
+    named = "$ref" in documented
+    documented = _resolve(schema, documented)
+    body = response.json()
+    kind = documented.get("type", "object")
+    assert kind == ("array" if isinstance(body, list) else "object"), (
+        f"{method} {template} answered a {type(body).__name__}; the schema says {kind}")
+    if named and kind == "object" and "properties" in documented:
+        assert set(body) == set(documented["properties"]), (
+            f"{method} {template} answered fields {sorted(body)}; the schema's are {sorted(documented['properties'])}")
+
+
+def test_import_start_is_documented_as_its_202_report(schema, client_as, users, settings, tmp_path):
+    (tmp_path / "study").mkdir()
+    settings.ADRENAL_IMPORT_ROOTS = [str(tmp_path)]
+    ds = make_dataset("imports")
+    r = client_as("admin").post(f"/api/datasets/{ds.pk}/imports/", {"path": "study"}, content_type="application/json")
+    assert r.status_code == 202 and r.json()["job"]
+    assert_documented(schema, "POST", "/api/datasets/{id}/imports/", r)
+    settings.ADRENAL_IMPORT_ROOTS = []
+
+
+def test_job_and_run_cancel_are_documented_as_202_and_409(schema, client_as, users):
+    ds = make_dataset("cancel", members=[users["lead"]])
+    c = client_as("lead")
+    job = make_job(status=Job.Status.QUEUED, dataset_id=ds.pk, created_by=users["lead"])
+    for expected in (202, 409):
+        r = c.post(f"/api/jobs/{job.pk}/cancel/")
+        assert r.status_code == expected
+        assert_documented(schema, "POST", "/api/jobs/{id}/cancel/", r)
+    run = make_run(ds, status=Job.Status.QUEUED)
+    for expected in (202, 409):
+        r = c.post(f"/api/runs/{run.pk}/cancel/")
+        assert r.status_code == expected
+        assert_documented(schema, "POST", "/api/runs/{id}/cancel/", r)
+
+
+def test_label_post_is_documented_as_201_new_and_200_unchanged(schema, client_as, users):
+    series = make_series(make_dataset("labels", members=[users["admin"]]))
+    url = f"/api/patients/{series.study.patient_id}/labels/"
+    a = client_as("admin")
+    for expected in (201, 200):  # the same label again changes nothing: 200 with the current one
+        r = a.post(url, {"value": "abnormal", "side": "L"}, content_type="application/json")
+        assert r.status_code == expected
+        assert_documented(schema, "POST", "/api/patients/{id}/labels/", r)
+    assert Label.objects.filter(patient_id=series.study.patient_id).count() == 1
+
+
+def test_predictions_list_is_documented_as_a_list(schema, client_as):
+    r = client_as("clinician").get("/api/predictions/")
+    assert r.status_code == 200 and r.json() == []
+    assert_documented(schema, "GET", "/api/predictions/", r)
