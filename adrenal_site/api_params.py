@@ -91,3 +91,14 @@ class Pagination(LimitOffsetPagination):
 
     def get_offset(self, request):
         return int_param(request, self.offset_query_param, 0)
+
+
+def page_of(request, rows) -> tuple[list, dict]:
+    """One page of ``rows`` (a queryset or a list) by ``?limit=`` and ``?offset=`` exactly as every list reads
+    them (``Pagination``), for endpoints whose answer is an object around a list (the worklist's ``rows``, a
+    dataset's ``findings``): the page, and the fields to put beside it, ``count`` (all rows), ``next`` and
+    ``previous`` (links, or None)."""
+    paging = Pagination()
+    page = paging.paginate_queryset(rows, request)
+    return list(page), {"count": paging.count, "next": paging.get_next_link(),
+                        "previous": paging.get_previous_link()}

@@ -12,6 +12,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from adrenal_site.api_params import page_of
 from adrenal_site.roles import IsClinician
 
 from ..models import Dataset, Gland, SideFinding
@@ -120,15 +121,16 @@ class FindingRestore(APIView):
 
 
 class DatasetFindings(APIView):
-    """``GET``: every recorded side finding of a dataset's scans, with patient and series (for leads' review)."""
+    """``GET``: the recorded side findings of a dataset's scans, with patient and series (for leads' review), a
+    page at a time (``?limit=``, ``?offset=``; ``count``, ``next``, ``previous`` beside them)."""
 
     permission_classes = [IsClinician]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
-        rows = (SideFinding.objects.filter(series__study__patient__dataset=dataset)
-                .select_related("updated_by", "series__study__patient").order_by("series_id", "side"))
-        return Response({"dataset": {"id": dataset.pk, "name": dataset.name}, "findings": [
+        rows, paging = page_of(request, SideFinding.objects.filter(series__study__patient__dataset=dataset)
+                               .select_related("updated_by", "series__study__patient").order_by("series_id", "side"))
+        return Response({"dataset": {"id": dataset.pk, "name": dataset.name}, **paging, "findings": [
             {"series_id": f.series_id, "series_uid": f.series.series_uid, "patient": f.series.study.patient.pseudo_id,
              **finding_json(f)} for f in rows]})

@@ -15,7 +15,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from adrenal_site.api_params import choice_param
+from adrenal_site.api_params import choice_param, page_of
 from adrenal_site.roles import IsClinician
 
 from ..models import CropBox, Dataset, Series
@@ -89,7 +89,9 @@ class Worklist(APIView):
     """``GET``: the dataset's scans with label, box status and latest verdict; counts; next unconfirmed.
     Filters: ``?status=`` (box status: none, proposed, confirmed, not_covered), ``?verdict=`` (normal, abnormal,
     not_assessable, none), ``?label=`` (normal, abnormal, none), ``?q=`` (text in the patient id or series);
-    another value of an enumerated filter is a 400 naming it and the values it takes."""
+    another value of an enumerated filter is a 400 naming it and the values it takes. The rows come a page at a
+    time (``?limit=``, ``?offset=``; ``count`` of the filtered rows, ``next``, ``previous``); ``counts`` and
+    ``next_unconfirmed`` are over all of them."""
 
     permission_classes = [IsClinician]
 
@@ -98,7 +100,9 @@ class Worklist(APIView):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
         for name, choices in FILTER_CHOICES.items():
             choice_param(request, name, choices)
-        return Response(worklist_rows(dataset, request.query_params.dict()))
+        data = worklist_rows(dataset, request.query_params.dict())
+        data["rows"], paging = page_of(request, data["rows"])
+        return Response({**data, **paging})
 
 
 class NextUnconfirmed(APIView):

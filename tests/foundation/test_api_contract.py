@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from adrenal_site.api_params import Pagination
 from adrenal_site.jobs.models import Job
 from annotations.models import Label
 from tests.factories import make_dataset, make_job, make_run, make_series
@@ -90,3 +91,33 @@ def test_predictions_list_is_documented_as_a_list(schema, client_as):
     r = client_as("clinician").get("/api/predictions/")
     assert r.status_code == 200 and r.json() == []
     assert_documented(schema, "GET", "/api/predictions/", r)
+
+
+def test_dataset_wide_lists_page_like_every_list(client_as, users, monkeypatch):
+    """A dataset's worklist and its findings answered every row at once (a hospital's dataset: thousands of
+    scans, two findings each), ignoring ``?limit=``: they now page as every list does (``adrenal_site.
+    api_params.page_of``: default 200, at most 1000, ``count``/``next``/``previous`` beside the rows, a bad
+    value a 400 naming it), while the worklist's ``counts`` and ``next_unconfirmed`` stay over all scans."""
+    from annotations.models import SideFinding
+
+    ds = make_dataset("paged", members=[users["clinician"]])
+    scans = [make_series(ds, f"P{n:03d}") for n in range(5)]
+    for s in scans:
+        for side in "RL":
+            SideFinding.objects.create(series=s, side=side)
+    c = client_as("clinician")
+    for url, key, total in ((f"/api/datasets/{ds.pk}/worklist/", "rows", 5),
+                            (f"/api/datasets/{ds.pk}/findings/", "findings", 10)):
+        whole = c.get(url).json()
+        assert len(whole[key]) == whole["count"] == total and whole["next"] is None
+        first = c.get(url, {"limit": 2}).json()
+        assert len(first[key]) == 2 and first["count"] == total and "offset=2" in first["next"]
+        last = c.get(url, {"limit": 2, "offset": total - 1}).json()
+        assert last[key] == whole[key][-1:] and last["next"] is None and last["previous"]
+        assert c.get(url, {"limit": "many"}).json() == {"limit": ["expected a whole number (at least 1), not 'many'"]}
+    page = c.get(f"/api/datasets/{ds.pk}/worklist/", {"limit": 1, "offset": 3}).json()
+    assert page["counts"]["total"] == 5 and page["next_unconfirmed"] == scans[0].pk
+    monkeypatch.setattr(Pagination, "default_limit", 3)  # bounded without ?limit= (PAGE_SIZE, 200)
+    assert len(c.get(f"/api/datasets/{ds.pk}/findings/").json()["findings"]) == 3
+    assert len(c.get(f"/api/datasets/{ds.pk}/worklist/").json()["rows"]) == 3
+
