@@ -4,13 +4,33 @@ API's 404s), ``JSON``, an object, and ``JSON_LIST``, a bare list of objects. Eve
 other than its method's default (202 for a job or import that was queued, 409 for a stale or finished object,
 200 for a write that changed nothing) names it in its ``extend_schema`` with these, so a client generated from
 the schema expects the status and body the endpoint really sends (``tests/foundation/test_api_contract.py``
-checks real answers against the schema)."""
+checks real answers against the schema). ``query_parameters`` declares the query parameters a view reads
+(filters, paging) from the same tables it checks them with, so the docs list them with their values."""
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
+
+from .api_params import Pagination
 
 DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
 JSON = OpenApiTypes.OBJECT
 JSON_LIST = {"type": "array", "items": {"type": "object", "additionalProperties": {}}}
+
+
+def query_parameters(choices: dict | None = None, *, sets: dict | None = None, page: bool = False,
+                     **text: str) -> list[OpenApiParameter]:
+    """The query parameters an endpoint reads, for its ``extend_schema(parameters=...)``, from the same tables the
+    endpoint checks them against: ``choices`` ``{name: values}`` (one of them), ``sets`` ``{name: values}`` (a
+    comma-separated set of them), ``page`` the list's ``?limit=`` and ``?offset=`` (as ``Pagination`` reads
+    them), and ``text`` ``name="description"`` a free-text one."""
+    params = [OpenApiParameter(name, str, enum=list(values), description=f"one of {', '.join(values)}")
+              for name, values in (choices or {}).items()]
+    params += [OpenApiParameter(name, str, description=f"comma-separated, each one of {', '.join(values)}")
+               for name, values in (sets or {}).items()]
+    params += [OpenApiParameter(name, str, description=about) for name, about in text.items()]
+    if page:
+        params += [OpenApiParameter("limit", int, description=Pagination.limit_query_description),
+                   OpenApiParameter("offset", int, description=Pagination.offset_query_description)]
+    return params

@@ -2,13 +2,13 @@
 datasets it is a member of and the ones it started; admins all); leads cancel those same jobs only."""
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.api_params import choice_param
-from adrenal_site.api_schema import DETAIL
+from adrenal_site.api_schema import DETAIL, query_parameters
 from adrenal_site.roles import IsClinician, IsLead
 
 from .models import Job
@@ -21,6 +21,8 @@ def jobs_visible_to(user):
     return Job.objects.visible_to(user).select_related("created_by")
 
 
+@extend_schema_view(get=extend_schema(parameters=query_parameters(
+    {"status": Job.Status.values}, kind="one of the kinds the tasks declare, e.g. import, train, predict")))
 class JobList(generics.ListAPIView):
     """Jobs you may see, newest first: ``?kind=`` (one of the kinds the tasks declare, e.g. import, train,
     predict) and ``?status=`` (queued, running, succeeded, failed, cancelled); another value is a 400 naming

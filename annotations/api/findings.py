@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.api_params import page_of
+from adrenal_site.api_schema import query_parameters
 from adrenal_site.roles import IsClinician
 
 from ..models import Dataset, Gland, SideFinding
@@ -126,7 +127,7 @@ class DatasetFindings(APIView):
 
     permission_classes = [IsClinician]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=query_parameters(page=True))
     def get(self, request, pk: int):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
         rows, paging = page_of(request, SideFinding.objects.filter(series__study__patient__dataset=dataset)

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.api_params import choice_param, page_of
+from adrenal_site.api_schema import query_parameters
 from adrenal_site.roles import IsClinician
 
 from ..models import CropBox, Dataset, Series
@@ -95,7 +96,8 @@ class Worklist(APIView):
 
     permission_classes = [IsClinician]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=query_parameters(
+        FILTER_CHOICES, page=True, q="text in the pseudonym, series description or Series UID"))
     def get(self, request, pk: int):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
         for name, choices in FILTER_CHOICES.items():

@@ -8,10 +8,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
 
-from adrenal_site.api_schema import DETAIL, JSON, JSON_LIST
+from adrenal_site.api_schema import DETAIL, JSON, JSON_LIST, query_parameters
 
 from . import dashboard, dicom, runs, verdicts
-from .serializers import EvaluationStart, JudgeStart, RunStartSerializer
+from .serializers import EvaluationStart, JudgeStart, PredictionQuery, RunStartSerializer
 
 PREDICTION_UPLOAD = inline_serializer("PredictionUpload", {
     "file": serializers.FileField(help_text="a NIfTI (.nii, .nii.gz) or a .zip of one DICOM series"),
@@ -32,7 +32,9 @@ HINTS = {
     dashboard.RunEvaluations: {"get": extend_schema(responses=JSON),
                                "post": extend_schema(request=EvaluationStart, responses={202: JSON})},
     dashboard.EvaluationDetail: {"get": extend_schema(responses=JSON)},
-    dashboard.EvaluationScans: {"get": extend_schema(responses=JSON)},
+    dashboard.EvaluationScans: {"get": extend_schema(responses=JSON, parameters=query_parameters(
+        sets=dashboard.SCAN_FILTERS,
+        sort=f"one of {', '.join(dashboard.SCAN_SORT_KEYS)} (prefix - for descending); default outcome"))},
     dashboard.EvaluationThreshold: {"get": extend_schema(responses=JSON)},
     dashboard.EvaluationCurves: {"get": extend_schema(responses=JSON)},
     dashboard.EvaluationPrevalence: {"get": extend_schema(responses=JSON)},
@@ -50,7 +52,8 @@ HINTS = {
 }
 ALWAYS = {
     dashboard.PredictionList: {
-        "get": extend_schema(operation_id="predictions_list", responses={200: JSON_LIST}),
+        "get": extend_schema(operation_id="predictions_list", responses={200: JSON_LIST},
+                             parameters=[PredictionQuery, *query_parameters(page=True)]),
         "post": extend_schema(request={"multipart/form-data": PREDICTION_UPLOAD, "application/json": PREDICTION_OF_SERIES},
                               responses={202: JOB_ACCEPTED}),
     },

@@ -121,3 +121,24 @@ def test_dataset_wide_lists_page_like_every_list(client_as, users, monkeypatch):
     assert len(c.get(f"/api/datasets/{ds.pk}/findings/").json()["findings"]) == 3
     assert len(c.get(f"/api/datasets/{ds.pk}/worklist/").json()["rows"]) == 3
 
+
+def test_schema_lists_the_query_parameters_each_list_reads(schema):
+    """The filters and paging the lists read (each checked, a 400 naming it otherwise) were missing from the
+    schema: a client generated from it could not page the verdicts or filter the worklist, jobs or an
+    evaluation's scans. They are now declared from the same tables the views check them against
+    (``adrenal_site.api_schema.query_parameters``), enumerated values included."""
+    from annotations.services.worklist import FILTER_CHOICES
+    from inference.api.dashboard import SCAN_FILTERS
+
+    def query(path):
+        return {p["name"]: p["schema"] for p in schema["paths"][path]["get"].get("parameters", []) if p["in"] == "query"}
+
+    page = {"limit", "offset"}
+    worklist = query("/api/datasets/{id}/worklist/")
+    assert set(worklist) == {*FILTER_CHOICES, "q", *page}
+    assert all(sorted(worklist[name]["enum"]) == sorted(values) for name, values in FILTER_CHOICES.items())
+    assert set(query("/api/datasets/{id}/findings/")) == page
+    assert set(query("/api/predictions/")) == {"series", "run", *page}
+    jobs = query("/api/jobs/")
+    assert set(jobs) == {"kind", "status", *page} and sorted(jobs["status"]["enum"]) == sorted(Job.Status.values)
+    assert set(query("/api/evaluations/{id}/scans/")) == {*SCAN_FILTERS, "sort"}
