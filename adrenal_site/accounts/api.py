@@ -1,11 +1,14 @@
 """API tokens for API clients."""
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 
+from adrenal_site.api_schema import DETAIL, JSON
 from adrenal_site.parsers import SafeJSONParser
 
 from .throttle import TokenRateThrottle, seconds_blocked
@@ -20,6 +23,7 @@ class ObtainToken(ObtainAuthToken):
     parser_classes = [FormParser, MultiPartParser, SafeJSONParser]  # deep JSON is a 400 here too
     public = True  # the one endpoint open to anonymous users (it is the way in)
 
+    @extend_schema(responses={200: AuthTokenSerializer, 400: JSON, 429: DETAIL})
     def post(self, request, *args, **kwargs):
         data = request.data if hasattr(request.data, "get") else {}
         wait = seconds_blocked(request, str(data.get("username", "")))

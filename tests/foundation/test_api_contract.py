@@ -142,3 +142,16 @@ def test_schema_lists_the_query_parameters_each_list_reads(schema):
     jobs = query("/api/jobs/")
     assert set(jobs) == {"kind", "status", *page} and sorted(jobs["status"]["enum"]) == sorted(Job.Status.values)
     assert set(query("/api/evaluations/{id}/scans/")) == {*SCAN_FILTERS, "sort"}
+
+
+def test_token_refusals_are_documented(schema, client, users):
+    """``POST /api/auth/token/`` was documented with its 200 only: wrong credentials (400 with the field
+    errors) and a blocked address (429 with ``{"detail"}``) were not in the schema."""
+    url = "/api/auth/token/"
+    good = client.post(url, {"username": "clin", "password": "pw-clin"})
+    assert good.status_code == 200 and set(good.json()) == {"token"}
+    assert_documented(schema, "POST", url, good)
+    bad = client.post(url, {"username": "clin", "password": "wrong"})
+    assert bad.status_code == 400 and "non_field_errors" in bad.json()
+    assert_documented(schema, "POST", url, bad)
+    assert "429" in schema["paths"][url]["post"]["responses"]
