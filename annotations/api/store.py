@@ -9,7 +9,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 
 from adrenal_site.api_params import choice_param
-from adrenal_site.api_schema import JSON
+from adrenal_site.api_schema import JSON, query_parameters
 from adrenal_site.roles import ADMIN, CLINICIAN, IsAdmin, IsClinician, _RolePermission, has_role
 
 from ..models import Dataset, ImportReport, Label, Patient, Series
@@ -68,6 +68,10 @@ class DatasetPatients(_InDataset, generics.ListAPIView):
         return Patient.objects.filter(dataset=self.dataset()).prefetch_related("labels")
 
 
+SCANS_CHOICES = ("1", "true", "0", "false")  # ?scans=: 1/true only scans with a volume; 0/false every series
+
+
+@extend_schema_view(get=extend_schema(parameters=query_parameters({"scans": SCANS_CHOICES})))
 class DatasetSeries(_InDataset, generics.ListAPIView):
     """Series of a dataset with their volume (file, shape [k,j,i], spacing [i,j,k], affine voxel->LPS).
     ``?scans=1`` (or ``true``) lists only scans; ``0``/``false`` (the default) every series; another value is
@@ -78,7 +82,7 @@ class DatasetSeries(_InDataset, generics.ListAPIView):
 
     def get_queryset(self):
         qs = Series.objects.filter(study__patient__dataset=self.dataset()).select_related("study__patient", "volume")
-        if choice_param(self.request, "scans", ("1", "true", "0", "false")) in ("1", "true"):
+        if choice_param(self.request, "scans", SCANS_CHOICES) in ("1", "true"):
             qs = qs.filter(is_scan=True, volume__isnull=False)
         return qs.order_by("study__patient__pseudo_id", "id")
 

@@ -11,7 +11,8 @@ from rest_framework import serializers
 from adrenal_site.api_schema import DETAIL, JSON, JSON_LIST, query_parameters
 
 from . import dashboard, dicom, runs, verdicts
-from .serializers import EvaluationStart, JudgeStart, PredictionQuery, RunStartSerializer
+from .serializers import (CurvesQuery, EvaluationStart, JudgeStart, PredictionQuery, PrevalenceQuery,
+                          RunStartSerializer, ThresholdQuery)
 
 PREDICTION_UPLOAD = inline_serializer("PredictionUpload", {
     "file": serializers.FileField(help_text="a NIfTI (.nii, .nii.gz) or a .zip of one DICOM series"),
@@ -35,10 +36,12 @@ HINTS = {
     dashboard.EvaluationScans: {"get": extend_schema(responses=JSON, parameters=query_parameters(
         sets=dashboard.SCAN_FILTERS,
         sort=f"one of {', '.join(dashboard.SCAN_SORT_KEYS)} (prefix - for descending); default outcome"))},
-    dashboard.EvaluationThreshold: {"get": extend_schema(responses=JSON)},
-    dashboard.EvaluationCurves: {"get": extend_schema(responses=JSON)},
-    dashboard.EvaluationPrevalence: {"get": extend_schema(responses=JSON)},
-    verdicts.PredictionEvidence: {"get": extend_schema(responses=PNG_FILE)},
+    dashboard.EvaluationThreshold: {"get": extend_schema(responses=JSON, parameters=[ThresholdQuery])},
+    dashboard.EvaluationCurves: {"get": extend_schema(responses=JSON, parameters=query_parameters(  # reads no value
+        {"level": CurvesQuery().fields["level"].choices}, aggregator="one of the evaluation's; default the run's"))},
+    dashboard.EvaluationPrevalence: {"get": extend_schema(responses=JSON, parameters=[PrevalenceQuery])},
+    verdicts.PredictionEvidence: {"get": extend_schema(responses=PNG_FILE, parameters=query_parameters(
+        size=f"the PNG's side in px, {verdicts.THUMB_PX[0]} to {verdicts.THUMB_PX[1]}; default 96"))},
     verdicts.DatasetJudge: {"post": extend_schema(request=JudgeStart, responses={202: JSON})},
     dashboard.RunComparison: {"get": extend_schema(responses=JSON)},
     dashboard.PredictionDetail: {"get": extend_schema(responses=JSON)},

@@ -155,3 +155,16 @@ def test_token_refusals_are_documented(schema, client, users):
     assert bad.status_code == 400 and "non_field_errors" in bad.json()
     assert_documented(schema, "POST", url, bad)
     assert "429" in schema["paths"][url]["post"]["responses"]
+
+
+def test_schema_lists_the_query_parameters_of_the_other_reads(schema):
+    """The same for the reads with one or two parameters: a dataset's series (``scans``), an evaluation's
+    threshold, curves and prevalence (their query serializers' fields) and an evidence thumbnail (``size``)."""
+    def query(path):
+        return {p["name"] for p in schema["paths"][path]["get"].get("parameters", []) if p["in"] == "query"}
+
+    assert query("/api/datasets/{id}/series/") == {"scans", "limit", "offset"}
+    assert query("/api/evaluations/{id}/threshold/") == {"value", "level", "aggregator"}
+    assert query("/api/evaluations/{id}/curves/") == {"level", "aggregator"}  # it reads no value
+    assert query("/api/evaluations/{id}/prevalence/") == {"prevalence", "value", "aggregator"}
+    assert query("/api/predictions/{id}/evidence/{n}.png") == {"size"}
