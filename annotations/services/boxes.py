@@ -107,7 +107,13 @@ def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]
     return Box(tuple(lo), tuple(hi))
 
 
-SIDE_NAMES = {"R": "right", "L": "left"}
+SIDE_NAMES = {"R": "right", "L": "left"}  # the sides as messages name them (the one table)
+
+
+def same_corners(box: CropBox, other: Box, tol_mm: float = 1e-3) -> bool:
+    """Whether stored ``box`` has ``other``'s corners (mm, within ``tol_mm``)."""
+    return bool(box.lps_min and box.lps_max and np.allclose(box.lps_min, other.lps_min, atol=tol_mm)
+                and np.allclose(box.lps_max, other.lps_max, atol=tol_mm))
 
 
 def _check_box_side(series: Series, side: str, box: Box) -> None:
@@ -166,9 +172,7 @@ def save_box(
             box = CropBox(series=series, side=side, version=0)
         elif expected_version is None and box.status == CropBox.Status.CONFIRMED and status == CropBox.Status.PROPOSED:
             return box
-        moved = box.pk is None or not (np.allclose(box.lps_min, box_mm.lps_min, atol=1e-3)
-                                        and np.allclose(box.lps_max, box_mm.lps_max, atol=1e-3))
-        if moved:
+        if box.pk is None or not same_corners(box, box_mm):  # drawn or moved now
             _check_box_side(series, side, box_mm)
         current_state = _state_of(box) if box.pk else None
         was_confirmed = box.pk is not None and box.status == CropBox.Status.CONFIRMED

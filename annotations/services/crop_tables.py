@@ -38,7 +38,7 @@ from adrenal_site.spreadsheet import SafeDictWriter
 from inference.ml.geometry import Box, box_to_voxels, voxels_to_box
 
 from ..models import CropBox, Series, SideFinding
-from .boxes import save_box
+from .boxes import same_corners, save_box
 
 ORIGINAL_COLUMNS = ["filename_nii", "adrenal_LR", "crop_x_min", "crop_x_max", "crop_y_min", "crop_y_max",
                     "crop_z_min", "crop_z_max"]
@@ -117,11 +117,6 @@ def _index(row: dict, column: str) -> int:
     return int(value)
 
 
-def _same_box(box: CropBox, other: Box, tol_mm: float = 1e-3) -> bool:
-    """Whether a stored box has ``other``'s corners (mm, within ``tol_mm``)."""
-    return bool(np.allclose(box.lps_min, other.lps_min, atol=tol_mm) and np.allclose(box.lps_max, other.lps_max, atol=tol_mm))
-
-
 def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, status: str = CropBox.Status.CONFIRMED,
                     user=None) -> ImportResult:
     """Read an original crop table into boxes of the matching series; a bad row is reported, the rest go on. A row
@@ -158,7 +153,7 @@ def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, sta
                     hi.append(b - 1)  # exclusive max -> last voxel
                 box = voxels_to_box(affine, lo, hi)
                 current = CropBox.objects.filter(series=series, side=side).first()
-                if current is not None and current.status == status and _same_box(current, box):
+                if current is not None and current.status == status and same_corners(current, box):
                     # importing the same table again changes nothing: no new version, no image rebuild
                     result.imported.append({"row": n, "filename_nii": name, "series_id": series.pk, "side": side,
                                             "version": current.version, "unchanged": True})

@@ -17,7 +17,7 @@ from adrenal_site.locking import lock
 from inference.ml.geometry import volume_extent
 
 from ..models import CropBox, Gland, Series, SideFinding, SideFindingVersion
-from .boxes import VersionConflict
+from .boxes import SIDE_NAMES, VersionConflict
 
 MAX_LESION_DIAMETER_MM = 200.0
 MAX_COMMENT_CHARS = 2000
@@ -74,9 +74,6 @@ def _check_lesion(series: Series, centre, diameter) -> tuple[list[float] | None,
     if not extent.contains(np.asarray(c), tol_mm=1e-3):
         raise FindingInvalid("lesion_centre_lps", "the lesion centre is outside the volume")
     return c, d
-
-
-SIDE_NAMES = {"R": "right", "L": "left"}
 
 
 def _check_lesion_side(series: Series, side: str, centre: list[float]) -> None:

@@ -6,6 +6,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from adrenal_site.jobs.models import Job
 from annotations.models import Dataset, Series
+from annotations.services.boxes import SIDE_NAMES
 from annotations.services.verdicts import VerdictSource
 
 from ..models import Prediction
@@ -18,9 +19,6 @@ def annotate_latest(qs: QuerySet) -> QuerySet:
     return qs.annotate(verdict=Subquery(latest.values("verdict")[:1]),
                        probability=Subquery(latest.values("probability")[:1]),
                        verdict_cautions=Subquery(latest.values("cautions")[:1]))
-
-
-SIDE_NAMES = {"R": "right", "L": "left"}
 
 
 def side_findings(p: Prediction) -> list[dict]:
