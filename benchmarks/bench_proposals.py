@@ -42,10 +42,7 @@ def main() -> None:
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
-    from inference.ml.dicom.grouping import group_series
-    from inference.ml.dicom.headers import read_header
-    from inference.ml.dicom.scan import scan_files
-    from inference.ml.dicom.stack import load_series
+    from inference.ml.dicom import load_folder
     from inference.ml.geometry import voxel_to_lps
     from inference.ml.proposals import propose, propose_from_landmarks
     from inference.ml.volume import load_nifti, save_nifti
@@ -61,7 +58,7 @@ def main() -> None:
         t = time.perf_counter()
         load_nifti(path)
         load_s = time.perf_counter() - t
-    dicom = load_series(group_series([read_header(p) for p in scan_files(paths["example_ct_dicom"])])[0]).volume
+    dicom = load_folder(paths["example_ct_dicom"])
     dseg = load_nifti(Path(paths["seg_dir"]) / "example_seg_dicom.nii.gz", dtype=np.uint8)
 
     def seg_truth(s, labels):

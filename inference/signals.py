@@ -37,8 +37,8 @@ def remove_files(sender, instance, **kwargs) -> None:
     """A deleted Image25D, TrainingRun or Prediction's files (``adrenal_site.storage.discard_stored``), on commit."""
     if isinstance(instance, Image25D):  # a rebuild to the same names (same boxes) keeps them: its rows hold them
         file, thumbnail = instance.file.name, instance.thumbnail.name
-        transaction.on_commit(lambda: None if Image25D.objects.filter(file=file).exists()
-                              else discard_stored(file, thumbnail))
+        held = [(Image25D.objects.all(), "file"), (Image25D.objects.all(), "thumbnail")]
+        transaction.on_commit(lambda: discard_stored(file, thumbnail, unless_used_by=held))
         return
     name = (instance.artifacts_dir or f"runs/{instance.pk}") if isinstance(instance, TrainingRun) \
         else f"evidence/{instance.pk}"

@@ -75,13 +75,9 @@ def totalsegmentator_atlas(fixtures: dict) -> Atlas:
 
 
 def dicom_atlas(fixtures: dict) -> Atlas:
-    from inference.ml.dicom.grouping import group_series
-    from inference.ml.dicom.headers import read_header
-    from inference.ml.dicom.scan import scan_files
-    from inference.ml.dicom.stack import load_series
+    from inference.ml.dicom import load_folder
 
-    headers = [read_header(p) for p in scan_files(fixtures["example_ct_dicom"])]
-    ct = load_series(group_series(headers)[0]).volume
+    ct = load_folder(fixtures["example_ct_dicom"])
     seg = load_nifti(Path(fixtures["seg_dir"]) / "example_seg_dicom.nii.gz", dtype=np.uint8)
     points = {"R": cell_points(seg.affine, seg.array == 8), "L": np.zeros((0, 3), np.float32)}
     return Atlas("tsx-example-ct-dicom", crop_to_body(canonical(ct)), points,

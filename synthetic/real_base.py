@@ -60,15 +60,12 @@ def make_real_patient(seed: int, *, abnormal: bool, fixtures_dir: str | os.PathL
 @lru_cache(maxsize=2)
 def _dicom_patient(root: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(HU int16 [k, j, i], affine, labels uint8 on the same grid)`` of the example DICOM series."""
-    from inference.ml.dicom.grouping import group_series
-    from inference.ml.dicom.headers import read_header
-    from inference.ml.dicom.scan import scan_files
-    from inference.ml.dicom.stack import load_series
+    from inference.ml.dicom import load_folder
 
     folder = Path(root) / "example_ct_dicom"
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is missing: run `python scripts/fetch_fixtures.py` first")
-    vol = load_series(group_series([read_header(p) for p in scan_files(folder)])[0]).volume
+    vol = load_folder(folder)
     seg = load_nifti(Path(root) / "example_seg_dicom.nii.gz", dtype=np.uint8)
     return vol.array, vol.affine, resample_labels(seg.array, seg.affine, vol.shape, vol.affine)
 

@@ -47,13 +47,9 @@ def assert_covers(proposal, seg: Volume, sides=SIDES, min_voxels: int = 100) -> 
 @pytest.fixture(scope="module")
 def dicom_scan(realct):
     """The real 20-slice DICOM series (another patient than example_ct) and its multilabel mask."""
-    from inference.ml.dicom.grouping import group_series
-    from inference.ml.dicom.headers import read_header
-    from inference.ml.dicom.scan import scan_files
-    from inference.ml.dicom.stack import load_series
+    from inference.ml.dicom import load_folder
 
-    headers = [read_header(p) for p in scan_files(realct["example_ct_dicom"])]
-    volume = load_series(group_series(headers)[0]).volume
+    volume = load_folder(realct["example_ct_dicom"])
     return volume, load_nifti(realct["seg_dir"] / "example_seg_dicom.nii.gz", dtype=np.uint8)
 
 

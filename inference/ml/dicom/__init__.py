@@ -7,6 +7,7 @@ NIfTI files are the second entry point: ``read_nifti_entry`` (put on the store's
 from .grouping import SeriesGroup, group_series
 from .headers import InstanceHeader, NotDicom, read_header
 from .exclusion import MIN_SLICES, exclusion_reason
+from .folder import load_folder
 from .nifti import NiftiEntry, is_nifti, load_nifti_entry, read_nifti_entry
 from .scan import scan_files
 from .stack import LoadedSeries, SeriesError, load_series
@@ -22,6 +23,7 @@ __all__ = [
     "exclusion_reason",
     "group_series",
     "is_nifti",
+    "load_folder",
     "load_nifti_entry",
     "load_series",
     "read_nifti_entry",
