@@ -290,6 +290,24 @@ def test_files_cut_short_are_named_as_truncated(realct, tmp_path):
         load_series(group)
 
 
+@pytest.mark.parametrize("cut", [400, 1000, 2000])
+def test_a_header_cut_before_the_image_size_is_named_as_truncated(realct, tmp_path, cut):
+    """A CT slice cut inside its header (after the file meta, before Rows and Columns) was read as what pydicom
+    parsed: without Modality it became a series of its own skipped as 'non-CT modality (none)', with it 'no pixel
+    data'. It is a failed file saying where its header stops; in an import the rest of the series goes on."""
+    src = sorted(realct["example_ct_dicom"].iterdir())
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for i, p in enumerate(src):
+        (folder / p.name).write_bytes(p.read_bytes()[:cut] if i == 5 else p.read_bytes())
+    with pytest.raises(BadHeader, match=rf"CT Image Storage without Rows and Columns: the header stops after \w+ "
+                                        rf"at byte {cut:,} \(truncated\?\)"):
+        read_header(folder / src[5].name)
+    headers = [read_header(p) for p in sorted(folder.iterdir()) if p.name != src[5].name]
+    (group,) = group_series(headers, folder)
+    assert group.frame_count == len(src) - 1
+
+
 def test_nul_characters_inside_text_values_are_dropped(real_series, tmp_path):
     """A NUL byte inside a text value (a vendor's padding) was kept ('ABD\\x00M'); PostgreSQL refuses NUL in text,
     so the series failed there with 'A string literal cannot contain NUL'. Headers keep text without it."""

@@ -309,6 +309,19 @@ def content_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check_image_header_complete(ds: pydicom.Dataset, sop_class: str, path: Path) -> None:
+    """Raise BadHeader when an image object's header stops before its matrix size: pydicom ends quietly where a
+    file is cut, and such a file was grouped as a series of its own, skipped as 'non-CT modality (none)' or
+    'no pixel data', which names the wrong problem. Image storage classes all require Rows and Columns."""
+    name = pydicom.uid.UID(sop_class).name if sop_class else ""
+    if "Image Storage" not in name or _has_pixels(ds):
+        return
+    tag = max(ds.keys())  # its raw element: a value cut in two may not even parse
+    last = pydicom.datadict.keyword_for_tag(tag) or str(pydicom.tag.Tag(tag))
+    raise BadHeader(f"{name} without Rows and Columns: the header stops after {last} "
+                    f"at byte {path.stat().st_size:,} (truncated?)")
+
+
 def read_header(path: str | os.PathLike) -> InstanceHeader:
     """The header of one file; raises NotDicom for files that are not DICOM, BadHeader for a header the file
     contradicts (a frame count it cannot hold)."""
@@ -328,6 +341,7 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
     sop_class = _text(ds.get("SOPClassUID", "") or "")
     if not sop_class and ds.get("file_meta") is not None:
         sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "").strip()
+    _check_image_header_complete(ds, sop_class, path)
     frames, orientation, spacing = _frames(ds, path.stat().st_size)
     ts = ""
     if ds.get("file_meta") is not None:
