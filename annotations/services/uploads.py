@@ -6,7 +6,6 @@ counts the bytes really written), and removed when the job ends, whether it succ
 (:func:`discard_upload`, connected to ``adrenal_site.jobs.runner.job_ended``)."""
 from __future__ import annotations
 
-import gzip
 import re
 import shutil
 import stat
@@ -20,6 +19,7 @@ from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
 from adrenal_site.storage import local_path, resolve_location
 from inference.ml.atomic import atomic_path
+from inference.ml.dicom.nifti import open_content
 
 MAX_ENTRIES = 200_000
 MAX_RATIO = 100  # default for settings.ADRENAL_MAX_ZIP_RATIO: expanded bytes per archive byte (CT zips: 1-10)
@@ -247,10 +247,11 @@ def _nifti_name(name: str) -> str:
 
 def check_nifti(path: Path) -> None:
     """Refuse (``UploadRefused``) a file that is not a NIfTI-1/2: its header size field (the first 4 bytes, after
-    gunzipping a ``.gz``) must be 348 or 540 in either byte order. Reads 4 bytes; the full header is read by the
-    importer."""
+    gunzipping gzip content, whatever the name says: a plain NIfTI named ``.nii.gz`` or a gzipped one named
+    ``.nii`` is read as what it is) must be 348 or 540 in either byte order. Reads 4 bytes; the full header is read
+    by the importer."""
     try:
-        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as fh:
+        with open_content(path) as fh:
             head = fh.read(4)
     except (OSError, EOFError) as exc:
         raise UploadRefused(f"not a gzipped NIfTI ({exc})") from exc
@@ -261,7 +262,7 @@ def check_nifti(path: Path) -> None:
 def _nifti_as_zip(raw: Path) -> Path:
     """A bare NIfTI upload (saved by ``receive_upload``) stored as a one-file ``upload.zip`` beside it, so it
     takes the zip path of the import job (extraction in the job, upload removed after); refuses a file that is
-    not a NIfTI-1/2 (gzipped for .nii.gz) with ``UploadRefused``, removing the upload's folder."""
+    not a NIfTI-1/2 (gzipped or not, whatever its name says) with ``UploadRefused``, removing the upload's folder."""
     zip_path = raw.parent / "upload.zip"
     try:
         check_nifti(raw)

@@ -14,7 +14,9 @@ one of them would swap left and right), is refused: this project judges each gla
 """
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +54,45 @@ class NiftiEntry:
 def is_nifti(path: str | os.PathLike) -> bool:
     name = Path(path).name.lower()
     return name.endswith(".nii") or name.endswith(".nii.gz")
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzipped(path: str | os.PathLike) -> bool:
+    """Whether the file's content is gzip (its first two bytes), whatever its name says."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+def open_content(path: str | os.PathLike):
+    """The file opened for reading its (uncompressed) content: gunzipped when its bytes are gzip, as is
+    otherwise, whatever its name says (a ``.nii.gz`` that is plain NIfTI, a ``.nii`` that is gzipped)."""
+    return gzip.open(path, "rb") if is_gzipped(path) else open(path, "rb")
+
+
+def _load_image(path: Path):
+    """The NIfTI image at ``path``. nibabel picks gzip or not by the name; a file whose bytes say otherwise (a
+    plain NIfTI named ``.nii.gz``, a gzipped one named ``.nii``) is the same scan and is read from its content
+    (NIfTI-1 or NIfTI-2 by the header size field)."""
+    if is_gzipped(path) == path.name.lower().endswith(".gz"):
+        return nib.load(str(path), keep_file_open=True)  # one open file for the slabs (gzip read once)
+    fh = open_content(path)
+    try:
+        head = fh.read(4)
+        fh.seek(0)
+        sizes = {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]} if len(head) == 4 else set()
+        klass = nib.Nifti2Image if 540 in sizes else nib.Nifti1Image
+        holder = nib.FileHolder(filename=str(path), fileobj=fh)
+        return klass.from_file_map({"header": holder, "image": holder})
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _without_folder(message: str, path: Path) -> str:
+    """``message`` with the file's folder taken out: a reason names the file, not where it lies on the server."""
+    return message.replace(str(path.parent) + os.sep, "")
 
 
 def nifti_stem(path: str | os.PathLike) -> str:
@@ -129,10 +170,11 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
     Raises ValueError with the reason when unusable: unreadable, not 3D, no qform or sform, a qform and sform of
     different orientations, singular affine, no voxel axis within ``acos(AXIAL_MIN_COS)`` of the patient's z axis,
     or fewer than ``min_slices`` axial slices."""
+    path = Path(path)
     try:
-        img = nib.load(str(path), keep_file_open=True)  # one open file for the slabs (gzip read once)
+        img = _load_image(path)
     except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"unreadable NIfTI ({type(exc).__name__}: {_without_folder(str(exc), path)})") from exc
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -148,7 +190,11 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
     try:
         array, not_numbers = _read_hu(img, shape)
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt data
-        raise ValueError(f"unreadable NIfTI data ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"unreadable NIfTI data ({type(exc).__name__}: {_without_folder(str(exc), path)})") from exc
+    finally:
+        opened = img.file_map["image"].fileobj  # read from its content (``_load_image``): closed now, not at exit
+        if opened is not None:
+            opened.close()
     if not_numbers:  # NaN has no integer value: stored as air, and said so
         notes.append(f"{not_numbers} voxel(s) not a number (NaN or infinity) stored as -1024 HU")
     try:  # the slice axis (the voxel axis nearest to z) is judged before any resampling
