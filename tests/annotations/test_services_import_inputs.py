@@ -100,3 +100,57 @@ def test_a_nifti_whose_compression_is_not_what_its_name_says_is_the_same_scan(re
         "ct.nii", "ct.nii.gz", "ct.nii.gz"]
     for v in arrays[1:]:
         assert np.array_equal(v.array, arrays[0].array) and np.allclose(v.affine, arrays[0].affine)
+
+
+def test_a_nifti_whose_orientation_is_degenerate_is_refused_naming_it(realct, tmp_path):
+    """The real example CT with a set sform that is all zeros (a tool that filled the code but not the rows),
+    and used through its qform with a voxel size (pixdim) of zero or a negative one: nibabel quietly guesses (1 mm,
+    or the absolute value; Analyze-era readers flip an axis), and the zero sform was refused as 'qform (LPS) and
+    sform (RRR) give different orientations', the pixdim ones stored on a guessed grid. Each is now refused naming
+    what is degenerate; a negative pixdim beside a valid sform (which is what is used) changes nothing."""
+    import gzip
+    import struct
+
+    import nibabel as nib
+
+    from annotations.models import ImportItem
+    from inference.ml.geometry import LPS_TO_RAS
+
+    src = nib.load(realct["example_ct_sm"])
+    data, affine = np.asanyarray(src.dataobj), src.affine
+    root = tmp_path / "import"
+
+    def write(name: str, qform: bool, sform: str, pixdim1: float | None = None, qfac: float | None = None) -> None:
+        img = nib.Nifti1Image(data, affine)
+        img.set_qform(affine, code=1 if qform else 0)
+        img.set_sform(affine, code=0 if sform == "none" else 1)
+        (root / name).mkdir(parents=True)
+        nib.save(img, root / name / "ct.nii.gz")
+        if sform == "zero" or pixdim1 is not None or qfac is not None:  # edit the saved bytes: nibabel would rewrite (fix) them
+            raw = bytearray(gzip.decompress((root / name / "ct.nii.gz").read_bytes()))
+            if sform == "zero":
+                raw[280:328] = bytes(48)  # srow_x, srow_y, srow_z: 12 float32
+            if pixdim1 is not None:
+                raw[80:84] = struct.pack("<f", pixdim1)  # pixdim[1]
+            if qfac is not None:
+                raw[76:80] = struct.pack("<f", qfac)  # pixdim[0]
+            (root / name / "ct.nii.gz").write_bytes(gzip.compress(bytes(raw)))
+
+    write("asis", True, "set")
+    write("zero_sform", True, "zero")
+    write("zero_pixdim", True, "none", 0.0)
+    write("negative_pixdim", True, "none", -3.0)
+    write("negative_pixdim_sform", True, "set", -3.0)
+    write("qfac", True, "none", qfac=-2.0)
+    report = import_path(Dataset.objects.create(name="nifti-degenerate"), root)
+    assert report.counts() == {"imported": 2, "skipped": 0, "failed": 4}
+    reasons = {i.path.split("/")[0]: i.reason for i in report.items.filter(status=ImportItem.Status.FAILED)}
+    assert reasons["zero_sform"].startswith("NIfTI sform (scanner) is singular")
+    assert reasons["zero_pixdim"].startswith("NIfTI voxel size or qfac not valid (pixdim[1] 0)")
+    assert reasons["negative_pixdim"].startswith("NIfTI voxel size or qfac not valid (pixdim[1] -3)")
+    assert reasons["qfac"].startswith("NIfTI voxel size or qfac not valid (pixdim[0] (qfac) -2)")
+    assert "swap the patient's sides" in reasons["negative_pixdim"]
+    arrays = [load_nifti(Path(settings.MEDIA_ROOT) / s.volume.file.name) for s in Series.objects.all()]
+    assert np.array_equal(arrays[0].array, arrays[1].array)
+    np.testing.assert_allclose(arrays[1].affine, arrays[0].affine)
+    np.testing.assert_allclose(arrays[0].affine @ [0, 0, 0, 1], (LPS_TO_RAS @ affine) @ [121, 100, 0, 1])

@@ -10,7 +10,10 @@ has fewer than ``MIN_SLICES`` axial slices or no axis near the patient's z axis.
 Orientation: the sform when its code is set, else the qform (as nibabel and ``nib.load(...).affine``); a qform
 and sform that are both set and place the grid's corners more than ``QFORM_SFORM_TOLERANCE_MM`` apart are noted.
 A file with neither, or whose qform and sform give different orientations (tools differ in which they read, so
-one of them would swap left and right), is refused: this project judges each gland on its side.
+one of them would swap left and right), is refused: this project judges each gland on its side. So is one whose
+orientation is degenerate, where nibabel would quietly guess: a set sform that is singular, or a qform used with a
+voxel size (pixdim 1-3) that is zero, negative or not a number, or a qfac (pixdim 0) negative but not -1 (nibabel
+reads it as 1, niftilib as -1: the slice axis flipped or not).
 """
 from __future__ import annotations
 
@@ -111,7 +114,20 @@ def axis_codes(affine_lps: np.ndarray) -> str:
     return "".join(out)
 
 
-def _orientation_notes(img, shape_ijk) -> tuple[list[str], str]:
+def _raw_pixdim(path: Path) -> tuple[float, ...]:
+    """``pixdim[0..7]`` as the file stores them: nibabel's header, once loaded, holds them made positive (or 1)."""
+    with open_content(path) as fh:
+        head = fh.read(540)
+    for order in "<>":
+        size = struct.unpack(order + "i", head[:4])[0] if len(head) >= 4 else 0
+        if size == 348 and len(head) >= 108:
+            return struct.unpack(order + "8f", head[76:108])
+        if size == 540 and len(head) >= 168:
+            return struct.unpack(order + "8d", head[104:168])
+    return (1.0,) * 8
+
+
+def _orientation_notes(img, shape_ijk, raw_pixdim) -> tuple[list[str], str]:
     header = img.header
     q_code, s_code = int(header["qform_code"]), int(header["sform_code"])
     if s_code > 0:
@@ -121,6 +137,21 @@ def _orientation_notes(img, shape_ijk) -> tuple[list[str], str]:
     else:
         raise ValueError("NIfTI has neither qform nor sform (both codes 0): its orientation, which side is the "
                          "patient's left included, is unknown; set the qform or sform and import it again")
+    if s_code > 0:
+        sform = np.asarray(header.get_sform(), float)[:3, :3]
+        if not np.isfinite(sform).all() or abs(float(np.linalg.det(sform))) < 1e-6:
+            raise ValueError(f"NIfTI sform ({_CODES.get(s_code, s_code)}) is singular (srow_x/y/z give no 3D grid): "
+                             "where each voxel lies, and which side is the patient's left, is unknown; fix the sform "
+                             "(or set sform_code 0 to use the qform) and import it again")
+    if used == "qform":
+        bad = [f"pixdim[{n}] {v:g}" for n, v in zip((1, 2, 3), raw_pixdim[1:4]) if not (np.isfinite(v) and v > 0)]
+        qfac = raw_pixdim[0]
+        if not np.isfinite(qfac) or (qfac < 0 and qfac != -1):  # nibabel reads it as 1, niftilib as -1
+            bad.insert(0, f"pixdim[0] (qfac) {qfac:g}")
+        if bad:  # nibabel takes |pixdim| or 1 mm, niftilib 1 mm, Analyze-era tools flip an axis: readers disagree
+            raise ValueError(f"NIfTI voxel size or qfac not valid ({', '.join(bad)}) where the qform is used: "
+                             "readers disagree on what it means (1 mm, its absolute value, or a flipped axis, which "
+                             "would swap the patient's sides); set positive pixdim values and import it again")
     notes = []
     if q_code > 0 and s_code > 0:
         q_axes = axis_codes(LPS_TO_RAS @ header.get_qform())
@@ -185,7 +216,7 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
     if stored.fields is not None or stored.kind not in "biuf":  # RGB(A) records, complex numbers
         raise ValueError(f"not a greyscale volume: voxels of type {stored.names or stored} (RGB or complex data "
                          "hold no HU)")
-    notes, used = _orientation_notes(img, shape)
+    notes, used = _orientation_notes(img, shape, _raw_pixdim(path))
     source_affine = LPS_TO_RAS @ img.affine
     try:
         array, not_numbers = _read_hu(img, shape)
