@@ -223,6 +223,10 @@ class Importer:
         except SeriesError as exc:
             self.item(where, ImportItem.Status.FAILED, str(exc))
             return
+        for dropped, kept in loaded.copies:
+            self.item(_rel(dropped.path, self.root), ImportItem.Status.SKIPPED,
+                      f"copy of {_rel(kept.path, self.root)} (same position and the same HU under another SOP "
+                      "Instance UID)")
         first = group.first
         layout = layout_of(_rel(first.path, self.root))
         raw_id = self.raw_patient_id(first.patient_id, layout, group.study_key)

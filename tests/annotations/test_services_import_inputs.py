@@ -63,6 +63,54 @@ def test_a_second_copy_of_a_series_in_the_same_import_is_reported_not_left_out(r
     assert resumed.counts() == {"imported": 1, "skipped": 1, "failed": 0}
 
 
+def test_an_image_sent_again_under_a_new_uid_is_left_out_and_a_different_one_refuses_the_series(realct, tmp_path):
+    """The real series with one image again under a new SOP Instance UID (a re-send, a re-export), the same
+    pixels at the same position: the whole series failed with 'duplicate slice positions: 1 position(s) hold more
+    than one image ... no header attribute tells the passes apart'. The copy is now a skipped item naming the image
+    it repeats, and the scan is the plain series' volume; re-importing adds nothing. An image at that position whose
+    HU differ still refuses the series: nothing says which of the two is the patient's."""
+    from django.conf import settings
+    from pydicom.uid import generate_uid
+
+    files = sorted(realct["example_ct_dicom"].iterdir())
+    root = tmp_path / "import"
+    for name, change in (("copy", False), ("other", True)):
+        (root / name).mkdir(parents=True)
+        series_uid = pydicom.dcmread(files[0]).SeriesInstanceUID if not change else generate_uid()
+        for p in files:  # "other": the same images as another series (new series and instance UIDs)
+            ds = pydicom.dcmread(p)
+            if change:
+                ds.SeriesInstanceUID = series_uid
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.save_as(root / name / p.name)
+        ds = pydicom.dcmread(root / name / files[10].name)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        if change:
+            ds.decompress()
+            arr = ds.pixel_array.copy()
+            arr[100:110, 100:110] += 50
+            ds.PixelData = arr.tobytes()
+        ds.save_as(root / name / "resent.dcm")
+    dataset = Dataset.objects.create(name="resent")
+    report = import_path(dataset, root)
+    assert report.counts() == {"imported": 1, "skipped": 1, "failed": 1}
+    skipped = report.items.get(status="skipped")
+    assert skipped.path == "copy/resent.dcm"
+    assert skipped.reason == (f"copy of copy/{files[10].name} (same position and the same HU under another SOP "
+                              "Instance UID)")
+    failed = report.items.get(status="failed")
+    assert failed.reason.startswith("duplicate slice positions: 1 position(s) hold more than one image")
+    series = Series.objects.get()
+    assert "1 image(s) left out as copies of another at the same position with the same HU" in series.volume.notes
+    stored = load_nifti(Path(settings.MEDIA_ROOT) / series.volume.file.name)
+    reference = import_path(Dataset.objects.create(name="plain"), realct["example_ct_dicom"])
+    plain = load_nifti(Path(settings.MEDIA_ROOT) / reference.items.get().series.volume.file.name)
+    assert np.array_equal(stored.array, plain.array) and np.allclose(stored.affine, plain.affine)
+    again = import_path(dataset, root / "copy")
+    assert again.counts()["imported"] == 0
+    assert Series.objects.filter(study__patient__dataset=dataset).count() == 1
+
+
 def test_a_nifti_whose_compression_is_not_what_its_name_says_is_the_same_scan(realct, tmp_path):
     """The real example CT as a plain NIfTI named ``.nii.gz`` and as a gzipped one named ``.nii`` (a renamed or
     hand-decompressed file): each was a failed item ('unreadable NIfTI (ImageFileError: File /tmp/.../x.nii.gz is

@@ -206,13 +206,20 @@ def test_acquisitions_split_only_where_they_cover_the_same_stretch(tmp_path):
     uid = write_passes(tmp_path / "rescan", [{"z0": 0.0, "step": 2.0, "n": 15, "body": 40, "tags": {"AcquisitionNumber": 1}},
                                              {"z0": 10.0, "step": 2.0, "n": 5, "body": 90, "tags": {"AcquisitionNumber": 2}}])
     check_uniform_passes(passes_in(tmp_path / "rescan"), {"acq1": 40, "acq2": 90}, uid)
-    # two sweeps that only touch (one shared position at the seam): one series, refused for that duplicate
+    # two sweeps that only touch (one shared position at the seam): one series, refused for that duplicate when
+    # the two images there differ; the same HU twice is one image (a copy, left out and noted)
     write_passes(tmp_path / "seam", [{"z0": 0.0, "step": 2.0, "n": 8, "body": 40, "tags": {"AcquisitionNumber": 1}},
-                                     {"z0": 14.0, "step": 2.0, "n": 8, "body": 40, "tags": {"AcquisitionNumber": 2}}])
+                                     {"z0": 14.0, "step": 2.0, "n": 8, "body": 41, "tags": {"AcquisitionNumber": 2}}])
     (group,) = passes_in(tmp_path / "seam")
     with pytest.raises(SeriesError, match=r"duplicate slice positions: 1 position\(s\) hold more than one image \(first "
                                           r"at 14.00 mm"):
         load_series(group)
+    write_passes(tmp_path / "same", [{"z0": 0.0, "step": 2.0, "n": 8, "body": 40, "tags": {"AcquisitionNumber": 1}},
+                                     {"z0": 14.0, "step": 2.0, "n": 8, "body": 40, "tags": {"AcquisitionNumber": 2}}])
+    (group,) = passes_in(tmp_path / "same")
+    loaded = load_series(group)
+    assert loaded.volume.shape[0] == 15 and len(loaded.copies) == 1 and not loaded.resampled
+    assert "1 image(s) left out as copies of another at the same position with the same HU" in loaded.notes
 
 
 def test_identical_positions_with_nothing_telling_them_apart_are_refused_as_duplicates(tmp_path):

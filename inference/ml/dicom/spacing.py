@@ -4,7 +4,8 @@ Positions are the frames' distances along the slice normal, sorted. Steps are gr
 steps (within 1 % or 0.02 mm of the run's first step). Policy, with the reason it gives:
 
 - **regular**: every step within 1 % (or 0.02 mm) of the median: stacked as is, at the mean step;
-- **duplicates**: two frames at one position (within 0.001 mm): refused ("duplicate slice positions", with how
+- **duplicates**: two frames at one position (within 0.001 mm) whose HU differ (a copy with the same HU is left
+  out before, by ``stack.load_series``): refused ("duplicate slice positions", with how
   many) — passes that a header attribute tells apart were split before (``passes.py``), so nothing does here;
 - **missing slices**: an isolated step (a run of one) over ``GAP_RATIO`` x the larger of its neighbouring
   runs' steps is a gap in the grid around it. One missing slice (gap up to ``MAX_GAP_FACTOR`` x that local

@@ -16,7 +16,7 @@ The pass's own note (how its series was split, odd instances excluded) leads the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from .exclusion import MIN_SLICES, geometry_problem, slice_normal
 from .headers import Frame, InstanceHeader
 from .pixels import PADDING_HU, DecodeError, read_frames_padded, to_hu
 from .series_group import SeriesGroup
-from .spacing import MAX_GAP_FACTOR, SeriesError, plan_spacing
+from .spacing import DUPLICATE_MM, MAX_GAP_FACTOR, SeriesError, plan_spacing
 
 __all__ = ["MAX_GAP_FACTOR", "LoadedSeries", "SeriesError", "load_series"]
 TILT_MAX_DRIFT_PX = 0.1
@@ -47,6 +47,9 @@ class LoadedSeries:
     slice_spacing_mm: float
     tilt_deg: float
     spacing: str = "regular"
+    # images left out as copies of another at the same position with the same HU (``_drop_identical_copies``):
+    # (dropped, kept) headers, for the import report
+    copies: list[tuple[InstanceHeader, InstanceHeader]] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +89,53 @@ def _slices(group: SeriesGroup, normal: np.ndarray) -> list[_Slice]:
             out.append(_Slice(h, f, frame, float(np.dot(frame.position, normal))))
     out.sort(key=lambda s: s.d)
     return out
+
+
+def _slice_hu(s: _Slice, shape: tuple[int, int]) -> np.ndarray:
+    """One slice's HU (as ``_decode_sorted`` stores it)."""
+    try:
+        ds, arr, pad = read_frames_padded(s.header.path)
+    except DecodeError as exc:
+        raise SeriesError(f"{s.header.path.name}: {exc}") from exc
+    if s.index >= arr.shape[0] or arr.shape[1:] != shape:
+        raise SeriesError(f"{s.header.path.name}: pixel data shape {arr.shape} does not match the header")
+    return to_hu(ds, arr[s.index], s.frame, None if pad is None else pad[s.index])[0]
+
+
+def _drop_identical_copies(slices: list[_Slice], shape: tuple[int, int], notes: list[str]
+                           ) -> tuple[list[_Slice], list[tuple[InstanceHeader, InstanceHeader]]]:
+    """``slices`` (sorted along the normal) without the images that repeat another at the same position with the
+    same HU (an image re-sent or re-exported under a new SOP Instance UID: nothing tells them apart, and nothing
+    needs to); a note says how many. Images at one position that differ stay, for ``plan_spacing`` to refuse as
+    duplicate positions. Only images sharing a position are decoded here, one position at a time."""
+    out: list[_Slice] = []
+    copies: list[tuple[_Slice, _Slice]] = []
+    cache: dict[tuple, np.ndarray] = {}
+    for s in slices:
+        here = []
+        for k in reversed(out):
+            if s.d - k.d >= DUPLICATE_MM:
+                break
+            if np.abs(np.subtract(k.frame.position, s.frame.position)).max() < DUPLICATE_MM:
+                here.append(k)
+        if not here:
+            cache.clear()  # a new position: the images decoded for the last one are not needed again
+            out.append(s)
+            continue
+        for k in [s, *here]:
+            if (k.header.path, k.index) not in cache:
+                cache[(k.header.path, k.index)] = _slice_hu(k, shape)
+        hu = cache[(s.header.path, s.index)]
+        twin = next((k for k in here if np.array_equal(cache[(k.header.path, k.index)], hu)), None)
+        if twin is None:
+            out.append(s)
+        else:
+            copies.append((s, twin))
+    if copies:
+        shown = ", ".join(f"{a.header.path.name} = {b.header.path.name}" for a, b in copies[:3])
+        notes.append(f"{len(copies)} image(s) left out as copies of another at the same position with the same HU "
+                     f"({shown}{', ...' if len(copies) > 3 else ''})")
+    return out, [(a.header, b.header) for a, b in copies]
 
 
 def _check_size(shape: tuple[int, ...], what: str) -> None:
@@ -138,11 +188,22 @@ def _finish(group: SeriesGroup, volume: Volume, resampled: bool, notes: list[str
 
 def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSeries:
     """Decode ``group`` (one pass) into a ``Volume`` (int16 HU ``[k, j, i]``, affine voxel -> LPS mm, canonical
-    axes). Raises SeriesError with the reason: geometry unknown or mixed, too short, duplicate positions, missing
+    axes). Raises SeriesError with the reason: geometry unknown or mixed, too short, duplicate positions (images
+    at one position that differ; a copy with the same HU is left out, noted and listed in ``copies``), missing
     slices, undecodable pixels."""
     orientation, spacing, shape = _check_geometry(group)
+    copy_notes: list[str] = []
+    slices, copies = _drop_identical_copies(_slices(group, slice_normal(orientation)), shape, copy_notes)
+    loaded = _stack(group, slices, orientation, spacing, shape, min_slices)
+    loaded.copies = copies
+    if copy_notes:
+        loaded.notes = "; ".join([loaded.notes, *copy_notes] if loaded.notes else copy_notes)
+    return loaded
+
+
+def _stack(group: SeriesGroup, slices: list[_Slice], orientation: np.ndarray, spacing: tuple[float, float],
+           shape: tuple[int, int], min_slices: int) -> LoadedSeries:
     normal = slice_normal(orientation)
-    slices = _slices(group, normal)
     if len(slices) < min_slices:
         raise SeriesError(f"too short: {len(slices)} slice(s), need at least {min_slices}")
     _check_size((len(slices), *shape), "DICOM series (slices x Rows x Columns)")
