@@ -365,3 +365,39 @@ def test_rgb_or_complex_nifti_is_refused_as_not_greyscale(realct, tmp_path, kind
     nib.save(img, tmp_path / f"{kind}.nii.gz")
     with pytest.raises(ValueError, match=r"not a greyscale volume: voxels of type .* \(RGB or complex data hold no HU\)"):
         read_nifti_entry(tmp_path / f"{kind}.nii.gz")
+
+
+# -- the same series with its rows along y, or prone ------------------------------------------------------------------
+@pytest.mark.parametrize("form", ["rows_along_y", "prone", "rows_along_y_prone"])
+def test_other_image_orientations_give_the_same_volume_and_say_what_was_done(real_series, tmp_path, form):
+    """The real series rewritten with ImageOrientationPatient 0\\1\\0\\1\\0\\0 (rows along y: pixels transposed),
+    -1\\0\\0\\0\\-1\\0 (prone: both flipped) and both: the same HU at the same LPS points. The note of the
+    transposed ones said only 'put on the store's LPS axes (flipped k; no interpolation)', as if the axes had
+    only been flipped; it now says the axes were permuted and how."""
+    src, expected, affine = real_series
+    folder = tmp_path / form
+    folder.mkdir()
+    for p in sorted(src.iterdir()):
+        ds = pydicom.dcmread(p)
+        arr = ds.pixel_array
+        row, col = np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)
+        dr, dc = float(ds.PixelSpacing[1]), float(ds.PixelSpacing[0])  # along a row (column step), down a column
+        origin = np.asarray(ds.ImagePositionPatient, float)
+        if "prone" in form:  # first pixel at the other corner, both directions reversed
+            origin = origin + row * dr * (arr.shape[1] - 1) + col * dc * (arr.shape[0] - 1)
+            row, col, arr = -row, -col, arr[::-1, ::-1]
+        if "rows_along_y" in form:
+            row, col, dr, dc, arr = col, row, dc, dr, arr.T
+        ds.ImageOrientationPatient = [float(v) for v in (*row, *col)]
+        ds.PixelSpacing = [dc, dr]
+        ds.ImagePositionPatient = [float(v) for v in origin]
+        ds.Rows, ds.Columns = arr.shape
+        ds.PixelData = np.ascontiguousarray(arr).tobytes()
+        ds.save_as(folder / p.name)
+    loaded = _load(folder)
+    assert np.array_equal(loaded.volume.array, expected) and not loaded.resampled
+    np.testing.assert_allclose(loaded.volume.affine, affine, atol=1e-4)
+    note = {"rows_along_y": "axes permuted: the series' i, j, k are the store's j, i, k; flipped k",
+            "prone": "flipped i, j",
+            "rows_along_y_prone": "axes permuted: the series' i, j, k are the store's j, i, k; flipped i, j, k"}[form]
+    assert loaded.notes == f"put on the store's LPS axes ({note}; no interpolation)"

@@ -178,8 +178,13 @@ def _finish(group: SeriesGroup, volume: Volume, resampled: bool, notes: list[str
         notes, resampled = notes + [oblique_note], True
     elif not np.array_equal(t, np.eye(4, dtype=int)):
         flipped = [a for a, w in zip("ijk", range(3)) if t[:3, w].sum() < 0]
-        notes = notes + [f"put on the store's LPS axes ({'flipped ' + ', '.join(flipped) if flipped else 'axes permuted'};"
-                         f" no interpolation)"]
+        what = []
+        if not np.array_equal(np.abs(t[:3, :3]), np.eye(3, dtype=int)):  # rows along y (ImageOrientationPatient)
+            store_of = ["ijk"[int(np.flatnonzero(t[r, :3])[0])] for r in range(3)]
+            what.append(f"axes permuted: the series' i, j, k are the store's {', '.join(store_of)}")
+        if flipped:
+            what.append("flipped " + ", ".join(flipped))
+        notes = notes + [f"put on the store's LPS axes ({'; '.join(what)}; no interpolation)"]
     notes = group.notes + notes
     if group.pass_note:
         notes = [group.pass_note] + notes
