@@ -401,3 +401,45 @@ def test_other_image_orientations_give_the_same_volume_and_say_what_was_done(rea
             "prone": "flipped i, j",
             "rows_along_y_prone": "axes permuted: the series' i, j, k are the store's j, i, k; flipped i, j, k"}[form]
     assert loaded.notes == f"put on the store's LPS axes ({note}; no interpolation)"
+
+
+# -- values that cannot be HU ----------------------------------------------------------------------------------------
+def test_signed_values_labelled_unsigned_are_refused_naming_the_likely_cause(real_series, realct, tmp_path):
+    """The real series' HU written as signed 16-bit values but labelled unsigned (PixelRepresentation 0, intercept
+    0), as a converter that loses the sign bit's meaning writes them: every voxel below 0 HU (air, fat, lung)
+    decoded near 65 000 and was stored clipped to 32767 HU without a word, so the patient's proposals and verdict
+    were those of a white block. It is now refused naming the likely cause; the same for a NIfTI of int16 HU stored
+    as uint16. Metal on an extended scale (a few voxels at 30 000 HU) is still imported."""
+    import nibabel as nib
+
+    from inference.ml.dicom import SeriesError
+    from inference.ml.dicom.nifti import read_nifti_entry
+
+    src, expected, affine = real_series
+
+    def unsigned_label(ds, i):
+        hu = ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
+        ds.PixelData = hu.astype("<i2").tobytes()
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit, ds.RescaleIntercept = 0, 16, 15, 0
+
+    with pytest.raises(SeriesError, match=r"values are not HU: \d+% of the voxels decode above 10000 HU \(max 32767\)"
+                                          r", which no CT holds: a signed series labelled unsigned \(PixelRepresentation"
+                                          r" 0\), or a wrong RescaleSlope/RescaleIntercept\? \(first image: slope 1, "
+                                          r"intercept 0\)"):
+        _load(_edited(src, tmp_path / "unsigned", unsigned_label))
+
+    def metal(ds, i):
+        ds.BitsStored, ds.HighBit = 16, 15  # the real series stores 12 bits
+        if 8 <= i < 12:
+            arr = ds.pixel_array.copy()
+            arr[250:270, 250:270] = 31000  # 20x20 pixels of 4 slices: 0.03% of the voxels
+            ds.PixelData = arr.tobytes()
+
+    loaded = _load(_edited(src, tmp_path / "metal", metal))
+    assert int(loaded.volume.array.max()) == 31000 - 1024
+    ct = nib.load(realct["example_ct_sm"])
+    wrapped = nib.Nifti1Image(np.asanyarray(ct.dataobj).astype(np.int16).view(np.uint16), ct.affine)
+    nib.save(wrapped, tmp_path / "wrapped.nii.gz")
+    with pytest.raises(ValueError, match=r"values are not HU: .* a signed volume stored as unsigned, or a wrong "
+                                         r"scl_slope/scl_inter\? \(file: uint16"):
+        read_nifti_entry(tmp_path / "wrapped.nii.gz")

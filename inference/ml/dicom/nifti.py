@@ -30,6 +30,7 @@ from ..geometry import AXIAL_MIN_COS, LPS_TO_RAS, affines_differ_mm, canonical_i
 from ..limits import check_voxels
 from ..volume import Volume, to_store_grid
 from .exclusion import MIN_SLICES
+from .pixels import implausible_hu
 
 QFORM_SFORM_TOLERANCE_MM = 0.1
 _CODES = {0: "unknown", 1: "scanner", 2: "aligned", 3: "talairach", 4: "mni", 5: "template"}
@@ -226,6 +227,12 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
         opened = img.file_map["image"].fileobj  # read from its content (``_load_image``): closed now, not at exit
         if opened is not None:
             opened.close()
+    problem = implausible_hu(array)
+    if problem:
+        slope, inter = img.header.get_slope_inter()
+        raise ValueError(f"{problem}: a signed volume stored as unsigned, or a wrong scl_slope/scl_inter? (file: "
+                         f"{img.get_data_dtype()}, scl_slope {slope if slope is not None else 'none'}, scl_inter "
+                         f"{inter if inter is not None else 'none'})")
     if not_numbers:  # NaN has no integer value: stored as air, and said so
         notes.append(f"{not_numbers} voxel(s) not a number (NaN or infinity) stored as -1024 HU")
     try:  # the slice axis (the voxel axis nearest to z) is judged before any resampling

@@ -104,6 +104,21 @@ def padding_mask(ds: pydicom.Dataset, arr: np.ndarray) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
+IMPLAUSIBLE_HU = 10_000  # above any tissue, contrast or bone; metal on an extended scale reaches ~30 000 in few voxels
+IMPLAUSIBLE_FRACTION = 0.10
+
+
+def implausible_hu(hu: np.ndarray) -> str | None:
+    """Why a volume's values cannot be HU, or None: more than ``IMPLAUSIBLE_FRACTION`` of its voxels above
+    ``IMPLAUSIBLE_HU`` (a signed series labelled unsigned puts all air and fat at the top of the range; a wrong
+    rescale multiplies everything). Metal, even on an extended CT scale, fills a few voxels, not a tenth."""
+    high = int(np.count_nonzero(hu > IMPLAUSIBLE_HU))
+    if hu.size and high > IMPLAUSIBLE_FRACTION * hu.size:
+        return (f"values are not HU: {high / hu.size:.0%} of the voxels decode above {IMPLAUSIBLE_HU} HU (max "
+                f"{int(hu.max())}), which no CT holds")
+    return None
+
+
 def to_hu(ds: pydicom.Dataset, raw: np.ndarray, frame: Frame, padded: np.ndarray | None = None
           ) -> tuple[np.ndarray, int]:
     """One frame's stored values as int16 HU (rounded, clipped to the int16 range), and how many of its pixels

@@ -27,7 +27,7 @@ from ..limits import TooManyVoxels, check_voxels
 from ..volume import OBLIQUE_TOLERANCE, Volume, obliquity, to_store_grid
 from .exclusion import MIN_SLICES, geometry_problem, slice_normal
 from .headers import Frame, InstanceHeader
-from .pixels import PADDING_HU, DecodeError, read_frames_padded, to_hu
+from .pixels import PADDING_HU, DecodeError, implausible_hu, read_frames_padded, to_hu
 from .series_group import SeriesGroup
 from .spacing import DUPLICATE_MM, MAX_GAP_FACTOR, SeriesError, plan_spacing
 
@@ -195,11 +195,16 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     """Decode ``group`` (one pass) into a ``Volume`` (int16 HU ``[k, j, i]``, affine voxel -> LPS mm, canonical
     axes). Raises SeriesError with the reason: geometry unknown or mixed, too short, duplicate positions (images
     at one position that differ; a copy with the same HU is left out, noted and listed in ``copies``), missing
-    slices, undecodable pixels."""
+    slices, undecodable pixels, values that cannot be HU (``pixels.implausible_hu``)."""
     orientation, spacing, shape = _check_geometry(group)
     copy_notes: list[str] = []
     slices, copies = _drop_identical_copies(_slices(group, slice_normal(orientation)), shape, copy_notes)
     loaded = _stack(group, slices, orientation, spacing, shape, min_slices)
+    problem = implausible_hu(loaded.volume.array)
+    if problem:
+        f = group.first.frames[0] if group.first.frames else Frame(None)
+        raise SeriesError(f"{problem}: a signed series labelled unsigned (PixelRepresentation 0), or a wrong "
+                          f"RescaleSlope/RescaleIntercept? (first image: slope {f.slope:g}, intercept {f.intercept:g})")
     loaded.copies = copies
     if copy_notes:
         loaded.notes = "; ".join([loaded.notes, *copy_notes] if loaded.notes else copy_notes)
