@@ -202,3 +202,28 @@ def test_a_nifti_whose_orientation_is_degenerate_is_refused_naming_it(realct, tm
     assert np.array_equal(arrays[0].array, arrays[1].array)
     np.testing.assert_allclose(arrays[1].affine, arrays[0].affine)
     np.testing.assert_allclose(arrays[0].affine @ [0, 0, 0, 1], (LPS_TO_RAS @ affine) @ [121, 100, 0, 1])
+
+
+def test_a_nifti_with_trailing_axes_of_one_is_the_same_scan(realct, tmp_path):
+    """The real example CT stored (x, y, z, 1, 1), as tools that keep a time and a vector axis write one volume:
+    it failed with 'not a 3D volume (shape (122, 101, 30, 1, 1))' while (x, y, z, 1) was taken. Any trailing axes
+    of one are now one volume, the same scan; a second volume on the fourth axis is still refused."""
+    import nibabel as nib
+
+    from annotations.models import ImportItem
+
+    src = nib.load(realct["example_ct_sm"])
+    data = np.asanyarray(src.dataobj)
+    root = tmp_path / "import"
+    for name, shape in (("plain", data.shape), ("five", data.shape + (1, 1)), ("two", data.shape[:3] + (2,))):
+        (root / name).mkdir(parents=True)
+        values = data.reshape(shape) if name != "two" else np.stack([data, data], axis=3)
+        img = nib.Nifti1Image(values, src.affine)
+        img.set_qform(src.affine, code=1)
+        nib.save(img, root / name / "ct.nii.gz")
+    report = import_path(Dataset.objects.create(name="nifti-5d"), root)
+    assert report.counts() == {"imported": 2, "skipped": 0, "failed": 1}
+    failed = report.items.get(status=ImportItem.Status.FAILED)
+    assert failed.path == "two/ct.nii.gz" and failed.reason == "not a 3D volume (shape (122, 101, 30, 2))"
+    plain, five = [load_nifti(Path(settings.MEDIA_ROOT) / s.volume.file.name) for s in Series.objects.order_by("pk")]
+    assert np.array_equal(plain.array, five.array) and np.allclose(plain.affine, five.affine)

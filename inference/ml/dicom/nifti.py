@@ -185,7 +185,7 @@ def _read_hu(img, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
     not_numbers = 0
     for k0 in range(0, nz, step):
         k1 = min(nz, k0 + step)
-        chunk = np.asanyarray(proxy[:, :, k0:k1] if len(img.shape) == 3 else proxy[:, :, k0:k1, 0])
+        chunk = np.asanyarray(proxy[(slice(None), slice(None), slice(k0, k1)) + (0,) * (len(img.shape) - 3)])
         if not np.issubdtype(chunk.dtype, np.integer):
             bad = ~np.isfinite(chunk)
             if bad.any():
@@ -208,7 +208,7 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"unreadable NIfTI ({type(exc).__name__}: {_without_folder(str(exc), path)})") from exc
     shape = img.shape
-    if len(shape) == 4 and shape[3] == 1:
+    if len(shape) > 3 and all(n == 1 for n in shape[3:]):  # (x, y, z, 1) or (x, y, z, 1, 1): one volume
         shape = shape[:3]
     if len(shape) != 3:
         raise ValueError(f"not a 3D volume (shape {img.shape})")
