@@ -443,3 +443,37 @@ def test_signed_values_labelled_unsigned_are_refused_naming_the_likely_cause(rea
     with pytest.raises(ValueError, match=r"values are not HU: .* a signed volume stored as unsigned, or a wrong "
                                          r"scl_slope/scl_inter\? \(file: uint16"):
         read_nifti_entry(tmp_path / "wrapped.nii.gz")
+
+
+# -- some images of a series stored with the row or column direction reversed ---------------------------------------
+def test_images_stored_with_reversed_rows_or_columns_are_flipped_onto_the_series_grid(real_series, tmp_path):
+    """The real series with images 5 and 12 stored the other way round (ImageOrientationPatient -1\\0\\0\\0\\-1\\0,
+    pixels and position to match: a re-export by a viewer) and image 8 with only its columns reversed: a single
+    such image was excluded as 'odd instance ... orientation axial (series: axial)' and its slice interpolated
+    (up to 800 HU off), and a series split half and half became two scans of one patient. They are the same plane:
+    their pixels are now flipped onto the series' grid, and the volume is the plain series', HU for HU."""
+    src, expected, affine = real_series
+
+    def reverse(ds, i):
+        if i not in (5, 8, 12):
+            return
+        arr = ds.pixel_array
+        row, col = np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)
+        dr, dc = float(ds.PixelSpacing[1]), float(ds.PixelSpacing[0])
+        origin = np.asarray(ds.ImagePositionPatient, float) + row * dr * (arr.shape[1] - 1)
+        row, arr = -row, arr[:, ::-1]
+        if i != 8:
+            origin, col, arr = origin + col * dc * (arr.shape[0] - 1), -col, arr[::-1, :]
+        ds.ImageOrientationPatient = [float(v) for v in (*row, *col)]
+        ds.ImagePositionPatient = [float(v) for v in origin]
+        ds.PixelData = np.ascontiguousarray(arr).tobytes()
+
+    folder = _edited(src, tmp_path / "reversed", reverse)
+    (group,) = _groups(folder)
+    assert len(group.instances) == 20 and not group.excluded
+    loaded = load_series(group)
+    assert np.array_equal(loaded.volume.array, expected) and not loaded.resampled
+    np.testing.assert_allclose(loaded.volume.affine, affine, atol=1e-4)
+    assert loaded.notes.startswith("3 image(s) stored with the row or column direction reversed "
+                                   "(ImageOrientationPatient -1\\0\\0\\0\\-1\\0, e.g. ")
+    assert loaded.notes.endswith(") flipped onto the series' grid")

@@ -28,6 +28,18 @@ def _rounded(values, digits: int = 4):
     return None if values is None else tuple(round(v, digits) for v in values)
 
 
+def _plane(orientation):
+    """``orientation`` with each direction pointing along the positive patient axis it is nearest (as
+    ``passes.plane_key``; unchanged for the usual 1\\0\\0\\0\\1\\0, so keys made before stay as they were)."""
+    if orientation is None:
+        return None
+    out = []
+    for v in (orientation[:3], orientation[3:6]):
+        big = max(range(3), key=lambda n: abs(v[n]))
+        out.extend(v if v[big] >= 0 else [-c for c in v])
+    return tuple(out)
+
+
 def _rel(path: Path, root: Path | None) -> str:
     if root is not None:
         try:
@@ -59,7 +71,8 @@ def group_series(headers: list[InstanceHeader], root: str | os.PathLike | None =
         if h.series_uid:
             key, source = h.series_uid, "dicom"
         else:
-            key = _hash(folder, h.frame_of_reference, _rounded(h.orientation), h.rows, h.columns,
+            # the plane, not which way its rows run: an image stored the other way round is of the same series
+            key = _hash(folder, h.frame_of_reference, _rounded(_plane(h.orientation)), h.rows, h.columns,
                         _rounded(h.pixel_spacing), h.modality)
             source = "folder+geometry"
         if h.study_uid:

@@ -66,6 +66,19 @@ def plane_name(orientation) -> str:
     return ("sagittal", "coronal", "axial")[axis] if n[axis] >= 0.8 else "oblique"
 
 
+def plane_key(orientation) -> tuple[float, ...] | None:
+    """The image plane of ``orientation`` whichever way its rows and columns run: each direction turned to point
+    along the positive patient axis it is nearest (``-1\\0\\0\\0\\-1\\0`` and ``1\\0\\0\\0\\1\\0`` are one
+    plane; ``stack.load_series`` flips the pixels of the other), rounded to 3 decimals."""
+    if orientation is None:
+        return None
+    out = []
+    for v in (np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float)):
+        v = v if v[int(np.argmax(np.abs(v)))] >= 0 else -v
+        out.extend(round(float(c), 3) + 0.0 for c in v)  # + 0.0: no -0.0
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Attribute:
     """One header attribute that can tell passes apart: how a note names it, its value per instance, the
@@ -89,9 +102,8 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("image type", "instance", lambda h: (h.modality, h.sop_class, h.image_type[:3]),
               lambda v: "-".join(v[2]).lower() or (v[0] or "none").lower(),
               lambda v: "\\".join(v[2]) or v[0] or "none"),
-    Attribute("orientation", "instance",
-              lambda h: None if h.orientation is None else tuple(round(c, 3) for c in h.orientation),
-              lambda v: plane_name(v), lambda v: plane_name(v)),
+    Attribute("orientation", "instance", lambda h: plane_key(h.orientation), lambda v: plane_name(v),
+              lambda v: plane_name(v)),
     Attribute("matrix size", "instance", lambda h: (h.rows, h.columns), lambda v: f"{v[0]}x{v[1]}",
               lambda v: f"{v[0]}x{v[1]}"),
     Attribute("pixel spacing", "instance",

@@ -16,7 +16,7 @@ The pass's own note (how its series was split, odd instances excluded) leads the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,8 +56,29 @@ class LoadedSeries:
 class _Slice:
     header: InstanceHeader
     index: int  # frame within the instance
-    frame: Frame
+    frame: Frame  # its position that of the pixel the series' grid puts first (see ``flip``)
     d: float  # position along the normal
+    # (columns, rows) reversed against the series' first image: an image whose ImageOrientationPatient has the
+    # row and/or column direction the other way round (-1\0\0\0\-1\0 in a 1\0\0\0\1\0 series): its
+    # pixels are flipped onto the series' grid when decoded
+    flip: tuple[bool, bool] = (False, False)
+
+
+def _reversed_axes(orientation, reference: np.ndarray) -> tuple[bool, bool] | None:
+    """``(columns, rows)`` reversed when ``orientation``'s row and column directions are ``reference``'s or their
+    opposites (the same plane, pixels stored the other way round); None when they are other directions."""
+    if orientation is None:
+        return None
+    o = np.asarray(orientation, float)
+    out = []
+    for own, ref in ((o[:3], reference[:3]), (o[3:6], reference[3:6])):
+        if np.abs(own - ref).max() <= 1e-3:
+            out.append(False)
+        elif np.abs(own + ref).max() <= 1e-3:
+            out.append(True)
+        else:
+            return None
+    return out[0], out[1]
 
 
 def _check_geometry(group: SeriesGroup) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
@@ -71,7 +92,7 @@ def _check_geometry(group: SeriesGroup) -> tuple[np.ndarray, tuple[float, float]
         raise SeriesError(problem)
     o = np.asarray(first.orientation)
     for h in group.instances[1:]:
-        if h.orientation is None or np.abs(np.asarray(h.orientation) - o).max() > 1e-3:
+        if _reversed_axes(h.orientation, o) is None:
             raise SeriesError("mixed slice orientations in one series")
         if (h.rows, h.columns) != (first.rows, first.columns):
             raise SeriesError(f"mixed matrix sizes in one series ({first.rows}x{first.columns} and {h.rows}x{h.columns})")
@@ -80,15 +101,45 @@ def _check_geometry(group: SeriesGroup) -> tuple[np.ndarray, tuple[float, float]
     return o, first.pixel_spacing, (first.rows, first.columns)
 
 
-def _slices(group: SeriesGroup, normal: np.ndarray) -> list[_Slice]:
+def _slices(group: SeriesGroup, orientation: np.ndarray, spacing: tuple[float, float],
+            notes: list[str] | None = None) -> list[_Slice]:
+    """Every frame of the pass, sorted along the normal of ``orientation`` (the first image's). A frame of an image
+    stored with the row or column direction reversed is placed by the pixel the series' grid puts first (its
+    last column and/or row), its pixels flipped when decoded; ``notes`` gets how many such images there were."""
+    normal = slice_normal(orientation)
     out = []
+    reversed_images = []
     for h in group.instances:
+        flip = _reversed_axes(h.orientation, orientation) or (False, False)
+        shift = np.zeros(3)
+        if flip[0]:  # the series' first column is this image's last
+            shift += np.asarray(h.orientation[:3], float) * spacing[1] * (h.columns - 1)
+        if flip[1]:
+            shift += np.asarray(h.orientation[3:6], float) * spacing[0] * (h.rows - 1)
+        if any(flip):
+            reversed_images.append(h)
         for f, frame in enumerate(h.frames):
             if frame.position is None:
                 raise SeriesError(f"ImagePositionPatient missing or not numbers for frame {f} of {h.path.name}")
-            out.append(_Slice(h, f, frame, float(np.dot(frame.position, normal))))
+            if any(flip):
+                frame = replace(frame, position=tuple(float(v) for v in np.asarray(frame.position) + shift))
+            out.append(_Slice(h, f, frame, float(np.dot(frame.position, normal)), flip))
     out.sort(key=lambda s: s.d)
+    if reversed_images and notes is not None:
+        shown = "\\".join(f"{v + 0.0:g}" for v in reversed_images[0].orientation)  # + 0.0: no -0
+        notes.append(f"{len(reversed_images)} image(s) stored with the row or column direction reversed "
+                     f"(ImageOrientationPatient {shown}, e.g. {reversed_images[0].path.name}) flipped onto the "
+                     "series' grid")
     return out
+
+
+def _oriented(hu: np.ndarray, flip: tuple[bool, bool]) -> np.ndarray:
+    """One frame's HU on the series' grid (``_Slice.flip``)."""
+    if flip[0]:
+        hu = hu[:, ::-1]
+    if flip[1]:
+        hu = hu[::-1, :]
+    return hu
 
 
 def _slice_hu(s: _Slice, shape: tuple[int, int]) -> np.ndarray:
@@ -99,7 +150,7 @@ def _slice_hu(s: _Slice, shape: tuple[int, int]) -> np.ndarray:
         raise SeriesError(f"{s.header.path.name}: {exc}") from exc
     if s.index >= arr.shape[0] or arr.shape[1:] != shape:
         raise SeriesError(f"{s.header.path.name}: pixel data shape {arr.shape} does not match the header")
-    return to_hu(ds, arr[s.index], s.frame, None if pad is None else pad[s.index])[0]
+    return _oriented(to_hu(ds, arr[s.index], s.frame, None if pad is None else pad[s.index])[0], s.flip)
 
 
 def _drop_identical_copies(slices: list[_Slice], shape: tuple[int, int], notes: list[str]
@@ -161,7 +212,8 @@ def _decode_sorted(slices: list[_Slice], shape: tuple[int, int], notes: list[str
             cache_path = s.header.path
         if s.index >= arr.shape[0] or arr.shape[1:] != shape:
             raise SeriesError(f"{s.header.path.name}: pixel data shape {arr.shape} does not match the header")
-        out[k], n = to_hu(ds, arr[s.index], s.frame, None if pad is None else pad[s.index])
+        hu, n = to_hu(ds, arr[s.index], s.frame, None if pad is None else pad[s.index])
+        out[k] = _oriented(hu, s.flip)
         padded += n
     if padded:
         notes.append(f"{padded:,} padding pixel(s) (PixelPaddingValue) stored as {PADDING_HU} HU")
@@ -198,7 +250,7 @@ def load_series(group: SeriesGroup, *, min_slices: int = MIN_SLICES) -> LoadedSe
     slices, undecodable pixels, values that cannot be HU (``pixels.implausible_hu``)."""
     orientation, spacing, shape = _check_geometry(group)
     copy_notes: list[str] = []
-    slices, copies = _drop_identical_copies(_slices(group, slice_normal(orientation)), shape, copy_notes)
+    slices, copies = _drop_identical_copies(_slices(group, orientation, spacing, copy_notes), shape, copy_notes)
     loaded = _stack(group, slices, orientation, spacing, shape, min_slices)
     problem = implausible_hu(loaded.volume.array)
     if problem:
