@@ -52,7 +52,7 @@ from inference.ml.dicom import (
     scan_files,
 )
 from inference.ml.dicom.headers import content_hash
-from inference.ml.dicom.nifti import NiftiEntry, axis_codes, nifti_stem
+from inference.ml.dicom.nifti import NiftiEntry, axis_codes, nifti_stem, other_volume_format
 from inference.ml.supervision import parse_sides, side_labels
 from inference.ml.volume import save_nifti
 
@@ -355,8 +355,8 @@ class Importer:
                 continue
             try:
                 headers.append(read_header(path))
-            except NotDicom as exc:
-                self.item(rel, ImportItem.Status.SKIPPED, str(exc))
+            except NotDicom as exc:  # another volume format says so, by name
+                self.item(rel, ImportItem.Status.SKIPPED, other_volume_format(path) or str(exc))
             except Exception as exc:  # noqa: BLE001 - a malformed header fails its file, not the batch
                 self.item(rel, ImportItem.Status.FAILED, f"malformed DICOM header ({type(exc).__name__}: {exc})")
             if n % 200 == 0:

@@ -227,3 +227,31 @@ def test_a_nifti_with_trailing_axes_of_one_is_the_same_scan(realct, tmp_path):
     assert failed.path == "two/ct.nii.gz" and failed.reason == "not a 3D volume (shape (122, 101, 30, 2))"
     plain, five = [load_nifti(Path(settings.MEDIA_ROOT) / s.volume.file.name) for s in Series.objects.order_by("pk")]
     assert np.array_equal(plain.array, five.array) and np.allclose(plain.affine, five.affine)
+
+
+def test_other_volume_formats_are_skipped_naming_the_format_and_the_way_in(realct, tmp_path):
+    """The real example CT as a NIfTI header/image pair (.hdr/.img), an Analyze pair and a MetaImage: each file was
+    skipped as 'not a DICOM file (no DICOM preamble and no image tags)', which says nothing of what it is or what to
+    do. The reason now names the format and asks for one .nii.gz with its orientation; the .nii.gz beside them is
+    imported."""
+    import shutil
+
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    src = nib.load(realct["example_ct_sm"])
+    data = np.asanyarray(src.dataobj)
+    root = tmp_path / "import"
+    root.mkdir()
+    nib.save(nib.Nifti1Pair(data, src.affine), root / "pair.hdr")
+    nib.save(nib.AnalyzeImage(data, src.affine), root / "analyze.hdr")
+    sitk.WriteImage(sitk.ReadImage(str(realct["example_ct_sm"])), str(root / "meta.mha"))
+    shutil.copy(realct["example_ct_sm"], root / "ct.nii.gz")
+    report = import_path(Dataset.objects.create(name="formats"), root)
+    assert report.counts() == {"imported": 1, "skipped": 5, "failed": 0}
+    reasons = {i.path: i.reason for i in report.items.filter(status="skipped")}
+    assert sorted(reasons) == ["analyze.hdr", "analyze.img", "meta.mha", "pair.hdr", "pair.img"]
+    assert reasons["pair.img"].startswith("a volume in another format (Analyze or NIfTI header/image pair (.hdr/.img)): "
+                                          "only DICOM and single-file NIfTI (.nii, .nii.gz) are imported")
+    assert reasons["meta.mha"].startswith("a volume in another format (MetaImage (.mha/.mhd)): only DICOM")
+    assert all("save it as one .nii.gz with its orientation" in r for r in reasons.values())

@@ -60,6 +60,25 @@ def is_nifti(path: str | os.PathLike) -> bool:
     return name.endswith(".nii") or name.endswith(".nii.gz")
 
 
+_OTHER_FORMATS = {".hdr": "Analyze or NIfTI header/image pair (.hdr/.img)",
+                  ".img": "Analyze or NIfTI header/image pair (.hdr/.img)", ".mha": "MetaImage (.mha/.mhd)",
+                  ".mhd": "MetaImage (.mha/.mhd)", ".nrrd": "NRRD", ".nhdr": "NRRD", ".mgz": "FreeSurfer MGH",
+                  ".mgh": "FreeSurfer MGH"}
+
+
+def other_volume_format(path: str | os.PathLike) -> str | None:
+    """Why a file that is not DICOM is not imported, when its name says it is another volume format (the reason
+    names the format and the way in), else None."""
+    name = Path(path).name.lower()
+    suffix = Path(name[:-3] if name.endswith(".gz") else name).suffix
+    kind = _OTHER_FORMATS.get(suffix)
+    if kind is None:
+        return None
+    return (f"a volume in another format ({kind}): only DICOM and single-file NIfTI (.nii, .nii.gz) are imported, "
+            "so that the orientation, and which side is the patient's left, is known; save it as one .nii.gz with "
+            "its orientation and import that")
+
+
 GZIP_MAGIC = b"\x1f\x8b"
 
 
