@@ -22,6 +22,7 @@ from inference.ml.atomic import atomic_path
 from inference.ml.dicom.nifti import open_content
 
 MAX_ENTRIES = 200_000
+MAX_DIRECTORY_BYTES = 64 * 1024**2  # a zip's central directory (200 000 entries of 300-byte paths fit)
 MAX_RATIO = 100  # default for settings.ADRENAL_MAX_ZIP_RATIO: expanded bytes per archive byte (CT zips: 1-10)
 EXPAND_FACTOR = 4  # an archive may expand to this many times ADRENAL_MAX_UPLOAD_BYTES
 
@@ -87,6 +88,7 @@ def check_zip(path: Path, max_bytes: int | None = None, ratio: float | None = No
             head = fh.read(132)
         kind = "a single DICOM file" if head[128:132] == b"DICM" else "not a zip archive"
         raise UploadRefused(f"the upload is {kind}; upload a .zip of the study folders")
+    _check_directory(path)
     try:
         with zipfile.ZipFile(path) as zf:
             members = zf.infolist()
@@ -118,6 +120,52 @@ def check_zip(path: Path, max_bytes: int | None = None, ratio: float | None = No
         raise UploadRefused(f"the zip expands {total / size:.0f} times its size ({size / 1024**2:.1f} MB to "
                             f"{total / 1024**2:.0f} MB), over the limit of {ratio:g} times; refused as a zip bomb")
     return members
+
+
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")  # its zip64 form
+_LOCATOR64 = struct.Struct("<4sLQL")
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # one central-directory entry's fixed part
+
+
+def _check_directory(path: Path) -> None:
+    """Refuse a zip whose central directory is over ``MAX_DIRECTORY_BYTES`` or holds more than ``MAX_ENTRIES``
+    entries, walking its headers without building them: ``zipfile.ZipFile`` makes an object for every entry the
+    directory holds (about 1.4 KB each, whatever count the end record declares), so a 47 MB upload of a million
+    directory entries cost the web process 1.4 GB and 18 s before the entry count was checked."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - (_EOCD.size + 0xFFFF)))
+        tail = fh.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _EOCD.size:
+            return  # zipfile names the damage
+        _, _, _, _, declared, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, at)
+        end = size - len(tail) + at  # where the directory (or its zip64 end record) ends
+        locator = tail[at - _LOCATOR64.size:at] if at >= _LOCATOR64.size else b""
+        if locator[:4] == b"PK\x06\x07":
+            fh.seek(max(0, end - _LOCATOR64.size - _EOCD64.size))
+            record = fh.read(_EOCD64.size)
+            if len(record) == _EOCD64.size and record[:4] == b"PK\x06\x06":
+                _, _, _, _, _, _, _, declared, cd_size, cd_offset = _EOCD64.unpack(record)
+                end -= _LOCATOR64.size + _EOCD64.size
+        if declared > MAX_ENTRIES:
+            raise UploadRefused(f"the zip has {declared} entries (limit {MAX_ENTRIES})")
+        if cd_size > MAX_DIRECTORY_BYTES:
+            raise UploadRefused(f"the zip's directory of entries is {cd_size / 1024**2:.0f} MB (limit "
+                                f"{MAX_DIRECTORY_BYTES / 1024**2:.0f} MB); upload fewer files per archive")
+        start = end - cd_size
+        if start < 0:
+            return  # zipfile names the damage
+        fh.seek(start)
+        directory = fh.read(cd_size)
+    count, pos = 0, 0
+    while pos + _CENTRAL.size <= len(directory) and directory[pos:pos + 4] == b"PK\x01\x02":
+        fields = _CENTRAL.unpack_from(directory, pos)
+        pos += _CENTRAL.size + fields[12] + fields[13] + fields[14]  # name, extra field, comment
+        count += 1
+        if count > MAX_ENTRIES:
+            raise UploadRefused(f"the zip has more than {MAX_ENTRIES} entries (limit {MAX_ENTRIES})")
 
 
 def extract_zip(path: Path, dest: Path, max_bytes: int | None = None) -> Path:
