@@ -11,7 +11,9 @@ plus a stored file that cannot be read (``inference.ml.volume.UnreadableVolume``
 and what to do, not the generic one."""
 from __future__ import annotations
 
-from django.http import JsonResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -62,8 +64,30 @@ def not_found(request, exception=None):
     return defaults.page_not_found(request, exception)
 
 
+def request_limit(exception) -> tuple[int, str] | None:
+    """The status and reason for a request Django refused for one of its size limits, else None: a body over
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413), more fields than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` or files than
+    ``DATA_UPLOAD_MAX_NUMBER_FILES`` (400). Other refusals (a bad Host header, ...) keep the generic answer."""
+    if isinstance(exception, RequestDataTooBig):
+        return 413, (f"the request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024**2:g} MB "
+                     "(files go in a multipart upload)")
+    if isinstance(exception, TooManyFieldsSent):
+        return 400, (f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} parameters or form "
+                     "fields")
+    if isinstance(exception, TooManyFilesSent):
+        return 400, f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files"
+    return None
+
+
 def bad_request(request, exception=None):
-    """``handler400`` (e.g. a query string of more than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` fields)."""
+    """``handler400``: a request Django refused for a size limit names the limit (:func:`request_limit`), in JSON
+    under /api/ and as text on pages; any other is the generic answer."""
+    limit = request_limit(exception)
+    if limit:
+        status, reason = limit
+        if _is_api(request):
+            return JsonResponse({"detail": reason}, status=status)
+        return HttpResponse(f"{reason[0].upper()}{reason[1:]}.", status=status, content_type="text/plain; charset=utf-8")
     if _is_api(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)

@@ -289,3 +289,25 @@ def test_known_filter_values_still_filter(two_datasets, admin_api):
     assert [j["id"] for j in jobs] == [world.objects["job"].pk]
     series = admin_api.get(f"/api/datasets/{world.a.pk}/series/", {"scans": "1"}).json()["results"]
     assert [s["id"] for s in series] == [world.ids["series"]]
+
+
+# ---------------------------------------------------------------- Django's own request limits name themselves
+
+
+def test_a_request_over_djangos_limits_is_refused_naming_the_limit(users, settings):
+    """A body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` or a query of more fields than ``DATA_UPLOAD_MAX_NUMBER_FIELDS``
+    is refused by Django before any view; it answered ``{"detail": "Bad request."}`` (a page: 'Bad Request
+    (400)'), which names nothing. Now 413 / 400 with the limit, in JSON under /api/ and as text on pages."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024**2
+    api = APIClient()
+    api.force_login(users["clinician"])
+    api.raise_request_exception = False  # Django's refusal is an answer to check, not an exception in the test
+    body = '{"series": 1, "note": "' + "a" * (2 * 1024**2) + '"}'
+    r = api.post("/api/predictions/", body, content_type="application/json")
+    assert r.status_code == 413 and r.json() == {
+        "detail": "the request body is over the limit of 1 MB (files go in a multipart upload)"}
+    r = api.get("/api/jobs/?" + "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)))
+    assert r.status_code == 400 and "more than 1000 parameters" in r.json()["detail"]
+    page = api.post("/accounts/login/", "username=a&password=" + "b" * (2 * 1024**2),
+                    content_type="application/x-www-form-urlencoded")
+    assert page.status_code == 413 and b"over the limit of 1 MB" in page.content
