@@ -141,3 +141,34 @@ def test_image_builders_never_allocate_past_the_cap(monkeypatch):
 def test_gzip_of_the_bomb_really_expands(bomb):
     with gzip.open(bomb, "rb") as fh:
         assert len(fh.read(1 << 20)) == 1 << 20
+
+
+@pytest.mark.parametrize("preamble", [True, False])
+def test_a_large_value_in_a_dicom_header_is_not_read_with_it(tmp_path, preamble):
+    """A DICOM file's header was read whole, so a vendor's 100 MB private element before the pixels cost 100 MB
+    (and a 4 GiB upload's one element 4 GiB) in each of the header scan and the pixel read. Values over
+    ``DEFER_BYTES`` are read from the file when used: the header and the pixels (2 MB, themselves deferred) come
+    out as from the file without the element, with or without the 128-byte preamble."""
+    from inference.ml.dicom.headers import DEFER_BYTES
+
+    folder, expected = write_ct_series(tmp_path / "s", n=1, rows=1024, cols=1024)
+    path = next(folder.iterdir())
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00091010, "LO", "BLOB VENDOR")
+    ds.add_new(0x00091011, "OB", bytes(100 * 1024**2))
+    ds.save_as(path)
+    if not preamble:
+        path.write_bytes(path.read_bytes()[128:])
+        assert path.read_bytes()[:4] == b"DICM"
+    assert 1024 * 1024 * 2 > DEFER_BYTES  # the pixel data is deferred too, and read when decoded
+    tracemalloc.start()
+    try:
+        header = read_header(path)
+        _, frames = read_frames(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert header.rows == 1024 and header.modality == "CT" and header.has_pixels
+    assert frames.shape == (1, 1024, 1024)
+    assert np.array_equal(frames[0].astype(np.float64) * 1.0 - 1024.0, expected[0])
+    assert peak < 40 * 1024**2, f"{peak / 1024**2:.0f} MB"

@@ -126,7 +126,7 @@ class _Preambled(io.RawIOBase):
 
     PREAMBLE = 128
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, mode: str = "rb"):  # mode: pydicom reopens a deferred value's file with it
         super().__init__()
         self._fh = open(path, "rb")
         self._size = os.fstat(self._fh.fileno()).st_size + self.PREAMBLE
@@ -167,15 +167,23 @@ class _Preambled(io.RawIOBase):
         super().close()
 
 
+# A value longer than this (a vendor's private blob, a thumbnail, the pixel data) is not read with the header:
+# pydicom reads it from the file when it is used. A file's header is otherwise read whole, so a 600 MB private
+# element before the pixels cost 600 MB per file read (a clinician's upload may be 4 GiB).
+DEFER_BYTES = 1024**2
+
+
 def open_dicom(path: Path, **kwargs) -> pydicom.Dataset:
     """``pydicom.dcmread`` of a file with its preamble, or of one that starts at "DICM" without it (read as if
-    it had one; before, such a file was 'not a DICOM file'). Other files as ``dcmread`` treats them."""
+    it had one; before, such a file was 'not a DICOM file'). Other files as ``dcmread`` treats them. Values over
+    ``DEFER_BYTES`` are read from the file when used (``defer_size``), not with the rest."""
+    kwargs.setdefault("defer_size", DEFER_BYTES)
     with open(path, "rb") as fh:
         starts_with_prefix = fh.read(4) == b"DICM"
     if not starts_with_prefix:
         return pydicom.dcmread(path, **kwargs)
-    with _Preambled(path) as fh:
-        return pydicom.dcmread(io.BufferedReader(fh), **kwargs)
+    with _Preambled(path) as fh:  # a deferred value reopens the file as _Preambled(path, "rb"): same offsets
+        return pydicom.dcmread(fh, **kwargs)
 
 
 def _read(path: Path) -> pydicom.Dataset:
@@ -192,7 +200,7 @@ def _read(path: Path) -> pydicom.Dataset:
     if head not in (b"\x08\x00", b"\x02\x00", b"\x00\x08", b"\x00\x02"):
         raise NotDicom("not a DICOM file (no DICOM preamble and no image tags)")
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size=DEFER_BYTES)
         tags_ok = any(k in ds for k in ("SOPClassUID", "Modality", "SeriesInstanceUID", "Rows"))
     except Exception as exc:  # noqa: BLE001
         raise NotDicom(f"not a DICOM file ({type(exc).__name__})") from exc
