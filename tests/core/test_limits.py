@@ -172,3 +172,37 @@ def test_a_large_value_in_a_dicom_header_is_not_read_with_it(tmp_path, preamble)
     assert frames.shape == (1, 1024, 1024)
     assert np.array_equal(frames[0].astype(np.float64) * 1.0 - 1024.0, expected[0])
     assert peak < 40 * 1024**2, f"{peak / 1024**2:.0f} MB"
+
+
+def test_a_dicom_header_of_too_many_elements_is_refused_while_it_is_read(tmp_path, monkeypatch):
+    """pydicom builds an object for every element and sequence item of a header: a slice whose private sequence
+    held 3 million empty items (48 MB) cost 2.2 GB and 79 s to read its header. Reading stops once more than
+    ``MAX_HEADER_BYTES`` were read (here lowered to 256 KB against a 9.6 MB sequence) with a reason naming it,
+    which fails the file (the importer's 'malformed DICOM header'), not its series."""
+    import struct
+
+    from inference.ml.dicom import headers
+
+    folder, _ = write_ct_series(tmp_path / "s", n=1)
+    path = next(folder.iterdir())
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00091010, "LO", "ITEMS VENDOR")
+    ds.save_as(path)
+    raw = path.read_bytes()
+    at = raw.find(struct.pack("<HH", 0x0009, 0x1010))
+    end = at + 8 + struct.unpack("<H", raw[at + 6:at + 8])[0]  # explicit VR little endian: tag, VR, length
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+    sequence = (struct.pack("<HH", 0x0009, 0x1011) + b"SQ\0\0" + struct.pack("<I", 0xFFFFFFFF) + item * 600_000
+                + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    path.write_bytes(raw[:end] + sequence + raw[end:])
+    plain, _ = write_ct_series(tmp_path / "plain", n=1)
+    assert read_header(next(plain.iterdir())).rows == 16  # the slice without the sequence is read
+    monkeypatch.setattr(headers, "MAX_HEADER_BYTES", 256 * 1024)  # the default, 4 MB, refuses it after ~5 s
+    tracemalloc.start()
+    try:
+        with pytest.raises(headers.HeaderTooLarge, match=r"more than 0.25 MB of elements .* refused before"):
+            read_header(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024**2, f"{peak / 1024**2:.0f} MB"

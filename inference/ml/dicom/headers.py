@@ -120,17 +120,38 @@ def _plain(value) -> Any:
     return _text(value)
 
 
-class _Preambled(io.RawIOBase):
-    """A file that starts at "DICM" (its writer left the 128-byte preamble out) read as if the preamble were
-    there, so pydicom finds the prefix and the file meta where the standard puts them."""
+# A value longer than this (a vendor's private blob, a thumbnail, the pixel data) is not read with the header:
+# pydicom reads it from the file when it is used. A file's header is otherwise read whole, so a 600 MB private
+# element before the pixels cost 600 MB per file read (a clinician's upload may be 4 GiB).
+DEFER_BYTES = 1024**2
+# What reading a file's header may parse into memory (its elements and sequence items, values up to DEFER_BYTES
+# included; deferred values are skipped, not read). pydicom makes an object of every element and item: 48 MB of
+# empty sequence items cost 2.2 GB and 79 s. A CT slice's header is kilobytes, an enhanced CT's per-frame groups
+# about 0.5 KB a frame (the voxel cap allows about 3000 frames of 256 x 256: 1.5 MB).
+MAX_HEADER_BYTES = 4 * 1024**2
+
+
+class HeaderTooLarge(BadHeader):
+    """A DICOM file whose header holds more than ``MAX_HEADER_BYTES`` to parse."""
+
+
+class _DicomFile(io.RawIOBase):
+    """One DICOM file as pydicom reads it: one that starts at "DICM" (its writer left the 128-byte preamble out)
+    is read as if the preamble were there, so pydicom finds the prefix and the file meta where the standard puts
+    them; with ``budget``, reading more than that many bytes (values pydicom defers are skipped by seeking, not
+    read) raises :class:`HeaderTooLarge`. pydicom reopens a deferred value's file as ``_DicomFile(path, "rb")``
+    (no budget: the value is being used)."""
 
     PREAMBLE = 128
 
-    def __init__(self, path: Path, mode: str = "rb"):  # mode: pydicom reopens a deferred value's file with it
+    def __init__(self, path: Path, mode: str = "rb", budget: int | None = None):
         super().__init__()
         self._fh = open(path, "rb")
-        self._size = os.fstat(self._fh.fileno()).st_size + self.PREAMBLE
+        self._skip = self.PREAMBLE if self._fh.read(4) == b"DICM" else 0
+        self._fh.seek(0)
+        self._size = os.fstat(self._fh.fileno()).st_size + self._skip
         self._pos = 0
+        self._budget, self._read = budget, 0
         self.name = str(path)
 
     def readable(self) -> bool:
@@ -145,14 +166,14 @@ class _Preambled(io.RawIOBase):
     def seek(self, offset: int, whence: int = 0) -> int:
         base = {0: 0, 1: self._pos, 2: self._size}[whence]
         self._pos = max(0, base + offset)
-        self._fh.seek(max(0, self._pos - self.PREAMBLE))
+        self._fh.seek(max(0, self._pos - self._skip))
         return self._pos
 
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
         n = 0
-        if self._pos < self.PREAMBLE:
-            n = min(len(view), self.PREAMBLE - self._pos)
+        if self._pos < self._skip:
+            n = min(len(view), self._skip - self._pos)
             view[:n] = bytes(n)
             self._pos += n
             self._fh.seek(0)
@@ -160,37 +181,50 @@ class _Preambled(io.RawIOBase):
             got = self._fh.readinto(view[n:]) or 0
             self._pos += got
             n += got
+        self._read += n
+        if self._budget is not None and self._read > self._budget:
+            raise self.over_budget()  # pydicom may re-raise it as another error: open_dicom checks over_budget
         return n
+
+    def over_budget(self) -> HeaderTooLarge | None:
+        """The refusal, once more than ``budget`` bytes were read; else None."""
+        if self._budget is None or self._read <= self._budget:
+            return None
+        return HeaderTooLarge(
+            f"the DICOM header holds more than {self._budget / 1024**2:g} MB of elements to read before its pixel "
+            f"data (a file of {self._size - self._skip:,} bytes); refused before building them")
 
     def close(self) -> None:
         self._fh.close()
         super().close()
 
 
-# A value longer than this (a vendor's private blob, a thumbnail, the pixel data) is not read with the header:
-# pydicom reads it from the file when it is used. A file's header is otherwise read whole, so a 600 MB private
-# element before the pixels cost 600 MB per file read (a clinician's upload may be 4 GiB).
-DEFER_BYTES = 1024**2
-
-
-def open_dicom(path: Path, **kwargs) -> pydicom.Dataset:
+def open_dicom(path: Path, budget: int | None = None, **kwargs) -> pydicom.Dataset:
     """``pydicom.dcmread`` of a file with its preamble, or of one that starts at "DICM" without it (read as if
     it had one; before, such a file was 'not a DICOM file'). Other files as ``dcmread`` treats them. Values over
-    ``DEFER_BYTES`` are read from the file when used (``defer_size``), not with the rest."""
+    ``DEFER_BYTES`` are read from the file when used (``defer_size``), not with the rest; reading more than
+    ``budget`` bytes to parse it raises :class:`HeaderTooLarge` (the header scan passes ``MAX_HEADER_BYTES``;
+    the pixel read, of files whose header passed it, none: compressed frames are read as they are parsed)."""
     kwargs.setdefault("defer_size", DEFER_BYTES)
-    with open(path, "rb") as fh:
-        starts_with_prefix = fh.read(4) == b"DICM"
-    if not starts_with_prefix:
-        return pydicom.dcmread(path, **kwargs)
-    with _Preambled(path) as fh:  # a deferred value reopens the file as _Preambled(path, "rb"): same offsets
-        return pydicom.dcmread(fh, **kwargs)
+    with _DicomFile(path, budget=budget) as fh:
+        try:
+            ds = pydicom.dcmread(fh, **kwargs)
+        except Exception:
+            if refused := fh.over_budget():  # pydicom turns a reader's error inside a sequence into an OSError
+                raise refused from None
+            raise
+        if refused := fh.over_budget():
+            raise refused
+        return ds
 
 
 def _read(path: Path) -> pydicom.Dataset:
     try:
-        return open_dicom(path, stop_before_pixels=True)
+        return open_dicom(path, MAX_HEADER_BYTES, stop_before_pixels=True)
     except InvalidDicomError:
         pass
+    except HeaderTooLarge:
+        raise
     except Exception as exc:  # noqa: BLE001 - any parser failure means an unusable file
         raise NotDicom(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
     # No preamble/file meta: accept only a raw dataset starting with a group 0002/0008 element (either byte
@@ -200,8 +234,10 @@ def _read(path: Path) -> pydicom.Dataset:
     if head not in (b"\x08\x00", b"\x02\x00", b"\x00\x08", b"\x00\x02"):
         raise NotDicom("not a DICOM file (no DICOM preamble and no image tags)")
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size=DEFER_BYTES)
+        ds = open_dicom(path, MAX_HEADER_BYTES, stop_before_pixels=True, force=True)
         tags_ok = any(k in ds for k in ("SOPClassUID", "Modality", "SeriesInstanceUID", "Rows"))
+    except HeaderTooLarge:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise NotDicom(f"not a DICOM file ({type(exc).__name__})") from exc
     if not tags_ok:
