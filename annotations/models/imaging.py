@@ -146,6 +146,9 @@ class SourceInstance(models.Model):
     series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances", null=True, blank=True)
     key = models.CharField(max_length=200, help_text="SOP Instance UID, or its documented fallback")
     path = models.CharField(max_length=1000)
+    sha1 = models.CharField(max_length=40, blank=True, default="", help_text=(
+        "SHA-1 of the file's bytes: an upload for a verdict shares this scan with a user who may not see it only "
+        "when it holds every instance of the scan byte for byte (empty for instances imported before it was kept)"))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "key"], name="uniq_instance_key")]

@@ -234,7 +234,8 @@ class Importer:
         self.store(
             raw_id=raw_id, layout=layout, study_key=group.study_key, series_key=group.key,
             uid_source=group.uid_source, where=where, volume=loaded.volume, resampled=loaded.resampled,
-            notes=loaded.notes, instances=[(h.key, _rel(h.path, self.root)) for h in group.instances],
+            notes=loaded.notes,
+            instances=[(h.key, _rel(h.path, self.root), content_hash(h.path)) for h in group.instances],
             study_fields={"study_date": _date(meta.get("StudyDate")), "study_time": str(meta.get("StudyTime", ""))[:32],
                           "description": str(meta.get("StudyDescription", ""))[:200]},
             series_fields=self.series_fields(group, loaded.slice_spacing_mm, loaded.tilt_deg, loaded.spacing),
@@ -278,7 +279,7 @@ class Importer:
 
     # -- storing a volume and its rows -------------------------------------------------------------------
     def store(self, *, raw_id: str, layout: Layout, study_key: str, series_key: str, uid_source: str, where: str,
-              volume, resampled: bool, notes: str, instances: list[tuple[str, str]], study_fields: dict,
+              volume, resampled: bool, notes: str, instances: list[tuple[str, str, str]], study_fields: dict,
               series_fields: dict) -> Series:
         name = hashlib.sha1(f"{self.dataset.pk}|{study_key}|{series_key}".encode()).hexdigest()[:24]
         rel_file = f"volumes/d{self.dataset.pk}/{name}.nii.gz"
@@ -296,7 +297,8 @@ class Importer:
                 "resampled": resampled, "notes": notes,
             })
             SourceInstance.objects.bulk_create(
-                [SourceInstance(dataset=self.dataset, series=series, key=k[:200], path=p[:1000]) for k, p in instances]
+                [SourceInstance(dataset=self.dataset, series=series, key=k[:200], path=p[:1000], sha1=h)
+                 for k, p, h in instances]
             )
             current = Label.objects.filter(patient=patient, series=None, is_current=True).first()
             if layout.label and current is None:
@@ -313,7 +315,8 @@ class Importer:
     # -- one NIfTI file ----------------------------------------------------------------------------------
     def import_nifti(self, path: Path) -> None:
         rel = _rel(path, self.root)
-        key = f"nifti-sha1:{content_hash(path)}"
+        digest = content_hash(path)
+        key = f"nifti-sha1:{digest}"
         known = SourceInstance.objects.filter(dataset=self.dataset, key=key).first()
         if known:
             if known.series_id not in self.imported_here:
@@ -335,7 +338,7 @@ class Importer:
         k, j, i = volume.shape
         self.store(
             raw_id=raw_id, layout=layout, study_key=study_key, series_key=key, uid_source="nifti", where=rel,
-            volume=volume, resampled=entry.resampled, notes="; ".join(entry.notes), instances=[(key, rel)],
+            volume=volume, resampled=entry.resampled, notes="; ".join(entry.notes), instances=[(key, rel, digest)],
             study_fields={"description": f"NIfTI {stem}"[:200]},
             series_fields={"modality": "CT", "series_description": stem[:200], "instance_count": 1,
                            "slice_spacing_mm": round(float(volume.spacing[2]), 4),

@@ -24,6 +24,7 @@ from inference.ml import assessability, verdict
 from inference.ml.acquisition import acquisition_cautions
 from inference.ml.geometry import Box
 from inference.ml.calibration import Calibrator
+from inference.ml.dicom.headers import content_hash
 from inference.ml.images25d import build_images, build_scan_images
 from inference.ml.proposals import propose
 from inference.ml.volume import Volume, load_nifti
@@ -229,9 +230,32 @@ def import_for_prediction(path: str | Path, dataset: Dataset | None = None, user
         if item.status == ImportItem.Status.SKIPPED and m:
             series = Series.objects.filter(pk=int(m.group(1))).first()
             if series is not None:
+                if not may_share(series, path, user):
+                    return None, (f"no usable scan: {item.path}: its SOP Instance UIDs are those of a scan already "
+                                  "stored, which these files do not hold byte for byte (every instance, the same "
+                                  "bytes); not judged")
                 return series, ""
     reasons = "; ".join(f"{i.path}: {i.reason}" for i in items if i.reason) or "nothing imported"
     return None, f"no usable scan: {reasons}"
+
+
+def may_share(series: Series, path: str | Path, user) -> bool:
+    """Whether an upload at ``path`` that the importer found already stored as ``series`` may be judged as that
+    scan for ``user`` (who then may open it, ``Series.submitted_by``): yes for a user who may see it already or no
+    user (the command line); otherwise only when the upload holds every instance of the scan with the same bytes
+    (``SourceInstance.sha1``; a NIfTI's key is its hash). The importer knows a DICOM file by its SOP Instance UID,
+    which is no secret: one file carrying another submission's UIDs opened that whole scan to its uploader."""
+    if not getattr(user, "is_authenticated", False):
+        return True
+    if Series.objects.visible_to(user).filter(pk=series.pk).exists():
+        return True
+    stored = {sha1 or (key.removeprefix("nifti-sha1:") if key.startswith("nifti-sha1:") else "")
+              for key, sha1 in series.instances.values_list("key", "sha1")}
+    if not stored or "" in stored:
+        return False  # no instances, or some imported before their hash was kept: nothing to compare
+    root = Path(path)
+    files = [root] if root.is_file() else (p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    return stored <= {content_hash(p) for p in files}
 
 
 def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dataset=None,

@@ -244,3 +244,59 @@ def test_a_corrupt_stored_volume_is_one_scans_error_in_a_batch(here, users, glan
         r = client.get(url)
         detail = r.json()["detail"]
         assert r.status_code == 500 and "cannot be read" in detail and "re-import" in detail and "/media/" not in detail
+
+
+def test_an_upload_shares_a_stored_dicom_scan_only_when_it_holds_its_files(here, users, make_user, gland_model,
+                                                                           tmp_path, client):
+    """The importer knows a DICOM file by its SOP Instance UID, so an upload for a verdict whose UIDs were
+    already stored was judged as that scan and opened it to its uploader: one file carrying the UIDs of another
+    user's submission (its pixels anything) gave the whole CT volume. Now a user who may not see the scan shares
+    it only with every instance, byte for byte; else the verdict is 'not assessable' naming why."""
+    import io
+    import zipfile
+
+    from adrenal_site.jobs.models import Job
+    from adrenal_site.jobs.runner import run_now
+    from annotations.models import Series
+    from inference.tasks import predict_job
+    from tests.plugins.store import write_ct_series
+
+    run = gland_model(members=[users["clinician"]])  # the uploads land in "Submitted studies", outside it
+    folder, _ = write_ct_series(tmp_path / "study", n=12, rows=48, cols=48)
+    files = sorted(folder.iterdir())
+
+    def zipped(entries: dict[str, bytes]) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            for name, data in entries.items():
+                zf.writestr(name, data)
+        return buffer.getvalue()
+
+    def submit(user, data: bytes):
+        run.dataset.members.add(user)
+        client.force_login(user)
+        resp = client.post("/verdicts/", {"file": SimpleUploadedFile("study.zip", data)})
+        assert resp.status_code == 302, [m for m in resp.content.decode().splitlines() if "error" in m or "class=\"message" in m]
+        job = run_now(predict_job, Job.objects.filter(kind="predict", created_by=user).latest("pk"))
+        assert job.status == "succeeded", job.error
+        return job
+
+    whole = zipped({f"s/{p.name}": p.read_bytes() for p in files})
+    first = submit(users["clinician"], whole)
+    series = Series.objects.get(pk=first.result["series"])
+    assert client.get(f"/series/{series.pk}/").status_code == 200
+    # one file with the UIDs of the first slice and other pixels
+    forged = bytearray(files[0].read_bytes())
+    forged[-200:] = bytes(200)
+    intruder = make_user("clin-forger", "clinician")
+    job = submit(intruder, zipped({"x/1.dcm": bytes(forged)}))
+    assert job.result.get("series") is None and "not judged" in job.result["reason"], job.result
+    assert "do not hold byte for byte" in job.result["reason"]
+    assert client.get(f"/series/{series.pk}/").status_code == 404
+    assert client.get(f"/api/series/{series.pk}/volume/").status_code == 404
+    # a part of the files, unchanged, is not the scan either
+    job = submit(intruder, zipped({f"s/{p.name}": p.read_bytes() for p in files[:3]}))
+    assert job.result.get("series") is None and client.get(f"/series/{series.pk}/").status_code == 404
+    # the same files: one stored scan, opened for both
+    job = submit(make_user("clin-same", "clinician"), whole)
+    assert job.result["series"] == series.pk and client.get(f"/series/{series.pk}/").status_code == 200
