@@ -109,6 +109,9 @@ def check_zip(path: Path, max_bytes: int | None = None, ratio: float | None = No
             f"the zip has {len(bad)} entr{'y' if len(bad) == 1 else 'ies'} with an absolute path or '..' "
             f"(e.g. {bad[0]!r}); nothing was imported"
         )
+    problem = _unextractable(members)
+    if problem:
+        raise UploadRefused(f"{problem}; nothing was imported")
     links = [m.filename for m in members if stat.S_ISLNK(m.external_attr >> 16)]
     if links:
         raise UploadRefused(f"the zip has {len(links)} symbolic link(s) (e.g. {links[0]!r}); links are not accepted")
@@ -120,6 +123,41 @@ def check_zip(path: Path, max_bytes: int | None = None, ratio: float | None = No
         raise UploadRefused(f"the zip expands {total / size:.0f} times its size ({size / 1024**2:.1f} MB to "
                             f"{total / 1024**2:.0f} MB), over the limit of {ratio:g} times; refused as a zip bomb")
     return members
+
+
+MAX_NAME_BYTES = 255  # one file or folder name (the filesystems' NAME_MAX)
+MAX_PATH_BYTES = 1024  # an entry's whole path inside the zip
+MAX_DEPTH = 64  # folders an entry is nested in
+
+
+def _unextractable(members: list[zipfile.ZipInfo]) -> str | None:
+    """Why the entries could not all be extracted as named (a file name over ``MAX_NAME_BYTES``, a path over
+    ``MAX_PATH_BYTES`` or nested over ``MAX_DEPTH`` folders, two entries of one name, a name that is a file and a
+    folder), else None. Before, such a zip was accepted and its job failed with the operating system's error
+    (``File name too long``, ``File exists``, a RecursionError) and nothing imported."""
+    files, folders = {}, set()
+    for m in members:
+        parts = tuple(p for p in PurePosixPath(m.filename.replace("\\", "/")).parts if p not in ("", "."))
+        if not parts:
+            continue
+        long = next((p for p in parts if len(p.encode()) > MAX_NAME_BYTES), None)
+        if long is not None:
+            return f"the zip entry {m.filename[:80]!r}... has a name of {len(long.encode())} bytes (limit {MAX_NAME_BYTES})"
+        if len(parts) - 1 > MAX_DEPTH:
+            return f"the zip entry {m.filename[:80]!r}... lies {len(parts) - 1} folders deep (limit {MAX_DEPTH})"
+        if len("/".join(parts).encode()) > MAX_PATH_BYTES:
+            return f"the zip entry {m.filename[:80]!r}... has a path over {MAX_PATH_BYTES} bytes"
+        folders.update(parts[:k] for k in range(1, len(parts)))
+        if m.is_dir():
+            folders.add(parts)
+        elif parts in files:
+            return f"the zip has two entries named {m.filename!r}"
+        else:
+            files[parts] = m.filename
+    both = next((files[f] for f in files if f in folders), None)
+    if both is not None:
+        return f"the zip entry {both!r} is a file and a folder of other entries"
+    return None
 
 
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record

@@ -81,20 +81,22 @@ def test_links_absolute_paths_entry_count_and_declared_size_are_refused(tmp_path
 
 
 def directory_zip(path: Path, entries: int, *, declare: int | None = None, name: bytes = b"a") -> Path:
-    """A zip of one 10-byte file whose central directory lists it ``entries`` times (what ``zipfile`` parses into
-    one object per entry), the end record declaring ``declare`` entries (default: the truth; zip64 records past
-    65 534). Written raw: a million entries take 47 MB and a second."""
+    """A zip of one 10-byte file whose central directory lists it ``entries`` times under names ``name`` + a
+    7-digit number (what ``zipfile`` parses into one object per entry), the end record declaring ``declare``
+    entries (default: the truth; zip64 records past 65 534). Written raw: a million entries take 54 MB and a few
+    seconds."""
     data = b"x" * 10
     crc = zlib.crc32(data)
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, crc, 10, 10, len(name), 0) + name + data
-    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, crc, 10, 10, len(name), 0, 0, 0,
-                          0, 0, 0) + name
+    first = name + b"0000000"
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, crc, 10, 10, len(first), 0) + first + data
+    head = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, crc, 10, 10, len(first), 0, 0, 0,
+                       0, 0, 0)
     declare = entries if declare is None else declare
-    size = len(central) * entries
+    size = (len(head) + len(first)) * entries
     with open(path, "wb") as fh:
         fh.write(local)
         for done in range(0, entries, 10_000):
-            fh.write(central * min(10_000, entries - done))
+            fh.write(b"".join(head + name + b"%07d" % i for i in range(done, min(done + 10_000, entries))))
         if declare >= 0xFFFF:
             fh.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, declare, declare, size, len(local)))
             fh.write(struct.pack("<IIQI", 0x07064B50, 0, len(local) + size, 1))
@@ -117,11 +119,49 @@ def test_a_zip_directory_of_too_many_entries_is_refused_before_it_is_parsed(tmp_
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 40 * 1024**2, f"{peak / 1024**2:.0f} MB"  # the 14 MB directory read once, no entry objects
+    assert peak < 40 * 1024**2, f"{peak / 1024**2:.0f} MB"  # the 16 MB directory read once, no entry objects
     assert len(check_zip(directory_zip(tmp_path / "zip64.zip", 70_000))) == 70_000  # zip64 end record read
     monkeypatch.setattr(uploads, "MAX_DIRECTORY_BYTES", 1024**2)
     with pytest.raises(UploadRefused, match="directory of entries is 2 MB"):
         check_zip(directory_zip(tmp_path / "long.zip", 2000, name=b"n" * 1000))
+
+
+@pytest.mark.django_db
+def test_entries_that_cannot_be_extracted_as_named_are_refused_naming_them(tmp_path, media, users, client):
+    """A zip whose entries could not all be written as named was accepted and its job failed with the operating
+    system's error and nothing imported: 'OSError: [Errno 36] File name too long', 'FileExistsError: ... a'
+    (a file 'a' beside 'a/b.dcm'), a RecursionError (an entry 2000 folders deep). Now refused before anything is
+    queued, naming the entry; folders listed as their own entries and ordinary trees pass."""
+    cases = {
+        "name of 304 bytes (limit 255)": {"d/" + "n" * 300 + ".dcm": b"x", "ok/1.dcm": b"x"},
+        "is a file and a folder": {"a": b"x" * 10, "a/b.dcm": b"x"},
+        "2000 folders deep (limit 64)": {"/".join(["d"] * 2000) + "/1.dcm": b"x"},
+        "path over 1024 bytes": {"/".join(["f" * 200] * 6) + "/1.dcm": b"x"},
+    }
+    for reason, entries in cases.items():
+        with pytest.raises(UploadRefused, match=reason.replace("(", r"\(").replace(")", r"\)")):
+            check_zip(write_zip(tmp_path / "bad.zip", entries))
+    with pytest.raises(UploadRefused, match="two entries named 'd/1.dcm'"):
+        path = tmp_path / "dup.zip"
+        with zipfile.ZipFile(path, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("d/1.dcm", b"x")
+            zf.writestr("d/1.dcm", b"y")
+        check_zip(path)
+    with zipfile.ZipFile(tmp_path / "tree.zip", "w") as zf:
+        zf.writestr(zipfile.ZipInfo("study/"), b"")
+        zf.writestr(zipfile.ZipInfo("study/series/"), b"")
+        zf.writestr("study/series/1.dcm", b"x" * 10)
+        zf.writestr("./study/series/2.dcm", b"x" * 10)
+    assert len(check_zip(tmp_path / "tree.zip")) == 4
+    ds = make_dataset("up", members=[users["clinician"]])
+    make_run(ds, promoted=True, operating_value=0.5)
+    client.force_login(users["clinician"])
+    upload = io.BytesIO(write_zip(tmp_path / "long.zip", cases["name of 304 bytes (limit 255)"]).read_bytes())
+    upload.name = "study.zip"
+    r = client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+    assert r.status_code == 400 and "name of 304 bytes" in r.json()["file"], r.content
+    assert not Job.objects.filter(kind="predict").exists()
+    assert upload_files(media) == []
 
 
 def test_extraction_counts_the_bytes_really_written(tmp_path, media):
