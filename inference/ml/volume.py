@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from .atomic import atomic_path
 from .geometry import LPS_TO_RAS, Box, box_to_voxels, canonical_index_map, spacing_of, volume_extent
-from .limits import TooManyVoxels, check_voxels
+from .limits import HeaderTooLarge, TooManyVoxels, check_nifti_extensions, check_voxels
 
 
 @dataclass
@@ -66,7 +66,7 @@ def _reading(path: str | os.PathLike):
     the file (a missing file stays FileNotFoundError, too many voxels TooManyVoxels)."""
     try:
         yield
-    except (FileNotFoundError, TooManyVoxels):
+    except (FileNotFoundError, TooManyVoxels, HeaderTooLarge):
         raise
     except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, ValueError) as exc:
         why = str(exc).replace(str(Path(path).parent) + os.sep, "")  # the file's name, not where it lies
@@ -79,6 +79,7 @@ def load_nifti(path: str | os.PathLike, dtype=np.int16) -> Volume:
     ValueError) before reading data when the header declares more voxels than the cap, ``UnreadableVolume`` (a
     ValueError) for a damaged file, FileNotFoundError for a missing one."""
     with _reading(path):
+        check_nifti_extensions(path)
         img = nib.load(str(path))
         check_voxels(img.shape, f"NIfTI {Path(path).name}")
         data = np.asanyarray(img.dataobj)
@@ -194,6 +195,7 @@ def load_nifti_region(path: str | os.PathLike, box: Box, margin_mm: float = 5.0,
     read); a ``.nii.gz`` is decompressed up to the block's last slice. Raises ValueError when the box misses
     the volume, ``UnreadableVolume`` (a ValueError) for a damaged file."""
     with _reading(path):
+        check_nifti_extensions(path)
         img = nib.load(str(path))
     affine = LPS_TO_RAS @ img.affine
     shape_kji = tuple(int(s) for s in img.shape[:3][::-1])

@@ -206,3 +206,52 @@ def test_a_dicom_header_of_too_many_elements_is_refused_while_it_is_read(tmp_pat
     finally:
         tracemalloc.stop()
     assert peak < 64 * 1024**2, f"{peak / 1024**2:.0f} MB"
+
+
+def extension_nifti(path: Path, esize: int, shape=(32, 32, 8)) -> Path:
+    """A ``.nii.gz`` with one header extension declaring ``esize`` bytes (zeros, so the file stays small) before
+    an int16 volume of ``shape`` (zeros)."""
+    import struct
+
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.int16)
+    header.set_qform(np.diag([-1.0, -1.0, 1.0, 1.0]), code=1)
+    header.set_sform(np.diag([-1.0, -1.0, 1.0, 1.0]), code=1)
+    header["vox_offset"] = 352 + max(esize, 16)
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    with open(path, "wb") as fh:
+        fh.write(comp.compress(header.binaryblock + bytes([1, 0, 0, 0]) + struct.pack("<ii", esize, 0)))
+        left = max(esize, 16) - 8
+        zeros = bytes(8 << 20)
+        while left > 0:
+            fh.write(comp.compress(zeros[:min(left, len(zeros))]))
+            left -= len(zeros)
+        fh.write(comp.compress(bytes(2 * int(np.prod(shape)))))
+        fh.write(comp.flush())
+    return path
+
+
+def test_nifti_header_extensions_are_bounded_before_nibabel_reads_them(tmp_path):
+    """nibabel reads every header extension whole while loading the header, to its declared size whatever the
+    data offset says: a 1 MB .nii.gz declaring a 1 GB extension of zeros cost 1.2 GB before its dimensions were
+    checked. Extensions are walked from their own headers first: over 16 MB, or a size that would read to the end
+    of the file, refused naming it; a small one is read as before."""
+    from inference.ml.dicom import read_nifti_entry
+    from inference.ml.limits import HeaderTooLarge
+
+    big = extension_nifti(tmp_path / "big.nii.gz", 64 * 1024**2)
+    assert big.stat().st_size < 1024**2
+    tracemalloc.start()
+    try:
+        for reader in (read_nifti_entry, load_nifti):
+            with pytest.raises(HeaderTooLarge, match=r"extensions of more than 64 MB .*limit 16 MB"):
+                reader(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MB"
+    with pytest.raises(HeaderTooLarge, match="declared size 0"):
+        read_nifti_entry(extension_nifti(tmp_path / "zero.nii.gz", 0))
+    entry = read_nifti_entry(extension_nifti(tmp_path / "small.nii.gz", 4096))
+    assert entry.volume.shape == (8, 32, 32)
