@@ -255,3 +255,37 @@ def test_nifti_header_extensions_are_bounded_before_nibabel_reads_them(tmp_path)
         read_nifti_entry(extension_nifti(tmp_path / "zero.nii.gz", 0))
     entry = read_nifti_entry(extension_nifti(tmp_path / "small.nii.gz", 4096))
     assert entry.volume.shape == (8, 32, 32)
+
+
+def test_a_deflated_dicom_file_is_inflated_only_within_the_voxel_cap(tmp_path, monkeypatch):
+    """pydicom inflates a deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) whole before reading it: an
+    892 KB file holding 800 MB of zeros cost 1.8 GB at the header scan. It is inflated in chunks and counted first;
+    past 2 bytes a voxel of the cap (plus the header's 4 MB) it is refused naming the cap. A deflated slice within
+    it reads as before."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from inference.ml.dicom.headers import HeaderTooLarge
+
+    folder, expected = write_ct_series(tmp_path / "s", n=2, rows=64, cols=64)
+    plain, bomb = sorted(folder.iterdir())
+    ds = pydicom.dcmread(plain)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(plain, enforce_file_format=True)
+    ds = pydicom.dcmread(bomb)
+    ds.add_new(0x00091011, "OB", bytes(64 * 1024**2))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(bomb, enforce_file_format=True)
+    assert bomb.stat().st_size < 1024**2
+    monkeypatch.setenv("ADRENAL_MAX_VOXELS", str(8 * 1024**2))  # 16 MB + 4 MB may be inflated
+    header, (_, frames) = read_header(plain), read_frames(plain)
+    assert header.rows == 64 and frames.shape == (1, 64, 64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(HeaderTooLarge, match="inflates to more than 20 MB"):
+            read_header(bomb)
+        with pytest.raises(DecodeError, match="inflates to more than 20 MB"):
+            read_frames(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 1024**2, f"{peak / 1024**2:.0f} MB"
