@@ -289,3 +289,46 @@ def test_a_deflated_dicom_file_is_inflated_only_within_the_voxel_cap(tmp_path, m
     finally:
         tracemalloc.stop()
     assert peak < 40 * 1024**2, f"{peak / 1024**2:.0f} MB"
+
+
+def test_compressed_frames_larger_than_the_header_says_are_refused_before_decoding(tmp_path):
+    """The decoders allocate the image a JPEG 2000 or JPEG frame declares, whatever Rows and Columns say: a
+    627-byte JPEG 2000 codestream of 12000 x 12000 in a '64 x 64' slice cost 1 GB before pydicom found the sizes
+    differ. The frame's own SIZ / SOF segment is read first; a frame of the header's size decodes as before."""
+    import io
+
+    import openjpeg
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
+
+    folder, _ = write_ct_series(tmp_path / "s", n=1, rows=64, cols=64)
+    path = next(folder.iterdir())
+
+    def with_frame(name: str, syntax, frame: bytes, **attrs) -> Path:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = syntax
+        for key, value in attrs.items():
+            setattr(ds, key, value)
+        ds.PixelData = encapsulate([frame])
+        ds["PixelData"].VR = "OB"
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+        return tmp_path / name
+
+    honest = openjpeg.encode(np.full((64, 64), 1100, np.uint16), bits_stored=16)
+    assert read_frames(with_frame("ok.dcm", JPEG2000Lossless, honest))[1][0, 5, 5] == 1100
+    j2k = with_frame("j2k.dcm", JPEG2000Lossless, openjpeg.encode(np.zeros((4000, 4000), np.uint16), bits_stored=16))
+    jpeg_bytes = io.BytesIO()
+    Image.new("L", (4000, 4000)).save(jpeg_bytes, "JPEG")
+    jpeg = with_frame("jpeg.dcm", JPEGBaseline8Bit, jpeg_bytes.getvalue(), BitsAllocated=8, BitsStored=8, HighBit=7,
+                      PixelRepresentation=0)
+    tracemalloc.start()
+    try:
+        for bomb in (j2k, jpeg):
+            with pytest.raises(DecodeError, match=r"frame 1: its compressed image declares 4000 x 4000 pixels .* "
+                                                  r"the header 64 x 64 .* refused before decoding"):
+                read_frames(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MB"

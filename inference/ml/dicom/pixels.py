@@ -5,10 +5,12 @@ endian, deflated), JPEG 2000, JPEG-LS, JPEG lossless and RLE (pylibjpeg, with GD
 """
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.encaps import generate_frames
 from pydicom.pixels import apply_modality_lut
 
 from ..limits import TooManyVoxels, check_voxels
@@ -55,6 +57,7 @@ def read_frames_padded(path) -> tuple[pydicom.Dataset, np.ndarray, np.ndarray | 
         if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
             raise DecodeError(f"no pixel data: the file ends at byte {Path(str(path)).stat().st_size:,} before its "
                               "image (truncated?)")
+        check_compressed_sizes(ds)
         arr = ds.pixel_array
     except DecodeError:
         raise
@@ -69,6 +72,67 @@ def read_frames_padded(path) -> tuple[pydicom.Dataset, np.ndarray, np.ndarray | 
     if arr.ndim != 3:
         raise DecodeError(f"not a greyscale image (pixel array of shape {arr.shape})")
     return ds, arr, padding_mask(ds, arr)
+
+
+J2K_SYNTAXES = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
+                "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+                "1.2.840.10008.1.2.4.203")
+JPEG_SYNTAXES = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                 "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81")
+# JPEG start-of-frame markers (baseline to lossless, arithmetic; 0xF7 is JPEG-LS); 0xC4, 0xC8, 0xCC are not
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+
+
+def compressed_size(data: bytes, syntax: str) -> tuple[int, int, int] | None:
+    """``(columns, rows, components)`` a JPEG 2000, JPEG or JPEG-LS frame declares in its own header (the SIZ
+    or SOF segment), which the decoder allocates for whatever the DICOM header says; None when not found."""
+    if syntax in J2K_SYNTAXES:
+        at = data.find(b"\xff\x4f\xff\x51")  # start of codestream, then SIZ
+        if at < 0 or len(data) < at + 42:
+            return None
+        xsiz, ysiz, xo, yo = struct.unpack(">4I", data[at + 8:at + 24])
+        return max(0, xsiz - xo), max(0, ysiz - yo), struct.unpack(">H", data[at + 40:at + 42])[0]
+    if syntax in JPEG_SYNTAXES:
+        pos = 2 if data[:2] == b"\xff\xd8" else -1
+        while 0 <= pos < len(data) - 9:
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:
+                pos += 1
+                continue
+            if marker in _SOF:
+                rows, cols = struct.unpack(">2H", data[pos + 5:pos + 9])
+                return cols, rows, data[pos + 9] if pos + 9 < len(data) else 1
+            if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+                pos += 2
+                continue
+            pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+    return None
+
+
+def check_compressed_sizes(ds: pydicom.Dataset) -> None:
+    """Refuse (``DecodeError``) compressed frames whose own header declares a larger image than Rows x Columns x
+    SamplesPerPixel, before decoding: the decoders allocate what the codestream declares, so a 627-byte JPEG 2000
+    codestream of 12000 x 12000 in a '64 x 64' file cost 1 GB (the format allows 4 billion pixels a side)."""
+    syntax = str(getattr(ds.get("file_meta"), "TransferSyntaxUID", "") or "")
+    if syntax not in J2K_SYNTAXES + JPEG_SYNTAXES or "PixelData" not in ds:
+        return
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        frames = generate_frames(ds.PixelData, number_of_frames=n)
+        for index, frame in enumerate(frames, 1):
+            size = compressed_size(frame[:1 << 16], syntax)
+            if size and size[0] * size[1] * max(size[2], 1) > cols * rows * samples:
+                raise DecodeError(f"frame {index}: its compressed image declares {size[0]} x {size[1]} pixels "
+                                  f"({size[2]} component(s)), the header {cols} x {rows} ({samples}); refused "
+                                  "before decoding")
+    except DecodeError:
+        raise
+    except Exception:  # noqa: BLE001 - a damaged encapsulation is the decoder's to name
+        return
 
 
 def _fits(value: int, ds: pydicom.Dataset) -> bool:
