@@ -332,3 +332,36 @@ def test_compressed_frames_larger_than_the_header_says_are_refused_before_decodi
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MB"
+
+
+def test_a_dicom_header_keeps_no_huge_text(tmp_path):
+    """Every header of an import is held until its series are grouped, and implicit VR lets any text be 4 GB: a
+    200 MB StudyDescription was read (it is used) and kept whole in the header. Values pydicom deferred (over 1 MB)
+    are dropped from the header before anything reads them, texts kept to 1024 characters and multi-valued
+    elements to 64 values."""
+    import warnings
+
+    from inference.ml.dicom.headers import MAX_TEXT, MAX_VALUES
+
+    folder, _ = write_ct_series(tmp_path / "s", n=1)
+    path = next(folder.iterdir())
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds.StudyDescription = "A" * (50 * 1024**2)
+    ds.SeriesDescription = "B" * 5000
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"] + ["X"] * 10_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom: longer than the VR allows
+        ds.save_as(path, enforce_file_format=True)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = read_header(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MB"
+    assert "StudyDescription" not in header.meta and header.meta["SeriesDescription"] == "B" * MAX_TEXT
+    assert header.image_type[:3] == ("ORIGINAL", "PRIMARY", "AXIAL") and len(header.image_type) == MAX_VALUES
+    assert header.rows == 16 and header.modality == "CT"

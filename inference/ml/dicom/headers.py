@@ -104,9 +104,14 @@ def instance_number(ds: pydicom.Dataset) -> int | None:
     return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
+MAX_TEXT = 1024  # characters of one header text kept (DICOM's longest short strings are 64; UIDs 64)
+MAX_VALUES = 64  # values of one multi-valued header element kept
+
+
 def _text(value) -> str:
-    """An identifier's text without surrounding spaces or NUL bytes (PostgreSQL text cannot hold NUL)."""
-    return str(value).replace("\x00", "").strip()
+    """An identifier's text without surrounding spaces or NUL bytes (PostgreSQL text cannot hold NUL), at most
+    ``MAX_TEXT`` characters (every header of an import is held until its series are grouped)."""
+    return str(value)[:MAX_TEXT * 2].replace("\x00", "").strip()[:MAX_TEXT]
 
 
 def _plain(value) -> Any:
@@ -114,7 +119,7 @@ def _plain(value) -> Any:
     if value is None:
         return None
     if isinstance(value, (pydicom.multival.MultiValue, list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v) for v in list(value)[:MAX_VALUES]]
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, (pydicom.valuerep.DSfloat, pydicom.valuerep.IS)):
@@ -277,9 +282,20 @@ def open_dicom(path: Path, budget: int | None = None, **kwargs) -> pydicom.Datas
         return ds
 
 
+def _without_deferred(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """The header without the values pydicom deferred (over ``DEFER_BYTES``): none is needed to describe the
+    instance, and reading one (a 200 MB StudyDescription, which implicit VR allows) would load it whole and keep
+    it in the header of every such file until the import groups its series."""
+    for tag in list(ds.keys()):
+        elem = ds.get_item(tag, keep_deferred=True)  # not read (ds.elements() and ds[tag] would read it)
+        if getattr(elem, "value", 0) is None and getattr(elem, "length", 0) > 0:
+            del ds[tag]
+    return ds
+
+
 def _read(path: Path) -> pydicom.Dataset:
     try:
-        return open_dicom(path, MAX_HEADER_BYTES, stop_before_pixels=True)
+        return _without_deferred(open_dicom(path, MAX_HEADER_BYTES, stop_before_pixels=True))
     except InvalidDicomError:
         pass
     except HeaderTooLarge:
@@ -293,7 +309,7 @@ def _read(path: Path) -> pydicom.Dataset:
     if head not in (b"\x08\x00", b"\x02\x00", b"\x00\x08", b"\x00\x02"):
         raise NotDicom("not a DICOM file (no DICOM preamble and no image tags)")
     try:
-        ds = open_dicom(path, MAX_HEADER_BYTES, stop_before_pixels=True, force=True)
+        ds = _without_deferred(open_dicom(path, MAX_HEADER_BYTES, stop_before_pixels=True, force=True))
         tags_ok = any(k in ds for k in ("SOPClassUID", "Modality", "SeriesInstanceUID", "Rows"))
     except HeaderTooLarge:
         raise
@@ -475,7 +491,7 @@ def read_header(path: str | os.PathLike) -> InstanceHeader:
         patient_id=_text(ds.get("PatientID", "") or ""),
         frame_of_reference=_text(ds.get("FrameOfReferenceUID", "") or ""),
         modality=str(ds.get("Modality", "") or "").strip().upper(),
-        image_type=tuple(str(t).strip().upper() for t in image_type),
+        image_type=tuple(_text(t).upper() for t in list(image_type)[:MAX_VALUES]),
         orientation=orientation,
         pixel_spacing=spacing,
         rows=int(ds.get("Rows", 0) or 0),
