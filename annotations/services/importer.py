@@ -460,6 +460,8 @@ def apply_series_rule(dataset: Dataset, studies=None) -> None:
 
 # -- labels CSV --------------------------------------------------------------------------------------------
 MAX_LABEL_ROWS = 100_000  # far more than any dataset's patients and scans; a bigger file is not a labels table
+MAX_LABELS_BYTES = 16 * 1024**2  # 100 000 rows of 160 characters; the reader keeps every field of every row
+MAX_LABEL_COLUMNS = 64
 LABEL_ID_COLUMNS = ("series_uid", "study_uid", "patient", "patient_id")
 
 
@@ -475,9 +477,16 @@ def read_labels_csv(csv_path: str | os.PathLike) -> tuple[dict[str, str], list[t
     and the import applies what it returns."""
     name = Path(csv_path).name
     try:
+        size = os.path.getsize(csv_path)
+        if size > MAX_LABELS_BYTES:
+            raise LabelsCsvInvalid(f"labels CSV {name} is {size / 1024**2:.0f} MB, over the limit of "
+                                   f"{MAX_LABELS_BYTES / 1024**2:.0f} MB for a labels table")
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             try:
+                if len(reader.fieldnames or []) > MAX_LABEL_COLUMNS:
+                    raise LabelsCsvInvalid(f"labels CSV {name} has {len(reader.fieldnames)} columns (limit "
+                                           f"{MAX_LABEL_COLUMNS})")
                 fields = {f.strip().lower(): f for f in (reader.fieldnames or []) if f is not None}
                 if "label" not in fields or not any(c in fields for c in LABEL_ID_COLUMNS):
                     raise LabelsCsvInvalid(f"labels CSV {name} needs a 'label' column and one of 'patient', "
@@ -486,6 +495,10 @@ def read_labels_csv(csv_path: str | os.PathLike) -> tuple[dict[str, str], list[t
                 for row in reader:
                     if len(rows) >= MAX_LABEL_ROWS:
                         raise LabelsCsvInvalid(f"labels CSV {name} has more than {MAX_LABEL_ROWS} rows")
+                    if len(row.get(None) or ()) > MAX_LABEL_COLUMNS:  # DictReader keeps extra fields there
+                        raise LabelsCsvInvalid(f"labels CSV {name} line {reader.line_num} has "
+                                               f"{len(row[None]) + len(reader.fieldnames)} fields (limit "
+                                               f"{MAX_LABEL_COLUMNS})")
                     rows.append((reader.line_num, row))
             except csv.Error as exc:
                 raise LabelsCsvInvalid(f"labels CSV {name} is malformed at line {reader.line_num + 1}: {exc}") from None

@@ -371,3 +371,27 @@ def test_labels_csv_side_column_gives_per_gland_labels(store_cohort, tmp_path):
     apply_labels_csv(ds, csv_path)
     lab = Label.objects.get(patient__dataset=ds, is_current=True, source="csv", value="abnormal")
     assert lab.side == "RL" and Label.objects.filter(patient=lab.patient, side="L", is_current=False).exists()
+
+
+def test_a_labels_csv_is_bounded_before_its_fields_are_kept(tmp_path):
+    """The reader keeps every field of every row: a 60 MB labels CSV of three lines of 20 million commas cost
+    500 MB (and was read in the admin's upload request). A file over 16 MB, a header of more than 64 columns or a
+    line of more than 64 fields is refused naming it; an ordinary table is read as before."""
+    from annotations.services.importer import LabelsCsvInvalid, read_labels_csv
+
+    commas = tmp_path / "commas.csv"
+    commas.write_text("patient,label\n" + "P1,normal" + "," * 2_000_000 + "\n")
+    with pytest.raises(LabelsCsvInvalid, match=r"commas.csv line 2 has 2000002 fields \(limit 64\)"):
+        read_labels_csv(commas)
+    wide = tmp_path / "wide.csv"
+    wide.write_text("patient,label," + ",".join(f"c{i}" for i in range(100)) + "\nP1,normal\n")
+    with pytest.raises(LabelsCsvInvalid, match=r"has 102 columns \(limit 64\)"):
+        read_labels_csv(wide)
+    big = tmp_path / "big.csv"
+    big.write_text("patient,label\n" + "P0000001,normal\n" * 1_100_000)
+    with pytest.raises(LabelsCsvInvalid, match="is 17 MB, over the limit of 16 MB"):
+        read_labels_csv(big)
+    fine = tmp_path / "fine.csv"
+    fine.write_text("patient,label,side,note\nP1,abnormal,R,\nP2,normal,,x,extra\n")
+    fields, rows = read_labels_csv(fine)
+    assert set(fields) == {"patient", "label", "side", "note"} and [r["patient"] for _, r in rows] == ["P1", "P2"]
