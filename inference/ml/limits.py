@@ -9,8 +9,10 @@ Columns x frames x slices, ``dicom/stack.py``, ``dicom/pixels.py``) and the 2.5D
 """
 from __future__ import annotations
 
+import gzip
 import math
 import os
+import struct
 from collections.abc import Iterable
 
 DEFAULT_MAX_VOXELS = 200_000_000
@@ -59,9 +61,6 @@ def check_nifti_extensions(path, limit: int = MAX_NIFTI_EXTENSION_BYTES) -> int:
     would read to the end of the file with (under 8). nibabel reads every extension whole while loading the header
     (each to its declared ``esize``, whatever ``vox_offset`` says), so a 1 MB ``.nii.gz`` declaring a 1 GB
     extension of zeros cost 1.2 GB before its dimensions could be checked."""
-    import gzip
-    import struct
-
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
     with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
