@@ -51,13 +51,13 @@ def check_voxels(shape: Iterable[int], what: str = "volume", limit: int | None =
 MAX_NIFTI_EXTENSION_BYTES = 16 * 1024**2
 
 
-class HeaderTooLarge(ValueError):
-    """A file's header holds more than a reader should take into memory; the message names what and the limit."""
+class ExtensionsTooLarge(ValueError):
+    """A NIfTI's header extensions hold more than a reader should take into memory; the message says how much."""
 
 
 def check_nifti_extensions(path, limit: int = MAX_NIFTI_EXTENSION_BYTES) -> int:
     """The bytes of a single-file NIfTI's header extensions (0 without), walked from their own headers without
-    reading their contents, or :class:`HeaderTooLarge` when they exceed ``limit`` or one declares a size nibabel
+    reading their contents, or :class:`ExtensionsTooLarge` when they exceed ``limit`` or one declares a size nibabel
     would read to the end of the file with (under 8). nibabel reads every extension whole while loading the header
     (each to its declared ``esize``, whatever ``vox_offset`` says), so a 1 MB ``.nii.gz`` declaring a 1 GB
     extension of zeros cost 1.2 GB before its dimensions could be checked."""
@@ -90,10 +90,10 @@ def check_nifti_extensions(path, limit: int = MAX_NIFTI_EXTENSION_BYTES) -> int:
                 break
             esize = struct.unpack(order + "i", ext[:4])[0]
             if esize < 8:
-                raise HeaderTooLarge(f"NIfTI header extension of declared size {esize} (at least 8): malformed")
+                raise ExtensionsTooLarge(f"NIfTI header extension of declared size {esize} (at least 8): malformed")
             total += esize
             if total > limit:
-                raise HeaderTooLarge(f"NIfTI header extensions of more than {total / 1024**2:.0f} MB before the image "
+                raise ExtensionsTooLarge(f"NIfTI header extensions of more than {total / 1024**2:.0f} MB before the image "
                                      f"data (limit {limit / 1024**2:.0f} MB); refused before reading them")
             fh.seek(esize - 8, 1)
             remaining -= esize

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from .atomic import atomic_path
 from .geometry import LPS_TO_RAS, Box, box_to_voxels, canonical_index_map, spacing_of, volume_extent
-from .limits import HeaderTooLarge, TooManyVoxels, check_nifti_extensions, check_voxels
+from .limits import ExtensionsTooLarge, TooManyVoxels, check_nifti_extensions, check_voxels
 
 
 @dataclass
@@ -66,7 +66,7 @@ def _reading(path: str | os.PathLike):
     the file (a missing file stays FileNotFoundError, too many voxels TooManyVoxels)."""
     try:
         yield
-    except (FileNotFoundError, TooManyVoxels, HeaderTooLarge):
+    except (FileNotFoundError, TooManyVoxels, ExtensionsTooLarge):
         raise
     except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, ValueError) as exc:
         why = str(exc).replace(str(Path(path).parent) + os.sep, "")  # the file's name, not where it lies

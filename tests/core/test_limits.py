@@ -238,20 +238,20 @@ def test_nifti_header_extensions_are_bounded_before_nibabel_reads_them(tmp_path)
     checked. Extensions are walked from their own headers first: over 16 MB, or a size that would read to the end
     of the file, refused naming it; a small one is read as before."""
     from inference.ml.dicom import read_nifti_entry
-    from inference.ml.limits import HeaderTooLarge
+    from inference.ml.limits import ExtensionsTooLarge
 
     big = extension_nifti(tmp_path / "big.nii.gz", 64 * 1024**2)
     assert big.stat().st_size < 1024**2
     tracemalloc.start()
     try:
         for reader in (read_nifti_entry, load_nifti):
-            with pytest.raises(HeaderTooLarge, match=r"extensions of more than 64 MB .*limit 16 MB"):
+            with pytest.raises(ExtensionsTooLarge, match=r"extensions of more than 64 MB .*limit 16 MB"):
                 reader(big)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MB"
-    with pytest.raises(HeaderTooLarge, match="declared size 0"):
+    with pytest.raises(ExtensionsTooLarge, match="declared size 0"):
         read_nifti_entry(extension_nifti(tmp_path / "zero.nii.gz", 0))
     entry = read_nifti_entry(extension_nifti(tmp_path / "small.nii.gz", 4096))
     assert entry.volume.shape == (8, 32, 32)

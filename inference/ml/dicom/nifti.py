@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from ..geometry import AXIAL_MIN_COS, LPS_TO_RAS, affines_differ_mm, canonical_index_map, slice_axis_cosine
-from ..limits import HeaderTooLarge, check_nifti_extensions, check_voxels
+from ..limits import ExtensionsTooLarge, check_nifti_extensions, check_voxels
 from ..volume import Volume, to_store_grid
 from .exclusion import MIN_SLICES
 from .pixels import implausible_hu
@@ -225,7 +225,7 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
     try:
         check_nifti_extensions(path)
         img = _load_image(path)
-    except HeaderTooLarge:
+    except ExtensionsTooLarge:
         raise
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"unreadable NIfTI ({type(exc).__name__}: {_without_folder(str(exc), path)})") from exc
