@@ -47,3 +47,21 @@ def test_web_and_both_workers_mount_the_one_shared_data_volume():
     for service in ("web", "worker-cpu", "worker-gpu", "dicom-listener"):
         assert re.search(r"^      - media:/data\b", blocks[service], re.M), f"{service} does not mount media at /data"
     assert "ADRENAL_DATA_DIR: /data" in text and "MEDIA_ROOT: /data/media" in text
+
+
+DOCKERFILES = ("Dockerfile.web", "Dockerfile.worker-cpu", "Dockerfile.worker-gpu")
+
+
+def test_every_image_copies_every_package_the_project_installs():
+    """The images ran `pip install .` without `synthetic/`, which inference.tasks imports (the demo pipeline):
+    web, workers and listener stopped at startup with ModuleNotFoundError. Every package pyproject.toml lists is
+    copied into every image."""
+    import tomllib
+
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    for name in DOCKERFILES:
+        text = (REPO / "docker" / name).read_text()
+        for pattern in packages:
+            package = pattern.rstrip("*")
+            assert f"COPY {package} {package}" in text, f"{name} does not copy {package}/"
+
