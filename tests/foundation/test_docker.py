@@ -65,3 +65,13 @@ def test_every_image_copies_every_package_the_project_installs():
             package = pattern.rstrip("*")
             assert f"COPY {package} {package}" in text, f"{name} does not copy {package}/"
 
+
+def test_every_image_runs_as_the_same_uid_on_the_shared_volume():
+    """The GPU image's user was uid 1001, the others' 1000: whichever image first populated the shared /data
+    volume owned it, and the other could not write there (weights, verdict inputs, uploads)."""
+    import re
+
+    uids = {name: re.findall(r"useradd --uid (\d+)", (REPO / "docker" / name).read_text()) for name in DOCKERFILES}
+    assert all(len(found) == 1 for found in uids.values()), uids
+    assert len({found[0] for found in uids.values()}) == 1, uids
+
