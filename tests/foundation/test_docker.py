@@ -75,3 +75,38 @@ def test_every_image_runs_as_the_same_uid_on_the_shared_volume():
     assert all(len(found) == 1 for found in uids.values()), uids
     assert len({found[0] for found in uids.values()}) == 1, uids
 
+
+def test_web_healthcheck_passes_behind_the_https_redirect_compose_turns_on(tmp_path):
+    """The web image's healthcheck followed Django's redirect to https, which gunicorn does not speak: with
+    compose's SECURE_SSL_REDIRECT=1 the container was unhealthy forever. It now runs against a real server with
+    those settings and passes; it fails when nothing answers."""
+    import re
+    import sys
+    import time
+
+    from tests.plugins.pacs import free_port
+
+    text = (REPO / "docker" / "Dockerfile.web").read_text()
+    code = re.search(r'^HEALTHCHECK .* CMD python -c "(.*)"$', text, re.M).group(1)
+    port = free_port()
+    check = [sys.executable, "-c", code.replace("8000", str(port))]
+    assert subprocess.run(check, capture_output=True).returncode != 0  # nothing listening: unhealthy
+    env = {**os.environ, "SECURE_SSL_REDIRECT": "1", "SECURE_PROXY_SSL_HEADER": "1", "SECURE_COOKIES": "1",
+           "ADRENAL_DATA_DIR": str(tmp_path), "ADRENAL_LOCAL_SECRET": "1", "DEBUG": "0"}
+    env.pop("DATABASE_URL", None)
+    server = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload",
+                               "--skip-checks"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            result = subprocess.run(check, capture_output=True, text=True)
+            if result.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert result.returncode == 0, result.stderr
+        old = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:%d/accounts/login/')" % port
+        assert subprocess.run([sys.executable, "-c", old], capture_output=True).returncode != 0  # the redirect
+    finally:
+        server.terminate()
+        server.wait(30)
