@@ -204,9 +204,11 @@ def predict_series(series, run: TrainingRun, *, job=None, user=None,
 def in_sample_caution(series, run: TrainingRun) -> str:
     """A caution for a verdict on a scan whose patient is one of ``run``'s training (train-val) patients: the model
     learnt from it, so the verdict says nothing about how it does on new patients; "" otherwise (the run's test
-    patients and every other scan are out of sample)."""
+    patients and every other scan are out of sample). The patient is matched by pseudonym in any dataset: the
+    same PatientID under the same key, so a training patient's study uploaded for a verdict, or received from the
+    PACS, into another dataset ("Submitted studies", "Received") is still in sample."""
     patient = series.study.patient
-    if patient.dataset_id != run.dataset_id or patient.pseudo_id not in {p for f in run.split.folds for p in f}:
+    if patient.pseudo_id not in {p for f in run.split.folds for p in f}:
         return ""
     return (f"in-sample: patient {patient.pseudo_id} was one of the {run.split.n_patients - len(run.split.test_patients)}"
             f" patients model run {run.pk} trained on, so this verdict does not show how the model does on new "

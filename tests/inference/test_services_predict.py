@@ -221,3 +221,25 @@ def test_a_verdict_on_a_training_patient_says_it_is_in_sample(model_run, realct,
     assert not [c for c in predict_series(held_out, model_run).cautions if c.startswith("in-sample")]
     model_run.dataset.members.add(users["clinician"])
     assert any(c.startswith("in-sample") for c in client_as("clinician").get(f"/api/predictions/{p.pk}/").json()["cautions"])
+
+
+def test_a_training_patients_study_submitted_again_is_in_sample(model_run, synthetic_cohort):
+    """The same DICOM series `predict` (or an upload, or the PACS) brings into another dataset is the same patient
+    (the same keyed pseudonym): its verdict was given with no in-sample caution because the patient row was in
+    "Submitted studies", not the run's dataset. It now carries it; another patient's does not."""
+    from annotations.services.importer import import_path
+    from inference.services.prediction import predict_path
+
+    folders = sorted(p for p in Path(synthetic_cohort["path"]).glob("*/*/DICOM/*/*/*/*") if "_AX_" in p.name)
+    trained_folder, other_folder = folders[0], next(f for f in folders if f.parts[-6] != folders[0].parts[-6])
+    import_path(model_run.dataset, trained_folder)
+    trained = model_run.dataset.patients.get()
+    split = model_run.split
+    split.folds = [[trained.pseudo_id], []]
+    split.save()
+    model_run.refresh_from_db()
+    doc = predict_path(trained_folder, model_run)
+    assert doc["verdict"] in ("normal", "abnormal"), doc
+    assert any(c.startswith(f"in-sample: patient {trained.pseudo_id} was one of") for c in doc.get("cautions", [])), doc
+    other = predict_path(other_folder, model_run)
+    assert not any(c.startswith("in-sample") for c in other.get("cautions", [])), other
