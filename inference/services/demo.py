@@ -5,6 +5,7 @@ that promotes itself once evaluated (``inference.tasks``)."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -36,12 +37,18 @@ def demo_patients() -> int:
     return int(raw)
 
 
-def ensure_cohort() -> tuple[Path, bool]:
-    """The demo cohort's folder, generated when missing; ``(path, generated_now)``."""
+def ensure_cohort(patients: int | None = None, profile: str = "demo") -> tuple[Path, bool]:
+    """The demo cohort's folder with ``patients`` patients (default ``ADRENAL_DEMO_PATIENTS``), generated when
+    missing or when the one found holds another number of patients (an earlier ``make run`` with another
+    ``ADRENAL_DEMO_PATIENTS``: it was imported as it stood while the command named the count asked for);
+    ``(path, generated_now)``."""
+    patients = demo_patients() if patients is None else patients
     out = settings.DATA_DIR / "demo-cohort"
     if (out / "ground_truth.csv").exists():
-        return out, False
-    make_cohort(out, demo_patients(), 0.5, 0, profile="demo")
+        if len({row.patient for row in read_ground_truth(out / "ground_truth.csv")}) == patients:
+            return out, False
+        shutil.rmtree(out)  # generated here, by this function: nothing of the user's
+    make_cohort(out, patients, 0.5, 0, profile=profile)
     return out, True
 
 

@@ -114,3 +114,20 @@ def test_a_demo_size_its_run_cannot_split_is_refused_before_anything_is_stored(d
     with pytest.raises(CommandError, match=r"ADRENAL_DEMO_PATIENTS must be a whole number from 10 to 500"):
         call_command("load_demo")
     assert not Dataset.objects.exists()
+
+
+def test_a_demo_cohort_of_another_size_is_generated_again(settings, tmp_path):
+    """A demo cohort left in DATA_DIR by an earlier `make run` was imported whatever ADRENAL_DEMO_PATIENTS now
+    asked for ("the synthetic cohort (40 patients) ... found", then 16 imported). The folder is made again when
+    its patient count is not the one asked for, with labels.csv to match; the same count reuses it."""
+    from inference.services.demo import ensure_cohort, labels_csv
+    from synthetic import read_ground_truth
+
+    settings.DATA_DIR = tmp_path
+    out, generated = ensure_cohort(4, profile="tiny")
+    assert generated and out == tmp_path / "demo-cohort"
+    labels_csv(out)
+    assert ensure_cohort(4, profile="tiny") == (out, False)
+    out, generated = ensure_cohort(5, profile="tiny")
+    assert generated and len({r.patient for r in read_ground_truth(out / "ground_truth.csv")}) == 5
+    assert len(labels_csv(out).read_text().splitlines()) == 1 + 5
