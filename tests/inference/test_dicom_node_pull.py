@@ -91,3 +91,24 @@ def test_retrieve_with_c_get_c_move_and_wado_into_datasets(pacs, transactional_d
     # retrieving the same study again adds nothing to the dataset
     doc = _run("pacs_retrieve", uid, "--dataset", "Pulled by C-GET", "--pacs", peer, "--sync")
     assert "0 imported" in doc["import"] and got.count() == 2
+
+
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_a_retrieve_that_fails_leaves_no_delivery_receiving_and_no_empty_dataset(db, method):
+    """A pacs_retrieve from a PACS that cannot be reached left its delivery open ("Receiving 1" on the admins'
+    home page, a "receiving" row, for ever) and the empty dataset it had made. Both go with the failure; a
+    dataset that existed before stays."""
+    from inference.services.dicom_node.status import node_summary
+
+    args = ["--pacs", f"PACS@127.0.0.1:{free_port()}", "--method", method]
+    if method == "move":
+        args += ["--move-aet", "ADRENALMOVE", "--move-port", str(free_port())]
+    with pytest.raises(CommandError, match="could not be reached"):
+        call_command("pacs_retrieve", "1.2.3.4", "--dataset", "Made now", *args)
+    assert not Dataset.objects.filter(name="Made now").exists()
+    Dataset.objects.create(name="There before")
+    with pytest.raises(CommandError, match="could not be reached"):
+        call_command("pacs_retrieve", "1.2.3.4", "--dataset", "There before", *args)
+    assert Dataset.objects.filter(name="There before").exists()
+    assert not ReceivedStudy.objects.exists()
+    assert node_summary()["receiving"] == 0

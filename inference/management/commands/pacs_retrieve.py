@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from adrenal_site.jobs.runner import run_now, wait
 from annotations.models import Dataset
+from inference.models import ReceivedStudy
 from inference.services.dicom_node import pull
 from inference.services.dicom_node.config import ConfigError, parse_peer
 from inference.services.dicom_node.scu import AssociationFailed
@@ -36,9 +37,19 @@ class Command(BaseCommand):
     def handle(self, *args, **opts) -> None:
         if opts["sync"] and opts["judge"]:
             raise CommandError("--judge queues verdict jobs for a worker; leave out --sync")
-        dataset, _ = Dataset.objects.get_or_create(name=opts["dataset"])
+        dataset, created = Dataset.objects.get_or_create(name=opts["dataset"])
         url = opts["dicomweb"] if opts["dicomweb"] is not None else settings.ADRENAL_DICOMWEB_URL
         method = opts["method"] or ("dicomweb" if url else "get")
+
+        def fail(message: str, delivery=None) -> CommandError:
+            """Nothing retrieved: the empty delivery and a dataset made for it now are removed, so neither an
+            empty dataset nor a delivery "receiving" for ever is left behind."""
+            if delivery is not None and not delivery.instances.exists():
+                delivery.delete()
+            if created and not dataset.patients.exists() and not ReceivedStudy.objects.filter(dataset=dataset).exists():
+                dataset.delete()
+            return CommandError(message)
+
         try:
             peer = parse_peer(opts["pacs"], "--pacs") if opts["pacs"] else None
             delivery, counts = pull.retrieve(
@@ -46,12 +57,12 @@ class Command(BaseCommand):
                 url=url if method == "dicomweb" else "", judge=opts["judge"], move_aet=opts["move_aet"],
                 move_port=opts["move_port"])
         except (ConfigError, AssociationFailed, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
+            raise fail(str(exc)) from exc
         except OSError as exc:
-            raise CommandError(f"retrieve failed: {exc}") from exc
+            raise fail(f"retrieve failed: {exc}") from exc
         received = delivery.instances.count()
         if not received:
-            raise CommandError(f"nothing retrieved for study {opts['study']} ({counts})")
+            raise fail(f"nothing retrieved for study {opts['study']} ({counts})", delivery)
         job = start_dicom_study(delivery, send=not opts["sync"])
         delivery.job = job
         delivery.save(update_fields=["job"])

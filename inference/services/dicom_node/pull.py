@@ -57,28 +57,38 @@ def retrieve(study_uid: str, *, dataset: Dataset, series_uids: list[str] | None 
     url = url if url is not None else ("" if peer else settings.ADRENAL_DICOMWEB_URL)
     if url and method != "dicomweb":
         method = "dicomweb"
-    if method == "dicomweb":
-        delivery = _new_delivery(study_uid, "DICOMweb", dataset, judge)
-        counts = {"completed": 0, "failed": 0, "warning": 0}
-        for ds in dicomweb.retrieve(url, study_uid, series_uids):
-            buffer = BytesIO()
-            ds.save_as(buffer, enforce_file_format=True)
-            position = ds.get("ImagePositionPatient")
-            save_instance(delivery, study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
-                          sop_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.SOPClassUID),
-                          transfer_syntax=str(ds.file_meta.TransferSyntaxUID), data=buffer.getvalue(),
-                          instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
-                          position=[float(v) for v in position] if position else None)
-            counts["completed"] += 1
-    else:
-        peer = peer or pacs()
-        delivery = _new_delivery(study_uid, peer.aet, dataset, judge)
-        if method == "get":
-            counts = scu.get(peer, study_uid, series_uids, store_handler(delivery))
-        elif method == "move":
-            counts = _move(peer, study_uid, series_uids, delivery, move_aet, move_port)
+    delivery = None
+    try:
+        if method == "dicomweb":
+            delivery = _new_delivery(study_uid, "DICOMweb", dataset, judge)
+            counts = {"completed": 0, "failed": 0, "warning": 0}
+            for ds in dicomweb.retrieve(url, study_uid, series_uids):
+                buffer = BytesIO()
+                ds.save_as(buffer, enforce_file_format=True)
+                position = ds.get("ImagePositionPatient")
+                save_instance(delivery, study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
+                              sop_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.SOPClassUID),
+                              transfer_syntax=str(ds.file_meta.TransferSyntaxUID), data=buffer.getvalue(),
+                              instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
+                              position=[float(v) for v in position] if position else None)
+                counts["completed"] += 1
         else:
-            raise ValueError(f"unknown retrieve method {method!r} (get, move or dicomweb)")
+            peer = peer or pacs()
+            delivery = _new_delivery(study_uid, peer.aet, dataset, judge)
+            if method == "get":
+                counts = scu.get(peer, study_uid, series_uids, store_handler(delivery))
+            elif method == "move":
+                counts = _move(peer, study_uid, series_uids, delivery, move_aet, move_port)
+            else:
+                raise ValueError(f"unknown retrieve method {method!r} (get, move or dicomweb)")
+    except BaseException:
+        if delivery is not None:  # nothing of a failed retrieve stays "receiving" on the home page
+            if delivery.instances.exists():
+                ReceivedStudy.objects.filter(pk=delivery.pk).update(closed_at=timezone.now(),
+                                                                    peer_address=url or str(peer))
+            else:
+                delivery.delete()
+        raise
     ReceivedStudy.objects.filter(pk=delivery.pk).update(closed_at=timezone.now(), peer_address=url or str(peer))
     delivery.refresh_from_db()
     return delivery, counts
