@@ -273,8 +273,11 @@ def predict_path(path: str | Path, run: TrainingRun, *, job=None, user=None, dat
         (progress or no_progress)(100, f"not assessable: {reason}")
         return document(source or str(path), None, Prediction.Verdict.NOT_ASSESSABLE, reason, run.operating_value,
                         {}, [])
-    if getattr(user, "is_authenticated", False):
-        series.submitted_by.add(user)  # the submitter can always open what they submitted
+    if dataset is None and getattr(user, "is_authenticated", False):
+        # the submitter can always open what they submitted to "Submitted studies"; an upload into a dataset of
+        # theirs is that dataset's (its scan may be one already there): membership alone opens it, so one removed
+        # from the dataset loses it as every other scan and verdict of it
+        series.submitted_by.add(user)
     p = predict_series(series, run, job=job, user=user, progress=progress)
     return document(series.series_uid, p.probability, p.verdict, p.reason, run.operating_value, p.sides,
                     p.flagged_slices_mm, prediction=p.pk, series=series.pk, side_reasons=unjudged_sides(p) or None,

@@ -243,3 +243,30 @@ def test_a_training_patients_study_submitted_again_is_in_sample(model_run, synth
     assert any(c.startswith(f"in-sample: patient {trained.pseudo_id} was one of") for c in doc.get("cautions", [])), doc
     other = predict_path(other_folder, model_run)
     assert not any(c.startswith("in-sample") for c in other.get("cautions", [])), other
+
+
+def test_an_upload_into_a_dataset_is_the_datasets_not_its_submitters(model_run, synthetic_cohort, django_user_model):
+    """A clinician who uploaded a copy of one of their dataset's series into that dataset was recorded as its
+    submitter: removed from the dataset, they still opened that scan (others' boxes and findings) and the
+    verdict they had asked for there. An upload into a dataset is now the dataset's; one to "Submitted studies"
+    still opens to its submitter whatever datasets they are in."""
+    from annotations.models import Series
+    from annotations.services.importer import import_path
+    from inference.models import Prediction
+    from inference.services.prediction import predict_path
+
+    folder = next(p for p in sorted(Path(synthetic_cohort["path"]).glob("*/*/DICOM/*/*/*/*")) if "_AX_" in p.name)
+    import_path(model_run.dataset, folder)
+    clinician = django_user_model.objects.create_user("uploader")
+    model_run.dataset.members.add(clinician)
+    doc = predict_path(folder, model_run, user=clinician, dataset=model_run.dataset)
+    series = Series.objects.get(pk=doc["series"])
+    assert series.study.patient.dataset_id == model_run.dataset_id  # the dataset's own scan
+    assert Series.objects.visible_to(clinician).filter(pk=series.pk).exists()
+    assert Prediction.objects.visible_to(clinician).filter(pk=doc["prediction"]).exists()
+    model_run.dataset.members.remove(clinician)
+    assert not Series.objects.visible_to(clinician).filter(pk=series.pk).exists()
+    assert not Prediction.objects.visible_to(clinician).filter(pk=doc["prediction"]).exists()
+    submitted = predict_path(folder, model_run, user=clinician)  # to "Submitted studies": theirs
+    assert Series.objects.visible_to(clinician).filter(pk=submitted["series"]).exists()
+    assert Prediction.objects.visible_to(clinician).filter(pk=submitted["prediction"]).exists()
