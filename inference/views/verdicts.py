@@ -34,9 +34,11 @@ def _scan_choices(user) -> list[tuple[str, list[tuple[int, str]]]]:
 
 
 def _submissions(user, limit: int = 30) -> list[dict]:
-    """The user's submitted verdict jobs, newest first, with their verdicts where made."""
-    jobs = list(Job.objects.filter(created_by=user, kind="predict", parent=None).order_by("-pk")[:limit])
-    predictions = {p.job_id: p for p in Prediction.objects.filter(job__in=jobs).select_related("series__study__patient")}
+    """The user's submitted verdict jobs, newest first, with their verdicts where made: those they may still see
+    (``Job.objects.visible_to``; one removed from a dataset no longer lists what they asked for there)."""
+    jobs = list(jobs_visible_to(user).filter(created_by=user, kind="predict", parent=None).order_by("-pk")[:limit])
+    predictions = {p.job_id: p for p in Prediction.objects.visible_to(user).filter(job__in=jobs)
+                   .select_related("series__study__patient")}
     rows = []
     for job in jobs:
         p = predictions.get(job.pk)

@@ -162,6 +162,21 @@ def test_removed_members_lose_the_jobs_and_verdicts_they_started_there(two_datas
     assert "alpha-verdict-reason" not in api.get("/verdicts/").content.decode()
 
 
+
+def test_removed_members_verdicts_page_no_longer_lists_what_they_asked_for_there(two_datasets):
+    """The verdicts page's "your submissions" listed every predict job its user had started, with the scan's
+    pseudonym and the verdict, also after they were removed from the scan's dataset (the job's own page and the
+    API already said 404). It lists what they may still see."""
+    world = two_datasets
+    clinician = world.users["clinician_a"]
+    pjob = Job.objects.get(kind="predict", dataset_id=world.a.pk)
+    api = APIClient()
+    api.force_login(clinician)
+    assert f'data-job-id="{pjob.pk}"' in api.get("/verdicts/").content.decode()
+    world.a.members.remove(clinician)
+    page = api.get("/verdicts/").content.decode()
+    assert f'data-job-id="{pjob.pk}"' not in page and f"#{pjob.pk}<" not in page
+
 def test_jobs_carry_their_dataset(two_datasets, django_capture_on_commit_callbacks):
     from annotations.tasks import start_import, start_proposals
     from inference.tasks import start_evaluation
