@@ -82,3 +82,16 @@ def test_live_database_is_the_configured_one(db):
 
     expected = "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
     assert connection.vendor == expected
+
+
+def test_every_variable_the_settings_read_is_in_the_readmes_configuration_table():
+    """CSRF_TRUSTED_ORIGINS (which compose passes on), ADRENAL_AUTO_PROPOSE, CELERY_QUEUE_DIR and LOG_LEVEL were
+    read from the environment but named nowhere in the README, so an admin could not know them."""
+    import re
+
+    from tests.conftest import REPO
+
+    names = set(re.findall(r'(?:environ\.get|env_bool)\(\s*"([A-Z_]+)"', (REPO / "adrenal_site" / "settings.py").read_text()))
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):readme.index("## Tests and CI")]
+    assert names and not sorted(n for n in names if not re.search(rf"`{n}[`=]", table))
