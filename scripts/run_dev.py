@@ -17,7 +17,12 @@ HOST, PORT = os.environ.get("ADRENAL_HOST", "127.0.0.1"), os.environ.get("ADRENA
 
 
 def manage(*args: str, env: dict | None = None) -> None:
-    subprocess.run([PY, "manage.py", *args], cwd=REPO, check=True, env={**os.environ, **(env or {})})
+    """Run a manage.py step; one that fails stops `make run` with its own message (printed above), not a
+    traceback of this script."""
+    done = subprocess.run([PY, "manage.py", *args], cwd=REPO, env={**os.environ, **(env or {})})
+    if done.returncode:
+        print(f"make run stopped: manage.py {' '.join(args)} failed (its message is above)", file=sys.stderr)
+        sys.exit(done.returncode)
 
 
 def worker(queue: str, concurrency: int) -> subprocess.Popen:

@@ -131,3 +131,17 @@ def test_a_demo_cohort_of_another_size_is_generated_again(settings, tmp_path):
     out, generated = ensure_cohort(5, profile="tiny")
     assert generated and len({r.patient for r in read_ground_truth(out / "ground_truth.csv")}) == 5
     assert len(labels_csv(out).read_text().splitlines()) == 1 + 5
+
+
+def test_setup_site_demo_checks_the_demo_size_before_making_accounts(db, settings, monkeypatch):
+    """`make run` with ADRENAL_DEMO_PATIENTS=5 made the demo accounts, printed their passwords, then stopped on the
+    setting in a traceback; the run after the fix said only "demo accounts exist". The setting is now checked
+    before any account is made."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import CommandError, call_command
+
+    settings.DEBUG = True
+    monkeypatch.setenv("ADRENAL_DEMO_PATIENTS", "5")
+    with pytest.raises(CommandError, match=r"ADRENAL_DEMO_PATIENTS must be a whole number from 10 to 500"):
+        call_command("setup_site", "--demo")
+    assert not get_user_model().objects.exists()

@@ -17,7 +17,17 @@ from inference.tasks import start_demo_pipeline
 class Command(BaseCommand):
     help = "Load the synthetic demo dataset into an empty database and queue its pipeline."
 
-    def handle(self, *args, **options) -> None:
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--check", action="store_true",
+                            help="only check ADRENAL_DEMO_PATIENTS (setup_site --demo does, before making accounts)")
+
+    def handle(self, *args, check: bool = False, **options) -> None:
+        if check:
+            try:
+                demo_patients()
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+            return
         if Dataset.objects.exists():
             self.stdout.write("demo data: the database already has datasets; loading nothing")
             return

@@ -26,6 +26,8 @@ class Command(BaseCommand):
         if demo and not settings.DEBUG:
             raise CommandError("--demo is for local use and needs DEBUG=1; with DEBUG off (a deployment) create "
                                "accounts with `manage.py createsuperuser` and the Django admin")
+        if demo:  # the demo's settings first: a bad one stops here, before accounts whose passwords scroll away
+            call_command("load_demo", check=True, stdout=self.stdout)
         ensure_groups()
         self.stdout.write(f"roles: {', '.join(ROLES)}")
         if not demo:
