@@ -120,8 +120,9 @@ def _index(row: dict, column: str) -> int:
 def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, status: str = CropBox.Status.CONFIRMED,
                     user=None) -> ImportResult:
     """Read an original crop table into boxes of the matching series; a bad row is reported, the rest go on. A row
-    whose box is already stored as it says (same corners, same status) is reported ``unchanged`` and writes no new
-    version, so importing a table again is idempotent."""
+    whose box is already stored as it says (same status, and the same corners or exactly the row's voxels) is
+    reported ``unchanged`` and writes no new version, so importing a table again, or the table exported from the
+    store, is idempotent."""
     result = ImportResult()
     handle = open(source, newline="", encoding="utf-8-sig") if isinstance(source, (str, os.PathLike)) else source
     with handle:
@@ -153,8 +154,10 @@ def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, sta
                     hi.append(b - 1)  # exclusive max -> last voxel
                 box = voxels_to_box(affine, lo, hi)
                 current = CropBox.objects.filter(series=series, side=side).first()
-                if current is not None and current.status == status and same_corners(current, box):
-                    # importing the same table again changes nothing: no new version, no image rebuild
+                if current is not None and current.status == status and _as_the_row_says(current, box, affine,
+                                                                                         shape, lo, hi):
+                    # importing the same table again, or the table exported from these boxes, changes nothing: no
+                    # new version, no image rebuild, the proposer's method and confidence kept
                     result.imported.append({"row": n, "filename_nii": name, "series_id": series.pk, "side": side,
                                             "version": current.version, "unchanged": True})
                     continue
@@ -164,6 +167,17 @@ def import_original(source: str | os.PathLike | io.TextIOBase, series_qs, *, sta
             except (ValueError, KeyError) as exc:
                 result.failed.append({"row": n, "filename_nii": name, "reason": str(exc)})
     return result
+
+
+def _as_the_row_says(current: CropBox, box: Box, affine, shape, lo: list[int], hi: list[int]) -> bool:
+    """Whether stored ``current`` already is the row's box: the same corners, or (a box not on voxel centres, as
+    proposals are) exactly the row's voxels, as its export in this table would give them."""
+    if same_corners(current, box):
+        return True
+    if not current.lps_min or not current.lps_max:
+        return False
+    have_lo, have_hi = box_to_voxels(affine, shape, Box(tuple(current.lps_min), tuple(current.lps_max)))
+    return list(have_lo) == list(lo) and list(have_hi) == list(hi)
 
 
 def _boxes(series_qs):

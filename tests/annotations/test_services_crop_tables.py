@@ -166,3 +166,37 @@ def test_mm_csv_opens_in_a_spreadsheet_as_written(two_scans, tmp_path):
     original = tmp_path / "orig.csv"
     call_command("export_crops", "--dataset", "@risk", "--format", "original", "--output", str(original))
     assert "'" not in original.read_text()
+
+
+@pytest.mark.django_db
+def test_the_table_exported_from_proposed_boxes_imports_as_already_there(two_scans, tmp_path):
+    """Exporting the original table of proposed boxes (off voxel centres, as the proposer places them) and
+    importing it back with --status proposed wrote a new version of every box, snapped to voxel centres, with the
+    proposer's method and confidence replaced by "csv". A row that selects exactly the stored box's voxels is now
+    "already as the table says"; a row that moves a face by a voxel is still imported."""
+    from annotations.services.boxes import save_box
+
+    a, _ = two_scans
+    affine = np.array(a.volume.affine, float)
+    centre = affine @ np.array([60.0, 50.0, 15.0, 1.0])
+    save_box(a, "R", (centre[:3] - 23.3).tolist(), (centre[:3] + 21.7).tolist(), status="proposed", source="atlas",
+             confidence=0.8)
+    before = CropBox.objects.get(series=a, side="R")
+    out = StringIO()
+    call_command("export_crops", "--dataset", "crops", "--format", "original", stdout=out)
+    table = tmp_path / "exported.csv"
+    table.write_text(out.getvalue())
+    again = StringIO()
+    call_command("import_crops", str(table), "--dataset", "crops", "--status", "proposed", stdout=again)
+    assert again.getvalue().startswith("0 box(es) imported, 1 already as the table says, 0 row(s) failed")
+    after = CropBox.objects.get(series=a, side="R")
+    assert (after.version, after.source, after.confidence, after.lps_min) == (before.version, "atlas", 0.8,
+                                                                             before.lps_min)
+    rows = list(csv.reader(StringIO(out.getvalue())))
+    rows[1][ORIGINAL_COLUMNS.index("crop_x_max")] = str(int(rows[1][ORIGINAL_COLUMNS.index("crop_x_max")]) - 1)
+    write_table(tmp_path / "moved.csv", rows[1:])
+    moved = StringIO()
+    call_command("import_crops", str(tmp_path / "moved.csv"), "--dataset", "crops", "--status", "proposed",
+                 stdout=moved)
+    assert moved.getvalue().startswith("1 box(es) imported, 0 already")
+    assert CropBox.objects.get(series=a, side="R").source == "csv"
