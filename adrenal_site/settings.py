@@ -239,7 +239,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery (read by adrenal_site/celery.py with the CELERY_ namespace) -----------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+# The embedded default names a host: kombu warns "No hostname was supplied. Reverting to default 'localhost'" on
+# every connection to a bare filesystem:// (each manage.py command that queued a job printed it); the transport
+# ignores the host. (Celery reads CELERY_BROKER_URL from the environment itself when it is set there.)
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost//")
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", 6 * 3600))  # hard limit, s
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 if CELERY_BROKER_URL.startswith("filesystem://"):
