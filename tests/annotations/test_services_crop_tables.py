@@ -200,3 +200,20 @@ def test_the_table_exported_from_proposed_boxes_imports_as_already_there(two_sca
                  stdout=moved)
     assert moved.getvalue().startswith("1 box(es) imported, 0 already")
     assert CropBox.objects.get(series=a, side="R").source == "csv"
+
+
+@pytest.mark.django_db
+def test_export_to_a_path_that_cannot_be_written_names_it(two_scans, tmp_path):
+    """export_crops --output to a path it could not write ended in a FileNotFoundError traceback; it is now a
+    command error naming the path. A good export replaces the file whole."""
+    from django.core.management import CommandError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CommandError, match=r"cannot write .*a-file/crops\.csv"):
+        call_command("export_crops", "--dataset", "crops", "--output", str(blocker / "crops.csv"))
+    target = tmp_path / "crops.csv"
+    target.write_text("an earlier export that is much longer than the one that replaces it\n" * 100)
+    call_command("export_crops", "--dataset", "crops", "--format", "original", "--output", str(target))
+    assert target.read_text().splitlines()[0] == ",".join(ORIGINAL_COLUMNS)
+    assert "earlier export" not in target.read_text()

@@ -8,6 +8,7 @@ read as a formula (``=``, ``+``, ``-``, ``@`` first) start with ``'``; ``origina
 """
 from __future__ import annotations
 
+import io
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -21,6 +22,7 @@ from annotations.services.crop_tables import (
     original_rows,
     write_csv,
 )
+from inference.ml.atomic import write_text
 
 
 class Command(BaseCommand):
@@ -36,14 +38,16 @@ class Command(BaseCommand):
         if dataset is None:
             raise CommandError(f"no dataset named {opts['dataset']!r}")
         qs = Series.objects.filter(is_scan=True, study__patient__dataset=dataset)
-        out = open(opts["output"], "w", newline="", encoding="utf-8") if opts["output"] else self.stdout
-        try:
-            if opts["format"] == "json":
-                out.write(json.dumps(mm_json(qs), indent=2) + "\n")
-            elif opts["format"] == "original":
-                write_csv(original_rows(qs), ORIGINAL_COLUMNS, out, spreadsheet=False)
-            else:
-                write_csv(mm_rows(qs), MM_COLUMNS, out)
-        finally:
-            if out is not self.stdout:
-                out.close()
+        out = io.StringIO() if opts["output"] else self.stdout
+        if opts["format"] == "json":
+            out.write(json.dumps(mm_json(qs), indent=2) + "\n")
+        elif opts["format"] == "original":
+            write_csv(original_rows(qs), ORIGINAL_COLUMNS, out, spreadsheet=False)
+        else:
+            write_csv(mm_rows(qs), MM_COLUMNS, out)
+        if opts["output"]:
+            # written whole or not at all: an earlier export at that path is never left half overwritten
+            try:
+                write_text(opts["output"], out.getvalue())
+            except OSError as exc:
+                raise CommandError(f"cannot write {opts['output']}: {exc.strerror or exc}") from exc
