@@ -217,3 +217,19 @@ def test_export_to_a_path_that_cannot_be_written_names_it(two_scans, tmp_path):
     call_command("export_crops", "--dataset", "crops", "--format", "original", "--output", str(target))
     assert target.read_text().splitlines()[0] == ",".join(ORIGINAL_COLUMNS)
     assert "earlier export" not in target.read_text()
+
+
+@pytest.mark.django_db
+def test_import_crops_names_a_file_it_cannot_read(tmp_path):
+    """import_crops on a binary file answered "'utf-8' codec can't decode byte 0x8b in position 1" (no file named,
+    no hint), and on a folder "... does not exist"; import_studies --labels said the same of a folder."""
+    from django.core.management import CommandError
+
+    gz = tmp_path / "crops.csv.gz"
+    gz.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)))
+    with pytest.raises(CommandError, match=r"crops\.csv\.gz is not UTF-8 text \(save the crop table as CSV UTF-8\)"):
+        call_command("import_crops", str(gz))
+    with pytest.raises(CommandError, match=r"is a folder, not a crop table"):
+        call_command("import_crops", str(tmp_path))
+    with pytest.raises(CommandError, match=r"labels CSV .* is a folder, not a file"):
+        call_command("import_studies", str(tmp_path), "--dataset", "x", "--labels", str(tmp_path), "--sync")

@@ -26,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts) -> None:
         path = Path(opts["csv"])
         if not path.is_file():
-            raise CommandError(f"{path} does not exist")
+            raise CommandError(f"{path} is a folder, not a crop table" if path.is_dir() else f"{path} does not exist")
         qs = Series.objects.filter(is_scan=True, volume__isnull=False)
         if opts["dataset"]:
             dataset = Dataset.objects.filter(name=opts["dataset"]).first()
@@ -35,6 +35,8 @@ class Command(BaseCommand):
             qs = qs.filter(study__patient__dataset=dataset)
         try:
             result = import_original(path, qs, status=opts["status"])
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{path} is not UTF-8 text (save the crop table as CSV UTF-8)") from exc
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if opts["json"]:

@@ -38,7 +38,8 @@ class Command(BaseCommand):
             raise CommandError(f"{path} does not exist")
         labels = Path(opts["labels"]).resolve() if opts["labels"] else None
         if labels and not labels.is_file():
-            raise CommandError(f"labels CSV {labels} does not exist")
+            raise CommandError(f"labels CSV {labels} is a folder, not a file" if labels.is_dir()
+                               else f"labels CSV {labels} does not exist")
         if labels:
             try:
                 read_labels_csv(labels)
