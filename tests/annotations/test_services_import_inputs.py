@@ -255,3 +255,20 @@ def test_other_volume_formats_are_skipped_naming_the_format_and_the_way_in(realc
                                           "only DICOM and single-file NIfTI (.nii, .nii.gz) are imported")
     assert reasons["meta.mha"].startswith("a volume in another format (MetaImage (.mha/.mhd)): only DICOM")
     assert all("save it as one .nii.gz with its orientation" in r for r in reasons.values())
+
+
+@pytest.mark.django_db
+def test_a_zip_given_to_a_folder_import_says_it_is_a_zip(tmp_path):
+    """import_studies (or the API's server path) on the same zip of a DICOM series the upload page takes, or a
+    zip inside an imported folder, was skipped as "not a DICOM file (no DICOM preamble and no image tags)". It now
+    says it is a zip archive and how to import it; the user's zip is left where it is."""
+    import zipfile
+
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("study/IM0001", b"\x00" * 200)
+    dataset = Dataset.objects.create(name="zips")
+    report = import_path(dataset, archive)
+    reasons = [i.reason for i in report.items.all()]
+    assert len(reasons) == 1 and reasons[0].startswith("a zip archive, not a DICOM file: unzip it"), reasons
+    assert archive.exists()

@@ -305,8 +305,11 @@ def _read(path: Path) -> pydicom.Dataset:
     # No preamble/file meta: accept only a raw dataset starting with a group 0002/0008 element (either byte
     # order) that parses and carries image-level tags; anything else is not parsed at all (big non-DICOM files).
     with open(path, "rb") as fh:
-        head = fh.read(2)
-    if head not in (b"\x08\x00", b"\x02\x00", b"\x00\x08", b"\x00\x02"):
+        head = fh.read(4)
+    if head in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip's local header or an empty zip's end record
+        raise NotDicom("a zip archive, not a DICOM file: unzip it and import the folder, or upload the zip (the "
+                       "dataset's import page and the verdicts page take zips)")
+    if head[:2] not in (b"\x08\x00", b"\x02\x00", b"\x00\x08", b"\x00\x02"):
         raise NotDicom("not a DICOM file (no DICOM preamble and no image tags)")
     try:
         ds = _without_deferred(open_dicom(path, MAX_HEADER_BYTES, stop_before_pixels=True, force=True))
