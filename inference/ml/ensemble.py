@@ -90,8 +90,10 @@ class Ensemble:
             runtime = "onnx" if self.device == "cpu" and onnx_available() else "torch"
         self.runtime = runtime
         self.side = config.get("input_side_px") or config.get("image", {}).get("side_px")
-        self.batch_size = batch_size
         self.models = [m.to(self.device).eval() for m in models]
+        # a normal reference's distances grow with the batch: keep them bounded (networks.REFERENCE_FLOATS)
+        self.batch_size = min([batch_size] + [m.images_per_batch(int(self.side or 120)) for m in self.models
+                                              if len(getattr(m, "reference", ()))])
         if self.device.startswith("cuda"):
             self.models = [m.to(memory_format=torch.channels_last) for m in self.models]
         self._onnx: list[_OnnxFold] = []

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import reference
 from .atomic import write_text
 from .augment import augment_batch
 from .metrics import auc
@@ -247,6 +248,26 @@ def _pooled_features(model: torch.nn.Module, x: torch.Tensor, device: str, batch
                       for i in range(0, len(x), batch)]).to(x.device)
 
 
+def _with_reference(model: torch.nn.Module, pool: _Pool, val_pool: _Pool, train: Sequence[ScanSample],
+                    seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen maps of ``pool`` and ``val_pool`` with the normal reference's channel added, after setting the
+    model's reference from the training scans' normal glands (``inference.ml.reference``): a training image is
+    measured with its own patient's cells left out, as an unseen scan is."""
+    names, normal = [], []
+    for sc in train:
+        for b in sc.bags.values():
+            names += [sc.patient] * len(b.images)
+            normal += [b.label == 0] * len(b.images)
+    groups, _ = reference.patient_ids(names)
+    normal_rows = torch.as_tensor(np.flatnonzero(normal), dtype=torch.long)
+    maps = pool.x.float()
+    bank, bank_groups, scale = reference.build(maps[normal_rows], groups[normal_rows], model.reference_cells, seed)
+    model.set_reference(bank, scale)
+    train_ch = reference.distance_channel(maps, bank, scale, groups, bank_groups)
+    val_ch = reference.distance_channel(val_pool.x.float(), bank, scale)
+    return torch.cat([maps, train_ch], 1), torch.cat([val_pool.x.float(), val_ch], 1)
+
+
 def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[ScanSample],
                    val: Sequence[ScanSample], out_dir: str | os.PathLike, *, fold: int = 0, device: str | None = None,
                    on_epoch: Callable[[dict, list[dict]], None] | None = None,
@@ -291,6 +312,8 @@ def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[S
         for prm in trainable:
             prm.requires_grad_(True)
         pool.x, val_pool.x = _pooled_features(model, pool.x, device), _pooled_features(model, val_pool.x, device)
+        if getattr(model, "reference_cells", 0):
+            pool.x, val_pool.x = _with_reference(model, pool, val_pool, train, seed)
         net, augment = _Classifier(model), {}
         opt = torch.optim.Adam(trainable, lr=float(config["lr"]), weight_decay=float(config.get("weight_decay", 0.0)))
     w = _unit_weights(units)

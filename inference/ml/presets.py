@@ -131,6 +131,9 @@ SETTINGS: dict = {
                             "(null: none), at most head.block", null=True),
         "tune_last": Number(int, 0, LESION_NET_CONVS, "lesion_net's last convolutions trained with its head (it has "
                             f"{LESION_NET_CONVS})"),
+        "reference_cells": Number(int, 0, 8192, "lesion_net's normal reference: cells of the training scans' normal "
+                                  "glands kept (0: none); each cell's distance to them is one more input of the head "
+                                  "(inference.ml.reference); at most 8192 (memory: a batch's cells times these)"),
     }, "the network's head"),
     "mil": Section({
         "top_k": Number(int, 1, 100, "a side's score is the mean of its top-k image probabilities: at least one; "
@@ -250,12 +253,20 @@ def check_config(cfg: dict, given: frozenset[str] = frozenset()) -> None:
     if head and backbone == "tiny_cnn":
         raise ConfigError(_named(given, "head", "backbone"), "tiny_cnn has no head to configure")
     if head and backbone == "lesion_net":
-        other = [k for k in head if k != "tune_last"]
+        other = [k for k in head if k not in ("tune_last", "reference_cells")]
         if other:
-            raise ConfigError(_named(given, f"head.{other[0]}", "backbone"), "lesion_net takes head.tune_last only")
-    elif "tune_last" in head:
-        raise ConfigError(_named(given, "head.tune_last", "backbone"), f"only lesion_net has head.tune_last, not "
-                                                                       f"{backbone}")
+            raise ConfigError(_named(given, f"head.{other[0]}", "backbone"),
+                              "lesion_net takes head.tune_last and head.reference_cells only")
+        if head.get("reference_cells") and head.get("tune_last"):
+            raise ConfigError(_named(given, "head.reference_cells", "head.tune_last"),
+                              "the normal reference is of the frozen map: it needs head.tune_last 0")
+        if head.get("reference_cells") and cfg.get("freeze") != "backbone":
+            raise ConfigError(_named(given, "head.reference_cells", "freeze"),
+                              "the normal reference is of the frozen map: it needs freeze 'backbone'")
+    elif "tune_last" in head or "reference_cells" in head:
+        key = "tune_last" if "tune_last" in head else "reference_cells"
+        raise ConfigError(_named(given, f"head.{key}", "backbone"), f"only lesion_net has head.{key}, not "
+                                                                    f"{backbone}")
     elif head.get("kind") == "local":
         if backbone not in LITE_BLOCKS:
             raise ConfigError(_named(given, "head.kind", "backbone"),
