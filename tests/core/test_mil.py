@@ -218,14 +218,14 @@ def test_onnx_runtime_matches_torch_and_caches_its_graph(tmp_path):
 
 
 def _train_and_check_only_the_head_moved(cfg: dict, model, tmp_path):
-    """Train one MIL fold from ``model``; assert some weights changed and all of them are the head's (``fc.``).
-    Returns the trained model."""
+    """Train one MIL fold from ``model``; assert some weights changed and all of them are the head's (``fc.``) or
+    its normal reference (``reference*``, set from the training scans). Returns the trained model."""
     torch.save(model.state_dict(), tmp_path / "init.pt")
     init = {k: v.clone() for k, v in model.state_dict().items()}
     r = train_fold_mil(cfg, tmp_path / "init.pt", _cohort(31, 24), _cohort(32, 9), tmp_path / "f0")
     after = r["model"].state_dict()
-    changed = {k for k in init if not torch.equal(init[k], after[k])}
-    assert changed and all(k.startswith("fc.") for k in changed), changed
+    changed = {k for k in init if init[k].shape != after[k].shape or not torch.equal(init[k], after[k])}
+    assert changed and all(k.startswith(("fc.", "reference")) for k in changed), changed
     return r["model"]
 
 

@@ -160,7 +160,7 @@ def test_lesion_net_refuses_bad_heads_and_missing_weights(monkeypatch, tmp_path)
 
     with pytest.raises(ValueError, match="tune_last"):
         build_model("lesion_net", "none", head={"tune_last": 9})
-    with pytest.raises(ValueError, match="head.tune_last only"):
+    with pytest.raises(ValueError, match="head.tune_last and head.reference_cells only"):
         build_model("lesion_net", "none", head={"kind": "local"})
     monkeypatch.setattr(N, "WEIGHTS_DIR", tmp_path)  # an install without the weights: never a silent random body
     with pytest.raises(ValueError, match="weights .* are missing"):

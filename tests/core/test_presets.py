@@ -127,8 +127,8 @@ def test_true_or_false_is_not_a_number(overrides, field):
 
 
 @pytest.mark.parametrize("preset,overrides,field,says", [
-    ("fast", {"head": {"kind": "local"}}, "head.kind", "lesion_net takes head.tune_last only"),
-    ("lite", {"backbone": "lesion_net"}, "backbone", "lesion_net takes head.tune_last only"),
+    ("fast", {"head": {"kind": "local"}}, "head.kind", "lesion_net takes head.tune_last and head.reference_cells only"),
+    ("lite", {"backbone": "lesion_net"}, "backbone", "lesion_net takes head.tune_last and head.reference_cells only"),
     ("lite", {"backbone": "efficientnet_lite0", "head": {"block": 18}}, "head.block", "blocks 0 to 15"),
     ("lite", {"head": {"block": 10, "tune_from": 12}}, "head.tune_from", "head.block"),
     ("lite", {"head": {"tune_last": 1}}, "head.tune_last", "only lesion_net"),

@@ -108,3 +108,15 @@ def test_the_reference_needs_the_frozen_map_of_lesion_net():
         preset_config("lite", {"head": {"reference_cells": 64}})
     with pytest.raises(ConfigError, match="head.reference_cells"):
         preset_config("fast", {"head": {"reference_cells": 100000}})
+
+
+def test_the_fast_presets_reference_gives_way_to_overrides_it_cannot_go_with():
+    """`fast` keeps a normal reference by default; `--set freeze=none`, `head.tune_last=1` or another backbone
+    alone drop it (they worked before it existed), while asking for both is refused."""
+    assert preset_config("fast")["head"] == {"reference_cells": 8192}
+    assert "head" not in preset_config("fast", {"freeze": "none"})
+    assert preset_config("fast", {"head.tune_last": 1})["head"] == {"tune_last": 1}
+    assert "head" not in preset_config("fast", {"backbone": "tiny_cnn", "input_side_px": 32})
+    assert preset_config("fast", {"head.reference_cells": 0})["head"] == {"reference_cells": 0}
+    with pytest.raises(ConfigError, match="^head.reference_cells: .*freeze 'backbone'"):
+        preset_config("fast", {"freeze": "none", "head.reference_cells": 64})
