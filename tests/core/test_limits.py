@@ -2,8 +2,10 @@
 reader and image builder."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import tracemalloc
+import types
 import zlib
 from pathlib import Path
 
@@ -47,17 +49,27 @@ def bomb(tmp_path_factory) -> Path:
     return bomb_nifti(tmp_path_factory.mktemp("bomb") / "bomb.nii.gz")
 
 
-def _peak_mb(fn) -> tuple[Exception, float]:
+@contextlib.contextmanager
+def traced_peak():
+    """The most memory Python held at once inside the block, in MB (``peak.mb``, set when the block ends)."""
+    peak = types.SimpleNamespace(mb=0.0)
     tracemalloc.start()
     try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - returned to the test
-        caught = exc
-    else:
-        caught = None
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return caught, peak / 1024**2
+        yield peak
+    finally:
+        peak.mb = tracemalloc.get_traced_memory()[1] / 1024**2
+        tracemalloc.stop()
+
+
+def _peak_mb(fn) -> tuple[Exception, float]:
+    with traced_peak() as peak:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            caught = exc
+        else:
+            caught = None
+    return caught, peak.mb
 
 
 def test_the_probe_file_is_small_and_declares_a_huge_volume(bomb):
@@ -161,17 +173,13 @@ def test_a_large_value_in_a_dicom_header_is_not_read_with_it(tmp_path, preamble)
         path.write_bytes(path.read_bytes()[128:])
         assert path.read_bytes()[:4] == b"DICM"
     assert 1024 * 1024 * 2 > DEFER_BYTES  # the pixel data is deferred too, and read when decoded
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         header = read_header(path)
         _, frames = read_frames(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
     assert header.rows == 1024 and header.modality == "CT" and header.has_pixels
     assert frames.shape == (1, 1024, 1024)
     assert np.array_equal(frames[0].astype(np.float64) * 1.0 - 1024.0, expected[0])
-    assert peak < 40 * 1024**2, f"{peak / 1024**2:.0f} MB"
+    assert peak.mb < 40, f"{peak.mb:.0f} MB"
 
 
 def test_a_dicom_header_of_too_many_elements_is_refused_while_it_is_read(tmp_path, monkeypatch):
@@ -198,14 +206,10 @@ def test_a_dicom_header_of_too_many_elements_is_refused_while_it_is_read(tmp_pat
     plain, _ = write_ct_series(tmp_path / "plain", n=1)
     assert read_header(next(plain.iterdir())).rows == 16  # the slice without the sequence is read
     monkeypatch.setattr(headers, "MAX_HEADER_BYTES", 256 * 1024)  # the default, 4 MB, refuses it after ~5 s
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         with pytest.raises(headers.HeaderTooLarge, match=r"more than 0.25 MB of elements .* refused before"):
             read_header(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 64 * 1024**2, f"{peak / 1024**2:.0f} MB"
+    assert peak.mb < 64, f"{peak.mb:.0f} MB"
 
 
 def extension_nifti(path: Path, esize: int, shape=(32, 32, 8)) -> Path:
@@ -242,15 +246,11 @@ def test_nifti_header_extensions_are_bounded_before_nibabel_reads_them(tmp_path)
 
     big = extension_nifti(tmp_path / "big.nii.gz", 64 * 1024**2)
     assert big.stat().st_size < 1024**2
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         for reader in (read_nifti_entry, load_nifti):
             with pytest.raises(ExtensionsTooLarge, match=r"extensions of more than 64 MB .*limit 16 MB"):
                 reader(big)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MB"
+    assert peak.mb < 16, f"{peak.mb:.0f} MB"
     with pytest.raises(ExtensionsTooLarge, match="declared size 0"):
         read_nifti_entry(extension_nifti(tmp_path / "zero.nii.gz", 0))
     entry = read_nifti_entry(extension_nifti(tmp_path / "small.nii.gz", 4096))
@@ -279,16 +279,12 @@ def test_a_deflated_dicom_file_is_inflated_only_within_the_voxel_cap(tmp_path, m
     monkeypatch.setenv("ADRENAL_MAX_VOXELS", str(8 * 1024**2))  # 16 MB + 4 MB may be inflated
     header, (_, frames) = read_header(plain), read_frames(plain)
     assert header.rows == 64 and frames.shape == (1, 64, 64)
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         with pytest.raises(HeaderTooLarge, match="inflates to more than 20 MB"):
             read_header(bomb)
         with pytest.raises(DecodeError, match="inflates to more than 20 MB"):
             read_frames(bomb)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 40 * 1024**2, f"{peak / 1024**2:.0f} MB"
+    assert peak.mb < 40, f"{peak.mb:.0f} MB"
 
 
 def test_compressed_frames_larger_than_the_header_says_are_refused_before_decoding(tmp_path):
@@ -322,16 +318,12 @@ def test_compressed_frames_larger_than_the_header_says_are_refused_before_decodi
     Image.new("L", (4000, 4000)).save(jpeg_bytes, "JPEG")
     jpeg = with_frame("jpeg.dcm", JPEGBaseline8Bit, jpeg_bytes.getvalue(), BitsAllocated=8, BitsStored=8, HighBit=7,
                       PixelRepresentation=0)
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         for bomb in (j2k, jpeg):
             with pytest.raises(DecodeError, match=r"frame 1: its compressed image declares 4000 x 4000 pixels .* "
                                                   r"the header 64 x 64 .* refused before decoding"):
                 read_frames(bomb)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MB"
+    assert peak.mb < 16, f"{peak.mb:.0f} MB"
 
 
 def test_a_dicom_header_keeps_no_huge_text(tmp_path):
@@ -353,15 +345,11 @@ def test_a_dicom_header_keeps_no_huge_text(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom: longer than the VR allows
         ds.save_as(path, enforce_file_format=True)
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             header = read_header(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MB"
+    assert peak.mb < 16, f"{peak.mb:.0f} MB"
     assert "StudyDescription" not in header.meta and header.meta["SeriesDescription"] == "B" * MAX_TEXT
     assert header.image_type[:3] == ("ORIGINAL", "PRIMARY", "AXIAL") and len(header.image_type) == MAX_VALUES
     assert header.rows == 16 and header.modality == "CT"
