@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-QUERY_CHUNK = 4096  # query cells per distance block: QUERY_CHUNK x bank rows x 4 bytes (64 MB at 4096 rows)
+QUERY_CHUNK = 4096  # query cells per distance block: QUERY_CHUNK x bank rows x 4 bytes (128 MB at 8192 rows)
+MAX_CANDIDATES = 1 << 17  # normal cells the coreset chooses from (a seeded sample beyond): its time is linear in them
 
 
 def cells(maps: torch.Tensor) -> torch.Tensor:
@@ -64,32 +65,38 @@ def nearest_distance(query: torch.Tensor, bank: torch.Tensor, query_groups: torc
 
 
 def build(normal_maps: torch.Tensor, normal_groups: torch.Tensor, size: int, seed: int = 0
-          ) -> tuple[torch.Tensor, torch.Tensor, float]:
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """The bank from normal glands' maps ``[B, C, h, w]`` (``normal_groups`` ``[B]``: each image's patient):
-    ``(bank [M, C], bank_groups [M], scale)``. ``scale`` is the median leave-own-patient-out distance of the
-    normal cells, so the channel reads about 1 for normal anatomy; raises ValueError without normal images."""
+    ``(bank [M, C], bank_groups [M])``, a coreset of ``size`` of the cells (chosen from a seeded sample of
+    ``MAX_CANDIDATES`` beyond that). Raises ValueError without normal images."""
     if len(normal_maps) == 0:
         raise ValueError("the normal reference needs images of normal glands (side or scan labels)")
     x = cells(normal_maps)
     groups = normal_groups.repeat_interleave(normal_maps.shape[2] * normal_maps.shape[3])
-    keep = coreset(x, size, seed)
-    bank, bank_groups = x[keep].contiguous(), groups[keep].contiguous()
-    d = nearest_distance(x, bank, groups, bank_groups)
-    finite = d[torch.isfinite(d)]
-    scale = float(finite.median()) if len(finite) else 1.0
-    return bank, bank_groups, max(scale, 1e-6)
+    candidates = torch.arange(len(x))
+    if len(x) > MAX_CANDIDATES:  # hundreds of patients: the coreset's greedy passes stay minutes, not hours
+        candidates = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:MAX_CANDIDATES]
+    keep = candidates[coreset(x[candidates], size, seed)]
+    return x[keep].contiguous(), groups[keep].contiguous()
 
 
-def distance_channel(maps: torch.Tensor, bank: torch.Tensor, scale: float, groups: torch.Tensor | None = None,
-                     bank_groups: torch.Tensor | None = None) -> torch.Tensor:
-    """``[B, 1, h, w]``: each cell's distance to the bank over ``scale`` (``groups`` ``[B]``: leave each
-    image's own patient out; an inf from a patient alone in the bank reads as the largest finite distance)."""
+def distances(maps: torch.Tensor, bank: torch.Tensor, groups: torch.Tensor | None = None,
+              bank_groups: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, 1, h, w]``: each cell's distance to the bank (``groups`` ``[B]``: leave each image's own patient
+    out; an inf from a patient alone in the bank reads as the largest finite distance)."""
     b, _, h, w = maps.shape
     g = None if groups is None else groups.repeat_interleave(h * w)
-    d = nearest_distance(cells(maps), bank, g, bank_groups) / scale
+    d = nearest_distance(cells(maps), bank, g, bank_groups)
     finite = d[torch.isfinite(d)]
     d = torch.where(torch.isfinite(d), d, finite.max() if len(finite) else torch.tensor(0.0))
     return d.reshape(b, h, w)[:, None].to(maps.dtype)
+
+
+def normal_scale(normal_distances: torch.Tensor) -> float:
+    """The distance that reads 1: the median of the normal cells' own (leave-own-patient-out) distances, so the
+    channel reads about 1 for normal anatomy (1.0 without any)."""
+    d = normal_distances.flatten()
+    return max(float(d.median()), 1e-6) if len(d) else 1.0
 
 
 def patient_ids(names: list[str]) -> tuple[torch.Tensor, dict[str, int]]:

@@ -44,11 +44,25 @@ def test_the_bank_and_its_scale():
     with pytest.raises(ValueError, match="normal glands"):
         R.build(maps[:0], torch.zeros(0, dtype=torch.long), 16)
     maps[:, 1] = torch.tensor([0.0, 1.0, 2.0])[:, None, None]  # patient p's cells one step from p +- 1's
-    bank, groups, scale = R.build(maps, torch.tensor([0, 1, 2]), 64)
-    assert bank.shape == (12, 4) and groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
-    assert scale == pytest.approx(1.0)  # each cell's nearest other patient's cell lies one step away
-    ch = R.distance_channel(maps + 10.0, bank, scale)
-    assert ch.shape == (3, 1, 2, 2) and (ch > 7).all()
+    groups = torch.tensor([0, 1, 2])
+    bank, bank_groups = R.build(maps, groups, 64)
+    assert bank.shape == (12, 4) and bank_groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    own = R.distances(maps, bank, groups, bank_groups)
+    assert own.shape == (3, 1, 2, 2) and R.normal_scale(own) == pytest.approx(1.0)
+    assert (R.distances(maps, bank) == 0).all()  # unseen patients' identical cells: distance 0
+    assert (R.distances(maps + 10.0, bank) > 7).all()
+    alone = R.distances(maps[:1], bank[:4], groups[:1], bank_groups[:4])  # its patient is the whole bank
+    assert torch.isfinite(alone).all() and R.normal_scale(torch.zeros(0)) == 1.0
+
+
+def test_the_coreset_chooses_from_a_sample_of_a_huge_bank(monkeypatch):
+    """Hundreds of patients' normal cells: the coreset chooses from a seeded sample of MAX_CANDIDATES of them,
+    whose passes stay linear in that, not in all the cells."""
+    monkeypatch.setattr(R, "MAX_CANDIDATES", 50)
+    maps = torch.rand(10, 4, 3, 3)
+    bank, groups = R.build(maps, torch.arange(10), 20, seed=3)
+    again, _ = R.build(maps, torch.arange(10), 20, seed=3)
+    assert bank.shape == (20, 4) and torch.equal(bank, again) and groups.max() <= 9
 
 
 def _scan(rng, k, abnormal_side=None, n=6, size=32):
