@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .reference import nearest
+
 LITE = {"efficientnet_lite0": 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}
 TORCHVISION = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "resnet18", "resnet50")
 BACKBONES = (*LITE, *TORCHVISION, "tiny_cnn", "lesion_net")
@@ -190,7 +192,9 @@ class LesionNet(_MaxOverCells):
     Same interface as :class:`LocalNet`: ``features`` the map before the head, ``pooled(f) = f``, ``cam(f)``
     the logit map ``[B, h, w]`` (its max is the logit), ``frozen``/``from_frozen``/``trainable_parameters`` for
     ``freeze: backbone`` (the body runs once per image, the 1x1 head learns, and the last ``tune_last``
-    convolutions with it: ``head: {"tune_last": 1}``)."""
+    convolutions with it: ``head: {"tune_last": 1}``). With ``reference_cells`` (``head.reference_cells``) the head
+    reads one more channel, each cell's distance to the training scans' normal cells (:mod:`inference.ml.reference`,
+    set by the trainer through :meth:`set_reference` and kept in the weights)."""
 
     def __init__(self, width: int = 24, tune_last: int = 0, reference_cells: int = 0) -> None:
         super().__init__()
@@ -231,9 +235,7 @@ class LesionNet(_MaxOverCells):
             step = max(1, REFERENCE_FLOATS // per_image)
             return torch.cat([self.reference_channel(f[i:i + step]) for i in range(0, b, step)])
         q = f.permute(0, 2, 3, 1).reshape(-1, c).float() - self.reference_mean
-        ref = self.reference.float()
-        d = (q * q).sum(1, keepdim=True) - 2 * (q @ ref.T) + (ref * ref).sum(1)
-        d = d.amin(1).clamp_min(0).sqrt() / self.reference_scale
+        d = nearest(q, self.reference.float()) / self.reference_scale
         return d.reshape(b, 1, h, w).to(f.dtype)
 
     def images_per_batch(self, side_px: int) -> int:
@@ -364,7 +366,8 @@ def lesion_net_weights() -> tuple[Path, str] | None:
 
 
 def _lesion_net(source: Path | None, head: dict | None = None) -> nn.Module:
-    """A :class:`LesionNet` with ``head`` (only ``tune_last``) and the state dict in ``source`` (None: random)."""
+    """A :class:`LesionNet` with ``head`` (``tune_last``, ``reference_cells``) and the state dict in ``source``
+    (None: random)."""
     unknown = set(head or {}) - {"tune_last", "reference_cells"}
     if unknown:
         raise ValueError(f"lesion_net takes head.tune_last and head.reference_cells only, not "

@@ -45,6 +45,16 @@ def coreset(x: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
     return chosen
 
 
+def nearest(query: torch.Tensor, bank: torch.Tensor, left_out: torch.Tensor | None = None) -> torch.Tensor:
+    """Euclidean distance ``[N]`` from each row of ``query`` ``[N, C]`` to its nearest row of ``bank`` ``[M, C]``,
+    all at once (``N * M`` floats) in plain matrix products, which export to ONNX as they are; ``left_out``
+    ``[N, M]`` True where a bank row does not count (inf when none counts)."""
+    d = (query * query).sum(1, keepdim=True) - 2 * (query @ bank.T) + (bank * bank).sum(1)
+    if left_out is not None:
+        d = d.masked_fill(left_out, float("inf"))
+    return d.amin(1).clamp_min(0).sqrt()
+
+
 def nearest_distance(query: torch.Tensor, bank: torch.Tensor, query_groups: torch.Tensor | None = None,
                      bank_groups: torch.Tensor | None = None) -> torch.Tensor:
     """Euclidean distance ``[N]`` from each query row ``[N, C]`` to its nearest bank row ``[M, C]``; with groups
@@ -54,13 +64,9 @@ def nearest_distance(query: torch.Tensor, bank: torch.Tensor, query_groups: torc
     if len(bank) == 0:
         return out.fill_(float("inf"))
     bank = bank.float()
-    bsq = (bank * bank).sum(1)
     for s in range(0, len(query), QUERY_CHUNK):
-        q = query[s:s + QUERY_CHUNK].float()
-        d = (q * q).sum(1, keepdim=True) - 2 * (q @ bank.T) + bsq
-        if query_groups is not None:
-            d[query_groups[s:s + QUERY_CHUNK, None] == bank_groups[None, :]] = float("inf")
-        out[s:s + QUERY_CHUNK] = d.amin(1).clamp_min(0).sqrt()
+        mask = None if query_groups is None else query_groups[s:s + QUERY_CHUNK, None] == bank_groups[None, :]
+        out[s:s + QUERY_CHUNK] = nearest(query[s:s + QUERY_CHUNK].float(), bank, mask)
     return out
 
 
