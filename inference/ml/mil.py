@@ -260,13 +260,14 @@ def _with_reference(model: torch.nn.Module, pool: _Pool, val_pool: _Pool, train:
             normal += [b.label == 0] * len(b.images)
     groups, _ = reference.patient_ids(names)
     normal_rows = torch.as_tensor(np.flatnonzero(normal), dtype=torch.long)
-    maps, val_maps = pool.x.float(), val_pool.x.float()
+    device = pool.x.device  # the bank is chosen on the CPU (its greedy passes); the pools stay where they were
+    maps, val_maps = pool.x.float().cpu(), val_pool.x.float().cpu()
     bank, bank_groups = reference.build(maps[normal_rows], groups[normal_rows], model.reference_cells, seed)
     train_d = reference.distances(maps, bank, groups, bank_groups)
     scale = reference.normal_scale(train_d[normal_rows])
     model.set_reference(bank, scale)
-    return (torch.cat([maps, train_d / scale], 1),
-            torch.cat([val_maps, reference.distances(val_maps, bank) / scale], 1))
+    return (torch.cat([maps, train_d / scale], 1).to(device),
+            torch.cat([val_maps, reference.distances(val_maps, bank) / scale], 1).to(device))
 
 
 def train_fold_mil(config: dict, init_path: str | os.PathLike, train: Sequence[ScanSample],

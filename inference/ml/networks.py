@@ -247,10 +247,10 @@ class LesionNet(_MaxOverCells):
     def set_reference(self, bank: torch.Tensor, scale: float) -> None:
         """Keep ``bank`` ``[M, C]`` (centred on its mean: the squared distances are sums of smaller terms) and the
         distance that reads 1."""
-        bank = bank.detach().float()
+        bank = bank.detach().float().to(self.fc.weight.device)  # beside the weights (a CUDA fold's too)
         self.reference_mean = bank.mean(0)
         self.reference = (bank - self.reference_mean).contiguous()
-        self.reference_scale = torch.tensor(float(scale))
+        self.reference_scale = torch.tensor(float(scale), device=bank.device)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch's signature
         ref = state_dict.get(prefix + "reference")
@@ -258,7 +258,7 @@ class LesionNet(_MaxOverCells):
             for name in ("reference", "reference_mean", "reference_scale"):
                 state_dict[prefix + name] = getattr(self, name)
         elif ref.shape != self.reference.shape:  # a trained bank: take its size
-            self.reference = torch.zeros_like(ref)
+            self.reference = torch.zeros(ref.shape, device=self.reference.device)
         weight = state_dict.get(prefix + "fc.weight")
         if weight is not None and self.reference_cells and weight.shape[1] == self.fc.weight.shape[1] - 1:
             # the detector's own head (no reference channel yet): the channel starts at REFERENCE_WEIGHT, its
