@@ -477,3 +477,32 @@ def test_images_stored_with_reversed_rows_or_columns_are_flipped_onto_the_series
     assert loaded.notes.startswith("3 image(s) stored with the row or column direction reversed "
                                    "(ImageOrientationPatient -1\\0\\0\\0\\-1\\0, e.g. ")
     assert loaded.notes.endswith(") flipped onto the series' grid")
+
+
+# -- slice positions written to a tenth of a millimetre --------------------------------------------------------------
+@pytest.mark.parametrize("step", [1.25, 0.625, 0.75])
+def test_slice_positions_written_to_a_tenth_of_a_millimetre_are_one_regular_grid(real_series, tmp_path, step):
+    """The real series with its slices 1.25, 0.625 or 0.75 mm apart and ImagePositionPatient written to 0.1 mm (as
+    some scanners and converters write it: -123.5, -122.2, -121.0, ...): the steps of 1.2 and 1.3 mm looked like
+    two phases interleaved, and one series became two (four for 0.625 mm) scans of the same patient at twice (four
+    times) the slice step. It is one regular grid: stacked as is at its mean step, each slice within the rounding
+    of its header's position, with a note."""
+    src, expected, affine = real_series
+
+    def rounded(ds, i):
+        k = (float(ds.ImagePositionPatient[2]) - affine[2, 3]) / 2.0  # the real series: 2 mm steps
+        ds.ImagePositionPatient = [*map(float, ds.ImagePositionPatient[:2]), round(-123.45 + k * step, 1)]
+        ds.SliceThickness = step
+
+    folder = _edited(src, tmp_path / "rounded", rounded)
+    (group,) = _groups(folder)
+    assert not group.pass_label
+    loaded = load_series(group)
+    assert np.array_equal(loaded.volume.array, expected) and not loaded.resampled and loaded.spacing == "regular"
+    assert loaded.volume.spacing[2] == pytest.approx(step, abs=0.01)
+    written = sorted(float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2])
+                     for p in folder.iterdir())
+    placed = loaded.volume.affine[2, 3] + loaded.volume.affine[2, 2] * np.arange(len(written))
+    assert np.abs(placed - written).max() <= 0.1
+    assert loaded.notes.startswith("slice positions written to 0.1 mm (steps ")
+    assert "one regular grid, stacked at its" in loaded.notes

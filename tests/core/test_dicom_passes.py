@@ -175,6 +175,9 @@ def test_interleaved_grids_with_no_telling_attribute_are_split_by_geometry(tmp_p
     (list(np.arange(0, 20, 1.25)) + [0.6, 5.6, 10.6, 15.6], [[0.6, 5.6, 10.6, 15.6], list(np.arange(0, 20, 1.25))]),
     (list(range(0, 21)) + [25, 30, 35, 40], None),  # a variable increment is one pass
     ([0, 2, 4, 6.5, 8, 10], None),  # jitter
+    ([round(-123.45 + 1.25 * k, 1) for k in range(12)], None),  # 1.25 mm steps written to 0.1 mm: 1.2, 1.3, ...
+    ([round(10.0 + 0.625 * k, 1) for k in range(16)], None),  # 0.6 and 0.7 mm steps: four 'grids' 2.5 mm apart
+    ([0, 1.2, 5, 6.2, 10, 11.2, 15, 16.2], [[0, 5, 10, 15], [1.2, 6.2, 11.2, 16.2]]),  # two phases, 1.2 mm apart
     ([0, 2, 4, 8, 10, 12], None),  # a missing slice
 ])
 def test_interleaved_grid_detection(positions, grids):

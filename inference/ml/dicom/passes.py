@@ -38,6 +38,7 @@ import numpy as np
 from .exclusion import MIN_SLICES, exclusion_reason, slice_normal
 from .headers import InstanceHeader
 from .series_group import SeriesGroup
+from .spacing import rounded_grid_step
 
 MAX_KEY_LENGTH = 128  # Series.series_uid
 MAX_INTERLEAVED = 4  # at most this many grids are told apart by geometry alone
@@ -210,11 +211,11 @@ def _is_regular(d: np.ndarray) -> bool:
 def interleaved_grids(d: np.ndarray, min_slices: int = MIN_SLICES) -> list[np.ndarray] | None:
     """Index sets of ``d`` (sorted positions, mm) that are 2..``MAX_INTERLEAVED`` overlapping regular grids
     sharing one period, each of at least ``min_slices``, that are not one regular grid where they overlap; None
-    when ``d`` is one grid (regular, jittered, gapped or piecewise), has repeated positions, or no such
-    decomposition exists."""
+    when ``d`` is one grid (regular, jittered, gapped, piecewise, or regular written to 0.1 mm:
+    ``spacing.rounded_grid_step``), has repeated positions, or no such decomposition exists."""
     d = np.asarray(d, float)
     n = len(d)
-    if n < 2 * min_slices or _is_regular(d) or (np.diff(d) < 1e-3).any():
+    if n < 2 * min_slices or _is_regular(d) or (np.diff(d) < 1e-3).any() or rounded_grid_step(d) is not None:
         return None
     for c in range(1, MAX_INTERLEAVED + 1):
         if n <= c:

@@ -3,7 +3,9 @@
 Positions are the frames' distances along the slice normal, sorted. Steps are grouped into *runs* of equal
 steps (within 1 % or 0.02 mm of the run's first step). Policy, with the reason it gives:
 
-- **regular**: every step within 1 % (or 0.02 mm) of the median: stacked as is, at the mean step;
+- **regular**: every step within 1 % (or 0.02 mm) of the median: stacked as is, at the mean step; so are
+  positions written to 0.1 mm (``ROUNDING_MM``) that are a regular grid rounded (1.25 mm steps stored as 1.2 and
+  1.3 mm, 0.625 mm ones as 0.6 and 0.7 mm: ``rounded_grid_step``), with a note;
 - **duplicates**: two frames at one position (within 0.001 mm) whose HU differ (a copy with the same HU is left
   out before, by ``stack.load_series``): refused ("duplicate slice positions", with how
   many) — passes that a header attribute tells apart were split before (``passes.py``), so nothing does here;
@@ -28,6 +30,7 @@ MAX_GAP_FACTOR = 2.0
 GAP_RATIO = 1.5
 VARIABLE_RATIO = 1.5
 DUPLICATE_MM = 1e-3
+ROUNDING_MM = 0.1  # the coarsest precision slice positions are written with (scanners, converters, anonymisers)
 
 
 class SeriesError(Exception):
@@ -64,6 +67,24 @@ def _fmt_runs(runs: list[tuple[int, int, float]]) -> str:
     return ", ".join(f"{step:.2f} mm x{length}" for _, length, step in runs if length >= 2)
 
 
+def rounded_grid_step(d: np.ndarray) -> float | None:
+    """The step of the regular grid that sorted positions ``d`` (mm) are when written to ``ROUNDING_MM``: every
+    position a multiple of 0.1 mm and within 0.1 mm of the grid through the first and the last (each rounded
+    position is within 0.05 mm of its true place); None otherwise. A 1.25 mm series stored as -123.5, -122.2,
+    -121.0, ... has steps of 1.2 and 1.3 mm: one grid, not jitter, nor two passes 2.5 mm apart."""
+    d = np.asarray(d, float)
+    if len(d) < 3:
+        return None
+    tenths = d / ROUNDING_MM
+    if np.abs(tenths - np.rint(tenths)).max() > 1e-4:
+        return None
+    step = float((d[-1] - d[0]) / (len(d) - 1))
+    if step < 2 * ROUNDING_MM:
+        return None
+    off = d - d[0] - step * np.arange(len(d))
+    return step if np.abs(off).max() <= ROUNDING_MM + 1e-6 else None
+
+
 def plan_spacing(d: np.ndarray) -> SpacingPlan:
     """The plan for sorted positions ``d`` (mm along the normal, at least 2); raises SeriesError when refused."""
     d = np.asarray(d, float)
@@ -77,6 +98,11 @@ def plan_spacing(d: np.ndarray) -> SpacingPlan:
     median = float(np.median(steps))
     if np.all(np.abs(steps - median) <= _tol(median)):
         return SpacingPlan("regular", float((d[-1] - d[0]) / (len(d) - 1)), False)
+    rounded = rounded_grid_step(d)
+    if rounded is not None:
+        return SpacingPlan("regular", rounded, False, [
+            f"slice positions written to {ROUNDING_MM:g} mm (steps {steps.min():.2f}-{steps.max():.2f} mm): one "
+            f"regular grid, stacked at its {rounded:.4g} mm step"])
     runs = runs_of(steps)
     notes: list[str] = []
     gaps = []

@@ -288,7 +288,8 @@ def _stack(group: SeriesGroup, slices: list[_Slice], orientation: np.ndarray, sp
     stack = _decode_sorted(slices, shape, decode_notes)
     if not plan.resample and not tilted:
         affine = affine_from_dicom(positions[0], orientation, spacing, plan.step * normal)
-        return _finish(group, Volume(stack, affine), False, decode_notes, plan.step, 0.0, plan.kind)
+        return _finish(group, Volume(stack, affine), False, [*plan.notes, *decode_notes], plan.step, 0.0,
+                       plan.kind)
     if tilted and not plan.resample:
         # regular table steps: the slices are one sheared grid (slice m at positions[0] + m * table step); the
         # store's LPS grid is resampled from it in one interpolation (``_finish``), covering every slice whole
@@ -297,7 +298,7 @@ def _stack(group: SeriesGroup, slices: list[_Slice], orientation: np.ndarray, sp
         off = positions - positions[0] - np.outer(np.arange(len(d)), table_step)
         if (max(np.abs(off @ row_dir).max() / spacing[1], np.abs(off @ col_dir).max() / spacing[0]) <= TILT_MAX_DRIFT_PX
                 and obliquity(sheared) > OBLIQUE_TOLERANCE):
-            notes = [f"gantry tilt {tilt_deg:.1f} deg: the sheared slice grid", *decode_notes]
+            notes = [f"gantry tilt {tilt_deg:.1f} deg: the sheared slice grid", *plan.notes, *decode_notes]
             return _finish(group, Volume(stack, sheared), True, notes, float(np.linalg.norm(table_step)), tilt_deg,
                            plan.kind)
     notes = []
