@@ -506,3 +506,72 @@ def test_slice_positions_written_to_a_tenth_of_a_millimetre_are_one_regular_grid
     assert np.abs(placed - written).max() <= 0.1
     assert loaded.notes.startswith("slice positions written to 0.1 mm (steps ")
     assert "one regular grid, stacked at its" in loaded.notes
+
+
+# -- slices shifted in-plane: a tilted gantry with a missing slice, a field of view recentred part-way ------------
+def _pixel_points(files, rows, cols):
+    """(LPS mm, HU) of a grid of pixels of each file, from the file's own header."""
+    points, values = [], []
+    for p in files:
+        ds = pydicom.dcmread(p)
+        hu = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        o, (sr, sc) = np.asarray(ds.ImageOrientationPatient, float), map(float, ds.PixelSpacing)
+        for j in rows:
+            for i in cols:
+                points.append(np.asarray(ds.ImagePositionPatient, float) + i * sc * o[:3] + j * sr * o[3:])
+                values.append(hu[j, i])
+    return np.asarray(points), np.asarray(values)
+
+
+def test_slices_shifted_in_plane_are_kept_whole_and_a_recentred_field_of_view_is_no_tilt(real_series, tmp_path):
+    """Slices whose origins move in-plane and that are not one sheared grid are shifted onto one grid. That grid
+    was the first slice's: a tilted series (15 deg) with a missing slice lost what its far slices held beyond it
+    (stored as air, 10 mm here, 45 mm for 250 mm of a 10 deg tilt), and the real series with its field of view
+    recentred 20 mm to the left half-way lost those 20 mm of every slice after it and was recorded as a 27.8 deg
+    gantry tilt. The grid now holds every slice whole; only origins moving in proportion to the table position
+    are a tilt."""
+    from scipy import ndimage
+
+    from inference.ml.geometry import lps_to_voxel
+
+    src, expected, affine = real_series
+    mid = sorted(src.iterdir())[10]
+    smooth = np.rint(ndimage.gaussian_filter(pydicom.dcmread(mid).pixel_array.astype(float), 3))  # one real slice
+    t = np.radians(15.0)
+
+    def tilted(ds, i):
+        ds.PixelData = smooth.astype(ds.pixel_array.dtype).tobytes()
+        ds.ImageOrientationPatient = [1, 0, 0, 0, float(np.cos(t)), float(-np.sin(t))]
+
+    folder = _edited(src, tmp_path / "tilt", tilted)
+    sorted(folder.iterdir())[7].unlink()  # one missing slice: not one sheared grid
+    loaded = _load(folder)
+    assert loaded.tilt_deg == pytest.approx(15.0, abs=0.05) and loaded.spacing == "missing"
+    assert loaded.notes.startswith("gantry tilt 15.0 deg: slices shifted onto an orthogonal grid covering them all")
+    vol = loaded.volume
+    files = sorted(folder.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    points, values = _pixel_points(files, rows=(0, 2, 100, 256, 400, 509, 511), cols=(0, 2, 256, 509, 511))
+    ijk = lps_to_voxel(vol.affine, points)
+    assert (ijk > -0.01).all() and (ijk < np.asarray(vol.shape[::-1]) - 0.99).all()  # every slice whole
+    # inside the first and last slices and off the edges of each: air does not blur in from outside the scan
+    points, values = _pixel_points(files[1:-1], rows=(2, 100, 256, 400, 509), cols=(2, 256, 509))
+    ijk = lps_to_voxel(vol.affine, points)
+    got = ndimage.map_coordinates(vol.array.astype(float), ijk[:, ::-1].T, order=1)
+    # linear interpolation of a smooth image: a few HU; air (-1024) where a slice was cut: hundreds
+    assert np.abs(got - values).max() < 30
+
+    def recentred(ds, i):
+        position = [float(v) for v in ds.ImagePositionPatient]
+        if position[2] - affine[2, 3] >= 20:  # the upper 10 slices 20 columns to the patient's left (20 x 0.977 mm)
+            ds.ImagePositionPatient = [position[0] + 20 * float(ds.PixelSpacing[1]), *position[1:]]
+
+    folder = _edited(src, tmp_path / "recentred", recentred)
+    loaded = _load(folder)
+    assert loaded.tilt_deg == 0.0 and "deg" not in loaded.notes
+    assert loaded.notes.startswith("slice origins move in-plane by up to 19.5 mm, not in proportion to the table "
+                                   "position (a field of view recentred within the series; no gantry tilt)")
+    vol = loaded.volume
+    assert vol.shape == (20, 512, 532)
+    np.testing.assert_allclose(vol.affine, affine, atol=1e-4)  # the first slice's grid, 20 columns wider
+    assert np.array_equal(vol.array[:10, :, :512], expected[:10]) and (vol.array[:10, :, 512:] == AIR).all()
+    assert np.array_equal(vol.array[10:, :, 20:], expected[10:]) and (vol.array[10:, :, :20] == AIR).all()

@@ -6,8 +6,11 @@ Slices are sorted by position along the slice normal (row x column direction cos
 ``spacing.plan_spacing``'s. Gantry tilt (slice origins drifting in-plane, more than 0.1 pixel over the series):
 with regular table steps the slices form one sheared grid, resampled straight onto the store's LPS axes (one
 linear interpolation, ``volume.to_store_grid``); otherwise every slice is shifted in-plane (linear) onto an
-orthogonal grid first, uncovered voxels set to -1024 HU (``resampled``). Last, the volume is put on the store's canonical axes (``volume.to_store_grid``: i -> L,
-j -> P, k -> S, by flips and permutation only), as NIfTI imports are; a standard axial series is already there.
+orthogonal grid first, one grown to hold every shifted slice whole, uncovered voxels set to -1024 HU
+(``resampled``); origins that jump in-plane rather than drift in proportion to the table position (a field of
+view recentred part-way) are shifted the same way, noted as such, with no tilt angle. Last, the volume is put on
+the store's canonical axes (``volume.to_store_grid``: i -> L, j -> P, k -> S, by flips and permutation only), as
+NIfTI imports are; a standard axial series is already there.
 A grid whose axes are still oblique (a tilted gantry's slices, once made orthogonal, lie tilted about x) is
 resampled onto LPS axes there (linear, noted with its angle, ``resampled``), so the store never holds an oblique
 affine.
@@ -33,6 +36,7 @@ from .spacing import DUPLICATE_MM, MAX_GAP_FACTOR, SeriesError, plan_spacing
 
 __all__ = ["MAX_GAP_FACTOR", "LoadedSeries", "SeriesError", "load_series"]
 TILT_MAX_DRIFT_PX = 0.1
+TILT_LINEAR_PX = 0.5  # slice origins within this of a straight line along the normal: a gantry tilt
 AIR_HU = -1024
 
 
@@ -283,7 +287,14 @@ def _stack(group: SeriesGroup, slices: list[_Slice], orientation: np.ndarray, sp
     drift_i = inplane @ row_dir / spacing[1]
     drift_j = inplane @ col_dir / spacing[0]
     tilted = bool(max(np.abs(drift_i).max(), np.abs(drift_j).max()) > TILT_MAX_DRIFT_PX)
-    tilt_deg = math.degrees(math.atan2(float(np.linalg.norm(inplane[-1])), float(d[-1] - d[0])))
+    # a gantry tilt moves the slice origins in-plane in proportion to their distance along the normal; origins
+    # that jump (the field of view recentred part-way) are no tilt, and no tilt angle is recorded for them
+    span = d - d[0]
+    per_mm = inplane.T @ span / float(span @ span)
+    rest = inplane - np.outer(span, per_mm)
+    off_line = max(np.abs(rest @ row_dir).max() / spacing[1], np.abs(rest @ col_dir).max() / spacing[0])
+    linear = off_line <= TILT_LINEAR_PX
+    tilt_deg = math.degrees(math.atan(float(np.linalg.norm(per_mm)))) if tilted and linear else 0.0
     decode_notes: list[str] = []
     stack = _decode_sorted(slices, shape, decode_notes)
     if not plan.resample and not tilted:
@@ -302,21 +313,31 @@ def _stack(group: SeriesGroup, slices: list[_Slice], orientation: np.ndarray, sp
             return _finish(group, Volume(stack, sheared), True, notes, float(np.linalg.norm(table_step)), tilt_deg,
                            plan.kind)
     notes = []
-    if tilted:
-        notes.append(f"gantry tilt {tilt_deg:.1f} deg: slices shifted onto an orthogonal grid")
+    if tilted and linear:
+        notes.append(f"gantry tilt {tilt_deg:.1f} deg: slices shifted onto an orthogonal grid covering them all")
+    elif tilted:
+        moved = float(np.linalg.norm(inplane, axis=1).max())
+        notes.append(f"slice origins move in-plane by up to {moved:.1f} mm, not in proportion to the table "
+                     "position (a field of view recentred within the series; no gantry tilt): slices shifted onto "
+                     "one grid covering them all")
     notes.extend(plan.notes)
     notes.extend(decode_notes)
     step = plan.step if plan.resample else float((d[-1] - d[0]) / (len(d) - 1))
     count = int(round((d[-1] - d[0]) / step)) + 1
-    _check_size((count, *shape), f"DICOM series resampled at {step:g} mm (slices x Rows x Columns)")
+    # the in-plane grid: the first slice's, grown to hold every shifted slice whole (drifts in pixels)
+    lo = [min(0, math.floor(float(drift.min()) + 1e-6)) if tilted else 0 for drift in (drift_j, drift_i)]
+    hi = [max(0, math.ceil(float(drift.max()) - 1e-6)) if tilted else 0 for drift in (drift_j, drift_i)]
+    grid = (shape[0] + hi[0] - lo[0], shape[1] + hi[1] - lo[1])
+    _check_size((count, *grid), f"DICOM series resampled at {step:g} mm (slices x Rows x Columns)")
 
     def aligned(m: int) -> np.ndarray:
         if not tilted:
             return stack[m].astype(np.float32)
-        return ndimage.shift(stack[m].astype(np.float32), (drift_j[m], drift_i[m]), order=1, mode="constant",
-                             cval=AIR_HU)
+        canvas = np.full(grid, AIR_HU, np.float32)
+        canvas[-lo[0]:-lo[0] + shape[0], -lo[1]:-lo[1] + shape[1]] = stack[m]
+        return ndimage.shift(canvas, (drift_j[m], drift_i[m]), order=1, mode="constant", cval=AIR_HU)
 
-    out = np.empty((count, *shape), np.int16)
+    out = np.empty((count, *grid), np.int16)
     cache: dict[int, np.ndarray] = {}
     for k in range(count):
         target = d[0] + k * step  # the true position of output slice k along the normal
@@ -329,5 +350,6 @@ def _stack(group: SeriesGroup, slices: list[_Slice], orientation: np.ndarray, sp
             del cache[old]
         values = cache[m] * (1 - w) + cache[m + 1] * w if w > 0 else cache[m]
         out[k] = np.clip(np.rint(values), -32768, 32767).astype(np.int16)
-    affine = affine_from_dicom(positions[0], orientation, spacing, step * normal)
-    return _finish(group, Volume(out, affine), True, notes, step, tilt_deg if tilted else 0.0, plan.kind)
+    origin = positions[0] + lo[1] * spacing[1] * row_dir + lo[0] * spacing[0] * col_dir
+    affine = affine_from_dicom(origin, orientation, spacing, step * normal)
+    return _finish(group, Volume(out, affine), True, notes, step, tilt_deg, plan.kind)
