@@ -575,3 +575,28 @@ def test_slices_shifted_in_plane_are_kept_whole_and_a_recentred_field_of_view_is
     np.testing.assert_allclose(vol.affine, affine, atol=1e-4)  # the first slice's grid, 20 columns wider
     assert np.array_equal(vol.array[:10, :, :512], expected[:10]) and (vol.array[:10, :, 512:] == AIR).all()
     assert np.array_equal(vol.array[10:, :, 20:], expected[10:]) and (vol.array[10:, :, :20] == AIR).all()
+
+
+@pytest.mark.parametrize("missing", [(7,), (5, 14)])
+def test_missing_slices_of_positions_written_to_a_tenth_of_a_millimetre(real_series, tmp_path, missing):
+    """The real series at 0.625 mm steps written to 0.1 mm with one slice missing, or two apart: the gap of 1.2 or
+    1.3 mm was measured against a 'local step' of 0.6 mm, so two missing slices were refused as 'about 1 slices
+    missing' over 2x the local step, and one was resampled at 0.6 mm, the rounded steps' median. Steps of one
+    grid may differ by the rounding: each gap is one missing slice, interpolated on the 0.625 mm grid."""
+    src, expected, affine = real_series
+
+    def rounded(ds, i):
+        k = int(round((float(ds.ImagePositionPatient[2]) - affine[2, 3]) / 2.0))
+        if k in missing:
+            return
+        ds.ImagePositionPatient = [*map(float, ds.ImagePositionPatient[:2]), round(-123.45 + k * 0.625, 1)]
+
+    folder = _edited(src, tmp_path / "rounded", rounded)
+    for p in sorted(folder.iterdir()):  # the slices left out
+        if int(round((float(pydicom.dcmread(p).ImagePositionPatient[2]) - affine[2, 3]) / 2.0)) in missing:
+            p.unlink()
+    loaded = load_series(_groups(folder)[0])
+    assert loaded.spacing == "missing" and loaded.volume.spacing[2] == pytest.approx(0.625, abs=0.01)
+    assert loaded.volume.shape == expected.shape  # 20 slices on the 0.625 mm grid, the missing ones interpolated
+    assert loaded.notes.count("one missing slice") == len(missing)
+    assert np.array_equal(loaded.volume.array[0], expected[0])

@@ -6,6 +6,9 @@ steps (within 1 % or 0.02 mm of the run's first step). Policy, with the reason i
 - **regular**: every step within 1 % (or 0.02 mm) of the median: stacked as is, at the mean step; so are
   positions written to 0.1 mm (``ROUNDING_MM``) that are a regular grid rounded (1.25 mm steps stored as 1.2 and
   1.3 mm, 0.625 mm ones as 0.6 and 0.7 mm: ``rounded_grid_step``), with a note;
+- positions written to 0.1 mm (``written_to_tenths``) with gaps: steps within 0.1 mm are one run, a gap may be
+  0.1 mm over ``MAX_GAP_FACTOR`` x the local step, and the grid's step is the mean step between the gaps (the
+  rounded steps' median is 0.1 mm off);
 - **duplicates**: two frames at one position (within 0.001 mm) whose HU differ (a copy with the same HU is left
   out before, by ``stack.load_series``): refused ("duplicate slice positions", with how
   many) — passes that a header attribute tells apart were split before (``passes.py``), so nothing does here;
@@ -52,12 +55,13 @@ def _tol(step: float) -> float:
     return max(0.01 * abs(step), 0.02)
 
 
-def runs_of(steps: np.ndarray) -> list[tuple[int, int, float]]:
-    """Maximal runs of equal steps as ``(first step index, length, mean step)``."""
+def runs_of(steps: np.ndarray, slack: float = 0.0) -> list[tuple[int, int, float]]:
+    """Maximal runs of equal steps as ``(first step index, length, mean step)``; ``slack``: how far apart two
+    steps of one run may be besides (``ROUNDING_MM`` for positions written to 0.1 mm)."""
     runs: list[tuple[int, int, float]] = []
     start = 0
     for i in range(1, len(steps) + 1):
-        if i == len(steps) or abs(steps[i] - steps[start]) > _tol(steps[start]):
+        if i == len(steps) or abs(steps[i] - steps[start]) > max(_tol(steps[start]), slack + 1e-6):
             runs.append((start, i - start, float(np.mean(steps[start:i]))))
             start = i
     return runs
@@ -67,16 +71,20 @@ def _fmt_runs(runs: list[tuple[int, int, float]]) -> str:
     return ", ".join(f"{step:.2f} mm x{length}" for _, length, step in runs if length >= 2)
 
 
+def written_to_tenths(d: np.ndarray) -> bool:
+    """Whether every position of ``d`` (mm) is a multiple of ``ROUNDING_MM``: written to 0.1 mm, so each may be
+    0.05 mm from its true place and a step 0.1 mm from the true step."""
+    tenths = np.asarray(d, float) / ROUNDING_MM
+    return bool(np.abs(tenths - np.rint(tenths)).max() <= 1e-4)
+
+
 def rounded_grid_step(d: np.ndarray) -> float | None:
     """The step of the regular grid that sorted positions ``d`` (mm) are when written to ``ROUNDING_MM``: every
     position a multiple of 0.1 mm and within 0.1 mm of the grid through the first and the last (each rounded
     position is within 0.05 mm of its true place); None otherwise. A 1.25 mm series stored as -123.5, -122.2,
     -121.0, ... has steps of 1.2 and 1.3 mm: one grid, not jitter, nor two passes 2.5 mm apart."""
     d = np.asarray(d, float)
-    if len(d) < 3:
-        return None
-    tenths = d / ROUNDING_MM
-    if np.abs(tenths - np.rint(tenths)).max() > 1e-4:
+    if len(d) < 3 or not written_to_tenths(d):
         return None
     step = float((d[-1] - d[0]) / (len(d) - 1))
     if step < 2 * ROUNDING_MM:
@@ -103,7 +111,9 @@ def plan_spacing(d: np.ndarray) -> SpacingPlan:
         return SpacingPlan("regular", rounded, False, [
             f"slice positions written to {ROUNDING_MM:g} mm (steps {steps.min():.2f}-{steps.max():.2f} mm): one "
             f"regular grid, stacked at its {rounded:.4g} mm step"])
-    runs = runs_of(steps)
+    # positions written to 0.1 mm: steps of one run differ by up to 0.1 mm, a gap's by as much from twice the step
+    slack = ROUNDING_MM if written_to_tenths(d) else 0.0
+    runs = runs_of(steps, slack)
     notes: list[str] = []
     gaps = []
     for r, (start, length, step) in enumerate(runs):
@@ -114,7 +124,7 @@ def plan_spacing(d: np.ndarray) -> SpacingPlan:
         if step > GAP_RATIO * local:
             gaps.append((start, step, local))
     for start, step, local in gaps:
-        if step > MAX_GAP_FACTOR * local * 1.01:
+        if step > MAX_GAP_FACTOR * local * 1.01 + slack:
             raise SeriesError(
                 f"missing slices: gap of {step:.2f} mm after slice {start} at {d[start]:.2f} mm (local step "
                 f"{local:.2f} mm, about {int(round(step / local)) - 1} slices missing); refused, gaps over "
@@ -129,6 +139,8 @@ def plan_spacing(d: np.ndarray) -> SpacingPlan:
                         f"grid (the finest increment)")
         return SpacingPlan("variable", step, True, notes)
     if gaps:
+        if slack:  # the rounded steps' median is 0.1 mm off (0.6 for 0.625 mm): the mean of those between the gaps
+            median = float(np.mean(np.delete(steps, [start for start, _, _ in gaps])))
         return SpacingPlan("missing", median, True, notes + [f"resampled to {median:.3f} mm"])
     return SpacingPlan("uneven", median, True,
                        [f"uneven spacing (steps {steps.min():.2f}-{steps.max():.2f} mm): resampled to {median:.3f} mm"])
