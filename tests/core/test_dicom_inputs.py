@@ -577,6 +577,23 @@ def test_slices_shifted_in_plane_are_kept_whole_and_a_recentred_field_of_view_is
     assert np.array_equal(vol.array[10:, :, 20:], expected[10:]) and (vol.array[10:, :, :20] == AIR).all()
 
 
+def test_tilted_slice_positions_written_to_a_tenth_of_a_millimetre_are_one_grid(real_series, tmp_path):
+    """The same, tilted 15 deg: along the tilted normal the positions are no multiples of 0.1 mm (steps of 1.16
+    and 1.26 mm), but as rounded as the table positions they come from: one sheared grid, not two passes."""
+    src, expected, affine = real_series
+    t = np.radians(15.0)
+
+    def rounded(ds, i):
+        k = (float(ds.ImagePositionPatient[2]) - affine[2, 3]) / 2.0
+        ds.ImagePositionPatient = [*map(float, ds.ImagePositionPatient[:2]), round(-123.45 + k * 1.25, 1)]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, float(np.cos(t)), float(-np.sin(t))]
+
+    (group,) = _groups(_edited(src, tmp_path / "tilted", rounded))
+    loaded = load_series(group)
+    assert not group.pass_label and loaded.spacing == "regular" and loaded.tilt_deg == pytest.approx(15.0, abs=0.05)
+    assert loaded.notes.startswith("gantry tilt 15.0 deg: the sheared slice grid; slice positions written to 0.1 mm")
+
+
 @pytest.mark.parametrize("missing", [(7,), (5, 14)])
 def test_missing_slices_of_positions_written_to_a_tenth_of_a_millimetre(real_series, tmp_path, missing):
     """The real series at 0.625 mm steps written to 0.1 mm with one slice missing, or two apart: the gap of 1.2 or

@@ -38,7 +38,7 @@ import numpy as np
 from .exclusion import MIN_SLICES, exclusion_reason, slice_normal
 from .headers import InstanceHeader
 from .series_group import SeriesGroup
-from .spacing import rounded_grid_step
+from .spacing import position_rounding, rounded_grid_step
 
 MAX_KEY_LENGTH = 128  # Series.series_uid
 MAX_INTERLEAVED = 4  # at most this many grids are told apart by geometry alone
@@ -208,14 +208,18 @@ def _is_regular(d: np.ndarray) -> bool:
     return m > 0.01 and bool(np.all(np.abs(steps - m) <= _tol(m)))
 
 
-def interleaved_grids(d: np.ndarray, min_slices: int = MIN_SLICES) -> list[np.ndarray] | None:
+def interleaved_grids(d: np.ndarray, min_slices: int = MIN_SLICES, rounding: float | None = None
+                      ) -> list[np.ndarray] | None:
     """Index sets of ``d`` (sorted positions, mm) that are 2..``MAX_INTERLEAVED`` overlapping regular grids
     sharing one period, each of at least ``min_slices``, that are not one regular grid where they overlap; None
     when ``d`` is one grid (regular, jittered, gapped, piecewise, or regular written to 0.1 mm:
-    ``spacing.rounded_grid_step``), has repeated positions, or no such decomposition exists."""
+    ``spacing.rounded_grid_step`` with ``rounding``), has repeated positions, or no such decomposition
+    exists."""
     d = np.asarray(d, float)
     n = len(d)
-    if n < 2 * min_slices or _is_regular(d) or (np.diff(d) < 1e-3).any() or rounded_grid_step(d) is not None:
+    if n < 2 * min_slices or _is_regular(d) or (np.diff(d) < 1e-3).any():
+        return None
+    if rounded_grid_step(d, rounding) is not None:  # one grid written to 0.1 mm
         return None
     for c in range(1, MAX_INTERLEAVED + 1):
         if n <= c:
@@ -270,7 +274,8 @@ def _split_geometry(part: _Part, min_slices: int) -> list[_Part]:
         pairs.append((float(np.dot(h.frames[0].position, normal)), h))
     pairs.sort(key=lambda p: p[0])
     d = np.asarray([p[0] for p in pairs])
-    grids = interleaved_grids(d, min_slices)
+    rounding = position_rounding(np.asarray([h.frames[0].position for _, h in pairs], float), normal)
+    grids = interleaved_grids(d, min_slices, rounding)
     if grids is None:
         return [part]
     return [_Part([pairs[i][1] for i in g], part.labels + [_sanitize(f"z{d[g[0]]:.2f}")], part.split_by + [GEOMETRY])

@@ -6,9 +6,10 @@ steps (within 1 % or 0.02 mm of the run's first step). Policy, with the reason i
 - **regular**: every step within 1 % (or 0.02 mm) of the median: stacked as is, at the mean step; so are
   positions written to 0.1 mm (``ROUNDING_MM``) that are a regular grid rounded (1.25 mm steps stored as 1.2 and
   1.3 mm, 0.625 mm ones as 0.6 and 0.7 mm: ``rounded_grid_step``), with a note;
-- positions written to 0.1 mm (``written_to_tenths``) with gaps: steps within 0.1 mm are one run, a gap may be
-  0.1 mm over ``MAX_GAP_FACTOR`` x the local step, and the grid's step is the mean step between the gaps (the
-  rounded steps' median is 0.1 mm off);
+- positions written to 0.1 mm (``position_rounding``; along a tilted normal 0.1 mm x its components along the
+  rounded coordinates) with gaps: steps within 0.1 mm are one run, a gap may be 0.1 mm over ``MAX_GAP_FACTOR``
+  x the local step, and the grid's step is the mean step between the gaps (the rounded steps' median is 0.1 mm
+  off);
 - **duplicates**: two frames at one position (within 0.001 mm) whose HU differ (a copy with the same HU is left
   out before, by ``stack.load_series``): refused ("duplicate slice positions", with how
   many) — passes that a header attribute tells apart were split before (``passes.py``), so nothing does here;
@@ -71,30 +72,51 @@ def _fmt_runs(runs: list[tuple[int, int, float]]) -> str:
     return ", ".join(f"{step:.2f} mm x{length}" for _, length, step in runs if length >= 2)
 
 
-def written_to_tenths(d: np.ndarray) -> bool:
-    """Whether every position of ``d`` (mm) is a multiple of ``ROUNDING_MM``: written to 0.1 mm, so each may be
-    0.05 mm from its true place and a step 0.1 mm from the true step."""
-    tenths = np.asarray(d, float) / ROUNDING_MM
-    return bool(np.abs(tenths - np.rint(tenths)).max() <= 1e-4)
+def written_to_tenths(values: np.ndarray) -> bool:
+    """Whether every value (mm) is a multiple of ``ROUNDING_MM``: written to 0.1 mm, each up to 0.05 mm from the
+    true value."""
+    tenths = np.asarray(values, float) / ROUNDING_MM
+    return bool(tenths.size) and bool(np.abs(tenths - np.rint(tenths)).max() <= 1e-4)
 
 
-def rounded_grid_step(d: np.ndarray) -> float | None:
-    """The step of the regular grid that sorted positions ``d`` (mm) are when written to ``ROUNDING_MM``: every
-    position a multiple of 0.1 mm and within 0.1 mm of the grid through the first and the last (each rounded
-    position is within 0.05 mm of its true place); None otherwise. A 1.25 mm series stored as -123.5, -122.2,
-    -121.0, ... has steps of 1.2 and 1.3 mm: one grid, not jitter, nor two passes 2.5 mm apart."""
+def position_rounding(positions: np.ndarray, normal: np.ndarray) -> float:
+    """How far a position along ``normal`` of ``positions`` (ImagePositionPatient, ``[n, 3]`` mm) may be from the
+    grid it was written from, twice over (a step between two of them): ``ROUNDING_MM`` x the sum of the normal's
+    components along the coordinates written to 0.1 mm (the table position often is, x and y not; along a tilted
+    normal the positions are no multiples of 0.1 mm, but as rounded); 0 when none is (written finer: the usual
+    tolerances hold)."""
+    positions, normal = np.asarray(positions, float).reshape(-1, 3), np.asarray(normal, float)
+    return ROUNDING_MM * float(sum(abs(normal[c]) for c in range(3) if written_to_tenths(positions[:, c])))
+
+
+def _rounding(d: np.ndarray, rounding: float | None) -> float:
+    """``rounding`` as given, or, for callers holding only the positions along an axial normal, ``ROUNDING_MM``
+    when they are written to 0.1 mm."""
+    if rounding is not None:
+        return float(rounding)
+    return ROUNDING_MM if written_to_tenths(d) else 0.0
+
+
+def rounded_grid_step(d: np.ndarray, rounding: float | None = None) -> float | None:
+    """The step of the regular grid that sorted positions ``d`` (mm along the normal) are when written to 0.1 mm
+    (``position_rounding``; ``rounding`` None: ``d`` itself written to 0.1 mm): every position within the
+    rounding of the grid through the first and the last (each rounded position is within half of it of its true
+    place); None otherwise. A 1.25 mm series stored as -123.5, -122.2, -121.0, ... has steps of 1.2 and 1.3 mm:
+    one grid, not jitter, nor two passes 2.5 mm apart."""
     d = np.asarray(d, float)
-    if len(d) < 3 or not written_to_tenths(d):
+    slack = _rounding(d, rounding)
+    if len(d) < 3 or not slack:
         return None
     step = float((d[-1] - d[0]) / (len(d) - 1))
-    if step < 2 * ROUNDING_MM:
+    if step < 2 * slack:
         return None
     off = d - d[0] - step * np.arange(len(d))
-    return step if np.abs(off).max() <= ROUNDING_MM + 1e-6 else None
+    return step if np.abs(off).max() <= slack + 1e-6 else None
 
 
-def plan_spacing(d: np.ndarray) -> SpacingPlan:
-    """The plan for sorted positions ``d`` (mm along the normal, at least 2); raises SeriesError when refused."""
+def plan_spacing(d: np.ndarray, rounding: float | None = None) -> SpacingPlan:
+    """The plan for sorted positions ``d`` (mm along the normal, at least 2); raises SeriesError when refused.
+    ``rounding``: ``position_rounding`` of the slices' positions (None: from ``d``, as along an axial normal)."""
     d = np.asarray(d, float)
     steps = np.diff(d)
     if (steps < DUPLICATE_MM).any():
@@ -106,13 +128,14 @@ def plan_spacing(d: np.ndarray) -> SpacingPlan:
     median = float(np.median(steps))
     if np.all(np.abs(steps - median) <= _tol(median)):
         return SpacingPlan("regular", float((d[-1] - d[0]) / (len(d) - 1)), False)
-    rounded = rounded_grid_step(d)
+    slack = _rounding(d, rounding)
+    rounded = rounded_grid_step(d, slack)
     if rounded is not None:
         return SpacingPlan("regular", rounded, False, [
             f"slice positions written to {ROUNDING_MM:g} mm (steps {steps.min():.2f}-{steps.max():.2f} mm): one "
             f"regular grid, stacked at its {rounded:.4g} mm step"])
-    # positions written to 0.1 mm: steps of one run differ by up to 0.1 mm, a gap's by as much from twice the step
-    slack = ROUNDING_MM if written_to_tenths(d) else 0.0
+    # positions written to 0.1 mm: steps of one run differ by up to the rounding, a gap's by as much from twice
+    # the step
     runs = runs_of(steps, slack)
     notes: list[str] = []
     gaps = []

@@ -32,7 +32,7 @@ from .exclusion import MIN_SLICES, geometry_problem, slice_normal
 from .headers import Frame, InstanceHeader
 from .pixels import PADDING_HU, DecodeError, implausible_hu, read_frames_padded, to_hu
 from .series_group import SeriesGroup
-from .spacing import DUPLICATE_MM, MAX_GAP_FACTOR, SeriesError, plan_spacing
+from .spacing import DUPLICATE_MM, MAX_GAP_FACTOR, SeriesError, plan_spacing, position_rounding
 
 __all__ = ["MAX_GAP_FACTOR", "LoadedSeries", "SeriesError", "load_series"]
 TILT_MAX_DRIFT_PX = 0.1
@@ -280,8 +280,9 @@ def _stack(group: SeriesGroup, slices: list[_Slice], orientation: np.ndarray, sp
         stack = _decode_sorted(slices, shape, decode_notes)
         affine = affine_from_dicom(slices[0].frame.position, orientation, spacing, step * normal)
         return _finish(group, Volume(stack, affine), False, decode_notes, step, 0.0, "single")
-    plan = plan_spacing(d)
     positions = np.array([s.frame.position for s in slices], float)
+    written = np.array([s.header.frames[s.index].position for s in slices], float)  # as the headers write them
+    plan = plan_spacing(d, position_rounding(written, normal))
     row_dir, col_dir = orientation[:3], orientation[3:6]
     inplane = positions - positions[0] - np.outer(d - d[0], normal)
     drift_i = inplane @ row_dir / spacing[1]
