@@ -21,15 +21,23 @@ def affine_from_dicom(
 ) -> np.ndarray:
     """Affine from DICOM tags: ImagePositionPatient of the first slice, ImageOrientationPatient
     (row direction cosines then column), PixelSpacing ``[row spacing, column spacing]`` and the
-    vector in mm from one slice's position to the next."""
-    row_dir = np.asarray(orientation[:3], float)  # direction of increasing column index i
-    col_dir = np.asarray(orientation[3:6], float)  # direction of increasing row index j
+    vector in mm from one slice's position to the next. The direction cosines are made unit vectors (written to
+    2 or 3 decimals, 0.97\\-0.26 is 1.0042 long: 2 mm too far at the far side of a 500 mm field of view), so a
+    pixel step is PixelSpacing whatever their rounding."""
+    row_dir = unit_cosines(orientation[:3])  # direction of increasing column index i
+    col_dir = unit_cosines(orientation[3:6])  # direction of increasing row index j
     affine = np.eye(4)
     affine[:3, 0] = row_dir * float(pixel_spacing[1])
     affine[:3, 1] = col_dir * float(pixel_spacing[0])
     affine[:3, 2] = np.asarray(slice_step, float)
     affine[:3, 3] = np.asarray(position, float)
     return affine
+
+
+def unit_cosines(cosines: Sequence[float]) -> np.ndarray:
+    """Three direction cosines (one half of ImageOrientationPatient) as a unit vector."""
+    v = np.asarray(cosines, float)
+    return v / (np.linalg.norm(v) or 1.0)
 
 
 def spacing_of(affine: np.ndarray) -> np.ndarray:

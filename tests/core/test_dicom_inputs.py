@@ -617,3 +617,32 @@ def test_missing_slices_of_positions_written_to_a_tenth_of_a_millimetre(real_ser
     assert loaded.volume.shape == expected.shape  # 20 slices on the 0.625 mm grid, the missing ones interpolated
     assert loaded.notes.count("one missing slice") == len(missing)
     assert np.array_equal(loaded.volume.array[0], expected[0])
+
+
+# -- direction cosines written to two decimals -------------------------------------------------------------------
+def test_direction_cosines_written_to_two_decimals_are_unit_vectors(real_series, tmp_path):
+    """The real series rotated 15 deg in-plane with ImageOrientationPatient written to two decimals
+    (0.97\\0.26\\0\\-0.26\\0.97\\0: each cosine pair 1.0042 long, inside the 0.01 the geometry check allows): the
+    cosines scaled every pixel step, so the far corner of each slice lay 2.1 mm beyond where PixelSpacing puts it.
+    They are directions: the pixels now lie PixelSpacing apart along them, the corners where the header puts them."""
+    from inference.ml.geometry import volume_extent
+
+    src, expected, affine = real_series
+    cosines = [0.97, 0.26, 0.0, -0.26, 0.97, 0.0]
+
+    folder = _edited(src, tmp_path / "cosines", lambda ds, i: setattr(ds, "ImageOrientationPatient", cosines))
+    loaded = _load(folder)
+    row, col = np.asarray(cosines[:3]), np.asarray(cosines[3:])
+    row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
+    corners = []
+    for p in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        sr, sc = map(float, ds.PixelSpacing)
+        for j in (0, ds.Rows - 1):
+            for i in (0, ds.Columns - 1):
+                corners.append(np.asarray(ds.ImagePositionPatient, float) + i * sc * row + j * sr * col)
+    extent = volume_extent(loaded.volume.affine, loaded.volume.shape)
+    # the stored LPS grid covers the slices' corners (to its voxel size), not 2 mm more
+    np.testing.assert_allclose(extent.lps_min, np.min(corners, axis=0), atol=0.05)
+    assert np.all(np.asarray(extent.lps_max) - np.max(corners, axis=0) < loaded.volume.spacing[0])
+    assert np.all(np.asarray(extent.lps_max) - np.max(corners, axis=0) > -0.05)

@@ -25,7 +25,7 @@ import numpy as np
 
 from scipy import ndimage
 
-from ..geometry import affine_from_dicom
+from ..geometry import affine_from_dicom, unit_cosines
 from ..limits import TooManyVoxels, check_voxels
 from ..volume import OBLIQUE_TOLERANCE, Volume, obliquity, to_store_grid
 from .exclusion import MIN_SLICES, geometry_problem, slice_normal
@@ -117,9 +117,9 @@ def _slices(group: SeriesGroup, orientation: np.ndarray, spacing: tuple[float, f
         flip = _reversed_axes(h.orientation, orientation) or (False, False)
         shift = np.zeros(3)
         if flip[0]:  # the series' first column is this image's last
-            shift += np.asarray(h.orientation[:3], float) * spacing[1] * (h.columns - 1)
+            shift += unit_cosines(h.orientation[:3]) * spacing[1] * (h.columns - 1)
         if flip[1]:
-            shift += np.asarray(h.orientation[3:6], float) * spacing[0] * (h.rows - 1)
+            shift += unit_cosines(h.orientation[3:6]) * spacing[0] * (h.rows - 1)
         if any(flip):
             reversed_images.append(h)
         for f, frame in enumerate(h.frames):
@@ -283,7 +283,7 @@ def _stack(group: SeriesGroup, slices: list[_Slice], orientation: np.ndarray, sp
     positions = np.array([s.frame.position for s in slices], float)
     written = np.array([s.header.frames[s.index].position for s in slices], float)  # as the headers write them
     plan = plan_spacing(d, position_rounding(written, normal))
-    row_dir, col_dir = orientation[:3], orientation[3:6]
+    row_dir, col_dir = unit_cosines(orientation[:3]), unit_cosines(orientation[3:6])
     inplane = positions - positions[0] - np.outer(d - d[0], normal)
     drift_i = inplane @ row_dir / spacing[1]
     drift_j = inplane @ col_dir / spacing[0]
