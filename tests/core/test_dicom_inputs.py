@@ -646,3 +646,42 @@ def test_direction_cosines_written_to_two_decimals_are_unit_vectors(real_series,
     np.testing.assert_allclose(extent.lps_min, np.min(corners, axis=0), atol=0.05)
     assert np.all(np.asarray(extent.lps_max) - np.max(corners, axis=0) < loaded.volume.spacing[0])
     assert np.all(np.asarray(extent.lps_max) - np.max(corners, axis=0) > -0.05)
+
+
+# -- rescale values that are no single number ---------------------------------------------------------------------
+def test_rescale_values_that_are_no_single_number_fail_their_file_naming_the_element(real_series, tmp_path):
+    """A file whose RescaleIntercept holds two numbers (-1024\\0, a converter's) failed as 'malformed DICOM header
+    (TypeError: float() argument must be a string or a real number, not 'MultiValue')', naming nothing; one whose
+    RescaleSlope is 0 was read as slope 1 (0 is 'no slope' to ``or 1``): its HU were stored + intercept, none
+    of them what the header says (every voxel the intercept). Both now fail their file naming the element; the
+    same number twice (1\\1) is that number."""
+    from pydicom.dataelem import DataElement
+
+    from inference.ml.dicom.headers import BadHeader
+
+    src, expected, affine = real_series
+    values = {3: ("RescaleSlope", "1\\1"), 6: ("RescaleIntercept", "-1024\\0"), 12: ("RescaleSlope", "0"),
+              15: ("RescaleIntercept", "nan")}
+    positions = {}
+
+    def edit(ds, i):
+        k = int(round((float(ds.ImagePositionPatient[2]) - affine[2, 3]) / 2.0))
+        positions[i] = k
+        if k in values:
+            keyword, value = values[k]
+            tag = pydicom.datadict.tag_for_keyword(keyword)
+            ds[tag] = DataElement(tag, "DS", value)
+
+    folder = _edited(src, tmp_path / "rescale", edit)
+    files = sorted(folder.iterdir())
+    by_slice = {positions[i]: p for i, p in enumerate(files)}
+    for k, message in ((6, r"RescaleIntercept holds 2 different numbers \(-1024\\0\): the stored values cannot be "
+                           "turned into HU"),
+                       (12, "RescaleSlope 0: every voxel would be the intercept"),
+                       (15, "RescaleIntercept 'nan' is not a number")):
+        with pytest.raises(BadHeader, match=message):
+            read_header(by_slice[k])
+    good = [read_header(p) for k, p in by_slice.items() if k not in (6, 12, 15)]
+    loaded = load_series(group_series(good, folder)[0])  # the rest goes on, the three slices interpolated
+    assert loaded.notes.count("one missing slice") == 3
+    assert np.array_equal(loaded.volume.array[3], expected[3])  # 1\1: slope 1

@@ -363,6 +363,32 @@ def _frame_count(ds: pydicom.Dataset, file_size: int) -> int:
     return n
 
 
+def rescale_value(value, keyword: str, default: float) -> float:
+    """RescaleSlope or RescaleIntercept as one finite number, ``default`` when absent or empty. BadHeader naming
+    the element when it is no number, not finite, several different numbers (a converter's ``-1024\\0``; the same
+    number repeated is that number), or a slope of 0: HU cannot be told from such stored values, and a slope read
+    as 1 in place of 0, or a TypeError in place of the element's name, said nothing of it."""
+    if value is None or value == "":
+        return default
+    values = list(value) if isinstance(value, (pydicom.multival.MultiValue, list, tuple)) else [value]
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        numbers = []
+    shown = "\\".join(str(v) for v in values)[:64]
+    if values and not numbers or not all(math.isfinite(v) for v in numbers):
+        raise BadHeader(f"{keyword} {shown!r} is not a number: the stored values cannot be turned into HU")
+    if not numbers:
+        return default
+    if len(set(numbers)) > 1:
+        raise BadHeader(f"{keyword} holds {len(numbers)} different numbers ({shown}): the stored values cannot be "
+                        "turned into HU")
+    if keyword == "RescaleSlope" and numbers[0] == 0:
+        raise BadHeader("RescaleSlope 0: every voxel would be the intercept; the stored values cannot be turned "
+                        "into HU")
+    return numbers[0]
+
+
 def _frames(ds: pydicom.Dataset, file_size: int) -> tuple[list[Frame], tuple | None, tuple | None]:
     """Per-frame positions and rescale, with orientation and pixel spacing (classic or enhanced)."""
     n = _frame_count(ds, file_size)
@@ -394,12 +420,14 @@ def _frames(ds: pydicom.Dataset, file_size: int) -> tuple[list[Frame], tuple | N
                     if first is not None and (this is None or max(abs(a - b) for a, b in zip(first, this)) > 1e-3):
                         raise BadHeader(f"frame {f + 1} of {n} has another {name} ({_fmt(this)}) than frame 1 "
                                         f"({_fmt(first)}): frames of one multi-frame image are read as one stack")
-            frames.append(Frame(pos, float(slope if slope is not None else ds.get("RescaleSlope", 1) or 1),
-                                float(intercept if intercept is not None else ds.get("RescaleIntercept", 0) or 0)))
+            frames.append(Frame(pos, rescale_value(slope if slope is not None else ds.get("RescaleSlope"),
+                                                   "RescaleSlope", 1.0),
+                                rescale_value(intercept if intercept is not None else ds.get("RescaleIntercept"),
+                                              "RescaleIntercept", 0.0)))
         return frames, orientation, spacing
     pos = finite_numbers(ds.get("ImagePositionPatient"), 3)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    slope = rescale_value(ds.get("RescaleSlope"), "RescaleSlope", 1.0)
+    intercept = rescale_value(ds.get("RescaleIntercept"), "RescaleIntercept", 0.0)
     frames = [Frame(pos if f == 0 else None, slope, intercept) for f in range(n)]
     return frames, finite_numbers(ds.get("ImageOrientationPatient"), 6), finite_numbers(ds.get("PixelSpacing"), 2)
 
