@@ -204,6 +204,37 @@ def test_step_and_shoot_acquisition_blocks_stay_one_volume(tmp_path):
     assert loaded.volume.shape[0] == 16 and not loaded.resampled and loaded.volume.spacing[2] == pytest.approx(2.5)
 
 
+@pytest.mark.parametrize("increment", [10.5, 9.7])
+def test_step_and_shoot_with_a_gap_or_overlap_between_rotations_stays_one_volume(tmp_path, increment):
+    """The same scan with the table moving a little more (10.5 mm: a 0.5 mm gap) or less (9.7 mm: overlap) than
+    the 4 x 2.5 mm rows cover: each detector row is a regular grid at the increment, and the series became four
+    'interleaved' passes (scans) 10.5 mm apart, though every rotation's AcquisitionNumber spans all four. One
+    volume, resampled to the rows' 2.5 mm at the true positions."""
+    uid = generate_uid()
+    study, frame = generate_uid(), generate_uid()
+    zs_all = []
+    for block in range(5):
+        zs = [increment * block + 2.5 * k for k in range(4)]
+        zs_all += zs
+        write_ct_series(tmp_path, z_positions=zs, values=phantom(zs, 50), rows=12, cols=12, series_uid=uid,
+                        study_uid=study, frame_of_reference=frame, name_prefix=f"B{block}_",
+                        tags={"AcquisitionNumber": block + 1})
+    (group,) = passes_in(tmp_path)
+    assert group.key == uid and not group.pass_label
+    loaded = load_series(group)
+    assert loaded.spacing == "uneven" and loaded.volume.spacing[2] == pytest.approx(2.5)
+    vol = loaded.volume
+    z = voxel_to_lps(vol.affine, np.c_[np.full(vol.shape[0], 2), np.full(vol.shape[0], 2), np.arange(vol.shape[0])])[:, 2]
+    np.testing.assert_allclose(z, min(zs_all) + 2.5 * np.arange(vol.shape[0]), atol=1e-6)
+    assert abs(z[-1] - max(zs_all)) <= 1.25  # the whole sweep, to half a step
+    inside = z <= max(zs_all)
+    np.testing.assert_allclose(vol.array[inside, 2, 2], np.rint(10 * z[inside]), atol=1)  # at its true position
+    # phases interleaved, each its own AcquisitionNumber all along: still two passes
+    uid = write_passes(tmp_path / "phases", [{"z0": 0.0, "step": 10.5, "body": 20, "tags": {"AcquisitionNumber": 1}},
+                                             {"z0": 2.5, "step": 10.5, "body": 120, "tags": {"AcquisitionNumber": 2}}])
+    assert len(passes_in(tmp_path / "phases")) == 2
+
+
 def test_acquisitions_split_only_where_they_cover_the_same_stretch(tmp_path):
     # a second acquisition re-scanning part of the first (same positions): two passes
     uid = write_passes(tmp_path / "rescan", [{"z0": 0.0, "step": 2.0, "n": 15, "body": 40, "tags": {"AcquisitionNumber": 1}},

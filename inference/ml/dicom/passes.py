@@ -260,6 +260,24 @@ def interleaved_grids(d: np.ndarray, min_slices: int = MIN_SLICES, rounding: flo
     return None
 
 
+def _blocks_cut_across(grids: list[list[InstanceHeader]]) -> bool:
+    """Whether the grids cut across the blocks an acquisition attribute marks: the part holds two or more values
+    of it (kept together, as they lie on disjoint stretches of the table) and a value's images fall in more than
+    one grid. A step-and-shoot scan numbers each gantry rotation; a table increment a little over or under the
+    detector's coverage (4 x 2.5 mm rows, 10.5 mm steps) makes each detector row a regular grid, so the grids are
+    the rows of one sweep, not passes (phases interleaved each keep their own blocks)."""
+    for attr in ATTRIBUTES:
+        if attr.kind != "acquisition":
+            continue
+        grids_of: dict[object, set[int]] = {}
+        for g, headers in enumerate(grids):
+            for h in headers:
+                grids_of.setdefault(attr.value(h), set()).add(g)
+        if len(grids_of) >= 2 and any(len(found) > 1 for found in grids_of.values()):
+            return True
+    return False
+
+
 def _split_geometry(part: _Part, min_slices: int) -> list[_Part]:
     if any(len(h.frames) != 1 for h in part.instances):  # frames of one file cannot go to different passes
         return [part]
@@ -276,7 +294,7 @@ def _split_geometry(part: _Part, min_slices: int) -> list[_Part]:
     d = np.asarray([p[0] for p in pairs])
     rounding = position_rounding(np.asarray([h.frames[0].position for _, h in pairs], float), normal)
     grids = interleaved_grids(d, min_slices, rounding)
-    if grids is None:
+    if grids is None or _blocks_cut_across([[pairs[i][1] for i in g] for g in grids]):
         return [part]
     return [_Part([pairs[i][1] for i in g], part.labels + [_sanitize(f"z{d[g[0]]:.2f}")], part.split_by + [GEOMETRY])
             for g in grids]
