@@ -452,7 +452,7 @@ def test_reading_tools_hu_ruler_navigation_cine_invert_presets_overlay_and_strip
     overlay = " ".join(page.locator(f"#ov-{c}").inner_text() for c in ("tl", "tr", "bl"))
     z = voxel_to_lps(affine, [0, 0, stopped])[2]
     for expected in ("P001", "2024-01-02", "ABD <b>PV</b> 3mm", "Kernel B30f", f"z {z:.1f} mm", "Thickness 3.00 mm",
-                     f"slice {stopped + 1}/{nk}"):
+                     f"slice {nk - stopped}/{nk}"):  # numbered head to feet, as listed
         assert expected in overlay, (expected, overlay)
     assert page.locator("#ov-tr b").count() == 0  # DICOM text is text, not markup
 
@@ -763,3 +763,51 @@ def test_a_volume_stored_in_another_axis_order_is_shown_axially(live_server, bro
     np.testing.assert_allclose(js["lps"], voxel_to_lps(oblique, points), atol=1e-9)
     np.testing.assert_allclose(js["ijk"], lps_to_voxel(oblique, points), atol=1e-9)
     np.testing.assert_allclose(js["spacing"], spacing_of(oblique), atol=1e-12)
+
+
+def test_image_numbers_count_in_the_order_the_images_are_listed_whatever_the_storage_direction(
+        live_server, browser_page, browser_login, ct_series, users, realct):
+    """Home goes to "the first image" (the most superior axial one, as a PACS lists them) and down to the next: the
+    image numbers of the corner overlay and of the coronal and sagittal labels count in that order. Before, they
+    were storage indices + 1: on the store's LPS axes (k -> superior) Home showed "slice 112/112", ↓ counted down, and
+    a volume stored feet first or right to left numbered its images the other way round."""
+    from inference.ml.volume import Volume, load_nifti
+
+    orig = load_nifti(realct["example_ct_sm"])
+    flipped = np.ascontiguousarray(orig.array[::-1, :, ::-1])  # stored feet first (k -> I) and left to right (i -> R)
+    nk, nj, ni = flipped.shape
+    affine = orig.affine.copy()
+    affine[:3, 3] += affine[:3, 0] * (ni - 1) + affine[:3, 2] * (nk - 1)
+    affine[:3, [0, 2]] *= -1
+    page = browser_page
+    browser_login(page, "clin")
+    for volume in (orig, Volume(flipped, affine)):
+        series = ct_series(members=[users["clinician"]], volume=volume)
+        open_viewer(page, live_server, series)
+        ox, oy = origin(page, "axial")
+        page.mouse.move(ox + 100, oy + 100)
+        zs = [voxel_to_lps(volume.affine, [0, 0, k])[2] for k in range(nk)]
+        page.keyboard.press("Home")
+        index = page.evaluate("window.viewer.shared.position[2]")
+        assert zs[index] == pytest.approx(max(zs))  # the first image: the most superior
+        assert f"slice 1/{nk}" in page.locator("#ov-slice").inner_text()
+        page.keyboard.press("ArrowDown")
+        assert zs[page.evaluate("window.viewer.shared.position[2]")] == pytest.approx(max(zs) - 3.0, abs=0.5)
+        assert f"slice 2/{nk}" in page.locator("#ov-slice").inner_text()
+        page.keyboard.press("End")
+        assert f"slice {nk}/{nk}" in page.locator("#ov-slice").inner_text()
+        # coronal: front to back; sagittal: right to left
+        for plane, axis, first in (("coronal", 1, min), ("sagittal", 0, min)):
+            b = page.locator(f"#{plane}").bounding_box()
+            page.mouse.move(b["x"] + 60, b["y"] + 60)
+            page.keyboard.press("Home")
+            page.evaluate("window.viewer.renderAll()")
+            depth = volume.shape[2 - axis]
+            label = page.evaluate(f"window.viewer.views.{plane}.sliceLabel")
+            pos = page.evaluate("window.viewer.shared.position")
+            along = [voxel_to_lps(volume.affine, [n if axis == 0 else 0, n if axis == 1 else 0, 0])[axis]
+                     for n in range(depth)]
+            assert along[pos[axis]] == pytest.approx(first(along)) and label.endswith(f"(1/{depth})"), label
+            page.keyboard.press("ArrowDown")
+            page.evaluate("window.viewer.renderAll()")
+            assert page.evaluate(f"window.viewer.views.{plane}.sliceLabel").endswith(f"(2/{depth})")

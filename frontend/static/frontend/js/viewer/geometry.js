@@ -59,10 +59,12 @@ export function distanceMm(a, b) {
 
 export const PLANES = {
   // fixedL: the LPS axis across the view; colL / rowL: the LPS axes shown left-to-right / top-to-bottom;
-  // rowSign: +1 when the row axis grows downwards on screen, -1 when it grows upwards (z: superior up)
-  axial: { fixedL: 2, colL: 0, rowL: 1, rowSign: 1, letters: ["R", "L", "A", "P"], axisName: "z" },
-  coronal: { fixedL: 1, colL: 0, rowL: 2, rowSign: -1, letters: ["R", "L", "S", "I"], axisName: "y" },
-  sagittal: { fixedL: 0, colL: 1, rowL: 2, rowSign: -1, letters: ["A", "P", "S", "I"], axisName: "x" },
+  // rowSign: +1 when the row axis grows downwards on screen, -1 when it grows upwards (z: superior up);
+  // listSign: the way along fixedL a PACS lists the view's images (axial head to feet: -z; coronal front to
+  // back: +y; sagittal right to left: +x), which "next image" and the image numbers follow
+  axial: { fixedL: 2, colL: 0, rowL: 1, rowSign: 1, listSign: -1, letters: ["R", "L", "A", "P"], axisName: "z" },
+  coronal: { fixedL: 1, colL: 0, rowL: 2, rowSign: -1, listSign: 1, letters: ["R", "L", "S", "I"], axisName: "y" },
+  sagittal: { fixedL: 0, colL: 1, rowL: 2, rowSign: -1, listSign: 1, letters: ["A", "P", "S", "I"], axisName: "x" },
 };
 
 /**
@@ -177,6 +179,18 @@ export class ViewTransform {
     const ijk = [0, 0, 0];
     ijk[this.fixed] = index;
     return voxelToLps(this.affine, ijk)[this.spec.fixedL];
+  }
+
+  /** The index step (+1 or -1) of the next image in the order a PACS lists this plane (PLANES listSign), from
+   * the slices' own mm, so any storage direction reads the same. */
+  get nextStep() {
+    const towards = this.sliceMm(Math.min(1, this.depth - 1)) - this.sliceMm(0); // mm per index along the axis
+    return (towards >= 0 ? 1 : -1) * this.spec.listSign;
+  }
+
+  /** The 1-based number of slice ``index`` in that order (1: the first image, e.g. the most superior axial one). */
+  imageNumber(index) {
+    return this.nextStep > 0 ? index + 1 : this.depth - index;
   }
 
   /** The nearest slice index to an LPS point, clamped to the volume. */

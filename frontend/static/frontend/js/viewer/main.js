@@ -62,7 +62,7 @@ function updateReadouts() {
   const ax = views.axial;
   if (!ax) return;
   const step = Math.abs(ax.t.sliceMm(1) - ax.t.sliceMm(0));
-  corner.update({ z: ax.t.sliceMm(ax.index), index: ax.index, depth: ax.depth, step, level: state.level,
+  corner.update({ z: ax.t.sliceMm(ax.index), number: ax.t.imageNumber(ax.index), depth: ax.depth, step, level: state.level,
     width: state.width, invert: state.invert, zoom: ax.t.zoom });
   if (strip) strip.setCurrent(ax.t.sliceMm(ax.index));
 }
@@ -93,13 +93,8 @@ function setSlice(index, view = views.axial) {
 }
 
 /** The index step of one image "down" (wheel down, ↓, PgDn: the next image) in the order a PACS lists each plane:
- * axial head to feet, coronal front to back, sagittal right to left; from the slices' own mm, so any storage
- * direction reads the same. */
-function downStep(view) {
-  const towards = view.t.sliceMm(Math.min(1, view.depth - 1)) - view.t.sliceMm(0); // mm per index along LPS
-  const inferiorFirst = view === views.axial ? -1 : 1; // axial: down is towards the feet (-z in LPS)
-  return (towards >= 0 ? 1 : -1) * inferiorFirst;
-}
+ * axial head to feet, coronal front to back, sagittal right to left (geometry.js, ViewTransform.nextStep). */
+function downStep(view) { return view.t.nextStep; }
 
 function stepSlice(view, step) { setSlice(view.index + step * downStep(view), view); }
 

@@ -117,7 +117,8 @@ export class CornerOverlay {
     this.spacing = i.slice_spacing_mm;
   }
 
-  update({ z, index, depth, step, level, width, invert, zoom }) {
+  /** ``number``: the slice's image number in the order a PACS lists axial images (1 the most superior). */
+  update({ z, number, depth, step, level, width, invert, zoom }) {
     if (!this.slice) { // text nodes made once; a slice change only sets their text
       const thick = this.thickness ? `${Number(this.thickness).toFixed(2)} mm` : "—";
       this.slice = h("div", { id: "ov-slice" });
@@ -126,7 +127,7 @@ export class CornerOverlay {
       this.thickText = (s) => `Thickness ${thick} · step ${s.toFixed(2)} mm`;
       this.wl = $("ov-wl");
     }
-    this.slice.textContent = `z ${z.toFixed(1)} mm · slice ${index + 1}/${depth}`;
+    this.slice.textContent = `z ${z.toFixed(1)} mm · slice ${number}/${depth}`;
     this.thick.textContent = this.thickText(step);
     this.wl.textContent = `W ${width} L ${level}${invert ? " · inverted" : ""} · ${zoom.toFixed(2)} px/mm`;
   }

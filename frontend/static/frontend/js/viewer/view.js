@@ -191,8 +191,9 @@ export class SliceView {
     ctx.fillText(`${nice} mm`, W - 20, H - 38);
     if (this.plane !== "axial") { // the axial view has the corner overlay instead
       ctx.textAlign = "left";
-      ctx.fillText(`${this.plane} ${this.t.spec.axisName} = ${this.t.sliceMm(this.index).toFixed(1)} mm  `
-        + `(${this.index + 1}/${this.depth})`, 8, H - 12);
+      this.sliceLabel = `${this.plane} ${this.t.spec.axisName} = ${this.t.sliceMm(this.index).toFixed(1)} mm  `
+        + `(${this.t.imageNumber(this.index)}/${this.depth})`; // image number in a PACS's order (geometry.js)
+      ctx.fillText(this.sliceLabel, 8, H - 12);
     }
     ctx.restore();
   }
