@@ -811,3 +811,38 @@ def test_image_numbers_count_in_the_order_the_images_are_listed_whatever_the_sto
             page.keyboard.press("ArrowDown")
             page.evaluate("window.viewer.renderAll()")
             assert page.evaluate(f"window.viewer.views.{plane}.sliceLabel").endswith(f"(2/{depth})")
+
+
+def test_the_hu_readout_follows_the_slice_under_a_resting_pointer(live_server, browser_page, browser_login, ct_series,
+                                                                   users, realct):
+    """The pointer rests on the axial view while the slice changes by key (↓, PgUp, End), cine or a zoom key: the
+    HU, mm and voxel readout is of the voxel now under it. Before, only a pointer move or the wheel updated it, so
+    after ↓ it still gave the previous slice's HU and voxel."""
+    from inference.ml.volume import load_nifti
+
+    page = browser_page
+    series = ct_series(members=[users["clinician"]])
+    hu = load_nifti(realct["example_ct"]).array
+    affine = np.asarray(series.volume.affine)
+    browser_login(page, "clin")
+    open_viewer(page, live_server, series)
+    geo = Geometry(page, affine)
+
+    def readout():
+        ijk = [int(v) for v in page.evaluate("document.getElementById('hu').dataset.ijk").split(",")]
+        return ijk, int(page.evaluate("document.getElementById('hu').dataset.hu"))
+
+    p = geo.on_slice("axial", 20.0, -170.0)
+    ox, oy = origin(page, "axial")
+    x, y = geo.screen_of("axial", p)
+    page.mouse.move(ox + x, oy + y)
+    (i, j, k), value = readout()
+    assert value == hu[k, j, i]
+    for key, k_now in (("ArrowDown", k - 1), ("PageDown", k - 11), ("End", 0), ("PageUp", 10)):
+        page.keyboard.press(key)
+        assert page.evaluate("window.viewer.shared.position[2]") == k_now
+        assert readout() == ([i, j, k_now], hu[k_now, j, i]), key
+    page.keyboard.press("+")  # the image zooms about the view's centre: another voxel comes under the pointer
+    i2, j2, _ = np.rint(lps_to_voxel(affine, page.evaluate(
+        f"window.viewer.views.axial.t.screenToLps({x}, {y}, 10)"))).astype(int)
+    assert (i2, j2) != (i, j) and readout() == ([i2, j2, 10], hu[10, j2, i2])

@@ -27,7 +27,7 @@ const CLICK_PX = 3; // a press that moves less than this is a click
 const config = JSON.parse(document.getElementById("viewer-config").textContent);
 const $ = (id) => document.getElementById(id);
 const state = { level: 40, width: 400, invert: false, side: "R", mode: "select", active: null, cineTimer: null,
-  rulers: [] };
+  rulers: [], pointer: null };
 const shared = { lut: windowLut(40, 400), lutVersion: 0, position: [0, 0, 0] };
 let vol = null;
 const views = {};
@@ -65,6 +65,8 @@ function updateReadouts() {
   corner.update({ z: ax.t.sliceMm(ax.index), number: ax.t.imageNumber(ax.index), depth: ax.depth, step, level: state.level,
     width: state.width, invert: state.invert, zoom: ax.t.zoom });
   if (strip) strip.setCurrent(ax.t.sliceMm(ax.index));
+  // a resting pointer: its voxel changes with the slice (keys, cine, navigation), zoom and pan
+  if (state.pointer) hover(state.pointer.view, state.pointer.x, state.pointer.y);
 }
 
 function updatePanel() {
@@ -302,8 +304,10 @@ function showRuler() {
   requestRender();
 }
 
-/** The HU readout: the voxel under the pointer on any view. */
+/** The HU readout: the voxel under the pointer on any view (kept in ``state.pointer``, so every redraw reads the
+ * voxel under it again). */
 function hover(view, x, y) {
+  state.pointer = { view, x, y };
   const ijk = view.t.screenToVoxel(x, y, view.index).map(Math.round);
   const hu = vol.value(...ijk);
   const el = $("hu");
@@ -326,8 +330,8 @@ function onWheel(view, e) {
     requestRender();
     return;
   }
-  stepSlice(view, Math.sign(e.deltaY) * (e.shiftKey ? 5 : 1));
   hover(view, x, y);
+  stepSlice(view, Math.sign(e.deltaY) * (e.shiftKey ? 5 : 1)); // redraws, with the readout
 }
 
 // ------------------------------------------------------------------ overlays of each view
@@ -566,6 +570,7 @@ async function boot() {
     view.canvas.addEventListener("wheel", (e) => onWheel(view, e), { passive: false });
     view.canvas.addEventListener("contextmenu", (e) => e.preventDefault());
     view.canvas.addEventListener("pointerenter", () => { state.active = view; });
+    view.canvas.addEventListener("pointerleave", () => { if (state.pointer && state.pointer.view === view) state.pointer = null; });
     views[plane] = view;
   }
   panel = new Panel(config, {
