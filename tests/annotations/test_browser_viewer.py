@@ -796,6 +796,12 @@ def test_image_numbers_count_in_the_order_the_images_are_listed_whatever_the_sto
         assert f"slice 2/{nk}" in page.locator("#ov-slice").inner_text()
         page.keyboard.press("End")
         assert f"slice {nk}/{nk}" in page.locator("#ov-slice").inner_text()
+        page.keyboard.press("Home")  # cine plays the images in that order too: 1, 2, 3, ...
+        page.keyboard.press(" ")
+        page.wait_for_function("!/slice 1\\//.test(document.getElementById('ov-slice').textContent)")
+        page.keyboard.press(" ")
+        played = int(page.locator("#ov-slice").inner_text().split("slice ")[1].split("/")[0])
+        assert 2 <= played <= 9, played  # not the last image (30) and back up from there
         # coronal: front to back; sagittal: right to left
         for plane, axis, first in (("coronal", 1, min), ("sagittal", 0, min)):
             b = page.locator(f"#{plane}").bounding_box()

@@ -149,7 +149,9 @@ function toggleCine(on = state.cineTimer === null) {
   if (on) {
     const view = state.active || views.axial;
     const fps = Math.max(1, Math.min(30, Number($("fps").value) || 10));
-    state.cineTimer = setInterval(() => setSlice((view.index + 1) % view.depth, view), 1000 / fps);
+    // the next image each frame, in the order the images are listed (as ↓), from the last back to the first
+    const next = () => (view.index + view.t.nextStep + view.depth) % view.depth;
+    state.cineTimer = setInterval(() => setSlice(next(), view), 1000 / fps);
   }
   $("cine").classList.toggle("primary", state.cineTimer !== null);
   $("cine").textContent = state.cineTimer !== null ? "■ Cine" : "▶ Cine";
