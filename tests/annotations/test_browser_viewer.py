@@ -852,3 +852,112 @@ def test_the_hu_readout_follows_the_slice_under_a_resting_pointer(live_server, b
     i2, j2, _ = np.rint(lps_to_voxel(affine, page.evaluate(
         f"window.viewer.views.axial.t.screenToLps({x}, {y}, 10)"))).astype(int)
     assert (i2, j2) != (i, j) and readout() == ([i2, j2, 10], hu[10, j2, i2])
+
+
+# ------------------------------------------------------------------ what is seen, not what the page says
+def marker_volume(shape_kji, spacing, flips=()):
+    """A uniform 0 HU volume with 1000 HU cubes (half-size 1 and 2 voxels) on its middle axial and sagittal slices,
+    stored with the voxel axes in ``flips`` (0 i, 1 j, 2 k) reversed. Returns (Volume, {plane: [(lps, half)]})."""
+    from inference.ml.volume import Volume
+
+    nk, nj, ni = shape_kji
+    arr = np.zeros(shape_kji, np.int16)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = (-150.0, -120.0, 100.0)
+    cubes = {"axial": [((int(ni * .32), int(nj * .35), nk // 2), 1), ((int(ni * .64), int(nj * .68), nk // 2), 2)],
+             "sagittal": [((ni // 2, int(nj * .31), int(nk * .25)), 1), ((ni // 2, int(nj * .66), int(nk * .75)), 2)]}
+    for plane in cubes.values():
+        for (i, j, k), r in plane:
+            arr[k - r:k + r + 1, j - r:j + r + 1, i - r:i + r + 1] = 1000
+    markers = {p: [(voxel_to_lps(affine, ijk), r) for ijk, r in c] for p, c in cubes.items()}
+    for ax in flips:  # the same patient stored the other way along voxel axis ``ax``
+        n = arr.shape[2 - ax]
+        arr = np.flip(arr, 2 - ax)
+        affine[:3, 3] += affine[:3, ax] * (n - 1)
+        affine[:3, ax] *= -1
+    return Volume(np.ascontiguousarray(arr), affine), markers
+
+
+def seen_markers(page, plane):
+    """Centres (viewport CSS px) of the bright cubes on ``plane`` as the screen shows them (a screenshot of the
+    visible part of the canvas, the view's overlays hidden), smallest first."""
+    import io
+
+    from PIL import Image
+    from scipy import ndimage
+
+    page.evaluate(f"(() => {{ const v = window.viewer.views.{plane}; v._overlays = v.overlays; v.overlays = []; v.render(); }})()")
+    b = page.locator(f"#{plane}").bounding_box()
+    vw, vh = page.evaluate("[innerWidth, innerHeight]")
+    x0, y0 = max(b["x"], 0), max(b["y"], 0)
+    clip = {"x": x0, "y": y0, "width": min(b["x"] + b["width"], vw) - x0, "height": min(b["y"] + b["height"], vh) - y0}
+    img = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip, scale="css"))).convert("RGB")).astype(float)
+    page.evaluate(f"(() => {{ const v = window.viewer.views.{plane}; v.overlays = v._overlays; v.render(); }})()")
+    grey = img.min(axis=2)
+    h, w = grey.shape
+    seed = grey > 235
+    seed[h - 50:, int(w * 0.5):] = False  # the scale bar
+    seed[h - 22:, :] = False  # the slice label
+    labels, n = ndimage.label(ndimage.binary_dilation(seed, iterations=3))
+    weight = np.clip(grey - 110, 0, None) * (img.max(axis=2) - grey < 12)  # brighter than 0 HU, grey only
+    found = []
+    for m in range(1, n + 1):
+        ys, xs = np.nonzero(labels == m)
+        wm = weight[ys, xs]
+        found.append(((seed & (labels == m)).sum(), x0 + (xs * wm).sum() / wm.sum() + 0.5, y0 + (ys * wm).sum() / wm.sum() + 0.5))
+    return [(x, y) for _, x, y in sorted(found)]
+
+
+def test_a_box_drawn_between_what_is_seen_is_stored_there_after_resizing_and_page_zoom(
+        live_server, browser_chromium, browser_login, ct_series, users):
+    """Independently of the page's own transform: the markers are found on a screenshot, the box is drawn from one
+    to the other with the mouse and the API must give their LPS centres within a screen pixel; the box is drawn
+    through them, R is on the viewer's left, anterior and superior at the top. A 512 x 384 matrix of 0.7 x 0.9 mm
+    pixels stored right to left and feet first; a narrow window (1024 x 700) at pixel ratio 2, widened after the
+    series loaded (1440 x 900), then a page zoom of 80% (CSS zoom, where event and layout coordinates are not the
+    screen's)."""
+    volume, markers = marker_volume((40, 384, 512), (0.7, 0.9, 2.5), flips=(0, 2))
+    series = ct_series(members=[users["clinician"]], volume=volume)
+    context = browser_chromium.new_context(viewport={"width": 1024, "height": 700}, device_scale_factor=2, **TEST_CONTEXT)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    browser_login(page, "clin")
+    open_viewer(page, live_server, series)
+    page.add_style_tag(content=".vw-corner { display: none !important; }")  # text over the image
+    # at the axial cubes' slice and the sagittal cubes' one
+    position = np.rint(lps_to_voxel(volume.affine, markers["axial"][0][0])).astype(int)
+    x_axis = int(np.argmax(np.abs(volume.affine[0, :3])))
+    position[x_axis] = int(np.rint(lps_to_voxel(volume.affine, markers["sagittal"][0][0])[x_axis]))
+    page.evaluate(f"window.viewer.navigateTo({json.dumps(position.tolist())})")
+    for condition in ("narrow, pixel ratio 2", "widened", "page zoom 80%"):
+        if condition == "widened":
+            page.set_viewport_size({"width": 1440, "height": 900})
+        elif condition == "page zoom 80%":
+            page.evaluate("document.documentElement.style.zoom = '0.8'")
+        page.wait_for_function("""() => ['axial', 'sagittal'].every(id => { const c = document.getElementById(id),
+            t = window.viewer.views[id].t, r = c.getBoundingClientRect(); return c.width === t.deviceW && r.width > 0; })""")
+        page.wait_for_timeout(200)  # the resize observers have run (no timing asserted)
+        for plane, (col, row, row_sign) in (("axial", (0, 1, 1)), ("sagittal", (1, 2, -1))):
+            (a, _), (b, _) = markers[plane]
+            seen = seen_markers(page, plane)
+            assert len(seen) == 2, (condition, plane, seen)
+            (xa, ya), (xb, yb) = seen
+            # right on the left, anterior (axial) / superior (sagittal) at the top
+            assert np.sign(xb - xa) == np.sign(b[col] - a[col]), (condition, plane)
+            assert np.sign(yb - ya) == row_sign * np.sign(b[row] - a[row]), (condition, plane)
+            mm_per_px = (abs(b[col] - a[col]) / abs(xb - xa), abs(b[row] - a[row]) / abs(yb - ya))
+            assert mm_per_px[0] == pytest.approx(mm_per_px[1], rel=0.03), (condition, plane, mm_per_px)  # mm square
+            page.keyboard.press("d")
+            page.mouse.move(xa, ya)
+            page.mouse.down()
+            page.mouse.move(xb, yb, steps=5)
+            page.mouse.up()
+            page.wait_for_function("(() => { const b = window.viewer.store.boxes.R; return b && !b.dirty && b.version > 0; })()")
+            page.evaluate("window.viewer.store.saving.R")
+            box = page.request.get(f"{live_server.url}/api/series/{series.pk}/boxes/R/").json()
+            for axis, px in ((col, mm_per_px[0]), (row, mm_per_px[1])):
+                assert box["lps_min"][axis] == pytest.approx(min(a[axis], b[axis]), abs=px), (condition, plane, axis)
+                assert box["lps_max"][axis] == pytest.approx(max(a[axis], b[axis]), abs=px), (condition, plane, axis)
+            page.mouse.move(xb, yb + 0.3)  # the HU readout over the larger cube
+            assert page.evaluate("document.getElementById('hu').dataset.hu") == "1000", (condition, plane)
+    context.close()
