@@ -16,6 +16,7 @@ import pytest
 
 from inference.ml.dicom import group_series, load_series, read_header, scan_files
 from inference.ml.dicom.headers import BadHeader
+from inference.ml.dicom.spacing import SeriesError
 
 AIR = -1024
 
@@ -708,3 +709,20 @@ def test_a_resampled_grid_ends_at_the_last_acquired_slice(real_series, tmp_path)
     last_acquired = z0 + 2.0 * 19 + 0.3 * 4  # 19.6 steps of 2 mm: the grid ended 0.8 mm past it
     assert min(zs) >= z0 - 1e-3 and max(zs) <= last_acquired + 0.1 * step + 1e-3
     assert max(zs) > last_acquired - step  # and it reaches the end
+
+
+def test_a_series_whose_images_all_lie_at_one_position_is_named_as_such(real_series, tmp_path):
+    """Every image at one ImagePositionPatient (bolus tracking, perfusion: one location over time) was refused as
+    'duplicate slice positions ... several acquisitions?'; the reason now says what the series is."""
+    src, _, _ = real_series
+
+    def one_place(ds, i):
+        ds.ImagePositionPatient = [-200.0, -200.0, -100.0]
+        ds.AcquisitionNumber = 1
+        ds.pixel_array  # noqa: B018 - decoded, so that each image differs from the next
+        arr = ds.pixel_array.copy()
+        arr[0, 0] = i
+        ds.PixelData = arr.tobytes()
+
+    with pytest.raises(SeriesError, match="all 20 images lie at one position"):
+        _load(_edited(src, tmp_path / "one_place", one_place))

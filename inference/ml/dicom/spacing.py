@@ -119,6 +119,10 @@ def plan_spacing(d: np.ndarray, rounding: float | None = None) -> SpacingPlan:
     ``rounding``: ``position_rounding`` of the slices' positions (None: from ``d``, as along an axial normal)."""
     d = np.asarray(d, float)
     steps = np.diff(d)
+    if len(d) > 1 and d[-1] - d[0] < DUPLICATE_MM:
+        raise SeriesError(
+            f"all {len(d)} images lie at one position ({d[0]:.2f} mm along the normal): a series of one location "
+            "over time (bolus tracking, a perfusion or fluoroscopy series), not a volume")
     if (steps < DUPLICATE_MM).any():
         dup = np.flatnonzero(steps < DUPLICATE_MM)
         raise SeriesError(
