@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from adrenal_site.jobs.api import jobs_visible_to
 from adrenal_site.jobs.models import Job
+from adrenal_site.jobs.public import public_text
 from adrenal_site.roles import CLINICIAN, role_required
 from annotations.models import Dataset, Series
 from annotations.services.uploads import UploadRefused
@@ -88,6 +89,7 @@ def verdict_job(request: HttpRequest, pk: int) -> HttpResponse:
     predictions = [verdict_document(p) | {"patient": p.series.study.patient.pseudo_id}
                    for p in Prediction.objects.filter(job=job).select_related("run__dataset", "series__study__patient")
                    .order_by("pk")]
-    reason = (job.result or {}).get("reason", "") if not predictions else ""
+    # the job's own reason as the user may read it (no server paths for non-admins, as the job's API gives it)
+    reason = public_text(str((job.result or {}).get("reason", "")), request.user) if not predictions else ""
     return render(request, "inference/verdicts/job.html", {"job": job, "predictions": predictions, "reason": reason,
                                                           "finished": job.status in Job.FINISHED})

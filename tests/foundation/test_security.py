@@ -128,6 +128,36 @@ def test_job_errors_reach_non_admins_without_traceback_or_server_paths(client_as
     assert "Traceback" in admin.get(f"/jobs/{job.pk}/").content.decode()
 
 
+def test_job_texts_on_verdict_dashboard_and_dataset_pages_have_no_server_paths(client_as, users):
+    """The verdict pages (the submissions list, a submission's page with its job's message and the reason of a
+    job that made no verdict), the run dashboard's and the dataset page's "judging every scan" job showed the
+    job's message as stored: a failed job's ``FileNotFoundError: ... '/srv/adrenal/...'`` reached clinicians and
+    leads there, while the job's API and page already left server paths out. Every page reads them alike now."""
+    from adrenal_site.jobs.models import Job
+
+    ds = make_dataset("paths", members=[users["clinician"], users["lead"]])
+    make_series(ds, "P001")
+    run = make_run(ds, make_split(ds, ["P001"], [[], []]))
+    failed = f"FileNotFoundError: [Errno 2] No such file or directory: '{SERVER_PATH}'"
+    predict = make_job("predict", Job.Status.FAILED, task_name="inference.tasks.predict_job", dataset_id=ds.pk,
+                       created_by=users["clinician"], message=failed, error=TRACEBACK)
+    nothing = make_job("predict", Job.Status.SUCCEEDED, task_name="inference.tasks.predict_job", dataset_id=ds.pk,
+                       created_by=users["clinician"], message="not assessable",
+                       result={"reason": f"no usable scan: x.nii: cannot read '{SERVER_PATH}'"})
+    make_job("judge_dataset", Job.Status.FAILED, task_name="inference.tasks.judge_dataset_job", dataset_id=ds.pk,
+             created_by=users["lead"], message=failed, params={"dataset_id": ds.pk, "run_id": run.pk})
+    pages = {"clinician": ["/verdicts/", f"/verdicts/jobs/{predict.pk}/", f"/verdicts/jobs/{nothing.pk}/"],
+             "lead": [f"/runs/{run.pk}/dashboard/", f"/store/datasets/{ds.pk}/"]}
+    for role, urls in pages.items():
+        c = client_as(role)
+        for url in urls:
+            page = c.get(url).content.decode()
+            assert "/srv/adrenal" not in page and "Traceback" not in page, (role, url)
+            assert "…/scan.nii.gz" in page, (role, url)  # the message is there, without where the file lies
+    admin = client_as("admin")
+    assert SERVER_PATH in admin.get(f"/verdicts/jobs/{predict.pk}/").content.decode()
+
+
 def test_path_redaction_keeps_urls_and_relative_text():
     from adrenal_site.jobs.public import without_paths
 
