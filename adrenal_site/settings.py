@@ -86,6 +86,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "adrenal_site.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "adrenal_site.cache_control.NoStoreByDefaultMiddleware",  # pages and API answers: no-store unless the view says
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "adrenal_site.query_guard.RefuseNulInQueryMiddleware",  # a NUL in a query parameter is a 400, not a DB error

@@ -166,6 +166,33 @@ def test_path_redaction_keeps_urls_and_relative_text():
     assert without_paths(r"C:\data\in\x.dcm failed") == "…\\x.dcm failed"
 
 
+# --- caching of what carries patient data ---------------------------------------------------------------------
+
+def test_pages_api_answers_and_downloads_are_not_stored_in_caches(two_datasets):
+    """Pages, API answers and exports with patient data (pseudonyms, verdicts, DICOM text) went out with no
+    Cache-Control at all, so a shared proxy or the browser's disk cache could keep them after sign-out. Every one
+    is ``no-store, private`` now unless its view asks for caching: the viewer's slabs and evidence thumbnails stay
+    in the signed-in user's own browser (``private, max-age``); static files keep WhiteNoise's headers."""
+    from rest_framework.test import APIClient
+
+    world = two_datasets
+    series, run, prediction = world.objects["series"], world.objects["run"], world.objects["prediction"]
+    api = APIClient()
+    api.force_login(world.users["lead_a"])
+    urls = ["/", f"/datasets/{world.a.pk}/", f"/series/{series.pk}/", f"/store/datasets/{world.a.pk}/",
+            "/verdicts/", f"/runs/{run.pk}/dashboard/", f"/runs/{run.pk}/evaluation.csv",
+            f"/runs/{run.pk}/evaluation.json", f"/jobs/{world.ids['jobs']}/", f"/api/datasets/{world.a.pk}/worklist/",
+            f"/api/series/{series.pk}/volume/", f"/api/predictions/{prediction.pk}/", "/api/jobs/",
+            f"/api/evaluations/{world.ids['evaluations']}/scans/", "/api/nothing-here/", "/datasets/999999/"]
+    for url in urls:
+        r = api.get(url)
+        cache_control = {d.strip() for d in r.get("Cache-Control", "").split(",")}
+        assert {"no-store", "private"} <= cache_control, (url, r.status_code, r.get("Cache-Control"))
+    slab = api.get(f"/api/series/{series.pk}/volume/slabs/0/")
+    assert slab.status_code == 200 and slab["Cache-Control"] == "private, max-age=86400"
+    assert "no-store" in APIClient().get("/accounts/login/").get("Cache-Control", "")
+
+
 # --- sign-in throttling --------------------------------------------------------------------------------------
 
 def test_login_page_refuses_after_repeated_failures(client, users, settings):
