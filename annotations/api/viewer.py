@@ -108,13 +108,14 @@ class Worklist(APIView):
 
 
 class NextUnconfirmed(APIView):
-    """``GET``: the next scan after this one (same dataset, worklist order, wrapping) still needing review."""
+    """``GET``: the next scan after this one (same dataset, worklist order, wrapping) still needing review, among
+    the scans you may open (a scan you submitted to "Submitted studies" leads to no one else's)."""
 
     permission_classes = [IsClinician]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
-        nxt, remaining = next_unconfirmed(series_for(request.user, pk))
+        nxt, remaining = next_unconfirmed(series_for(request.user, pk), request.user)
         return Response({"series_id": nxt and nxt["id"], "url": nxt and nxt["url"], "remaining": remaining})
 
 

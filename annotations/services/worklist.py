@@ -102,10 +102,14 @@ def _matches(row: dict, f: dict) -> bool:
     return True
 
 
-def next_unconfirmed(series: Series) -> tuple[dict | None, int]:
+def next_unconfirmed(series: Series, user=None) -> tuple[dict | None, int]:
     """The next scan after ``series`` (same dataset, worklist order, wrapping) still needing review, and how many
-    remain."""
+    remain; with ``user``, among the scans that user may open (``Series.objects.visible_to``): one who opens a scan
+    they submitted, not a member of its dataset ("Submitted studies"), is not told of other people's uploads."""
     rows = worklist_rows(series.dataset)["rows"]
+    if user is not None and not Dataset.objects.visible_to(user).filter(pk=series.dataset.pk).exists():
+        mine = set(Series.objects.visible_to(user).filter(pk__in=[r["id"] for r in rows]).values_list("pk", flat=True))
+        rows = [r for r in rows if r["id"] in mine]
     ids = [r["id"] for r in rows]
     start = ids.index(series.pk) + 1 if series.pk in ids else 0
     todo = [r for r in rows[start:] + rows[:start] if r["box_status"] in ("none", "proposed") and r["id"] != series.pk]

@@ -47,7 +47,10 @@ def viewer(request, pk: int):
         "user": request.user.username,
     }
     notes = series.volume.note_list if hasattr(series, "volume") else []
+    # one who opens a scan they submitted without being a member of its dataset gets no link to its worklist (a 404)
+    member = Dataset.objects.visible_to(request.user).filter(pk=series.dataset.pk).exists()
     return render(request, "annotations/viewer.html", {"series": series, "config": config, "prediction": prediction,
+                                                       "member": member,
                                                        "geometry_notes": notes,
                                                        "sides": [("R", "patient right"), ("L", "patient left")],
                                                        "modules": VIEWER_MODULES})

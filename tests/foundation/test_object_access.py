@@ -135,6 +135,33 @@ def test_uploaders_open_their_own_submissions(two_datasets):
     assert api.get(f"/api/jobs/{job.pk}/").status_code == 404
 
 
+def test_a_submitter_is_not_led_to_other_peoples_uploads(two_datasets):
+    """"Next unconfirmed" from a scan one submitted to "Submitted studies" (a dataset one is no member of) answered
+    the next scan of the whole dataset: another user's upload, its id and URL, and how many of them wait for
+    review. It goes only to scans the user may open now; the viewer shows the dataset's name without a link to a
+    worklist that would answer 404. A member still goes through every scan of the dataset."""
+    from tests.factories import make_series
+
+    world = two_datasets
+    submitted = Dataset.objects.create(name="Submitted studies")
+    mine = make_series(submitted, "PS1", series_uid="5.5.5.1")
+    theirs = [make_series(submitted, f"PS{i}", series_uid=f"5.5.5.{i}") for i in (2, 3)]
+    user, other = world.users["clinician_b"], world.users["clinician_a"]
+    mine.submitted_by.add(user)
+    theirs[0].submitted_by.add(other)
+    theirs[1].submitted_by.add(other)
+    api = APIClient()
+    api.force_login(user)
+    r = api.get(f"/api/series/{mine.pk}/next-unconfirmed/")
+    assert r.status_code == 200 and r.json() == {"series_id": None, "url": None, "remaining": 0}
+    page = api.get(f"/series/{mine.pk}/").content.decode()
+    assert f'href="/datasets/{submitted.pk}/"' not in page and 'id="dataset-name"' in page
+    api.force_login(world.users["admin"])  # sees the whole dataset
+    r = api.get(f"/api/series/{mine.pk}/next-unconfirmed/").json()
+    assert r["series_id"] in {s.pk for s in theirs} and r["remaining"] == 2
+    assert f'href="/datasets/{submitted.pk}/"' in api.get(f"/series/{mine.pk}/").content.decode()
+
+
 def test_removed_members_lose_the_jobs_and_verdicts_they_started_there(two_datasets):
     """A lead and a clinician of A removed from A (still signed in) no longer see, follow or cancel the jobs they
     started on A, nor the verdict the clinician asked for on A's scan, in the API or the pages: before, both kept
