@@ -241,8 +241,9 @@ def start_judge_dataset(dataset: Dataset, user=None, *, run_id: int | None = Non
     """Queue "judge every scan of this dataset" with its promoted model (or ``run_id``). One at a time per
     dataset: while one is queued or running, that job is returned instead of a second when it does what was
     asked (the same model, forced if ``force``); otherwise :class:`JudgingBusy` names it. Raises ValueError
-    (no promoted, finished and evaluated model)."""
-    run = runs.resolve_run(run_id, dataset)
+    (no promoted, finished and evaluated model; with ``user``, a named run of a dataset that user is no member of,
+    as for one verdict: another dataset's model is refused)."""
+    run = runs.resolve_run(run_id, dataset, user=user if run_id else None)
     with transaction.atomic():
         lock(Dataset, dataset.pk)  # no active job to lock yet: two clicks at once must not both queue one
         active = Job.objects.select_for_update().filter(kind="judge_dataset", status__in=Job.ACTIVE,

@@ -112,6 +112,22 @@ def test_a_clinician_cannot_run_another_datasets_model(two_datasets):
     assert job.params["run_id"] == world.objects["run"].pk and job.dataset_id == world.a.pk
 
 
+def test_a_lead_cannot_judge_a_dataset_with_another_datasets_model(two_datasets):
+    """``POST /api/datasets/<B>/judge/ {"run": <A's run>}`` by B's lead queued B's scans to be judged with A's
+    model (202, a judge_dataset job with A's run), and told A's runs apart from ids that are no run by the answer
+    ("run N is failed" against "no training run N"). A named run must be one of the user's datasets, as for one
+    verdict; B's own model still judges B."""
+    world = two_datasets
+    api = APIClient()
+    api.force_login(world.users["lead_b"])
+    run_a, run_b = world.objects["run"], world.objects["run_b"]
+    r = api.post(f"/api/datasets/{world.b.pk}/judge/", {"run": run_a.pk}, format="json")
+    assert r.status_code == 400 and r.json()["detail"] == f"no training run {run_a.pk}", r.content
+    assert not Job.objects.filter(kind="judge_dataset", params__run_id=run_a.pk).exists()
+    r = api.post(f"/api/datasets/{world.b.pk}/judge/", {"run": run_b.pk}, format="json")
+    assert r.status_code == 202 and r.json()["run"] == run_b.pk, r.content
+
+
 def test_uploaders_open_their_own_submissions(two_datasets):
     from annotations.models import Dataset
     from inference.models import Prediction
