@@ -1,4 +1,8 @@
+from pathlib import PurePosixPath
+
 from rest_framework import serializers
+
+from adrenal_site.roles import ADMIN, has_role
 
 from ..models import Dataset, ImportItem, ImportReport, Label, Patient, Series, Volume
 from ..services.stats import dataset_counts
@@ -39,6 +43,17 @@ class VolumeSerializer(serializers.ModelSerializer):
         fields = ["file", "shape", "spacing_mm", "affine", "resampled", "notes"]
 
 
+def without_folders(extra: dict) -> dict:
+    """``Series.extra`` with each excluded instance's ``path`` (in the import: ``abnormal/<patient folder>/...``)
+    cut to the file's name: the folder of the ``{normal,abnormal}/<patient>/`` layout is often the patient's name
+    or id (the raw id the pseudonym is made from when PatientID is blank), which only admins, who imported it, read."""
+    if not isinstance(extra, dict) or not isinstance(extra.get("excluded_instances"), list):
+        return extra
+    excluded = [{**e, "path": PurePosixPath(str(e.get("path", ""))).name} if isinstance(e, dict) else e
+                for e in extra["excluded_instances"]]
+    return {**extra, "excluded_instances": excluded}
+
+
 class SeriesSerializer(serializers.ModelSerializer):
     patient = serializers.CharField(source="study.patient.pseudo_id", read_only=True)
     patient_id = serializers.IntegerField(source="study.patient_id", read_only=True)
@@ -53,6 +68,13 @@ class SeriesSerializer(serializers.ModelSerializer):
                   "slice_spacing_mm", "pixel_spacing_mm", "orientation", "convolution_kernel", "kvp", "exposure_mas",
                   "contrast_agent", "contrast_timing", "manufacturer", "model_name", "series_date", "series_time",
                   "instance_count", "transfer_syntax", "extra", "volume"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if not has_role(getattr(request, "user", None), ADMIN):
+            data["extra"] = without_folders(data["extra"])
+        return data
 
 
 class LabelSerializer(serializers.ModelSerializer):

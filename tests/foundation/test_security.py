@@ -158,6 +158,26 @@ def test_job_texts_on_verdict_dashboard_and_dataset_pages_have_no_server_paths(c
     assert SERVER_PATH in admin.get(f"/verdicts/jobs/{predict.pk}/").content.decode()
 
 
+def test_patient_folders_of_an_import_reach_admins_only(client_as, users):
+    """A series' ``extra["excluded_instances"]`` keeps each excluded file's path in the import, as
+    ``abnormal/<patient folder>/...``: the folder is often the patient's name, and with a blank PatientID the very
+    id the pseudonym is made from. ``GET /api/datasets/<id>/series/`` gave it to every member; clinicians and
+    leads now read the file's name (which the reason names too), admins the whole path."""
+    ds = make_dataset("folders", members=[users["clinician"], users["lead"]])
+    series = make_series(ds, "P001")
+    reason = "odd instance odd.dcm excluded: orientation coronal (series: axial)"
+    series.extra = {"acquisition_number": 1,  # as the importer writes it (annotations.services.importer)
+                    "excluded_instances": [{"path": "abnormal/SMITH_JOHN_1958/abdomen/odd.dcm", "reason": reason}]}
+    series.save(update_fields=["extra"])
+    for role in ("clinician", "lead"):
+        doc = client_as(role).get(f"/api/datasets/{ds.pk}/series/").json()
+        extra = doc["results"][0]["extra"] if isinstance(doc, dict) else doc[0]["extra"]
+        assert "SMITH_JOHN" not in str(doc), role
+        assert extra == {"acquisition_number": 1, "excluded_instances": [{"path": "odd.dcm", "reason": reason}]}
+    doc = client_as("admin").get(f"/api/datasets/{ds.pk}/series/").json()
+    assert "abnormal/SMITH_JOHN_1958/abdomen/odd.dcm" in str(doc)
+
+
 def test_path_redaction_keeps_urls_and_relative_text():
     from adrenal_site.jobs.public import without_paths
 
