@@ -15,10 +15,12 @@ from django.db import transaction
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import request_cancel
 from adrenal_site.locking import lock
+from adrenal_site.roles import ADMIN, has_role
 from adrenal_site.storage import local_path
 from annotations.models import Dataset
 from inference.ml.acquisition import contrast_of
-from inference.ml.presets import check_run_overrides, preset_config
+from inference.ml.presets import check_run_overrides, expand_overrides, preset_config
+from inference.ml.settings_fields import ConfigError, show
 
 from ..models import DatasetSplit, FoldRun, TrainingRun
 from .gland_data import is_gland_run, labelled_scans, marker_labels, patient_labels
@@ -49,12 +51,28 @@ def training_acquisition(run: TrainingRun) -> dict | None:
     return json.loads(path.read_text())
 
 
+def check_weights_named_by(user, overrides: dict | None) -> None:
+    """A run started by a signed-in user who is not an admin (a lead, through the API) starts from 'auto' or
+    'none' weights: ``ConfigError`` for a ``pretrained`` path, before anything looks at it. Checking that such a
+    file existed ("no weights file at ...") told any lead which files the server holds, and a path let a lead
+    start from another dataset's model (``runs/<id>/fold0/best.pt``). Admins and the command line (no user) name
+    weight files as before."""
+    if user is None or not getattr(user, "is_authenticated", False) or has_role(user, ADMIN):
+        return
+    value = expand_overrides(overrides).get("pretrained")
+    if value is not None and value not in ("auto", "none"):
+        raise ConfigError("pretrained", f"expected 'auto' or 'none', not {show(value)}: a weights file is named by an "
+                                        "admin or on the command line (manage.py train --set pretrained=PATH)")
+
+
 def create_run(dataset: Dataset, preset: str, job: Job, *, user=None, overrides: dict | None = None,
                name: str = "") -> TrainingRun:
     """A TrainingRun (with its split, made on first use, and one FoldRun per fold) done by ``job``.
     Raises ValueError for a dataset without labelled 2.5D images, and its subclass ``presets.ConfigError``, naming
     the field, for an unknown preset, an override the preset does not allow (``preset_config``) or one the run
-    would not honour (``check_run_overrides``: e.g. a test fraction other than the dataset's saved split's)."""
+    would not honour (``check_run_overrides``: e.g. a test fraction other than the dataset's saved split's), or
+    a weights file asked for by a user who is not an admin (:func:`check_weights_named_by`)."""
+    check_weights_named_by(user, overrides)
     config = preset_config(preset, overrides)
     saved = latest_split(dataset)  # else made below from the config's settings
     check_run_overrides(config, overrides, split=None if saved is None else {

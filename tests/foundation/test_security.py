@@ -178,6 +178,39 @@ def test_patient_folders_of_an_import_reach_admins_only(client_as, users):
     assert "abnormal/SMITH_JOHN_1958/abdomen/odd.dcm" in str(doc)
 
 
+def test_leads_cannot_name_server_files_as_a_runs_weights(two_datasets, tmp_path):
+    """``POST /api/runs/start/`` with ``{"overrides": {"pretrained": PATH}}``: a lead's run took any file of the
+    server as its starting weights, and the answer told files that exist ("dataset has no labelled scans", or
+    a new run) from files that do not ("no weights file at ..."): a map of the server's files, and a way to start
+    from another dataset's model. A lead's run takes 'auto' or 'none', refused alike whatever the path; admins
+    (and the command line) still name a weights file."""
+    from rest_framework.test import APIClient
+
+    from inference.models import TrainingRun
+
+    world = two_datasets
+    weights = tmp_path / "start.pt"
+    weights.write_bytes(b"not read here")
+    api = APIClient()
+    api.force_login(world.users["lead_a"])
+    before = TrainingRun.objects.count()
+    answers = []
+    for path in (str(weights), "/etc/hostname", str(tmp_path / "no-such-file.pt")):
+        r = api.post("/api/runs/start/", {"dataset": world.a.pk, "preset": "tiny", "overrides": {"pretrained": path}},
+                     format="json")
+        assert r.status_code == 400, (path, r.content)
+        answers.append(r.json()["overrides"][0].replace(path, "PATH"))
+    assert len(set(answers)) == 1 and answers[0].startswith("pretrained: expected 'auto' or 'none'"), answers
+    assert TrainingRun.objects.count() == before
+    r = api.post("/api/runs/start/", {"dataset": world.a.pk, "preset": "tiny", "overrides": {"pretrained": "none"}},
+                 format="json")
+    assert r.status_code == 201, r.content
+    api.force_login(world.users["admin"])
+    r = api.post("/api/runs/start/", {"dataset": world.a.pk, "preset": "tiny",
+                                      "overrides": {"pretrained": str(weights)}}, format="json")
+    assert r.status_code == 201 and r.json()["config"]["pretrained"] == str(weights), r.content
+
+
 def test_path_redaction_keeps_urls_and_relative_text():
     from adrenal_site.jobs.public import without_paths
 
