@@ -16,9 +16,10 @@ from ..tasks import start_run
 from .serializers import RunStartSerializer, TrainingRunSerializer
 
 
-def run_document(run: TrainingRun) -> dict:
-    """A run with its split, folds and their per-epoch history (what the run page draws)."""
-    doc = TrainingRunSerializer(run).data
+def run_document(run: TrainingRun, request=None) -> dict:
+    """A run with its split, folds and their per-epoch history (what the run page draws), as ``request``'s user
+    may read it (``TrainingRunSerializer``: no server paths for non-admins)."""
+    doc = TrainingRunSerializer(run, context={"request": request}).data
     doc |= {"dataset_name": run.dataset.name, "folds_done": run.folds_done, "job": run.job_id,
             "artifacts_dir": run.artifacts_dir,
             "split": split_document(run.split),
@@ -44,7 +45,7 @@ class RunDetail(APIView):
     permission_classes = [IsLead]
 
     def get(self, request, pk: int):
-        return Response(run_document(get_object_or_404(visible_runs(request.user), pk=pk)))
+        return Response(run_document(get_object_or_404(visible_runs(request.user), pk=pk), request))
 
 
 class RunStart(APIView):
@@ -65,7 +66,7 @@ class RunStart(APIView):
             return Response({"overrides": [str(exc)]}, status=400)
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=400)
-        return Response(run_document(run), status=201)
+        return Response(run_document(run, request), status=201)
 
 
 class RunCancel(APIView):
@@ -80,7 +81,7 @@ class RunCancel(APIView):
         if not run.is_active:
             return Response({"detail": f"Run {pk} is already {run.status}."}, status=409)
         cancel_run(run, by=request.user)
-        return Response(run_document(visible_runs(request.user).get(pk=pk)), status=202)
+        return Response(run_document(visible_runs(request.user).get(pk=pk), request), status=202)
 
 
 class RunPromote(APIView):
@@ -92,4 +93,4 @@ class RunPromote(APIView):
             promote(run)
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=409)
-        return Response(run_document(visible_runs(request.user).get(pk=pk)))
+        return Response(run_document(visible_runs(request.user).get(pk=pk), request))

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from adrenal_site.jobs.public import public_text
 from annotations.api.strict import IdField, QueryFloatField, StrictCharField
 
 from ..ml.presets import PRESETS
@@ -15,6 +16,17 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = ["id", "dataset", "name", "preset", "status", "stage", "config", "pretrained", "version", "promoted",
                   "operating_value", "objective", "created_at", "finished_at"]
+
+    def to_representation(self, instance):
+        """The weights a run started from as the requesting user may read them: the file's name, not where it lies
+        on the server, for non-admins (``public_text``, as a job's message)."""
+        data = super().to_representation(instance)
+        user = getattr(self.context.get("request"), "user", None)
+        data["pretrained"] = public_text(data["pretrained"], user)
+        config = data.get("config")
+        if isinstance(config, dict) and isinstance(config.get("pretrained"), str):
+            data["config"] = {**config, "pretrained": public_text(config["pretrained"], user)}
+        return data
 
 
 class PredictionQuery(serializers.Serializer):

@@ -64,7 +64,7 @@ def runs(request: HttpRequest) -> HttpResponse:
 @role_required(LEAD)
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(visible_runs(request.user), pk=pk)
-    return render(request, "inference/training/run.html", {"run": run, "doc": run_document(run)})
+    return render(request, "inference/training/run.html", {"run": run, "doc": run_document(run, request)})
 
 
 @role_required(LEAD)

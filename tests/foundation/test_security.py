@@ -211,6 +211,25 @@ def test_leads_cannot_name_server_files_as_a_runs_weights(two_datasets, tmp_path
     assert r.status_code == 201 and r.json()["config"]["pretrained"] == str(weights), r.content
 
 
+def test_a_runs_weights_reach_non_admins_without_server_paths(client_as, users):
+    """A run records the file its weights started from (``TrainingRun.pretrained``: the shipped LesionNet, the
+    torch hub's ImageNet file, or a path an admin named), and the run's page and ``/api/runs/`` gave leads that
+    absolute path. They read the file's name now (``…/lesion_net-v1.pt``), as a job's message; admins the path."""
+    shipped = "/opt/adrenal/app/inference/ml/weights/lesion_net-v1.pt"
+    named = "/srv/adrenal/weights/start-from-here.pt"
+    ds = make_dataset("weights", members=[users["lead"]])
+    run = make_run(ds, make_split(ds, ["P001"], [[], []]), pretrained=shipped,
+                   config={"preset": "tiny", "backbone": "tiny_cnn", "pretrained": named})
+    c = client_as("lead")
+    texts = [str(c.get(f"/api/runs/{run.pk}/").json()), str(c.get("/api/runs/").json()),
+             c.get(f"/runs/{run.pk}/").content.decode()]
+    for text in texts:
+        assert "/opt/adrenal" not in text and "/srv/adrenal" not in text
+        assert "…/lesion_net-v1.pt" in text and "start-from-here.pt" in text  # (the page's JSON writes … as \\u2026)
+    doc = client_as("admin").get(f"/api/runs/{run.pk}/").json()
+    assert doc["pretrained"] == shipped and doc["config"]["pretrained"] == named
+
+
 def test_path_redaction_keeps_urls_and_relative_text():
     from adrenal_site.jobs.public import without_paths
 
