@@ -58,4 +58,4 @@ class JobCancel(APIView):
             return Response({"detail": f"Job {pk} is already {job.status}."}, status=status.HTTP_409_CONFLICT)
         request_cancel(job, by=request.user)
         job.refresh_from_db()
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response(JobSerializer(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)

@@ -128,6 +128,24 @@ def test_job_errors_reach_non_admins_without_traceback_or_server_paths(client_as
     assert "Traceback" in admin.get(f"/jobs/{job.pk}/").content.decode()
 
 
+def test_a_cancel_answer_reads_as_the_job_does_for_that_user(client_as, users):
+    """The cancel endpoint's answer is the job as the canceller may read it: the admin sees the worker and the
+    unredacted message (it was built without the request, so as for an anonymous reader), a lead neither."""
+    from adrenal_site.jobs.models import Job
+    from tests.factories import make_dataset
+
+    ds = make_dataset("cancel-answer", members=[users["lead"]])
+    for role in ("admin", "lead"):
+        job = Job.objects.create(kind="import", task_name="annotations.tasks.import_studies",
+                                 status=Job.Status.RUNNING, dataset_id=ds.pk, worker="cpu@web-host-7",
+                                 message=f"reading {SERVER_PATH}", created_by=users["lead"])
+        doc = client_as(role).post(f"/api/jobs/{job.pk}/cancel/").json()
+        if role == "admin":
+            assert doc["worker"] == "cpu@web-host-7" and SERVER_PATH in doc["message"]
+        else:
+            assert doc["worker"] == "" and "/srv/adrenal" not in doc["message"]
+
+
 def test_job_texts_on_verdict_dashboard_and_dataset_pages_have_no_server_paths(client_as, users):
     """The verdict pages (the submissions list, a submission's page with its job's message and the reason of a
     job that made no verdict), the run dashboard's and the dataset page's "judging every scan" job showed the
