@@ -62,6 +62,9 @@ def _check_version(field: str, value) -> None:
         raise BoxInvalid(field, f"expected a whole number >= 0, not {value!r}"[:200])
 
 
+ABSURD_SIDE_MM = 2000.0  # longer than any body: such a side is a wrong number, refused before clipping
+
+
 def max_side_mm() -> float:
     """The longest side a box may have, mm (``settings.ADRENAL_MAX_BOX_SIDE_MM``, default 200)."""
     return float(getattr(settings, "ADRENAL_MAX_BOX_SIDE_MM", MAX_BOX_SIDE_MM))
@@ -70,9 +73,11 @@ def max_side_mm() -> float:
 def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]) -> Box:
     """The box ``[x, y, z]`` mm (LPS) if it can be a box of ``series``' volume, else ``BoxInvalid``.
 
-    Checks: three finite numbers each; min <= max on every axis; every side <= ``max_side_mm()``; the box meets
-    the volume (its voxel cells, i.e. the voxel centres' extent widened by half a voxel). The box returned is
-    clipped to those cells: a box drawn past the first or last slice holds only what was scanned."""
+    Checks: three finite numbers each; min <= max on every axis; no side over ``ABSURD_SIDE_MM`` (a wrong
+    number); the box meets the volume (its voxel cells, i.e. the voxel centres' extent widened by half a voxel).
+    The box returned is clipped to those cells (a box drawn past the first or last slice holds only what was
+    scanned), and each of its sides so clipped is at most ``max_side_mm()``: a box dragged past a short slab's
+    end is judged by its part inside."""
     lo, hi = [], []
     for name, values, out in (("lps_min", lps_min, lo), ("lps_max", lps_max, hi)):
         if isinstance(values, (str, bytes, dict)) or not isinstance(values, (Sequence, np.ndarray)):
@@ -92,8 +97,8 @@ def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]
         if lo[a] > hi[a]:
             raise BoxInvalid("lps_max", f"{AXES[a]} max {hi[a]:g} is below {AXES[a]} min {lo[a]:g}")
     limit = max_side_mm()
-    for a in range(3):
-        if hi[a] - lo[a] > limit:
+    for a in range(3):  # numbers no drawing on a body gives are refused, not clipped to the scan
+        if hi[a] - lo[a] > max(limit, ABSURD_SIDE_MM):
             raise BoxInvalid("lps_max", f"the {AXES[a]} side is {hi[a] - lo[a]:.1f} mm; sides are at most {limit:g} mm")
     affine = np.asarray(series.volume.affine, float)
     extent = volume_extent(affine, series.volume.shape).expanded(np.abs(affine[:3, :3]) @ np.full(3, 0.5))
@@ -104,6 +109,10 @@ def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]
     # what lies outside the scanned volume is cut off, as proposed boxes are: a box holds what the scan holds
     lo = [max(v, float(e)) for v, e in zip(lo, extent.lps_min)]
     hi = [min(v, float(e)) for v, e in zip(hi, extent.lps_max)]
+    for a in range(3):  # measured on what the scan holds: a box dragged past a short slab's end is its part inside
+        if hi[a] - lo[a] > limit:
+            raise BoxInvalid("lps_max", f"the {AXES[a]} side is {hi[a] - lo[a]:.1f} mm within the scan; sides are at "
+                                        f"most {limit:g} mm")
     return Box(tuple(lo), tuple(hi))
 
 

@@ -54,6 +54,19 @@ def test_bad_boxes_are_refused_naming_the_field(series, lps_min, lps_max, field,
     assert not CropBox.objects.filter(series=series).exists()
 
 
+def test_a_box_dragged_past_the_scans_end_is_judged_by_its_part_inside(series, settings):
+    """A box dragged 150 mm past a 57 mm slab (210 mm of z as drawn) was refused as over the 200 mm limit and
+    vanished from the viewer; it is the part the scan holds that is stored and measured. Inside the scan, a side
+    over the limit is still refused, and so is one no body could give."""
+    box = save_box(series, "R", [10, 10, -150], [40, 40, 60])
+    assert box.lps_min == [10.0, 10.0, -1.5] and box.lps_max == [40.0, 40.0, 58.5]
+    settings.ADRENAL_MAX_BOX_SIDE_MM = 40
+    with pytest.raises(BoxInvalid, match="the z side is 60.0 mm within the scan; sides are at most 40 mm"):
+        check_box(series, [10, 10, -150], [40, 40, 60])
+    with pytest.raises(BoxInvalid, match="the z side is 5000.0 mm; sides are at most 40 mm"):
+        check_box(series, [10, 10, -4950], [40, 40, 50])
+
+
 def test_numbers_of_any_real_kind_are_boxes(series):
     box = save_box(series, "R", np.array([10.0, 10.0, 10.0]), (np.float32(40), 40, np.int64(40)))
     assert box.lps_min == [10.0, 10.0, 10.0] and box.lps_max == [40.0, 40.0, 40.0]
