@@ -113,6 +113,31 @@ def test_enhanced_ct_frame_count_and_per_frame_geometry_are_checked(real_series,
             setattr(mf.PerFrameFunctionalGroupsSequence[f], group, saved)
 
 
+@pytest.mark.parametrize("keyword", ["TemporalPositionIndex", "StackID"])
+def test_phases_or_stacks_inside_one_multi_frame_image_are_refused(real_series, tmp_path, keyword):
+    """Two phases interleaved in one Enhanced CT file (frames told apart by TemporalPositionIndex, or two stacks
+    by StackID) were stacked as one volume whose slices alternate between them; the file is refused naming
+    the attribute and its values."""
+    import highdicom as hd
+
+    src, _, _ = real_series
+    legacy = []
+    for p in sorted(src.iterdir()):
+        ds = pydicom.dcmread(p)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        legacy.append(ds)
+    mf = hd.legacy.LegacyConvertedEnhancedCTImage(legacy_datasets=legacy, series_instance_uid=hd.UID(),
+                                                  series_number=9, sop_instance_uid=hd.UID(), instance_number=1)
+    for f, item in enumerate(mf.PerFrameFunctionalGroupsSequence):
+        content = pydicom.Dataset()
+        setattr(content, keyword, 1 + f % 2 if keyword == "TemporalPositionIndex" else str(1 + f % 2))
+        item.FrameContentSequence = [content]
+    mf.save_as(tmp_path / "mf.dcm")
+    with pytest.raises(BadHeader, match=rf"the 20 frames of this multi-frame image belong to 2 {keyword} values "
+                                        r"\(1, 2\): several (phases|stacks) in one file"):
+        read_header(tmp_path / "mf.dcm")
+
+
 # -- values that are not HU are not stored as HU -------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["+ee", "+eb"])  # JPEG extended 12-bit, JPEG baseline 8-bit
 def test_a_lossy_dcmtk_copy_whose_values_are_not_hu_is_skipped_naming_rescale_type(real_series, tmp_path, mode):

@@ -405,8 +405,12 @@ def _frames(ds: pydicom.Dataset, file_size: int) -> tuple[list[Frame], tuple | N
 
         frames: list[Frame] = []
         orientation = spacing = None
+        blocks: dict[str, set] = {"TemporalPositionIndex": set(), "StackID": set()}
         for f in range(n):
             item = per_frame[f] if per_frame is not None and f < len(per_frame) else None
+            for kw, seen in blocks.items():
+                if (value := pick(item, "FrameContentSequence", kw)) not in (None, ""):
+                    seen.add(str(value))
             pos = finite_numbers(pick(item, "PlanePositionSequence", "ImagePositionPatient"), 3)
             slope = pick(item, "PixelValueTransformationSequence", "RescaleSlope")
             intercept = pick(item, "PixelValueTransformationSequence", "RescaleIntercept")
@@ -424,6 +428,12 @@ def _frames(ds: pydicom.Dataset, file_size: int) -> tuple[list[Frame], tuple | N
                                                    "RescaleSlope", 1.0),
                                 rescale_value(intercept if intercept is not None else ds.get("RescaleIntercept"),
                                               "RescaleIntercept", 0.0)))
+        for kw, seen in blocks.items():  # phases or stacks of one file would be stacked as one volume, alternating
+            if len(seen) > 1:
+                shown = ", ".join(sorted(seen, key=lambda v: (len(v), v))[:6])
+                raise BadHeader(f"the {n} frames of this multi-frame image belong to {len(seen)} {kw} values "
+                                f"({shown}): several {'phases' if kw.startswith('Temporal') else 'stacks'} in one "
+                                "file, which would be read as one volume; export each as its own series")
         return frames, orientation, spacing
     pos = finite_numbers(ds.get("ImagePositionPatient"), 3)
     slope = rescale_value(ds.get("RescaleSlope"), "RescaleSlope", 1.0)
