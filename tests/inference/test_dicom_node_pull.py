@@ -112,3 +112,48 @@ def test_a_retrieve_that_fails_leaves_no_delivery_receiving_and_no_empty_dataset
     assert Dataset.objects.filter(name="There before").exists()
     assert not ReceivedStudy.objects.exists()
     assert node_summary()["receiving"] == 0
+
+
+def _small_pacs(tmp_path, realct, **study_kw) -> Orthanc:
+    """An Orthanc of its own (a test may stop it) holding 12 slices of the real CT."""
+    from tests.plugins.pacs import write_real_ct_study
+
+    orthanc = Orthanc(tmp_path / "orthanc", modalities={"adrenal": ["ADRENAL", "127.0.0.1", free_port()]}).start()
+    study = write_real_ct_study(tmp_path / "study", realct, **study_kw)
+    orthanc.study_info, orthanc.files = study, study["abdomen"][1][40:52]
+    return orthanc
+
+
+def test_a_pacs_going_down_mid_retrieve_is_a_clear_failure_leaving_nothing_behind(transactional_db, settings,
+                                                                                  tmp_path, realct, monkeypatch):
+    """The PACS stopped half-way through a C-GET: pynetdicom answers a lost connection with an empty status,
+    which the node read as a response (AttributeError: no 'Status', a traceback from pacs_retrieve), and the
+    instances that had arrived stayed in a closed delivery without a job ("queued" on the home page for ever,
+    never imported). Now the command names the lost connection and the discarded instances, and nothing of
+    the partial retrieve stays (delivery, rows, spool files)."""
+    from inference.services.dicom_node import scp
+    from inference.services.dicom_node.status import node_summary
+
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    orthanc = _small_pacs(tmp_path, realct, patient_id="GONE-0001")
+    try:
+        orthanc.upload(orthanc.files)
+        save, arrived = scp.save_instance, []
+
+        def save_then_stop_the_pacs(delivery, **fields):  # the real save; the real PACS stops after the third
+            arrived.append(fields["sop_uid"])
+            row = save(delivery, **fields)
+            if len(arrived) == 3:
+                orthanc.stop()
+            return row
+
+        monkeypatch.setattr(scp, "save_instance", save_then_stop_the_pacs)
+        with pytest.raises(CommandError, match=r"connection lost.*3 instance\(s\) that had arrived were discarded"):
+            call_command("pacs_retrieve", orthanc.study_info["study_uid"], "--dataset", "Half",
+                         "--pacs", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}", "--sync")
+    finally:
+        orthanc.stop()
+    assert len(arrived) == 3 and not ReceivedStudy.objects.exists()
+    assert not list((tmp_path / "spool").rglob("*.dcm")) and not Dataset.objects.filter(name="Half").exists()
+    assert node_summary()["receiving"] == 0
+

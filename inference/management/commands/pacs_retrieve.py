@@ -56,7 +56,7 @@ class Command(BaseCommand):
                 opts["study"], dataset=dataset, series_uids=opts["series"] or None, method=method, peer=peer,
                 url=url if method == "dicomweb" else "", judge=opts["judge"], move_aet=opts["move_aet"],
                 move_port=opts["move_port"])
-        except (ConfigError, AssociationFailed, ValueError) as exc:
+        except (ConfigError, AssociationFailed, pull.RetrieveFailed, ValueError) as exc:
             raise fail(str(exc)) from exc
         except OSError as exc:
             raise fail(f"retrieve failed: {exc}") from exc

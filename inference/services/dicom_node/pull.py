@@ -4,6 +4,7 @@ or C-MOVE against a DIMSE peer (``ADRENAL_PACS``), or QIDO-RS and WADO-RS when a
 ``dicom_study`` job imports it like a received study (verdicts only when asked)."""
 from __future__ import annotations
 
+import shutil
 from io import BytesIO
 
 from django.conf import settings
@@ -13,11 +14,16 @@ from pynetdicom import AE, evt
 from annotations.models import Dataset
 
 from ...models import ReceivedStudy
-from . import dicomweb, scu
+from . import dicomweb, scu, spool
 from .config import Peer, pacs
 from .scp import CT_STORAGE, TRANSFER_SYNTAXES, save_instance, store_handler
 
 LEVELS = {"study": "STUDY", "series": "SERIES"}
+
+
+class RetrieveFailed(RuntimeError):
+    """A retrieve broke off after some instances had arrived (the PACS went down, the study vanished): they
+    were discarded; the message says why and how many."""
 
 
 def query_keys(*, patient_id: str = "", patient_name: str = "", date: str = "", modality: str = "",
@@ -53,7 +59,8 @@ def retrieve(study_uid: str, *, dataset: Dataset, series_uids: list[str] | None 
     """Retrieve a study (or some of its series) into a new delivery, closed when done; returns it and the
     sub-operation counts. ``method``: "get" (C-GET), "move" (C-MOVE to ``move_aet``, received here on
     ``move_port``: the PACS must know that AE at this host and port) or "dicomweb" (WADO-RS from ``url``).
-    Raises ConfigError, AssociationFailed, or requests' errors for DICOMweb."""
+    Raises ConfigError, AssociationFailed, or requests' errors for DICOMweb, before anything arrived;
+    RetrieveFailed after (the partial delivery is removed)."""
     url = url if url is not None else ("" if peer else settings.ADRENAL_DICOMWEB_URL)
     if url and method != "dicomweb":
         method = "dicomweb"
@@ -81,17 +88,26 @@ def retrieve(study_uid: str, *, dataset: Dataset, series_uids: list[str] | None 
                 counts = _move(peer, study_uid, series_uids, delivery, move_aet, move_port)
             else:
                 raise ValueError(f"unknown retrieve method {method!r} (get, move or dicomweb)")
-    except BaseException:
-        if delivery is not None:  # nothing of a failed retrieve stays "receiving" on the home page
-            if delivery.instances.exists():
-                ReceivedStudy.objects.filter(pk=delivery.pk).update(closed_at=timezone.now(),
-                                                                    peer_address=url or str(peer))
-            else:
-                delivery.delete()
+    except BaseException as exc:
+        if delivery is not None:
+            arrived = discard(delivery)
+            if arrived and isinstance(exc, Exception):
+                raise RetrieveFailed(f"{exc}; the {arrived} instance(s) that had arrived were discarded (an "
+                                     f"incomplete study is not imported): retrieve it again") from exc
         raise
     ReceivedStudy.objects.filter(pk=delivery.pk).update(closed_at=timezone.now(), peer_address=url or str(peer))
     delivery.refresh_from_db()
     return delivery, counts
+
+
+def discard(delivery: ReceivedStudy) -> int:
+    """Remove a failed retrieve's delivery: its spooled instances, rows and folder (the PACS still holds the study).
+    Kept closed without a job, it showed "queued" on the admins' home page for ever and its files stayed in the
+    spool, never imported. Returns how many instances had arrived."""
+    arrived, folder = delivery.instances.count(), spool.root() / delivery.folder
+    delivery.delete()
+    shutil.rmtree(folder, ignore_errors=True)
+    return arrived
 
 
 def _move(peer: Peer, study_uid: str, series_uids, delivery: ReceivedStudy, move_aet: str, move_port: int) -> dict:
@@ -105,4 +121,7 @@ def _move(peer: Peer, study_uid: str, series_uids, delivery: ReceivedStudy, move
     try:
         return scu.move(peer, move_aet, study_uid, series_uids)
     finally:
+        receiving = list(server.active_associations)
         server.shutdown()
+        for assoc in receiving:  # no store handler still writing into a delivery the caller may remove
+            assoc.join(scu.DIMSE_TIMEOUT_S)

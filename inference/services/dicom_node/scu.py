@@ -124,7 +124,7 @@ def find(peer: Peer, level: str, keys: dict[str, str]) -> list[dict[str, str]]:
     try:
         for status, identifier in assoc.send_c_find(_query(level, keys, returned),
                                                     StudyRootQueryRetrieveInformationModelFind):
-            if status is None:
+            if not status:  # None, or pynetdicom's empty Dataset when the connection was lost or aborted
                 raise AssociationFailed(f"{peer}: C-FIND got no response (connection lost)")
             if status.Status in (0xFF00, 0xFF01) and identifier is not None:
                 matches.append({k: _text(identifier.get(k)) for k in returned if k in identifier})
@@ -157,7 +157,7 @@ def _sub_operations(peer: Peer, responses, what: str) -> dict[str, int]:
     counts = {"completed": 0, "failed": 0, "warning": 0}
     final = None
     for status, _ in responses:
-        if status is None:
+        if not status:  # None, or pynetdicom's empty Dataset when the PACS went down or aborted mid-way
             raise AssociationFailed(f"{peer}: {what} got no response (connection lost)")
         final = status
     if final is None:
@@ -191,6 +191,8 @@ def get(peer: Peer, study_uid: str, series_uids: list[str] | None, on_store: Cal
     finally:
         if assoc.is_established:
             assoc.release()
+        # a store handler may still be writing when the connection was lost: the caller's clean-up comes after it
+        assoc.join(DIMSE_TIMEOUT_S)
     return total
 
 
