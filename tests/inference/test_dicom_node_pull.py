@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from io import StringIO
 
+import pydicom
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -157,3 +158,24 @@ def test_a_pacs_going_down_mid_retrieve_is_a_clear_failure_leaving_nothing_behin
     assert not list((tmp_path / "spool").rglob("*.dcm")) and not Dataset.objects.filter(name="Half").exists()
     assert node_summary()["receiving"] == 0
 
+
+def test_a_dicomweb_retrieve_keeps_instances_with_odd_numbers(transactional_db, settings, tmp_path, realct):
+    """WADO-RS instances were recorded with ``int(InstanceNumber)`` and ``float`` positions: one instance with an
+    InstanceNumber of '1.5' (or a position 'nan') made the whole retrieve fail, where the listener takes it and
+    leaves the judging to the importer. Now both read them alike (left out when they are no numbers)."""
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    settings.ADRENAL_AUTO_PROPOSE = False
+    orthanc = _small_pacs(tmp_path, realct, patient_id="ODD-0001")
+    try:
+        odd = pydicom.dcmread(orthanc.files[0])
+        odd.InstanceNumber = "1.5"
+        odd["ImagePositionPatient"].value = ["nan", "0", "0"]
+        odd.save_as(orthanc.files[0])
+        orthanc.upload(orthanc.files)
+        doc = _run("pacs_retrieve", orthanc.study_info["study_uid"], "--dataset", "Odd", "--dicomweb",
+                   f"{orthanc.url}/dicom-web", "--sync")
+    finally:
+        orthanc.stop()
+    assert doc["instances"] == 12 and doc["status"] == "succeeded", doc
+    row = ReceivedStudy.objects.get(pk=doc["delivery"]).instances.get(sop_instance_uid=odd.SOPInstanceUID)
+    assert row.instance_number is None and row.position is None
