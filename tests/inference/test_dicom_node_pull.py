@@ -8,6 +8,7 @@ from io import StringIO
 
 import pydicom
 import pytest
+import requests
 from django.core.management import CommandError, call_command
 
 from annotations.models import Dataset, Series
@@ -179,3 +180,37 @@ def test_a_dicomweb_retrieve_keeps_instances_with_odd_numbers(transactional_db, 
     assert doc["instances"] == 12 and doc["status"] == "succeeded", doc
     row = ReceivedStudy.objects.get(pk=doc["delivery"]).instances.get(sop_instance_uid=odd.SOPInstanceUID)
     assert row.instance_number is None and row.position is None
+
+
+def test_query_keys_the_pacs_would_misread_are_refused_and_names_match_in_utf8(pacs, db, tmp_path):
+    """'--date 2024-01-17' (ISO, as people type it) went to the PACS as it was and came back with no match, as
+    did a backslash (two values) or an over-long ID; a UID with a wildcard would retrieve what it matches.
+    Each is refused naming the problem. A name in Japanese went out without a character set, each character sent
+    as '?', a wildcard for any character, so 'Yamada Tarou' matched 'Yamada Hanako' too; the query now says
+    UTF-8."""
+    peer = f"ORTHANC@127.0.0.1:{pacs.dicom_port}"
+    for opt, value, why in (("--date", "2024-01-17", "not YYYYMMDD"), ("--date", "20241301", "not YYYYMMDD"),
+                            ("--name", "DOE\\JOHN", "backslash"), ("--patient", "X" * 65, "longer than the 64"),
+                            ("--study", "1.2.*", "not a DICOM UID")):
+        with pytest.raises(CommandError, match=why):
+            call_command("pacs_query", "--pacs", peer, opt, value)
+    with pytest.raises(CommandError, match="not a DICOM UID"):
+        call_command("pacs_retrieve", "*", "--dataset", "Everything", "--pacs", peer)
+    assert not Dataset.objects.filter(name="Everything").exists()
+    assert _run("pacs_query", "--pacs", peer, "--date", "20240117-")["matches"]  # an open range is fine
+    uids = {}
+    requests.put(f"{pacs.url}/tools/default-encoding", data="Utf8", timeout=10).raise_for_status()  # its answers
+    try:
+        for name in ("山田^太郎", "山田^花子", "Müller^Zoë"):
+            ds = pydicom.dcmread(pacs.study_info["abdomen"][1][0])
+            ds.SpecificCharacterSet, ds.PatientName, ds.PatientID = "ISO_IR 192", name, "CHARSET-1"
+            ds.StudyInstanceUID = uids[name] = pydicom.uid.generate_uid()
+            ds.SeriesInstanceUID, ds.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.save_as(tmp_path / "one.dcm")
+            pacs.upload([tmp_path / "one.dcm"])
+        for name in uids:
+            found = _run("pacs_query", "--pacs", peer, "--name", name)["matches"]
+            assert [(m["StudyInstanceUID"], m["PatientName"]) for m in found] == [(uids[name], name)]
+    finally:
+        requests.put(f"{pacs.url}/tools/default-encoding", data="Latin1", timeout=10)

@@ -28,13 +28,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts) -> None:
         level = "series" if opts["series"] else "study"
-        keys = pull.query_keys(patient_id=opts["patient"], patient_name=opts["name"], date=opts["date"],
-                               modality=opts["modality"], description=opts["description"], study_uid=opts["study"],
-                               level=level)
         try:
+            keys = pull.query_keys(patient_id=opts["patient"], patient_name=opts["name"], date=opts["date"],
+                                   modality=opts["modality"], description=opts["description"],
+                                   study_uid=opts["study"], level=level)
             peer = parse_peer(opts["pacs"], "--pacs") if opts["pacs"] else None
             matches = pull.query(level, keys, peer=peer, url=opts["dicomweb"])
-        except (ConfigError, AssociationFailed) as exc:
+        except (ConfigError, AssociationFailed, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         except OSError as exc:
             raise CommandError(f"DICOMweb query failed: {exc}") from exc

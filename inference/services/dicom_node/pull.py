@@ -4,7 +4,9 @@ or C-MOVE against a DIMSE peer (``ADRENAL_PACS``), or QIDO-RS and WADO-RS when a
 ``dicom_study`` job imports it like a received study (verdicts only when asked)."""
 from __future__ import annotations
 
+import re
 import shutil
+from datetime import datetime
 from io import BytesIO
 
 from django.conf import settings
@@ -36,7 +38,44 @@ def query_keys(*, patient_id: str = "", patient_name: str = "", date: str = "", 
         keys.update(Modality=modality, SeriesDescription=description)
     else:
         keys.update(ModalitiesInStudy=modality, StudyDescription=description)
-    return {k: v for k, v in keys.items() if v}
+    keys = {k: v.strip() for k, v in keys.items() if v and v.strip()}
+    for keyword, value in keys.items():
+        check_key(keyword, value)
+    return keys
+
+
+DATE_RANGE_RE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
+MAX_CHARS = {"PatientID": 64, "PatientName": 64, "StudyDescription": 64, "SeriesDescription": 64,
+             "ModalitiesInStudy": 16, "Modality": 16}
+
+
+def check_key(keyword: str, value: str) -> None:
+    """Refuse a matching key the PACS would read otherwise than meant (ValueError naming it): a date not
+    ``YYYYMMDD`` or a range of them (an ISO '2024-01-31' matched nothing, silently), a backslash (it splits a DICOM
+    value in two), a value longer than its element allows, a UID with wildcards or other characters (UIDs match
+    exactly), control characters."""
+    if "\\" in value:
+        raise ValueError(f"{keyword} {value!r}: a backslash separates DICOM values; give one value")
+    if any(ord(ch) < 32 for ch in value):
+        raise ValueError(f"{keyword} {value!r}: control characters are not allowed")
+    if keyword == "StudyDate":
+        m = DATE_RANGE_RE.match(value)
+        dates = [d for d in (m.group(1), m.group(3)) if d] if m and value != "-" else None
+        try:
+            for d in dates or []:
+                datetime.strptime(d, "%Y%m%d")
+        except ValueError:
+            dates = None
+        if not dates:
+            raise ValueError(f"date {value!r} is not YYYYMMDD or a range YYYYMMDD-YYYYMMDD (either end may be left "
+                             f"open: 20240101-)")
+    elif keyword == "StudyInstanceUID":
+        if len(value) > 64 or not re.fullmatch(r"[0-9]+(\.[0-9]+)*", value):
+            raise ValueError(f"UID {value!r} is not a DICOM UID (digits and dots, at most 64; UIDs match "
+                             f"exactly, without wildcards)")
+    elif len(value) > MAX_CHARS.get(keyword, 64):
+        raise ValueError(f"{keyword} {value[:80]!r} is longer than the {MAX_CHARS.get(keyword, 64)} characters "
+                         f"DICOM allows")
 
 
 def query(level: str, keys: dict[str, str], *, peer: Peer | None = None, url: str | None = None) -> list[dict]:
@@ -62,6 +101,8 @@ def retrieve(study_uid: str, *, dataset: Dataset, series_uids: list[str] | None 
     ``move_port``: the PACS must know that AE at this host and port) or "dicomweb" (WADO-RS from ``url``).
     Raises ConfigError, AssociationFailed, or requests' errors for DICOMweb, before anything arrived;
     RetrieveFailed after (the partial delivery is removed)."""
+    for uid in (study_uid, *(series_uids or ())):  # '*' or '1.2.*' would ask the PACS for what they match
+        check_key("StudyInstanceUID", uid)
     url = url if url is not None else ("" if peer else settings.ADRENAL_DICOMWEB_URL)
     if url and method != "dicomweb":
         method = "dicomweb"

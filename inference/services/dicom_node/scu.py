@@ -110,6 +110,10 @@ def _query(level: str, keys: dict[str, str], returned: tuple[str, ...]) -> Datas
     for keyword, value in keys.items():
         if value:
             setattr(ds, keyword, value)
+    if any(not str(v).isascii() for v in keys.values() if v):
+        # without it the query went out in the default repertoire, each 'é' or '日' a '?': a wildcard for any
+        # character, so 'Zoë' matched 'Zoe' and 'Zoä' as well
+        ds.SpecificCharacterSet = "ISO_IR 192"
     return ds
 
 
