@@ -125,6 +125,18 @@ def test_a_per_gland_verdict_reports_the_score_its_operating_value_applies_to(re
                                       series_instance_uid=generate_uid(), device_uid=generate_uid()))
     assert report["score"] == pytest.approx(0.42) and report["fraction"] == 0.5
     assert "scan score 0.42" in report["texts"][0]
+    # its probability is the calibrated scan score (the verdict page's), not a mean over images as it was labelled
+    assert "calibrated probability 0.61" in report["texts"][0] and "mean probability" not in report["texts"][0]
+    assert report["probability"] == 0.61
+    path = _save(build_report(real["source"], findings, sop_instance_uid=generate_uid(),
+                              series_instance_uid=generate_uid(), device_uid=generate_uid()), real["folder"] / "gl.dcm")
+    errors, output = dciodvfy(path)
+    assert not errors, output
+    assert "mean probability 0.61" in abnormal_findings(real["boxes"]).summary()
+    # the key images' headline too: it compared the image vote (0.50) with the operating value, so a per-gland
+    # verdict read "ABNORMAL (fraction 0.20, operating value 0.40)" where 0.20 was never the number judged
+    assert findings.title() == "Adrenal CT AI: ABNORMAL (scan score 0.42, operating value 0.40)"
+    assert abnormal_findings(real["boxes"]).title() == "Adrenal CT AI: ABNORMAL (fraction 0.50, operating value 0.40)"
 
 
 def test_not_assessable_sr_says_why_without_boxes(real):

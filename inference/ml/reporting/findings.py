@@ -71,6 +71,18 @@ class Findings:
     def verdict_text(self) -> str:
         return self.verdict.replace("_", " ")
 
+    def title(self) -> str:
+        """The key images' headline: the verdict and the number the operating value applies to (the scan score
+        for per-gland models, else the fraction of images voted abnormal)."""
+        text = f"Adrenal CT AI: {self.verdict_text.upper()}"
+        if self.operating_value is None:
+            return text
+        if self.score is not None:
+            return text + f" (scan score {self.score:.2f}, operating value {self.operating_value:.2f})"
+        if self.fraction is not None:
+            return text + f" (fraction {self.fraction:.2f}, operating value {self.operating_value:.2f})"
+        return text
+
     def summary(self) -> str:
         """One line: the verdict, the numbers behind it, or the reason."""
         if self.verdict == "not_assessable":
@@ -81,8 +93,9 @@ class Findings:
         elif self.fraction is not None and self.operating_value is not None:
             parts.append(f"fraction of images voted abnormal {self.fraction:.2f} (operating value "
                          f"{self.operating_value:.2f})")
-        if self.probability is not None:
-            parts.append(f"mean probability {self.probability:.2f}")
+        if self.probability is not None:  # per-gland models: the calibrated scan score, not a mean over images
+            parts.append(f"{'calibrated probability' if self.score is not None else 'mean probability'} "
+                         f"{self.probability:.2f}")
         flagged = [s.name for s in self.sides.values() if s.abnormal]
         if flagged:
             parts.append("side(s) pointed to: " + ", ".join(flagged))

@@ -6,7 +6,8 @@ Content (codes: SNOMED CT and DCM where they exist, private scheme ``99ADRCT`` o
 - observation context: the device (name, model and version of the classifier);
 - measurement group "scan verdict" (TID 1501) on the adrenal glands: qualitative evaluation *Adrenal lesion
   verdict* = Abnormal / Normal (SNOMED CT) / Not assessable, measurements *scan score* (per-gland models: what the
-  operating value applies to), *fraction of images voted abnormal*, *operating value*, *mean image probability*,
+  operating value applies to), *fraction of images voted abnormal*, *operating value*, *mean image probability* (per-gland models:
+  *calibrated probability*, what their verdict pages show),
   and the algorithm identification (model name, version, parameters);
 - one measurement group per side with a crop box (TID 1411, finding site adrenal gland + laterality): the box
   as an SCOORD3D volume surface (its lowest and highest axial rectangles, in the source series' frame of
@@ -34,6 +35,7 @@ SCHEME = "99ADRCT"
 FRACTION = Code("FRAC", SCHEME, "Fraction of 2.5D images voted abnormal")
 OPERATING_VALUE = Code("OPV", SCHEME, "Operating value")
 PROBABILITY = Code("PROB", SCHEME, "Mean image probability of an adrenal lesion")
+CALIBRATED_PROBABILITY = Code("CALPROB", SCHEME, "Calibrated probability of an adrenal lesion")
 SIDE_SCORE = Code("SIDE", SCHEME, "Side score (the gland's own score)")
 SCAN_SCORE = Code("SCORE", SCHEME, "Scan score (max over the glands of their top-k mean)")
 NOT_ASSESSABLE = Code("NA", SCHEME, "Not assessable")
@@ -70,8 +72,9 @@ def _scan_group(findings: Findings, source: SourceSeries, algorithm) -> hd.sr.Me
         measurements.append(_number(FRACTION, findings.fraction, algorithm))
     if findings.operating_value is not None:
         measurements.append(_number(OPERATING_VALUE, findings.operating_value, algorithm))
-    if findings.probability is not None:
-        measurements.append(_number(PROBABILITY, findings.probability, algorithm))
+    if findings.probability is not None:  # per-gland models report the calibrated scan score, not an image mean
+        name = CALIBRATED_PROBABILITY if findings.score is not None else PROBABILITY
+        measurements.append(_number(name, findings.probability, algorithm))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=hd.UID.from_uuid(str(_uuid(source.series_uid, "scan"))), identifier="scan verdict"),
@@ -181,7 +184,8 @@ def read_report(dataset: Dataset) -> dict:
             out["verdict"] = _verdict_of_code(ev.value)
         for m in group.get_measurements():
             key = {FRACTION.value: "fraction", OPERATING_VALUE.value: "operating_value",
-                   PROBABILITY.value: "probability", SCAN_SCORE.value: "score"}.get(m.name.value)
+                   PROBABILITY.value: "probability", CALIBRATED_PROBABILITY.value: "probability",
+                   SCAN_SCORE.value: "score"}.get(m.name.value)
             if key:
                 out[key] = float(m.value)
     names = hd.sr.utils.find_content_items(sr, name=codes.DCM.AlgorithmName, recursive=True)

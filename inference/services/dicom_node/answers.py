@@ -118,13 +118,6 @@ def _bytes(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def _title(findings: Findings) -> str:
-    text = f"Adrenal CT AI: {findings.verdict_text.upper()}"
-    if findings.fraction is not None and findings.operating_value is not None:
-        text += f" (fraction {findings.fraction:.2f}, operating value {findings.operating_value:.2f})"
-    return text
-
-
 def existing_results(prediction: Prediction) -> list[DicomResult]:
     """The prediction's results, when all their files are there."""
     results = list(prediction.dicom_results.all())
@@ -149,7 +142,7 @@ def make_results(prediction: Prediction) -> list[DicomResult]:
     if slices and getattr(series, "volume", None) is not None:
         volume = load_nifti(local_path(series.volume.file.name))
         for n, z in enumerate(slices, 1):
-            image = render_axial(volume, z, findings, title=_title(findings))
+            image = render_axial(volume, z, findings, title=findings.title())
             ds = build_key_image(source, image, sop_instance_uid=_uid(prediction, source, "sc", n),
                                  series_instance_uid=sc_series, instance_number=n, manufacturer=MANUFACTURER)
             made.append((DicomResult.Kind.SC, ds, f"sc_{n:02d}.dcm", f"key image at z = {z:.1f} mm"))
