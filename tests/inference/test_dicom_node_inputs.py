@@ -52,3 +52,16 @@ def test_an_instance_whose_position_or_number_is_not_a_number_is_stored(db, real
     assert scp._on_store(event) == SUCCESS
     row = ReceivedInstance.objects.get(sop_instance_uid=str(event.dataset.SOPInstanceUID))
     assert row.position == position and row.instance_number == number and row.size > 500_000
+
+
+def test_an_instance_with_a_uid_over_64_characters_is_refused_for_good_with_the_reason(db, realct):
+    """A SOP Instance UID of 70 characters (no DICOM UID; some broken exporters write them) was recorded in the
+    node's 64-character columns: on PostgreSQL the insert failed, the node answered 0xA700 (out of resources), a
+    status a PACS retries for ever, and no result could have been filed back. It is now refused with a failure
+    status that says which UID is too long, and nothing is stored."""
+    event = _event(realct, None)
+    event.dataset.SOPInstanceUID = "1.2.826.0.1." + "1234567890" * 6 + ".1"
+    scp = StorageSCP(aet="ADRENAL", port=0, peers=[])
+    status = scp._on_store(event)
+    assert status.Status == 0xC000 and status.ErrorComment == "SOPInstanceUID over 64 characters"
+    assert not ReceivedInstance.objects.exists()

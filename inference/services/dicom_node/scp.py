@@ -33,6 +33,7 @@ from pydicom.uid import (
     LegacyConvertedEnhancedCTImageStorage,
     RLELossless,
 )
+from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
@@ -52,7 +53,17 @@ SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
 REJECT_PERMANENT, SERVICE_USER, CALLING_AET_NOT_RECOGNISED = 0x01, 0x01, 0x03
 
 
-def parse_store(event) -> dict | int:
+MAX_UID_CHARS = 64
+
+
+def failure(status: int, comment: str) -> Dataset:
+    """A C-STORE failure status with its reason (Error Comment, 64 characters), shown in the sender's log."""
+    ds = Dataset()
+    ds.Status, ds.ErrorComment = status, comment[:64]
+    return ds
+
+
+def parse_store(event) -> dict | int | Dataset:
     """The fields of a C-STORE request (``save_instance`` keyword arguments), or the failure status to answer."""
     try:
         ds = event.dataset
@@ -64,6 +75,14 @@ def parse_store(event) -> dict | int:
     if not all(fields.values()):
         log.warning("C-STORE refused: instance without Study/Series/SOP Instance UID")
         return CANNOT_UNDERSTAND
+    names = {"study_uid": "StudyInstanceUID", "series_uid": "SeriesInstanceUID", "sop_uid": "SOPInstanceUID"}
+    too_long = [names[k] for k, v in fields.items() if len(v) > MAX_UID_CHARS]
+    if too_long:
+        # a permanent refusal naming it: recorded (64-character columns) it failed on PostgreSQL with 0xA700, which a
+        # PACS retries for ever, and no result could be filed back (a UID over 64 characters is not DICOM)
+        comment = f"{', '.join(too_long)} over {MAX_UID_CHARS} characters"
+        log.warning("C-STORE %s", comment)
+        return failure(CANNOT_UNDERSTAND, comment)
     # bookkeeping only, read as the importer reads them: a position or number that is not one (NaN, 'abc',
     # '1.5') is None here and the importer's business later, never a refused instance the PACS retries
     position = finite_numbers(ds.get("ImagePositionPatient"), 3)
@@ -115,7 +134,7 @@ def store_handler(delivery: ReceivedStudy):
 
     def handle(event) -> int:
         fields = parse_store(event)
-        if isinstance(fields, int):
+        if not isinstance(fields, dict):  # the failure status to answer
             return fields
         try:
             save_instance(delivery, **fields)
@@ -158,7 +177,7 @@ class StorageSCP:
 
     def _on_store(self, event) -> int:
         fields = parse_store(event)
-        if isinstance(fields, int):
+        if not isinstance(fields, dict):  # the failure status to answer
             return fields
         try:
             record_instance(calling_aet=str(event.assoc.requestor.ae_title).strip(),
