@@ -238,3 +238,30 @@ def test_results_for_a_study_in_any_character_set_are_written_in_utf8(real, tmp_
         assert not errors, output
         back = pydicom.dcmread(path)
         assert back.SpecificCharacterSet == "ISO_IR 192" and str(back.PatientName) == name
+
+
+def test_results_for_a_source_without_type2_patient_and_study_attributes(real, tmp_path):
+    """A CT that leaves out AccessionNumber, StudyID, PatientID... (Type 2, often simply absent: research exports,
+    modalities without a worklist) made highdicom fail with AttributeError, so the study never got its SR (the
+    answer job's error: "'Dataset' object has no attribute 'AccessionNumber'"). They are now written empty, as
+    the standard asks when unknown, and both results pass dciodvfy in the source's study."""
+    from inference.ml.reporting.findings import TYPE2_KEYWORDS
+
+    header = pydicom.Dataset()
+    header.update(real["source"].header)
+    for keyword in TYPE2_KEYWORDS:
+        delattr(header, keyword)
+    source = SourceSeries(header, real["source"].images)
+    findings = abnormal_findings(real["boxes"])
+    sr = build_report(source, findings, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+                      device_uid=generate_uid())
+    sc = build_key_image(source, render_axial(real["volume"], key_slices(findings, 1)[0], findings),
+                         sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(), instance_number=1)
+    for ds, stem in ((sr, "sr"), (sc, "sc")):
+        path = _save(ds, tmp_path / f"{stem}.dcm")
+        errors, output = dciodvfy(path)
+        assert not errors, output
+        back = pydicom.dcmread(path)
+        assert back.StudyInstanceUID == real["source"].study_uid and back.AccessionNumber == "" and back.PatientID == ""
+    assert read_report(sr)["verdict"] == "abnormal"
+    assert "AccessionNumber" not in header  # the caller's header is not changed

@@ -120,7 +120,7 @@ class SourceSeries:
     images: tuple[SourceImage, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "header", utf8_header(self.header))
+        object.__setattr__(self, "header", with_type2(utf8_header(self.header)))
 
     @property
     def study_uid(self) -> str:
@@ -170,6 +170,24 @@ def utf8_header(header: Dataset) -> Dataset:
     out = copy.deepcopy(header)
     out.decode()  # an unknown character set is read as the default repertoire (pydicom warns)
     out.SpecificCharacterSet = RESULT_CHARACTER_SET
+    return out
+
+
+# Type 2 patient and study attributes (present, possibly empty) that source instances often leave out
+TYPE2_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                  "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def with_type2(header: Dataset) -> Dataset:
+    """``header`` with each of ``TYPE2_KEYWORDS`` it lacks added empty (a copy when any is missing). A CT without
+    an AccessionNumber or StudyID (common: research exports, modalities without a worklist) made highdicom fail
+    with AttributeError, so that study never got its SR; empty is what the standard asks for when unknown."""
+    missing = [k for k in TYPE2_KEYWORDS if k not in header]
+    if not missing:
+        return header
+    out = copy.deepcopy(header)
+    for keyword in missing:
+        setattr(out, keyword, "")
     return out
 
 
