@@ -265,3 +265,34 @@ def test_results_for_a_source_without_type2_patient_and_study_attributes(real, t
         assert back.StudyInstanceUID == real["source"].study_uid and back.AccessionNumber == "" and back.PatientID == ""
     assert read_report(sr)["verdict"] == "abnormal"
     assert "AccessionNumber" not in header  # the caller's header is not changed
+
+
+@pytest.mark.parametrize("keyword, value, written", [
+    ("StudyDate", "2024-01-17", "20240117"), ("StudyDate", "abc", ""), ("PatientBirthDate", "19581302", ""),
+    ("StudyTime", "10:15:00", "101500"), ("StudyTime", "25:00", ""), ("PatientSex", "FEMALE", "F"),
+    ("PatientSex", "U", ""), ("PatientSex", "f", "F"),
+])
+def test_results_for_a_source_with_a_non_conformant_date_time_or_sex(real, tmp_path, keyword, value, written):
+    """A source whose StudyDate was written '2024-01-17', whose time was '25:00' or whose sex was 'U' or 'FEMALE'
+    (all seen from real modalities, which PACSes store) made highdicom refuse to build the SR and the key images
+    (ValueError: "Unable to convert '2024-01-17' to 'DA' object", "'U' is not a valid PatientSexValues"): the study
+    never got an answer. Such values are now written conformant, or empty when they say nothing."""
+    import io
+
+    header = pydicom.Dataset()
+    header.update(real["source"].header)
+    setattr(header, keyword, value)
+    buffer = io.BytesIO()
+    header.save_as(buffer, implicit_vr=False, little_endian=True)  # as the PACS sends it, read back
+    buffer.seek(0)
+    source = SourceSeries(pydicom.dcmread(buffer, force=True), real["source"].images)
+    findings = abnormal_findings(real["boxes"])
+    sr = build_report(source, findings, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+                      device_uid=generate_uid())
+    sc = build_key_image(source, render_axial(real["volume"], key_slices(findings, 1)[0], findings),
+                         sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(), instance_number=1)
+    for ds, stem in ((sr, "sr"), (sc, "sc")):
+        path = _save(ds, tmp_path / f"{stem}.dcm")
+        errors, output = dciodvfy(path)
+        assert not errors, output
+        assert str(pydicom.dcmread(path).get(keyword, "")) == written

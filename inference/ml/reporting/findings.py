@@ -3,7 +3,9 @@ boxes (LPS mm), the model, and the source series the result refers to (its heade
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pydicom.dataset import Dataset
 
@@ -120,7 +122,7 @@ class SourceSeries:
     images: tuple[SourceImage, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "header", with_type2(utf8_header(self.header)))
+        object.__setattr__(self, "header", conformant_header(with_type2(utf8_header(self.header))))
 
     @property
     def study_uid(self) -> str:
@@ -188,6 +190,45 @@ def with_type2(header: Dataset) -> Dataset:
     out = copy.deepcopy(header)
     for keyword in missing:
         setattr(out, keyword, "")
+    return out
+
+
+def _date(value: str) -> str:
+    digits = "".join(ch for ch in value if ch.isdigit())  # '2024-01-17' and '2024.01.17' as older systems write
+    try:
+        return datetime.strptime(digits, "%Y%m%d").strftime("%Y%m%d") if len(digits) == 8 else ""
+    except ValueError:
+        return ""
+
+
+def _time(value: str) -> str:
+    digits = value.replace(":", "").strip()
+    return digits if TIME_RE.match(digits) else ""
+
+
+TIME_RE = re.compile(r"^([01][0-9]|2[0-3])([0-5][0-9]([0-5][0-9](\.[0-9]{1,6})?)?)?$")
+CLEANERS = {"StudyDate": _date, "PatientBirthDate": _date, "StudyTime": _time,
+            "PatientSex": lambda v: v.strip().upper()[:1] if v.strip().upper() in ("M", "F", "O", "MALE", "FEMALE",
+                                                                                  "OTHER") else ""}
+
+
+def conformant_header(header: Dataset) -> Dataset:
+    """``header`` with the dates, times and sex that highdicom parses made conformant (a copy when any is changed):
+    a date written '2024-01-17' becomes 20240117, a value that is none ('abc', a time '25:00', a sex 'X' or 'U')
+    is left empty (Type 2: unknown). Copied as they were, each made highdicom refuse to build the SR and the key
+    images (ValueError), so that study never got an answer."""
+    changes = {}
+    for keyword, clean in CLEANERS.items():
+        if keyword in header and header[keyword].value not in (None, ""):
+            raw = str(header[keyword].value)
+            fixed = clean(raw)
+            if fixed != raw:
+                changes[keyword] = fixed
+    if not changes:
+        return header
+    out = copy.deepcopy(header)
+    for keyword, value in changes.items():
+        setattr(out, keyword, value)
     return out
 
 
