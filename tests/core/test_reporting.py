@@ -296,3 +296,27 @@ def test_results_for_a_source_with_a_non_conformant_date_time_or_sex(real, tmp_p
         errors, output = dciodvfy(path)
         assert not errors, output
         assert str(pydicom.dcmread(path).get(keyword, "")) == written
+
+
+@pytest.mark.parametrize("raw, written", [(b"1,75", "1.75"), (b"abc ", None)])
+def test_results_for_a_source_with_a_weight_or_size_that_is_no_dicom_number(real, tmp_path, raw, written):
+    """PatientSize '1,75' (a decimal comma, as European modalities write it) or a weight 'abc' made the SR's
+    evidence copy fail (ValueError: could not convert string to float), so the study got no SR. The number is
+    now read with its comma, and a value that is none left out (Type 3)."""
+    import io
+
+    header = pydicom.Dataset()
+    header.update(real["source"].header)
+    header.PatientSize = "9.99"
+    buffer = io.BytesIO()
+    header.save_as(buffer, implicit_vr=False, little_endian=True)
+    data = buffer.getvalue()
+    assert data.count(b"9.99") == 1
+    source = SourceSeries(pydicom.dcmread(io.BytesIO(data.replace(b"9.99", raw)), force=True), real["source"].images)
+    sr = build_report(source, abnormal_findings(real["boxes"]), sop_instance_uid=generate_uid(),
+                      series_instance_uid=generate_uid(), device_uid=generate_uid())
+    path = _save(sr, tmp_path / "sr.dcm")
+    errors, output = dciodvfy(path)
+    assert not errors, output
+    back = pydicom.dcmread(path)
+    assert (str(back.PatientSize) if "PatientSize" in back else None) == written

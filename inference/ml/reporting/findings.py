@@ -3,6 +3,7 @@ boxes (LPS mm), the model, and the source series the result refers to (its heade
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -215,7 +216,8 @@ CLEANERS = {"StudyDate": _date, "PatientBirthDate": _date, "StudyTime": _time,
 def conformant_header(header: Dataset) -> Dataset:
     """``header`` with the dates, times and sex that highdicom parses made conformant (a copy when any is changed):
     a date written '2024-01-17' becomes 20240117, a value that is none ('abc', a time '25:00', a sex 'X' or 'U')
-    is left empty (Type 2: unknown). Copied as they were, each made highdicom refuse to build the SR and the key
+    is left empty (Type 2: unknown); a weight or size with a decimal comma ('1,75') is read as a number, one that is
+    none is left out (Type 3). Copied as they were, each made highdicom refuse to build the SR and the key
     images (ValueError), so that study never got an answer."""
     changes = {}
     for keyword, clean in CLEANERS.items():
@@ -224,12 +226,30 @@ def conformant_header(header: Dataset) -> Dataset:
             fixed = clean(raw)
             if fixed != raw:
                 changes[keyword] = fixed
+    for keyword in DS_KEYWORDS:  # Type 3 numbers: '1,75' (a decimal comma) read as 1.75, 'abc' left out
+        if keyword in header:
+            raw = header.get_item(keyword).value
+            text = (raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw or "")).strip()
+            try:
+                number = float(text.replace(",", ".")) if text else None
+            except ValueError:
+                number = None
+            if number is None or not math.isfinite(number):
+                changes[keyword] = None
+            elif text != str(raw).strip() or "," in text or isinstance(raw, bytes):
+                changes[keyword] = f"{number:.6g}"
     if not changes:
         return header
     out = copy.deepcopy(header)
     for keyword, value in changes.items():
-        setattr(out, keyword, value)
+        if value is None:
+            del out[keyword]
+        else:
+            setattr(out, keyword, value)
     return out
+
+
+DS_KEYWORDS = ("PatientWeight", "PatientSize")
 
 
 # Patient and general study attributes a result copies from its source (so it files into the same study).
