@@ -17,7 +17,7 @@ import zipfile
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -32,11 +32,20 @@ def _prediction(request, pk: int) -> Prediction:
     return get_object_or_404(qs, pk=pk)
 
 
+class ResultsUnavailable(APIException):
+    """The source header kept for the scan gives no SR or key image (422, the cause named)."""
+
+    status_code = 422
+    default_code = "dicom_results_unavailable"
+
+
 def _results(prediction: Prediction) -> list[DicomResult]:
     try:
         return answers.make_results(prediction)
     except answers.NoSource as exc:
         raise NotFound(str(exc)) from exc
+    except answers.CannotBuild as exc:
+        raise ResultsUnavailable(str(exc)) from exc
 
 
 class PredictionDicom(APIView):

@@ -114,6 +114,25 @@ def test_results_of_a_scan_not_from_the_pacs_answer_404(db, settings, tmp_path, 
     assert client_as("clinician").get(f"/api/predictions/{p.pk}/dicom/").status_code == 404  # not a member
 
 
+def test_results_from_a_header_that_cannot_be_read_answer_422_naming_it(db, settings, tmp_path, client_as):
+    """A kept source header that is no DICOM (a disk fault, a file cut short) made the results API answer 500;
+    it answers 422 naming the series and the cause, for the list and the zip alike."""
+    from inference.services.dicom_node import spool
+
+    p = _prediction(settings, tmp_path)
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    path = spool.header_path(p.series.study.study_uid, p.series.series_uid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"DICM" + b"\xff" * 300)
+    c = client_as("admin")
+    for url in (f"/api/predictions/{p.pk}/dicom/", f"/api/predictions/{p.pk}/dicom.zip"):
+        r = c.get(url)
+        assert r.status_code == 422, (url, r.status_code)
+        assert f"no DICOM result could be made for series {p.series.pk}" in r.json()["detail"]
+    with pytest.raises(answers.CannotBuild):
+        answers.make_results(p)
+
+
 def test_a_failed_delivery_is_logged_and_given_up_after_the_last_attempt(db, settings, tmp_path):
     p = _prediction(settings, tmp_path)
     settings.ADRENAL_DICOM_MAX_ATTEMPTS, settings.ADRENAL_DICOM_RETRY_SECONDS = 2, 30

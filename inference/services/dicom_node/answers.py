@@ -42,6 +42,11 @@ class NoSource(LookupError):
     filed in its study."""
 
 
+class CannotBuild(ValueError):
+    """The kept source header cannot be read, or no SR or key image can be built from it; the message names the
+    series and the cause."""
+
+
 def model_of(run: TrainingRun) -> ModelInfo:
     config = run.config or {}
     name = f"adrenal-2.5d {run.preset} run {run.pk}" + (f" ({run.name})" if run.name else "")
@@ -128,10 +133,21 @@ def existing_results(prediction: Prediction) -> list[DicomResult]:
 
 def make_results(prediction: Prediction) -> list[DicomResult]:
     """The prediction's SR and key images (made once; later calls return them). Raises NoSource, or
-    ValueError when a DICOM object cannot be built from the source headers."""
+    CannotBuild (naming the series and the cause) when the kept header cannot be read or a DICOM object cannot
+    be built from it."""
     done = existing_results(prediction)
     if done:
         return done
+    try:
+        return _make_results(prediction)
+    except NoSource:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any source header a PACS accepted: named, never a 500
+        raise CannotBuild(f"no DICOM result could be made for series {prediction.series_id} from the header the "
+                          f"node kept: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def _make_results(prediction: Prediction) -> list[DicomResult]:
     series = prediction.series
     source = source_of(series)
     findings = findings_of(prediction)
