@@ -65,3 +65,42 @@ def test_an_instance_with_a_uid_over_64_characters_is_refused_for_good_with_the_
     status = scp._on_store(event)
     assert status.Status == 0xC000 and status.ErrorComment == "SOPInstanceUID over 64 characters"
     assert not ReceivedInstance.objects.exists()
+
+
+def test_a_received_instance_goes_to_a_file_and_one_over_the_limit_is_refused_naming_its_size(
+        transactional_db, realct, settings, tmp_path):
+    """Over a real association: pynetdicom kept every received data set whole in memory, so one peer's huge
+    instance could make the listener allocate gigabytes. It now arrives in a temporary file; an instance over
+    ``ADRENAL_DICOM_MAX_INSTANCE_BYTES`` is refused for good (0xC000) naming its size, and one within is copied
+    into the spool byte for byte."""
+    from pynetdicom import AE
+
+    from inference.services.dicom_node.config import Peer
+    from tests.plugins.pacs import free_port
+
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    source = sorted(realct["example_ct_dicom"].iterdir())[0]
+    ds = pydicom.dcmread(source)
+    ds.decompress()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    scp = StorageSCP(aet="ADRENAL", port=free_port(), peers=[Peer("SENDER", "127.0.0.1", 104)])
+    scp.start()
+    try:
+        sender = AE(ae_title="SENDER")
+        sender.add_requested_context(CTImageStorage, ImplicitVRLittleEndian)
+        for limit, expected in ((100_000, 0xC000), (None, SUCCESS)):
+            settings.ADRENAL_DICOM_MAX_INSTANCE_BYTES = limit
+            assoc = sender.associate("127.0.0.1", scp.port, ae_title="ADRENAL")
+            assert assoc.is_established
+            status = assoc.send_c_store(ds)
+            assoc.release()
+            assert status.Status == expected, status
+            if limit:
+                assert "over the node's 0.1 MB" in status.ErrorComment and "instance of 0.5 MB" in status.ErrorComment
+                assert not ReceivedInstance.objects.exists()
+    finally:
+        scp.stop()
+    row = ReceivedInstance.objects.get(sop_instance_uid=str(ds.SOPInstanceUID))
+    stored = pydicom.dcmread(settings.ADRENAL_DICOM_SPOOL / row.path)
+    assert row.size > 500_000 and stored.PixelData == ds.PixelData

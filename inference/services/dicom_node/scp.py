@@ -12,7 +12,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import pydicom
+import pynetdicom
+from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 from pydicom.uid import (
@@ -55,6 +59,27 @@ REJECT_PERMANENT, SERVICE_USER, CALLING_AET_NOT_RECOGNISED = 0x01, 0x01, 0x03
 
 MAX_UID_CHARS = 64
 
+# a received C-STORE data set goes to a temporary file as its fragments arrive, not into memory (pynetdicom keeps a
+# whole instance in memory otherwise, however large); the handlers read its header from the file and copy it
+pynetdicom._config.STORE_RECV_CHUNKED_DATASET = True
+
+
+def max_instance_bytes() -> int:
+    """The largest instance the node takes (``ADRENAL_DICOM_MAX_INSTANCE_BYTES``; default: the largest image any
+    reader builds, ``ADRENAL_MAX_VOXELS`` at 2 bytes a voxel, plus 16 MB of header)."""
+    configured = getattr(settings, "ADRENAL_DICOM_MAX_INSTANCE_BYTES", None)
+    if configured:
+        return int(configured)
+    return 2 * int(getattr(settings, "ADRENAL_MAX_VOXELS", 200_000_000)) + 16 * 1024**2
+
+
+def _received_file(event) -> Path | None:
+    """The temporary file pynetdicom wrote the data set to (None when it kept it in memory)."""
+    try:
+        return Path(event.dataset_path)
+    except (AttributeError, TypeError):
+        return None
+
 
 def failure(status: int, comment: str) -> Dataset:
     """A C-STORE failure status with its reason (Error Comment, 64 characters), shown in the sender's log."""
@@ -64,9 +89,17 @@ def failure(status: int, comment: str) -> Dataset:
 
 
 def parse_store(event) -> dict | int | Dataset:
-    """The fields of a C-STORE request (``save_instance`` keyword arguments), or the failure status to answer."""
+    """The fields of a C-STORE request (``save_instance`` keyword arguments), or the failure status to answer.
+    An instance over ``max_instance_bytes()`` is refused for good, naming its size, before its header is read."""
+    path = _received_file(event)
+    if path is not None:
+        size, limit = path.stat().st_size, max_instance_bytes()
+        if size > limit:
+            comment = f"instance of {size / 1e6:.1f} MB over the node's {limit / 1e6:.1f} MB"
+            log.warning("C-STORE refused: %s", comment)
+            return failure(CANNOT_UNDERSTAND, comment)
     try:
-        ds = event.dataset
+        ds = pydicom.dcmread(path, stop_before_pixels=True) if path is not None else event.dataset
         fields = {"study_uid": str(ds.StudyInstanceUID), "series_uid": str(ds.SeriesInstanceUID),
                   "sop_uid": str(ds.SOPInstanceUID)}
     except Exception as exc:  # noqa: BLE001 - a dataset we cannot read is refused, the batch goes on
@@ -87,15 +120,17 @@ def parse_store(event) -> dict | int | Dataset:
     # '1.5') is None here and the importer's business later, never a refused instance the PACS retries
     position = finite_numbers(ds.get("ImagePositionPatient"), 3)
     fields.update(sop_class_uid=str(event.context.abstract_syntax), transfer_syntax=str(event.context.transfer_syntax),
-                  data=event.encoded_dataset(include_meta=True), instance_number=instance_number(ds),
+                  data=path if path is not None else event.encoded_dataset(include_meta=True),
+                  instance_number=instance_number(ds),
                   position=list(position) if position else None)
     return fields
 
 
 def save_instance(delivery: ReceivedStudy, *, study_uid: str, series_uid: str, sop_uid: str, sop_class_uid: str,
-                  transfer_syntax: str, data: bytes, instance_number=None, position=None) -> ReceivedInstance:
-    """Write one instance (a whole DICOM file) atomically into ``delivery``'s spool folder and record it; the same
-    instance again overwrites itself. Call inside the caller's transaction when ordering matters."""
+                  transfer_syntax: str, data: bytes | Path, instance_number=None, position=None) -> ReceivedInstance:
+    """Write one instance (a whole DICOM file: its bytes, or the file pynetdicom received it into) atomically
+    into ``delivery``'s spool folder and record it; the same instance again overwrites itself. Call inside the
+    caller's transaction when ordering matters."""
     now = timezone.now()
     relative = spool.instance_path(delivery.folder, series_uid, sop_uid)
     size = spool.write_instance(relative, data)

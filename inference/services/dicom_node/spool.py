@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from io import BytesIO
 from pathlib import Path
 
@@ -36,8 +37,12 @@ def instance_path(folder: str, series_uid: str, sop_uid: str) -> str:
     return f"{folder}/{safe_name(series_uid)}/{safe_name(sop_uid)}.dcm"
 
 
-def write_instance(relative: str, data: bytes) -> int:
-    """Write a received instance (a whole DICOM file) atomically; returns its size."""
+def write_instance(relative: str, data: bytes | Path) -> int:
+    """Write a received instance (a whole DICOM file: bytes, or a file to copy) atomically; returns its size."""
+    if isinstance(data, Path):
+        with atomic_path(root() / relative) as tmp:
+            shutil.copyfile(data, tmp)
+        return (root() / relative).stat().st_size
     write_bytes(root() / relative, data)
     return len(data)
 
