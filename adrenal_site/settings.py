@@ -260,7 +260,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     # Longer than the hard limit, or Redis hands a long training task to a second worker.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 3600}
+    # A broker that does not answer (a host gone, a firewall dropping packets) fails a send within seconds
+    # (runner.send_job fails the job saying so) instead of holding the request that started it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 3600,
+                                       "socket_connect_timeout": 5}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -311,9 +311,19 @@ def run_now(task, job: Job) -> Job:
     return job
 
 
+NOT_SENT = "not queued: the job queue (broker) could not be reached; start it again once it is back"
+
+
 def send_job(job: Job) -> None:
-    """Send (or re-send) the job's task message."""
-    result = current_app.send_task(job.task_name, args=[job.pk], queue=job.queue)
+    """Send (or re-send) the job's task message. A broker that cannot be reached (Redis restarting, down) fails
+    the job saying so, at once: it neither stays 'queued' with no message behind it nor raises into the request
+    that started it (after its commit, a 500 with the job already stored)."""
+    try:
+        result = current_app.send_task(job.task_name, args=[job.pk], queue=job.queue)
+    except Exception as exc:  # noqa: BLE001 - kombu's OperationalError, a refused or timed-out connection
+        log.error("job %s could not be sent: %s", job.pk, exc)
+        finish(job, Job.Status.FAILED, message=NOT_SENT, error=f"{NOT_SENT}. {type(exc).__name__}: {exc}")
+        return
     Job.objects.filter(pk=job.pk).update(celery_id=result.id)
     job.celery_id = result.id
 

@@ -76,3 +76,29 @@ def test_reaper_fails_jobs_without_heartbeat(transactional_db):
     job.refresh_from_db()
     assert job.status == "failed" and "heartbeat" in job.error
     assert reap_stale() == 0
+
+
+def test_a_job_started_while_the_broker_is_down_fails_saying_so(transactional_db):
+    """Redis restarting or unreachable when a user starts a job: the request that queued it goes on (no
+    exception after its commit: a 500 with the job stored) and the job is failed naming the broker, not left
+    'queued' with no message behind it."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, database_url_for_subprocess
+
+    code = ("from django.db import transaction\n"
+            "from adrenal_site.jobs.runner import enqueue\n"
+            "from adrenal_site.jobs.tasks import selftest_cpu\n"
+            "with transaction.atomic():\n"
+            "    job = enqueue(selftest_cpu, kind='selftest')\n"
+            "print('JOB', job.pk, job.status)\n")
+    env = dict(os.environ, DATABASE_URL=database_url_for_subprocess(), CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    out = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    pk = int(out.stdout.split("JOB")[1].split()[0])
+    job = Job.objects.get(pk=pk)
+    assert out.stdout.split()[-1] == "failed" and job.status == "failed"
+    assert "broker" in job.message and "could not be reached" in job.message and "Connection refused" in job.error
