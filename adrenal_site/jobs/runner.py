@@ -18,7 +18,9 @@ The one state machine (``Job.Status``, transitions in ``Job.TRANSITIONS``), chan
   removes the job's upload, ``annotations.services.uploads.discard_upload``).
 
 Tasks must be idempotent: with late acknowledgement a task interrupted by a dying worker is delivered again
-(or re-sent at worker start, see ``signals``).
+(or re-sent at worker start, see ``signals``) and runs again from 0 % once its first run stopped beating, at most
+``MAX_ATTEMPTS`` times. A job delivered twice while its run is alive runs once: the second delivery waits and
+looks again (``_RunningElsewhere``); a run whose job another run ended stops at its next progress report.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from .models import Job
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 20
+ALIVE_WITHIN = timedelta(seconds=2 * HEARTBEAT_SECONDS + 5)  # a running job's run is alive while it beats
 STALE_AFTER = timedelta(minutes=10)
 MAX_ATTEMPTS = 3
 JobFn = Callable[..., dict | None]
@@ -54,6 +57,18 @@ class JobCancelled(Exception):
     """Raised inside a job when a user asked to cancel it."""
 
 
+class JobStopped(JobCancelled):
+    """Raised inside a job whose row another run already ended (a duplicate delivery): this run stops."""
+
+
+class _RunningElsewhere(Exception):
+    """A delivery of a job whose run still beats (the same task delivered twice): look again in ``seconds``."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"running elsewhere; again in {seconds:.0f} s")
+        self.seconds = seconds
+
+
 class Progress:
     """Reports progress of one job to the database; checks for cancellation on every report."""
 
@@ -62,9 +77,10 @@ class Progress:
 
     def __call__(self, percent: float, message: str = "") -> None:
         percent = max(0.0, min(100.0, float(percent)))
-        Job.objects.filter(pk=self.job.pk).update(
-            progress=percent, message=message[:500], heartbeat_at=timezone.now()
-        )
+        # only a running job's progress: a finished job keeps the 100 % and message it ended with
+        if not Job.objects.filter(pk=self.job.pk, status=Job.Status.RUNNING).update(
+                progress=percent, message=message[:500], heartbeat_at=timezone.now()):
+            raise JobStopped(f"{self.job.kind} #{self.job.pk} is no longer running")
         self.job.progress, self.job.message = percent, message
         if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
             raise JobCancelled(f"{self.job.kind} #{self.job.pk} cancelled")
@@ -180,15 +196,28 @@ def settle(job_id: int) -> None:
 
 
 def _claim(job_id: int, celery_id: str, worker: str) -> Job | None:
-    """Mark the job running; None when it is already finished (a duplicate delivery) or cancelled."""
+    """Mark the job running; None when it is already finished (a duplicate delivery) or cancelled.
+
+    A job found running was delivered again: while its run still beats (``ALIVE_WITHIN``) it is the same task
+    delivered twice and ``_RunningElsewhere`` says when to look again; once the beat stopped, its run died (a
+    worker process killed, out of memory) and it runs again from the start, at most ``MAX_ATTEMPTS`` times."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status in Job.FINISHED:
             return None
         if job.status == Job.Status.RUNNING and job.awaiting_children:
             return None  # its own work was done: a re-delivery must not redo the fan-out
+        lost = job.status == Job.Status.RUNNING
+        beat = job.heartbeat_at or job.started_at
+        if lost and not job.cancel_requested and beat and timezone.now() - beat < ALIVE_WITHIN:
+            raise _RunningElsewhere(max(1.0, (beat + ALIVE_WITHIN - timezone.now()).total_seconds()))
         if job.cancel_requested:
             _move(job, Job.Status.CANCELLED, message=cancel_message(job, "cancelled before start"))
+            claimed = None
+        elif lost and job.attempts >= MAX_ATTEMPTS:
+            _move(job, Job.Status.FAILED, message=f"worker lost {job.attempts} times; not retried",
+                  error=f"The process running this job died {job.attempts} times (killed, or out of memory); "
+                        "it is not run again.")
             claimed = None
         else:
             job.attempts += 1
@@ -196,7 +225,12 @@ def _claim(job_id: int, celery_id: str, worker: str) -> Job | None:
             job.worker = worker or socket.gethostname()
             job.started_at = job.started_at or timezone.now()
             job.error = ""
-            job.save(update_fields=["attempts", "celery_id", "worker", "started_at", "error"])
+            fields = ["attempts", "celery_id", "worker", "started_at", "error"]
+            if job.attempts > 1:  # a run after a lost one starts again from 0 %, saying so
+                job.progress = 0.0
+                job.message = f"restarted (attempt {job.attempts} of {MAX_ATTEMPTS}): its previous worker was lost"
+                fields += ["progress", "message"]
+            job.save(update_fields=fields)
             if job.status == Job.Status.QUEUED:
                 _move(job, Job.Status.RUNNING)
             claimed = job
@@ -236,6 +270,9 @@ def run_job(fn: JobFn, job_id: int, celery_id: str = "", worker: str = "") -> No
     beat.start()
     try:
         result = fn(job, **job.params)
+    except JobStopped:  # another run ended (or re-queued) the job: its state is that run's
+        log.warning("job %s: a second run of it stopped; its row says %s", job.pk,
+                    Job.objects.filter(pk=job.pk).values_list("status", flat=True).first())
     except JobCancelled:
         job.refresh_from_db(fields=["cancelled_by"])
         finish(job, Job.Status.CANCELLED, message=cancel_message(job))
@@ -265,10 +302,14 @@ def job_task(kind: str, *, queue: str = "cpu", name: str | None = None) -> Calla
     def decorate(fn: JobFn):
         task_name = name or f"{fn.__module__}.{fn.__name__}"
 
-        @shared_task(name=task_name, bind=True, queue=queue, acks_late=True, reject_on_worker_lost=True)
+        @shared_task(name=task_name, bind=True, queue=queue, acks_late=True, reject_on_worker_lost=True,
+                     max_retries=None)
         @functools.wraps(fn)
         def task(self, job_id: int) -> None:
-            run_job(fn, job_id, self.request.id or "", self.request.hostname or "")
+            try:
+                run_job(fn, job_id, self.request.id or "", self.request.hostname or "")
+            except _RunningElsewhere as busy:  # the same job delivered twice: look again once its run may be gone
+                raise self.retry(countdown=busy.seconds) from None
 
         task.job_fn = fn
         task.queue_name = queue

@@ -133,3 +133,61 @@ def test_a_finished_job_says_it_is_done_not_the_step_it_last_reported():
     _returned(ended, {})
     ended.refresh_from_db()
     assert ended.status == "succeeded" and ended.message == "3 scans judged"
+
+
+def test_a_job_delivered_again_runs_once_while_its_run_beats_and_at_most_max_attempts_after():
+    """A second delivery of a running job whose run still beats waits (the same task delivered twice); once the
+    beat stopped its run is lost: it runs again from 0 %, and after MAX_ATTEMPTS lost runs it fails saying why."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from adrenal_site.jobs.runner import MAX_ATTEMPTS, _RunningElsewhere
+
+    alive = make_job(status=Job.Status.RUNNING, params={"steps": 0}, attempts=1, heartbeat_at=timezone.now(),
+                     progress=40.0, message="step 2 of 5")
+    with pytest.raises(_RunningElsewhere):
+        run_now(selftest_cpu, alive)
+    alive.refresh_from_db()
+    assert alive.status == "running" and alive.attempts == 1 and alive.progress == 40.0
+
+    gone = timezone.now() - timedelta(minutes=2)
+    Job.objects.filter(pk=alive.pk).update(heartbeat_at=gone)
+    seen = []
+
+    def reports(job, **params):
+        job.refresh_from_db()
+        seen.append((job.progress, job.message))
+        return {}
+
+    from adrenal_site.jobs.runner import run_job
+
+    run_job(reports, alive.pk)
+    alive.refresh_from_db()
+    assert seen == [(0.0, f"restarted (attempt 2 of {MAX_ATTEMPTS}): its previous worker was lost")]
+    assert alive.status == "succeeded" and alive.attempts == 2
+
+    dying = make_job(status=Job.Status.RUNNING, params={"steps": 0}, attempts=MAX_ATTEMPTS, heartbeat_at=gone)
+    run_now(selftest_cpu, dying)
+    assert dying.status == "failed" and dying.message == f"worker lost {MAX_ATTEMPTS} times; not retried"
+    assert "out of memory" in dying.error and dying.attempts == MAX_ATTEMPTS
+
+
+def test_a_run_whose_job_already_ended_stops_and_leaves_it_as_it_ended():
+    """A late second run reporting progress on a job another run finished: the job keeps its 100 % and message
+    (it showed 'succeeded' at 90 %, 'step 10 of 10'), and the late run stops there."""
+    from adrenal_site.jobs.runner import Progress, run_job
+
+    job = enqueue(selftest_cpu, params={"steps": 0}, send=False)
+    after = []
+
+    def finished_meanwhile(job, **params):
+        finish(job, Job.Status.SUCCEEDED, message="3 scans judged", result={"n": 3})  # the other run ended it
+        Progress(job)(90.0, "step 10 of 10")
+        after.append("went on")
+        return {"n": 0}
+
+    run_job(finished_meanwhile, job.pk)
+    job.refresh_from_db()
+    assert after == [] and job.status == "succeeded" and job.progress == 100.0
+    assert job.message == "3 scans judged" and job.result == {"n": 3}

@@ -1,4 +1,6 @@
 """A real Celery worker on the configured broker moves Job rows through their states."""
+import os
+
 import pytest
 
 from adrenal_site.jobs.models import Job
@@ -102,3 +104,39 @@ def test_a_job_started_while_the_broker_is_down_fails_saying_so(transactional_db
     job = Job.objects.get(pk=pk)
     assert out.stdout.split()[-1] == "failed" and job.status == "failed"
     assert "broker" in job.message and "could not be reached" in job.message and "Connection refused" in job.error
+
+
+def test_the_same_job_delivered_twice_at_once_runs_once(celery_worker_proc, django_capture_on_commit_callbacks):
+    """A second message for a running job (Redis' visibility timeout, a re-send) ran the job a second time beside
+    the first: two runs writing the same rows and files, and the job ended 'succeeded' at the late run's 90 %."""
+    from adrenal_site.jobs.runner import send_job
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = enqueue(selftest_cpu, kind="selftest", params={"steps": 8, "delay": 0.5})
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == "running", 60, what="job running")
+    send_job(Job.objects.get(pk=job.pk))
+    wait_for(lambda: Job.objects.get(pk=job.pk).status in Job.FINISHED, 90, what="job finished")
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.attempts == 1, (job.attempts, job.error)
+    assert job.progress == 100 and job.message == "done"
+
+
+@pytest.mark.skipif(os.environ.get("CELERY_BROKER_URL", "filesystem").startswith("filesystem"),
+                    reason="on the embedded filesystem broker a message handed back by a killed pool process is "
+                           "received again but never runs (as before the runner waited for the beat to stop)")
+def test_a_killed_worker_process_reruns_its_job_once_it_stopped_beating(celery_worker_proc,
+                                                                       django_capture_on_commit_callbacks):
+    """A pool process killed mid-task (out of memory) while its worker lives: the message comes back at once
+    (reject on worker lost); the job runs again from the start once its heartbeat stopped, and ends succeeded."""
+    import signal
+    from pathlib import Path
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = enqueue(selftest_cpu, kind="selftest", params={"steps": 12, "delay": 0.5})
+    wait_for(lambda: Job.objects.get(pk=job.pk).progress > 15, 60, what="job under way")
+    pid = celery_worker_proc.proc.pid
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        os.kill(int(child), signal.SIGKILL)
+    wait_for(lambda: Job.objects.get(pk=job.pk).status in Job.FINISHED, 180, what="job after its process died")
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.attempts == 2 and job.progress == 100
