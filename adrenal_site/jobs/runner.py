@@ -36,6 +36,7 @@ from typing import Any
 
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import close_old_connections, connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
@@ -260,6 +261,15 @@ def _returned(job: Job, result: dict | None) -> None:
         finish(job, Job.Status.SUCCEEDED, message=finished, result=result or {})
 
 
+def failure_message(exc: BaseException) -> str:
+    """What a failed job's message says of the exception that ended it: ``Type: text``; a row the job works on
+    that is gone ("TrainingRun matching query does not exist.") is named as deleted meanwhile."""
+    if isinstance(exc, ObjectDoesNotExist) and str(exc).endswith("matching query does not exist."):
+        model = str(exc).removesuffix(" matching query does not exist.")
+        return f"{model} not found: it was deleted while this job was queued or running"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def run_job(fn: JobFn, job_id: int, celery_id: str = "", worker: str = "") -> None:
     """Run ``fn(job, **job.params)`` with state changes, heartbeat and error capture."""
     close_old_connections()
@@ -280,7 +290,7 @@ def run_job(fn: JobFn, job_id: int, celery_id: str = "", worker: str = "") -> No
         finish(job, Job.Status.FAILED, message="time limit exceeded", error="The job ran past its time limit.")
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         log.exception("job %s failed", job.pk)
-        finish(job, Job.Status.FAILED, message=f"{type(exc).__name__}: {exc}"[:500], error=traceback.format_exc())
+        finish(job, Job.Status.FAILED, message=failure_message(exc)[:500], error=traceback.format_exc())
     else:
         _returned(job, result)
     finally:

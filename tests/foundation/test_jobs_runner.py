@@ -191,3 +191,18 @@ def test_a_run_whose_job_already_ended_stops_and_leaves_it_as_it_ended():
     job.refresh_from_db()
     assert after == [] and job.status == "succeeded" and job.progress == 100.0
     assert job.message == "3 scans judged" and job.result == {"n": 3}
+
+
+def test_a_job_whose_object_was_deleted_meanwhile_says_so():
+    """A run deleted while its job waited in the queue: the job failed "DoesNotExist: TrainingRun matching query
+    does not exist."; it names what is gone and why, and is not retried."""
+    from inference.tasks import aggregate_run_job
+    from tests.factories import make_dataset, make_run
+
+    run = make_run(make_dataset("deleted-meanwhile"))
+    job = enqueue(aggregate_run_job, params={"run_id": run.pk}, send=False)
+    run.delete()
+    job = run_now(aggregate_run_job, job)
+    assert job.status == "failed" and job.attempts == 1
+    assert job.message == "TrainingRun not found: it was deleted while this job was queued or running"
+    assert "DoesNotExist" in job.error
