@@ -140,3 +140,18 @@ def test_a_killed_worker_process_reruns_its_job_once_it_stopped_beating(celery_w
     wait_for(lambda: Job.objects.get(pk=job.pk).status in Job.FINISHED, 180, what="job after its process died")
     job.refresh_from_db()
     assert job.status == "succeeded" and job.attempts == 2 and job.progress == 100
+
+
+def test_a_running_worker_fails_jobs_whose_worker_stopped_beating(celery_worker_proc):
+    """A job left 'running' by a worker that never comes back (another host, a container under a new name) was
+    failed only when some worker (re)started: with the other workers up it showed 'running' for ever."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = timezone.now() - timedelta(hours=1)
+    job = Job.objects.create(kind="selftest", task_name="jobs.selftest_gpu", queue="gpu", status="running",
+                             heartbeat_at=old, worker="gpu@gone-host", attempts=1, progress=35.0)
+    wait_for(lambda: Job.objects.get(pk=job.pk).status in Job.FINISHED, 150, what="stale job failed")
+    job.refresh_from_db()
+    assert job.status == "failed" and job.message == "worker lost" and "heartbeat" in job.error
