@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pydicom
 import pytest
+from django.utils import timezone
 from pydicom.uid import CTImageStorage, ImplicitVRLittleEndian, generate_uid
 
 from inference.models import ReceivedInstance
@@ -104,3 +105,37 @@ def test_a_received_instance_goes_to_a_file_and_one_over_the_limit_is_refused_na
     row = ReceivedInstance.objects.get(sop_instance_uid=str(ds.SOPInstanceUID))
     stored = pydicom.dcmread(settings.ADRENAL_DICOM_SPOOL / row.path)
     assert row.size > 500_000 and stored.PixelData == ds.PixelData
+
+
+
+def test_the_c_move_receiver_takes_instances_from_the_moving_pacs_only(transactional_db, realct, settings, tmp_path):
+    """While a C-MOVE ran, its receiving AE accepted any caller, so any host could push instances into the
+    delivery being retrieved. Only the PACS the move is from (its AE title, from its host) may associate now."""
+    from pynetdicom import AE
+
+    from inference.models import ReceivedStudy
+    from inference.services.dicom_node.config import Peer
+    from inference.services.dicom_node.pull import move_receiver
+    from tests.plugins.pacs import free_port
+
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    delivery = ReceivedStudy.objects.create(study_uid="1.2.3", calling_aet="ORTHANC", source="retrieve",
+                                            first_received_at=timezone.now(), last_received_at=timezone.now())
+    ds = pydicom.dcmread(sorted(realct["example_ct_dicom"].iterdir())[0])
+    ds.decompress()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.3", generate_uid(), generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    port = free_port()
+    server = move_receiver(Peer("ORTHANC", "127.0.0.1", 4242), delivery, "ADRENALMOVE", port)
+    try:
+        for caller, accepted in (("STRANGER", False), ("ORTHANC", True)):
+            sender = AE(ae_title=caller)
+            sender.add_requested_context(CTImageStorage, ImplicitVRLittleEndian)
+            assoc = sender.associate("127.0.0.1", port, ae_title="ADRENALMOVE")
+            assert assoc.is_established == accepted, caller
+            if accepted:
+                assert assoc.send_c_store(ds).Status == SUCCESS
+                assoc.release()
+    finally:
+        server.shutdown()
+    assert [r.sop_instance_uid for r in ReceivedInstance.objects.filter(study=delivery)] == [str(ds.SOPInstanceUID)]

@@ -19,7 +19,7 @@ from inference.ml.dicom.headers import finite_numbers, instance_number
 from ...models import ReceivedStudy
 from . import dicomweb, scu, spool
 from .config import Peer, pacs
-from .scp import CT_STORAGE, TRANSFER_SYNTAXES, save_instance, store_handler
+from .scp import CT_STORAGE, TRANSFER_SYNTAXES, refuse_strangers, save_instance, store_handler
 
 LEVELS = {"study": "STUDY", "series": "SERIES"}
 
@@ -152,14 +152,22 @@ def discard(delivery: ReceivedStudy) -> int:
     return arrived
 
 
-def _move(peer: Peer, study_uid: str, series_uids, delivery: ReceivedStudy, move_aet: str, move_port: int) -> dict:
-    if not move_aet or not move_port:
-        raise ValueError("C-MOVE needs the destination AE title and the port to receive on (--move-aet, --move-port)")
+def move_receiver(peer: Peer, delivery: ReceivedStudy, move_aet: str, move_port: int):
+    """The Storage SCP a C-MOVE's instances arrive at (``move_aet`` on ``move_port``, in background threads): only
+    ``peer`` (the PACS moving them: its AE title from its host) may associate, so no other host can push instances
+    into ``delivery`` while the move runs. The caller shuts it down."""
     ae = AE(ae_title=move_aet)
     for sop_class in CT_STORAGE:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
-    server = ae.start_server((settings.ADRENAL_DICOM_BIND, move_port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, store_handler(delivery))])
+    return ae.start_server((settings.ADRENAL_DICOM_BIND, move_port), block=False, evt_handlers=[
+        (evt.EVT_REQUESTED, lambda event: refuse_strangers(event, [peer], f"not the PACS {peer} this move is from")),
+        (evt.EVT_C_STORE, store_handler(delivery))])
+
+
+def _move(peer: Peer, study_uid: str, series_uids, delivery: ReceivedStudy, move_aet: str, move_port: int) -> dict:
+    if not move_aet or not move_port:
+        raise ValueError("C-MOVE needs the destination AE title and the port to receive on (--move-aet, --move-port)")
+    server = move_receiver(peer, delivery, move_aet, move_port)
     try:
         return scu.move(peer, move_aet, study_uid, series_uids)
     finally:

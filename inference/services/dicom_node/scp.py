@@ -164,6 +164,18 @@ def record_instance(*, calling_aet: str, address: str, **fields) -> ReceivedInst
     raise RuntimeError(f"could not record instance {fields.get('sop_uid')} of study {fields.get('study_uid')}")
 
 
+def refuse_strangers(event, peers: list[Peer], why: str) -> None:
+    """An EVT_REQUESTED handler's work: an association from no peer of ``peers`` (AE title and host) is refused at
+    association (A-ASSOCIATE-RJ, permanent, "calling AE title not recognised"), logged with ``why``."""
+    aet = str(event.assoc.requestor.primitive.calling_ae_title).strip()
+    address = event.assoc.requestor.address
+    if any(p.matches(aet, address) for p in peers):
+        return
+    log.warning("refused association from %r at %s: %s", aet, address, why)
+    event.assoc.acse.send_reject(REJECT_PERMANENT, SERVICE_USER, CALLING_AET_NOT_RECOGNISED)
+    event.assoc.kill()  # returns once the A-ASSOCIATE-RJ is out (as pynetdicom's own rejections do)
+
+
 def store_handler(delivery: ReceivedStudy):
     """A C-STORE handler saving every instance into ``delivery`` (C-GET and C-MOVE retrieves)."""
 
@@ -199,13 +211,7 @@ class StorageSCP:
 
     # -- handlers ------------------------------------------------------------------------------------------
     def _on_requested(self, event) -> None:
-        aet = str(event.assoc.requestor.primitive.calling_ae_title).strip()
-        address = event.assoc.requestor.address
-        if any(p.matches(aet, address) for p in self.peers):
-            return
-        log.warning("refused association from %r at %s: not in ADRENAL_DICOM_PEERS", aet, address)
-        event.assoc.acse.send_reject(REJECT_PERMANENT, SERVICE_USER, CALLING_AET_NOT_RECOGNISED)
-        event.assoc.kill()  # returns once the A-ASSOCIATE-RJ is out (as pynetdicom's own rejections do)
+        refuse_strangers(event, self.peers, "not in ADRENAL_DICOM_PEERS")
 
     def _on_echo(self, event) -> int:
         return SUCCESS
