@@ -240,6 +240,23 @@ def test_results_for_a_study_in_any_character_set_are_written_in_utf8(real, tmp_
         assert back.SpecificCharacterSet == "ISO_IR 192" and str(back.PatientName) == name
 
 
+def _valid_results(real, source: SourceSeries, tmp_path) -> list[tuple[pydicom.Dataset, Path]]:
+    """The SR and one key image of ``source`` for abnormal findings, saved under ``tmp_path``, each passing
+    dciodvfy: ``[(sr, path), (key image, path)]``."""
+    findings = abnormal_findings(real["boxes"])
+    sr = build_report(source, findings, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+                      device_uid=generate_uid())
+    sc = build_key_image(source, render_axial(real["volume"], key_slices(findings, 1)[0], findings),
+                         sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(), instance_number=1)
+    saved = []
+    for ds, stem in ((sr, "sr"), (sc, "sc")):
+        path = _save(ds, tmp_path / f"{stem}.dcm")
+        errors, output = dciodvfy(path)
+        assert not errors, output
+        saved.append((ds, path))
+    return saved
+
+
 def test_results_for_a_source_without_type2_patient_and_study_attributes(real, tmp_path):
     """A CT that leaves out AccessionNumber, StudyID, PatientID... (Type 2, often simply absent: research exports,
     modalities without a worklist) made highdicom fail with AttributeError, so the study never got its SR (the
@@ -251,19 +268,11 @@ def test_results_for_a_source_without_type2_patient_and_study_attributes(real, t
     header.update(real["source"].header)
     for keyword in TYPE2_KEYWORDS:
         delattr(header, keyword)
-    source = SourceSeries(header, real["source"].images)
-    findings = abnormal_findings(real["boxes"])
-    sr = build_report(source, findings, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
-                      device_uid=generate_uid())
-    sc = build_key_image(source, render_axial(real["volume"], key_slices(findings, 1)[0], findings),
-                         sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(), instance_number=1)
-    for ds, stem in ((sr, "sr"), (sc, "sc")):
-        path = _save(ds, tmp_path / f"{stem}.dcm")
-        errors, output = dciodvfy(path)
-        assert not errors, output
+    results = _valid_results(real, SourceSeries(header, real["source"].images), tmp_path)
+    for _, path in results:
         back = pydicom.dcmread(path)
         assert back.StudyInstanceUID == real["source"].study_uid and back.AccessionNumber == "" and back.PatientID == ""
-    assert read_report(sr)["verdict"] == "abnormal"
+    assert read_report(results[0][0])["verdict"] == "abnormal"
     assert "AccessionNumber" not in header  # the caller's header is not changed
 
 
@@ -285,16 +294,8 @@ def test_results_for_a_source_with_a_non_conformant_date_time_or_sex(real, tmp_p
     buffer = io.BytesIO()
     header.save_as(buffer, implicit_vr=False, little_endian=True)  # as the PACS sends it, read back
     buffer.seek(0)
-    source = SourceSeries(pydicom.dcmread(buffer, force=True), real["source"].images)
-    findings = abnormal_findings(real["boxes"])
-    sr = build_report(source, findings, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
-                      device_uid=generate_uid())
-    sc = build_key_image(source, render_axial(real["volume"], key_slices(findings, 1)[0], findings),
-                         sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(), instance_number=1)
-    for ds, stem in ((sr, "sr"), (sc, "sc")):
-        path = _save(ds, tmp_path / f"{stem}.dcm")
-        errors, output = dciodvfy(path)
-        assert not errors, output
+    for _, path in _valid_results(real, SourceSeries(pydicom.dcmread(buffer, force=True), real["source"].images),
+                                  tmp_path):
         assert str(pydicom.dcmread(path).get(keyword, "")) == written
 
 
