@@ -713,29 +713,6 @@ def test_rescale_values_that_are_no_single_number_fail_their_file_naming_the_ele
     assert np.array_equal(loaded.volume.array[3], expected[3])  # 1\1: slope 1
 
 
-# -- a resampled grid ends at the last acquired slice ------------------------------------------------------------
-
-
-def test_a_resampled_grid_ends_at_the_last_acquired_slice(real_series, tmp_path):
-    """Uneven steps (2 mm, then 2.3 mm for the last four) are resampled at their median: the grid's last slice
-    was ``round(extent / step)`` steps on, up to half a step past the last acquired slice, holding that slice's
-    values as if the scan went on. It now ends within a tenth of a step of it, and every slice lies inside."""
-    src, expected, affine = real_series
-    z0 = float(affine[2, 3])
-
-    def uneven(ds, i):
-        z = z0 + 2.0 * i + 0.3 * max(0, i - 15)
-        ds.ImagePositionPatient = [*map(float, ds.ImagePositionPatient[:2]), z]
-
-    loaded = _load(_edited(src, tmp_path / "uneven", uneven))
-    assert loaded.spacing == "uneven"
-    step = loaded.volume.spacing[2]
-    zs = [float((loaded.volume.affine @ [0, 0, k, 1])[2]) for k in range(loaded.volume.shape[0])]  # [k, j, i]
-    last_acquired = z0 + 2.0 * 19 + 0.3 * 4  # 19.6 steps of 2 mm: the grid ended 0.8 mm past it
-    assert min(zs) >= z0 - 1e-3 and max(zs) <= last_acquired + 0.1 * step + 1e-3
-    assert max(zs) > last_acquired - step  # and it reaches the end
-
-
 def test_a_series_whose_images_all_lie_at_one_position_is_named_as_such(real_series, tmp_path):
     """Every image at one ImagePositionPatient (bolus tracking, perfusion: one location over time) was refused as
     'duplicate slice positions ... several acquisitions?'; the reason now says what the series is."""

@@ -38,7 +38,6 @@ __all__ = ["MAX_GAP_FACTOR", "LoadedSeries", "SeriesError", "load_series"]
 TILT_MAX_DRIFT_PX = 0.1
 TILT_LINEAR_PX = 0.5  # slice origins within this of a straight line along the normal: a gantry tilt
 AIR_HU = -1024
-GRID_END_SLACK = 0.1  # of a step: how far past the last acquired slice a resampled grid's last slice may lie
 
 
 @dataclass
@@ -325,9 +324,7 @@ def _stack(group: SeriesGroup, slices: list[_Slice], orientation: np.ndarray, sp
     notes.extend(plan.notes)
     notes.extend(decode_notes)
     step = plan.step if plan.resample else float((d[-1] - d[0]) / (len(d) - 1))
-    # output slices from the first acquired one on, none past the last (within GRID_END_SLACK of a step): an
-    # extent that is no whole number of steps ends on the last step that fits, not up to half a step beyond
-    count = int(math.floor((d[-1] - d[0]) / step + GRID_END_SLACK)) + 1
+    count = int(round((d[-1] - d[0]) / step)) + 1
     # the in-plane grid: the first slice's, grown to hold every shifted slice whole (drifts in pixels)
     lo = [min(0, math.floor(float(drift.min()) + 1e-6)) if tilted else 0 for drift in (drift_j, drift_i)]
     hi = [max(0, math.ceil(float(drift.max()) - 1e-6)) if tilted else 0 for drift in (drift_j, drift_i)]
