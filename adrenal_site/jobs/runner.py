@@ -78,8 +78,9 @@ class Progress:
 
     def __call__(self, percent: float, message: str = "") -> None:
         percent = max(0.0, min(100.0, float(percent)))
-        # only a running job's progress: a finished job keeps the 100 % and message it ended with
-        if not Job.objects.filter(pk=self.job.pk, status=Job.Status.RUNNING).update(
+        # never a finished job's progress: it keeps the 100 % and message it ended with, and the run reporting it
+        # (a duplicate delivery whose job another run ended) stops here
+        if not Job.objects.filter(pk=self.job.pk).exclude(status__in=Job.FINISHED).update(
                 progress=percent, message=message[:500], heartbeat_at=timezone.now()):
             raise JobStopped(f"{self.job.kind} #{self.job.pk} is no longer running")
         self.job.progress, self.job.message = percent, message
