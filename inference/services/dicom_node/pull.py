@@ -14,12 +14,11 @@ from django.utils import timezone
 from pynetdicom import AE, evt
 
 from annotations.models import Dataset
-from inference.ml.dicom.headers import finite_numbers, instance_number
 
 from ...models import ReceivedStudy
 from . import dicomweb, scu, spool
 from .config import Peer, pacs
-from .scp import CT_STORAGE, TRANSFER_SYNTAXES, refuse_strangers, save_instance, store_handler
+from .scp import CT_STORAGE, TRANSFER_SYNTAXES, bookkeeping, refuse_strangers, save_instance, store_handler
 
 LEVELS = {"study": "STUDY", "series": "SERIES"}
 
@@ -114,12 +113,10 @@ def retrieve(study_uid: str, *, dataset: Dataset, series_uids: list[str] | None 
             for ds in dicomweb.retrieve(url, study_uid, series_uids):
                 buffer = BytesIO()
                 ds.save_as(buffer, enforce_file_format=True)
-                # position and number read as the listener reads them: '1.5', 'abc' or NaN are left out
-                position = finite_numbers(ds.get("ImagePositionPatient"), 3)
                 save_instance(delivery, study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
                               sop_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.SOPClassUID),
                               transfer_syntax=str(ds.file_meta.TransferSyntaxUID), data=buffer.getvalue(),
-                              instance_number=instance_number(ds), position=list(position) if position else None)
+                              **bookkeeping(ds))
                 counts["completed"] += 1
         else:
             peer = peer or pacs()

@@ -116,14 +116,17 @@ def parse_store(event) -> dict | int | Dataset:
         comment = f"{', '.join(too_long)} over {MAX_UID_CHARS} characters"
         log.warning("C-STORE %s", comment)
         return failure(CANNOT_UNDERSTAND, comment)
-    # bookkeeping only, read as the importer reads them: a position or number that is not one (NaN, 'abc',
-    # '1.5') is None here and the importer's business later, never a refused instance the PACS retries
-    position = finite_numbers(ds.get("ImagePositionPatient"), 3)
     fields.update(sop_class_uid=str(event.context.abstract_syntax), transfer_syntax=str(event.context.transfer_syntax),
-                  data=path if path is not None else event.encoded_dataset(include_meta=True),
-                  instance_number=instance_number(ds),
-                  position=list(position) if position else None)
+                  data=path if path is not None else event.encoded_dataset(include_meta=True), **bookkeeping(ds))
     return fields
+
+
+def bookkeeping(ds: Dataset) -> dict:
+    """An instance's ``instance_number`` and ``position`` (``save_instance`` keyword arguments), read as the
+    importer reads them: a position or number that is not one (NaN, 'abc', '1.5') is None here and the importer's
+    business later, never a refused instance the PACS retries."""
+    position = finite_numbers(ds.get("ImagePositionPatient"), 3)
+    return {"instance_number": instance_number(ds), "position": list(position) if position else None}
 
 
 def save_instance(delivery: ReceivedStudy, *, study_uid: str, series_uid: str, sop_uid: str, sop_class_uid: str,
