@@ -183,6 +183,12 @@ ADRENAL_IMPORT_ROOTS = [p for p in os.environ.get("ADRENAL_IMPORT_ROOTS", str(DA
 ADRENAL_MAX_ZIP_RATIO = float(os.environ.get("ADRENAL_MAX_ZIP_RATIO", 100))
 # Queue a crop-box proposal job for the scans each import job brings in.
 ADRENAL_AUTO_PROPOSE = env_bool("ADRENAL_AUTO_PROPOSE", True)
+# A changed crop box queues a rebuild of its scan's 2.5D images (inference.services.images.rebuild_after_box_change).
+ADRENAL_AUTO_REBUILD_IMAGES = env_bool("ADRENAL_AUTO_REBUILD_IMAGES", True)
+# The longest side a crop box may have, mm (annotations.services.boxes.check_box).
+ADRENAL_MAX_BOX_SIDE_MM = float(os.environ.get("ADRENAL_MAX_BOX_SIDE_MM", 200))
+# The key patient pseudonyms are hashed with (annotations.services.importer.pseudonym_key); empty: SECRET_KEY.
+ADRENAL_PSEUDONYM_KEY = os.environ.get("ADRENAL_PSEUDONYM_KEY", "")
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024**2
 

@@ -111,3 +111,40 @@ def test_the_embedded_broker_connects_without_a_warning(tmp_path):
             env["CELERY_BROKER_URL"] = url
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
         assert out.stdout.startswith("filesystem://") and "No hostname" not in out.stderr, out.stderr
+
+
+def test_every_adrenal_variable_the_readme_names_is_read_from_the_environment(tmp_path):
+    """The README told admins to set ADRENAL_PSEUDONYM_KEY (the pseudonyms' key), ADRENAL_MAX_BOX_SIDE_MM and
+    ADRENAL_AUTO_REBUILD_IMAGES, but the settings never read them from the environment: setting one changed
+    nothing (the pseudonyms stayed keyed with SECRET_KEY). Every ``ADRENAL_*`` name in the README is read by
+    the code from the environment (or is compose's own), and those three reach the settings with their defaults."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    code = "\n".join(p.read_text() for d in ("adrenal_site", "annotations", "inference", "scripts", "synthetic")
+                     for p in (REPO / d).rglob("*.py"))
+    compose = (REPO / "docker" / "compose.yml").read_text()
+    not_env = {"ADRENAL_CSP"}  # a settings dict, named as such ("ADRENAL_CSP in the settings")
+    unread = [n for n in sorted(set(re.findall(r"\bADRENAL_[A-Z0-9_]*[A-Z0-9]\b", readme)) - not_env)
+              if not re.search(rf"""(environ\.get|env_bool)\(\s*f?["']{n}["']""", code) and f"${{{n}" not in compose
+              and not (n.startswith("ADRENAL_DEMO_") and n.endswith("_PASSWORD") and "ADRENAL_DEMO_{" in code)]
+    assert not unread, f"named in the README but read from no environment variable: {unread}"
+
+    code = ("import json, django; django.setup(); from django.conf import settings as s; "
+            "from annotations.services.boxes import max_side_mm; from annotations.services.importer import pseudonym_key; "
+            "print(json.dumps([s.ADRENAL_AUTO_REBUILD_IMAGES, max_side_mm(), pseudonym_key('X')]))")
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("ADRENAL_AUTO_", "ADRENAL_MAX_", "ADRENAL_PSEUDONYM")) and k != "SECRET_KEY"}
+    base.update(ADRENAL_DATA_DIR=str(tmp_path), ADRENAL_LOCAL_SECRET="1", DJANGO_SETTINGS_MODULE="adrenal_site.settings")
+
+    def read(**env):
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**base, **env}, capture_output=True,
+                             text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    rebuild, side, key = read()
+    assert (rebuild, side) == (True, 200.0)
+    assert read(SECRET_KEY="k" * 40)[2] == read(SECRET_KEY="k" * 40, ADRENAL_PSEUDONYM_KEY="")[2]  # default: SECRET_KEY
+    set_ = read(ADRENAL_AUTO_REBUILD_IMAGES="0", ADRENAL_MAX_BOX_SIDE_MM="150", ADRENAL_PSEUDONYM_KEY="p" * 40)
+    assert set_[:2] == [False, 150.0]
+    assert set_[2] == read(ADRENAL_PSEUDONYM_KEY="p" * 40, SECRET_KEY="other" * 10)[2] != key  # the key, not SECRET_KEY
