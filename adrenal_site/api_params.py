@@ -46,8 +46,13 @@ def int_param(request, name: str, default: int | None = None, *, min_value: int 
     return parse_int(text, name, min_value=min_value, max_value=max_value)
 
 
+def unknown_value(value: str, choices) -> str:
+    """The message refusing ``value`` of an enumerated parameter: it names the values the parameter takes."""
+    return f"unknown value {value[:40]!r}; one of {', '.join(choices)}"
+
+
 def _unknown(name: str, value: str, choices) -> None:
-    _refuse(name, f"unknown value {value[:40]!r}; one of {', '.join(choices)}")
+    _refuse(name, unknown_value(value, choices))
 
 
 def choice_param(request, name: str, choices, default: str | None = None) -> str | None:

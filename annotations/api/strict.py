@@ -7,7 +7,7 @@ import math
 
 from rest_framework import serializers
 
-from adrenal_site.api_params import MAX_INT  # the one bound of ids and integers from requests
+from adrenal_site.api_params import MAX_INT, unknown_value  # the one bound of ids and integers; the one refusal wording
 
 
 class StrictFloatField(serializers.FloatField):
@@ -109,6 +109,18 @@ class QueryFloatField(serializers.FloatField):
         if not math.isfinite(value):
             self.fail("invalid")
         return value
+
+
+class QueryChoiceField(serializers.ChoiceField):
+    """One of a few values from a query string (``?level=scan``); another is refused naming the values it takes,
+    in ``adrenal_site.api_params``' words (DRF's own message names none)."""
+
+    def to_internal_value(self, data):
+        if data == "" and self.allow_blank:
+            return ""
+        if str(data) not in self.choice_strings_to_values:
+            raise serializers.ValidationError(unknown_value(str(data), self.choice_strings_to_values))
+        return self.choice_strings_to_values[str(data)]
 
 
 def query(serializer_class, request, **context):

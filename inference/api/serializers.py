@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from adrenal_site.jobs.public import public_text
-from annotations.api.strict import IdField, QueryFloatField, StrictCharField
+from annotations.api.strict import IdField, QueryChoiceField, QueryFloatField, StrictCharField
 
 from ..ml.presets import PRESETS
 from ..models import TrainingRun
@@ -59,7 +59,7 @@ class ThresholdQuery(serializers.Serializer):
     """``GET /api/evaluations/<id>/threshold/?value=&level=&aggregator=`` (aggregator: the run's if absent)."""
 
     value = QueryFloatField(required=False)
-    level = serializers.ChoiceField(choices=["scan", "patient"], default="scan")
+    level = QueryChoiceField(choices=["scan", "patient"], default="scan")
     aggregator = serializers.CharField(required=False, max_length=64)
 
     def validate_aggregator(self, value: str) -> str:
@@ -83,7 +83,7 @@ class PrevalenceQuery(serializers.Serializer):
 class CurvesQuery(ThresholdQuery):
     """``GET /api/evaluations/<id>/curves/?level=image|scan|patient&aggregator=``."""
 
-    level = serializers.ChoiceField(choices=["image", "scan", "patient"], default="scan")
+    level = QueryChoiceField(choices=["image", "scan", "patient"], default="scan")
 
 
 class JudgeStart(serializers.Serializer):

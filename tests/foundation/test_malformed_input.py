@@ -140,6 +140,17 @@ def test_bad_query_params_are_400_naming_the_field(two_datasets, admin_api, url,
     assert r.status_code == 400 and field in r.json(), (r.status_code, r.content[:300])
 
 
+def test_an_enumerated_query_param_read_by_a_serializer_names_the_values_it_takes(two_datasets, admin_api):
+    """README: a value that is not one of a filter's values is a 400 naming the parameter and the values it takes.
+    ``?level=`` of the threshold and curves answered DRF's '"galaxy" is not a valid choice.', naming none."""
+    ev = two_datasets.ids["evaluations"]
+    for url, values in ((f"/api/evaluations/{ev}/curves/", "image, scan, patient"),
+                        (f"/api/evaluations/{ev}/threshold/", "scan, patient")):
+        r = admin_api.get(url, {"level": "galaxy"})
+        assert r.status_code == 400 and r.json() == {"level": [f"unknown value 'galaxy'; one of {values}"]}, r.json()
+        assert admin_api.get(url, {"level": "scan"}).status_code == 200
+
+
 @pytest.mark.parametrize("body,field", [
     ({"series": 10**30}, "series"), ({"series": "abc"}, "series"), ({"series": [1]}, "series"),
     ({"series": True}, "series"), ({"run": 1e300}, "run"), ({"dataset": {"id": 1}}, "dataset"),
