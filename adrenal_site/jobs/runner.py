@@ -340,11 +340,16 @@ def enqueue(task, *, params: dict | None = None, user=None, parent: Job | None =
     dataset_id = getattr(dataset, "pk", dataset)
     if dataset_id is None and parent is not None:
         dataset_id = parent.dataset_id
+    # a child queued once its family was asked to stop (a continuation of a child that finished after the cancel)
+    # is asked too, by the same user: it stops before it starts, saying who asked, instead of running unasked
+    stop = Job.objects.filter(pk=parent.pk, cancel_requested=True).values("cancelled_by").first() \
+        if parent is not None else None
     job = Job.objects.create(
         kind=kind or task.kind, task_name=task.name, queue=task.queue_name, params=params or {},
         created_by=user if getattr(user, "is_authenticated", False) else None, parent=parent,
         join_task=join.name if join is not None else "", then_task=then.name if then is not None else "",
-        dataset_id=dataset_id,
+        dataset_id=dataset_id, cancel_requested=stop is not None,
+        cancelled_by_id=stop["cancelled_by"] if stop is not None else None,
     )
     if send:
         transaction.on_commit(lambda: send_job(job))

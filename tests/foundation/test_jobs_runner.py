@@ -113,6 +113,28 @@ def test_a_cancelled_job_says_who_cancelled_it(django_user_model):
     assert system.message == "cancelled" and system.cancelled_by is None
 
 
+def test_a_continuation_queued_after_its_family_was_cancelled_stops_and_says_who_asked(django_user_model):
+    """A run cancelled while its images child was finishing: the child succeeded after the request and its
+    continuation (train_folds) was queued under the cancelled run's job without the request, so it ran and
+    ended saying "cancelled", not who asked (README: the cancelled job and its children say "cancelled by alice")."""
+    alice = django_user_model.objects.create_user("alice")
+    parent = enqueue(selftest_cpu, params={"steps": 0}, send=False)
+    Job.objects.filter(pk=parent.pk).update(status=Job.Status.RUNNING)
+    parent.refresh_from_db()
+    child = enqueue(selftest_gpu, params={"steps": 0}, parent=parent, send=False, then=selftest_cpu)
+    _returned(parent, {})
+    Job.objects.filter(pk=child.pk).update(status=Job.Status.RUNNING)
+    request_cancel(parent, by=alice)
+    finish(child, Job.Status.SUCCEEDED, message="done")  # its work ended before it reported again
+    then = parent.children.get(task_name=selftest_cpu.name)
+    assert then.cancel_requested and then.cancelled_by == alice
+    run_now(selftest_cpu, then)
+    then.refresh_from_db()
+    assert then.status == "cancelled" and then.message == "cancelled before start by alice"
+    free = enqueue(selftest_cpu, params={"steps": 0}, parent=enqueue(selftest_cpu, send=False), send=False)
+    assert not free.cancel_requested and free.cancelled_by is None  # a family nobody stopped: as before
+
+
 def test_transitions_out_of_a_finished_state_are_refused():
     job = make_job(status=Job.Status.SUCCEEDED)
     assert finish(job, Job.Status.FAILED, message="late") is False
