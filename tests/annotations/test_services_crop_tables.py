@@ -125,6 +125,8 @@ def test_mm_exports(two_scans, tmp_path):
     assert [float(r[f"{c}_min_mm"]) for c in "xyz"] == pytest.approx(box.lps_min)
     assert [float(r[f"{c}_max_mm"]) for c in "xyz"] == pytest.approx(box.lps_max)
     assert r["status"] == "confirmed" and r["filename_nii"] == "scan_a.nii.gz" and r["i_min"] == "30"
+    # the voxel range is inclusive at both ends (the README says so): the table's exclusive 54, 64, 25 less one
+    assert [r[f"{a}_max"] for a in "ijk"] == ["53", "63", "24"]
     assert by_side[(b.series_uid, "")]["status"] == "not_covered"
 
     target = tmp_path / "boxes.json"
