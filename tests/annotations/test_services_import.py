@@ -395,3 +395,18 @@ def test_a_labels_csv_is_bounded_before_its_fields_are_kept(tmp_path):
     fine.write_text("patient,label,side,note\nP1,abnormal,R,\nP2,normal,,x,extra\n")
     fields, rows = read_labels_csv(fine)
     assert set(fields) == {"patient", "label", "side", "note"} and [r["patient"] for _, r in rows] == ["P1", "P2"]
+
+
+@pytest.mark.django_db
+def test_command_no_wait_json_prints_the_queued_job(tmp_path):
+    """``import_studies PATH --dataset X --no-wait --json`` printed nothing on standard output (the queued job's
+    number went to standard error as text), so a script asking for JSON read an empty document."""
+    from adrenal_site.jobs.models import Job
+
+    out = StringIO()
+    call_command("import_studies", str(tmp_path), "--dataset", "later", "--no-wait", "--json", stdout=out,
+                 stderr=StringIO())
+    doc = json.loads(out.getvalue())
+    job = Job.objects.get(pk=doc["job"])
+    assert doc == {"dataset": "later", "job": job.pk, "status": "queued"} and job.kind == "import"
+

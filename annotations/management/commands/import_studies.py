@@ -57,7 +57,10 @@ class Command(BaseCommand):
         if opts["sync"]:
             run_now(import_studies, job)
         elif opts["no_wait"]:
-            log.write(f"queued import job #{job.pk}\n")
+            if opts["json"]:  # what was asked for is JSON: the queued job, to follow (GET /api/jobs/<id>/)
+                self.stdout.write(json.dumps({"dataset": dataset.name, "job": job.pk, "status": job.status}))
+            else:
+                log.write(f"queued import job #{job.pk}\n")
             return
         wait(job, on_change=lambda j: log.write(f"[{j.status}] {j.progress:5.1f}% {j.message}\n"))
         if job.status != Job.Status.SUCCEEDED:
