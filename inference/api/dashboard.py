@@ -64,9 +64,9 @@ class RunEvaluations(APIView):
         try:
             objective = str(parse_objective(objective))
         except ValueError as exc:
-            raise ValidationError({"objective": str(exc)}) from exc
+            raise ValidationError({"objective": [str(exc)]}) from exc
         if run.status != TrainingRun.Status.SUCCEEDED:
-            raise ValidationError({"run": f"run {run.pk} is {run.status}; only a finished run can be evaluated"})
+            raise ValidationError({"run": [f"run {run.pk} is {run.status}; only a finished run can be evaluated"]})
         job = start_evaluation(run, objective, user=request.user)
         return Response({"job": job.pk, "objective": objective}, status=status.HTTP_202_ACCEPTED)
 
@@ -148,7 +148,7 @@ class EvaluationThreshold(APIView):
         try:
             return Response(metrics_at(ev, value, q["level"], aggregator))
         except ValueError as exc:
-            raise ValidationError({"value": str(exc)}) from exc
+            raise ValidationError({"value": [str(exc)]}) from exc
 
 
 class EvaluationPrevalence(APIView):
@@ -166,7 +166,7 @@ class EvaluationPrevalence(APIView):
         try:
             return Response(prevalence_at(ev, prevalence, value, aggregator))
         except ValueError as exc:
-            raise ValidationError({"prevalence": str(exc)}) from exc
+            raise ValidationError({"prevalence": [str(exc)]}) from exc
 
 
 class EvaluationCurves(APIView):
@@ -180,7 +180,7 @@ class EvaluationCurves(APIView):
         level, aggregator = q["level"], q.get("aggregator") or run_aggregator(ev)
         doc = ev.result.get("aggregators", {}).get(aggregator) if level == "scan" else ev.result.get(level)
         if not isinstance(doc, dict):
-            raise ValidationError({"level": f"this evaluation has no {level} curves"})
+            raise ValidationError({"level": [f"this evaluation has no {level} curves"]})
         return Response({"level": level, "aggregator": aggregator, "operating_value": doc.get("operating_value",
                          doc.get("threshold")), "roc": doc.get("roc"), "threshold_curve": doc.get("threshold_curve")})
 
@@ -266,9 +266,9 @@ class PredictionList(APIView):
             job = submit_prediction(request.user, series_id=data.get("series"), run_id=data.get("run"),
                                     upload=data.get("file"), dataset_id=data.get("dataset"))
         except Series.DoesNotExist as exc:
-            raise ValidationError({"series": f"no scan {data.get('series')} you may see"}) from exc
+            raise ValidationError({"series": [f"no scan {data.get('series')} you may see"]}) from exc
         except UploadRefused as exc:
-            raise ValidationError({"file": str(exc)}) from exc
+            raise ValidationError({"file": [str(exc)]}) from exc
         except (ValueError, TrainingRun.DoesNotExist) as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
