@@ -99,12 +99,20 @@ def fit(scores: Sequence[float], labels: Sequence[int], method: str = "temperatu
     raise ValueError(f"unknown calibration method {method!r}; use temperature, isotonic or identity")
 
 
+def bin_index(probs: Sequence[float] | np.ndarray, bins: int = 10) -> np.ndarray:
+    """The reliability bin of each probability: ``bins`` uniform bins over [0, 1], each closed on the right (the
+    first [0, 1/bins], then (lo, hi]), as scikit-learn's ``calibration_curve(strategy="uniform")`` bins them, so the
+    ECE and the bins stored here are those of the diagram the dashboard draws. The one place this rule lives."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return np.searchsorted(edges[1:-1], np.asarray(probs, float), side="left")
+
+
 def reliability(probs: Sequence[float], labels: Sequence[int], bins: int = 10) -> list[dict]:
-    """Reliability-diagram bins over [0, 1]: ``{"lo", "hi", "n", "mean_prob", "frac_pos"}`` (empty bins kept
-    with n 0 and None means)."""
+    """Reliability-diagram bins over [0, 1] (:func:`bin_index`): ``{"lo", "hi", "n", "mean_prob", "frac_pos"}``
+    (empty bins kept with n 0 and None means)."""
     p, y = np.asarray(probs, float), np.asarray(labels, float)
     edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    idx = np.clip(bin_index(p, bins), 0, bins - 1)
     out = []
     for i in range(bins):
         m = idx == i

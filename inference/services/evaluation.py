@@ -223,11 +223,10 @@ def reading_aids(result: dict, prevalence: float = M.DEFAULT_PREVALENCE) -> dict
     fit = (result.get("calibration") or {}).get("fit")
     cal = C.Calibrator.from_dict(fit)
     probs = {"calibrated": np.clip(cal(s), 0.0, 1.0), "raw": np.clip(s, 0.0, 1.0)}
-    edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
     reliability: dict = {"method": cal.method, "bins": RELIABILITY_BINS, "strategy": "uniform"}
     for name, p in probs.items():
         prob_true, prob_pred = calibration_curve(y, p, n_bins=RELIABILITY_BINS, strategy="uniform")
-        counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=RELIABILITY_BINS)  # calibration_curve's bins
+        counts = np.bincount(C.bin_index(p, RELIABILITY_BINS), minlength=RELIABILITY_BINS)  # calibration_curve's
         reliability[name] = {"prob_pred": [round(float(v), 4) for v in prob_pred],
                              "prob_true": [round(float(v), 4) for v in prob_true],
                              "count": [int(c) for c in counts if c > 0],

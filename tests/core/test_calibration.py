@@ -55,3 +55,22 @@ def test_reliability_bins():
     assert bins[1]["n"] == 2 and bins[1]["frac_pos"] == 0.5 and bins[1]["mean_prob"] == pytest.approx(0.135)
     assert bins[5]["n"] == 0 and bins[5]["mean_prob"] is None
     assert C.expected_calibration_error([0.0, 1.0], [0, 1]) == 0.0
+
+
+def test_reliability_bins_are_the_diagrams():
+    """Scores on a bin edge (image-vote fractions: 0.2, 0.4, 0.5, 0.8) fall in the bin scikit-learn's
+    ``calibration_curve`` puts them in, the one the dashboard draws, so the ECE beside the diagram is the diagram's:
+    bins (lo, hi], recomputed here from ``calibration_curve``. (The bins were [lo, hi): 0.4 and 0.35 shared the
+    diagram's dot but not the ECE's bin, which read 0.475 for a diagram whose ECE is 0.125.)"""
+    from sklearn.calibration import calibration_curve
+
+    p = np.array([0.35, 0.4, 0.5, 0.45, 0.2, 0.15, 0.8, 0.0, 1.0, 0.1])
+    y = np.array([0, 1, 1, 0, 0, 1, 1, 0, 1, 0])
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    counts = np.bincount(np.searchsorted(np.linspace(0, 1, 11)[1:-1], p), minlength=10)
+    bins = [b for b in C.reliability(p, y) if b["n"]]
+    assert [b["n"] for b in bins] == [c for c in counts if c]
+    assert np.allclose([b["frac_pos"] for b in bins], prob_true) and np.allclose([b["mean_prob"] for b in bins], prob_pred)
+    ece = float(np.sum(counts[counts > 0] / len(p) * np.abs(prob_true - prob_pred)))
+    assert C.expected_calibration_error(p, y) == pytest.approx(ece)
+    assert C.expected_calibration_error([0.35, 0.4], [0, 1]) == pytest.approx(0.125)
