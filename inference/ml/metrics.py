@@ -125,8 +125,11 @@ def roc(y_true: Sequence, y_score: Sequence) -> dict[str, list[float]]:
     if np.unique(y).size < 2:
         return {"fpr": [], "tpr": [], "thresholds": []}
     fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
+    # each threshold is a score itself (the first just above the highest), not rounded: calling ``score >= t``
+    # abnormal at a stored threshold gives its point (a threshold rounded up past a score, or the first one rounded
+    # down onto the highest score, gave another point)
     thr = np.where(np.isfinite(thr), thr, np.nextafter(s.max(), np.inf))
-    return {"fpr": fpr.round(6).tolist(), "tpr": tpr.round(6).tolist(), "thresholds": thr.round(6).tolist()}
+    return {"fpr": fpr.round(6).tolist(), "tpr": tpr.round(6).tolist(), "thresholds": [float(t) for t in thr]}
 
 
 def binary_metrics(y_true: Sequence, y_score: Sequence, threshold: float) -> dict:

@@ -117,8 +117,10 @@ def evaluate_run(
         scans = OV.scan_scores(test, agg, k)
         y, s, g = scans.arrays()
         level = M.evaluate_level(y, s, g, choice.operating_value, boot)
+        # scores as computed (not rounded): the slider, ``metrics_at`` and the prevalence answer compare them with
+        # the operating value, which a rounded score can fall the other side of (a fraction 1/7 stored as 0.142857)
         level.update(operating_value=choice.operating_value, oof=dict(choice.oof_metrics), oof_scans=choice.n_scans,
-                     scores=[[round(float(v), 6), int(lab), str(p)] for v, lab, p in zip(s, y, g)])
+                     scores=[[float(v), int(lab), str(p)] for v, lab, p in zip(s, y, g)])
         if agg == "topk":
             level["top_k"] = top_k
         if agg == "sides":
@@ -128,8 +130,8 @@ def evaluate_run(
             primary_scans = scans
     report(80, "per-side scores")
     if primary == "sides":  # per-gland runs: each side's own score, from the same predictions
-        sides = {uid: {k2: round(v, 4) for k2, v in sd.items()} for uid, sd in zip(primary_scans.series_uid,
-                                                                                   primary_scans.sides)}
+        sides = {uid: {k2: float(v) for k2, v in sd.items()} for uid, sd in zip(primary_scans.series_uid,
+                                                                                primary_scans.sides)}
         sides_note = ""
     else:
         sides, sides_note = side_scores(run, primary_scans)
@@ -317,8 +319,8 @@ def _scan_rows(scans: OV.ScanScores, value: float, sides: dict[str, dict] | None
             "series_id": _int_or_none(scans.series_id[i]),
             "patient": scans.patient[i],
             "probability": round(scans.probability[i], 6),
-            "fraction": round(scans.fraction[i], 6),
-            "score": round(scans.score[i], 6),
+            "fraction": float(scans.fraction[i]),  # unrounded: each is compared with the operating value
+            "score": float(scans.score[i]),
             "verdict": verdict_of(scans.score[i], value),
             "label": _label(scans.label[i]),
             "outcome": _outcome(pred, scans.label[i]),

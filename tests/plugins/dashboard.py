@@ -97,6 +97,46 @@ def make_evaluated_run(db, settings, tmp_path):
     return make
 
 
+@pytest.fixture
+def make_run_from_predictions(db, settings, tmp_path):
+    """``make_run_from_predictions(scans, test_patients, folds, config={}, members=())`` -> a finished run whose
+    ``predictions.csv`` holds exactly ``scans``: ``(patient, label, probs)`` per scan, ``probs`` a list of image
+    probabilities or ``{"R": [...], "L": [...]}`` for a per-gland run (``side`` column); a patient listed twice
+    has two scans. Train-val images carry the fold of ``folds`` that holds their patient out."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+    def make(scans, test_patients, folds, config: dict | None = None, members=(), name: str = "recomputed"):
+        from annotations.models import Label, Patient
+        from tests.factories import make_dataset, make_run, make_series, make_split
+
+        ds = make_dataset(name, members=members)
+        run = make_run(ds, make_split(ds, test_patients, folds), config={"preset": "tiny", **(config or {})})
+        fold_of = {p: k for k, f in enumerate(folds) for p in f}
+        sided = any(isinstance(probs, dict) for _, _, probs in scans)
+        out = Path(settings.MEDIA_ROOT) / run.artifacts_dir
+        out.mkdir(parents=True, exist_ok=True)
+        cols = ["image_id", "series_id", "series_uid", "patient", "label", "slice_index", "z_mm", "split", "fold",
+                "prob", *(["side"] if sided else [])]
+        with open(out / "predictions.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, cols)
+            w.writeheader()
+            for patient, label, probs in scans:
+                series = make_series(ds, patient)
+                Label.assign(Patient.objects.get(dataset=ds, pseudo_id=patient), "abnormal" if label else "normal",
+                             "ui")
+                test = patient in test_patients
+                for side, side_probs in (probs if isinstance(probs, dict) else {"": probs}).items():
+                    for i, p in enumerate(side_probs):
+                        w.writerow({"image_id": f"{series.pk}-{side}{i}", "series_id": series.pk,
+                                    "series_uid": series.series_uid, "patient": patient, "label": label,
+                                    "slice_index": i, "z_mm": float(3 * i), "split": "test" if test else "trainval",
+                                    "fold": "" if test else fold_of[patient], "prob": p,
+                                    **({"side": side} if sided else {})})
+        return run
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def dashboard_chromium():
     """Debian's chromium, headless, through Playwright (no browser download)."""
