@@ -20,7 +20,7 @@ from inference.ml import metrics as M
 from inference.ml.operating_value import parse_objective
 
 from ..models import Evaluation, Prediction, TrainingRun
-from ..services.evaluation import metrics_at, prevalence_at, reading_aids, run_aggregator
+from ..services.evaluation import curves_of, metrics_at, prevalence_at, reading_aids, run_aggregator
 from ..services.verdicts import verdict_document
 from ..tasks import start_evaluation, submit_prediction
 from .serializers import (CurvesQuery, EvaluationStart, PredictionQuery, PredictionSubmission, PrevalenceQuery,
@@ -170,19 +170,18 @@ class EvaluationPrevalence(APIView):
 
 
 class EvaluationCurves(APIView):
-    """ROC and threshold curve of one level: ``?level=image|scan|patient&aggregator=`` (default: the run's)."""
+    """ROC and threshold curve of one level: ``?level=image|scan|patient&aggregator=`` (default: the run's; the
+    patient level is that aggregator's, a patient abnormal when any scan is)."""
 
     permission_classes = [IsLead]
 
     def get(self, request, pk: int):
         ev = get_object_or_404(visible_evaluations(request.user), pk=pk)
         q = query(CurvesQuery, request, aggregators=list(ev.result.get("aggregators", {})))
-        level, aggregator = q["level"], q.get("aggregator") or run_aggregator(ev)
-        doc = ev.result.get("aggregators", {}).get(aggregator) if level == "scan" else ev.result.get(level)
-        if not isinstance(doc, dict):
-            raise ValidationError({"level": [f"this evaluation has no {level} curves"]})
-        return Response({"level": level, "aggregator": aggregator, "operating_value": doc.get("operating_value",
-                         doc.get("threshold")), "roc": doc.get("roc"), "threshold_curve": doc.get("threshold_curve")})
+        try:
+            return Response(curves_of(ev, q["level"], q.get("aggregator") or run_aggregator(ev)))
+        except ValueError as exc:
+            raise ValidationError({"level": [str(exc)]}) from exc
 
 
 class RunComparison(APIView):

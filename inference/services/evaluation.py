@@ -268,16 +268,39 @@ def prevalence_at(evaluation: Evaluation, prevalence: float, value: float | None
             **M.predictive_values(at["sensitivity"], at["specificity"], prevalence)}
 
 
+def patient_scores(scores) -> tuple[list[str], list[int], list[float]]:
+    """``(patients, labels, scores)`` from ``(score, label, patient)`` scan triples: a patient is abnormal when any
+    of their scans is, scored by their highest scan. The one patient-level rule (the evaluation, the slider, the
+    curves)."""
+    by_patient: dict[str, tuple[int, float]] = {}
+    for v, lab, p in scores:
+        old = by_patient.get(p, (0, -np.inf))
+        by_patient[p] = (max(old[0], int(lab)), max(old[1], float(v)))
+    patients = list(by_patient)
+    return patients, [by_patient[p][0] for p in patients], [by_patient[p][1] for p in patients]
+
+
 def _patient_level(scans: OV.ScanScores, value: float, boot: M.Bootstrap) -> dict:
     """A patient is abnormal when any of their scans is (highest scan score); truth likewise."""
-    by_patient: dict[str, tuple[int, float]] = {}
-    for p, lab, s in zip(scans.patient, scans.label, scans.score):
-        old = by_patient.get(p, (0, -np.inf))
-        by_patient[p] = (max(old[0], lab), max(old[1], s))
-    patients = list(by_patient)
-    y = [by_patient[p][0] for p in patients]
-    s = [by_patient[p][1] for p in patients]
+    patients, y, s = patient_scores(zip(scans.score, scans.label, scans.patient))
     return M.evaluate_level(y, s, patients, value, boot)
+
+
+def curves_of(evaluation: Evaluation, level: str, aggregator: str) -> dict:
+    """ROC and threshold curve of ``level`` (image, scan, patient) for ``aggregator``, with the operating value
+    they are read at: the stored ones, except a patient level of another aggregator than the run's, made from
+    that aggregator's scan scores (the stored patient level is the run's rule's). ValueError names a level the
+    evaluation lacks."""
+    result = evaluation.result
+    chosen = result.get("aggregators", {}).get(aggregator)
+    doc = chosen if level == "scan" else result.get(level)
+    if level == "patient" and isinstance(chosen, dict) and aggregator != result.get("aggregator", PRIMARY):
+        _, y, s = patient_scores(chosen.get("scores") or [])
+        doc = {"operating_value": chosen["operating_value"], "roc": M.roc(y, s), "threshold_curve": M.threshold_curve(y, s)}
+    if not isinstance(doc, dict):
+        raise ValueError(f"this evaluation has no {level} curves")
+    return {"level": level, "aggregator": aggregator, "operating_value": doc.get("operating_value", doc.get("threshold")),
+            "roc": doc.get("roc"), "threshold_curve": doc.get("threshold_curve")}
 
 
 def side_scores(run: TrainingRun, scans: OV.ScanScores) -> tuple[dict[str, dict], str]:
@@ -353,12 +376,7 @@ def metrics_at(evaluation: Evaluation, value: float, level: str = "scan", aggreg
         y = [lab for _, lab, _ in scores]
         s = [v for v, _, _ in scores]
     elif level == "patient":
-        by_patient: dict[str, tuple[int, float]] = {}
-        for v, lab, p in result["aggregators"][aggregator]["scores"]:
-            old = by_patient.get(p, (0, -1.0))
-            by_patient[p] = (max(old[0], lab), max(old[1], v))
-        y = [a for a, _ in by_patient.values()]
-        s = [b for _, b in by_patient.values()]
+        _, y, s = patient_scores(result["aggregators"][aggregator]["scores"])
     else:
         raise ValueError("level must be scan or patient")
     tn, fp, fn, tp = M.confusion(y, s, value)

@@ -168,6 +168,17 @@ def disagreements(ev, run, client) -> list:
         at = c.get(f"/api/evaluations/{ev.pk}/threshold/", {"aggregator": agg, "level": "patient"}).json()
         if at["confusion"] != _metrics(py, ps >= value)["confusion"]:
             bad.append((agg, "patient threshold API", at["confusion"]))
+        curves = c.get(f"/api/evaluations/{ev.pk}/curves/", {"aggregator": agg, "level": "patient"}).json()
+        if curves["operating_value"] != value or curves["aggregator"] != agg:
+            bad.append((agg, "patient curves API value", curves["operating_value"], curves["aggregator"]))
+        if np.unique(py).size == 2:
+            fpr, tpr, _ = roc_curve(py, ps, drop_intermediate=False)
+            if not (_same(curves["roc"]["fpr"], fpr, 1e-6) and _same(curves["roc"]["tpr"], tpr, 1e-6)):
+                bad.append((agg, "patient curves API roc"))
+        for point in curves["threshold_curve"]:
+            if [[point["tn"], point["fp"]], [point["fn"], point["tp"]]] != _metrics(py, ps >= point["threshold"])["confusion"]:
+                bad.append((agg, "patient curves API threshold curve", point["threshold"]))
+                break
         answer = c.get(f"/api/evaluations/{ev.pk}/prevalence/", {"aggregator": agg, "prevalence": 0.05}).json()
         if not (_same(answer["sensitivity"], want["sensitivity"]) and _same(answer["specificity"], want["specificity"])):
             bad.append((agg, "prevalence API sensitivity/specificity", answer))
