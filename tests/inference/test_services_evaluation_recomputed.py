@@ -401,3 +401,47 @@ def test_sensitivity_by_lesion_size_judges_each_gland_by_its_own_unrounded_score
     z = norm.ppf(0.975)  # Wilson (1927) for 1 of 1
     centre, half = (1 + z * z / 2) / (1 + z * z), z / (1 + z * z) * np.sqrt(z * z / 4)
     assert stratum["ci"] == pytest.approx([centre - half, centre + half], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_a_real_small_per_gland_run(db, settings, tmp_path, training_cohort, users, client_as):
+    """A real per-gland run (3 folds of the tests' tiny model on the synthetic cohort) through training, aggregation
+    and evaluation: each train-val image's probability is the prediction of the fold model that held its patient
+    out (recomputed here with that fold's own weights), and every number shown is as computed independently."""
+    from adrenal_site.jobs.models import Job
+    from inference.ml.metrics import Bootstrap
+    from inference.ml.training import load_ensemble
+    from inference.services import runs, training
+    from inference.services.evaluation import evaluate_run
+    from inference.services.gland_data import gland_scans, scan_sample
+    from tests.inference.test_services_gland_runs import GLAND_TINY
+
+    settings.MEDIA_ROOT = tmp_path
+    ds = training_cohort("real-ds", n_patients=15, build=False)
+    ds.members.add(users["lead"])
+    run = runs.create_run(ds, "tiny", Job.objects.create(kind="train", params={}), overrides=GLAND_TINY)
+    training.prepare_run(run)
+    for k in range(3):
+        training.train_one_fold(run, k)
+    training.aggregate_run(run)
+    ev = evaluate_run(run, "accuracy", boot=Bootstrap(n=40))
+    assert disagreements(ev, run, client_as("lead")) == []
+    rows = _rows(run)
+    out = runs.run_dir(run)
+    folds = [load_ensemble([out / f"fold{k}" / "best.pt"], run.config) for k in range(3)]
+    fold_of = {p: k for k, f in enumerate(run.split.folds) for p in f}
+    checked = 0
+    for scan in gland_scans(ds)[:4]:
+        if scan.patient not in fold_of:
+            continue
+        k = fold_of[scan.patient]
+        for side, bag in scan_sample(scan, run.config).bags.items():
+            stored = [float(r["prob"]) for r in rows if r["series_uid"] == scan.series_uid and r["side"] == side]
+            assert [int(r["fold"]) for r in rows if r["series_uid"] == scan.series_uid] == [k] * len(
+                [r for r in rows if r["series_uid"] == scan.series_uid])
+            by_fold = [np.asarray(f.predict(bag.images.astype("float32")), float).reshape(len(stored), -1)[:, 0]
+                       for f in folds]
+            assert np.allclose(stored, by_fold[k], atol=2e-6)
+            assert not any(np.allclose(stored, by_fold[j], atol=2e-6) for j in range(3) if j != k)  # it tells them apart
+            checked += 1
+    assert checked
