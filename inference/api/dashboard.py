@@ -200,15 +200,30 @@ class RunComparison(APIView):
 
 
 def comparison_groups(user) -> list[dict]:
-    """The visible runs grouped by the split version they were evaluated on: ``[{"split", "split_version",
-    "dataset", "test_patients", "entries": [(run, latest evaluation's summary or None)]}]`` (the page and the API)."""
-    groups: dict[int, dict] = {}
-    for run in visible_runs(user).select_related("dataset", "split").prefetch_related("evaluations"):
-        ev = run.evaluations.first()
-        g = groups.setdefault(run.split_id, {"split": run.split_id, "split_version": run.split.version,
-                                             "dataset": run.dataset.name,
-                                             "test_patients": len(run.split.test_patients or []), "entries": []})
-        g["entries"].append((run, evaluation_summary(ev) if ev else None))
+    """The visible runs grouped by what their latest evaluations judged: the split version, and the test scans with
+    the labels they were evaluated against (a test label corrected, or a test patient unlabelled, between two runs of
+    one split makes them two groups: their figures are not on the same test patients). ``[{"split",
+    "split_version", "dataset", "test_patients" (evaluated, else the split's), "test_scans", "split_shared" (another
+    group has this split version),
+    "entries": [(run, latest evaluation's summary or None)]}]`` (the page and the API). Runs not evaluated go with
+    their split's first group."""
+    runs = [(run, run.evaluations.first())
+            for run in visible_runs(user).select_related("dataset", "split").prefetch_related("evaluations")]
+    groups: dict[tuple, dict] = {}
+    for run, ev in [(r, e) for r, e in runs if e] + [(r, e) for r, e in runs if not e]:
+        judged = tuple(sorted((str(s.get("series_uid")), str(s.get("label"))) for s in ev.result.get("scans", []))) \
+            if ev else None
+        key = (run.split_id, judged)
+        if judged is None:  # nothing judged: beside the split's first group
+            key = next((k for k in groups if k[0] == run.split_id), key)
+        if key not in groups:
+            groups[key] = {"split": run.split_id, "split_version": run.split.version, "dataset": run.dataset.name,
+                           "test_patients": len(ev.result.get("test_patients", [])) if ev
+                           else len(run.split.test_patients or []),
+                           "test_scans": len(judged) if judged is not None else None, "entries": []}
+        groups[key]["entries"].append((run, evaluation_summary(ev) if ev else None))
+    for (split, _), g in groups.items():
+        g["split_shared"] = sum(k[0] == split for k in groups) > 1
     return list(groups.values())
 
 

@@ -445,3 +445,42 @@ def test_a_real_small_per_gland_run(db, settings, tmp_path, training_cohort, use
             assert not any(np.allclose(stored, by_fold[j], atol=2e-6) for j in range(3) if j != k)  # it tells them apart
             checked += 1
     assert checked
+
+
+def test_the_compare_page_compares_only_runs_judged_on_the_same_test_scans_and_labels(
+        make_run_from_predictions, users, client_as):
+    """Two runs on one split version: the second was trained after a clinician relabelled test patient T2 (its
+    predictions carry the new label), a third after T3 lost its label (no test rows). Each compare row's numbers are
+    its evaluation's, recomputed here, and runs are grouped as compared "on the same test patients" only where
+    their evaluations judged the same test scans against the same labels (they were all in one table)."""
+    from inference.ml.metrics import Bootstrap
+    from inference.models import TrainingRun
+    from inference.services.evaluation import evaluate_run
+
+    folds = [["A1", "N1"], ["A2", "N2"]]
+    train = [("A1", 1, [0.75, 0.625]), ("A2", 1, [0.5, 0.75]), ("N1", 0, [0.25, 0.125]), ("N2", 0, [0.5, 0.25])]
+    test = [("T1", 1, [0.75, 0.5]), ("T2", 0, [0.625, 0.5]), ("T3", 0, [0.25, 0.125]), ("T4", 0, [0.125, 0.25])]
+    first = make_run_from_predictions(train + test, ["T1", "T2", "T3", "T4"], folds, members=[users["lead"]])
+    relabelled = [(p, 1 if p == "T2" else lab, probs) for p, lab, probs in test]
+    runs = [first]
+    for scans in (train + relabelled, train + [t for t in test if t[0] != "T3"]):
+        run = make_run_from_predictions(scans, ["T1", "T2", "T3", "T4"], folds, name=f"other{len(runs)}")
+        TrainingRun.objects.filter(pk=run.pk).update(dataset=first.dataset, split=first.split)  # the same split
+        run.refresh_from_db()
+        runs.append(run)
+    evaluations = [evaluate_run(run, boot=Bootstrap(n=20)) for run in runs]
+    groups = client_as("lead").get("/api/runs/compare/").json()
+    assert sorted(len(g["runs"]) for g in groups) == [1, 1, 1]
+    for g in groups:
+        (entry,) = g["runs"]
+        ev = evaluations[[r.pk for r in runs].index(entry["run"])]
+        rows = _rows(ev.run)
+        scans = _scans(rows, "test", "fraction", 5)
+        y, s = np.array([x["label"] for x in scans]), np.array([x["score"] for x in scans])
+        want = _metrics(y, s >= ev.operating_value)
+        assert entry["evaluation"]["scan"]["confusion"] == want["confusion"]
+        assert _same(entry["evaluation"]["scan"]["sensitivity"], want["sensitivity"])
+        assert _same(entry["evaluation"]["scan"]["auc"], roc_auc_score(y, s))
+        assert g["test_patients"] == len({x["patient"] for x in scans})
+    page = client_as("lead").get("/runs/compare/").content.decode()
+    assert page.count('<table class="compare"') == 3 and page.count('class="muted split-shared"') == 3
