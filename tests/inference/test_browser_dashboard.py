@@ -207,3 +207,28 @@ def test_an_interval_of_no_width_from_two_test_patients_is_marked_not_certainty(
         assert "resampling 1 abnormal test patient and 1 normal test patient cannot move it" in note, note
     finally:
         context.close()
+
+
+def test_a_test_score_on_the_operating_value_is_counted_alike_on_the_page(live_server, dashboard_chromium,
+                                                                        make_run_from_predictions, users):
+    """One image of seven voted abnormal (fraction 1/7) on the out-of-fold operating value 1/7: the slider's
+    confusion matrix, its sensitivity and the PPV/NPV beside it count it as the evaluation does, a true positive
+    (the page read scores stored rounded to 0.142857 and called it a false negative)."""
+    from inference.ml.metrics import Bootstrap
+    from inference.services.evaluation import evaluate_run
+
+    two, none, one = [0.9, 0.9, *[0.1] * 5], [0.1] * 7, [0.9, *[0.1] * 6]
+    scans = [("A1", 1, two), ("A2", 1, two), ("N1", 0, none), ("N2", 0, none), ("T1", 1, one), ("T2", 0, none)]
+    run = make_run_from_predictions(scans, ["T1", "T2"], [["A1", "N1"], ["A2", "N2"]], members=[users["lead"]])
+    ev = evaluate_run(run, boot=Bootstrap(n=20))
+    assert ev.result["scan"]["confusion"] == [[1, 0], [0, 1]]
+    context = dashboard_chromium.new_context()
+    page = context.new_page()
+    try:
+        login(page, live_server, "lead", "pw-lead")
+        page.goto(f"{live_server.url}/runs/{run.pk}/dashboard/")
+        page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+        assert [page.inner_text(f"#cm-{k}") for k in ("tn", "fp", "fn", "tp")] == ["1", "0", "0", "1"]
+        assert page.inner_text("#live-sensitivity") == "1.000" and page.inner_text("#prev-sens") == "1.000"
+    finally:
+        context.close()
