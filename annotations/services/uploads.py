@@ -24,6 +24,8 @@ from inference.ml.dicom.nifti import open_content
 MAX_ENTRIES = 200_000
 MAX_DIRECTORY_BYTES = 64 * 1024**2  # a zip's central directory (200 000 entries of 300-byte paths fit)
 MAX_RATIO = 100  # default for settings.ADRENAL_MAX_ZIP_RATIO: expanded bytes per archive byte (CT zips: 1-10)
+RATIO_FLOOR_BYTES = 16 * 1024**2  # a zip expanding to less is no zip bomb whatever its ratio (a 120 KB DICOM of
+# flat synthetic pixels deflates 110 times; a mask or padded image more)
 EXPAND_FACTOR = 4  # an archive may expand to this many times ADRENAL_MAX_UPLOAD_BYTES
 
 
@@ -80,7 +82,7 @@ def check_zip(path: Path, max_bytes: int | None = None, ratio: float | None = No
     """The members of a zip upload; ``UploadRefused`` (with the reason) for non-zip or damaged files, a zip
     without a non-empty file, more than ``MAX_ENTRIES`` entries, absolute or ``..`` entries, symbolic links, archives that declare more than
     ``max_bytes`` (default :func:`max_expanded_bytes`) expanded, or that expand more than ``ratio`` times
-    their own size (default ``ADRENAL_MAX_ZIP_RATIO``, 100: a zip bomb)."""
+    their own size (default ``ADRENAL_MAX_ZIP_RATIO``, 100: a zip bomb) to more than ``RATIO_FLOOR_BYTES``."""
     max_bytes = max_expanded_bytes() if max_bytes is None else max_bytes
     ratio = max_ratio() if ratio is None else ratio
     if not zipfile.is_zipfile(path):
@@ -119,7 +121,7 @@ def check_zip(path: Path, max_bytes: int | None = None, ratio: float | None = No
     if total > max_bytes:
         raise UploadRefused(f"the zip expands to {total / 1024**2:.0f} MB, over the limit of {max_bytes / 1024**2:.0f} MB")
     size = max(path.stat().st_size, 1)
-    if total / size > ratio:
+    if total > RATIO_FLOOR_BYTES and total / size > ratio:
         raise UploadRefused(f"the zip expands {total / size:.0f} times its size ({size / 1024**2:.1f} MB to "
                             f"{total / 1024**2:.0f} MB), over the limit of {ratio:g} times; refused as a zip bomb")
     return members

@@ -284,3 +284,36 @@ def test_a_succeeded_import_removes_its_upload(tmp_path, media, users):
     # the job says it brought nothing in (an admin reading "succeeded" alone would think it had)
     assert job.message == "nothing imported: 1 skipped, 0 failed (the import report gives each reason)"
     assert upload_files(media) == []
+
+
+@pytest.mark.django_db(transaction=True)  # run_now closes connections, as a worker does
+@pytest.mark.parametrize("where", ["store", "predict"])
+def test_a_small_zip_of_flat_pixels_is_no_zip_bomb(where, realct, tmp_path, media, users, client,
+                                                   django_capture_on_commit_callbacks):
+    """pydicom-data's SC_rgb_32bit.dcm (121 KB of flat synthetic RGB) deflates 110 times: zipped alone it was
+    refused as a zip bomb ("expands 110 times its size (0.0 MB to 0 MB)") at both upload entry points, hiding
+    the real answer. The ratio counts only for zips expanding past RATIO_FLOOR_BYTES; the file reaches the
+    importer, which names its problem (a secondary capture, not CT). The 64 MB bomb stays refused (above)."""
+    from annotations.models import ImportItem
+
+    data = (realct["pydicom_data"] / "SC_rgb_32bit.dcm").read_bytes()
+    path = write_zip(tmp_path / "sc.zip", {"study/SC_rgb_32bit.dcm": data})
+    assert len(data) / path.stat().st_size > uploads.max_ratio()
+    assert [m.filename for m in check_zip(path)] == ["study/SC_rgb_32bit.dcm"]
+    ds = make_dataset("up", members=[users["admin"], users["clinician"]])
+    make_run(ds, promoted=True, operating_value=0.5)
+    upload = io.BytesIO(path.read_bytes())
+    upload.name = "study.zip"
+    with django_capture_on_commit_callbacks(execute=False):
+        if where == "store":
+            client.force_login(users["admin"])
+            r = client.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+            assert r.status_code == 302, r.content.decode()[:300]
+        else:
+            client.force_login(users["clinician"])
+            r = client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+            assert r.status_code == 202, r.content.decode()[:300]
+    job = Job.objects.get(kind="import" if where == "store" else "predict")
+    if where == "store":
+        run_now(import_studies, job)
+        assert ImportItem.objects.get(report__job=job).reason == "non-CT modality OT"
