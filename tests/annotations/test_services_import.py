@@ -279,6 +279,37 @@ def test_nifti_files_of_the_same_name_in_patient_folders_are_different_patients(
     assert Patient.objects.filter(dataset=other).count() == 2
 
 
+def test_segmentation_masks_label_maps_and_an_mr_beside_a_ct_are_refused_as_not_ct(realct, tmp_path):
+    """A NIfTI names no modality: TotalSegmentator's output beside its CT (its ``segmentations/`` masks, its label
+    map) and its MR example were each stored as a CT scan of the patient (HU 0 and 1, or MR intensities), listed
+    in the worklist, given boxes and images. Each is a failed item naming it not CT, with what it likely is; the CT
+    beside them is imported as alone, equal to SimpleITK's reading of the same file."""
+    seg_dir = Path(realct["example_ct"]).parent
+    patient = tmp_path / "import" / "s0001"
+    (patient / "segmentations").mkdir(parents=True)
+    shutil.copy(realct["example_ct_sm"], patient / "ct.nii.gz")
+    for name in ("adrenal_gland_left.nii.gz", "adrenal_gland_right.nii.gz", "liver.nii.gz"):
+        shutil.copy(realct["seg_fast"] / name, patient / "segmentations" / name)
+    shutil.copy(seg_dir / "example_seg_fast.nii.gz", patient / "example_seg_fast.nii.gz")
+    shutil.copy(seg_dir / "example_mr_sm.nii.gz", patient / "example_mr_sm.nii.gz")
+    ds = Dataset.objects.create(name="totalseg output")
+    report = import_path(ds, tmp_path / "import")
+    assert statuses(report) == {"imported": 1, "skipped": 0, "failed": 5}
+    reasons = {Path(i.path).name: i.reason for i in report.items.filter(status="failed")}
+    for name in ("adrenal_gland_left.nii.gz", "adrenal_gland_right.nii.gz", "liver.nii.gz", "example_seg_fast.nii.gz"):
+        assert reasons[name].startswith("not CT: no air in Hounsfield units"), reasons[name]
+        assert "a segmentation mask or label map" in reasons[name], reasons[name]
+    assert "another modality" in reasons["example_mr_sm.nii.gz"], reasons["example_mr_sm.nii.gz"]
+    series = Series.objects.get(study__patient__dataset=ds)
+    img = sitk.DICOMOrient(sitk.ReadImage(str(realct["example_ct_sm"])), "LPS")
+    vol = volume_of(series)
+    assert np.array_equal(vol.array, sitk.GetArrayFromImage(img))
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
+    affine[:3, 3] = img.GetOrigin()
+    np.testing.assert_allclose(vol.affine, affine, atol=1e-4)
+
+
 @pytest.mark.django_db(transaction=True)  # the job runner closes and reopens connections
 def test_command_json_shape(store_cohort):
     root, truth = store_cohort

@@ -360,6 +360,7 @@ def test_bare_nifti_upload_imports_one_scan(client_as, users, tmp_path, django_c
     page = c.get(url).content.decode()
     assert "or one NIfTI scan (.nii or .nii.gz" in page and 'accept=".zip,.nii,.nii.gz,.gz"' in page
     data = np.random.default_rng(0).integers(-200, 300, size=(24, 24, 16)).astype(np.int16)
+    data[:4] = -1000  # air, which every CT holds (a NIfTI without is refused as not CT)
     for name, gz in (("P042.nii.gz", True), ("P043.nii", False)):
         nii = tmp_path / name
         nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 3.0, 1.0])), nii)

@@ -214,7 +214,7 @@ def test_a_dicom_header_of_too_many_elements_is_refused_while_it_is_read(tmp_pat
 
 def extension_nifti(path: Path, esize: int, shape=(32, 32, 8)) -> Path:
     """A ``.nii.gz`` with one header extension declaring ``esize`` bytes (zeros, so the file stays small) before
-    an int16 volume of ``shape`` (zeros)."""
+    an int16 volume of ``shape`` (air, -1024 HU: a NIfTI without air is refused as not CT)."""
     import struct
 
     header = nib.Nifti1Header()
@@ -231,7 +231,7 @@ def extension_nifti(path: Path, esize: int, shape=(32, 32, 8)) -> Path:
         while left > 0:
             fh.write(comp.compress(zeros[:min(left, len(zeros))]))
             left -= len(zeros)
-        fh.write(comp.compress(bytes(2 * int(np.prod(shape)))))
+        fh.write(comp.compress(np.full(shape, -1024, "<i2").tobytes()))
         fh.write(comp.flush())
     return path
 

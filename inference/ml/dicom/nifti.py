@@ -14,6 +14,10 @@ one of them would swap left and right), is refused: this project judges each gla
 orientation is degenerate, where nibabel would quietly guess: a set sform that is singular, or a qform used with a
 voxel size (pixdim 1-3) that is zero, negative or not a number, or a qfac (pixdim 0) negative but not -1 (nibabel
 reads it as 1, niftilib as -1: the slice axis flipped or not).
+
+A NIfTI names no modality: one whose values hold no air (``assessability.hounsfield_reason``: every CT field of
+view holds some below -500 HU) is refused as not CT, with what it likely is: a segmentation mask or label map
+(TotalSegmentator writes them beside its CT, ``segmentations/*.nii.gz``), or an MR or other image.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..assessability import hounsfield_reason
 from ..geometry import AXIAL_MIN_COS, LPS_TO_RAS, affines_differ_mm, canonical_index_map, slice_axis_cosine
 from ..limits import ExtensionsTooLarge, check_nifti_extensions, check_voxels
 from ..volume import Volume, to_store_grid
@@ -215,12 +220,25 @@ def _read_hu(img, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
     return out, not_numbers
 
 
+LABEL_MAP_MAX_VALUES = 256  # a label map's distinct values (TotalSegmentator's: up to 118); a CT's are thousands
+
+
+def _not_ct_reason(array: np.ndarray) -> str:
+    """Why a NIfTI without air is refused, with what it likely is: a mask or label map (few non-negative whole
+    values), else an image of another modality."""
+    values = np.unique(array[:: max(1, array.shape[0] // 64)])
+    lo, hi = int(values.min()), int(values.max())
+    kind = (f"a segmentation mask or label map ({values.size} distinct whole value(s)), not an image"
+            if values.size <= LABEL_MAP_MAX_VALUES and lo >= 0 else "an image of another modality (MR, PET?), not CT")
+    return f"not CT: no air in Hounsfield units (values from {lo} to {hi}): {kind}; the store takes CT in HU"
+
+
 def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -> NiftiEntry:
     """A 3D NIfTI file as an int16 HU volume on the store's canonical axes, with its notes.
 
     Raises ValueError with the reason when unusable: unreadable, not 3D, no qform or sform, a qform and sform of
     different orientations, singular affine, no voxel axis within ``acos(AXIAL_MIN_COS)`` of the patient's z axis,
-    or fewer than ``min_slices`` axial slices."""
+    or fewer than ``min_slices`` axial slices, or values without air (not CT: a mask, a label map, an MR)."""
     path = Path(path)
     try:
         check_nifti_extensions(path)
@@ -255,6 +273,8 @@ def read_nifti_entry(path: str | os.PathLike, *, min_slices: int = MIN_SLICES) -
         raise ValueError(f"{problem}: a signed volume stored as unsigned, or a wrong scl_slope/scl_inter? (file: "
                          f"{img.get_data_dtype()}, scl_slope {slope if slope is not None else 'none'}, scl_inter "
                          f"{inter if inter is not None else 'none'})")
+    if hounsfield_reason(Volume(array, source_affine)):  # no modality in a NIfTI: a mask, a label map or an MR
+        raise ValueError(_not_ct_reason(array))  # would otherwise be stored as a CT scan
     if not_numbers:  # NaN has no integer value: stored as air, and said so
         notes.append(f"{not_numbers} voxel(s) not a number (NaN or infinity) stored as -1024 HU")
     try:  # the slice axis (the voxel axis nearest to z) is judged before any resampling
