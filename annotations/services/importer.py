@@ -433,6 +433,13 @@ def _is_soft_tissue(series: Series) -> bool:
     return not any(w in kernel for w in SHARP_KERNEL_WORDS) and not any(w in desc for w in ("LUNG", "BONE"))
 
 
+def thinnest_scan(series: list[Series]) -> Series:
+    """The thinnest axial soft-tissue series of one study's stored ``series`` (ties: more slices, then the first
+    stored): the 'thinnest' rule's scan, and the one judged when an upload for a verdict holds several."""
+    pool = [s for s in series if _is_soft_tissue(s)] or series
+    return min(pool, key=lambda s: (s.slice_thickness_mm or s.slice_spacing_mm or 99.0, -s.volume.shape[0], s.pk))
+
+
 def apply_series_rule(dataset: Dataset, studies=None) -> None:
     """``all``: every imported series is a scan. ``thinnest``: per study, only the thinnest axial soft-tissue
     series (ties: more slices) is a scan; the others stay stored with the reason in ``extra``."""
@@ -441,12 +448,8 @@ def apply_series_rule(dataset: Dataset, studies=None) -> None:
         series = list(Series.objects.filter(study=study, volume__isnull=False).select_related("volume"))
         if not series:
             continue
-        if dataset.series_rule != Dataset.SeriesRule.THINNEST:
-            chosen = {s.pk for s in series}
-        else:
-            pool = [s for s in series if _is_soft_tissue(s)] or series
-            best = min(pool, key=lambda s: (s.slice_thickness_mm or s.slice_spacing_mm or 99.0, -s.volume.shape[0], s.pk))
-            chosen = {best.pk}
+        chosen = {s.pk for s in series} if dataset.series_rule != Dataset.SeriesRule.THINNEST else {
+            thinnest_scan(series).pk}
         for s in series:
             is_scan = s.pk in chosen
             extra = dict(s.extra or {})

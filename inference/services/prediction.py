@@ -19,7 +19,7 @@ from pathlib import Path
 from adrenal_site.jobs.runner import JobCancelled, no_progress
 from adrenal_site.storage import local_path
 from annotations.models import Dataset, ImportItem, Series
-from annotations.services.importer import import_path
+from annotations.services.importer import import_path, thinnest_scan
 from inference.ml import assessability, verdict
 from inference.ml.acquisition import acquisition_cautions
 from inference.ml.geometry import Box
@@ -223,10 +223,10 @@ def import_for_prediction(path: str | Path, dataset: Dataset | None = None, user
     else "Submitted studies"; its report records ``source``), or ``(None, reasons)`` when nothing usable came in."""
     dataset = dataset or Dataset.objects.get_or_create(name="Submitted studies")[0]
     report = import_path(dataset, path, user=user, progress=progress, source=source, nifti_patient_by_content=True)
-    items = list(report.items.all())
-    for item in items:
-        if item.status == ImportItem.Status.IMPORTED and item.series_id:
-            return item.series, ""
+    items = list(report.items.select_related("series__volume", "series__study__patient"))
+    imported = [i.series for i in items if i.status == ImportItem.Status.IMPORTED and i.series_id]
+    if imported:
+        return one_study_scan(imported)
     for item in items:  # already imported before: the reason names the series
         m = re.search(r"series #(\d+)", item.reason or "")
         if item.status == ImportItem.Status.SKIPPED and m:
@@ -239,6 +239,21 @@ def import_for_prediction(path: str | Path, dataset: Dataset | None = None, user
                 return series, ""
     reasons = "; ".join(f"{i.path}: {i.reason}" for i in items if i.reason) or "nothing imported"
     return None, f"no usable scan: {reasons}"
+
+
+def one_study_scan(series: list[Series]) -> tuple[Series | None, str]:
+    """The scan to judge among those an upload brought in: of one study, its thinnest axial soft-tissue scan
+    (``importer.thinnest_scan``: a study exported whole holds a thin and a thick series, phases, reformats); of
+    several studies ``(None, reason)`` naming them: a verdict is one study's, and judging whichever came first
+    gave one patient's verdict for an upload of several, with nothing said of the others."""
+    scans = [s for s in series if getattr(s, "volume", None) is not None and s.is_scan] or series
+    studies = {s.study_id for s in scans}
+    if len(studies) > 1:
+        patients = sorted({s.study.patient.pseudo_id for s in scans})
+        return None, (f"not judged: the upload holds {len(scans)} scans of {len(studies)} studies (patients "
+                      f"{', '.join(patients[:10])}{', ...' if len(patients) > 10 else ''}); a verdict is for one "
+                      "study: upload each on its own")
+    return thinnest_scan(scans), ""
 
 
 def may_share(series: Series, path: str | Path, user) -> bool:

@@ -270,3 +270,28 @@ def test_an_upload_into_a_dataset_is_the_datasets_not_its_submitters(model_run, 
     submitted = predict_path(folder, model_run, user=clinician)  # to "Submitted studies": theirs
     assert Series.objects.visible_to(clinician).filter(pk=submitted["series"]).exists()
     assert Prediction.objects.visible_to(clinician).filter(pk=submitted["prediction"]).exists()
+
+
+def test_an_upload_of_several_studies_is_not_judged_as_one_and_a_study_gives_its_thinnest_scan(model_run, realct,
+                                                                                              tmp_path):
+    """An upload for a verdict holding the real TotalSegmentator DICOM series and its NIfTI CT (two studies) got
+    one verdict, on whichever scan the import listed first, with nothing said of the other. It is not judged,
+    naming the studies; an upload of one study exported whole (a localizer, a 2 mm and a 5 mm series) is judged on
+    its thinnest soft-tissue series, the store's 'thinnest' rule, whatever order the import met them in."""
+    import shutil
+
+    from annotations.models import Dataset
+    from inference.services.prediction import import_for_prediction, predict_path
+    from tests.plugins.store import make_store_cohort
+
+    both = tmp_path / "both"
+    shutil.copytree(realct["example_ct_dicom"], both / "dicom")
+    shutil.copy(realct["example_ct_sm"], both / "ct.nii.gz")
+    doc = predict_path(both, model_run, source="both.zip")
+    assert doc["verdict"] == "not assessable" and doc["probability"] is None
+    assert doc["reason"].startswith("not judged: the upload holds 2 scans of 2 studies (patients P"), doc["reason"]
+    assert doc["reason"].endswith("a verdict is for one study: upload each on its own"), doc["reason"]
+
+    make_store_cohort(tmp_path / "study", patients=1)
+    series, reason = import_for_prediction(tmp_path / "study", Dataset.objects.create(name="one study"))
+    assert reason == "" and series.series_description == "Abdomen 2mm"
