@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("ADRENAL_DATA_DIR", BASE_DIR / "var")).resolve()
@@ -20,6 +21,23 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 def env_bool(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_number(name: str, default: float, kind: type = int, low: float = 0, high: float = 2**53) -> float:
+    """A number from the environment variable ``name`` (``default`` when unset or empty): a whole number for
+    ``kind=int``, within ``[low, high]``. ImproperlyConfigured names the variable, its value and the range, where
+    ``int()``/``float()`` would stop the site with a ValueError naming neither (or take NaN, inf, -5)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not (low <= value <= high):  # NaN compares false
+        what = "a whole number" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name}={raw!r}: must be {what} from {low:g} to {high:g}")
+    return value
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -138,8 +156,8 @@ AUTHENTICATION_BACKENDS = [
     "adrenal_site.admin_site.RoleAdminPermissionBackend",  # the admin role holds every model permission
 ]
 # Failed sign-ins of one username from one address (x5 for the address alone) within the window before refusing.
-ADRENAL_LOGIN_MAX_FAILURES = int(os.environ.get("ADRENAL_LOGIN_MAX_FAILURES", 10))
-ADRENAL_LOGIN_WINDOW_SECONDS = int(os.environ.get("ADRENAL_LOGIN_WINDOW_SECONDS", 900))
+ADRENAL_LOGIN_MAX_FAILURES = env_number("ADRENAL_LOGIN_MAX_FAILURES", 10, int, 1, 1000000)
+ADRENAL_LOGIN_WINDOW_SECONDS = env_number("ADRENAL_LOGIN_WINDOW_SECONDS", 900, int, 1, 10000000)
 # The cache the sign-in counts and API throttles use: shared by every web process when it is Redis.
 _cache_url = os.environ.get("ADRENAL_CACHE_URL", "")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
@@ -175,18 +193,18 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media")).resolve()  # the storage root, per host
 MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
 # Largest zip upload accepted by the import page, streamed to disk (bytes).
-ADRENAL_MAX_UPLOAD_BYTES = int(os.environ.get("ADRENAL_MAX_UPLOAD_BYTES", 4 * 1024**3))
+ADRENAL_MAX_UPLOAD_BYTES = env_number("ADRENAL_MAX_UPLOAD_BYTES", 4 * 1024**3, int, 1, 1125899906842624)
 # Server folders admins may import from through the API (POST /api/datasets/<id>/imports/ {"path"}), separated
 # by ":"; empty turns server-folder imports off. `manage.py import_studies` is not limited.
 ADRENAL_IMPORT_ROOTS = [p for p in os.environ.get("ADRENAL_IMPORT_ROOTS", str(DATA_DIR / "imports")).split(":") if p]
 # a zip upload may expand to 4x ADRENAL_MAX_UPLOAD_BYTES and to at most this many times its own size
-ADRENAL_MAX_ZIP_RATIO = float(os.environ.get("ADRENAL_MAX_ZIP_RATIO", 100))
+ADRENAL_MAX_ZIP_RATIO = env_number("ADRENAL_MAX_ZIP_RATIO", 100, float, 1, 1000000)
 # Queue a crop-box proposal job for the scans each import job brings in.
 ADRENAL_AUTO_PROPOSE = env_bool("ADRENAL_AUTO_PROPOSE", True)
 # A changed crop box queues a rebuild of its scan's 2.5D images (inference.services.images.rebuild_after_box_change).
 ADRENAL_AUTO_REBUILD_IMAGES = env_bool("ADRENAL_AUTO_REBUILD_IMAGES", True)
 # The longest side a crop box may have, mm (annotations.services.boxes.check_box).
-ADRENAL_MAX_BOX_SIDE_MM = float(os.environ.get("ADRENAL_MAX_BOX_SIDE_MM", 200))
+ADRENAL_MAX_BOX_SIDE_MM = env_number("ADRENAL_MAX_BOX_SIDE_MM", 200, float, 1, 2000)
 # The key patient pseudonyms are hashed with (annotations.services.importer.pseudonym_key); empty: SECRET_KEY.
 ADRENAL_PSEUDONYM_KEY = os.environ.get("ADRENAL_PSEUDONYM_KEY", "")
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2
@@ -196,18 +214,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024**2
 # The Storage SCP `manage.py dicom_listener` runs: its port and AE title, the peers allowed to associate
 # ("AET@host:port,..."), seconds without a new instance after which a study is complete, the dataset it is
 # imported into, and where SR and secondary captures go ("AET@host:port"; empty: back to the sending peer).
-ADRENAL_DICOM_PORT = int(os.environ.get("ADRENAL_DICOM_PORT", 11112))
+ADRENAL_DICOM_PORT = env_number("ADRENAL_DICOM_PORT", 11112, int, 0, 65535)
 ADRENAL_DICOM_AET = os.environ.get("ADRENAL_DICOM_AET", "ADRENAL")
 ADRENAL_DICOM_BIND = os.environ.get("ADRENAL_DICOM_BIND", "127.0.0.1")  # docker: 0.0.0.0
 ADRENAL_DICOM_PEERS = os.environ.get("ADRENAL_DICOM_PEERS", "")
-ADRENAL_DICOM_STABLE_SECONDS = float(os.environ.get("ADRENAL_DICOM_STABLE_SECONDS", 60))
+ADRENAL_DICOM_STABLE_SECONDS = env_number("ADRENAL_DICOM_STABLE_SECONDS", 60, float, 0, 86400)
 ADRENAL_DICOM_DATASET = os.environ.get("ADRENAL_DICOM_DATASET", "Received")
 ADRENAL_DICOM_RESULTS_TO = os.environ.get("ADRENAL_DICOM_RESULTS_TO", "")
 ADRENAL_DICOM_SPOOL = Path(os.environ.get("ADRENAL_DICOM_SPOOL", DATA_DIR / "dicom")).resolve()
 # Delivery retries: first retry after RETRY_SECONDS, doubling up to an hour, at most MAX_ATTEMPTS attempts.
-ADRENAL_DICOM_RETRY_SECONDS = float(os.environ.get("ADRENAL_DICOM_RETRY_SECONDS", 30))
-ADRENAL_DICOM_MAX_ATTEMPTS = int(os.environ.get("ADRENAL_DICOM_MAX_ATTEMPTS", 12))
-ADRENAL_DICOM_KEY_IMAGES = int(os.environ.get("ADRENAL_DICOM_KEY_IMAGES", 6))  # secondary captures per scan, at most
+ADRENAL_DICOM_RETRY_SECONDS = env_number("ADRENAL_DICOM_RETRY_SECONDS", 30, float, 0, 86400)
+ADRENAL_DICOM_MAX_ATTEMPTS = env_number("ADRENAL_DICOM_MAX_ATTEMPTS", 12, int, 1, 1000)
+ADRENAL_DICOM_KEY_IMAGES = env_number("ADRENAL_DICOM_KEY_IMAGES", 6, int, 0, 100)  # secondary captures per scan, at most
 # Pulling for datasets (pacs_query / pacs_retrieve): the PACS as "AET@host:port", or a DICOMweb root URL.
 ADRENAL_PACS = os.environ.get("ADRENAL_PACS", "")
 ADRENAL_DICOMWEB_URL = os.environ.get("ADRENAL_DICOMWEB_URL", "")
@@ -250,7 +268,7 @@ SPECTACULAR_SETTINGS = {
 # every connection to a bare filesystem:// (each manage.py command that queued a job printed it); the transport
 # ignores the host. (Celery reads CELERY_BROKER_URL from the environment itself when it is set there.)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost//")
-CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", 6 * 3600))  # hard limit, s
+CELERY_TASK_TIME_LIMIT = env_number("CELERY_TASK_TIME_LIMIT", 6 * 3600, int, 1, 10000000)  # hard limit, s
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded default: messages are files under DATA_DIR/broker, shared by the web process and workers.
@@ -296,7 +314,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 # Off by default so `make run` works over plain http; docker/compose.yml turns them on.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 0))
+SECURE_HSTS_SECONDS = env_number("SECURE_HSTS_SECONDS", 0, int, 0, 1000000000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)  # a commitment to browsers' preload lists: opt-in
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)

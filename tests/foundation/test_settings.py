@@ -59,6 +59,27 @@ def test_secret_key_required_when_debug_off_without_local_opt_in(tmp_path):
     assert len((tmp_path / "secret_key").read_text()) > 40
 
 
+def test_a_numeric_variable_out_of_its_range_stops_the_site_naming_it(tmp_path):
+    """Every number the settings read goes through settings.env_number: text, NaN, a fraction for a count or a
+    value out of range stops start-up with ImproperlyConfigured naming the variable, its value and the range
+    (int()/float() named neither, or took nan and -5); an empty value is the default."""
+    env = {**os.environ, "ADRENAL_DATA_DIR": str(tmp_path), "ADRENAL_LOCAL_SECRET": "1",
+           "DJANGO_SETTINGS_MODULE": "adrenal_site.settings"}
+    code = "import django; django.setup(); from django.conf import settings; print(settings.ADRENAL_DICOM_KEY_IMAGES)"
+    for name, value, range_ in (("ADRENAL_DICOM_KEY_IMAGES", "six", "0 to 100"),
+                                ("ADRENAL_MAX_BOX_SIDE_MM", "nan", "1 to 2000"),
+                                ("ADRENAL_MAX_ZIP_RATIO", "-5", "1 to 1e+06"),
+                                ("ADRENAL_LOGIN_MAX_FAILURES", "2.5", "1 to 1e+06"),
+                                ("ADRENAL_DICOM_PORT", "70000", "0 to 65535")):
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, name: value}, capture_output=True,
+                             text=True)
+        assert out.returncode != 0 and "ImproperlyConfigured" in out.stderr, (name, out.stderr[-300:])
+        assert f"{name}={value!r}: must be" in out.stderr and range_ in out.stderr, out.stderr[-300:]
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "ADRENAL_DICOM_KEY_IMAGES": " "},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "6"
+
+
 def test_processes_starting_together_keep_one_secret_key(tmp_path):
     """The web server and the workers start together on a fresh data folder (make run): all of them read the one
     key the first process kept, never an empty or a second one, and no temporary file is left."""
@@ -91,7 +112,7 @@ def test_every_variable_the_settings_read_is_in_the_readmes_configuration_table(
 
     from tests.conftest import REPO
 
-    names = set(re.findall(r'(?:environ\.get|env_bool)\(\s*"([A-Z_]+)"', (REPO / "adrenal_site" / "settings.py").read_text()))
+    names = set(re.findall(r'(?:environ\.get|env_bool|env_number)\(\s*"([A-Z_]+)"', (REPO / "adrenal_site" / "settings.py").read_text()))
     readme = (REPO / "README.md").read_text()
     table = readme[readme.index("## Configuration"):readme.index("## Tests and CI")]
     assert names and not sorted(n for n in names if not re.search(rf"`{n}[`=]", table))
@@ -126,7 +147,7 @@ def test_every_adrenal_variable_the_readme_names_is_read_from_the_environment(tm
     compose = (REPO / "docker" / "compose.yml").read_text()
     not_env = {"ADRENAL_CSP"}  # a settings dict, named as such ("ADRENAL_CSP in the settings")
     unread = [n for n in sorted(set(re.findall(r"\bADRENAL_[A-Z0-9_]*[A-Z0-9]\b", readme)) - not_env)
-              if not re.search(rf"""(environ\.get|env_bool)\(\s*f?["']{n}["']""", code) and f"${{{n}" not in compose
+              if not re.search(rf"""(environ\.get|env_bool|env_number)\(\s*f?["']{n}["']""", code) and f"${{{n}" not in compose
               and not (n.startswith("ADRENAL_DEMO_") and n.endswith("_PASSWORD") and "ADRENAL_DEMO_{" in code)]
     assert not unread, f"named in the README but read from no environment variable: {unread}"
 
