@@ -115,6 +115,11 @@ def test_evaluate_command_json_shape(make_evaluated_run):
     text = StringIO()
     call_command("evaluate", str(run.pk), "--bootstrap", "50", stdout=text)
     assert "operating value" in text.getvalue() and "scan/topk" in text.getvalue()
+    # every metric printed with 3 decimals or n/a (the aggregator lines printed 0.6666666666666666 and None)
+    import re
+    for line in text.getvalue().splitlines():
+        if line.strip().startswith("scan/"):
+            assert re.fullmatch(r"\s*scan/\w+\s+value \d+\.\d{3}( \w+ (\d\.\d{3}|n/a)){3}", line), line
 
 
 def test_evaluate_command_errors(make_evaluated_run):

@@ -42,9 +42,13 @@ class Command(BaseCommand):
             parts = []
             for k in ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv"):
                 ci = d.get(f"{k}_ci")
-                v = "n/a" if d[k] is None else f"{d[k]:.3f}"
-                parts.append(f"{k} {v}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+                parts.append(f"{k} {_number(d[k])}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
             self.stdout.write(f"  {level:8s} " + "; ".join(parts) + f"; confusion {d['confusion']}")
         for name, a in doc["aggregators"].items():
-            self.stdout.write(f"  scan/{name:8s} value {a['operating_value']:.3f} accuracy {a['accuracy']:.3f} "
-                              f"sensitivity {a['sensitivity']} specificity {a['specificity']}")
+            self.stdout.write(f"  scan/{name:8s} value {a['operating_value']:.3f} "
+                              + " ".join(f"{k} {_number(a.get(k))}" for k in ("accuracy", "sensitivity", "specificity")))
+
+
+def _number(value: float | None) -> str:
+    """A metric as the page shows it: 3 decimals, "n/a" where it is undefined (a class absent)."""
+    return "n/a" if value is None else f"{value:.3f}"
