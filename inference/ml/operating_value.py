@@ -18,7 +18,8 @@ the objective go to the value best on its complement (Youden's J for accuracy, a
 specificity for a target sensitivity, sensitivity for a target specificity), then to the lowest value.
 
 Reads the ``predictions.csv`` of a training run (one row per 2.5D image: image_id, series_id,
-series_uid, patient, label, slice_index, z_mm, split, fold, prob, prob_fold0.., optionally side).
+series_uid, patient, label, slice_index, z_mm, split, fold, prob, prob_fold0.., optionally side and side_label: the
+gland's own 0/1 where the store knows which side is abnormal).
 """
 from __future__ import annotations
 
@@ -54,6 +55,12 @@ class ImageRow:
     prob: float
     prob_folds: tuple[float, ...] = ()
     side: str = ""  # "R" / "L" for per-gland images, "" for joined ones
+    side_label: int | None = None  # per-gland images: their gland's truth where the store knows it, else None
+
+    @property
+    def image_label(self) -> int:
+        """The image's own truth: its gland's label for a per-gland image whose side is known, else the scan's."""
+        return self.label if self.side_label is None else self.side_label
 
 
 def _float(value: str | None) -> float | None:
@@ -105,6 +112,7 @@ def read_predictions_csv(path: str | os.PathLike) -> list[ImageRow]:
                     z_mm=float(r.get("z_mm") or 0.0), split=split, fold=None if fold is None else int(fold), prob=prob,
                     prob_folds=tuple(float(r[c]) for c in fold_cols if (r.get(c) or "").strip() != ""),
                     side=_side(r.get("side")),
+                    side_label=None if (r.get("side_label") or "").strip() == "" else _label(r["side_label"]),
                 ))
             except (ValueError, KeyError) as exc:
                 raise ValueError(f"{path}, line {line}: {exc}") from exc
@@ -119,7 +127,14 @@ class ImageTable:
 
     @property
     def labels(self) -> np.ndarray:
+        """Each image's scan label (what scan aggregation groups by)."""
         return np.array([r.label for r in self.rows], int)
+
+    @property
+    def image_labels(self) -> np.ndarray:
+        """Each image's own truth (:attr:`ImageRow.image_label`): the image level of a per-gland run counts the
+        normal gland of an abnormal scan as normal."""
+        return np.array([r.image_label for r in self.rows], int)
 
     @property
     def probs(self) -> np.ndarray:

@@ -105,7 +105,7 @@ def evaluate_run(
     test_patients = _check_split(run, oof, test)
     report(10, "image level")
 
-    image = M.evaluate_level(test.labels, test.probs, test.patients, OV.IMAGE_VOTE, boot)
+    image = M.evaluate_level(test.image_labels, test.probs, test.patients, OV.IMAGE_VOTE, boot)
     aggregators: dict[str, dict] = {}
     primary_scans = None
     primary = primary_aggregator(run)

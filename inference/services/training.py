@@ -26,6 +26,7 @@ from annotations.models import Dataset, Series, Volume
 from inference.ml import atomic
 from inference.ml.acquisition import acquisition_range
 from inference.ml.mil import train_fold_mil
+from inference.ml.supervision import side_labels
 from inference.ml.training import fresh_model, load_ensemble, train_fold
 
 from ..models import FoldRun, TrainingRun
@@ -119,11 +120,13 @@ def _gland_records(run: TrainingRun, ensemble, progress: ProgressFn) -> list[dic
     records = []
     for i, g in enumerate(scans):
         sample = scan_sample(g, run.config)
+        truth = side_labels(g.label, g.sides)
         for side, bag in sample.bags.items():
             probs = ensemble.predict(bag.images.astype("float32"))
             for j, (z, p) in enumerate(zip(bag.z_mm, probs)):
                 rec = {"image_id": "", "series_id": g.series_id, "series_uid": g.series_uid, "patient": g.patient,
-                       "label": g.label, "slice_index": j, "z_mm": round(float(z), 3), "side": side}
+                       "label": g.label, "slice_index": j, "z_mm": round(float(z), 3), "side": side,
+                       "side_label": "" if truth[side] is None else truth[side]}
                 if g.patient in test:
                     rec |= {"split": "test", "fold": "", "prob": round(float(p.mean()), 6)}
                     rec |= {f"prob_fold{k}": round(float(p[k]), 6) for k in range(n)}
@@ -177,7 +180,7 @@ def _joined_records(run: TrainingRun, ensemble, progress: ProgressFn) -> list[di
 
 
 def _write_predictions(out, records: list[dict], n: int, with_side: bool = False) -> None:
-    cols = PRED_COLUMNS + (["side"] if with_side else []) + [f"prob_fold{k}" for k in range(n)]
+    cols = PRED_COLUMNS + (["side", "side_label"] if with_side else []) + [f"prob_fold{k}" for k in range(n)]
     with atomic.atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, cols)
         w.writeheader()

@@ -217,7 +217,8 @@ def disagreements(ev, run, client) -> list:
     names, py, ps = _patients(test)
     compare("patient", r["patient"], py, ps, np.array(names), value)
     images = [x for x in rows if x["split"] == "test"]
-    compare("image", r["image"], np.array([int(x["label"]) for x in images]), np.array([float(x["prob"]) for x in images]),
+    # an image's own truth: its gland's (side_label) where a per-gland run knows it, else the scan's
+    compare("image", r["image"], np.array([int((x.get("side_label") or "").strip() or x["label"]) for x in images]), np.array([float(x["prob"]) for x in images]),
             np.array([x["patient"] for x in images]), 0.5)
     # reading aids: precision-recall, average precision, the reliability diagram and its ECE, PPV/NPV at 1%
     aids = r["reading_aids"]
@@ -339,6 +340,24 @@ def test_odd_but_legal_test_sets(evaluate):
         run, ev, bad = evaluate(scans, test, folds, config)
         assert bad == [], name
     assert ev.result["aggregator"] == "sides"
+
+
+def test_a_per_gland_runs_image_level_counts_each_gland_by_its_own_truth(evaluate):
+    """The image level of a per-gland run labelled each image with its scan's label, so the normal gland of a scan
+    with a right-sided lesion counted as abnormal (a high 'false negative' count from glands nobody called
+    abnormal). Each image now has its gland's truth where the side is known (predictions.csv ``side_label``), the
+    scan's where it is not (T3: abnormal, side unknown), and the scan level is unchanged."""
+    folds = [["A1", "N1"], ["A2", "N2"]]
+    scans = [("A1", (1, "R"), {"R": [0.75, 0.625], "L": [0.125]}), ("A2", (1, "L"), {"R": [0.25], "L": [0.5, 0.75]}),
+             ("N1", 0, {"R": [0.25, 0.125], "L": [0.375]}), ("N2", 0, {"R": [0.5, 0.25], "L": [0.25]}),
+             ("T1", (1, "L"), {"R": [0.125, 0.25], "L": [0.875, 0.625]}), ("T2", 0, {"R": [0.5, 0.25], "L": [0.25]}),
+             ("T3", 1, {"R": [0.75], "L": [0.125]}), ("T4", (1, "RL"), {"R": [0.625], "L": [0.75, 0.125]})]
+    run, ev, bad = evaluate(scans, ["T1", "T2", "T3", "T4"], folds, {"aggregator": "sides"})
+    assert bad == []
+    # test images: T1 R 0,0 L 1,1; T2 all 0; T3 (side unknown) 1,1; T4 1,1,1 -> 7 abnormal, 5 normal
+    tn, fp = ev.result["image"]["confusion"][0]
+    fn, tp = ev.result["image"]["confusion"][1]
+    assert (tn + fp, fn + tp) == (5, 7) and fp == 1 and fn == 2  # T2 R 0.5; T3 L 0.125 and T4 L 0.125
 
 
 def test_the_value_and_the_calibration_come_from_out_of_fold_scans_only(evaluate, settings):

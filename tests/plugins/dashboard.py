@@ -101,8 +101,9 @@ def make_evaluated_run(db, settings, tmp_path):
 def make_run_from_predictions(db, settings, tmp_path):
     """``make_run_from_predictions(scans, test_patients, folds, config={}, members=())`` -> a finished run whose
     ``predictions.csv`` holds exactly ``scans``: ``(patient, label, probs)`` per scan, ``probs`` a list of image
-    probabilities or ``{"R": [...], "L": [...]}`` for a per-gland run (``side`` column); a patient listed twice
-    has two scans. Train-val images carry the fold of ``folds`` that holds their patient out."""
+    probabilities or ``{"R": [...], "L": [...]}`` for a per-gland run (``side`` column; ``label`` may then be
+    ``(scan label, "R" | "L" | "RL")``, the abnormal sides, written as each image's ``side_label``); a patient listed
+    twice has two scans. Train-val images carry the fold of ``folds`` that holds their patient out."""
     settings.MEDIA_ROOT = tmp_path / "media"
 
     def make(scans, test_patients, folds, config: dict | None = None, members=(), name: str = "recomputed"):
@@ -116,11 +117,12 @@ def make_run_from_predictions(db, settings, tmp_path):
         out = Path(settings.MEDIA_ROOT) / run.artifacts_dir
         out.mkdir(parents=True, exist_ok=True)
         cols = ["image_id", "series_id", "series_uid", "patient", "label", "slice_index", "z_mm", "split", "fold",
-                "prob", *(["side"] if sided else [])]
+                "prob", *(["side", "side_label"] if sided else [])]
         with open(out / "predictions.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, cols)
             w.writeheader()
             for patient, label, probs in scans:
+                label, abnormal_sides = label if isinstance(label, tuple) else (label, None)
                 series = make_series(ds, patient)
                 Label.assign(Patient.objects.get(dataset=ds, pseudo_id=patient), "abnormal" if label else "normal",
                              "ui")
@@ -131,7 +133,8 @@ def make_run_from_predictions(db, settings, tmp_path):
                                     "series_uid": series.series_uid, "patient": patient, "label": label,
                                     "slice_index": i, "z_mm": float(3 * i), "split": "test" if test else "trainval",
                                     "fold": "" if test else fold_of[patient], "prob": p,
-                                    **({"side": side} if sided else {})})
+                                    **({"side": side, "side_label": "" if abnormal_sides is None and label
+                                        else int(side in (abnormal_sides or ""))} if sided else {})})
         return run
 
     return make
