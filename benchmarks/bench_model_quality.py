@@ -240,10 +240,14 @@ def main() -> None:
     results = {}
     for label, name, over in runs:
         pcfg = preset_config(name, over)
-        if pcfg["image"] != cfg["image"]:
-            raise SystemExit(f"preset {name} crops differently from {args.preset}: compare on one cohort only")
+        p_train, p_train_meta, p_test, p_test_meta = train, train_meta, test, test_meta
+        if pcfg["image"] != cfg["image"]:  # the same patients (seeds), cropped as this preset crops
+            print(f"{label} crops differently ({pcfg['image']}): its own images of the same patients", flush=True)
+            p_train, p_train_meta = cohort(args, args.train_seed, args.train_patients, pcfg["image"])
+            p_test, p_test_meta = cohort(args, args.test_seed, args.test_patients, pcfg["image"], labels="side")
         print(f"\n===== {label} =====", flush=True)
-        results[label] = run_preset(args, name, pcfg, train, train_meta, test, test_meta, out_root / label.replace(":", "-"))
+        results[label] = run_preset(args, name, pcfg, p_train, p_train_meta, p_test, p_test_meta,
+                                    out_root / label.replace(":", "-"))
     print(f"\n===== side by side (train seed {args.train_seed}: {len(train)} scans; test seed {args.test_seed}: "
           f"{len(test)} scans) =====")
     print(f"{'preset':<12}{'scan AUC [95% CI]':<26}{'sens':>6}{'spec':>6}{'side AUC':>10}{'train min':>11}")
