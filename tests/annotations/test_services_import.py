@@ -85,8 +85,8 @@ def test_quirky_real_files_each_imported_or_reported(realct, tmp_path):
     mr = ("MR_small_bigendian", "MR_small_RLE", "MR_small_jpeg_ls_lossless", "MR_truncated")
     assert sorted(one[n][1].split(" (")[0] for n in mr) == ["duplicate of MR_small_RLE/MR_small_RLE.dcm"] * 3 + [
         "non-CT modality MR"]
-    assert one["image_dfl"] == ("skipped", "non-CT modality OT")
-    assert one["JPEG-LL"] == ("skipped", "non-CT modality NM")
+    assert one["image_dfl"] == ("skipped", "secondary capture (derived screenshot, not a CT acquisition)")
+    assert one["JPEG-LL"] == ("skipped", "secondary capture (derived screenshot, not a CT acquisition)")
     assert one["rtdose"] == ("skipped", "not an image series: RT dose")
     assert one["ExplVR_BigEndNoMeta"] == ("skipped", "not an image series: modality RTPLAN")
     assert Series.objects.count() == 0 and report.items.filter(status="failed").count() == 0

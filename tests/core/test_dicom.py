@@ -248,6 +248,12 @@ def test_exclusions_have_reasons(tmp_path):
     assert reasons["cor"].startswith("non-axial series")
     assert reasons["mr"] == "non-CT modality MR"
     assert reasons["sc"].startswith("secondary capture")
+    # a Secondary Capture object (pydicom's test files: without Modality, or with OT) is named as one, not as a
+    # "non-CT modality (none)"
+    test_files = Path(pydicom.__file__).parent / "data" / "test_files"
+    for name in ("SC_jpeg_no_color_transform.dcm", "SC_rgb_jpeg.dcm"):
+        (group,) = group_series([read_header(test_files / name)], tmp_path)
+        assert exclusion_reason(group) == "secondary capture (derived screenshot, not a CT acquisition)", name
     assert reasons["short"].startswith("too short for 2.5D images: 2 slice(s)")
     for element in ("ImageOrientationPatient", "PixelSpacing"):  # missing geometry is one kind: skipped, named
         folder, _ = write_ct_series(tmp_path / element, n=4)

@@ -55,10 +55,11 @@ def exclusion_reason(group: SeriesGroup, min_slices: int = MIN_SLICES) -> str | 
         return f"not an image series: {_NON_IMAGE_SOP[sop]}"
     if h.modality in ("SR", "KO", "PR", "RTDOSE", "RTSTRUCT", "RTPLAN", "REG", "SEG", "DOC"):
         return f"not an image series: modality {h.modality}"
+    if sop.startswith(SECONDARY_CAPTURE_PREFIX) or (h.modality == "CT" and "SECONDARY" in h.image_type):
+        # before the modality: a secondary capture often has none, or OT ("non-CT modality (none)" said less)
+        return "secondary capture (derived screenshot, not a CT acquisition)"
     if h.modality != "CT":
         return f"non-CT modality {h.modality or '(none)'}"
-    if sop.startswith(SECONDARY_CAPTURE_PREFIX) or "SECONDARY" in h.image_type:
-        return "secondary capture (derived screenshot, not a CT acquisition)"
     if any(t in ("LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW") for t in h.image_type) or any(
         w in str(h.meta.get("SeriesDescription", "")).upper() for w in ("LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW")
     ):

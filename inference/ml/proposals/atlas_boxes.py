@@ -155,7 +155,7 @@ def _landmark_reason(volume: Volume) -> str:
     """What the lung-base landmarks say about a scan no atlas level matches."""
     marks = find_landmarks(volume)
     if marks.problem:
-        return f"{marks.problem}: pelvis only?" if "lungs" in marks.problem else marks.problem
+        return f"{marks.problem}: pelvis or head only?" if "lungs" in marks.problem else marks.problem
     below = min(marks.lung_base_z.values()) - marks.scan_z[0]
     if below < MIN_BELOW_LUNG_BASE_MM:
         return f"the scan ends {max(below, 0.0):.0f} mm below the lung bases: chest only?"
