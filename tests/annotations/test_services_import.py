@@ -29,6 +29,17 @@ def volume_of(series: Series):
     return load_nifti(Path(settings.MEDIA_ROOT) / series.volume.file.name)
 
 
+def assert_stored_as_simpleitk_reads(series: Series, img: sitk.Image) -> None:
+    """The stored volume's voxels and LPS affine are those SimpleITK gives for the same file(s)."""
+    vol = volume_of(series)
+    assert np.array_equal(vol.array, sitk.GetArrayFromImage(img))
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
+    affine[:3, 3] = img.GetOrigin()
+    np.testing.assert_allclose(vol.affine, affine, atol=1e-4)
+    np.testing.assert_allclose(series.volume.affine, affine, atol=1e-4)
+
+
 def statuses(report) -> dict[str, int]:
     return report.counts()
 
@@ -44,13 +55,7 @@ def test_real_series_imported_equals_simpleitk_and_reimport_adds_nothing(realct)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(realct["example_ct_dicom"])))
     img = reader.Execute()
-    vol = volume_of(series)
-    assert np.array_equal(vol.array, sitk.GetArrayFromImage(img))
-    affine = np.eye(4)
-    affine[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
-    affine[:3, 3] = img.GetOrigin()
-    np.testing.assert_allclose(vol.affine, affine, atol=1e-4)
-    np.testing.assert_allclose(series.volume.affine, affine, atol=1e-4)
+    assert_stored_as_simpleitk_reads(series, img)
     assert series.volume.shape == [20, 512, 512]
     np.testing.assert_allclose(series.volume.spacing_mm, img.GetSpacing(), atol=1e-5)
     again = import_path(ds, realct["example_ct_dicom"])
@@ -301,13 +306,7 @@ def test_segmentation_masks_label_maps_and_an_mr_beside_a_ct_are_refused_as_not_
         assert "a segmentation mask or label map" in reasons[name], reasons[name]
     assert "another modality" in reasons["example_mr_sm.nii.gz"], reasons["example_mr_sm.nii.gz"]
     series = Series.objects.get(study__patient__dataset=ds)
-    img = sitk.DICOMOrient(sitk.ReadImage(str(realct["example_ct_sm"])), "LPS")
-    vol = volume_of(series)
-    assert np.array_equal(vol.array, sitk.GetArrayFromImage(img))
-    affine = np.eye(4)
-    affine[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
-    affine[:3, 3] = img.GetOrigin()
-    np.testing.assert_allclose(vol.affine, affine, atol=1e-4)
+    assert_stored_as_simpleitk_reads(series, sitk.DICOMOrient(sitk.ReadImage(str(realct["example_ct_sm"])), "LPS"))
 
 
 @pytest.mark.django_db(transaction=True)  # the job runner closes and reopens connections

@@ -3,6 +3,7 @@ the values the API gives for that operating value; a clinician cannot open the d
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect
@@ -18,10 +19,11 @@ def login(page, live_server, username: str, password: str) -> None:
     page.wait_for_load_state()
 
 
-def test_lead_moves_the_threshold_slider(live_server, dashboard_chromium, make_evaluated_run, users, client_as):
-    run, ev = make_evaluated_run(30, members=[users["lead"]])
-    api = client_as("lead")
-    context = dashboard_chromium.new_context()
+@contextmanager
+def run_dashboard(chromium, live_server, run):
+    """``(page, errors)``: the lead signed in, on ``run``'s dashboard once it has drawn; ``errors`` collects the
+    page's script errors; the browser context is closed afterwards."""
+    context = chromium.new_context()
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -29,6 +31,15 @@ def test_lead_moves_the_threshold_slider(live_server, dashboard_chromium, make_e
         login(page, live_server, "lead", "pw-lead")
         page.goto(f"{live_server.url}/runs/{run.pk}/dashboard/")
         page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+        yield page, errors
+    finally:
+        context.close()
+
+
+def test_lead_moves_the_threshold_slider(live_server, dashboard_chromium, make_evaluated_run, users, client_as):
+    run, ev = make_evaluated_run(30, members=[users["lead"]])
+    api = client_as("lead")
+    with run_dashboard(dashboard_chromium, live_server, run) as (page, errors):
         chosen = ev.result["scan"]["confusion"]
         assert page.inner_text("#cm-tp") == str(chosen[1][1]) and page.inner_text("#cm-fn") == str(chosen[1][0])
 
@@ -60,8 +71,6 @@ def test_lead_moves_the_threshold_slider(live_server, dashboard_chromium, make_e
             assert (row["score"] >= ev.operating_value) == (row["verdict"] == "abnormal")
         assert page.locator("#metrics tbody tr[data-metric='auc'] td[data-level='scan']").inner_text().count("[") == 1
         assert not errors, errors
-    finally:
-        context.close()
 
 
 def test_reading_aids_render_and_ppv_follows_the_prevalence(live_server, dashboard_chromium, make_evaluated_run,
@@ -159,22 +168,13 @@ def test_a_run_whose_test_scans_are_one_class_says_so_instead_of_empty_charts(li
     split = DatasetSplit.objects.create(dataset=ds, test_patients=test, folds=[rest[k::5] for k in range(5)])
     run, ev = make_evaluated_run(12, members=[users["lead"]], split=split)
     assert ev.result["scan"]["auc"] is None and ev.result["scan"]["confusion"][1] == [0, 0]
-    context = dashboard_chromium.new_context()
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        login(page, live_server, "lead", "pw-lead")
-        page.goto(f"{live_server.url}/runs/{run.pk}/dashboard/")
-        page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+    with run_dashboard(dashboard_chromium, live_server, run) as (page, errors):
         note = page.inner_text("#roc-note")
         assert note == "no scan or image ROC: the test scans and images need both classes (normal and abnormal)", note
         assert page.locator("#roc-chart svg").count() == 0
         assert "both classes" in page.inner_text("#reliability-chart")
         assert page.inner_text("#live-sensitivity") == "n/a"
         assert not errors, errors
-    finally:
-        context.close()
 
 
 def test_an_interval_of_no_width_from_two_test_patients_is_marked_not_certainty(live_server, dashboard_chromium,
@@ -193,20 +193,13 @@ def test_an_interval_of_no_width_from_two_test_patients_is_marked_not_certainty(
     points = [m for m in ("sensitivity", "specificity", "accuracy", "auc")
               if ev.result["scan"][f"{m}_ci"] and ev.result["scan"][f"{m}_ci"][0] == ev.result["scan"][f"{m}_ci"][1]]
     assert points, ev.result["scan"]
-    context = dashboard_chromium.new_context()
-    page = context.new_page()
-    try:
-        login(page, live_server, "lead", "pw-lead")
-        page.goto(f"{live_server.url}/runs/{run.pk}/dashboard/")
-        page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+    with run_dashboard(dashboard_chromium, live_server, run) as (page, errors):
         for m in points:
             shown = page.locator(f"#metrics tbody tr[data-metric='{m}'] td[data-level='scan']").inner_text()
             assert shown.endswith("]†"), (m, shown)
         note = page.inner_text("#ci-note")
         assert note.startswith("† Every bootstrap resample gave the same value") and "not certainty" in note
         assert "resampling 1 abnormal test patient and 1 normal test patient cannot move it" in note, note
-    finally:
-        context.close()
 
 
 def test_a_test_score_on_the_operating_value_is_counted_alike_on_the_page(live_server, dashboard_chromium,
@@ -222,13 +215,6 @@ def test_a_test_score_on_the_operating_value_is_counted_alike_on_the_page(live_s
     run = make_run_from_predictions(scans, ["T1", "T2"], [["A1", "N1"], ["A2", "N2"]], members=[users["lead"]])
     ev = evaluate_run(run, boot=Bootstrap(n=20))
     assert ev.result["scan"]["confusion"] == [[1, 0], [0, 1]]
-    context = dashboard_chromium.new_context()
-    page = context.new_page()
-    try:
-        login(page, live_server, "lead", "pw-lead")
-        page.goto(f"{live_server.url}/runs/{run.pk}/dashboard/")
-        page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+    with run_dashboard(dashboard_chromium, live_server, run) as (page, errors):
         assert [page.inner_text(f"#cm-{k}") for k in ("tn", "fp", "fn", "tp")] == ["1", "0", "0", "1"]
         assert page.inner_text("#live-sensitivity") == "1.000" and page.inner_text("#prev-sens") == "1.000"
-    finally:
-        context.close()
