@@ -20,7 +20,8 @@ from inference.ml import metrics as M
 from inference.ml.operating_value import parse_objective
 
 from ..models import Evaluation, Prediction, TrainingRun
-from ..services.evaluation import curves_of, metrics_at, prevalence_at, reading_aids, run_aggregator
+from ..services.evaluation import (comparison_groups, curves_of, evaluation_summary, metrics_at, prevalence_at,
+                                   reading_aids, run_aggregator)
 from ..services.verdicts import verdict_document
 from ..tasks import start_evaluation, submit_prediction
 from .serializers import (CurvesQuery, EvaluationStart, PredictionQuery, PredictionSubmission, PrevalenceQuery,
@@ -34,17 +35,6 @@ SCAN_FILTERS = {"outcome": tuple(OUTCOME_ORDER), "verdict": ("normal", "abnormal
 
 def visible_evaluations(user):
     return Evaluation.objects.visible_to(user).select_related("run")
-
-
-def evaluation_summary(ev: Evaluation) -> dict:
-    scan = ev.result.get("scan", {})
-    return {
-        "id": ev.pk, "run": ev.run_id, "objective": ev.objective, "aggregator": ev.aggregator,
-        "operating_value": ev.operating_value, "created_at": ev.created_at,
-        "scan": {k: scan.get(k) for k in ("auc", "auc_ci", "accuracy", "accuracy_ci", "sensitivity", "sensitivity_ci",
-                                          "specificity", "specificity_ci", "confusion")},
-        "test_patients": len(ev.result.get("test_patients", [])),
-    }
 
 
 class RunEvaluations(APIView):
@@ -191,40 +181,12 @@ class RunComparison(APIView):
 
     def get(self, request):
         out = []
-        for g in comparison_groups(request.user):
+        for g in comparison_groups(visible_runs(request.user)):
             entries = g.pop("entries")
             out.append(g | {"runs": [{"run": run.pk, "name": run.name, "preset": run.preset, "status": run.status,
                                       "version": run.version, "promoted": run.promoted, "evaluation": summary}
                                      for run, summary in entries]})
         return Response(out)
-
-
-def comparison_groups(user) -> list[dict]:
-    """The visible runs grouped by what their latest evaluations judged: the split version, and the test scans with
-    the labels they were evaluated against (a test label corrected, or a test patient unlabelled, between two runs of
-    one split makes them two groups: their figures are not on the same test patients). ``[{"split",
-    "split_version", "dataset", "test_patients" (evaluated, else the split's), "test_scans", "split_shared" (another
-    group has this split version),
-    "entries": [(run, latest evaluation's summary or None)]}]`` (the page and the API). Runs not evaluated go with
-    their split's first group."""
-    runs = [(run, run.evaluations.first())
-            for run in visible_runs(user).select_related("dataset", "split").prefetch_related("evaluations")]
-    groups: dict[tuple, dict] = {}
-    for run, ev in [(r, e) for r, e in runs if e] + [(r, e) for r, e in runs if not e]:
-        judged = tuple(sorted((str(s.get("series_uid")), str(s.get("label"))) for s in ev.result.get("scans", []))) \
-            if ev else None
-        key = (run.split_id, judged)
-        if judged is None:  # nothing judged: beside the split's first group
-            key = next((k for k in groups if k[0] == run.split_id), key)
-        if key not in groups:
-            groups[key] = {"split": run.split_id, "split_version": run.split.version, "dataset": run.dataset.name,
-                           "test_patients": len(ev.result.get("test_patients", [])) if ev
-                           else len(run.split.test_patients or []),
-                           "test_scans": len(judged) if judged is not None else None, "entries": []}
-        groups[key]["entries"].append((run, evaluation_summary(ev) if ev else None))
-    for (split, _), g in groups.items():
-        g["split_shared"] = sum(k[0] == split for k in groups) > 1
-    return list(groups.values())
 
 
 def _prediction_doc(p: Prediction) -> dict:

@@ -112,7 +112,7 @@ def reliability(probs: Sequence[float], labels: Sequence[int], bins: int = 10) -
     (empty bins kept with n 0 and None means)."""
     p, y = np.asarray(probs, float), np.asarray(labels, float)
     edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(bin_index(p, bins), 0, bins - 1)
+    idx = bin_index(p, bins)  # already within 0 .. bins - 1
     out = []
     for i in range(bins):
         m = idx == i

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -396,3 +397,42 @@ def cli_document(evaluation: Evaluation) -> dict:
         "aggregators": {a: {k: v[k] for k in ("operating_value", *LEVEL_KEYS, "confusion")}
                         for a, v in r["aggregators"].items()},
     }
+
+
+def evaluation_summary(ev: Evaluation) -> dict:
+    scan = ev.result.get("scan", {})
+    return {
+        "id": ev.pk, "run": ev.run_id, "objective": ev.objective, "aggregator": ev.aggregator,
+        "operating_value": ev.operating_value, "created_at": ev.created_at,
+        "scan": {k: scan.get(k) for k in ("auc", "auc_ci", "accuracy", "accuracy_ci", "sensitivity", "sensitivity_ci",
+                                          "specificity", "specificity_ci", "confusion")},
+        "test_patients": len(ev.result.get("test_patients", [])),
+    }
+
+
+def comparison_groups(runs: QuerySet[TrainingRun]) -> list[dict]:
+    """``runs`` (those the caller may see) grouped by what their latest evaluations judged: the split version, and the test scans with
+    the labels they were evaluated against (a test label corrected, or a test patient unlabelled, between two runs of
+    one split makes them two groups: their figures are not on the same test patients). ``[{"split",
+    "split_version", "dataset", "test_patients" (evaluated, else the split's), "test_scans", "split_shared" (another
+    group has this split version),
+    "entries": [(run, latest evaluation's summary or None)]}]`` (the page and the API). Runs not evaluated go with
+    their split's first group."""
+    runs = [(run, run.evaluations.first())
+            for run in runs.select_related("dataset", "split").prefetch_related("evaluations")]
+    groups: dict[tuple, dict] = {}
+    for run, ev in [(r, e) for r, e in runs if e] + [(r, e) for r, e in runs if not e]:
+        judged = tuple(sorted((str(s.get("series_uid")), str(s.get("label"))) for s in ev.result.get("scans", []))) \
+            if ev else None
+        key = (run.split_id, judged)
+        if judged is None:  # nothing judged: beside the split's first group
+            key = next((k for k in groups if k[0] == run.split_id), key)
+        if key not in groups:
+            groups[key] = {"split": run.split_id, "split_version": run.split.version, "dataset": run.dataset.name,
+                           "test_patients": len(ev.result.get("test_patients", [])) if ev
+                           else len(run.split.test_patients or []),
+                           "test_scans": len(judged) if judged is not None else None, "entries": []}
+        groups[key]["entries"].append((run, evaluation_summary(ev) if ev else None))
+    for (split, _), g in groups.items():
+        g["split_shared"] = sum(k[0] == split for k in groups) > 1
+    return list(groups.values())

@@ -11,8 +11,8 @@ from django.views.decorators.http import require_POST
 from adrenal_site.roles import LEAD, role_required
 from adrenal_site.spreadsheet import SafeWriter
 
-from ..api.dashboard import comparison_groups
 from ..api.runs import visible_runs
+from ..services.evaluation import comparison_groups
 from ..services.label_changes import label_changes
 from ..services.lesion_sizes import lesion_size_sensitivity
 from ..services.verdicts import latest_judging_job
@@ -21,7 +21,7 @@ from ..tasks import start_judge_dataset
 
 @role_required(LEAD)
 def compare(request):
-    groups_list = comparison_groups(request.user)
+    groups_list = comparison_groups(visible_runs(request.user))
     for g in groups_list:
         g["rows"] = []
         for run, summary in g.pop("entries"):
