@@ -98,6 +98,18 @@ def layout_of(rel_path: str) -> Layout:
     return Layout()
 
 
+def root_layout_prefix(base: Path) -> str:
+    """The part of the ``{normal,abnormal}/<patient>/`` layout that lies above an import's root: importing
+    ``.../abnormal/P001`` (or a folder inside it) reads its files as ``abnormal/P001/...``, as importing
+    ``...`` would. The last label folder among the root and its two parents counts (no folder higher up: the
+    store's own folders never label an upload); ``""`` when there is none."""
+    parts = Path(os.path.abspath(base)).parts
+    for i in range(len(parts) - 1, max(len(parts) - 4, 0), -1):
+        if parts[i].lower() in LABEL_FOLDERS:
+            return "/".join(parts[i:]) + "/"
+    return ""
+
+
 def nifti_patient(rel_path: str, stem: str, layout: Layout, stem_shared: bool) -> tuple[str, str]:
     """``(raw patient id, study key)`` of a NIfTI file (a NIfTI carries no patient): the patient folder of the
     ``{normal,abnormal}/<patient>/`` layout; else, when several files of the import share this file's name (the
@@ -147,6 +159,7 @@ class Importer:
 
     def __init__(self, dataset: Dataset, root: Path, report: ImportReport, progress: ProgressFn | None, user):
         self.dataset, self.root, self.report, self.user = dataset, root, report, user
+        self.layout_prefix = root_layout_prefix(root if root.is_dir() else root.parent)
         self.progress = progress or (lambda p, m="": None)
         self.touched_studies: set[int] = set()
         self.shared_stems: set[str] = set()  # NIfTI file stems that several files of this import carry
@@ -154,6 +167,12 @@ class Importer:
         self.imported_here = set(
             report.items.filter(status=ImportItem.Status.IMPORTED).values_list("series_id", flat=True)
         )
+
+    def layout_of(self, rel_path: str) -> Layout:
+        """:func:`layout_of` a file by its path in the import, else by the root's own folders
+        (:func:`root_layout_prefix`)."""
+        layout = layout_of(rel_path)
+        return layout if layout.label or not self.layout_prefix else layout_of(self.layout_prefix + rel_path)
 
     # -- report items ------------------------------------------------------------------------------------
     def item(self, path: str, status: str, reason: str = "", series: Series | None = None) -> None:
@@ -228,7 +247,7 @@ class Importer:
                       f"copy of {_rel(kept.path, self.root)} (same position and the same HU under another SOP "
                       "Instance UID)")
         first = group.first
-        layout = layout_of(_rel(first.path, self.root))
+        layout = self.layout_of(_rel(first.path, self.root))
         raw_id = self.raw_patient_id(first.patient_id, layout, group.study_key)
         meta = first.meta
         self.store(
@@ -329,7 +348,7 @@ class Importer:
             self.item(rel, ImportItem.Status.FAILED, str(exc))
             return
         volume = entry.volume
-        layout = layout_of(rel)
+        layout = self.layout_of(rel)
         stem = nifti_stem(path)
         if self.nifti_patient_by_content:
             raw_id, study_key = f"file:{key}", f"nifti:{key}"
@@ -603,7 +622,14 @@ def _patients_named(dataset: Dataset, raw: str) -> list[tuple[Patient, None]]:
         for top in LABEL_FOLDERS:
             in_folder |= Q(path__startswith=f"{top}/{raw}/") | Q(path__contains=f"/{top}/{raw}/")
         series_ids = SourceInstance.objects.filter(in_folder, dataset=dataset).values("series_id")
-        found = list(Patient.objects.filter(dataset=dataset, studies__series__in=series_ids).distinct())
+        # or an import whose root was that patient folder (or a folder inside it): its paths start below it
+        as_root = Q()
+        for top in LABEL_FOLDERS:
+            as_root |= (Q(report__source=f"{top}/{raw}") | Q(report__source__startswith=f"{top}/{raw}/")
+                        | Q(report__source__endswith=f"/{top}/{raw}") | Q(report__source__contains=f"/{top}/{raw}/"))
+        rooted = ImportItem.objects.filter(as_root, report__dataset=dataset, series__isnull=False).values("series_id")
+        found = list(Patient.objects.filter(Q(studies__series__in=series_ids) | Q(studies__series__in=rooted),
+                                            dataset=dataset).distinct())
     return [(p, None) for p in found]
 
 

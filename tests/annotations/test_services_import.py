@@ -440,3 +440,24 @@ def test_command_no_wait_json_prints_the_queued_job(tmp_path):
     job = Job.objects.get(pk=doc["job"])
     assert doc == {"dataset": "later", "job": job.pk, "status": "queued"} and job.kind == "import"
 
+
+
+def test_a_patient_folder_imported_on_its_own_keeps_its_layout(tmp_path):
+    """Importing ``abnormal/p1`` itself (or a folder inside it) reads the layout the folders above the root give:
+    the patient gets the folder's label, and a labels CSV naming the folder matches it. Before, the layout was read
+    from the paths inside the root only, so the patient stayed unlabelled and the row was 'nothing matches'."""
+    ds = Dataset.objects.create(name="one-folder")
+    write_ct_series(tmp_path / "abnormal" / "p1" / "s1", n=4, patient_id="X1")
+    write_ct_series(tmp_path / "normal" / "p2" / "study" / "s2", n=4, patient_id="X2", seed=4)
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("patient,label,side\np1,abnormal,R\n")
+    report = import_path(ds, tmp_path / "abnormal" / "p1", labels_csv=csv_path)
+    assert not report.items.exclude(status="imported").exists(), list(report.items.values_list("reason", flat=True))
+    p1 = Patient.objects.get(dataset=ds, source_key=pseudonym_key("X1"))
+    lab = Label.objects.get(patient=p1, is_current=True)
+    assert (lab.value, lab.side, lab.source) == ("abnormal", "R", "csv")
+    import_path(ds, tmp_path / "normal" / "p2" / "study")
+    assert Patient.objects.get(dataset=ds, source_key=pseudonym_key("X2")).label == "normal"
+    # a folder inside the patient folder was the root: the row names the patient folder above it
+    csv_path.write_text("patient,label\np2,normal\n")
+    assert apply_labels_csv(ds, csv_path) == {"applied": 1, "unmatched": 0, "invalid": 0}
