@@ -214,3 +214,44 @@ def test_query_keys_the_pacs_would_misread_are_refused_and_names_match_in_utf8(p
             assert [(m["StudyInstanceUID"], m["PatientName"]) for m in found] == [(uids[name], name)]
     finally:
         requests.put(f"{pacs.url}/tools/default-encoding", data="Latin1", timeout=10)
+
+
+def test_a_study_with_objects_other_than_ct_is_retrieved_by_its_ct_series(transactional_db, settings, tmp_path, realct):
+    """A study holding an object other than CT (here a Secondary Capture beside the CT slab, as a dose report or a
+    screen capture is in most CT studies): the retrieve asks for the CT series only, found by a series-level C-FIND,
+    and says how many others it left. Before, a study-level C-GET asking for CT classes made Orthanc stop at the
+    capture with 0xC000, having sent nothing: the study could not be pulled at all."""
+    from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
+
+    from tests.plugins.pacs import write_real_ct_study
+
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    settings.ADRENAL_AUTO_PROPOSE = False
+    move_port = free_port()
+    orthanc = Orthanc(tmp_path / "orthanc", modalities={"adrenal": ["ADRENAL", "127.0.0.1", free_port()],
+                                                        "adrenal-move": ["ADRENALMOVE", "127.0.0.1", move_port]})
+    orthanc.start()
+    try:
+        study = write_real_ct_study(tmp_path / "study", realct, patient_id="PART-0001")
+        slab_files = study["slab"][1]
+        sc = pydicom.dcmread(slab_files[0])
+        sc.SOPClassUID = sc.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+        sc.SOPInstanceUID = sc.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        sc.SeriesInstanceUID, sc.Modality = generate_uid(), "OT"
+        sc.save_as(tmp_path / "sc.dcm")
+        orthanc.upload(slab_files + [tmp_path / "sc.dcm"])
+        out = StringIO()
+        call_command("pacs_retrieve", study["study_uid"], "--dataset", "In part", "--pacs",
+                     f"ORTHANC@127.0.0.1:{orthanc.dicom_port}", "--sync", stdout=out)
+        moved = _run("pacs_retrieve", study["study_uid"], "--dataset", "In part by C-MOVE", "--pacs",
+                     f"ORTHANC@127.0.0.1:{orthanc.dicom_port}", "--method", "move", "--move-aet", "ADRENALMOVE",
+                     "--move-port", str(move_port), "--sync")
+    finally:
+        orthanc.stop()
+    text = out.getvalue()
+    assert text.startswith("20 instances retrieved"), text
+    assert "1 series of the study not CT (dose reports, screen captures ...): not asked for" in text
+    assert "sub-operation" not in text
+    assert [s.series_uid for s in Series.objects.filter(study__patient__dataset__name="In part")] == \
+        [study["slab"][0]]
+    assert moved["instances"] == 20 and moved["retrieve"]["series_not_ct"] == 1 and moved["status"] == "succeeded"

@@ -75,5 +75,12 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"{received} instances retrieved into dataset {dataset.name!r}: {delivery.notes} "
                               f"(job #{job.pk} {job.status})")
+            if counts.get("series_not_ct"):
+                self.stdout.write(f"{counts['series_not_ct']} series of the study not CT (dose reports, screen "
+                                  "captures ...): not asked for")
+            if counts.get("failed") or counts.get("warning"):  # status 0xB000: the PACS sent the rest
+                self.stdout.write(f"the PACS reported {counts.get('failed', 0)} failed and {counts.get('warning', 0)} "
+                                  "warning sub-operation(s): instances it did not send; the import judged each series "
+                                  "from what arrived")
         if job.status == "failed":
             raise CommandError(f"import job #{job.pk} failed: {job.message}")

@@ -119,14 +119,18 @@ def retrieve(study_uid: str, *, dataset: Dataset, series_uids: list[str] | None 
                               **bookkeeping(ds))
                 counts["completed"] += 1
         else:
+            if method not in ("get", "move"):
+                raise ValueError(f"unknown retrieve method {method!r} (get, move or dicomweb)")
             peer = peer or pacs()
+            others = 0
+            if not series_uids:
+                series_uids, others = ct_series(peer, study_uid)
             delivery = _new_delivery(study_uid, peer.aet, dataset, judge)
             if method == "get":
                 counts = scu.get(peer, study_uid, series_uids, store_handler(delivery))
-            elif method == "move":
-                counts = _move(peer, study_uid, series_uids, delivery, move_aet, move_port)
             else:
-                raise ValueError(f"unknown retrieve method {method!r} (get, move or dicomweb)")
+                counts = _move(peer, study_uid, series_uids, delivery, move_aet, move_port)
+            counts["series_not_ct"] = others
     except BaseException as exc:
         if delivery is not None:
             arrived = discard(delivery)
@@ -137,6 +141,20 @@ def retrieve(study_uid: str, *, dataset: Dataset, series_uids: list[str] | None 
     ReceivedStudy.objects.filter(pk=delivery.pk).update(closed_at=timezone.now(), peer_address=url or str(peer))
     delivery.refresh_from_db()
     return delivery, counts
+
+
+def ct_series(peer: Peer, study_uid: str) -> tuple[list[str] | None, int]:
+    """``(the study's CT series UIDs, how many other series it has)`` by a series-level C-FIND, so a C-GET or C-MOVE
+    asks for the CT series only: a CT study commonly holds a dose report (SR) or screen captures (SC), which this
+    node does not accept, and a PACS may end a study-level retrieve at the first instance it cannot send (Orthanc
+    answers 0xC000 having sent nothing). ``(None, 0)`` (retrieve the study as a whole) when the PACS answers the
+    query with no series or none whose Modality is CT (it may not return the attribute)."""
+    try:
+        found = scu.find(peer, "SERIES", {"StudyInstanceUID": study_uid})
+    except scu.AssociationFailed:  # the retrieve itself says what is wrong with the PACS
+        return None, 0
+    ct = [m["SeriesInstanceUID"] for m in found if m.get("SeriesInstanceUID") and m.get("Modality") == "CT"]
+    return (ct, len(found) - len(ct)) if ct else (None, 0)
 
 
 def discard(delivery: ReceivedStudy) -> int:
