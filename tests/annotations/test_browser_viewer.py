@@ -961,3 +961,30 @@ def test_a_box_drawn_between_what_is_seen_is_stored_there_after_resizing_and_pag
             page.mouse.move(xb, yb + 0.3)  # the HU readout over the larger cube
             assert page.evaluate("document.getElementById('hu').dataset.hu") == "1000", (condition, plane)
     context.close()
+
+
+def test_the_panel_writes_times_as_every_page_does_whatever_the_browser_locale(live_server, browser_chromium,
+                                                                                browser_login, ct_series, users):
+    """A box's and a version's time read "2026-12-07 15:29" (UTC, the site's "Y-m-d H:i", as the job, import and
+    dataset pages write them), not the browser's locale: an en-US browser wrote "12/7/26, 3:29 PM", which a UK
+    reader takes for 12 July."""
+    from django.utils import timezone
+
+    from annotations.services.boxes import save_box
+
+    series = ct_series(members=[users["clinician"]])
+    save_box(series, "R", *R_BOX, source="landmarks")
+    stamp = timezone.localtime(series.boxes.get(side="R").updated_at).strftime("%Y-%m-%d %H:%M")
+    context = browser_chromium.new_context(viewport={"width": 1400, "height": 900}, locale="en-US",
+                                           timezone_id="America/New_York", **TEST_CONTEXT)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        browser_login(page, "clin")
+        open_viewer(page, live_server, series)
+        page.wait_for_function("document.getElementById('box-R').textContent.includes('mm')")
+        assert stamp in page.locator("#box-R").inner_text()
+        assert stamp in page.locator("#box-versions").inner_text()
+        assert "/" not in page.locator("#box-R").inner_text() + page.locator("#box-versions").inner_text()
+    finally:
+        context.close()

@@ -17,7 +17,12 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
-const when = (iso) => (iso ? new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "short" }) : "");
+// As every page of the site writes a time (Django's "Y-m-d H:i", TIME_ZONE UTC): "2026-12-07 15:29", never the
+// browser's locale ("12/7/26" reads as 12 July in the UK), so the panel and the job and import pages agree.
+const when = (iso) => {
+  const d = iso ? new Date(iso) : null;
+  return d && !Number.isNaN(d.getTime()) ? d.toISOString().slice(0, 16).replace("T", " ") : "";
+};
 const mm = (v) => (v === null || v === undefined ? "—" : `${Number(v).toFixed(1)}`);
 
 export function fmtBox(box) {
