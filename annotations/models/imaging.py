@@ -23,7 +23,7 @@ class Series(models.Model):
     """One CT series. Series with ``is_scan`` set are the dataset's scans (boxes, images, verdicts)."""
 
     class BoxStatus(models.TextChoices):
-        NONE = "none"
+        NONE = "none", "no box"
         PROPOSED = "proposed"
         CONFIRMED = "confirmed"
         NOT_COVERED = "not_covered", "adrenal region not covered"

@@ -538,3 +538,20 @@ def test_a_verdict_pages_link_opens_the_viewer_on_that_verdict_not_a_newer_one(c
     other = make_prediction(ct_series(members=[users["clinician"]], patient="P002"), "abnormal", 0.9)
     for query in (f"?verdict={other.pk}", "?verdict=999999", "?verdict=x", "?verdict=99999999999999999999"):
         assert shown(f"/series/{series.pk}/{query}")[0]["id"] == new.pk, query
+
+
+def test_a_scan_without_boxes_reads_no_box_on_the_worklist_its_filter_and_the_viewer(ct_series, users, client):
+    """The worklist's count says "no box"; the row's badge, the Boxes filter and the viewer's badge said "None"
+    (the status' enum name), which reads as Python's None or as "no lesion"; all four now say "no box"."""
+    import re as _re
+
+    series = ct_series(members=[users["clinician"]], patient="P001")
+    client.force_login(users["clinician"])
+    data = client.get(f"/api/datasets/{series.dataset.pk}/worklist/").json()
+    assert data["rows"][0]["box_status"] == "none" and data["rows"][0]["box_status_display"] == "no box"
+    page = client.get(f"/datasets/{series.dataset.pk}/").content.decode()
+    assert '<option value="none" >no box</option>' in page
+    assert _re.search(r'<span class="badge none"[^>]*>no box</span>', page)
+    viewer = client.get(f"/series/{series.pk}/").content.decode()
+    assert _re.search(r'id="series-status" data-status="none">no box</span>', viewer)
+    assert ">None<" not in page + viewer
