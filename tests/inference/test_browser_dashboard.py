@@ -218,3 +218,37 @@ def test_a_test_score_on_the_operating_value_is_counted_alike_on_the_page(live_s
     with run_dashboard(dashboard_chromium, live_server, run) as (page, errors):
         assert [page.inner_text(f"#cm-{k}") for k in ("tn", "fp", "fn", "tp")] == ["1", "0", "0", "1"]
         assert page.inner_text("#live-sensitivity") == "1.000" and page.inner_text("#prev-sens") == "1.000"
+
+
+def test_every_chart_legend_lies_above_its_plot_and_inside_the_chart(live_server, dashboard_chromium,
+                                                                     make_evaluated_run, users):
+    """Legends were drawn in the plot's top-right corner, over the ROC curve's end, the threshold curves at 1
+    and the learning curves, and a long label ("calibrated (temperature)") ran past the chart's edge, cut off.
+    Each legend entry now lies in a band above the plot area (at the y axis' top or higher) and inside its SVG,
+    at the sizes the README names."""
+    run, ev = make_evaluated_run(30, members=[users["lead"]])
+    for width, height, scale in ((1280, 800, 1), (1920, 1080, 1), (1280, 800, 2)):
+        context = dashboard_chromium.new_context(viewport={"width": width, "height": height},
+                                                 device_scale_factor=scale)
+        page = context.new_page()
+        try:
+            login(page, live_server, "lead", "pw-lead")
+            page.goto(f"{live_server.url}/runs/{run.pk}/dashboard/")
+            page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+            charts = page.locator("svg.chart")
+            assert charts.count() >= 4
+            legends = 0
+            for i in range(charts.count()):
+                chart = charts.nth(i)
+                box = chart.bounding_box()
+                plot_top = chart.locator("g line").nth(1).bounding_box()["y"]  # the y axis, from the plot's top
+                texts = chart.locator("g:not([stroke]) text")  # the legend's (the axes' group has a stroke)
+                for j in range(texts.count()):
+                    t = texts.nth(j).bounding_box()
+                    assert t["y"] + t["height"] <= plot_top + 0.5, (i, texts.nth(j).text_content())
+                    assert box["x"] <= t["x"] and t["x"] + t["width"] <= box["x"] + box["width"] + 0.5, \
+                        (i, texts.nth(j).text_content())
+                    legends += 1
+            assert legends >= 4
+        finally:
+            context.close()

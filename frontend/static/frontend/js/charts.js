@@ -22,6 +22,20 @@ const el = svgEl;
 export function lineChart(container, series, options = {}) {
   const W = options.width || 420, H = options.height || 260;
   const m = { l: 44, r: 12, t: options.title ? 24 : 10, b: 36 };
+  // The legend is a band of its own above the plot (wrapped into rows), never drawn over the curves: in the
+  // plot's corner it hid the ROC curve's end, the threshold curves at 1 and the learning curves, and a long
+  // label ran past the chart's edge. Widths are estimated (10 px text: about 6 px a character).
+  const legendTop = m.t;
+  const rows = [];
+  for (const [i, s] of series.entries()) {
+    if (!s.label) continue;
+    const w = 16 + 6 * String(s.label).length + 10, row = rows[rows.length - 1];
+    const used = row ? row.reduce((a, e) => a + e.w, 0) : 0;
+    const entry = { label: String(s.label), color: s.color || PALETTE[i % PALETTE.length], w, x: used };
+    if (row && used + w <= W - m.l - m.r) row.push(entry);
+    else rows.push([{ ...entry, x: 0 }]);
+  }
+  m.t += rows.length * 13 + (rows.length ? 4 : 0);
   const all = series.flatMap((s) => s.points);
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]).filter((v) => v !== null && Number.isFinite(v));
   const [x0, x1] = options.xDomain || [Math.min(...xs, 0), Math.max(...xs, 1)];
@@ -75,11 +89,13 @@ export function lineChart(container, series, options = {}) {
         (n === null || n === undefined ? "" : ` (n = ${n})`);
     });
   });
-  const legend = el("g", {}, svg);
-  series.forEach((s, i) => {
-    const y = m.t + 4 + i * 13;
-    el("rect", { x: W - m.r - 110, y: y - 7, width: 10, height: 3, fill: s.color || PALETTE[i % PALETTE.length] }, legend);
-    el("text", { x: W - m.r - 96, y: y - 2, "font-size": 10, fill: "#1d232b" }, legend).textContent = s.label || "";
+  const legend = el("g", { class: "legend" }, svg);
+  rows.forEach((row, r) => {
+    const y = legendTop + 9 + r * 13;
+    for (const e of row) {
+      el("rect", { x: m.l + e.x, y: y - 5, width: 10, height: 3, fill: e.color }, legend);
+      el("text", { x: m.l + e.x + 14, y, "font-size": 10, fill: "#1d232b" }, legend).textContent = e.label;
+    }
   });
   const marker = el("line", { y1: m.t, y2: H - m.b, stroke: "#1d232b", "stroke-width": 1, "stroke-dasharray": "2 2", visibility: "hidden", class: "marker" }, svg);
   const point = el("circle", { r: 5, fill: "none", stroke: "#1d232b", "stroke-width": 2, visibility: "hidden", class: "point" }, svg);
