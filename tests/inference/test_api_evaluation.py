@@ -277,5 +277,5 @@ def test_compare_page_names_each_runs_rule_and_marks_intervals_of_no_width(clien
     page = client_as("lead").get("/runs/compare/").content.decode()
     row = page.split(f'data-run="{run.pk}"')[1].split("</tr>")[0]
     assert f"<td>{ev.aggregator}</td>" in row
-    assert re.search(r'data-metric="sensitivity">1\.000 <span class="muted ci">\[1\.00, 1\.00\]†', row), row
+    assert re.search(r'data-metric="sensitivity">1\.000 <span class="muted ci">\[1\.000, 1\.000\]†', row), row
     assert "original rule (fraction" not in page and 'id="ci-note"' in page

@@ -252,3 +252,32 @@ def test_every_chart_legend_lies_above_its_plot_and_inside_the_chart(live_server
             assert legends >= 4
         finally:
             context.close()
+
+
+def test_an_interval_is_written_to_its_values_decimals_so_the_value_lies_inside_it(live_server, dashboard_chromium,
+                                                                                  make_evaluated_run, users,
+                                                                                  client_as):
+    """An image AUC of 0.4347 whose bootstrap upper bound is itself was shown "0.435 [0.34, 0.43]": the value
+    outside its own interval. Bounds are written to the value's three decimals, on the run page and the compare
+    page alike."""
+    import re
+
+    run, ev = make_evaluated_run(30, members=[users["lead"]])
+    result = dict(ev.result)
+    result["image"] = dict(result["image"], auc=0.43472222222222223, auc_ci=[0.34375, 0.43472222222222223])
+    ev.result = result
+    ev.save(update_fields=["result"])
+    with run_dashboard(dashboard_chromium, live_server, run) as (page, errors):
+        assert page.inner_text("#metrics tbody tr[data-metric='auc'] td[data-level='image']") == "0.435 [0.344, 0.435]"
+        for level in ("image", "scan", "patient"):
+            for metric in ("auc", "accuracy", "sensitivity", "specificity"):
+                text = page.inner_text(f"#metrics tbody tr[data-metric='{metric}'] td[data-level='{level}']")
+                m = re.fullmatch(r"(\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\]†?", text)
+                assert m, (level, metric, text)
+                lo, value, hi = float(m[2]), float(m[1]), float(m[3])
+                stored, (slo, shi) = result[level][metric], result[level][f"{metric}_ci"]
+                assert (lo <= value <= hi) == (slo <= stored <= shi), (level, metric, text)
+        assert not errors, errors
+    compare = client_as("lead").get("/runs/compare/").content.decode()
+    assert re.search(r'<span class="muted ci">\[\d\.\d{3}, \d\.\d{3}\]', compare)
+    assert not re.search(r'<span class="muted ci">\[\d\.\d{2}, ', compare)

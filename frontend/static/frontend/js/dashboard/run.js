@@ -12,7 +12,9 @@ const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "n
 // an interval of no width (every bootstrap resample gave the same value: few test patients, or all alike) is
 // marked †, and the page says what it means: it is not certainty
 const pointInterval = (c) => Boolean(c) && c[0] === c[1];
-const ci = (c) => (c ? ` [${fmt(c[0], 2)}, ${fmt(c[1], 2)}]${pointInterval(c) ? "\u2020" : ""}` : "");
+// the bounds to the value's 3 decimals: at 2 an AUC of 0.4347 whose upper bound is itself read "0.435 [0.34, 0.43]",
+// the value outside its own interval
+const ci = (c) => (c ? ` [${fmt(c[0])}, ${fmt(c[1])}]${pointInterval(c) ? "\u2020" : ""}` : "");
 const $ = (sel) => document.querySelector(sel);
 
 // Same rule as inference.ml.metrics: a scan is abnormal when its score >= the operating value.
