@@ -95,6 +95,14 @@ class TrainingRun(JobState, models.Model):
         return self.folds.filter(job__status=Job.Status.SUCCEEDED).count()
 
     @property
+    def weights_pending(self) -> bool:
+        """Whether the starting weights are not chosen yet: ``pretrained`` is written when the run's train job
+        builds its first model, so before that an 'auto' run's empty ``pretrained`` does not mean random init."""
+        chosen = (self.config or {}).get("pretrained", "auto")
+        return (not self.pretrained and chosen not in ("", "none", None) and self.is_active
+                and not self.folds.filter(job__isnull=False).exists())  # folds are queued after the first model
+
+    @property
     def stage(self) -> str:
         """The status, with ``aggregating`` while the folds are done and their results are being joined."""
         if self.job_id and self.job.status == Job.Status.RUNNING and self.job.awaiting_children \

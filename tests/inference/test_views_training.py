@@ -118,3 +118,22 @@ def test_lead_queues_image_build_from_runs_page(cohort, client_as, django_captur
     page = c.get(reverse("runs"))
     assert f'data-job-id="{job.pk}"'.encode() in page.content
     assert client_as("clinician").post(reverse("images-build"), {"dataset": cohort.pk}).status_code == 403
+
+
+def test_a_run_not_started_yet_does_not_say_random_init(cohort, client_as, django_capture_on_commit_callbacks):
+    """The run page said "weights: random init" for a queued 'fast' run (its weights, the pretrained lesion
+    detector, are written by the train job), and kept saying it while the folds trained. Until the train job
+    has chosen them it says so; then the weights; 'none' is random init."""
+    c = client_as("lead")
+    with django_capture_on_commit_callbacks(execute=False):
+        c.post(reverse("runs"), {"dataset": cohort.pk, "preset": "fast", "epochs": "2", "name": "queued"})
+    run = TrainingRun.objects.get()
+    assert run.config["pretrained"] == "auto" and run.pretrained == ""
+    page = c.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert '<span id="run-weights">chosen when training starts (auto)</span>' in page and "random init" not in page
+    TrainingRun.objects.filter(pk=run.pk).update(pretrained="adrenal-lesions:lesion_net-v1.pt:sha256=efc5")
+    page = c.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert '<span id="run-weights">pretrained (adrenal-lesions:lesion_net-v1.pt:sha256=efc5)</span>' in page
+    TrainingRun.objects.filter(pk=run.pk).update(pretrained="", config={**run.config, "pretrained": "none"})
+    page = c.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert '<span id="run-weights">random init</span>' in page

@@ -9,6 +9,10 @@ function render(d) {
   document.getElementById("run-status").textContent = d.stage;
   document.getElementById("run-status").className = `badge ${d.status}`;
   document.getElementById("run-version").textContent = d.version ?? "—";
+  // the starting weights are written by the run's train job: the page loaded before it said "random init"
+  const weights = document.getElementById("run-weights");
+  if (weights && d.pretrained) weights.textContent = `pretrained (${d.pretrained})`;
+  else if (weights && d.status === "succeeded") weights.textContent = "random init";
   const body = document.querySelector("#folds tbody");
   body.replaceChildren(...d.folds.map((f) => {
     const tr = document.createElement("tr");
