@@ -988,3 +988,39 @@ def test_the_panel_writes_times_as_every_page_does_whatever_the_browser_locale(l
         assert "/" not in page.locator("#box-R").inner_text() + page.locator("#box-versions").inner_text()
     finally:
         context.close()
+
+
+def test_the_strips_score_axis_labels_never_run_into_each_other(live_server, browser_chromium, browser_login,
+                                                                ct_series, users):
+    """A per-gland verdict at operating value 0.79 on the narrow strip of a 1280x800 window drew "0.79" beside
+    "1", read "0.791". Labels of the score axis do not overlap at the README's window sizes, and the operating
+    value's is always there."""
+    from tests.annotations.test_api_viewer import make_prediction
+
+    series = boxed_series(ct_series, users)
+    p = make_prediction(series, "abnormal", 0.8)
+    p.operating_value = 0.79
+    p.side_details = {
+        "R": {"score": 0.3, "probability": 0.3, "probability_cutoff": 0.79, "verdict": "normal",
+              "flagged_slices_mm": [], "slice_scores": [[247.3, 0.4], [250.3, 0.1]]},
+        "L": {"score": 0.9, "probability": 0.9, "probability_cutoff": 0.79, "verdict": "abnormal",
+              "flagged_slices_mm": [250.3], "slice_scores": [[247.3, 0.2], [250.3, 0.9]]}}
+    p.slice_scores = sorted(sc for d in p.side_details.values() for sc in d["slice_scores"])
+    p.flagged_slices_mm = [250.3]
+    p.save()
+    for width, height, scale in ((1280, 800, 1), (1440, 900, 1), (1920, 1080, 1), (1280, 800, 2)):
+        context = browser_chromium.new_context(viewport={"width": width, "height": height}, device_scale_factor=scale,
+                                               **TEST_CONTEXT)
+        try:
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            browser_login(page, "clin")
+            open_viewer(page, live_server, series)
+            labels = page.locator("#strip text[text-anchor=middle]")  # the score axis's labels
+            texts = [labels.nth(i).text_content() for i in range(labels.count())]
+            assert "0.79" in texts, texts
+            boxes = sorted((labels.nth(i).bounding_box() for i in range(labels.count())), key=lambda b: b["x"])
+            for a, b in zip(boxes, boxes[1:]):  # at least a space apart ("0.79" ended 0.4 px before "1")
+                assert a["x"] + a["width"] + 4 <= b["x"], (width, texts)
+        finally:
+            context.close()

@@ -121,7 +121,11 @@ export class VerdictStrip {
     svgEl("line", { x1: M.l, y1: yAxis, x2: W - M.r, y2: yAxis, stroke: "#777" }, svg);
     for (const p of [0, cut, 1]) {
       svgEl("line", { x1: this.xOf(p), y1: yAxis, x2: this.xOf(p), y2: yAxis + 3, stroke: "#777" }, svg);
-      text(this.xOf(p), yAxis + 13, p === cut ? cutText : String(p), { "text-anchor": "middle" });
+      // an end's label where the cut's would touch it is left out: "0.79" beside "1" on a narrow strip read "0.791"
+      const label = p === cut ? cutText : String(p);
+      const room = (cutText.length + label.length) * 3 + 6;  // half of each label (10 px text: ~6 px a character)
+      if (p !== cut && Math.abs(this.xOf(p) - this.xOf(cut)) < room) continue;
+      text(this.xOf(p), yAxis + 13, label, { "text-anchor": "middle", class: "strip-axis" });
     }
     svgEl("line", { x1: this.xOf(cut), y1: M.t, x2: this.xOf(cut), y2: yAxis, stroke: "#aaa", "stroke-dasharray": "2 3",
       class: "strip-threshold", "data-value": cut }, svg);
