@@ -16,7 +16,7 @@ from ..models import Dataset, Series
 
 @dataclass(frozen=True)
 class VerdictSource:
-    annotate_latest: Callable[[QuerySet], QuerySet]  # adds ``verdict``, ``probability``, ``verdict_cautions`` (latest)
+    annotate_latest: Callable[[QuerySet], QuerySet]  # adds ``verdict``, ``probability``, ``verdict_cautions``, ``verdict_cutoff``
     # (series, user=None, prediction=None): the latest verdict of one scan (that user may see), or that one
     latest: Callable[..., dict | None]
     # queue "judge every scan of this dataset": (dataset, user, force=) -> the Job; ValueError saying what is missing
@@ -35,12 +35,13 @@ def register(source: VerdictSource) -> None:
 
 
 def annotate_latest(qs: QuerySet) -> QuerySet:
-    """``qs`` (of Series) with ``verdict``, ``probability`` and ``verdict_cautions`` of each scan's latest verdict
-    (None if none)."""
+    """``qs`` (of Series) with ``verdict``, ``probability``, ``verdict_cautions`` and ``verdict_cutoff`` (the
+    probability a gland is abnormal from) of each scan's latest verdict (None if none)."""
     if _source is None:
         return qs.annotate(verdict=Value(None, output_field=CharField()),
                            probability=Value(None, output_field=FloatField()),
-                           verdict_cautions=Value(None, output_field=JSONField()))
+                           verdict_cautions=Value(None, output_field=JSONField()),
+                           verdict_cutoff=Value(None, output_field=FloatField()))
     return _source.annotate_latest(qs)
 
 

@@ -2,7 +2,9 @@
 ``annotations.services.verdicts`` in ``InferenceConfig.ready``)."""
 from __future__ import annotations
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import FloatField, OuterRef, QuerySet, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 
 from adrenal_site.jobs.models import Job
 from annotations.models import Dataset, Series
@@ -14,11 +16,16 @@ from .runs import resolve_run
 
 
 def annotate_latest(qs: QuerySet) -> QuerySet:
-    """Series rows with ``verdict``, ``probability`` and ``verdict_cautions`` of their latest Prediction."""
+    """Series rows with ``verdict``, ``probability``, ``verdict_cautions`` and ``verdict_cutoff`` (the operating
+    value as a probability, what :func:`probability_cutoff` reads: a per-gland verdict's glands share it; None
+    for a joined run's) of their latest Prediction."""
     latest = Prediction.objects.filter(series=OuterRef("pk")).order_by("-created_at", "-pk")
+    cutoff = [Cast(KT(f"side_details__{side}__probability_cutoff"), FloatField()) for side in SIDE_NAMES]
     return qs.annotate(verdict=Subquery(latest.values("verdict")[:1]),
                        probability=Subquery(latest.values("probability")[:1]),
-                       verdict_cautions=Subquery(latest.values("cautions")[:1]))
+                       verdict_cautions=Subquery(latest.values("cautions")[:1]),
+                       verdict_cutoff=Subquery(latest.annotate(cutoff=Coalesce(*cutoff)).values("cutoff")[:1],
+                                               output_field=FloatField()))
 
 
 def side_findings(p: Prediction) -> list[dict]:

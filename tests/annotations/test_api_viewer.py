@@ -555,3 +555,23 @@ def test_a_scan_without_boxes_reads_no_box_on_the_worklist_its_filter_and_the_vi
     viewer = client.get(f"/series/{series.pk}/").content.decode()
     assert _re.search(r'id="series-status" data-status="none">no box</span>', viewer)
     assert ">None<" not in page + viewer
+
+
+def test_the_worklist_states_each_verdicts_probability_with_the_value_it_is_abnormal_from(ct_series, users, client):
+    """The worklist showed a verdict's bare number ("normal 0.32") while the verdict pages say "0.364 (abnormal
+    from 0.567)": a reader could not tell a probability of 0.32 for a model whose cut-off is 0.57 from one whose
+    cut-off is 0.3. The row now says "p 0.32 (abnormal from 0.57)" for a per-gland verdict (its glands'
+    ``probability_cutoff``), the API gives ``probability_cutoff``, and a verdict without one keeps "p 0.80"."""
+    a = ct_series(members=[users["clinician"]], patient="P001")
+    b = ct_series(dataset=a.dataset, patient="P002")
+    p = make_prediction(a, "normal", 0.3241)
+    p.side_details = {"R": {"score": 0.4, "probability": 0.3241, "probability_cutoff": 0.5671, "verdict": "normal"},
+                      "L": {"score": 0.1, "probability": 0.1, "probability_cutoff": 0.5671, "verdict": "normal"}}
+    p.save(update_fields=["side_details"])
+    make_prediction(b, "abnormal", 0.8)
+    client.force_login(users["clinician"])
+    rows = client.get(f"/api/datasets/{a.dataset.pk}/worklist/").json()["rows"]
+    assert [(r["probability"], r["probability_cutoff"]) for r in rows] == [(0.3241, 0.5671), (0.8, None)]
+    page = client.get(f"/datasets/{a.dataset.pk}/").content.decode()
+    assert ">p 0.32 (abnormal from 0.57)</span>" in page
+    assert ">p 0.80</span>" in page
