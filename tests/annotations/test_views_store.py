@@ -14,7 +14,7 @@ from django.urls import reverse
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import run_job
 from annotations.services.importer import import_path
-from annotations.models import Dataset, ImportReport, Label, Patient, Series
+from annotations.models import Dataset, ImportItem, ImportReport, Label, Patient, Series
 from annotations.tasks import import_studies
 from tests.plugins.store import make_store_cohort
 
@@ -384,3 +384,21 @@ def test_bare_nifti_upload_imports_one_scan(client_as, users, tmp_path, django_c
         r = c.post(url, {"archive": upload})
         assert r.status_code == 400 and f"{name}: not a" in r.content.decode(), name
     assert ImportReport.objects.filter(dataset=ds).count() == 2
+
+
+def test_a_zip_of_the_series_files_themselves_names_the_series_without_a_dot_folder(transactional_db, client_as, realct,
+                                                                                    settings, tmp_path):
+    """The real TotalSegmentator series zipped as its files (no folder inside the zip): the import report's row
+    read ". [CT Body 3.0] (20 files)", the zip's top folder shown as "."; it reads "[CT Body 3.0] (20 files)"."""
+    settings.MEDIA_ROOT = tmp_path
+    ds = Dataset.objects.create(name="flat zip")
+    upload = io.BytesIO(zip_of_folder(Path(realct["example_ct_dicom"])))
+    upload.name = "ts.zip"
+    c = client_as("admin")
+    r = c.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    report = ImportReport.objects.get()
+    run_job(import_studies.job_fn, report.job.pk)
+    page = c.get(r["Location"]).content.decode()
+    assert "[CT Body 3.0] (20 files)" in page
+    assert ". [CT Body 3.0]" not in page
+    assert [i.path for i in ImportItem.objects.filter(report=report)] == ["[CT Body 3.0] (20 files)"]

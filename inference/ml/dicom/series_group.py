@@ -33,7 +33,10 @@ class SeriesGroup:
         return sum(len(h.frames) for h in self.instances)
 
     def describe(self) -> str:
+        """"folder [description] (n files)"; a series lying at the top of the import (folder ".", e.g. a zip of
+        the files themselves) is named without a folder: the report read ". [CT Body 3.0] (20 files)"."""
         desc = self.first.meta.get("SeriesDescription") or ""
+        where = "" if self.folder in ("", ".") else f"{self.folder} "
         if self.pass_label:
-            return f"{self.folder} [{desc or self.parent_key}] pass {self.pass_label} ({len(self.instances)} files)"
-        return f"{self.folder} [{desc or self.key}] ({len(self.instances)} files)"
+            return f"{where}[{desc or self.parent_key}] pass {self.pass_label} ({len(self.instances)} files)"
+        return f"{where}[{desc or self.key}] ({len(self.instances)} files)"
