@@ -402,3 +402,30 @@ def test_a_zip_of_the_series_files_themselves_names_the_series_without_a_dot_fol
     assert "[CT Body 3.0] (20 files)" in page
     assert ". [CT Body 3.0]" not in page
     assert [i.path for i in ImportItem.objects.filter(report=report)] == ["[CT Body 3.0] (20 files)"]
+
+
+def test_the_label_forms_start_from_the_current_labels(client_as, imported):
+    """The patient form of an abnormal (left) patient offered "normal" with side "left" (the side was pre-set, the
+    value never was), so a note sent as shown was refused or, with the side changed, flipped the label; a series
+    without an override offered "abnormal". Each form now starts from what is stored: the patient's value and
+    side, a series' override, or "inherit"."""
+    import re
+
+    ds, _ = imported
+    patient = Patient.objects.filter(dataset=ds).first()
+    url = reverse("store-patient-labels", args=[patient.pk])
+    c = client_as("admin")
+    assert c.post(url, {"value": "abnormal", "side": "L", "note": "left"}).status_code == 302
+    series = list(Series.objects.filter(study__patient=patient))
+    assert c.post(url, {"value": "normal", "side": "none", "series": series[0].pk}).status_code == 302
+    page = c.get(url).content.decode()
+    form = page.split('id="patient-label-form"')[1].split("</form>")[0]
+    assert '<option value="abnormal" selected>abnormal</option>' in form and '<option value="L" selected>' in form
+    rows = re.findall(r'name="series" value="(\d+)">(.*?)</form>', page, re.S)
+    chosen = {int(pk): re.search(r'<option value="(\w+)" selected>', body.split('name="side"')[0])[1]
+              for pk, body in rows}
+    assert chosen[series[0].pk] == "normal"
+    assert all(chosen[s.pk] == "inherit" for s in series[1:])
+    # sent as shown, the patient form keeps the label and adds the note
+    assert c.post(url, {"value": "abnormal", "side": "L", "note": "checked"}).status_code == 302
+    assert Label.objects.get(patient=patient, series=None, is_current=True).value == "abnormal"
