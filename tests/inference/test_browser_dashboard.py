@@ -281,3 +281,29 @@ def test_an_interval_is_written_to_its_values_decimals_so_the_value_lies_inside_
     compare = client_as("lead").get("/runs/compare/").content.decode()
     assert re.search(r'<span class="muted ci">\[\d\.\d{3}, \d\.\d{3}\]', compare)
     assert not re.search(r'<span class="muted ci">\[\d\.\d{2}, ', compare)
+
+
+def test_an_interval_is_never_broken_across_lines(live_server, dashboard_chromium, make_evaluated_run, users):
+    """With bounds to three decimals the compare page's narrow columns broke intervals inside the brackets
+    ("[0.500," on one line, "0.500]†" on the next) at 1280x800. Each interval stays on one line there and on the
+    run page."""
+    run, ev = make_evaluated_run(30, members=[users["lead"]])
+    run.name = "baseline after relabelling <i>P007</i> and the new kernel"  # a name as leads write them
+    run.save(update_fields=["name"])
+    context = dashboard_chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        login(page, live_server, "lead", "pw-lead")
+        for url in ("/runs/compare/", f"/runs/{run.pk}/dashboard/"):
+            page.goto(f"{live_server.url}{url}")
+            if "dashboard" in url:
+                page.wait_for_selector("#dashboard[data-ready='1']", timeout=20000)
+            spans = page.locator("span.ci")
+            assert spans.count() >= 4
+            for i in range(spans.count()):
+                if not spans.nth(i).inner_text().strip():
+                    continue
+                rects = spans.nth(i).evaluate("s => s.getClientRects().length")
+                assert rects == 1, (url, spans.nth(i).inner_text())
+    finally:
+        context.close()
