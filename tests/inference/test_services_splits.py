@@ -86,7 +86,9 @@ def test_a_run_names_the_labelled_scans_it_left_out(db, settings, tmp_path, trai
                     "why": "no crop box on either side (proposals pending, failed or not covered)"}]
     ds.members.add(users["lead"])
     page = client_as("lead").get(f"/runs/{run.pk}/").content.decode()
-    assert "Left out of this run: 1 labelled scan" in page and "left-out-ds-P03 series" in page
+    assert "Left out of this run: 1 labelled scan" in page
+    # named by the scan's id and linked to it: "series 4" read as the DICOM series number every scan shows
+    assert f'left-out-ds-P03 <a href="/series/{boxless.pk}/">scan #{boxless.pk}</a>' in page
 
 
 def test_an_admin_deletes_a_dataset_with_runs_but_no_split_goes_alone(db, client_as):

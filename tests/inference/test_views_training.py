@@ -137,3 +137,23 @@ def test_a_run_not_started_yet_does_not_say_random_init(cohort, client_as, djang
     TrainingRun.objects.filter(pk=run.pk).update(pretrained="", config={**run.config, "pretrained": "none"})
     page = c.get(reverse("run-detail", args=[run.pk])).content.decode()
     assert '<span id="run-weights">random init</span>' in page
+
+
+def test_a_run_names_the_markers_it_did_not_use_by_a_link_to_their_scan(cohort, client_as,
+                                                                         django_capture_on_commit_callbacks):
+    """"Not used: series 2 R (the label calls this side normal)" gave the scan's database id as "series 2", which
+    reads as the DICOM series number the viewer's overlay shows ("Series 2" on every demo scan). It names
+    "scan #2" and links to it in the viewer."""
+    from annotations.models import Series
+
+    c = client_as("lead")
+    with django_capture_on_commit_callbacks(execute=False):
+        c.post(reverse("runs"), {"dataset": cohort.pk, "preset": "fast", "epochs": "2", "name": "markers"})
+    run = TrainingRun.objects.get()
+    series = Series.objects.filter(study__patient__dataset=cohort, is_scan=True).first()
+    run.config = {**run.config, "lesion_markers": {"sides": 0, "scans": 0, "z_mm": {}, "unused": [
+        {"series": series.pk, "side": "R", "why": "the label calls this side normal"}]}}
+    run.save(update_fields=["config"])
+    page = c.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert (f'Not used: <a href="/series/{series.pk}/">scan #{series.pk}</a> R (the label calls this side '
+            f'normal)') in page
