@@ -120,13 +120,15 @@ def next_unconfirmed(series: Series, user=None) -> tuple[dict | None, int]:
 def series_info(series: Series) -> dict:
     """What the viewer's corner overlay shows of a scan (text from DICOM headers: pages write it as text):
     pseudonymous patient id, study date, series description and number, slice thickness and spacing (mm),
-    reconstruction kernel, manufacturer and model, kVp, contrast."""
+    reconstruction kernel (a multi-valued one, as Siemens' ``Br38f\\3`` with its iterative strength, as "Br38f, 3":
+    the store keeps DICOM's backslash), manufacturer and model, kVp, contrast."""
     study = series.study
     return {
         "patient": study.patient.pseudo_id, "study_date": study.study_date.isoformat() if study.study_date else None,
         "study_description": study.description, "series_description": series.series_description,
         "series_number": series.series_number, "slice_thickness_mm": series.slice_thickness_mm,
-        "slice_spacing_mm": series.slice_spacing_mm, "kernel": series.convolution_kernel,
+        "slice_spacing_mm": series.slice_spacing_mm,
+        "kernel": ", ".join(v for v in (series.convolution_kernel or "").split("\\") if v) or None,
         "manufacturer": " ".join(p for p in (series.manufacturer, series.model_name) if p),
         "kvp": series.kvp, "contrast": series.contrast_agent, "modality": series.modality,
     }

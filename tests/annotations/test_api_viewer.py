@@ -575,3 +575,14 @@ def test_the_worklist_states_each_verdicts_probability_with_the_value_it_is_abno
     page = client.get(f"/datasets/{a.dataset.pk}/").content.decode()
     assert ">p 0.32 (abnormal from 0.57)</span>" in page
     assert ">p 0.80</span>" in page
+
+
+def test_a_multi_valued_kernel_reads_as_words_not_with_dicoms_backslash(ct_series, users, client):
+    """Siemens writes ConvolutionKernel as two values (``Br38f\\3``: the kernel and its iterative strength, as the
+    real TotalSegmentator series has it); the viewer's overlay read "Kernel Br38f\\3". It reads "Br38f, 3"."""
+    series = ct_series(members=[users["clinician"]])
+    client.force_login(users["clinician"])
+    for stored, shown in (("Br38f\\3", "Br38f, 3"), ("B30f", "B30f"), ("", None)):
+        series.convolution_kernel = stored
+        series.save(update_fields=["convolution_kernel"])
+        assert client.get(f"/api/series/{series.pk}/volume/").json()["series"]["kernel"] == shown
