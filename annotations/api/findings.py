@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.api_params import page_of
-from adrenal_site.api_schema import query_parameters
+from adrenal_site.api_schema import JSON_LIST, query_parameters
 from adrenal_site.roles import IsClinician
 
 from ..models import Dataset, Gland, SideFinding
@@ -92,7 +92,7 @@ class FindingHistory(APIView):
 
     permission_classes = [IsClinician]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: JSON_LIST})
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         finding = get_object_or_404(SideFinding, series=series, side=_side(side))

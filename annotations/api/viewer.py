@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.api_params import choice_param, page_of
-from adrenal_site.api_schema import query_parameters
+from adrenal_site.api_schema import JSON_LIST, query_parameters
 from adrenal_site.roles import IsClinician
 
 from ..models import CropBox, Dataset, Series
@@ -37,9 +37,15 @@ from .strict import StrictIntegerField, lps_point
 
 SIDES = ("R", "L")
 
-_XYZ = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3)
+
+
+def _xyz() -> serializers.ListField:
+    """An LPS point in mm; a new field per name (one field instance under two names documents only the last)."""
+    return serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3)
+
+
 BOX_OUT = inline_serializer("ViewerBox", {
-    "side": serializers.CharField(), "lps_min": _XYZ, "lps_max": _XYZ,
+    "side": serializers.CharField(), "lps_min": _xyz(), "lps_max": _xyz(),
     "voxel_min": serializers.ListField(child=serializers.IntegerField()),
     "voxel_max": serializers.ListField(child=serializers.IntegerField()),
     "status": serializers.CharField(),
@@ -381,7 +387,7 @@ class BoxHistory(APIView):
 
     permission_classes = [IsClinician]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: JSON_LIST})
     def get(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         box = get_object_or_404(CropBox, series=series, side=_side(side))

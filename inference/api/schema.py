@@ -30,7 +30,7 @@ ZIP_FILE = {(200, "application/zip"): OpenApiTypes.BINARY}
 
 # view -> {method: extend_schema(...)}
 HINTS = {
-    dashboard.RunEvaluations: {"get": extend_schema(responses=JSON),
+    dashboard.RunEvaluations: {"get": extend_schema(responses={200: JSON_LIST}),
                                "post": extend_schema(request=EvaluationStart, responses={202: JSON})},
     dashboard.EvaluationDetail: {"get": extend_schema(responses=JSON)},
     dashboard.EvaluationScans: {"get": extend_schema(responses=JSON, parameters=query_parameters(
@@ -43,7 +43,7 @@ HINTS = {
     verdicts.PredictionEvidence: {"get": extend_schema(responses=PNG_FILE, parameters=query_parameters(
         size=f"the PNG's side in px, {verdicts.THUMB_PX[0]} to {verdicts.THUMB_PX[1]}; default 96"))},
     verdicts.DatasetJudge: {"post": extend_schema(request=JudgeStart, responses={202: JSON})},
-    dashboard.RunComparison: {"get": extend_schema(responses=JSON)},
+    dashboard.RunComparison: {"get": extend_schema(responses={200: JSON_LIST})},
     dashboard.PredictionDetail: {"get": extend_schema(responses=JSON)},
     dicom.PredictionDicom: {"get": extend_schema(responses=JSON)},
     dicom.PredictionDicomFile: {"get": extend_schema(responses=DICOM_FILE)},

@@ -168,3 +168,41 @@ def test_schema_lists_the_query_parameters_of_the_other_reads(schema):
     assert query("/api/evaluations/{id}/curves/") == {"level", "aggregator"}  # it reads no value
     assert query("/api/evaluations/{id}/prevalence/") == {"prevalence", "value", "aggregator"}
     assert query("/api/predictions/{id}/evidence/{n}.png") == {"size"}
+
+
+def _fill(template: str, world) -> str:
+    """A schema path with dataset A's object for each ``{id}`` (by the collection before it), side R, slab 0."""
+    ids = {**world.ids, "series": world.ids["series"]}
+    parts = template.strip("/").split("/")
+    out = []
+    for i, part in enumerate(parts):
+        if part == "{id}":
+            part = str(ids[parts[i - 1]])
+        out.append(part.replace("{side}", "R").replace("{n}", "0"))
+    return "/" + "/".join(out) + ("/" if template.endswith("/") else "")
+
+
+def test_every_json_read_answers_its_documented_shape(two_datasets, client):
+    """Every GET of the schema whose answer is JSON, on dataset A's objects as an admin (who reaches every
+    view): the status is documented and the body has the documented shape (``assert_documented``). Probe R
+    found a run's evaluations, the run comparison and a box's and a finding's history, bare lists, documented as
+    objects, and a box without its ``lps_min`` (one field instance under two names documents only the last)."""
+    from annotations.models import SideFinding
+
+    SideFinding.objects.create(series=two_datasets.objects["series"], side="R")
+    client.force_login(two_datasets.users["admin"])
+    schema = client.get("/api/schema/?format=json").json()
+    checked, problems = [], []
+    for template, ops in schema["paths"].items():
+        if "get" not in ops or "{sop_uid}" in template or template.startswith("/api/schema"):
+            continue
+        r = client.get(_fill(template, two_datasets))
+        if r.status_code == 200 and r.get("Content-Type", "").startswith("application/json"):
+            try:
+                assert_documented(schema, "GET", template, r)
+            except AssertionError as e:
+                problems.append(str(e).splitlines()[0])
+            checked.append(template)
+    assert not problems, problems
+    assert {"/api/runs/{id}/evaluations/", "/api/runs/compare/", "/api/series/{id}/boxes/{side}/history/",
+            "/api/series/{id}/findings/{side}/history/", "/api/series/{id}/boxes/{side}/"} <= set(checked)
