@@ -78,7 +78,7 @@ class SeriesSerializer(serializers.ModelSerializer):
 
 
 class LabelSerializer(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: an imported label, a deleted user
     value = serializers.ChoiceField(choices=Label.Value.choices)
     series = serializers.PrimaryKeyRelatedField(queryset=Series.objects.all(), required=False, allow_null=True)
     side = serializers.ChoiceField(choices=list(Label.SIDES), required=False, default="",

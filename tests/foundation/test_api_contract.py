@@ -170,6 +170,29 @@ def test_schema_lists_the_query_parameters_of_the_other_reads(schema):
     assert query("/api/predictions/{id}/evidence/{n}.png") == {"size"}
 
 
+def _as_json_schema(schema: dict, node):
+    """An OpenAPI 3.0 schema node as JSON Schema: references inlined, ``nullable`` as ``null`` allowed."""
+    if isinstance(node, list):
+        return [_as_json_schema(schema, n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _as_json_schema(schema, schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]])
+    out = {k: _as_json_schema(schema, v) for k, v in node.items() if k != "nullable"}
+    return {"anyOf": [out, {"type": "null"}]} if node.get("nullable") else out
+
+
+def assert_valid_body(schema: dict, method: str, template: str, response) -> None:
+    """``response``'s JSON body validates against the schema the operation documents for its status: every field
+    of the documented type, ``null`` only where the schema says ``nullable``."""
+    import jsonschema
+
+    documented = schema["paths"][template][method.lower()]["responses"][str(response.status_code)]
+    body_schema = _as_json_schema(schema, documented["content"]["application/json"]["schema"])
+    errors = sorted(jsonschema.Draft7Validator(body_schema).iter_errors(response.json()), key=str)
+    assert not errors, [f"{method} {template}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+
+
 def _fill(template: str, world) -> str:
     """A schema path with dataset A's object for each ``{id}`` (by the collection before it), side R, slab 0."""
     ids = {**world.ids, "series": world.ids["series"]}
@@ -186,7 +209,9 @@ def test_every_json_read_answers_its_documented_shape(two_datasets, client):
     """Every GET of the schema whose answer is JSON, on dataset A's objects as an admin (who reaches every
     view): the status is documented and the body has the documented shape (``assert_documented``). Probe R
     found a run's evaluations, the run comparison and a box's and a finding's history, bare lists, documented as
-    objects, and a box without its ``lps_min`` (one field instance under two names documents only the last)."""
+    objects, and a box without its ``lps_min`` (one field instance under two names documents only the last); and
+    the body validates against the documented schema (``assert_valid_body``): a job's ``created_by`` and
+    ``duration_s`` and a label's ``created_by`` answered null where the schema said a string or a number."""
     from annotations.models import SideFinding
 
     SideFinding.objects.create(series=two_datasets.objects["series"], side="R")
@@ -200,6 +225,7 @@ def test_every_json_read_answers_its_documented_shape(two_datasets, client):
         if r.status_code == 200 and r.get("Content-Type", "").startswith("application/json"):
             try:
                 assert_documented(schema, "GET", template, r)
+                assert_valid_body(schema, "GET", template, r)
             except AssertionError as e:
                 problems.append(str(e).splitlines()[0])
             checked.append(template)
