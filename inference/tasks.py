@@ -197,7 +197,8 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
     """Queue a verdict job for an imported series or an uploaded file (NIfTI, or a zip of a DICOM series,
     streamed to disk under ``ADRENAL_MAX_UPLOAD_BYTES`` into the shared storage and checked before it is queued;
     the job names it by its storage name). ``send=False`` only makes the Job row (``run_now`` or ``send_job``
-    later). Raises ValueError, ``UploadRefused`` or ``Series.DoesNotExist``."""
+    later). Raises ValueError, ``runs.RunUnavailable`` (the run), ``UploadRefused`` (the file), ``Series.DoesNotExist``
+    or ``Dataset.DoesNotExist``, each naming what it refused."""
     datasets = Dataset.objects.visible_to(user)
     if series_id:  # a scan of the user's datasets, or one they submitted (then judged as an upload would be)
         series = Series.objects.visible_to(user).select_related("study__patient__dataset").get(pk=int(series_id))
@@ -210,7 +211,7 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
         raise ValueError("send a series id or a file")
     dataset = datasets.filter(pk=dataset_id).first() if dataset_id else None
     if dataset_id and dataset is None:
-        raise ValueError(f"dataset {dataset_id} not found")
+        raise Dataset.DoesNotExist(f"no dataset {dataset_id} you may see")
     run = runs.resolve_run(run_id, dataset, user=user)
     name = Path(getattr(upload, "name", "") or "upload").name
     if not name.lower().endswith((".zip", *NIFTI_SUFFIXES)):

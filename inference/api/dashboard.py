@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from adrenal_site.api_params import Pagination, choices_param
 from adrenal_site.roles import IsClinician, IsLead
 from annotations.api.strict import query
-from annotations.models import Series
+from annotations.models import Dataset, Series
 from annotations.services.uploads import UploadRefused, declared_too_large, limit_request
 from inference.ml import metrics as M
 from inference.ml.operating_value import parse_objective
@@ -22,6 +22,7 @@ from inference.ml.operating_value import parse_objective
 from ..models import Evaluation, Prediction, TrainingRun
 from ..services.evaluation import (comparison_groups, curves_of, evaluation_summary, metrics_at, prevalence_at,
                                    reading_aids, run_aggregator)
+from ..services.runs import RunUnavailable
 from ..services.verdicts import verdict_document
 from ..tasks import start_evaluation, submit_prediction
 from .serializers import (CurvesQuery, EvaluationStart, PredictionQuery, PredictionSubmission, PrevalenceQuery,
@@ -243,8 +244,12 @@ class PredictionList(APIView):
                                     upload=data.get("file"), dataset_id=data.get("dataset"))
         except Series.DoesNotExist as exc:
             raise ValidationError({"series": [f"no scan {data.get('series')} you may see"]}) from exc
+        except Dataset.DoesNotExist as exc:
+            raise ValidationError({"dataset": [str(exc)]}) from exc
         except UploadRefused as exc:
             raise ValidationError({"file": [str(exc)]}) from exc
+        except RunUnavailable as exc:
+            raise ValidationError({"run": [str(exc)]}) from exc
         except (ValueError, TrainingRun.DoesNotExist) as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)

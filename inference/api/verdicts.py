@@ -14,6 +14,7 @@ from adrenal_site.roles import IsClinician, IsLead
 from annotations.models import Dataset
 
 from ..services.evidence import THUMB_PX, thumbnail_path
+from ..services.runs import RunUnavailable
 from ..tasks import JudgingBusy, start_judge_dataset
 from .dashboard import visible_predictions
 from .serializers import JudgeStart
@@ -57,6 +58,8 @@ class DatasetJudge(APIView):
                                       force=form.validated_data["force"])
         except JudgingBusy as exc:
             return Response({"detail": str(exc), "job": exc.job.pk}, status=status.HTTP_409_CONFLICT)
+        except RunUnavailable as exc:
+            raise ValidationError({"run": [str(exc)]}) from exc
         except ValueError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response({"job": job.pk, "dataset": dataset.pk, "run": job.params.get("run_id"),

@@ -127,26 +127,31 @@ def promote(run: TrainingRun) -> None:
     run.promoted = True
 
 
+class RunUnavailable(ValueError):
+    """:func:`resolve_run`'s refusal: the run named, or the promoted model looked for, cannot give verdicts. The
+    API answers it as an error of the request's ``run`` field (``{"run": ["..."]}``)."""
+
+
 def resolve_run(run_id: int | str | None = None, dataset: Dataset | None = None, user=None) -> TrainingRun:
     """The given run, else the dataset's (or any) promoted one; it must have finished and be evaluated.
     With ``user`` (a request), only runs of datasets the user may see count (``TrainingRun.objects.visible_to``):
-    a clinician of one dataset cannot run another dataset's model. Raises ValueError saying what is missing."""
+    a clinician of one dataset cannot run another dataset's model. Raises RunUnavailable (a ValueError) saying what is missing."""
     runs = TrainingRun.objects.all() if user is None else TrainingRun.objects.visible_to(user)
     if run_id:
         run = runs.filter(pk=int(run_id)).first()
         if run is None:
-            raise ValueError(f"no training run {run_id}")
+            raise RunUnavailable(f"no training run {run_id}")
     else:
         run = runs.filter(promoted=True, **({"dataset": dataset} if dataset else {})).first()
         if run is None:
             where = f" for {dataset.name}" if dataset else ""
             mine = " among the datasets you are a member of" if user is not None else ""
-            raise ValueError(f"no promoted model{where}{mine}: a lead promotes a finished, evaluated run "
+            raise RunUnavailable(f"no promoted model{where}{mine}: a lead promotes a finished, evaluated run "
                              "(the run's page, or manage.py promote RUN), or name a run")
     if run.status != Job.Status.SUCCEEDED:
-        raise ValueError(f"run {run.pk} is {run.status}; only a finished run gives verdicts")
+        raise RunUnavailable(f"run {run.pk} is {run.status}; only a finished run gives verdicts")
     if run.operating_value is None:
-        raise ValueError(f"run {run.pk} has no operating value yet: evaluate it first")
+        raise RunUnavailable(f"run {run.pk} has no operating value yet: evaluate it first")
     return run
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from inference.models import TrainingRun
 from tests.plugins.security import all_routes, url_for
 
 pytestmark = pytest.mark.django_db
@@ -158,6 +160,27 @@ def test_an_enumerated_query_param_read_by_a_serializer_names_the_values_it_take
 def test_prediction_submission_names_the_field(two_datasets, admin_api, body, field):
     r = admin_api.post("/api/predictions/", body, format="json")
     assert r.status_code == 400 and field in r.json(), (r.status_code, r.content[:300])
+
+
+def test_a_run_or_dataset_the_service_refuses_is_a_field_error_naming_it(two_datasets):
+    """A verdict asked with a run that is no run of the user's datasets, a dataset the user is no member of, or
+    a dataset judged with such a run, answered ``{"detail": "no training run 7"}``: a 400 naming no field, against
+    the rule that field errors are lists under the field (``{"run": ["..."]}``), as the serializer's own are.
+    The service's refusals of the run (``RunUnavailable``) and of the dataset (``Dataset.DoesNotExist``) now
+    answer under their field, on every endpoint that resolves a run."""
+    world = two_datasets
+    api = APIClient()
+    api.force_login(world.users["clinician_b"])
+    run_a, series_b = world.objects["run"], world.b.patients.get().studies.get().series.get()
+    r = api.post("/api/predictions/", {"series": series_b.pk, "run": run_a.pk}, format="json")
+    assert r.status_code == 400 and r.json() == {"run": [f"no training run {run_a.pk}"]}, r.content
+    upload = SimpleUploadedFile("scan.nii.gz", b"\x1f\x8b", content_type="application/gzip")
+    r = api.post("/api/predictions/", {"file": upload, "dataset": world.a.pk}, format="multipart")
+    assert r.status_code == 400 and r.json() == {"dataset": [f"no dataset {world.a.pk} you may see"]}, r.content
+    api.force_login(world.users["lead_b"])
+    TrainingRun.objects.filter(pk=world.objects["run_b"].pk).update(promoted=False)
+    r = api.post(f"/api/datasets/{world.b.pk}/judge/", {}, format="json")
+    assert r.status_code == 400 and list(r.json()) == ["run"] and "no promoted model" in r.json()["run"][0]
 
 
 @pytest.mark.parametrize("body,field", [

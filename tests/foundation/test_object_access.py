@@ -98,7 +98,7 @@ def test_a_clinician_cannot_run_another_datasets_model(two_datasets):
     api.force_login(world.users["clinician_a"])
     series, run_b = world.objects["series"], world.objects["run_b"]
     r = api.post("/api/predictions/", {"series": series.pk, "run": run_b.pk}, format="json")
-    assert r.status_code == 400 and f"no training run {run_b.pk}" in r.json()["detail"]
+    assert r.status_code == 400 and r.json() == {"run": [f"no training run {run_b.pk}"]}
     assert not Job.objects.filter(kind="predict", params__run_id=run_b.pk).exists()
     # B's clinician cannot run A's model on B's scans, nor submit A's scan
     api.force_login(world.users["clinician_b"])
@@ -122,7 +122,7 @@ def test_a_lead_cannot_judge_a_dataset_with_another_datasets_model(two_datasets)
     api.force_login(world.users["lead_b"])
     run_a, run_b = world.objects["run"], world.objects["run_b"]
     r = api.post(f"/api/datasets/{world.b.pk}/judge/", {"run": run_a.pk}, format="json")
-    assert r.status_code == 400 and r.json()["detail"] == f"no training run {run_a.pk}", r.content
+    assert r.status_code == 400 and r.json() == {"run": [f"no training run {run_a.pk}"]}, r.content
     assert not Job.objects.filter(kind="judge_dataset", params__run_id=run_a.pk).exists()
     r = api.post(f"/api/datasets/{world.b.pk}/judge/", {"run": run_b.pk}, format="json")
     assert r.status_code == 202 and r.json()["run"] == run_b.pk, r.content

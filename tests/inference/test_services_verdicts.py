@@ -81,7 +81,7 @@ def test_judging_a_dataset_through_the_api_and_the_dashboard(here, users, gland_
     assert job.kind == "judge_dataset" and job.dataset_id == run.dataset.pk  # its members see and follow it
     other = make_dataset("no-model", members=[users["lead"]])
     resp = client.post(f"/api/datasets/{other.pk}/judge/", {}, content_type="application/json")
-    assert resp.status_code == 400 and "no promoted model" in resp.json()["detail"]
+    assert resp.status_code == 400 and "no promoted model" in resp.json()["run"][0]
     # the dashboard's button queues the same job (the one already queued for this dataset)
     resp = client.post(f"/runs/{run.pk}/judge/")
     assert resp.status_code == 302 and Job.objects.filter(kind="judge_dataset").count() == 1
