@@ -4,19 +4,45 @@ API's 404s), ``JSON``, an object, and ``JSON_LIST``, a bare list of objects. Eve
 other than its method's default (202 for a job or import that was queued, 409 for a stale or finished object,
 200 for a write that changed nothing) names it in its ``extend_schema`` with these, so a client generated from
 the schema expects the status and body the endpoint really sends (``tests/foundation/test_api_contract.py``
-checks real answers against the schema). ``query_parameters`` declares the query parameters a view reads
+checks real answers against the schema). ``AutoSchema`` adds the refusals every operation can answer (400, 401, 403,
+404) beside what the view declares. ``query_parameters`` declares the query parameters a view reads
 (filters, paging) from the same tables it checks them with, so the docs list them with their values."""
 from __future__ import annotations
 
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 
 from .api_params import Pagination
 
 DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
 JSON = OpenApiTypes.OBJECT
 JSON_LIST = {"type": "array", "items": {"type": "object", "additionalProperties": {}}}
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema of a view, plus the refusals any operation of the API answers, so a client
+    generated from the schema expects them (it rejected them as undocumented before): 400 with the field errors
+    (``{"field": ["..."]}``) or ``{"detail"}`` (a bad query parameter, a NUL in one, more than 1000 of them, a
+    bad body); 401 and 403 (``{"detail"}``, no credentials or a role that may not) unless the view lets anyone in;
+    404 (``{"detail"}``) where the path names an object. A status the view declares itself is kept as declared."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        refusals = {"400": (JSON, "the request was refused: field errors as {field: [...]}, or {detail}")}
+        if not all(isinstance(p, AllowAny) for p in self.view.get_permissions()):
+            refusals["401"] = (DETAIL, "no credentials: a session or a token (POST /api/auth/token/)")
+            refusals["403"] = (DETAIL, "your role does not allow this")
+        if "{" in self.path:
+            refusals["404"] = (DETAIL, "no such object among those you may see")
+        for code, (shape, about) in refusals.items():
+            if code not in responses:
+                responses[code] = {**self._get_response_for_code(shape, code, direction=direction), "description": about}
+        return responses
 
 
 def query_parameters(choices: dict | None = None, *, sets: dict | None = None, page: bool = False,

@@ -242,7 +242,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "adrenal_site.api_schema.AutoSchema",  # drf-spectacular's, with the refusals
     "EXCEPTION_HANDLER": "adrenal_site.api_root.exception_handler",  # a damaged stored file: a JSON 500 naming it
     # ?limit= (1.., above api_params.MAX_PAGE_SIZE = 1000 read as 1000) and ?offset= (0..2**31-1); else a 400 naming it
     "DEFAULT_PAGINATION_CLASS": "adrenal_site.api_params.Pagination",

@@ -8,6 +8,7 @@ documented answer was its request body, and a list documented as an object.
 from __future__ import annotations
 
 import pytest
+from rest_framework.test import APIClient
 
 from adrenal_site.api_params import Pagination
 from adrenal_site.jobs.models import Job
@@ -232,3 +233,35 @@ def test_every_json_read_answers_its_documented_shape(two_datasets, client):
     assert not problems, problems
     assert {"/api/runs/{id}/evaluations/", "/api/runs/compare/", "/api/series/{id}/boxes/{side}/history/",
             "/api/series/{id}/findings/{side}/history/", "/api/series/{id}/boxes/{side}/"} <= set(checked)
+
+
+def test_every_operation_documents_the_refusals_it_answers(two_datasets):
+    """Every operation of the schema, as anonymous (401), as a member of dataset B only on A's objects (403 or
+    404) and with a NUL in a query parameter (400): the refusal's status is documented for that operation and its
+    body has the documented shape. Probe R: a client generated from the schema (schemathesis) met 400, 401, 403 and
+    404 on nearly every operation, which documented its success only (``adrenal_site.api_schema.AutoSchema``)."""
+    admin = APIClient()
+    admin.force_login(two_datasets.users["admin"])
+    schema = admin.get("/api/schema/?format=json").json()
+    anonymous, outsider, member = APIClient(), APIClient(), APIClient()
+    outsider.force_login(two_datasets.users["clinician_b"])
+    member.force_login(two_datasets.users["lead_a"])
+    problems, seen = [], set()
+    for template, ops in schema["paths"].items():
+        url = _fill(template, two_datasets)
+        for method in ops:
+            for who, client, query in (("anonymous", anonymous, ""), ("B's clinician", outsider, ""),
+                                       ("A's lead", member, "?limit=%00")):
+                if method == "delete" and who == "A's lead":
+                    continue  # a real deletion, not a refusal
+                r = getattr(client, method)(url + query, content_type="application/json")
+                if r.status_code not in (400, 401, 403, 404):
+                    continue
+                seen.add(r.status_code)
+                try:
+                    assert_documented(schema, method.upper(), template, r)
+                    assert_valid_body(schema, method.upper(), template, r)
+                except AssertionError as e:
+                    problems.append(f"{who}: {str(e).splitlines()[0]}")
+    assert not problems, problems
+    assert seen == {400, 401, 403, 404}
