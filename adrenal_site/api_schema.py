@@ -46,17 +46,21 @@ class AutoSchema(SpectacularAutoSchema):
 
 
 def query_parameters(choices: dict | None = None, *, sets: dict | None = None, page: bool = False,
-                     **text: str) -> list[OpenApiParameter]:
+                     integers: dict | None = None, **text: str) -> list[OpenApiParameter]:
     """The query parameters an endpoint reads, for its ``extend_schema(parameters=...)``, from the same tables the
     endpoint checks them against: ``choices`` ``{name: values}`` (one of them), ``sets`` ``{name: values}`` (a
-    comma-separated set of them), ``page`` the list's ``?limit=`` and ``?offset=`` (as ``Pagination`` reads
+    comma-separated set of them), ``integers`` ``{name: (min, max, description)}`` (a whole number in that range),
+    ``page`` the list's ``?limit=`` and ``?offset=`` (as ``Pagination`` reads
     them), and ``text`` ``name="description"`` a free-text one."""
     params = [OpenApiParameter(name, str, enum=list(values), description=f"one of {', '.join(values)}")
               for name, values in (choices or {}).items()]
     params += [OpenApiParameter(name, str, description=f"comma-separated, each one of {', '.join(values)}")
                for name, values in (sets or {}).items()]
     params += [OpenApiParameter(name, str, description=about) for name, about in text.items()]
+    params += [OpenApiParameter(name, {"type": "integer", "minimum": low, "maximum": high}, description=about)
+               for name, (low, high, about) in (integers or {}).items()]
     if page:
-        params += [OpenApiParameter("limit", int, description=Pagination.limit_query_description),
-                   OpenApiParameter("offset", int, description=Pagination.offset_query_description)]
+        params += [OpenApiParameter(name, {"type": "integer", **Pagination.schema_bounds[name]}, description=about)
+                   for name, about in (("limit", Pagination.limit_query_description),
+                                       ("offset", Pagination.offset_query_description))]
     return params

@@ -41,7 +41,7 @@ HINTS = {
         {"level": CurvesQuery().fields["level"].choices}, aggregator="one of the evaluation's; default the run's"))},
     dashboard.EvaluationPrevalence: {"get": extend_schema(responses=JSON, parameters=[PrevalenceQuery])},
     verdicts.PredictionEvidence: {"get": extend_schema(responses=PNG_FILE, parameters=query_parameters(
-        size=f"the PNG's side in px, {verdicts.THUMB_PX[0]} to {verdicts.THUMB_PX[1]}; default 96"))},
+        integers={"size": (*verdicts.THUMB_PX, "the PNG's side in px; default 96")}))},
     verdicts.DatasetJudge: {"post": extend_schema(request=JudgeStart, responses={202: JSON})},
     dashboard.RunComparison: {"get": extend_schema(responses={200: JSON_LIST})},
     dashboard.PredictionDetail: {"get": extend_schema(responses=JSON)},

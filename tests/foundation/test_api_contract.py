@@ -265,3 +265,36 @@ def test_every_operation_documents_the_refusals_it_answers(two_datasets):
                     problems.append(f"{who}: {str(e).splitlines()[0]}")
     assert not problems, problems
     assert seen == {400, 401, 403, 404}
+
+
+def test_every_integer_query_parameter_documents_the_range_it_takes(two_datasets):
+    """``?limit=``, ``?offset=`` and an evidence thumbnail's ``?size=`` were documented as any integer, so a
+    client generated from the schema sent ``limit=-95`` or ``size=9`` as valid requests and met a 400. Each
+    integer query parameter of every GET now says its ``minimum`` (and ``maximum`` where there is one): a value
+    at a bound is not refused for it, one past it is a 400 naming it."""
+    client = APIClient()
+    client.force_login(two_datasets.users["admin"])
+    schema = client.get("/api/schema/?format=json").json()
+    checked, problems = set(), []
+    for template, ops in schema["paths"].items():
+        if "get" not in ops or "{sop_uid}" in template:
+            continue
+        url = _fill(template, two_datasets)
+        for p in ops["get"].get("parameters", []):
+            if p["in"] != "query" or p["schema"].get("type") != "integer":
+                continue
+            name, bounds = p["name"], p["schema"]
+            if "minimum" not in bounds:
+                problems.append(f"{template} ?{name}= has no minimum")
+                continue
+            for edge, outside in ((bounds["minimum"], bounds["minimum"] - 1),
+                                  (bounds.get("maximum"), (bounds.get("maximum") or 0) + 1)):
+                if edge is None:
+                    continue
+                at = client.get(url, {name: edge})
+                past = client.get(url, {name: outside})
+                if (at.status_code == 400 and name in at.json()) or past.status_code != 400 or name not in past.json():
+                    problems.append(f"{template} ?{name}={edge}: {at.status_code}, ={outside}: {past.status_code}")
+            checked.add(name)
+    assert not problems, problems
+    assert {"limit", "offset", "size"} <= checked
