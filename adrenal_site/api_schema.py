@@ -5,7 +5,7 @@ other than its method's default (202 for a job or import that was queued, 409 fo
 200 for a write that changed nothing) names it in its ``extend_schema`` with these, so a client generated from
 the schema expects the status and body the endpoint really sends (``tests/foundation/test_api_contract.py``
 checks real answers against the schema). ``AutoSchema`` adds the refusals every operation can answer (400, 401, 403,
-404) beside what the view declares. ``query_parameters`` declares the query parameters a view reads
+404, and 413 and 415 for a body) beside what the view declares. ``query_parameters`` declares the query parameters a view reads
 (filters, paging) from the same tables it checks them with, so the docs list them with their values."""
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ class AutoSchema(SpectacularAutoSchema):
     generated from the schema expects them (it rejected them as undocumented before): 400 with the field errors
     (``{"field": ["..."]}``) or ``{"detail"}`` (a bad query parameter, a NUL in one, more than 1000 of them, a
     bad body); 401 and 403 (``{"detail"}``, no credentials or a role that may not) unless the view lets anyone in;
-    404 (``{"detail"}``) where the path names an object. A status the view declares itself is kept as declared."""
+    404 (``{"detail"}``) where the path names an object; 413 (the limit named) and 415 (``{"detail"}``, a media
+    type it does not read) where the operation reads a body. A status the view declares itself is kept as declared."""
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
@@ -39,6 +40,9 @@ class AutoSchema(SpectacularAutoSchema):
             refusals["403"] = (DETAIL, "your role does not allow this")
         if "{" in self.path:
             refusals["404"] = (DETAIL, "no such object among those you may see")
+        if self.method in ("POST", "PUT", "PATCH") and self._get_request_body():
+            refusals["413"] = (JSON, "the body is over the size limit it names")
+            refusals["415"] = (DETAIL, "a body of a media type the operation does not read")
         for code, (shape, about) in refusals.items():
             if code not in responses:
                 responses[code] = {**self._get_response_for_code(shape, code, direction=direction), "description": about}

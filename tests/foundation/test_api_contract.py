@@ -237,9 +237,10 @@ def test_every_json_read_answers_its_documented_shape(two_datasets, client):
 
 def test_every_operation_documents_the_refusals_it_answers(two_datasets):
     """Every operation of the schema, as anonymous (401), as a member of dataset B only on A's objects (403 or
-    404) and with a NUL in a query parameter (400): the refusal's status is documented for that operation and its
-    body has the documented shape. Probe R: a client generated from the schema (schemathesis) met 400, 401, 403 and
-    404 on nearly every operation, which documented its success only (``adrenal_site.api_schema.AutoSchema``)."""
+    404), with a NUL in a query parameter (400) and, as the admin, with a text/plain body (415): the refusal's
+    status is documented for that operation and its body has the documented shape. Probe R: a client generated from the schema (schemathesis) met 400, 401, 403 and
+    404 on nearly every operation, which documented its success only (``adrenal_site.api_schema.AutoSchema``),
+    and 415 on every write sent a body of another media type (text/plain)."""
     admin = APIClient()
     admin.force_login(two_datasets.users["admin"])
     schema = admin.get("/api/schema/?format=json").json()
@@ -250,12 +251,14 @@ def test_every_operation_documents_the_refusals_it_answers(two_datasets):
     for template, ops in schema["paths"].items():
         url = _fill(template, two_datasets)
         for method in ops:
-            for who, client, query in (("anonymous", anonymous, ""), ("B's clinician", outsider, ""),
-                                       ("A's lead", member, "?limit=%00")):
-                if method == "delete" and who == "A's lead":
-                    continue  # a real deletion, not a refusal
-                r = getattr(client, method)(url + query, content_type="application/json")
-                if r.status_code not in (400, 401, 403, 404):
+            for who, client, query, media in (("anonymous", anonymous, "", "application/json"),
+                                              ("B's clinician", outsider, "", "application/json"),
+                                              ("A's lead", member, "?limit=%00", "application/json"),
+                                              ("the admin", admin, "", "text/plain")):
+                if (method == "delete" and who == "A's lead") or (who == "the admin" and method in ("get", "delete")):
+                    continue  # a real deletion, not a refusal; a body only where one is read
+                r = getattr(client, method)(url + query, "hello" if media == "text/plain" else "", content_type=media)
+                if r.status_code not in (400, 401, 403, 404, 415):
                     continue
                 seen.add(r.status_code)
                 try:
@@ -264,7 +267,7 @@ def test_every_operation_documents_the_refusals_it_answers(two_datasets):
                 except AssertionError as e:
                     problems.append(f"{who}: {str(e).splitlines()[0]}")
     assert not problems, problems
-    assert seen == {400, 401, 403, 404}
+    assert seen == {400, 401, 403, 404, 415}
 
 
 def test_every_integer_query_parameter_documents_the_range_it_takes(two_datasets):
