@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from adrenal_site.api_params import page_of
 from adrenal_site.api_schema import JSON_LIST, query_parameters
+from adrenal_site.parsers import JSON_ONLY
 from adrenal_site.roles import IsClinician
 
 from ..models import Dataset, Gland, SideFinding
@@ -66,6 +67,7 @@ class FindingSide(APIView):
     saves them as a new version (409 with the current findings on a stale version)."""
 
     permission_classes = [IsClinician]
+    parser_classes = JSON_ONLY
 
     @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="series_finding_side_retrieve")
     def get(self, request, pk: int, side: str):
@@ -103,6 +105,7 @@ class FindingRestore(APIView):
     """``POST {version, restore}``: bring back the findings as they were at version ``restore``."""
 
     permission_classes = [IsClinician]
+    parser_classes = JSON_ONLY
 
     @extend_schema(request=RestoreIn, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk: int, side: str):

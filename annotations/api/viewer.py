@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from adrenal_site.api_params import choice_param, page_of
 from adrenal_site.api_schema import JSON_LIST, query_parameters
+from adrenal_site.parsers import JSON_ONLY
 from adrenal_site.roles import IsClinician
 
 from ..models import CropBox, Dataset, Series
@@ -287,6 +288,7 @@ class BoxSide(APIView):
     maximum (``max_side_mm`` in the boxes' answer)."""
 
     permission_classes = [IsClinician]
+    parser_classes = JSON_ONLY
 
     @extend_schema(responses={200: BOX_OUT}, operation_id="series_box_side_retrieve")
     def get(self, request, pk: int, side: str):
@@ -313,6 +315,7 @@ class BoxConfirm(APIView):
     """``POST {version}``: confirm the box as it is (a new version with status confirmed)."""
 
     permission_classes = [IsClinician]
+    parser_classes = JSON_ONLY
 
     @extend_schema(request=VersionIn, responses={200: BOX_OUT, 409: CONFLICT})
     def post(self, request, pk: int, side: str):
@@ -332,6 +335,7 @@ class BoxConfirm(APIView):
 
 class _BoxStep(APIView):
     permission_classes = [IsClinician]
+    parser_classes = JSON_ONLY
     step = staticmethod(undo_box)
 
     @extend_schema(request=VersionIn, responses={200: BOX_OUT, 400: OpenApiTypes.OBJECT, 409: CONFLICT})
@@ -366,6 +370,7 @@ class BoxRestore(APIView):
     """``POST {version, restore}``: bring back the box as it was at version ``restore`` (a new version)."""
 
     permission_classes = [IsClinician]
+    parser_classes = JSON_ONLY
 
     @extend_schema(request=RestoreIn, responses={200: BOX_OUT, 400: OpenApiTypes.OBJECT, 409: CONFLICT})
     def post(self, request, pk: int, side: str):

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adrenal_site.api_params import int_param
+from adrenal_site.parsers import JSON_ONLY
 from adrenal_site.roles import IsClinician, IsLead
 from annotations.models import Dataset
 
@@ -46,6 +47,7 @@ class DatasetJudge(APIView):
     for this dataset with another model (or not forced when ``force`` is asked); 400 naming what is missing."""
 
     permission_classes = [IsLead]
+    parser_classes = JSON_ONLY
 
     def post(self, request, pk: int):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)

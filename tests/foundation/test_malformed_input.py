@@ -8,11 +8,13 @@ deeply nested JSON, an empty body and a wrong content type."""
 from __future__ import annotations
 
 import io
+from urllib.parse import urlencode
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from annotations.models import SideFinding
 from inference.models import TrainingRun
 from tests.plugins.security import all_routes, url_for
 
@@ -345,3 +347,37 @@ def test_a_request_over_djangos_limits_is_refused_naming_the_limit(users, settin
     page = api.post("/accounts/login/", "username=a&password=" + "b" * (2 * 1024**2),
                     content_type="application/x-www-form-urlencoded")
     assert page.status_code == 413 and b"over the limit of 1 MB" in page.content
+
+
+def test_writes_of_json_numbers_read_json_only(two_datasets, admin_api):
+    """The box and finding writes and a dataset's judging take JSON numbers and booleans only (``annotations.api.
+    strict``), yet read forms too and the schema offered application/x-www-form-urlencoded and multipart/form-data:
+    a form sends every value as text, so the same valid values sent as a form were refused field by field
+    (``{"version": ["expected a whole number (a JSON integer, ...)"]}``, ``{"force": ["true or false"]}``). They
+    read JSON only (``adrenal_site.parsers.JSON_ONLY``): a form is a 415 naming its media type, the schema lists
+    JSON alone, and JSON still works."""
+    world = two_datasets
+    series = world.ids["series"]
+    SideFinding.objects.create(series=world.objects["series"], side="R")
+    schema = admin_api.get("/api/schema/?format=json").json()
+    writes = [("put", "/api/series/{id}/boxes/{side}/", f"/api/series/{series}/boxes/R/",
+               {"lps_min": [3.0, 3.0, 3.0], "lps_max": [20.0, 20.0, 20.0], "version": 1}),
+              ("post", "/api/series/{id}/boxes/{side}/confirm/", f"/api/series/{series}/boxes/R/confirm/",
+               {"version": 1}),
+              ("post", "/api/series/{id}/boxes/{side}/undo/", f"/api/series/{series}/boxes/R/undo/", {"version": 1}),
+              ("post", "/api/series/{id}/boxes/{side}/redo/", f"/api/series/{series}/boxes/R/redo/", {"version": 1}),
+              ("post", "/api/series/{id}/boxes/{side}/restore/", f"/api/series/{series}/boxes/R/restore/",
+               {"version": 1, "restore": 1}),
+              ("put", "/api/series/{id}/findings/{side}/", f"/api/series/{series}/findings/R/",
+               {"version": 1, "gland": "seen"}),
+              ("post", "/api/series/{id}/findings/{side}/restore/", f"/api/series/{series}/findings/R/restore/",
+               {"version": 1, "restore": 1}),
+              ("post", "/api/datasets/{id}/judge/", f"/api/datasets/{world.a.pk}/judge/", {"force": False})]
+    for method, template, url, body in writes:
+        assert list(schema["paths"][template][method]["requestBody"]["content"]) == ["application/json"], template
+        for fmt in ("multipart", None):
+            r = getattr(admin_api, method)(url, body, format=fmt) if fmt else getattr(admin_api, method)(
+                url, urlencode(body, doseq=True), content_type="application/x-www-form-urlencoded")
+            assert r.status_code == 415 and "Unsupported media type" in r.json()["detail"], (url, fmt, r.content)
+    r = admin_api.put(f"/api/series/{series}/boxes/R/", writes[0][3], format="json")
+    assert r.status_code == 200, r.content
