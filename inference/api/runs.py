@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from rest_framework import generics
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -59,7 +60,9 @@ class RunStart(APIView):
         form = RunStartSerializer(data=request.data if isinstance(request.data, dict) else {"dataset": None})
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=data["dataset"])
+        dataset = Dataset.objects.visible_to(request.user).filter(pk=data["dataset"]).first()
+        if dataset is None:  # an id in the body, not the path: a field error naming it, as a verdict's dataset
+            raise ValidationError({"dataset": [f"no dataset {data['dataset']} you may see"]})
         try:
             run = start_run(dataset, data["preset"], request.user, data["overrides"], name=data["name"])
         except ConfigError as exc:

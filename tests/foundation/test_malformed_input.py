@@ -169,7 +169,8 @@ def test_a_run_or_dataset_the_service_refuses_is_a_field_error_naming_it(two_dat
     a dataset judged with such a run, answered ``{"detail": "no training run 7"}``: a 400 naming no field, against
     the rule that field errors are lists under the field (``{"run": ["..."]}``), as the serializer's own are.
     The service's refusals of the run (``RunUnavailable``) and of the dataset (``Dataset.DoesNotExist``) now
-    answer under their field, on every endpoint that resolves a run."""
+    answer under their field, on every endpoint that resolves a run; and a run started on a dataset the lead is no
+    member of, a 404 for an id in the body (no object in the path), is the same field error."""
     world = two_datasets
     api = APIClient()
     api.force_login(world.users["clinician_b"])
@@ -183,6 +184,8 @@ def test_a_run_or_dataset_the_service_refuses_is_a_field_error_naming_it(two_dat
     TrainingRun.objects.filter(pk=world.objects["run_b"].pk).update(promoted=False)
     r = api.post(f"/api/datasets/{world.b.pk}/judge/", {}, format="json")
     assert r.status_code == 400 and list(r.json()) == ["run"] and "no promoted model" in r.json()["run"][0]
+    r = api.post("/api/runs/start/", {"dataset": world.a.pk, "preset": "tiny"}, format="json")
+    assert r.status_code == 400 and r.json() == {"dataset": [f"no dataset {world.a.pk} you may see"]}, r.content
 
 
 @pytest.mark.parametrize("body,field", [
