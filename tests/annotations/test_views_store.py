@@ -335,6 +335,13 @@ def test_api_import_only_from_configured_roots(client_as, db, settings, tmp_path
         assert r.status_code == 400 and "inside an import root" in r.json()["path"][0], path
     r = post(path=str(root / "missing"))
     assert r.status_code == 400 and "does not exist" in r.json()["path"][0]
+    # a name longer than the file system takes (ENAMETOOLONG from exists()) and ~ of no user (RuntimeError) were
+    # 500s (probe R); they are refusals of the field, repeating at most 200 characters of what was sent
+    for field, body in (("path", {"path": "x" * 100_000}), ("path", {"path": "~no-such-user-here/study"}),
+                        ("labels_csv", {"path": "study", "labels_csv": "y" * 5000})):
+        r = post(**body)
+        assert r.status_code == 400 and list(r.json()) == [field], (body, r.content[:300])
+        assert len(r.json()[field][0]) < 400 and "on the server" in r.json()[field][0]
     r = post(path=str(root / "study"), labels_csv="/etc/passwd")
     assert r.status_code == 400 and "inside an import root" in r.json()["labels_csv"][0]
     assert not ImportReport.objects.filter(dataset=ds).exists()
