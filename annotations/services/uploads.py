@@ -268,6 +268,24 @@ def declared_too_large(request) -> str | None:
     return None
 
 
+MAX_STORED_NAME_BYTES = 120  # of a stored upload's name: file systems take 255 bytes, the atomic write adds its own
+
+
+def stored_name(raw: str) -> str:
+    """The base name an upload is stored under: ``raw``'s, its stem cut to ``MAX_STORED_NAME_BYTES`` of UTF-8 with its
+    suffix kept (``.nii.gz`` whole). A browser sends names of up to 255 characters (Django's limit), which in
+    UTF-8 and with the atomic write's temporary prefix were longer than a file system takes: an OSError, a 500."""
+    base = Path(raw).name or "upload"
+    suffix = ".nii.gz" if base.lower().endswith(".nii.gz") else Path(base).suffix
+    if len(suffix.encode()) > 16:
+        suffix = ""
+    stem = base[:len(base) - len(suffix)] if suffix else base
+    room = MAX_STORED_NAME_BYTES - len(suffix.encode())
+    if len(stem.encode()) > room:
+        stem = stem.encode()[:room].decode("utf-8", "ignore") or "upload"
+    return stem + suffix
+
+
 def receive_upload(uploaded, *, name: str | None = None, folder: Path | None = None, zip_only: bool = False) -> Path:
     """Save one uploaded file (a Django ``UploadedFile``) under a fresh upload folder (or ``folder``) as
     ``name`` (default: the upload's own base name) under the size limit; a ``.zip`` is checked with
@@ -275,7 +293,7 @@ def receive_upload(uploaded, *, name: str | None = None, folder: Path | None = N
     the folder is removed on refusal."""
     own = folder is None
     folder = new_upload_folder() if own else folder
-    target = folder / Path(name or getattr(uploaded, "name", "") or "upload").name
+    target = folder / stored_name(name or getattr(uploaded, "name", "") or "upload")
     try:
         if zip_only and target.suffix.lower() != ".zip":
             raise UploadRefused(f"{target.name}: upload a .zip")

@@ -226,6 +226,29 @@ def test_both_upload_entry_points_share_the_size_limit(where, media, settings, u
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("where", ["store", "predict"])
+@pytest.mark.parametrize("stem", ["é" * 240, "a" * 250, "日本" * 100])
+def test_an_upload_of_a_long_name_is_stored_under_a_shorter_one(where, stem, tmp_path, media, users, client):
+    """A file name of up to 255 characters (what browsers and Django send) was stored as it came: in UTF-8 and
+    with the atomic write's temporary prefix, longer than a file system takes, an OSError and a 500 on both entry
+    points (probe R). The stored name keeps the suffix and at most ``uploads.MAX_STORED_NAME_BYTES`` bytes."""
+    ds = make_dataset("up", members=[users["admin"], users["clinician"]])
+    make_run(ds, promoted=True, operating_value=0.5)
+    upload = io.BytesIO(write_zip(tmp_path / "s.zip", {"a.dcm": b"x" * 100}).read_bytes())
+    upload.name = stem + ".zip"
+    if where == "store":
+        client.force_login(users["admin"])
+        r = client.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    else:
+        client.force_login(users["clinician"])
+        r = client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+    assert r.status_code in (202, 302), r.content[:300]
+    [stored] = [p for p in (media / "uploads").rglob("*.zip")]
+    assert len(stored.name.encode()) <= uploads.MAX_STORED_NAME_BYTES and stored.name.endswith(".zip")
+    assert where == "store" or stem.startswith(stored.name[:-4])  # the store saves its archive as upload.zip
+
+
+@pytest.mark.django_db
 def test_the_prediction_upload_is_not_extracted_in_the_request(tmp_path, media, users, client):
     ds = make_dataset("up", members=[users["clinician"]])
     make_run(ds, promoted=True, operating_value=0.5)
