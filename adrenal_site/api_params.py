@@ -97,7 +97,7 @@ class Pagination(LimitOffsetPagination):
     def get_offset(self, request):
         return int_param(request, self.offset_query_param, 0)
 
-    # the bounds each reads with, in the schema too: a client generated from it sent limit=-95 and offset=-6054
+    # the bounds each reads with, in the schema too (a client generated from it sent limit=-95, offset=-6054)
     schema_bounds = {"limit": {"minimum": 1}, "offset": {"minimum": 0, "maximum": MAX_INT}}
 
     def get_schema_operation_parameters(self, view):

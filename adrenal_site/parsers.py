@@ -17,8 +17,8 @@ class SafeJSONParser(JSONParser):
             raise ParseError(MAX_DEPTH_MESSAGE) from None
 
 
-# Writes whose fields take JSON numbers and booleans only (``annotations.api.strict``: a box's coordinates and
-# version, a finding's, a judging's ``force``): a form sends every value as text, so every form-encoded request
-# was refused field by field while the schema offered the two form encodings. These read JSON only: a form is a
-# 415 naming its media type, and the schema lists application/json alone.
+# Writes whose fields take JSON numbers and booleans only (``annotations.api.strict``: a box's coordinates
+# and version, a finding's, a judging's ``force``): a form sends every value as text, so every form-encoded
+# request was refused field by field while the schema offered the two form encodings. These read JSON only:
+# a form is a 415 naming its media type, and the schema lists application/json alone.
 JSON_ONLY = [SafeJSONParser]

@@ -197,8 +197,8 @@ def submit_prediction(user, *, series_id=None, run_id=None, upload=None, dataset
     """Queue a verdict job for an imported series or an uploaded file (NIfTI, or a zip of a DICOM series,
     streamed to disk under ``ADRENAL_MAX_UPLOAD_BYTES`` into the shared storage and checked before it is queued;
     the job names it by its storage name). ``send=False`` only makes the Job row (``run_now`` or ``send_job``
-    later). Raises ValueError, ``runs.RunUnavailable`` (the run), ``UploadRefused`` (the file), ``Series.DoesNotExist``
-    or ``Dataset.DoesNotExist``, each naming what it refused."""
+    later). Raises ValueError, ``runs.RunUnavailable`` (the run), ``UploadRefused`` (the file),
+    ``Series.DoesNotExist`` or ``Dataset.DoesNotExist``, each naming what it refused."""
     datasets = Dataset.objects.visible_to(user)
     if series_id:  # a scan of the user's datasets, or one they submitted (then judged as an upload would be)
         series = Series.objects.visible_to(user).select_related("study__patient__dataset").get(pk=int(series_id))

@@ -7,8 +7,8 @@ from .public import public_text, public_value
 
 
 class JobSerializer(serializers.ModelSerializer):
-    # null for a job nobody started (the demo, the DICOM node, a deleted user) and one not yet finished: the schema
-    # says so (nullable), or a client generated from it rejects the answer
+    # null for a job nobody started (the demo, the DICOM node, a deleted user) and one not yet finished: the
+    # schema says so (nullable), or a client generated from it rejects the answer
     created_by = serializers.StringRelatedField(allow_null=True)
     duration_s = serializers.FloatField(read_only=True, allow_null=True)
 

@@ -41,7 +41,7 @@ SIDES = ("R", "L")
 
 
 def _xyz() -> serializers.ListField:
-    """An LPS point in mm; a new field per name (one field instance under two names documents only the last)."""
+    """An LPS point in mm; a new field per name (one instance under two names documents only the last)."""
     return serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3)
 
 

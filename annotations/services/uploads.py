@@ -268,13 +268,14 @@ def declared_too_large(request) -> str | None:
     return None
 
 
-MAX_STORED_NAME_BYTES = 120  # of a stored upload's name: file systems take 255 bytes, the atomic write adds its own
+MAX_STORED_NAME_BYTES = 120  # a stored upload's name: file systems take 255 bytes, the atomic write adds more
 
 
 def stored_name(raw: str) -> str:
-    """The base name an upload is stored under: ``raw``'s, its stem cut to ``MAX_STORED_NAME_BYTES`` of UTF-8 with its
-    suffix kept (``.nii.gz`` whole). A browser sends names of up to 255 characters (Django's limit), which in
-    UTF-8 and with the atomic write's temporary prefix were longer than a file system takes: an OSError, a 500."""
+    """The base name an upload is stored under: ``raw``'s, its stem cut to ``MAX_STORED_NAME_BYTES`` of UTF-8
+    with its suffix kept (``.nii.gz`` whole). A browser sends names of up to 255 characters (Django's limit),
+    which in UTF-8 and with the atomic write's temporary prefix were longer than a file system takes: an
+    OSError, a 500."""
     base = Path(raw).name or "upload"
     suffix = ".nii.gz" if base.lower().endswith(".nii.gz") else Path(base).suffix
     if len(suffix.encode()) > 16:

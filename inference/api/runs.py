@@ -61,7 +61,7 @@ class RunStart(APIView):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         dataset = Dataset.objects.visible_to(request.user).filter(pk=data["dataset"]).first()
-        if dataset is None:  # an id in the body, not the path: a field error naming it, as a verdict's dataset
+        if dataset is None:  # an id in the body, not the path: a field error naming it, as for a verdict
             raise ValidationError({"dataset": [f"no dataset {data['dataset']} you may see"]})
         try:
             run = start_run(dataset, data["preset"], request.user, data["overrides"], name=data["name"])

@@ -128,14 +128,15 @@ def promote(run: TrainingRun) -> None:
 
 
 class RunUnavailable(ValueError):
-    """:func:`resolve_run`'s refusal: the run named, or the promoted model looked for, cannot give verdicts. The
-    API answers it as an error of the request's ``run`` field (``{"run": ["..."]}``)."""
+    """:func:`resolve_run`'s refusal: the run named, or the promoted model looked for, cannot give verdicts.
+    The API answers it as an error of the request's ``run`` field (``{"run": ["..."]}``)."""
 
 
 def resolve_run(run_id: int | str | None = None, dataset: Dataset | None = None, user=None) -> TrainingRun:
     """The given run, else the dataset's (or any) promoted one; it must have finished and be evaluated.
     With ``user`` (a request), only runs of datasets the user may see count (``TrainingRun.objects.visible_to``):
-    a clinician of one dataset cannot run another dataset's model. Raises RunUnavailable (a ValueError) saying what is missing."""
+    a clinician of one dataset cannot run another dataset's model. Raises RunUnavailable (a ValueError) saying
+    what is missing."""
     runs = TrainingRun.objects.all() if user is None else TrainingRun.objects.visible_to(user)
     if run_id:
         run = runs.filter(pk=int(run_id)).first()

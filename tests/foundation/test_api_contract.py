@@ -238,9 +238,10 @@ def test_every_json_read_answers_its_documented_shape(two_datasets, client):
 def test_every_operation_documents_the_refusals_it_answers(two_datasets):
     """Every operation of the schema, as anonymous (401), as a member of dataset B only on A's objects (403 or
     404), with a NUL in a query parameter (400) and, as the admin, with a text/plain body (415): the refusal's
-    status is documented for that operation and its body has the documented shape. Probe R: a client generated from the schema (schemathesis) met 400, 401, 403 and
-    404 on nearly every operation, which documented its success only (``adrenal_site.api_schema.AutoSchema``),
-    and 415 on every write sent a body of another media type (text/plain)."""
+    status is documented for that operation and its body has the documented shape. Probe R: a client generated
+    from the schema (schemathesis) met 400, 401, 403 and 404 on nearly every operation, which documented its
+    success only (``adrenal_site.api_schema.AutoSchema``), and 415 on every write sent a body of another media
+    type (text/plain)."""
     admin = APIClient()
     admin.force_login(two_datasets.users["admin"])
     schema = admin.get("/api/schema/?format=json").json()
