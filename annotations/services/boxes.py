@@ -99,7 +99,9 @@ def check_box(series: Series, lps_min: Sequence[float], lps_max: Sequence[float]
     limit = max_side_mm()
     for a in range(3):  # numbers no drawing on a body gives are refused, not clipped to the scan
         if hi[a] - lo[a] > max(limit, ABSURD_SIDE_MM):
-            raise BoxInvalid("lps_max", f"the {AXES[a]} side is {hi[a] - lo[a]:.1f} mm; sides are at most {limit:g} mm")
+            side = hi[a] - lo[a]  # 1e300 mm read as 301 digits with .1f: in powers of ten past a kilometre
+            shown = f"{side:.1f}" if side < 1e6 else f"{side:.3g}"
+            raise BoxInvalid("lps_max", f"the {AXES[a]} side is {shown} mm; sides are at most {limit:g} mm")
     affine = np.asarray(series.volume.affine, float)
     extent = volume_extent(affine, series.volume.shape).expanded(np.abs(affine[:3, :3]) @ np.full(3, 0.5))
     for a in range(3):

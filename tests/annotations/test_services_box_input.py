@@ -67,6 +67,14 @@ def test_a_box_dragged_past_the_scans_end_is_judged_by_its_part_inside(series, s
         check_box(series, [10, 10, -4950], [40, 40, 50])
 
 
+def test_an_absurd_side_is_named_in_few_digits(series):
+    """A box of [-1e300]*3..[1e300]*3 was refused as 'the x side is 2000000000...0.0 mm' (301 digits, the API's
+    answer to a fuzzer's box, probe R); a side past a kilometre is named in powers of ten."""
+    with pytest.raises(BoxInvalid) as info:
+        check_box(series, [-1e300] * 3, [1e300] * 3)
+    assert str(info.value) == "lps_max: the x side is 2e+300 mm; sides are at most 200 mm"
+
+
 def test_numbers_of_any_real_kind_are_boxes(series):
     box = save_box(series, "R", np.array([10.0, 10.0, 10.0]), (np.float32(40), 40, np.int64(40)))
     assert box.lps_min == [10.0, 10.0, 10.0] and box.lps_max == [40.0, 40.0, 40.0]
