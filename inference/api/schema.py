@@ -42,7 +42,7 @@ HINTS = {
     dashboard.EvaluationPrevalence: {"get": extend_schema(responses=JSON, parameters=[PrevalenceQuery])},
     verdicts.PredictionEvidence: {"get": extend_schema(responses=PNG_FILE, parameters=query_parameters(
         integers={"size": (*verdicts.THUMB_PX, "the PNG's side in px; default 96")}))},
-    verdicts.DatasetJudge: {"post": extend_schema(request=JudgeStart, responses={202: JSON})},
+    verdicts.DatasetJudge: {"post": extend_schema(request=JudgeStart, responses={202: JSON, 409: JSON})},
     dashboard.RunComparison: {"get": extend_schema(responses={200: JSON_LIST})},
     dashboard.PredictionDetail: {"get": extend_schema(responses=JSON)},
     dicom.PredictionDicom: {"get": extend_schema(responses=JSON)},

@@ -77,6 +77,19 @@ def test_job_and_run_cancel_are_documented_as_202_and_409(schema, client_as, use
         assert_documented(schema, "POST", "/api/runs/{id}/cancel/", r)
 
 
+def test_judging_a_dataset_is_documented_as_202_and_409(schema, client_as, users):
+    """Asking to judge a dataset while its judging job is queued with another model or not forced answers 409
+    with the job (``{"detail", "job"}``), undocumented until probe R's fuzzing met it."""
+    ds = make_dataset("judge", members=[users["lead"]])
+    make_run(ds, promoted=True, operating_value=0.5)
+    c = client_as("lead")
+    for body, expected in (({}, 202), ({"force": True}, 409)):
+        r = c.post(f"/api/datasets/{ds.pk}/judge/", body, content_type="application/json")
+        assert r.status_code == expected, r.content
+        assert_documented(schema, "POST", "/api/datasets/{id}/judge/", r)
+    assert set(r.json()) == {"detail", "job"}
+
+
 def test_label_post_is_documented_as_201_new_and_200_unchanged(schema, client_as, users):
     series = make_series(make_dataset("labels", members=[users["admin"]]))
     url = f"/api/patients/{series.study.patient_id}/labels/"
