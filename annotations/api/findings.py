@@ -74,7 +74,7 @@ class FindingSide(APIView):
         series = series_for(request.user, pk)
         return record_response(finding_json(series.findings.filter(side=_side(side)).first()))
 
-    @extend_schema(request=FindingEdit, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=FindingEdit, responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
     def put(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         side = _side(side)
@@ -107,7 +107,7 @@ class FindingRestore(APIView):
     permission_classes = [IsClinician]
     parser_classes = JSON_ONLY
 
-    @extend_schema(request=RestoreIn, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=RestoreIn, responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
     def post(self, request, pk: int, side: str):
         series = series_for(request.user, pk)
         get_object_or_404(SideFinding, series=series, side=_side(side))

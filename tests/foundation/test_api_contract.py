@@ -90,6 +90,26 @@ def test_judging_a_dataset_is_documented_as_202_and_409(schema, client_as, users
     assert set(r.json()) == {"detail", "job"}
 
 
+def test_a_stale_finding_is_documented_as_409(two_datasets):
+    """A finding's PUT and restore on a stale version answer 409 with the current findings (``{"detail",
+    "current"}``), as a box's do, but only the box's were documented (probe R)."""
+    series = two_datasets.objects["series"]
+    c = APIClient()
+    c.force_login(two_datasets.users["clinician_a"])
+    schema = c.get("/api/schema/?format=json").json()
+    first = c.put(f"/api/series/{series.pk}/findings/R/", {"version": 0, "gland": "seen"},
+                  content_type="application/json")
+    assert first.status_code == 200, first.content
+    for template, url, body in (("/api/series/{id}/findings/{side}/", f"/api/series/{series.pk}/findings/R/",
+                                 {"version": 99, "gland": "seen"}),
+                                ("/api/series/{id}/findings/{side}/restore/",
+                                 f"/api/series/{series.pk}/findings/R/restore/", {"version": 99, "restore": 1})):
+        method = "put" if template.endswith("{side}/") else "post"
+        r = getattr(c, method)(url, body, content_type="application/json")
+        assert r.status_code == 409 and "current" in r.json(), r.content
+        assert_documented(schema, method.upper(), template, r)
+
+
 def test_label_post_is_documented_as_201_new_and_200_unchanged(schema, client_as, users):
     series = make_series(make_dataset("labels", members=[users["admin"]]))
     url = f"/api/patients/{series.study.patient_id}/labels/"
