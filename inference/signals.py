@@ -6,7 +6,8 @@ from ``InferenceConfig.ready``):
   offers "judge every scan of this dataset" through it (``tasks.start_judge_dataset``, as the API does);
 - a deleted 2.5D image, run or verdict (its series, patient or dataset deleted, or the run itself, in the admin
   or in code) takes its files with it once the deletion commits: the image and its thumbnail, the run's
-  ``runs/<id>/`` artifacts (weights, predictions), the verdict's evidence thumbnails (``remove_files``).
+  ``runs/<id>/`` artifacts (weights, predictions), the verdict's evidence thumbnails and the DICOM results made
+  of it (``dicom_results/<id>/``: SR and key images, which carry the patient's identity) (``remove_files``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from annotations.signals import boxes_changed
 
 from .models import Image25D, Prediction, TrainingRun
 from .services.images import rebuild_after_box_change
+from .services.dicom_node.answers import results_name
 from .services.verdicts import SOURCE
 from .tasks import build_images_job, start_judge_dataset
 
@@ -40,9 +42,10 @@ def remove_files(sender, instance, **kwargs) -> None:
         held = [(Image25D.objects.all(), "file"), (Image25D.objects.all(), "thumbnail")]
         transaction.on_commit(lambda: discard_stored(file, thumbnail, unless_used_by=held))
         return
-    name = (instance.artifacts_dir or f"runs/{instance.pk}") if isinstance(instance, TrainingRun) \
-        else f"evidence/{instance.pk}"
-    transaction.on_commit(lambda: discard_stored(name))
+    # a verdict's evidence thumbnails and the DICOM SR and key images made of it for the PACS (patient data)
+    names = [instance.artifacts_dir or f"runs/{instance.pk}"] if isinstance(instance, TrainingRun) \
+        else [f"evidence/{instance.pk}", results_name(instance)]
+    transaction.on_commit(lambda: discard_stored(*names))
 
 
 def connect_to_store() -> None:

@@ -133,6 +133,42 @@ def test_results_from_a_header_that_cannot_be_read_answer_422_naming_it(db, sett
         answers.make_results(p)
 
 
+def test_a_deleted_verdict_takes_its_dicom_results_with_it(db, settings, tmp_path, client_as,
+                                                           django_capture_on_commit_callbacks):
+    """The SR and key images made of a verdict for the PACS (``dicom_results/<id>/``, the patient's name and ID
+    in every file) stayed under MEDIA_ROOT after the verdict was deleted in the admin, or with its patient: only
+    its evidence thumbnails went. Another verdict's results stay."""
+    import pydicom
+
+    from inference.services.dicom_node import spool
+    from tests.plugins.store import write_ct_series
+
+    p = _prediction(settings, tmp_path)
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    folder, _ = write_ct_series(tmp_path / "ct", n=3, study_uid=p.series.study.study_uid,
+                                series_uid=p.series.series_uid)
+    delivery = _delivery(p.series.study.study_uid)
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        ReceivedInstance.objects.create(study=delivery, sop_instance_uid=ds.SOPInstanceUID,
+                                        sop_class_uid=ds.SOPClassUID, series_uid=ds.SeriesInstanceUID,
+                                        position=[float(v) for v in ds.ImagePositionPatient], path=f.name)
+    spool.save_header(f)
+    kept = Prediction.objects.create(series=p.series, run=p.run, verdict="normal", probability=0.1, fraction=0.0,
+                                     operating_value=0.4, sides={"R": 0.1, "L": 0.1})
+    made = {q.pk: [answers.result_path(r) for r in answers.make_results(q)] for q in (p, kept)}
+    assert all(f.is_file() for files in made.values() for f in files)
+    admin = client_as("admin")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert admin.post(f"/admin/inference/prediction/{p.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not answers.results_dir(p).exists() and not any(f.exists() for f in made[p.pk])
+    assert all(f.is_file() for f in made[kept.pk])
+    patient = p.series.study.patient
+    with django_capture_on_commit_callbacks(execute=True):
+        assert admin.post(f"/admin/annotations/patient/{patient.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not answers.results_dir(kept).exists()
+
+
 def test_a_failed_delivery_is_logged_and_given_up_after_the_last_attempt(db, settings, tmp_path):
     p = _prediction(settings, tmp_path)
     settings.ADRENAL_DICOM_MAX_ATTEMPTS, settings.ADRENAL_DICOM_RETRY_SECONDS = 2, 30
