@@ -7,14 +7,15 @@ from ``InferenceConfig.ready``):
 - a deleted 2.5D image, run or verdict (its series, patient or dataset deleted, or the run itself, in the admin
   or in code) takes its files with it once the deletion commits: the image and its thumbnail, the run's
   ``runs/<id>/`` artifacts (weights, predictions), the verdict's evidence thumbnails and the DICOM results made
-  of it (``dicom_results/<id>/``: SR and key images, which carry the patient's identity) (``remove_files``).
+  of it (``dicom_results/<id>/``: SR and key images, which carry the patient's identity) (``remove_files``);
+  a deleted series the DICOM header the node kept of it in its spool (``remove_header``).
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
 from django.db import transaction
-from django.db.models.signals import post_delete
+from django.db.models.signals import post_delete, pre_delete
 
 from adrenal_site.jobs.runner import enqueue
 from adrenal_site.storage import discard_stored
@@ -23,8 +24,9 @@ from annotations.services import verdicts as store_verdicts
 from annotations.signals import boxes_changed
 
 from .models import Image25D, Prediction, TrainingRun
-from .services.images import rebuild_after_box_change
+from .services.dicom_node import spool
 from .services.dicom_node.answers import results_name
+from .services.images import rebuild_after_box_change
 from .services.verdicts import SOURCE
 from .tasks import build_images_job, start_judge_dataset
 
@@ -48,8 +50,24 @@ def remove_files(sender, instance, **kwargs) -> None:
     transaction.on_commit(lambda: discard_stored(*names))
 
 
+def remove_header(sender, instance: Series, **kwargs) -> None:
+    """A deleted series' DICOM header kept in the node's spool (``spool.discard_header``: the patient's name and
+    ID, outside ``MEDIA_ROOT``), on commit, unless a series that remains has the same UIDs (a pass
+    of the same series, ``<uid>#acq2``, or the same scan in another dataset). ``pre_delete``: its study is still
+    there to read the study UID from when its patient or dataset is deleted."""
+    study_uid, series_uid = instance.study.study_uid, instance.series_uid.split("#", 1)[0]
+
+    def discard() -> None:
+        same = Series.objects.filter(study__study_uid=study_uid)
+        if not (same.filter(series_uid=series_uid) | same.filter(series_uid__startswith=f"{series_uid}#")).exists():
+            spool.discard_header(study_uid, series_uid)
+
+    transaction.on_commit(discard)
+
+
 def connect_to_store() -> None:
     boxes_changed.connect(rebuild_images_on_box_change, dispatch_uid="inference-rebuild-images")
     for model in (Image25D, TrainingRun, Prediction):
         post_delete.connect(remove_files, sender=model, dispatch_uid=f"inference-remove-files-{model.__name__}")
+    pre_delete.connect(remove_header, sender=Series, dispatch_uid="inference-remove-header")
     store_verdicts.register(replace(SOURCE, start_judging=start_judge_dataset))

@@ -169,6 +169,37 @@ def test_a_deleted_verdict_takes_its_dicom_results_with_it(db, settings, tmp_pat
     assert not answers.results_dir(kept).exists()
 
 
+def test_a_deleted_scan_takes_the_header_the_node_kept_of_it(db, settings, tmp_path, client_as,
+                                                              django_capture_on_commit_callbacks):
+    """The header the node keeps of every series it imported (``ADRENAL_DICOM_SPOOL/headers/<study>/<series>.dcm``:
+    the patient's name and ID) stayed after the scan, its patient or its dataset was deleted: a patient erased from
+    the store was still on disk. It goes once no remaining scan has those UIDs (the same series in another dataset
+    keeps it; a pass ``<uid>#acq2`` is the same series)."""
+    from inference.services.dicom_node import spool
+    from tests.plugins.store import write_ct_series
+
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    study_uid, series_uid = "1.2.826.0.99.7", "1.2.826.0.99.7.2"
+    folder, _ = write_ct_series(tmp_path / "ct", n=3, study_uid=study_uid, series_uid=series_uid)
+    header = spool.save_header(sorted(folder.iterdir())[0])
+    first = make_series(make_dataset("Received"), "P1", study_uid=study_uid, series_uid=f"{series_uid}#acq1")
+    again = make_series(make_dataset("Teaching"), "P9", study_uid=study_uid, series_uid=series_uid)
+    other, _ = write_ct_series(tmp_path / "other", n=3, study_uid=study_uid, series_uid="1.2.826.0.99.7.3")
+    other_header = spool.save_header(sorted(other.iterdir())[0])
+    make_series(first.study.patient.dataset, "P1", study_uid=study_uid, series_uid="1.2.826.0.99.7.3")
+    admin = client_as("admin")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert admin.post(f"/admin/annotations/series/{first.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert header.is_file()  # the same series in the other dataset still answers to the PACS
+    with django_capture_on_commit_callbacks(execute=True):
+        again.study.patient.dataset.delete()
+    assert not header.exists() and other_header.is_file()  # the study's other series keeps its own
+    with django_capture_on_commit_callbacks(execute=True):
+        patient = first.study.patient
+        assert admin.post(f"/admin/annotations/patient/{patient.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not other_header.exists() and not other_header.parent.exists()
+
+
 def test_a_failed_delivery_is_logged_and_given_up_after_the_last_attempt(db, settings, tmp_path):
     p = _prediction(settings, tmp_path)
     settings.ADRENAL_DICOM_MAX_ATTEMPTS, settings.ADRENAL_DICOM_RETRY_SECONDS = 2, 30

@@ -62,6 +62,17 @@ def save_header(instance_file: Path) -> Path:
     return target
 
 
+def discard_header(study_uid: str, series_uid: str) -> None:
+    """Remove a series' kept header (its patient's identity) and its study's folder once empty: the series was
+    deleted from the store (``inference.signals.remove_header``)."""
+    path = header_path(study_uid, series_uid)
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:  # another series of the study still has its header (or it was never there)
+        pass
+
+
 def load_header(study_uid: str, series_uid: str) -> Dataset | None:
     path = header_path(study_uid, series_uid)
     return pydicom.dcmread(path, stop_before_pixels=True) if path.exists() else None
