@@ -282,6 +282,25 @@ def test_a_cancelled_queued_prediction_removes_its_upload(tmp_path, media, users
     assert job.status == Job.Status.CANCELLED and upload_files(media) == []
 
 
+@pytest.mark.django_db
+def test_a_queued_job_deleted_in_the_admin_removes_its_upload(tmp_path, media, users, client_as,
+                                                              django_capture_on_commit_callbacks):
+    """A queued import or prediction deleted (the admin's job list, or with its parent job) never ends, so no
+    ``job_ended`` removed its upload: the zip stayed under uploads/ for good. Another job's upload stays."""
+    ds = make_dataset("up")
+    uploads = {}
+    for n in (1, 2):
+        folder = media / "uploads" / f"u{n}"
+        folder.mkdir(parents=True)
+        uploads[n] = start_import(ds, zip_path=str(write_zip(folder / "upload.zip", {"a/b.dcm": b"x" * 100})),
+                                  send=False)
+    assert upload_files(media) == ["u1", "u1/upload.zip", "u2", "u2/upload.zip"]
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client_as("admin").post(f"/admin/jobs/job/{uploads[1].pk}/delete/", {"post": "yes"})
+    assert r.status_code == 302 and not Job.objects.filter(pk=uploads[1].pk).exists()
+    assert upload_files(media) == ["u2", "u2/upload.zip"]
+
+
 @pytest.mark.django_db(transaction=True)  # run_now closes connections, as a worker does
 def test_a_failed_import_removes_its_upload(tmp_path, media, users):
     ds = make_dataset("up")
