@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from django.core.exceptions import SuspiciousFileOperation
@@ -101,3 +102,16 @@ def discard_stored(*names: str, unless_used_by=()) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+@contextmanager
+def discard_stored_on_error(*names: str, unless_used_by=()):
+    """Around the writing of the rows that will hold the just-stored files ``names``: when it raises (the rows'
+    parent deleted meanwhile, a cancelled job, a failed write), the files go (:func:`discard_stored`, keeping a
+    name that a row of ``unless_used_by`` already held) and the error goes on, so no file is left that no row
+    holds."""
+    try:
+        yield
+    except BaseException:
+        discard_stored(*names, unless_used_by=unless_used_by)
+        raise

@@ -38,7 +38,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from adrenal_site.jobs.runner import JobCancelled
-from adrenal_site.storage import local_path, location_for_task
+from adrenal_site.storage import discard_stored_on_error, local_path, location_for_task
 from inference.ml.dicom import (
     NotDicom,
     SeriesError,
@@ -303,7 +303,8 @@ class Importer:
         name = hashlib.sha1(f"{self.dataset.pk}|{study_key}|{series_key}".encode()).hexdigest()[:24]
         rel_file = f"volumes/d{self.dataset.pk}/{name}.nii.gz"
         save_nifti(volume, local_path(rel_file))  # atomic; a rerun rewrites the same path
-        with transaction.atomic():
+        # rows that cannot be written (the dataset deleted meanwhile) take the new CT with them: no row holds it
+        with discard_stored_on_error(rel_file, unless_used_by=[(Volume.objects.all(), "file")]), transaction.atomic():
             patient = self.patient_for(raw_id)
             study, _ = Study.objects.get_or_create(patient=patient, study_uid=study_key[:128], defaults=study_fields)
             series, _ = Series.objects.update_or_create(

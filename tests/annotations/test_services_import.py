@@ -207,6 +207,27 @@ def test_a_folder_without_files_says_there_was_nothing_to_import(tmp_path):
     assert [(i.status, i.reason) for i in report.items.all()] == [("skipped", "no files found: nothing to import")]
 
 
+@pytest.mark.django_db(transaction=True)  # the deleted dataset's rows fail as they would outside a test
+def test_an_import_whose_dataset_is_deleted_meanwhile_leaves_no_ct_behind(tmp_path, settings):
+    """A dataset deleted while its import ran (the admin deleting it mid-job): the scan's CT was written to
+    volumes/d<id>/ before its rows, whose write then failed; the file stayed with no row holding it, a patient's
+    CT that nothing lists and no deletion reaches. It goes with the failed write; a CT a row holds stays."""
+    settings.MEDIA_ROOT = media = tmp_path / "media"
+    kept = Dataset.objects.create(name="kept")
+    write_ct_series(tmp_path / "in" / "P1" / "s", n=6)
+    import_path(kept, tmp_path / "in")
+    held = [p.relative_to(media).as_posix() for p in media.rglob("*.nii.gz")]
+    assert held == [Volume.objects.get().file.name]
+    ds = Dataset.objects.create(name="gone")
+
+    def admin_deletes_the_dataset(percent: float, message: str = "") -> None:
+        Dataset.objects.filter(pk=ds.pk).delete()
+
+    with pytest.raises(Exception, match="FOREIGN KEY|foreign key"):
+        import_path(ds, tmp_path / "in", progress=admin_deletes_the_dataset)
+    assert [p.relative_to(media).as_posix() for p in media.rglob("*.nii.gz")] == held
+
+
 def test_import_interrupted_then_rerun_is_complete_without_duplicates(store_cohort):
     root, _ = store_cohort
     ds = Dataset.objects.create(name="resume")
