@@ -19,7 +19,7 @@ from django.db import transaction
 from adrenal_site.jobs.models import Job
 from adrenal_site.jobs.runner import no_progress
 from adrenal_site.locking import lock
-from adrenal_site.storage import local_path
+from adrenal_site.storage import discard_stored_on_error, local_path
 from annotations.models import CropBox, Series
 from inference.ml import atomic
 from inference.ml.geometry import Box
@@ -82,7 +82,10 @@ def build_series(series, image_cfg: dict, use_proposed: bool = False) -> dict:
             thumbnail_png(img, tmp)
         rows.append(Image25D(series=series, slice_index=n, z_mm=float(zz), boxes_version=key,
                              file=f"{name}/{n:04d}.npy", thumbnail=f"{name}/{n:04d}.png"))
-    with transaction.atomic():
+    # rows that cannot be written (the scan deleted meanwhile) take the new files with them, unless rows hold them
+    written = [n for r in rows for n in (r.file.name, r.thumbnail.name)]
+    held = [(Image25D.objects.all(), "file"), (Image25D.objects.all(), "thumbnail")]
+    with discard_stored_on_error(*written, unless_used_by=held), transaction.atomic():
         lock(Series, series.pk)  # box saves take it too: the boxes cannot change between this check and the commit
         stale = _inputs(Series.objects.get(pk=series.pk), image_cfg, use_proposed)[2] != key
         if not stale:
