@@ -169,6 +169,39 @@ def test_a_deleted_verdict_takes_its_dicom_results_with_it(db, settings, tmp_pat
     assert not answers.results_dir(kept).exists()
 
 
+def test_results_made_for_a_verdict_deleted_meanwhile_are_not_left_behind(transactional_db, settings, tmp_path,
+                                                                          monkeypatch):
+    """A verdict deleted while its DICOM results were made: the SR was written before its rows, whose write then
+    failed, and stayed under dicom_results/<id>/ (the patient's name and ID) after the deletion had removed the
+    folder. It goes with the failed write."""
+    import pydicom
+
+    from inference.services.dicom_node import spool
+    from tests.plugins.store import write_ct_series
+
+    p = _prediction(settings, tmp_path)
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    folder, _ = write_ct_series(tmp_path / "ct", n=3, study_uid=p.series.study.study_uid,
+                                series_uid=p.series.series_uid)
+    delivery = _delivery(p.series.study.study_uid)
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        ReceivedInstance.objects.create(study=delivery, sop_instance_uid=ds.SOPInstanceUID,
+                                        sop_class_uid=ds.SOPClassUID, series_uid=ds.SeriesInstanceUID,
+                                        position=[float(v) for v in ds.ImagePositionPatient], path=f.name)
+    spool.save_header(f)
+    real_write = answers.write_bytes
+
+    def verdict_deleted_then_write(path, data):
+        Prediction.objects.filter(pk=p.pk).delete()  # an admin deletes the verdict while its results are made
+        real_write(path, data)
+
+    monkeypatch.setattr(answers, "write_bytes", verdict_deleted_then_write)
+    with pytest.raises(answers.CannotBuild):
+        answers.make_results(p)
+    assert not [f for f in (tmp_path / "media").rglob("dicom_results/**/*") if f.is_file()]
+
+
 def test_a_deleted_scan_takes_the_header_the_node_kept_of_it(db, settings, tmp_path, client_as,
                                                               django_capture_on_commit_callbacks):
     """The header the node keeps of every series it imported (``ADRENAL_DICOM_SPOOL/headers/<study>/<series>.dcm``:

@@ -13,7 +13,7 @@ from django.db import transaction
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from adrenal_site.storage import local_path
+from adrenal_site.storage import discard_stored_on_error, local_path
 from annotations.models import Series
 from inference.ml.atomic import write_bytes
 from inference.ml.geometry import Box
@@ -168,7 +168,10 @@ def _make_results(prediction: Prediction) -> list[DicomResult]:
     made.insert(0, (DicomResult.Kind.SR, sr, "sr.dcm", findings.summary()[:200]))
     for _, ds, name, _ in made:
         write_bytes(folder / name, _bytes(ds))
-    with transaction.atomic():  # same UIDs when made again: rows (and their sends) are kept
+    written = [f"{results_name(prediction)}/{name}" for _, _, name, _ in made]
+    # rows that cannot be written (the verdict deleted meanwhile) take the new files with them
+    with discard_stored_on_error(*written, unless_used_by=[(DicomResult.objects.all(), "file")]), \
+            transaction.atomic():  # same UIDs when made again: rows (and their sends) are kept
         rows = [DicomResult.objects.update_or_create(
             sop_instance_uid=str(ds.SOPInstanceUID),
             defaults={"prediction": prediction, "kind": kind, "sop_class_uid": str(ds.SOPClassUID),
