@@ -21,7 +21,7 @@ from django.db.models import Max
 
 from adrenal_site.jobs.runner import no_progress
 from adrenal_site.locking import lock
-from adrenal_site.storage import storage_name
+from adrenal_site.storage import discard_stored, storage_name
 from annotations.models import Dataset, Series, Volume
 from inference.ml import atomic
 from inference.ml.acquisition import acquisition_range
@@ -82,6 +82,10 @@ def train_one_fold(run: TrainingRun, fold: int, progress: ProgressFn = no_progre
     out = run_dir(run) / f"fold{fold}"
     last_report = [0.0]
 
+    def deleted() -> None:  # the run deleted while this fold trained: its deletion's removal ran before these files
+        discard_stored(storage_name(run_dir(run)))
+        raise FoldRun.DoesNotExist(f"run {run.pk} was deleted while fold {fold} trained; its files were removed")
+
     def on_batch(done: int, total: int) -> None:
         if time.monotonic() - last_report[0] > 1.0:
             last_report[0] = time.monotonic()
@@ -89,8 +93,9 @@ def train_one_fold(run: TrainingRun, fold: int, progress: ProgressFn = no_progre
 
     def on_epoch(entry: dict, history: list[dict]) -> None:
         best = min(history, key=lambda h: h["val_loss"])
-        FoldRun.objects.filter(pk=fr.pk).update(epoch=entry["epoch"], history=history, best_epoch=best["epoch"],
-                                                val_loss=best["val_loss"])
+        if not FoldRun.objects.filter(pk=fr.pk).update(epoch=entry["epoch"], history=history,
+                                                       best_epoch=best["epoch"], val_loss=best["val_loss"]):
+            deleted()
         progress(100.0 * entry["epoch"] / run.config["epochs"], f"fold {fold}: epoch {entry['epoch']}")
 
     if is_gland_run(run.config):
@@ -103,9 +108,10 @@ def train_one_fold(run: TrainingRun, fold: int, progress: ProgressFn = no_progre
     else:
         result = train_fold(run.config, run_dir(run) / "init.pt", fold_data(run, fold), out, fold=fold,
                             on_epoch=on_epoch, on_batch=on_batch)
-    FoldRun.objects.filter(pk=fr.pk).update(
-        history=result["history"], best_epoch=result["best_epoch"], val_loss=result["val_loss"],
-        weights=storage_name(out / "best.pt"))
+    if not FoldRun.objects.filter(pk=fr.pk).update(
+            history=result["history"], best_epoch=result["best_epoch"], val_loss=result["val_loss"],
+            weights=storage_name(out / "best.pt")):
+        deleted()
     return {"fold": fold, "best_epoch": result["best_epoch"], "val_loss": result["val_loss"],
             "resumed_from_epoch": result["resumed_from"]}
 

@@ -195,3 +195,28 @@ def test_lesion_markers_from_the_viewer_become_image_labels(db, settings, tmp_pa
     text = client_as("lead").get(f"/runs/{run.pk}/").content.decode()
     assert f"{len(trained)} side{'s' if len(trained) != 1 else ''} of {len(trained)} scan" in text
     assert "the label does not say which side is abnormal" in text or "marker-ds-P09" in test
+
+
+def test_a_run_deleted_while_a_fold_trains_leaves_no_weights_behind(db, settings, tmp_path, training_cohort,
+                                                                    django_capture_on_commit_callbacks):
+    """An admin deleting a run while one of its folds trains: the deletion removed runs/<id>/, then the fold went
+    on writing its checkpoints and best.pt there, updating no row, and finished as if nothing happened; the
+    weights stayed with no run holding them. The fold now stops at its next epoch naming why, and removes them."""
+    from adrenal_site.jobs.models import Job
+    from inference.models import FoldRun
+    from inference.services import runs, training
+
+    settings.MEDIA_ROOT = tmp_path
+    ds = training_cohort("gland-gone", n_patients=15, build=False)
+    run = runs.create_run(ds, "tiny", Job.objects.create(kind="train", params={}), overrides=GLAND_TINY)
+    training.prepare_run(run)
+    folder = runs.run_dir(run)
+
+    def admin_deletes_the_run(percent: float, message: str = "") -> None:
+        if "epoch 1" in message:
+            with django_capture_on_commit_callbacks(execute=True):
+                type(run).objects.filter(pk=run.pk).delete()
+
+    with pytest.raises(FoldRun.DoesNotExist, match=f"run {run.pk} was deleted while fold 0 trained"):
+        training.train_one_fold(run, 0, progress=admin_deletes_the_run)
+    assert not folder.exists()
