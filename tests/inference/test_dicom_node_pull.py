@@ -216,17 +216,23 @@ def test_query_keys_the_pacs_would_misread_are_refused_and_names_match_in_utf8(p
         requests.put(f"{pacs.url}/tools/default-encoding", data="Latin1", timeout=10)
 
 
-def test_a_study_with_objects_other_than_ct_is_retrieved_by_its_ct_series(transactional_db, settings, tmp_path, realct):
+def test_a_study_with_objects_other_than_ct_is_retrieved_by_its_ct_series(transactional_db, settings, tmp_path, realct,
+                                                                         monkeypatch):
     """A study holding an object other than CT (here a Secondary Capture beside the CT slab, as a dose report or a
     screen capture is in most CT studies): the retrieve asks for the CT series only, found by a series-level C-FIND,
     and says how many others it left. Before, a study-level C-GET asking for CT classes made Orthanc stop at the
-    capture with 0xC000, having sent nothing: the study could not be pulled at all."""
+    capture with 0xC000, having sent nothing: the study could not be pulled at all. Nothing received stays in the
+    temporary folder (pynetdicom's C-GET left each instance's temporary file there: the patient's CT, 614 files
+    after one test run)."""
+    import tempfile
     from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
     from tests.plugins.pacs import write_real_ct_study
 
     settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
     settings.ADRENAL_AUTO_PROPOSE = False
+    (tmp_path / "temporary").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temporary"))
     move_port = free_port()
     orthanc = Orthanc(tmp_path / "orthanc", modalities={"adrenal": ["ADRENAL", "127.0.0.1", free_port()],
                                                         "adrenal-move": ["ADRENALMOVE", "127.0.0.1", move_port]})
@@ -255,3 +261,4 @@ def test_a_study_with_objects_other_than_ct_is_retrieved_by_its_ct_series(transa
     assert [s.series_uid for s in Series.objects.filter(study__patient__dataset__name="In part")] == \
         [study["slab"][0]]
     assert moved["instances"] == 20 and moved["retrieve"]["series_not_ct"] == 1 and moved["status"] == "succeeded"
+    assert not list((tmp_path / "temporary").glob("*.dcm"))

@@ -180,20 +180,28 @@ def refuse_strangers(event, peers: list[Peer], why: str) -> None:
 
 
 def store_handler(delivery: ReceivedStudy):
-    """A C-STORE handler saving every instance into ``delivery`` (C-GET and C-MOVE retrieves)."""
+    """A C-STORE handler saving every instance into ``delivery`` (C-GET and C-MOVE retrieves). The temporary file
+    pynetdicom received the instance into is removed once handled: on a C-GET's own association pynetdicom leaves
+    it (only its Storage SCP service removes it), so each retrieve left a copy of every instance, the patient's
+    identity with it, in the system's temporary folder."""
 
     def handle(event) -> int:
-        fields = parse_store(event)
-        if not isinstance(fields, dict):  # the failure status to answer
-            return fields
         try:
-            save_instance(delivery, **fields)
-        except Exception:  # noqa: BLE001
-            log.exception("could not store retrieved instance %s", fields["sop_uid"])
-            return OUT_OF_RESOURCES
+            fields = parse_store(event)
+            if not isinstance(fields, dict):  # the failure status to answer
+                return fields
+            try:
+                save_instance(delivery, **fields)
+            except Exception:  # noqa: BLE001
+                log.exception("could not store retrieved instance %s", fields["sop_uid"])
+                return OUT_OF_RESOURCES
+            finally:
+                connection.close()
+            return SUCCESS
         finally:
-            connection.close()
-        return SUCCESS
+            received = _received_file(event)
+            if received is not None:
+                received.unlink(missing_ok=True)
 
     return handle
 
