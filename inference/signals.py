@@ -55,7 +55,7 @@ def remove_header(sender, instance: Series, **kwargs) -> None:
     ID, outside ``MEDIA_ROOT``), on commit, unless a series that remains has the same UIDs (a pass
     of the same series, ``<uid>#acq2``, or the same scan in another dataset). ``pre_delete``: its study is still
     there to read the study UID from when its patient or dataset is deleted."""
-    study_uid, series_uid = instance.study.study_uid, instance.series_uid.split("#", 1)[0]
+    study_uid, series_uid = instance.study.study_uid, instance.dicom_series_uid
 
     def discard() -> None:
         same = Series.objects.filter(study__study_uid=study_uid)

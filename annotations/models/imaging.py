@@ -83,6 +83,17 @@ class Series(models.Model):
         return self.study.patient
 
     @property
+    def dicom_series_uid(self) -> str:
+        """The DICOM SeriesInstanceUID: ``series_uid`` less the ``#<part>`` that each part of a series the import
+        split (passes, phases, stacks: ``<uid>#acq2``) carries."""
+        return self.series_uid.split("#", 1)[0]
+
+    @property
+    def is_part(self) -> bool:
+        """One part of a DICOM series the import split (``series_uid`` is ``<uid>#<part>``)."""
+        return "#" in self.series_uid
+
+    @property
     def dataset(self):
         return self.study.patient.dataset
 

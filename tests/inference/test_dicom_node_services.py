@@ -317,3 +317,39 @@ def test_compose_and_make_run_start_the_listener():
     for setting in ("ADRENAL_DICOM_PORT", "ADRENAL_DICOM_AET", "ADRENAL_DICOM_PEERS", "ADRENAL_DICOM_STABLE_SECONDS",
                     "ADRENAL_DICOM_DATASET", "ADRENAL_DICOM_RESULTS_TO", "ADRENAL_PACS", "ADRENAL_DICOMWEB_URL"):
         assert setting in readme
+
+
+def test_a_part_of_a_split_series_finds_its_header_and_its_own_instances(db, settings, tmp_path):
+    """A series the import split (two phases in one SeriesInstanceUID: scans ``<uid>#acq1`` and ``<uid>#acq2``)
+    is one series to the PACS: its header is kept under ``<uid>``. source_of looked it up under the part's key and
+    answered 'not received or retrieved', so no part got results; and every part would have referenced all the
+    series' instances. Each part now reads the series' header and references its own instances only."""
+    import pydicom
+
+    from annotations.models import SourceInstance
+    from inference.services.dicom_node import spool
+    from tests.plugins.store import write_ct_series
+
+    settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
+    study_uid, series_uid = "1.2.826.0.99.8", "1.2.826.0.99.8.2"
+    folder, _ = write_ct_series(tmp_path / "ct", n=4, study_uid=study_uid, series_uid=series_uid)
+    files = sorted(folder.iterdir())
+    spool.save_header(files[0])
+    delivery = _delivery(study_uid)
+    sops = []
+    for n, f in enumerate(files):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        sops.append(str(ds.SOPInstanceUID))
+        ReceivedInstance.objects.create(study=delivery, sop_instance_uid=sops[-1], sop_class_uid=str(ds.SOPClassUID),
+                                        series_uid=series_uid, position=[0.0, 0.0, float(n)], path=f"x/{n}.dcm")
+    ds = make_dataset("Received")
+    parts = [make_series(ds, "P1", study_uid=study_uid, series_uid=f"{series_uid}#acq{k}") for k in (1, 2)]
+    for part, mine in zip(parts, (sops[:2], sops[2:])):
+        for sop in mine:
+            SourceInstance.objects.create(dataset=ds, series=part, key=sop, path=f"{sop}.dcm")
+    for part, mine in zip(parts, (sops[:2], sops[2:])):
+        source = answers.source_of(part)
+        assert str(source.header.SeriesInstanceUID) == series_uid
+        assert [i.sop_instance_uid for i in source.images] == mine
+    whole = make_series(make_dataset("Teaching"), "P9", study_uid=study_uid, series_uid=series_uid)
+    assert [i.sop_instance_uid for i in answers.source_of(whole).images] == sops

@@ -96,7 +96,7 @@ def side_reasons(side_details: dict) -> str:
 
 def source_of(series: Series) -> SourceSeries:
     """The kept header and received instances of a series. Raises NoSource when there are none."""
-    header = spool.load_header(series.study.study_uid, series.series_uid)
+    header = spool.load_header(series.study.study_uid, series.dicom_series_uid)  # a part's too: kept per series
     if header is None:
         raise NoSource(f"series {series.pk} has no DICOM header kept by the node (it was not received or retrieved "
                        f"from a PACS), so no result can be filed in its study")

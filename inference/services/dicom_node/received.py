@@ -101,9 +101,13 @@ def scans_to_judge(delivery: ReceivedStudy) -> tuple[list[Series], list[str]]:
 
 
 def source_instances(series: Series):
-    """The received instances of a series (latest delivery's row per SOP instance), for result references."""
+    """The received instances of a series (latest delivery's row per SOP instance), for result references; of a
+    part of a series the import split (``<uid>#acq2``), the part's own instances only."""
     rows = {}
-    for row in ReceivedInstance.objects.filter(series_uid=series.series_uid,
-                                               study__study_uid=series.study.study_uid).order_by("id"):
+    received = ReceivedInstance.objects.filter(series_uid=series.dicom_series_uid,
+                                               study__study_uid=series.study.study_uid)
+    if series.is_part:
+        received = received.filter(sop_instance_uid__in=series.instances.values("key"))
+    for row in received.order_by("id"):
         rows[row.sop_instance_uid] = row
     return sorted(rows.values(), key=lambda r: (r.position[2] if r.position else 0.0, r.sop_instance_uid))
