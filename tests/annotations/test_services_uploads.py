@@ -188,6 +188,15 @@ def test_discard_removes_only_what_lies_under_uploads(tmp_path, media):
 # --- both entry points -------------------------------------------------------------------------------------
 
 
+def _post_upload(where: str, upload, ds, users, client):
+    """``upload`` sent to the store's zip import as its admin (``where`` "store") or for a verdict as a clinician."""
+    if where == "store":
+        client.force_login(users["admin"])
+        return client.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
+    client.force_login(users["clinician"])
+    return client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("where", ["store", "predict"])
 def test_both_upload_entry_points_refuse_a_bomb_and_keep_nothing(where, tmp_path, media, users, client):
@@ -196,12 +205,7 @@ def test_both_upload_entry_points_refuse_a_bomb_and_keep_nothing(where, tmp_path
     data = bomb(tmp_path / "b.zip").read_bytes()
     upload = io.BytesIO(data)
     upload.name = "study.zip"
-    if where == "store":
-        client.force_login(users["admin"])
-        r = client.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
-    else:
-        client.force_login(users["clinician"])
-        r = client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+    r = _post_upload(where, upload, ds, users, client)
     assert r.status_code == 400 and "zip bomb" in r.content.decode()
     assert upload_files(media) == [] and not Job.objects.filter(kind__in=["import", "predict"]).exists()
 
@@ -215,12 +219,8 @@ def test_both_upload_entry_points_share_the_size_limit(where, media, settings, u
     upload = io.BytesIO(bytes(range(256)) * (12 * 1024))  # 3 MB
     upload.name = "study.nii.gz"
     if where == "store":
-        client.force_login(users["admin"])
         upload.name = "study.zip"
-        r = client.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
-    else:
-        client.force_login(users["clinician"])
-        r = client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+    r = _post_upload(where, upload, ds, users, client)
     assert r.status_code == 413 and "the limit of 1 MB" in r.content.decode(), r.content[:300]
     assert upload_files(media) == [] and not Job.objects.filter(kind__in=["import", "predict"]).exists()
 
@@ -236,12 +236,7 @@ def test_an_upload_of_a_long_name_is_stored_under_a_shorter_one(where, stem, tmp
     make_run(ds, promoted=True, operating_value=0.5)
     upload = io.BytesIO(write_zip(tmp_path / "s.zip", {"a.dcm": b"x" * 100}).read_bytes())
     upload.name = stem + ".zip"
-    if where == "store":
-        client.force_login(users["admin"])
-        r = client.post(reverse("store-dataset-import", args=[ds.pk]), {"archive": upload})
-    else:
-        client.force_login(users["clinician"])
-        r = client.post("/api/predictions/", {"file": upload, "dataset": ds.pk})
+    r = _post_upload(where, upload, ds, users, client)
     assert r.status_code in (202, 302), r.content[:300]
     [stored] = [p for p in (media / "uploads").rglob("*.zip")]
     assert len(stored.name.encode()) <= uploads.MAX_STORED_NAME_BYTES and stored.name.endswith(".zip")

@@ -53,6 +53,26 @@ def _delivery(study_uid: str = "1.2.3", quiet_s: float = 100.0, **kw) -> Receive
                                         last_received_at=at, **kw)
 
 
+def _received_series(tmp_path: Path, study_uid: str, series_uid: str, n: int = 3) -> list[str]:
+    """A CT series of ``n`` instances as the node holds one it received: a delivery with a row per instance and the
+    series' kept header (``settings.ADRENAL_DICOM_SPOOL`` set by the caller); returns the SOP Instance UIDs."""
+    import pydicom
+
+    from inference.services.dicom_node import spool
+    from tests.plugins.store import write_ct_series
+
+    folder, _ = write_ct_series(tmp_path / "ct", n=n, study_uid=study_uid, series_uid=series_uid)
+    delivery, sops = _delivery(study_uid), []
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        ReceivedInstance.objects.create(study=delivery, sop_instance_uid=ds.SOPInstanceUID,
+                                        sop_class_uid=ds.SOPClassUID, series_uid=ds.SeriesInstanceUID,
+                                        position=[float(v) for v in ds.ImagePositionPatient], path=f.name)
+        sops.append(str(ds.SOPInstanceUID))
+    spool.save_header(f)
+    return sops
+
+
 def test_scheduler_closes_quiet_deliveries_once(db):
     quiet, busy = _delivery("1.2.3", 100), _delivery("1.2.4", 1)
     retrieved = _delivery("1.2.5", 100, source=ReceivedStudy.Source.RETRIEVE)
@@ -138,22 +158,9 @@ def test_a_deleted_verdict_takes_its_dicom_results_with_it(db, settings, tmp_pat
     """The SR and key images made of a verdict for the PACS (``dicom_results/<id>/``, the patient's name and ID
     in every file) stayed under MEDIA_ROOT after the verdict was deleted in the admin, or with its patient: only
     its evidence thumbnails went. Another verdict's results stay."""
-    import pydicom
-
-    from inference.services.dicom_node import spool
-    from tests.plugins.store import write_ct_series
-
     p = _prediction(settings, tmp_path)
     settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
-    folder, _ = write_ct_series(tmp_path / "ct", n=3, study_uid=p.series.study.study_uid,
-                                series_uid=p.series.series_uid)
-    delivery = _delivery(p.series.study.study_uid)
-    for f in sorted(folder.iterdir()):
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        ReceivedInstance.objects.create(study=delivery, sop_instance_uid=ds.SOPInstanceUID,
-                                        sop_class_uid=ds.SOPClassUID, series_uid=ds.SeriesInstanceUID,
-                                        position=[float(v) for v in ds.ImagePositionPatient], path=f.name)
-    spool.save_header(f)
+    _received_series(tmp_path, p.series.study.study_uid, p.series.series_uid)
     kept = Prediction.objects.create(series=p.series, run=p.run, verdict="normal", probability=0.1, fraction=0.0,
                                      operating_value=0.4, sides={"R": 0.1, "L": 0.1})
     made = {q.pk: [answers.result_path(r) for r in answers.make_results(q)] for q in (p, kept)}
@@ -174,22 +181,9 @@ def test_results_made_for_a_verdict_deleted_meanwhile_are_not_left_behind(transa
     """A verdict deleted while its DICOM results were made: the SR was written before its rows, whose write then
     failed, and stayed under dicom_results/<id>/ (the patient's name and ID) after the deletion had removed the
     folder. It goes with the failed write."""
-    import pydicom
-
-    from inference.services.dicom_node import spool
-    from tests.plugins.store import write_ct_series
-
     p = _prediction(settings, tmp_path)
     settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
-    folder, _ = write_ct_series(tmp_path / "ct", n=3, study_uid=p.series.study.study_uid,
-                                series_uid=p.series.series_uid)
-    delivery = _delivery(p.series.study.study_uid)
-    for f in sorted(folder.iterdir()):
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        ReceivedInstance.objects.create(study=delivery, sop_instance_uid=ds.SOPInstanceUID,
-                                        sop_class_uid=ds.SOPClassUID, series_uid=ds.SeriesInstanceUID,
-                                        position=[float(v) for v in ds.ImagePositionPatient], path=f.name)
-    spool.save_header(f)
+    _received_series(tmp_path, p.series.study.study_uid, p.series.series_uid)
     real_write = answers.write_bytes
 
     def verdict_deleted_then_write(path, data):
@@ -324,24 +318,11 @@ def test_a_part_of_a_split_series_finds_its_header_and_its_own_instances(db, set
     is one series to the PACS: its header is kept under ``<uid>``. source_of looked it up under the part's key and
     answered 'not received or retrieved', so no part got results; and every part would have referenced all the
     series' instances. Each part now reads the series' header and references its own instances only."""
-    import pydicom
-
     from annotations.models import SourceInstance
-    from inference.services.dicom_node import spool
-    from tests.plugins.store import write_ct_series
 
     settings.ADRENAL_DICOM_SPOOL = tmp_path / "spool"
     study_uid, series_uid = "1.2.826.0.99.8", "1.2.826.0.99.8.2"
-    folder, _ = write_ct_series(tmp_path / "ct", n=4, study_uid=study_uid, series_uid=series_uid)
-    files = sorted(folder.iterdir())
-    spool.save_header(files[0])
-    delivery = _delivery(study_uid)
-    sops = []
-    for n, f in enumerate(files):
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        sops.append(str(ds.SOPInstanceUID))
-        ReceivedInstance.objects.create(study=delivery, sop_instance_uid=sops[-1], sop_class_uid=str(ds.SOPClassUID),
-                                        series_uid=series_uid, position=[0.0, 0.0, float(n)], path=f"x/{n}.dcm")
+    sops = _received_series(tmp_path, study_uid, series_uid, n=4)
     ds = make_dataset("Received")
     parts = [make_series(ds, "P1", study_uid=study_uid, series_uid=f"{series_uid}#acq{k}") for k in (1, 2)]
     for part, mine in zip(parts, (sops[:2], sops[2:])):

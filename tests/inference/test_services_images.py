@@ -104,26 +104,35 @@ def test_image_job_stores_rows_is_idempotent_and_rebuilds_on_box_change(db, sett
     assert len(r4["errors"]) == 1 and "boxes on both sides" in r4["errors"][0]["error"] and r4["skipped"] == 1
 
 
-def test_a_build_whose_scan_is_deleted_meanwhile_leaves_no_images_behind(db, settings, tmp_path, monkeypatch):
-    """A scan deleted while its 2.5D images were built: the .npy and thumbnails were written before the rows,
-    whose write then failed (no such scan), and stayed under images25d/<id>/ with no row holding them: slices of a
-    patient's CT that no deletion reaches. They go with the failed write."""
+def _boxed_blank_scan(settings, tmp_path, dataset: str):
+    """A stored 40 mm cube of 0 HU (1 mm voxels) with both glands' boxes confirmed, images not built, under
+    ``tmp_path/media``."""
     from adrenal_site.storage import local_path
     from annotations.models import Volume as VolumeRow
     from annotations.services.boxes import save_box
     from inference.ml.volume import save_nifti
-    from inference.services import images as svc
     from tests.factories import make_dataset, make_series
 
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.ADRENAL_AUTO_REBUILD_IMAGES = False
-    series = make_series(make_dataset("img-gone"), "P001")
+    series = make_series(make_dataset(dataset), "P001")
     affine = np.eye(4)
     save_nifti(Volume(np.zeros((40, 40, 40), np.int16), affine), local_path("volumes/v.nii.gz"))
     VolumeRow.objects.create(series=series, file="volumes/v.nii.gz", shape=[40, 40, 40], spacing_mm=[1.0] * 3,
                              affine=affine.tolist())
     for side, x in (("R", 2.0), ("L", 22.0)):
         save_box(series, side, [x, 5, 5], [x + 12, 20, 20], status="confirmed")
+    return series
+
+
+def test_a_build_whose_scan_is_deleted_meanwhile_leaves_no_images_behind(db, settings, tmp_path, monkeypatch):
+    """A scan deleted while its 2.5D images were built: the .npy and thumbnails were written before the rows,
+    whose write then failed (no such scan), and stayed under images25d/<id>/ with no row holding them: slices of a
+    patient's CT that no deletion reaches. They go with the failed write."""
+    from adrenal_site.storage import local_path
+    from inference.services import images as svc
+
+    series = _boxed_blank_scan(settings, tmp_path, "img-gone")
     real_build = svc.build_images
 
     def build_then_scan_deleted(*args, **kwargs):
@@ -143,22 +152,11 @@ def test_a_build_overtaken_by_a_box_edit_does_not_replace_the_newer_images(db, s
     second, from the new box, finishes first; the first then must not put its images of the old box back (it
     did, and deleted the newer ones' folder: the scan's images no longer matched its boxes)."""
     from adrenal_site.storage import local_path
-    from annotations.models import Volume as VolumeRow
     from annotations.services.boxes import save_box
-    from inference.ml.volume import save_nifti
     from inference.models import Image25D
     from inference.services import images as svc
-    from tests.factories import make_dataset, make_series
 
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.ADRENAL_AUTO_REBUILD_IMAGES = False
-    series = make_series(make_dataset("img-race"), "P001")
-    affine = np.eye(4)
-    save_nifti(Volume(np.zeros((40, 40, 40), np.int16), affine), local_path("volumes/v.nii.gz"))
-    VolumeRow.objects.create(series=series, file="volumes/v.nii.gz", shape=[40, 40, 40], spacing_mm=[1.0] * 3,
-                             affine=affine.tolist())
-    for side, x in (("R", 2.0), ("L", 22.0)):
-        save_box(series, side, [x, 5, 5], [x + 12, 20, 20], status="confirmed")
+    series = _boxed_blank_scan(settings, tmp_path, "img-race")
     cfg = {"side_px": 16, "slice_spacing_mm": 5.0}
     real_build = svc.build_images
     overtaken = []
